@@ -1,0 +1,57 @@
+package apperr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+)
+
+func TestStatusRoundTrip(t *testing.T) {
+	t.Parallel()
+	for code, status := range statuses {
+		if got := code.Status(); got != status {
+			t.Errorf("%s.Status() = %d, want %d", code, got, status)
+		}
+		if got := FromStatus(status); got != code {
+			t.Errorf("FromStatus(%d) = %s, want %s", status, got, code)
+		}
+	}
+	if got := Code("nonsense").Status(); got != http.StatusInternalServerError {
+		t.Errorf("unknown code status = %d, want 500", got)
+	}
+	if got := FromStatus(418); got != Malformed {
+		t.Errorf("FromStatus(418) = %s, want malformed", got)
+	}
+}
+
+func TestIsMatchesCode(t *testing.T) {
+	t.Parallel()
+	err := fmt.Errorf("loading: %w", E(NotFound, "user not found"))
+	if !errors.Is(err, E(NotFound, "")) {
+		t.Error("errors.Is should match on code alone")
+	}
+	if errors.Is(err, E(Conflict, "")) {
+		t.Error("errors.Is matched a different code")
+	}
+	if CodeOf(err) != NotFound {
+		t.Errorf("CodeOf = %s", CodeOf(err))
+	}
+	if CodeOf(errors.New("boom")) != Internal {
+		t.Error("plain errors are internal")
+	}
+}
+
+func TestFields(t *testing.T) {
+	t.Parallel()
+	var f Fields
+	if f.Err() != nil {
+		t.Fatal("no fields should be no error")
+	}
+	f.Add("email", "must be an e-mail address")
+	f.Add("password", "must be at least 8 characters")
+	var e *Error
+	if !errors.As(f.Err(), &e) || e.Code != Invalid || len(e.Fields) != 2 {
+		t.Fatalf("got %#v", f.Err())
+	}
+}

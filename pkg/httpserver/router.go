@@ -1,0 +1,170 @@
+package httpserver
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// MaxBodyBytes is the largest request body any Bazaar program reads.
+const MaxBodyBytes = 1 << 20
+
+// RequestIDHeader carries the request id in and out.
+const RequestIDHeader = "X-Request-ID"
+
+// Deps are what the standard middleware needs.
+type Deps struct {
+	Log     *slog.Logger
+	Metrics *metrics.Registry
+	Tracing *telemetry.Tracing
+}
+
+// NewRouter is a chi router with the standard middleware installed and problem+json
+// answers for unknown routes and methods. The caller adds its routes.
+func NewRouter(d Deps) *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(RequestID, d.tracing, AccessLog(d.Log), Recover(d.Log), LimitBody(MaxBodyBytes), d.Metrics.Middleware)
+	r.NotFound(problem.Handler(d.Log, apperr.E(apperr.NotFound, "no such resource")).ServeHTTP)
+	r.MethodNotAllowed(problem.Handler(d.Log, apperr.E(apperr.NotAllowed, "this resource does not allow that method")).ServeHTTP)
+	return r
+}
+
+func (d Deps) tracing(next http.Handler) http.Handler {
+	if d.Tracing == nil {
+		return next
+	}
+	return otelhttp.NewHandler(next, "http.server",
+		otelhttp.WithTracerProvider(d.Tracing.Provider),
+		otelhttp.WithPropagators(d.Tracing.Propagator),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+	)
+}
+
+var saneID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// NewRequestID is a random 128-bit id in hex.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// RequestID takes the caller's X-Request-ID when it is a sane token, else makes one,
+// puts it in the context for logs, and echoes it on the response.
+func RequestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !saneID.MatchString(id) {
+			id = NewRequestID()
+			r.Header.Set(RequestIDHeader, id)
+		}
+		w.Header().Set(RequestIDHeader, id)
+		next.ServeHTTP(w, r.WithContext(logging.WithRequestID(r.Context(), id)))
+	})
+}
+
+// AccessLog writes one line per request once it is done. Probes and scrapes log at
+// debug level so that they do not drown the rest.
+func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			rw := &recorder{ResponseWriter: w}
+			next.ServeHTTP(rw, r)
+			level := slog.LevelInfo
+			switch r.URL.Path {
+			case "/healthz", "/readyz", "/metrics":
+				level = slog.LevelDebug
+			}
+			if rw.status >= 500 {
+				level = slog.LevelWarn
+			}
+			log.Log(r.Context(), level, "request",
+				"method", r.Method, "path", r.URL.Path, "status", rw.statusOr200(),
+				"bytes", rw.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000,
+				"remote", r.RemoteAddr)
+		})
+	}
+}
+
+// Recover turns a panic into a logged 500 problem (unless the response had begun).
+func Recover(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			defer func() {
+				v := recover()
+				if v == nil {
+					return
+				}
+				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+					panic(v)
+				}
+				log.ErrorContext(r.Context(), "panic", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				problem.Write(w, r, nil, apperr.E(apperr.Internal, "an unexpected error occurred"))
+			}()
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// LimitBody refuses bodies over n bytes: at once when Content-Length says so, else
+// when the handler reads past the limit (httpjson then answers 413).
+func LimitBody(n int64) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ContentLength > n {
+				problem.Write(w, r, nil, apperr.E(apperr.TooLarge, "the body is over %d bytes", n))
+				return
+			}
+			if r.Body != nil {
+				r.Body = http.MaxBytesReader(w, r.Body, n)
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int
+}
+
+func (w *recorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += n
+	return n, err
+}
+
+func (w *recorder) statusOr200() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }

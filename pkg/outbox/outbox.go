@@ -1,0 +1,68 @@
+// Package outbox writes domain events into a service's transactional outbox: the
+// event row commits or rolls back with the change it describes, so no event is ever
+// lost or invented. A relay (see the events issue) later copies unpublished rows to the
+// service's Redis Stream.
+//
+// Every service that publishes has this table (in its own migrations):
+//
+//	CREATE TABLE outbox (
+//	    id           uuid PRIMARY KEY,
+//	    stream       text NOT NULL,            -- e.g. events.users
+//	    type         text NOT NULL,            -- e.g. user.registered
+//	    source       text NOT NULL,            -- the publishing service
+//	    subject      text NOT NULL,            -- the entity id the event is about
+//	    time         timestamptz NOT NULL,
+//	    data         jsonb NOT NULL,
+//	    traceparent  text NOT NULL DEFAULT '',
+//	    seq          bigint GENERATED ALWAYS AS IDENTITY,
+//	    published_at timestamptz
+//	);
+//	CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Event is one domain event, named with CloudEvents attributes.
+type Event struct {
+	ID      uuid.UUID
+	Stream  string
+	Type    string
+	Source  string
+	Subject string
+	Time    time.Time
+	Data    any // marshalled to JSON
+}
+
+// Write inserts e into the outbox inside tx; it commits only if tx does. A zero ID or
+// Time is filled in. The trace context of ctx travels with the event as traceparent.
+func Write(ctx context.Context, tx pgx.Tx, e Event) error {
+	if e.ID == uuid.Nil {
+		e.ID = uuid.New()
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	data, err := json.Marshal(e.Data)
+	if err != nil {
+		return fmt.Errorf("outbox: marshal %s: %w", e.Type, err)
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	_, err = tx.Exec(ctx,
+		`INSERT INTO outbox (id, stream, type, source, subject, time, data, traceparent)
+		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		e.ID, e.Stream, e.Type, e.Source, e.Subject, e.Time, data, carrier.Get("traceparent"))
+	if err != nil {
+		return fmt.Errorf("outbox: insert %s: %w", e.Type, err)
+	}
+	return nil
+}

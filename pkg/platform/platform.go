@@ -1,0 +1,181 @@
+// Package platform is the process shell every Bazaar service runs in: it reads the
+// settings all services share, opens the logger, tracing, the Postgres pool (applying
+// the service's migrations) and Redis, registers the readiness checks, and serves the
+// service's handler until the context ends. A service's run() reads as: load config,
+// platform.Start, build the handler, Serve.
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/pkg/config"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// Config is what every service reads from its environment.
+type Config struct {
+	Name         string
+	HTTPAddr     string // HTTP_ADDR
+	DatabaseURL  string // DATABASE_URL
+	RedisURL     string // REDIS_URL
+	JWKSURL      string // JWKS_URL: where the users service publishes its signing keys
+	LogLevel     string // LOG_LEVEL
+	OTLPEndpoint string // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
+	// StartupTimeout bounds how long start-up waits for Postgres to accept the migrations.
+	StartupTimeout time.Duration // STARTUP_TIMEOUT
+}
+
+// LoadConfig reads the shared settings of service name, whose local defaults are the
+// port and the database bazaar_<name> with its own role. Errors are left in env.
+func LoadConfig(env *config.Env, name, defaultAddr string) Config {
+	db := "bazaar_" + name
+	return Config{
+		Name:           name,
+		HTTPAddr:       env.Addr("HTTP_ADDR", defaultAddr),
+		DatabaseURL:    env.URL("DATABASE_URL", "postgres://"+db+":"+db+"@127.0.0.1:5432/"+db+"?sslmode=disable", "postgres", "postgresql"),
+		RedisURL:       env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		JWKSURL:        env.URL("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "http", "https"),
+		LogLevel:       env.String("LOG_LEVEL", "info"),
+		OTLPEndpoint:   env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
+		StartupTimeout: env.Duration("STARTUP_TIMEOUT", 30*time.Second),
+	}
+}
+
+// LogValue shows the config with its secrets masked.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("database_url", config.Mask(c.DatabaseURL)),
+		slog.String("redis_url", config.Mask(c.RedisURL)),
+		slog.String("jwks_url", c.JWKSURL),
+		slog.String("log_level", c.LogLevel),
+		slog.String("otlp_endpoint", c.OTLPEndpoint),
+	)
+}
+
+// Platform is a started service's shared machinery.
+type Platform struct {
+	Config   Config
+	Log      *slog.Logger
+	Pool     *pgxpool.Pool
+	Redis    *redis.Client
+	Metrics  *metrics.Registry
+	Tracing  *telemetry.Tracing
+	Health   *health.Checker
+	migrator *pgdb.Migrator
+}
+
+// Start opens everything the service needs and applies its migrations, retrying while
+// Postgres is unreachable for up to cfg.StartupTimeout. Readiness then checks Postgres
+// and the migrations (critical) and Redis (optional: a service without Redis still
+// writes, its events wait in the outbox). The caller must Close the platform.
+func Start(ctx context.Context, cfg Config, migrations fs.FS, logOut io.Writer) (*Platform, error) {
+	log, err := logging.New(logOut, cfg.LogLevel, cfg.Name)
+	if err != nil {
+		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	log.Info("starting", "config", cfg)
+	p := &Platform{Config: cfg, Log: log, Metrics: metrics.New()}
+	if p.Tracing, err = telemetry.Setup(ctx, cfg.Name, cfg.OTLPEndpoint); err != nil {
+		return nil, err
+	}
+	if p.Pool, err = pgdb.Open(ctx, cfg.DatabaseURL); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if p.migrator, err = pgdb.NewMigrator(p.Pool, migrations, log); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if err := p.migrate(ctx); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if p.Redis, err = redisclient.Open(cfg.RedisURL); err != nil {
+		p.Close()
+		return nil, err
+	}
+	p.Health = health.NewChecker(log, 2*time.Second)
+	p.Health.Critical("postgres", p.Pool.Ping)
+	p.Health.Critical("migrations", p.migrator.Check)
+	p.Health.Optional("redis", func(ctx context.Context) error { return p.Redis.Ping(ctx).Err() })
+	return p, nil
+}
+
+func (p *Platform) migrate(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.Config.StartupTimeout)
+	defer cancel()
+	wait := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		version, err := p.migrator.Up(ctx)
+		if err == nil {
+			p.Log.Info("migrations applied", "version", version)
+			return nil
+		}
+		p.Log.Warn("migrations failed; retrying", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("database not ready within STARTUP_TIMEOUT (%s): %w", p.Config.StartupTimeout, err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// Router is a router with the standard middleware and the operational routes
+// (/healthz, /readyz, /metrics) already on it.
+func (p *Platform) Router() *chi.Mux {
+	r := httpserver.NewRouter(httpserver.Deps{Log: p.Log, Metrics: p.Metrics, Tracing: p.Tracing})
+	r.Method(http.MethodGet, "/healthz", health.Live())
+	r.Method(http.MethodGet, "/readyz", p.Health.Ready())
+	r.Method(http.MethodGet, "/metrics", p.Metrics.Handler())
+	return r
+}
+
+// Serve serves h on the configured address until ctx ends, then shuts down gracefully.
+func (p *Platform) Serve(ctx context.Context, h http.Handler) error {
+	err := httpserver.New(p.Config.HTTPAddr, h, p.Log).Run(ctx)
+	if err == nil {
+		p.Log.Info("stopped")
+	}
+	return err
+}
+
+// Close releases everything Start opened.
+func (p *Platform) Close() {
+	var errs []error
+	if p.migrator != nil {
+		errs = append(errs, p.migrator.Close())
+	}
+	if p.Pool != nil {
+		p.Pool.Close()
+	}
+	if p.Redis != nil {
+		errs = append(errs, p.Redis.Close())
+	}
+	if p.Tracing != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, p.Tracing.Shutdown(sctx))
+		cancel()
+	}
+	if err := errors.Join(errs...); err != nil {
+		p.Log.Warn("closing", "err", err)
+	}
+}

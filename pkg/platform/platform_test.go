@@ -1,0 +1,129 @@
+package platform_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/config"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/platform"
+	"github.com/bazaar-shop/bazaar/pkg/programtest"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
+)
+
+var schema = fstest.MapFS{"00001_t.sql": {Data: []byte("-- +goose Up\nCREATE TABLE t (id int);\n-- +goose Down\nDROP TABLE t;\n")}}
+
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	env := config.New(getenv)
+	cfg := platform.LoadConfig(env, "demo", ":0")
+	if err := env.Err(); err != nil {
+		return err
+	}
+	p, err := platform.Start(ctx, cfg, schema, stdout)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	return p.Serve(ctx, p.Router())
+}
+
+func proxied(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tcpproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	u.Host = p.Addr()
+	return p, u.String()
+}
+
+func readiness(t *testing.T, base string) (int, health.Report) {
+	t.Helper()
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var rep health.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, rep
+}
+
+// eventually polls readiness until it reports want, or fails after a deadline.
+func eventually(t *testing.T, base string, want health.Status, wantCode int) health.Report {
+	t.Helper()
+	var rep health.Report
+	var code int
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if code, rep = readiness(t, base); rep.Status == want && code == wantCode {
+			return rep
+		}
+	}
+	t.Fatalf("readiness never became %s/%d; last %d %+v", want, wantCode, code, rep)
+	return rep
+}
+
+func TestReadinessFollowsDependencies(t *testing.T) {
+	t.Parallel()
+	pg, dbURL := proxied(t, pgtest.NewDatabase(t))
+	rd, redisURL := proxied(t, redistest.New(t))
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL})
+
+	rep := eventually(t, prog.URL, health.Healthy, 200)
+	for _, c := range []string{"postgres", "migrations", "redis"} {
+		if rep.Checks[c] != health.Healthy {
+			t.Errorf("check %s = %s", c, rep.Checks[c])
+		}
+	}
+
+	rd.Cut()
+	rep = eventually(t, prog.URL, health.Degraded, 200)
+	if rep.Checks["redis"] != health.Unhealthy || rep.Checks["postgres"] != health.Healthy {
+		t.Errorf("with Redis cut: %+v", rep)
+	}
+	rd.Restore()
+	eventually(t, prog.URL, health.Healthy, 200)
+
+	pg.Cut()
+	rep = eventually(t, prog.URL, health.Unhealthy, 503)
+	if rep.Checks["postgres"] != health.Unhealthy {
+		t.Errorf("with Postgres cut: %+v", rep)
+	}
+	// Liveness does not depend on Postgres: the process is fine, only not ready.
+	if resp, err := http.Get(prog.URL + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz while Postgres is cut: %v %v", resp, err)
+	}
+	pg.Restore()
+	eventually(t, prog.URL, health.Healthy, 200)
+}
+
+func TestBadConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	err := run(context.Background(), nil, func(k string) string {
+		return map[string]string{"DATABASE_URL": "mysql://x/y", "HTTP_ADDR": "nope"}[k]
+	}, io.Discard)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, name := range []string{"DATABASE_URL", "HTTP_ADDR"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
+	}
+}

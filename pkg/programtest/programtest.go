@@ -1,0 +1,85 @@
+// Package programtest runs a program's run function inside a test, the way main would
+// (STYLE.md: "tests call run on port :0"), and hands back its base URL.
+package programtest
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/platform"
+)
+
+// Program is a program running inside a test.
+type Program struct {
+	URL  string // http://127.0.0.1:port
+	logs *logBuffer
+}
+
+// Logs is everything the program has logged so far.
+func (p *Program) Logs() string { return p.logs.String() }
+
+var listening = regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`)
+
+// Start runs run with env (HTTP_ADDR defaults to 127.0.0.1:0) until the test ends, and
+// waits for it to listen. At the end of the test it stops the program and fails the
+// test if run returned an error; the program's logs are printed when the test failed.
+func Start(t testing.TB, run platform.RunFunc, env map[string]string) *Program {
+	t.Helper()
+	if _, ok := env["HTTP_ADDR"]; !ok {
+		env["HTTP_ADDR"] = "127.0.0.1:0"
+	}
+	getenv := func(k string) string { return env[k] }
+	logs := &logBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"test"}, getenv, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run returned %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("run did not return within 30s of being stopped")
+		}
+		if t.Failed() {
+			t.Logf("program logs:\n%s", logs.String())
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			return &Program{URL: "http://" + m[1], logs: logs}
+		}
+		select {
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("run returned before listening: %v\nlogs:\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("program did not listen within 60s; logs:\n%s", logs.String())
+	return nil
+}
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

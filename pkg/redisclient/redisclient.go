@@ -1,0 +1,22 @@
+// Package redisclient opens the go-redis client a program uses for its Redis URL.
+package redisclient
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Open parses url (redis://[user:password@]host:port/db) into a client. Like a pgx
+// pool it connects lazily and reconnects after Redis restarts.
+func Open(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opt.DialTimeout = 2 * time.Second
+	opt.ReadTimeout = 3 * time.Second
+	opt.WriteTimeout = 3 * time.Second
+	return redis.NewClient(opt), nil
+}

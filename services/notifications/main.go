@@ -1,0 +1,6 @@
+// Command notifications is Bazaar's notifications service. See run.go for what it starts.
+package main
+
+import "github.com/bazaar-shop/bazaar/pkg/platform"
+
+func main() { platform.Main("notifications", run) }
