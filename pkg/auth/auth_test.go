@@ -1,0 +1,241 @@
+package auth
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+)
+
+func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pub, priv
+}
+
+// forge signs arbitrary claims with key (nil key: alg none).
+func forge(t *testing.T, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, c)
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func goodClaims(sub uuid.UUID) jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{"iss": Issuer, "aud": Audience, "sub": sub.String(), "role": "customer",
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "j1"}
+}
+
+func TestSignAndVerify(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	s := NewSigner("k1", priv, 15*time.Minute)
+	id := uuid.New()
+	tok, err := s.Sign(Principal{UserID: id, Role: RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewVerifier(StaticKeys{"k1": pub}).Verify(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.UserID != id || p.Role != RoleAdmin || p.TokenID == "" {
+		t.Fatalf("got %+v", p)
+	}
+}
+
+func TestVerifyRefusesBadTokens(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	_, otherPriv := newKey(t)
+	sub := uuid.New()
+	v := NewVerifier(StaticKeys{"k1": pub})
+	valid := forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub))
+	with := func(k string, val any) jwt.MapClaims { c := goodClaims(sub); c[k] = val; return c }
+	without := func(k string) jwt.MapClaims { c := goodClaims(sub); delete(c, k); return c }
+
+	tampered := strings.Split(valid, ".")
+	payload, _ := json.Marshal(with("role", "admin"))
+	tampered[1] = base64.RawURLEncoding.EncodeToString(payload)
+
+	cases := map[string]string{
+		"alg none":       forge(t, jwt.SigningMethodNone, "k1", jwt.UnsafeAllowNoneSignatureType, goodClaims(sub)),
+		"hmac with pub":  forge(t, jwt.SigningMethodHS256, "k1", []byte(pub), goodClaims(sub)),
+		"other key":      forge(t, jwt.SigningMethodEdDSA, "k1", otherPriv, goodClaims(sub)),
+		"unknown kid":    forge(t, jwt.SigningMethodEdDSA, "k2", priv, goodClaims(sub)),
+		"no kid":         forge(t, jwt.SigningMethodEdDSA, "", priv, goodClaims(sub)),
+		"expired":        forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("exp", time.Now().Add(-time.Hour).Unix())),
+		"no exp":         forge(t, jwt.SigningMethodEdDSA, "k1", priv, without("exp")),
+		"wrong audience": forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("aud", "someone-else")),
+		"wrong issuer":   forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("iss", "evil")),
+		"bad role":       forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("role", "root")),
+		"bad subject":    forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("sub", "admin")),
+		"tampered":       strings.Join(tampered, "."),
+		"garbage":        "not.a.token",
+	}
+	for name, tok := range cases {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := v.Verify(context.Background(), tok)
+			if apperr.CodeOf(err) != apperr.Unauthorized {
+				t.Fatalf("Verify = %v, want unauthorized", err)
+			}
+		})
+	}
+}
+
+func jwksServer(t *testing.T, keys *atomic.Value, hits *atomic.Int32) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		json.NewEncoder(w).Encode(keys.Load())
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestJWKSCachesAndRefreshesOnUnknownKid(t *testing.T) {
+	t.Parallel()
+	pub1, priv1 := newKey(t)
+	pub2, priv2 := newKey(t)
+	var keys atomic.Value
+	var hits atomic.Int32
+	keys.Store(KeySet{Keys: []JWK{PublicJWK("k1", pub1)}})
+	srv := jwksServer(t, &keys, &hits)
+	jwks := NewJWKS(srv.URL, nil)
+	jwks.MinRefresh = 0
+	v := NewVerifier(jwks)
+	ctx := context.Background()
+	tok1, _ := NewSigner("k1", priv1, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
+	for range 3 {
+		if _, err := v.Verify(ctx, tok1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("fetched %d times, want 1 (cached)", hits.Load())
+	}
+
+	// The users service rotates to k2: the first k2 token triggers one refetch.
+	keys.Store(KeySet{Keys: []JWK{PublicJWK("k1", pub1), PublicJWK("k2", pub2)}})
+	tok2, _ := NewSigner("k2", priv2, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
+	if _, err := v.Verify(ctx, tok2); err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() != 2 {
+		t.Fatalf("fetched %d times, want 2", hits.Load())
+	}
+}
+
+func TestJWKSLimitsRefetchesForMadeUpKids(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	var keys atomic.Value
+	var hits atomic.Int32
+	keys.Store(KeySet{Keys: []JWK{PublicJWK("k1", pub)}})
+	v := NewVerifier(NewJWKS(jwksServer(t, &keys, &hits).URL, nil))
+	for i := range 20 {
+		tok := forge(t, jwt.SigningMethodEdDSA, uuid.NewString(), priv, goodClaims(uuid.New()))
+		if _, err := v.Verify(context.Background(), tok); apperr.CodeOf(err) != apperr.Unauthorized {
+			t.Fatalf("token %d: %v", i, err)
+		}
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("fetched %d times for made-up kids, want 1", hits.Load())
+	}
+}
+
+func TestJWKSUnreachable(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close() // nothing listens there any more
+	_, priv := newKey(t)
+	tok, _ := NewSigner("k1", priv, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
+	_, err := NewVerifier(NewJWKS(srv.URL, nil)).Verify(context.Background(), tok)
+	if apperr.CodeOf(err) != apperr.Unavailable {
+		t.Fatalf("Verify = %v, want unavailable", err)
+	}
+}
+
+func TestKeySetSkipsUnusableKeys(t *testing.T) {
+	t.Parallel()
+	pub, _ := newKey(t)
+	set := KeySet{Keys: []JWK{
+		PublicJWK("good", pub),
+		{Kty: "RSA", Kid: "rsa"},
+		{Kty: "OKP", Crv: "Ed25519", X: "short", Kid: "short"},
+		{Kty: "OKP", Crv: "Ed25519", X: PublicJWK("", pub).X, Kid: "enc", Use: "enc"},
+	}}
+	if got := set.StaticKeys(); len(got) != 1 || got["good"] == nil {
+		t.Fatalf("StaticKeys = %v", got)
+	}
+}
+
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	v := NewVerifier(StaticKeys{"k1": pub})
+	signer := NewSigner("k1", priv, time.Minute)
+	var seen Principal
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen, _ = FromContext(r.Context()) })
+	admin := v.Require(log)(RequireRole(log, RoleAdmin)(ok))
+
+	call := func(token string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("GET", "/admin", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		admin.ServeHTTP(rec, req)
+		return rec
+	}
+	if rec := call(""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") == "" {
+		t.Fatalf("no token: %d", rec.Code)
+	}
+	if rec := call("junk"); rec.Code != 401 {
+		t.Fatalf("junk token: %d", rec.Code)
+	}
+	customer, _ := signer.Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
+	if rec := call(customer); rec.Code != 403 {
+		t.Fatalf("customer on admin route: %d", rec.Code)
+	}
+	id := uuid.New()
+	adminTok, _ := signer.Sign(Principal{UserID: id, Role: RoleAdmin})
+	if rec := call(adminTok); rec.Code != 200 || seen.UserID != id {
+		t.Fatalf("admin: %d %+v", rec.Code, seen)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	t.Parallel()
+	for header, want := range map[string]string{"Bearer abc": "abc", "bearer abc": "abc", "Basic abc": "", "Bearer": "", "": ""} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.Header.Set("Authorization", header)
+		if got := BearerToken(r); got != want {
+			t.Errorf("BearerToken(%q) = %q, want %q", header, got, want)
+		}
+	}
+}

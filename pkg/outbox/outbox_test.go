@@ -1,0 +1,69 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"testing"
+	"testing/fstest"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+)
+
+var schema = fstest.MapFS{"00001_outbox.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE outbox (
+    id uuid PRIMARY KEY, stream text NOT NULL, type text NOT NULL, source text NOT NULL,
+    subject text NOT NULL, time timestamptz NOT NULL, data jsonb NOT NULL,
+    traceparent text NOT NULL DEFAULT '', seq bigint GENERATED ALWAYS AS IDENTITY,
+    published_at timestamptz);
+-- +goose Down
+DROP TABLE outbox;
+`)}}
+
+func TestWriteCommitsAndRollsBackWithTheTransaction(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t, schema)
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	userID := uuid.New()
+
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		return outbox.Write(ctx, tx, outbox.Event{Stream: "events.users", Type: "user.registered",
+			Source: "users", Subject: userID.String(), Data: map[string]string{"email": "a@b.c"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("the change failed")
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if err := outbox.Write(ctx, tx, outbox.Event{Stream: "events.users", Type: "user.registered",
+			Source: "users", Subject: "x", Data: 1}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatal(err)
+	}
+
+	var n int
+	var typ, subject, traceparent string
+	var data []byte
+	if err := pool.QueryRow(ctx, `SELECT count(*) OVER (), type, subject, traceparent, data FROM outbox`).
+		Scan(&n, &typ, &subject, &traceparent, &data); err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]string
+	_ = json.Unmarshal(data, &payload)
+	if n != 1 || typ != "user.registered" || subject != userID.String() || payload["email"] != "a@b.c" ||
+		traceparent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
+		t.Fatalf("got n=%d type=%s subject=%s traceparent=%s data=%s", n, typ, subject, traceparent, data)
+	}
+}
