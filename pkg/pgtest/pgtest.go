@@ -33,6 +33,9 @@ func AdminURL() string {
 // URL; the database is dropped (its connections forced closed) when t ends.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Postgres; skipped by -short (make test-unit)")
+	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	name := "bazaar_test_" + hex.EncodeToString(b[:])

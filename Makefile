@@ -1,0 +1,36 @@
+# Bazaar: the two commands a newcomer needs are `make run` and `make test`.
+GO        ?= go
+PKGS      ?= ./...
+TEST_FLAGS ?= -race -count=1 -timeout 30m
+
+.PHONY: run test test-unit bench lint up down
+
+## run: build and start the whole system locally with demo data (Ctrl-C stops it)
+run:
+	$(GO) run ./cmd/devstack
+
+## test: lint, then every test (unit, integration against Postgres and Redis, e2e)
+test: lint
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+## test-unit: only the tests that need no server
+test-unit:
+	$(GO) test -short $(TEST_FLAGS) $(PKGS)
+
+## bench: the benchmarks (see docs/benchmarks.md)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## lint: gofmt and go vet must be clean
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+## up: the same system with docker compose (needs a Docker engine)
+up:
+	docker compose -f deploy/docker-compose.yml up --build
+
+## down: stop the docker compose system
+down:
+	docker compose -f deploy/docker-compose.yml down
