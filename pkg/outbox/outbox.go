@@ -64,5 +64,15 @@ func Write(ctx context.Context, tx pgx.Tx, e Event) error {
 	if err != nil {
 		return fmt.Errorf("outbox: insert %s: %w", e.Type, err)
 	}
+	// Wake the relay when (and only if) the transaction commits. The notification is a
+	// hint: Postgres folds identical ones within a transaction and drops them while no
+	// one listens, so the relay also polls.
+	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, e.Stream); err != nil {
+		return fmt.Errorf("outbox: notify: %w", err)
+	}
 	return nil
 }
+
+// NotifyChannel is the Postgres channel Write notifies and the relay listens on.
+const NotifyChannel = "outbox"
+
