@@ -1,0 +1,329 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Handler applies one event. It runs inside tx, the same transaction that records the
+// event in the consumer's inbox, so its effects and the "handled" mark commit together.
+// An error wrapping ErrMalformed sends the entry to the DLQ at once (retrying cannot
+// fix it); any other error leaves it for another delivery.
+type Handler func(ctx context.Context, tx pgx.Tx, e Envelope) error
+
+// ConsumerOptions tune a consumer; zero values take the defaults.
+type ConsumerOptions struct {
+	// Group is the consumer group, named after the consuming service.
+	Group string
+	// Name is this replica within the group (default: the host name). A stable name
+	// lets a restarted replica take back its own unacknowledged entries at once.
+	Name string
+	// Streams are read together.
+	Streams []string
+	// Block is how long one XREADGROUP waits for entries (default 2s); it bounds how
+	// long a stop takes.
+	Block time.Duration
+	// ClaimIdle is how long another replica's entry must sit unacknowledged before this
+	// one takes it over with XAUTOCLAIM (default 30s).
+	ClaimIdle time.Duration
+	// RetryDelay is how long an entry this replica failed waits before its next try
+	// (default 1s).
+	RetryDelay time.Duration
+	// MaxDeliveries is how many failed deliveries send an entry to the DLQ (default 5).
+	MaxDeliveries int64
+	// Registerer receives the consumer's metrics (nil: none).
+	Registerer prometheus.Registerer
+}
+
+// Consumer reads streams with a consumer group and applies each event exactly once in
+// effect: at-least-once delivery, deduplicated by the inbox table
+// (event_id uuid PRIMARY KEY, stream, type, handled_at) in the consumer's database.
+type Consumer struct {
+	pool    *pgxpool.Pool
+	redis   *redis.Client
+	log     *slog.Logger
+	handler Handler
+	opts    ConsumerOptions
+
+	consumed *prometheus.CounterVec
+	lag      *prometheus.GaugeVec
+	unacked  *prometheus.GaugeVec
+	dlqLen   prometheus.Gauge
+}
+
+// NewConsumer applies h to the events of opts.Streams.
+func NewConsumer(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, h Handler, opts ConsumerOptions) *Consumer {
+	if opts.Name == "" {
+		host, _ := os.Hostname()
+		opts.Name = opts.Group + "@" + host
+	}
+	if opts.Block <= 0 {
+		opts.Block = 2 * time.Second
+	}
+	if opts.ClaimIdle <= 0 {
+		opts.ClaimIdle = 30 * time.Second
+	}
+	if opts.RetryDelay <= 0 {
+		opts.RetryDelay = time.Second
+	}
+	if opts.MaxDeliveries <= 0 {
+		opts.MaxDeliveries = 5
+	}
+	c := &Consumer{
+		pool: pool, redis: rdb, handler: h, opts: opts,
+		log: log.With("component", "events-consumer", "group", opts.Group, "consumer", opts.Name),
+		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "events_consumed_total",
+			Help: "Stream entries processed, by stream, group and result (ok, duplicate, failed, dead_lettered).",
+		}, []string{"stream", "group", "result"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "events_consumer_lag", Help: "Stream entries not yet delivered to the group.",
+		}, []string{"stream", "group"}),
+		unacked: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "events_consumer_pending", Help: "Entries delivered to the group but not yet acknowledged.",
+		}, []string{"stream", "group"}),
+		dlqLen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "events_dlq_entries", Help: "Entries waiting in " + DLQStream + ".",
+		}),
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(c.consumed, c.lag, c.unacked, c.dlqLen)
+	}
+	return c
+}
+
+// Run consumes until ctx ends, finishing the entry in hand, then returns nil. Redis
+// outages are waited out.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.log.Info("consuming", "streams", c.opts.Streams)
+	wait := 100 * time.Millisecond
+	var lastSweep time.Time
+	for ctx.Err() == nil {
+		err := c.ensureGroups(ctx)
+		if err == nil && time.Since(lastSweep) >= c.opts.RetryDelay {
+			err = c.sweep(ctx)
+			lastSweep = time.Now()
+		}
+		if err == nil {
+			err = c.readNew(ctx)
+		}
+		if err == nil || ctx.Err() != nil {
+			wait = 100 * time.Millisecond
+			continue
+		}
+		c.log.Warn("consuming failed; retrying", "err", err, "in", wait.String())
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+	return nil
+}
+
+// ensureGroups creates the groups (and streams) if missing. A new group starts at the
+// beginning of the stream, so events published before the consumer first ran are
+// handled too. It runs every round because a Redis that restarted without its data
+// has lost the groups.
+func (c *Consumer) ensureGroups(ctx context.Context) error {
+	for _, s := range c.opts.Streams {
+		err := c.redis.XGroupCreateMkStream(ctx, s, c.opts.Group, "0").Err()
+		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+			return fmt.Errorf("create group %s on %s: %w", c.opts.Group, s, err)
+		}
+	}
+	return nil
+}
+
+func (c *Consumer) readNew(ctx context.Context) error {
+	args := &redis.XReadGroupArgs{Group: c.opts.Group, Consumer: c.opts.Name, Count: 32, Block: c.opts.Block}
+	args.Streams = append(append(args.Streams, c.opts.Streams...), repeat(">", len(c.opts.Streams))...)
+	res, err := c.redis.XReadGroup(ctx, args).Result()
+	if errors.Is(err, redis.Nil) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("xreadgroup: %w", err)
+	}
+	for _, s := range res {
+		for _, m := range s.Messages {
+			c.process(ctx, s.Stream, m, 1)
+		}
+	}
+	return nil
+}
+
+// sweep retries this replica's failed entries after RetryDelay and takes over other
+// replicas' entries idle for ClaimIdle (a replica that died leaves its entries pending
+// forever unless someone claims them). It also refreshes the lag metrics.
+func (c *Consumer) sweep(ctx context.Context) error {
+	for _, s := range c.opts.Streams {
+		mine, err := c.redis.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: s, Group: c.opts.Group, Consumer: c.opts.Name, Idle: c.opts.RetryDelay, Start: "-", End: "+", Count: 100,
+		}).Result()
+		if err != nil {
+			return fmt.Errorf("xpending: %w", err)
+		}
+		for _, p := range mine {
+			msgs, err := c.redis.XClaim(ctx, &redis.XClaimArgs{
+				Stream: s, Group: c.opts.Group, Consumer: c.opts.Name, MinIdle: c.opts.RetryDelay, Messages: []string{p.ID},
+			}).Result()
+			if err != nil {
+				return fmt.Errorf("xclaim: %w", err)
+			}
+			for _, m := range msgs {
+				c.process(ctx, s, m, p.RetryCount+1) // XCLAIM counted one more delivery
+			}
+		}
+
+		abandoned, _, err := c.redis.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+			Stream: s, Group: c.opts.Group, Consumer: c.opts.Name, MinIdle: c.opts.ClaimIdle, Start: "0-0", Count: 100,
+		}).Result()
+		if err != nil {
+			return fmt.Errorf("xautoclaim: %w", err)
+		}
+		for _, m := range abandoned {
+			c.process(ctx, s, m, c.deliveries(ctx, s, m.ID))
+		}
+		c.refreshMetrics(ctx, s)
+	}
+	return nil
+}
+
+func (c *Consumer) deliveries(ctx context.Context, stream, id string) int64 {
+	p, err := c.redis.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: c.opts.Group, Start: id, End: id, Count: 1}).Result()
+	if err != nil || len(p) == 0 {
+		return 1
+	}
+	return p[0].RetryCount
+}
+
+func (c *Consumer) refreshMetrics(ctx context.Context, stream string) {
+	groups, err := c.redis.XInfoGroups(ctx, stream).Result()
+	if err == nil {
+		for _, g := range groups {
+			if g.Name == c.opts.Group {
+				c.lag.WithLabelValues(stream, c.opts.Group).Set(float64(g.Lag))
+				c.unacked.WithLabelValues(stream, c.opts.Group).Set(float64(g.Pending))
+			}
+		}
+	}
+	if n, err := c.redis.XLen(ctx, DLQStream).Result(); err == nil {
+		c.dlqLen.Set(float64(n))
+	}
+}
+
+// process applies one entry and acknowledges it, or leaves it pending for a retry, or
+// dead-letters it. It runs to the end even when ctx is cancelled (a graceful stop
+// finishes the entry in hand), within a time limit.
+func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage, delivery int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	log := c.log.With("stream", stream, "entry", m.ID, "delivery", delivery)
+
+	env, err := Parse(m.Values)
+	if err != nil {
+		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
+		return
+	}
+	ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": env.TraceParent})
+	log = log.With("event_id", env.ID, "type", env.Type)
+	if delivery > c.opts.MaxDeliveries {
+		// Deliveries ran out without a recorded failure: the consumer died while
+		// handling it (a handler that crashes the process, say). Do not try again.
+		c.deadLetter(ctx, log, stream, m, delivery, fmt.Sprintf("delivered %d times without success", delivery))
+		return
+	}
+
+	duplicate := false
+	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO inbox (event_id, stream, type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			env.ID, stream, env.Type)
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			duplicate = true
+			return nil
+		}
+		return c.safeHandle(ctx, tx, env)
+	})
+	switch {
+	case err == nil:
+		// The effects are committed; a crash before this XACK only means one more
+		// delivery, which the inbox turns into a no-op.
+		if err := c.redis.XAck(ctx, stream, c.opts.Group, m.ID).Err(); err != nil {
+			log.WarnContext(ctx, "ack failed; the entry will be delivered again", "err", err)
+		}
+		result := "ok"
+		if duplicate {
+			result = "duplicate"
+		}
+		c.consumed.WithLabelValues(stream, c.opts.Group, result).Inc()
+		log.DebugContext(ctx, "event handled", "result", result)
+	case errors.Is(err, ErrMalformed):
+		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
+	case delivery >= c.opts.MaxDeliveries:
+		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
+	default:
+		c.consumed.WithLabelValues(stream, c.opts.Group, "failed").Inc()
+		log.WarnContext(ctx, "event handler failed; will retry", "err", err, "max_deliveries", c.opts.MaxDeliveries)
+	}
+}
+
+// safeHandle runs the handler, turning a panic into an error so that one bad event
+// cannot take the consumer down.
+func (c *Consumer) safeHandle(ctx context.Context, tx pgx.Tx, env Envelope) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("handler panicked: %v", v)
+		}
+	}()
+	return c.handler(ctx, tx, env)
+}
+
+// deadLetter moves an entry to the DLQ with why it failed, and acknowledges it, in one
+// MULTI so that it is never both lost and acknowledged.
+func (c *Consumer) deadLetter(ctx context.Context, log *slog.Logger, stream string, m redis.XMessage, delivery int64, reason string) {
+	values := map[string]any{}
+	for k, v := range m.Values {
+		values[k] = v
+	}
+	values[dlqPrefix+"stream"] = stream
+	values[dlqPrefix+"entry_id"] = m.ID
+	values[dlqPrefix+"group"] = c.opts.Group
+	values[dlqPrefix+"error"] = reason
+	values[dlqPrefix+"deliveries"] = strconv.FormatInt(delivery, 10)
+	values[dlqPrefix+"time"] = time.Now().UTC().Format(time.RFC3339Nano)
+	_, err := c.redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: DLQStream, Values: values})
+		p.XAck(ctx, stream, c.opts.Group, m.ID)
+		return nil
+	})
+	if err != nil {
+		log.ErrorContext(ctx, "dead-lettering failed; the entry stays pending", "err", err)
+		return
+	}
+	c.consumed.WithLabelValues(stream, c.opts.Group, "dead_lettered").Inc()
+	log.ErrorContext(ctx, "event sent to the DLQ", "reason", reason)
+}
+
+func repeat(s string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = s
+	}
+	return out
+}

@@ -1,0 +1,301 @@
+package events_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// effects records what the test handler did, in the handler's transaction.
+var schema = fstest.MapFS{"00001_inbox.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE inbox (event_id uuid PRIMARY KEY, stream text NOT NULL, type text NOT NULL,
+    handled_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE effects (event_id uuid NOT NULL, subject text NOT NULL);
+-- +goose Down
+DROP TABLE effects; DROP TABLE inbox;
+`)}}
+
+const stream = "events.test"
+
+type fixture struct {
+	pool  *pgxpool.Pool
+	redis *redis.Client
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	rdb, err := redisclient.Open(redistest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return fixture{pool: pgtest.New(t, schema), redis: rdb}
+}
+
+// record is a handler that writes one effect row per event.
+func record(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+	_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, subject) VALUES ($1, $2)`, e.ID, e.Subject)
+	return err
+}
+
+func (f fixture) start(t *testing.T, h events.Handler, opts events.ConsumerOptions) (stop func()) {
+	t.Helper()
+	if opts.Group == "" {
+		opts.Group = "tests"
+	}
+	opts.Streams = []string{stream}
+	if opts.Block == 0 {
+		opts.Block = 100 * time.Millisecond
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- events.NewConsumer(f.pool, f.redis, quiet, h, opts).Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("consumer Run = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func (f fixture) publish(t *testing.T, e events.Envelope) string {
+	t.Helper()
+	if e.ID == uuid.Nil {
+		e.ID = uuid.New()
+	}
+	e.Type, e.Source, e.Time = "thing.happened", "test", time.Now()
+	if e.Data == nil {
+		e.Data = json.RawMessage(`{}`)
+	}
+	id, err := f.redis.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: e.Fields()}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func (f fixture) effects(t *testing.T, subject string) int {
+	t.Helper()
+	var n int
+	if err := f.pool.QueryRow(context.Background(), `SELECT count(*) FROM effects WHERE subject = $1`, subject).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (f fixture) pendingCount(t *testing.T) int64 {
+	t.Helper()
+	p, err := f.redis.XPending(context.Background(), stream, "tests").Result()
+	if err != nil {
+		return -1
+	}
+	return p.Count
+}
+
+func TestEachEventTakesEffectOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	dup := uuid.New()
+	f.publish(t, events.Envelope{ID: dup, Subject: "dup"})
+	f.publish(t, events.Envelope{ID: dup, Subject: "dup"}) // the relay published it twice
+	for i := range 20 {
+		f.publish(t, events.Envelope{Subject: fmt.Sprint("s", i)})
+	}
+	// Two replicas share the group.
+	f.start(t, record, events.ConsumerOptions{Name: "a"})
+	f.start(t, record, events.ConsumerOptions{Name: "b"})
+	eventually(t, "every event handled", func() bool { return f.effects(t, "s19") == 1 && f.effects(t, "dup") == 1 })
+	eventually(t, "everything acknowledged", func() bool { return f.pendingCount(t) == 0 })
+	var total int
+	f.pool.QueryRow(context.Background(), `SELECT count(*) FROM effects`).Scan(&total)
+	if total != 21 {
+		t.Fatalf("%d effects, want 21 (20 events + 1 deduplicated)", total)
+	}
+}
+
+// A consumer that died leaves entries delivered but unacknowledged: one whose
+// transaction had committed (killed between commit and XACK) and one whose had not
+// (killed before commit). The survivor takes both over and each ends with one effect.
+func TestEntriesOfADeadConsumerAreTakenOverExactlyOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.redis.XGroupCreateMkStream(ctx, stream, "tests", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	committed, uncommitted := uuid.New(), uuid.New()
+	f.publish(t, events.Envelope{ID: committed, Subject: "committed"})
+	f.publish(t, events.Envelope{ID: uncommitted, Subject: "uncommitted"})
+	// The dead consumer read both...
+	if err := f.redis.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "tests", Consumer: "dead", Streams: []string{stream, ">"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// ...and committed the first one's effects before dying.
+	err := pgx.BeginFunc(ctx, f.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO inbox (event_id, stream, type) VALUES ($1, $2, 'thing.happened')`, committed, stream); err != nil {
+			return err
+		}
+		return record(ctx, tx, events.Envelope{ID: committed, Subject: "committed"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, record, events.ConsumerOptions{Name: "survivor", ClaimIdle: 200 * time.Millisecond, RetryDelay: 50 * time.Millisecond})
+	eventually(t, "both taken over and acknowledged", func() bool { return f.pendingCount(t) == 0 })
+	if c, u := f.effects(t, "committed"), f.effects(t, "uncommitted"); c != 1 || u != 1 {
+		t.Fatalf("effects: committed %d, uncommitted %d; want 1 and 1", c, u)
+	}
+}
+
+// A consumer restarted under the same name takes back its own entries without waiting
+// for ClaimIdle.
+func TestRestartedConsumerRetakesItsOwnEntries(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.redis.XGroupCreateMkStream(ctx, stream, "tests", "0")
+	f.publish(t, events.Envelope{Subject: "mine"})
+	f.redis.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "tests", Consumer: "replica-1", Streams: []string{stream, ">"}})
+	f.start(t, record, events.ConsumerOptions{Name: "replica-1", ClaimIdle: time.Hour, RetryDelay: 50 * time.Millisecond})
+	eventually(t, "own entry handled", func() bool { return f.effects(t, "mine") == 1 && f.pendingCount(t) == 0 })
+}
+
+func TestFailingEventGoesToTheDLQAndReplays(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var broken atomic.Bool
+	broken.Store(true)
+	var tries atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+		if e.Subject == "bad" && broken.Load() {
+			tries.Add(1)
+			return errors.New("the handler cannot cope")
+		}
+		return record(ctx, tx, e)
+	}
+	f.start(t, h, events.ConsumerOptions{RetryDelay: 20 * time.Millisecond})
+	f.publish(t, events.Envelope{Subject: "before"})
+	bad := uuid.New()
+	f.publish(t, events.Envelope{ID: bad, Subject: "bad"})
+	f.publish(t, events.Envelope{Subject: "after"})
+
+	var dlq []events.DeadLetter
+	eventually(t, "the bad event in the DLQ", func() bool {
+		dlq, _ = events.ListDLQ(context.Background(), f.redis, 10)
+		return len(dlq) == 1
+	})
+	d := dlq[0]
+	if d.Stream != stream || d.Group != "tests" || d.Deliveries != 5 || d.EventID != bad.String() ||
+		d.Error != "the handler cannot cope" || d.Type != "thing.happened" {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	if n := tries.Load(); n != 5 {
+		t.Fatalf("tried %d times, want 5", n)
+	}
+	if f.effects(t, "before") != 1 || f.effects(t, "after") != 1 {
+		t.Fatal("the other events did not flow")
+	}
+	eventually(t, "the bad entry acknowledged", func() bool { return f.pendingCount(t) == 0 })
+
+	broken.Store(false) // the bug is fixed; replay
+	if err := events.Replay(context.Background(), f.redis, d.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the replayed event handled", func() bool { return f.effects(t, "bad") == 1 })
+	if dlq, _ := events.ListDLQ(context.Background(), f.redis, 10); len(dlq) != 0 {
+		t.Fatalf("DLQ still has %v", dlq)
+	}
+}
+
+func TestPoisonMessageGoesToTheDLQAtOnce(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	var calls atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+		calls.Add(1)
+		if e.Subject == "bad-data" {
+			var v struct{ N int }
+			return e.Decode(&v) // data is a JSON string, not an object
+		}
+		return record(ctx, tx, e)
+	}
+	f.start(t, h, events.ConsumerOptions{})
+	ctx := context.Background()
+	f.redis.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{"garbage": "yes"}})
+	f.publish(t, events.Envelope{Subject: "bad-data", Data: json.RawMessage(`"a string"`)})
+	f.publish(t, events.Envelope{Subject: "fine"})
+	eventually(t, "the fine event handled", func() bool { return f.effects(t, "fine") == 1 })
+	var dlq []events.DeadLetter
+	eventually(t, "both poison entries in the DLQ", func() bool {
+		dlq, _ = events.ListDLQ(ctx, f.redis, 10)
+		return len(dlq) == 2
+	})
+	for _, d := range dlq {
+		if d.Deliveries != 1 {
+			t.Errorf("poison entry retried: %+v", d)
+		}
+	}
+	if calls.Load() != 2 { // bad-data once, fine once; garbage never reached the handler
+		t.Fatalf("handler called %d times", calls.Load())
+	}
+}
+
+func TestStopFinishesTheEntryInHand(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	h := func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+		close(started)
+		<-release
+		return record(ctx, tx, e)
+	}
+	stop := f.start(t, h, events.ConsumerOptions{})
+	f.publish(t, events.Envelope{Subject: "slow"})
+	<-started
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("the consumer stopped with an entry in hand")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	<-stopped
+	if f.effects(t, "slow") != 1 || f.pendingCount(t) != 0 {
+		t.Fatal("the entry in hand was not finished and acknowledged")
+	}
+}
