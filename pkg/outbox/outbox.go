@@ -75,4 +75,3 @@ func Write(ctx context.Context, tx pgx.Tx, e Event) error {
 
 // NotifyChannel is the Postgres channel Write notifies and the relay listens on.
 const NotifyChannel = "outbox"
-
