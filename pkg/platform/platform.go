@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -24,6 +25,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
@@ -80,6 +82,7 @@ type Platform struct {
 	Tracing  *telemetry.Tracing
 	Health   *health.Checker
 	migrator *pgdb.Migrator
+	loops    []loop
 }
 
 // Start opens everything the service needs and applies its migrations, retrying while
@@ -149,13 +152,59 @@ func (p *Platform) Router() *chi.Mux {
 	return r
 }
 
-// Serve serves h on the configured address until ctx ends, then shuts down gracefully.
+// Background adds a loop (an outbox relay, an event consumer, a task worker) that
+// Serve runs beside the HTTP server for the life of the program. run must return when
+// its context ends; an error it returns before then stops the whole program.
+func (p *Platform) Background(name string, run func(context.Context) error) {
+	p.loops = append(p.loops, loop{name, run})
+}
+
+type loop struct {
+	name string
+	run  func(context.Context) error
+}
+
+// Serve serves h on the configured address, and runs the background loops, until ctx
+// ends or one of them fails; then it stops them all, letting in-flight work finish.
 func (p *Platform) Serve(ctx context.Context, h http.Handler) error {
-	err := httpserver.New(p.Config.HTTPAddr, h, p.Log).Run(ctx)
-	if err == nil {
-		p.Log.Info("stopped")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(p.loops)+1)
+	var wg sync.WaitGroup
+	for _, l := range p.loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := l.run(ctx)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", l.name, err)
+			} else if ctx.Err() == nil {
+				err = fmt.Errorf("%s stopped unexpectedly", l.name)
+			}
+			if err != nil {
+				cancel()
+			}
+			errs <- err
+		}()
 	}
-	return err
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := httpserver.New(p.Config.HTTPAddr, h, p.Log).Run(ctx)
+		cancel()
+		errs <- err
+	}()
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	if err := errors.Join(all...); err != nil {
+		return err
+	}
+	p.Log.Info("stopped")
+	return nil
 }
 
 // Close releases everything Start opened.
@@ -178,4 +227,11 @@ func (p *Platform) Close() {
 	if err := errors.Join(errs...); err != nil {
 		p.Log.Warn("closing", "err", err)
 	}
+}
+
+// RelayOutbox runs the service's outbox relay in the background, publishing its events
+// to their streams (one active relay per service across replicas).
+func (p *Platform) RelayOutbox() {
+	relay := outbox.NewRelay(p.Pool, p.Redis, p.Log, outbox.RelayOptions{Name: p.Config.Name, Registerer: p.Metrics})
+	p.Background("outbox relay", relay.Run)
 }

@@ -3,6 +3,7 @@ package platform_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -125,5 +126,29 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
+	}
+}
+
+func TestServeStopsWhenABackgroundLoopFails(t *testing.T) {
+	t.Parallel()
+	env := config.New(func(k string) string {
+		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t), "HTTP_ADDR": "127.0.0.1:0"}[k]
+	})
+	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0"), schema, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	stopped := make(chan struct{})
+	p.Background("steady", func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil })
+	p.Background("broken", func(context.Context) error { return errors.New("lost the plot") })
+	err = p.Serve(context.Background(), p.Router())
+	if err == nil || !strings.Contains(err.Error(), "broken: lost the plot") {
+		t.Fatalf("Serve = %v", err)
+	}
+	select {
+	case <-stopped:
+	default:
+		t.Fatal("the other loop was not stopped")
 	}
 }
