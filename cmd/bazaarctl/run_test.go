@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+func TestDLQListAndReplay(t *testing.T) {
+	t.Parallel()
+	url := redistest.New(t)
+	rdb, _ := redisclient.Open(url)
+	defer rdb.Close()
+	ctx := context.Background()
+	id, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: "events.dlq", Values: map[string]any{
+		"id": "e1", "type": "user.registered", "data": "{}",
+		"dlq_stream": "events.users", "dlq_entry_id": "1-0", "dlq_group": "notifications",
+		"dlq_error": "smtp exploded", "dlq_deliveries": "5", "dlq_time": time.Now().UTC().Format(time.RFC3339Nano),
+	}}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	getenv := func(k string) string { return map[string]string{"REDIS_URL": url}[k] }
+
+	var out bytes.Buffer
+	if err := run(ctx, []string{"bazaarctl", "dlq", "list"}, getenv, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), id) || !strings.Contains(out.String(), "smtp exploded") {
+		t.Fatalf("list printed %q", out.String())
+	}
+	out.Reset()
+	if err := run(ctx, []string{"bazaarctl", "dlq", "replay", "-all"}, getenv, &out); err != nil {
+		t.Fatal(err)
+	}
+	back, _ := rdb.XRange(ctx, "events.users", "-", "+").Result()
+	if len(back) != 1 || back[0].Values["type"] != "user.registered" || back[0].Values["dlq_error"] != nil {
+		t.Fatalf("events.users = %+v", back)
+	}
+	if n, _ := rdb.XLen(ctx, "events.dlq").Result(); n != 0 {
+		t.Fatalf("DLQ still has %d entries", n)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"bazaarctl"}, {"bazaarctl", "dlq", "shred"}, {"bazaarctl", "outbox", "pending"}} {
+		if err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{}); err == nil {
+			t.Errorf("%v: want an error", args)
+		}
+	}
+}
