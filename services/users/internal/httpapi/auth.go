@@ -1,0 +1,162 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/services/users/internal/user"
+)
+
+type registerRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+// toRegistration parses the request into domain values, reporting every bad field.
+func (req registerRequest) toRegistration() (user.Registration, error) {
+	var f apperr.Fields
+	reg := user.Registration{
+		Email:    parse(&f, "email", req.Email, user.ParseEmail),
+		Password: parse(&f, "password", req.Password, user.ParsePassword),
+		Name:     parse(&f, "name", req.Name, user.ParseName),
+	}
+	return reg, f.Err()
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+type refreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+// tokenResponse is an OAuth 2.0-style token response (RFC 6749 §5.1).
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"` // seconds
+	RefreshToken string `json:"refresh_token"`
+}
+
+func toTokenResponse(t user.Tokens) tokenResponse {
+	return tokenResponse{
+		AccessToken:  t.AccessToken,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(t.ExpiresIn.Seconds()),
+		RefreshToken: t.RefreshToken,
+	}
+}
+
+// register answers POST /api/v1/auth/register: 201 with the new user.
+func register(log *slog.Logger, users *user.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req registerRequest
+		if err := httpjson.Decode(r, &req); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		reg, err := req.toRegistration()
+		if err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		u, err := users.Register(r.Context(), reg)
+		if err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		log.InfoContext(r.Context(), "user registered", "user_id", u.ID)
+		w.Header().Set("Location", "/api/v1/users/me")
+		httpjson.Write(w, http.StatusCreated, toUserResponse(u))
+	}
+}
+
+// login answers POST /api/v1/auth/login: 200 with a token pair, or one 401 for every
+// wrong e-mail or password.
+func login(log *slog.Logger, users *user.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req loginRequest
+		if err := httpjson.Decode(r, &req); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		// Only absence is a field error; whether a present value is right is the
+		// credentials check's business, so that it has a single answer.
+		var f apperr.Fields
+		required(&f, "email", req.Email)
+		required(&f, "password", req.Password)
+		if err := f.Err(); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		t, err := users.Login(r.Context(), req.Email, req.Password)
+		if err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		writeTokens(w, t)
+	}
+}
+
+// refresh answers POST /api/v1/auth/refresh: 200 with a new token pair; the token sent
+// stops working.
+func refresh(log *slog.Logger, users *user.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req refreshRequest
+		if err := httpjson.Decode(r, &req); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		var f apperr.Fields
+		required(&f, "refresh_token", req.RefreshToken)
+		if err := f.Err(); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		t, err := users.Refresh(r.Context(), req.RefreshToken)
+		if err != nil {
+			if errors.Is(err, user.ErrRefreshTokenReused) {
+				// Worth an operator's attention: a token may have been stolen.
+				log.WarnContext(r.Context(), "refresh token reused; its family is revoked")
+			}
+			problem.Write(w, r, log, err)
+			return
+		}
+		writeTokens(w, t)
+	}
+}
+
+func writeTokens(w http.ResponseWriter, t user.Tokens) {
+	// Tokens must not sit in any cache (RFC 6749 §5.1).
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	httpjson.Write(w, http.StatusOK, toTokenResponse(t))
+}
+
+// parse runs a domain parser on one field, recording its message under the field's
+// JSON name when it fails.
+func parse[T any](f *apperr.Fields, field, value string, parser func(string) (T, error)) T {
+	v, err := parser(value)
+	if err != nil {
+		msg := "is invalid"
+		var ae *apperr.Error
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		f.Add(field, msg)
+	}
+	return v
+}
+
+func required(f *apperr.Fields, field, value string) {
+	if value == "" {
+		f.Add(field, "is required")
+	}
+}

@@ -1,0 +1,290 @@
+// Package postgres is the users service's storage: users, refresh tokens, signing
+// keys and the outbox, in Postgres through pgx. It translates database errors into
+// the domain's (a unique violation on the e-mail is user.ErrEmailTaken, no rows is
+// user.ErrNotFound, an unreachable server is apperr.Unavailable), so nothing above it
+// knows SQL.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/services/users/internal/signing"
+	"github.com/bazaar-shop/bazaar/services/users/internal/user"
+)
+
+// The event this service publishes.
+const (
+	Stream             = "events.users"
+	Source             = "users"
+	TypeUserRegistered = "user.registered"
+)
+
+// registered is the data of a user.registered event: its wire form for consumers
+// (notifications sends the welcome e-mail from it).
+type registered struct {
+	UserID uuid.UUID `json:"user_id"`
+	Email  string    `json:"email"`
+	Name   string    `json:"name"`
+}
+
+// Store implements user.Store on a pool.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ user.Store = (*Store)(nil)
+
+// NewStore stores in pool's database, which must have this package's migrations.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const userColumns = `id, email, name, role, password_hash, created_at`
+
+// CreateUser implements user.Store.
+func (s *Store) CreateUser(ctx context.Context, u user.User) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx,
+			`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+			u.ID, u.Email, u.Name, u.Role, u.PasswordHash, u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		return writeRegistered(ctx, tx, u)
+	})
+	if isUniqueViolation(err, "users_email_key") {
+		return user.ErrEmailTaken
+	}
+	return dbError(err, "create user")
+}
+
+// EnsureAdmin implements user.Store. Two processes calling it at once are safe: the
+// second insert waits on the first's unique-index entry and then does nothing.
+func (s *Store) EnsureAdmin(ctx context.Context, u user.User) (user.User, bool, error) {
+	var stored user.User
+	var created bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
+			 ON CONFLICT ((lower(email))) DO NOTHING`,
+			u.ID, u.Email, u.Name, u.Role, u.PasswordHash, u.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if created = tag.RowsAffected() == 1; created {
+			if err := writeRegistered(ctx, tx, u); err != nil {
+				return err
+			}
+		}
+		stored, err = scanUser(tx.QueryRow(ctx,
+			`UPDATE users SET role = $2 WHERE lower(email) = lower($1) RETURNING `+userColumns,
+			u.Email, auth.RoleAdmin))
+		return err
+	})
+	if err != nil {
+		return user.User{}, false, dbError(err, "ensure admin")
+	}
+	return stored, created, nil
+}
+
+func writeRegistered(ctx context.Context, tx pgx.Tx, u user.User) error {
+	return outbox.Write(ctx, tx, outbox.Event{
+		Stream:  Stream,
+		Type:    TypeUserRegistered,
+		Source:  Source,
+		Subject: u.ID.String(),
+		Time:    u.CreatedAt,
+		Data:    registered{UserID: u.ID, Email: u.Email.String(), Name: u.Name.String()},
+	})
+}
+
+// UserByID implements user.Store.
+func (s *Store) UserByID(ctx context.Context, id uuid.UUID) (user.User, error) {
+	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
+	return u, dbError(err, "user by id")
+}
+
+// UserByEmail implements user.Store.
+func (s *Store) UserByEmail(ctx context.Context, email user.Email) (user.User, error) {
+	// lower() on both sides matches the unique index, so the lookup uses it.
+	u, err := scanUser(s.pool.QueryRow(ctx,
+		`SELECT `+userColumns+` FROM users WHERE lower(email) = lower($1)`, email))
+	return u, dbError(err, "user by email")
+}
+
+func scanUser(row pgx.Row) (user.User, error) {
+	var u user.User
+	err := row.Scan(&u.ID, &u.Email, &u.Name, &u.Role, &u.PasswordHash, &u.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return user.User{}, user.ErrNotFound
+	}
+	u.CreatedAt = u.CreatedAt.UTC()
+	return u, err
+}
+
+// CreateRefreshToken implements user.Store.
+func (s *Store) CreateRefreshToken(ctx context.Context, t user.RefreshToken) error {
+	_, err := s.pool.Exec(ctx, insertRefreshToken, refreshTokenArgs(t)...)
+	return dbError(err, "create refresh token")
+}
+
+const insertRefreshToken = `INSERT INTO refresh_tokens
+	(id, token_hash, user_id, family_id, parent_id, created_at, expires_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7)`
+
+func refreshTokenArgs(t user.RefreshToken) []any {
+	var parent *uuid.UUID
+	if t.ParentID != uuid.Nil {
+		parent = &t.ParentID
+	}
+	return []any{t.ID, t.Hash, t.UserID, t.FamilyID, parent, t.CreatedAt, t.ExpiresAt}
+}
+
+// RotateRefreshToken implements user.Store. The old token's row is locked (SELECT ...
+// FOR UPDATE) for the whole transaction, so a concurrent rotation of the same token
+// waits, then finds it used and is treated as reuse.
+func (s *Store) RotateRefreshToken(ctx context.Context, old []byte, next user.RefreshToken, now time.Time) (user.RefreshToken, error) {
+	var reused bool
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var usedAt, revokedAt *time.Time
+		var expiresAt time.Time
+		err := tx.QueryRow(ctx,
+			`SELECT id, user_id, family_id, expires_at, used_at, revoked_at
+			 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`, old).
+			Scan(&next.ParentID, &next.UserID, &next.FamilyID, &expiresAt, &usedAt, &revokedAt)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return user.ErrRefreshTokenInvalid
+		case err != nil:
+			return err
+		case usedAt != nil:
+			// Someone holds a token that was already traded in: either the client or
+			// a thief has a copy, and there is no telling which. End the session.
+			reused = true
+			_, err := tx.Exec(ctx,
+				`UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL`,
+				next.FamilyID, now)
+			return err // commit the revocation; the caller gets ErrRefreshTokenReused
+		case revokedAt != nil || !now.Before(expiresAt):
+			return user.ErrRefreshTokenInvalid
+		}
+		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $2 WHERE id = $1`, next.ParentID, now); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, insertRefreshToken, refreshTokenArgs(next)...)
+		return err
+	})
+	switch {
+	case err != nil:
+		return user.RefreshToken{}, dbError(err, "rotate refresh token")
+	case reused:
+		return user.RefreshToken{}, user.ErrRefreshTokenReused
+	}
+	return next, nil
+}
+
+// signingKeysLock is the advisory lock key under which the first signing key is made,
+// so that replicas starting together on an empty table agree on one key. (goose's own
+// lock uses a different key.)
+const signingKeysLock int64 = 0x62617a7573657273 // "bazusers"
+
+// SigningKeys returns the stored signing keys, newest first. When there are none it
+// makes one with generate and stores it; replicas that start together get the same key.
+func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, error)) (signing.Ring, error) {
+	var ring signing.Ring
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, signingKeysLock); err != nil {
+			return err
+		}
+		var err error
+		if ring, err = loadKeys(ctx, tx); err != nil || len(ring) > 0 {
+			return err
+		}
+		k, err := generate()
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx,
+			`INSERT INTO signing_keys (kid, seed) VALUES ($1, $2) RETURNING created_at`,
+			k.ID, k.Private.Seed()).Scan(&k.CreatedAt)
+		ring = signing.Ring{k}
+		return err
+	})
+	if err != nil {
+		return nil, dbError(err, "signing keys")
+	}
+	return ring, nil
+}
+
+func loadKeys(ctx context.Context, tx pgx.Tx) (signing.Ring, error) {
+	rows, err := tx.Query(ctx, `SELECT kid, seed, created_at FROM signing_keys ORDER BY created_at DESC, kid`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ring signing.Ring
+	for rows.Next() {
+		var kid string
+		var seed []byte
+		var created time.Time
+		if err := rows.Scan(&kid, &seed, &created); err != nil {
+			return nil, err
+		}
+		k, err := signing.FromSeed(seed)
+		if err != nil {
+			return nil, err
+		}
+		if k.ID != kid {
+			return nil, fmt.Errorf("signing key %s: stored kid does not match its key", kid)
+		}
+		k.CreatedAt = created.UTC()
+		ring = append(ring, k)
+	}
+	return ring, rows.Err()
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
+}
+
+// dbError passes domain errors through and classifies the rest: a server that cannot
+// be reached is apperr.Unavailable (503, naming the database, so readiness and clients
+// see the same story); anything else is an unexpected error (500).
+func dbError(err error, op string) error {
+	var ae *apperr.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae):
+		return err
+	case unreachable(err):
+		return apperr.Wrap(fmt.Errorf("%s: %w", op, err), apperr.Unavailable, "the users database is unavailable")
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unreachable reports whether err means the server could not be talked to, as opposed
+// to the server answering with an error.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Only the server's "I cannot serve you now" classes count: 08 connection
+		// exception, 53 insufficient resources, 57P0x shutting down.
+		return pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:4] == "57P0"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

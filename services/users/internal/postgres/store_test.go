@@ -1,0 +1,340 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/services/users/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/users/internal/signing"
+	"github.com/bazaar-shop/bazaar/services/users/internal/user"
+)
+
+func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := pgtest.New(t, migrations.FS)
+	return postgres.NewStore(pool), pool
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, table string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+var created = time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
+
+func newUser(t *testing.T, email string) user.User {
+	t.Helper()
+	e, err := user.ParseEmail(email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return user.User{ID: uuid.New(), Email: e, Name: "Ann", Role: auth.RoleCustomer, PasswordHash: "$argon2id$x", CreatedAt: created}
+}
+
+func TestCreateUserWritesTheUserAndItsEvent(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	u := newUser(t, "ann@example.com")
+	if err := store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.UserByID(ctx, u.ID)
+	if err != nil || got != u {
+		t.Errorf("UserByID = %+v, %v; want %+v", got, err, u)
+	}
+	if got, err := store.UserByEmail(ctx, "ann@example.com"); err != nil || got.ID != u.ID {
+		t.Errorf("UserByEmail = %+v, %v", got, err)
+	}
+
+	var stream, typ, source, subject string
+	var at time.Time
+	var data []byte
+	var published *time.Time
+	err = pool.QueryRow(ctx, `SELECT stream, type, source, subject, time, data, published_at FROM outbox`).
+		Scan(&stream, &typ, &source, &subject, &at, &data, &published)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stream != "events.users" || typ != "user.registered" || source != "users" || subject != u.ID.String() ||
+		!at.Equal(created) || published != nil {
+		t.Errorf("outbox row: %s %s %s %s %v %v", stream, typ, source, subject, at, published)
+	}
+	var payload map[string]string
+	if err := json.Unmarshal(data, &payload); err != nil {
+		t.Fatal(err)
+	}
+	if payload["user_id"] != u.ID.String() || payload["email"] != "ann@example.com" || payload["name"] != "Ann" || len(payload) != 3 {
+		t.Errorf("event data = %s", data)
+	}
+}
+
+func TestEmailIsUniqueWhateverTheCaseAndAFailedInsertWritesNoEvent(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	if err := store.CreateUser(ctx, newUser(t, "ann@example.com")); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CreateUser(ctx, newUser(t, "ANN@Example.COM")); !errors.Is(err, user.ErrEmailTaken) {
+		t.Errorf("same e-mail in other case: %v, want ErrEmailTaken", err)
+	}
+	// Even a row that skipped ParseEmail's case folding cannot slip past the index.
+	raw := newUser(t, "x@example.com")
+	raw.Email = "Ann@example.com"
+	if err := store.CreateUser(ctx, raw); err == nil {
+		t.Error("stored a mixed-case duplicate")
+	}
+	if n := count(t, pool, "users"); n != 1 {
+		t.Errorf("%d users, want 1", n)
+	}
+	if n := count(t, pool, "outbox"); n != 1 {
+		t.Errorf("%d outbox rows, want 1: a failed insert wrote its event", n)
+	}
+	if _, err := store.UserByEmail(ctx, "nobody@example.com"); !errors.Is(err, user.ErrNotFound) {
+		t.Errorf("unknown e-mail: %v", err)
+	}
+	if _, err := store.UserByID(ctx, uuid.New()); !errors.Is(err, user.ErrNotFound) {
+		t.Errorf("unknown id: %v", err)
+	}
+}
+
+func TestEnsureAdminIsIdempotentUnderConcurrency(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+
+	const replicas = 8
+	var wg sync.WaitGroup
+	results := make(chan bool, replicas)
+	for range replicas {
+		wg.Go(func() {
+			a := newUser(t, "admin@bazaar.local")
+			a.Role = auth.RoleAdmin
+			got, created, err := store.EnsureAdmin(ctx, a)
+			if err != nil || got.Role != auth.RoleAdmin || got.Email != "admin@bazaar.local" {
+				t.Errorf("EnsureAdmin = %+v, %v", got, err)
+			}
+			results <- created
+		})
+	}
+	wg.Wait()
+	close(results)
+	creations := 0
+	for c := range results {
+		if c {
+			creations++
+		}
+	}
+	if creations != 1 || count(t, pool, "users") != 1 || count(t, pool, "outbox") != 1 {
+		t.Errorf("%d creations, %d users, %d events; want 1 each", creations, count(t, pool, "users"), count(t, pool, "outbox"))
+	}
+}
+
+func TestEnsureAdminPromotesAnExistingUserAndKeepsTheirPassword(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	u := newUser(t, "boss@example.com")
+	if err := store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	a := newUser(t, "Boss@example.com")
+	a.Role, a.PasswordHash = auth.RoleAdmin, "$argon2id$other"
+	got, created, err := store.EnsureAdmin(ctx, a)
+	if err != nil || created || got.ID != u.ID || got.Role != auth.RoleAdmin || got.PasswordHash != u.PasswordHash {
+		t.Errorf("EnsureAdmin = %+v, %v, %v", got, created, err)
+	}
+	if n := count(t, pool, "outbox"); n != 1 {
+		t.Errorf("%d events; promotion is not a registration", n)
+	}
+}
+
+// session stores the first refresh token of a new family for a new user.
+func session(t *testing.T, store *postgres.Store, expires time.Time) ([]byte, user.RefreshToken) {
+	t.Helper()
+	ctx := context.Background()
+	u := newUser(t, rand.Text()[:10]+"@example.com")
+	if err := store.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	hash := randomHash()
+	id := uuid.New()
+	tok := user.RefreshToken{ID: id, Hash: hash, UserID: u.ID, FamilyID: id, CreatedAt: created, ExpiresAt: expires}
+	if err := store.CreateRefreshToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	return hash, tok
+}
+
+func randomHash() []byte {
+	sum := sha256.Sum256([]byte(rand.Text()))
+	return sum[:]
+}
+
+func next(expires time.Time) user.RefreshToken {
+	return user.RefreshToken{ID: uuid.New(), Hash: randomHash(), CreatedAt: created, ExpiresAt: expires}
+}
+
+func TestRotationAndFamilyRevocation(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	now := created.Add(time.Minute)
+	later := now.Add(time.Hour)
+	rootHash, root := session(t, store, later)
+
+	child, err := store.RotateRefreshToken(ctx, rootHash, next(later), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if child.ParentID != root.ID || child.FamilyID != root.FamilyID || child.UserID != root.UserID {
+		t.Errorf("child = %+v, root = %+v", child, root)
+	}
+	grandchild, err := store.RotateRefreshToken(ctx, child.Hash, next(later), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The root again: reuse. It ends the family, the live grandchild included.
+	if _, err := store.RotateRefreshToken(ctx, rootHash, next(later), now); !errors.Is(err, user.ErrRefreshTokenReused) {
+		t.Fatalf("reuse: %v, want ErrRefreshTokenReused", err)
+	}
+	if _, err := store.RotateRefreshToken(ctx, grandchild.Hash, next(later), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("grandchild after reuse: %v, want ErrRefreshTokenInvalid", err)
+	}
+
+	// Another family of the same kind is untouched by it.
+	otherHash, _ := session(t, store, later)
+	if _, err := store.RotateRefreshToken(ctx, otherHash, next(later), now); err != nil {
+		t.Errorf("unrelated family: %v", err)
+	}
+	if _, err := store.RotateRefreshToken(ctx, randomHash(), next(later), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("unknown token: %v", err)
+	}
+}
+
+func TestAnExpiredRefreshTokenIsInvalid(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	now := created.Add(time.Hour)
+	hash, _ := session(t, store, now) // expires exactly now
+	if _, err := store.RotateRefreshToken(ctx, hash, next(now.Add(time.Hour)), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("expired token: %v, want ErrRefreshTokenInvalid", err)
+	}
+	if n := count(t, pool, "refresh_tokens"); n != 1 {
+		t.Errorf("%d refresh tokens: an expired one got a child", n)
+	}
+}
+
+func TestConcurrentRefreshesExactlyOneWins(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	now := created.Add(time.Minute)
+	hash, _ := session(t, store, now.Add(time.Hour))
+
+	const racers = 10
+	errs := make(chan error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range racers {
+		wg.Go(func() {
+			<-start
+			_, err := store.RotateRefreshToken(ctx, hash, next(now.Add(time.Hour)), now)
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	wins := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, user.ErrRefreshTokenReused):
+			t.Errorf("loser: %v, want ErrRefreshTokenReused", err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d refreshes succeeded, want exactly 1", wins)
+	}
+	// One child only; and since the losers are reuses, the family is revoked.
+	if n := count(t, pool, "refresh_tokens"); n != 2 {
+		t.Errorf("%d refresh tokens, want the root and one child", n)
+	}
+	var live int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM refresh_tokens WHERE revoked_at IS NULL`).Scan(&live); err != nil || live != 0 {
+		t.Errorf("%d live tokens after concurrent reuse (%v), want 0", live, err)
+	}
+}
+
+func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+
+	const replicas = 6
+	kids := make(chan string, replicas)
+	var wg sync.WaitGroup
+	for range replicas {
+		wg.Go(func() {
+			ring, err := store.SigningKeys(ctx, signing.Generate)
+			if err != nil || len(ring) != 1 {
+				t.Errorf("SigningKeys = %v, %v", ring, err)
+				return
+			}
+			kids <- ring.Current().ID
+		})
+	}
+	wg.Wait()
+	close(kids)
+	first := <-kids
+	for k := range kids {
+		if k != first {
+			t.Errorf("replicas got different keys: %s and %s", first, k)
+		}
+	}
+	if n := count(t, pool, "signing_keys"); n != 1 {
+		t.Errorf("%d signing keys, want 1", n)
+	}
+	// A restart loads the same key rather than making one.
+	ring, err := store.SigningKeys(ctx, func() (signing.Key, error) { return signing.Key{}, errors.New("must not generate") })
+	if err != nil || ring.Current().ID != first || ring.Current().CreatedAt.IsZero() {
+		t.Errorf("reload = %v, %v", ring, err)
+	}
+}
+
+func TestAnUnreachableDatabaseIsUnavailable(t *testing.T) {
+	t.Parallel()
+	pool, err := pgdb.Open(context.Background(), "postgres://nobody@127.0.0.1:1/none?connect_timeout=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store := postgres.NewStore(pool)
+	_, err = store.UserByEmail(context.Background(), "ann@example.com")
+	if apperr.CodeOf(err) != apperr.Unavailable {
+		t.Errorf("err = %v, want an unavailable error", err)
+	}
+}

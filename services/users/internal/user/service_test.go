@@ -1,0 +1,306 @@
+package user_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/services/users/internal/user"
+)
+
+// fakeStore keeps users and tokens in memory; the SQL store has its own tests.
+type fakeStore struct {
+	mu      sync.Mutex
+	users   map[uuid.UUID]user.User
+	tokens  []user.RefreshToken
+	rotated [][]byte // the old hashes RotateRefreshToken was asked for
+	err     error    // when set, every call fails with it
+}
+
+var _ user.Store = (*fakeStore)(nil)
+
+func newFakeStore() *fakeStore { return &fakeStore{users: map[uuid.UUID]user.User{}} }
+
+func (s *fakeStore) CreateUser(_ context.Context, u user.User) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return s.err
+	}
+	for _, o := range s.users {
+		if o.Email == u.Email {
+			return user.ErrEmailTaken
+		}
+	}
+	s.users[u.ID] = u
+	return nil
+}
+
+func (s *fakeStore) EnsureAdmin(ctx context.Context, u user.User) (user.User, bool, error) {
+	if err := s.CreateUser(ctx, u); err != nil && !errors.Is(err, user.ErrEmailTaken) {
+		return user.User{}, false, err
+	}
+	got, err := s.UserByEmail(ctx, u.Email)
+	return got, got.ID == u.ID, err
+}
+
+func (s *fakeStore) UserByID(_ context.Context, id uuid.UUID) (user.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return user.User{}, s.err
+	}
+	if u, ok := s.users[id]; ok {
+		return u, nil
+	}
+	return user.User{}, user.ErrNotFound
+}
+
+func (s *fakeStore) UserByEmail(_ context.Context, email user.Email) (user.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return user.User{}, s.err
+	}
+	for _, u := range s.users {
+		if u.Email == email {
+			return u, nil
+		}
+	}
+	return user.User{}, user.ErrNotFound
+}
+
+func (s *fakeStore) CreateRefreshToken(_ context.Context, t user.RefreshToken) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens = append(s.tokens, t)
+	return s.err
+}
+
+func (s *fakeStore) RotateRefreshToken(_ context.Context, old []byte, next user.RefreshToken, _ time.Time) (user.RefreshToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rotated = append(s.rotated, old)
+	for _, t := range s.tokens {
+		if bytes.Equal(t.Hash, old) {
+			next.UserID, next.FamilyID, next.ParentID = t.UserID, t.FamilyID, t.ID
+			s.tokens = append(s.tokens, next)
+			return next, nil
+		}
+	}
+	return user.RefreshToken{}, user.ErrRefreshTokenInvalid
+}
+
+// fakeHasher "hashes" by prefixing, and records what it was asked to verify against.
+type fakeHasher struct {
+	mu       sync.Mutex
+	verified []string
+}
+
+var _ user.Hasher = (*fakeHasher)(nil)
+
+func (h *fakeHasher) Hash(plain string) (string, error) { return "hashed:" + plain, nil }
+
+func (h *fakeHasher) Verify(plain, encoded string) (bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.verified = append(h.verified, encoded)
+	return encoded == "hashed:"+plain, nil
+}
+
+type fakeSigner struct{}
+
+var _ user.TokenSigner = fakeSigner{}
+
+func (fakeSigner) Sign(p auth.Principal) (string, error) {
+	return "access:" + p.UserID.String() + ":" + string(p.Role), nil
+}
+func (fakeSigner) TTL() time.Duration { return 15 * time.Minute }
+
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time { return c.t }
+
+var now = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+
+func newService(t *testing.T) (*user.Service, *fakeStore, *fakeHasher) {
+	t.Helper()
+	store, hasher := newFakeStore(), &fakeHasher{}
+	svc, err := user.NewService(store, hasher, fakeSigner{}, fixedClock{now}, 720*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, store, hasher
+}
+
+func registration(t *testing.T, email, password, name string) user.Registration {
+	t.Helper()
+	e, err1 := user.ParseEmail(email)
+	p, err2 := user.ParsePassword(password)
+	n, err3 := user.ParseName(name)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatal(err)
+	}
+	return user.Registration{Email: e, Password: p, Name: n}
+}
+
+func TestRegisterStoresACustomerWithAHashedPassword(t *testing.T) {
+	t.Parallel()
+	svc, store, _ := newService(t)
+	u, err := svc.Register(context.Background(), registration(t, "Ann@Example.com", "correct horse", "Ann"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Role != auth.RoleCustomer || u.Email != "ann@example.com" || u.Name != "Ann" || u.ID == uuid.Nil {
+		t.Errorf("user = %+v", u)
+	}
+	if u.PasswordHash != "hashed:correct horse" {
+		t.Errorf("password hash = %q", u.PasswordHash)
+	}
+	if want := now.Truncate(time.Microsecond); !u.CreatedAt.Equal(want) {
+		t.Errorf("created_at = %v, want %v", u.CreatedAt, want)
+	}
+	if stored, _ := store.UserByID(context.Background(), u.ID); stored != u {
+		t.Errorf("stored %+v, returned %+v", stored, u)
+	}
+	_, err = svc.Register(context.Background(), registration(t, "ann@example.com", "another one", "Ann 2"))
+	if !errors.Is(err, user.ErrEmailTaken) {
+		t.Errorf("second registration: %v, want ErrEmailTaken", err)
+	}
+}
+
+func TestLoginFailsTheSameWayForUnknownEmailAndWrongPassword(t *testing.T) {
+	t.Parallel()
+	svc, _, hasher := newService(t)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string][2]string{
+		"wrong password":   {"ann@example.com", "wrong horse"},
+		"unknown e-mail":   {"bob@example.com", "correct horse"},
+		"invalid e-mail":   {"not an e-mail", "correct horse"},
+		"short password":   {"ann@example.com", "x"},
+		"over-long passwd": {"ann@example.com", strings.Repeat("x", user.MaxPasswordLen+1)},
+	}
+	for name, c := range cases {
+		_, err := svc.Login(ctx, c[0], c[1])
+		if err != user.ErrBadCredentials { //nolint:errorlint // the very same error value, not just the same code
+			t.Errorf("%s: %v, want ErrBadCredentials", name, err)
+		}
+	}
+	// Every login that got as far as a password check ran one, the unknown e-mails
+	// against the dummy hash, so timing does not tell them apart.
+	if n := len(hasher.verified); n != len(cases)-1 {
+		t.Errorf("%d verifications, want %d", n, len(cases)-1)
+	}
+	dummy := 0
+	for _, h := range hasher.verified {
+		if h != "hashed:correct horse" {
+			dummy++
+		}
+	}
+	if dummy != 2 {
+		t.Errorf("%d verifications against the dummy hash, want 2 (unknown and invalid e-mail)", dummy)
+	}
+}
+
+func TestLoginIssuesTokensAndStoresOnlyTheRefreshTokensHash(t *testing.T) {
+	t.Parallel()
+	svc, store, _ := newService(t)
+	ctx := context.Background()
+	u, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := svc.Login(ctx, " ANN@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.AccessToken != "access:"+u.ID.String()+":customer" || tok.ExpiresIn != 15*time.Minute {
+		t.Errorf("tokens = %+v", tok)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(tok.RefreshToken)
+	if err != nil || len(raw) != 32 {
+		t.Fatalf("refresh token %q is not 32 base64url bytes", tok.RefreshToken)
+	}
+	if len(store.tokens) != 1 {
+		t.Fatalf("stored %d tokens", len(store.tokens))
+	}
+	st, sum := store.tokens[0], sha256.Sum256(raw)
+	if !bytes.Equal(st.Hash, sum[:]) || st.UserID != u.ID || st.FamilyID != st.ID || st.ParentID != uuid.Nil {
+		t.Errorf("stored token = %+v", st)
+	}
+	if !st.ExpiresAt.Equal(now.Add(720 * time.Hour)) {
+		t.Errorf("expires_at = %v", st.ExpiresAt)
+	}
+}
+
+func TestRefreshRotatesAndReadsTheCurrentRole(t *testing.T) {
+	t.Parallel()
+	svc, store, _ := newService(t)
+	ctx := context.Background()
+	u, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A promotion after login shows in the next refreshed access token.
+	store.mu.Lock()
+	promoted := store.users[u.ID]
+	promoted.Role = auth.RoleAdmin
+	store.users[u.ID] = promoted
+	store.mu.Unlock()
+
+	next, err := svc.Refresh(ctx, first.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.RefreshToken == first.RefreshToken || next.AccessToken != "access:"+u.ID.String()+":admin" {
+		t.Errorf("refreshed = %+v", next)
+	}
+	if st := store.tokens[len(store.tokens)-1]; st.ParentID != store.tokens[0].ID || st.FamilyID != store.tokens[0].FamilyID {
+		t.Errorf("child token = %+v", st)
+	}
+}
+
+func TestRefreshRejectsMalformedTokensWithoutAskingTheStore(t *testing.T) {
+	t.Parallel()
+	svc, store, _ := newService(t)
+	for _, tok := range []string{"x", "not base64 !!", base64.RawURLEncoding.EncodeToString(make([]byte, 31))} {
+		if _, err := svc.Refresh(context.Background(), tok); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+			t.Errorf("Refresh(%q) = %v", tok, err)
+		}
+	}
+	if len(store.rotated) != 0 {
+		t.Errorf("store asked %d times", len(store.rotated))
+	}
+}
+
+func TestStoreFailuresPassThrough(t *testing.T) {
+	t.Parallel()
+	svc, store, _ := newService(t)
+	down := apperr.E(apperr.Unavailable, "the users database is unavailable")
+	store.err = down
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); !errors.Is(err, down) {
+		t.Errorf("register: %v", err)
+	}
+	// A database outage must not pass for bad credentials.
+	if _, err := svc.Login(ctx, "ann@example.com", "correct horse"); !errors.Is(err, down) {
+		t.Errorf("login: %v", err)
+	}
+}

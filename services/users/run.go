@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/config"
+	"github.com/bazaar-shop/bazaar/pkg/platform"
+	"github.com/bazaar-shop/bazaar/services/users/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/users/internal/password"
+	"github.com/bazaar-shop/bazaar/services/users/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/users/internal/signing"
+	"github.com/bazaar-shop/bazaar/services/users/internal/user"
+)
+
+// settings is the users service's configuration: the platform's shared settings plus
+// its own.
+type settings struct {
+	platform.Config
+	AccessTokenTTL  time.Duration // ACCESS_TOKEN_TTL
+	RefreshTokenTTL time.Duration // REFRESH_TOKEN_TTL
+	// Admin, when set, is an admin account ensured at start (BOOTSTRAP_ADMIN_EMAIL,
+	// BOOTSTRAP_ADMIN_PASSWORD, BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo
+	// admin with it.
+	Admin *user.Registration
+}
+
+// loadSettings reads the configuration; the error names every bad variable.
+func loadSettings(getenv func(string) string) (settings, error) {
+	env := config.New(getenv)
+	s := settings{
+		Config:          platform.LoadConfig(env, "users", ":8081"),
+		AccessTokenTTL:  env.Duration("ACCESS_TOKEN_TTL", 15*time.Minute),
+		RefreshTokenTTL: env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
+	}
+	adminErr := s.loadAdmin(env)
+	if err := errors.Join(env.Err(), adminErr); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// loadAdmin reads the bootstrap admin: all or nothing, so that a half-set pair is a
+// mistake reported at start rather than an admin silently missing.
+func (s *settings) loadAdmin(env *config.Env) error {
+	email := env.String("BOOTSTRAP_ADMIN_EMAIL", "")
+	pass := env.Secret("BOOTSTRAP_ADMIN_PASSWORD", "")
+	name := env.String("BOOTSTRAP_ADMIN_NAME", "Bazaar Admin")
+	switch {
+	case email == "" && pass == "":
+		return nil
+	case email == "":
+		return errors.New("bad configuration: BOOTSTRAP_ADMIN_EMAIL must be set with BOOTSTRAP_ADMIN_PASSWORD")
+	case pass == "":
+		return errors.New("bad configuration: BOOTSTRAP_ADMIN_PASSWORD must be set with BOOTSTRAP_ADMIN_EMAIL")
+	}
+	var errs []error
+	check := func(variable string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bad configuration: %s: %w", variable, err))
+		}
+	}
+	reg := user.Registration{}
+	var err error
+	reg.Email, err = user.ParseEmail(email)
+	check("BOOTSTRAP_ADMIN_EMAIL", err)
+	reg.Password, err = user.ParsePassword(pass)
+	check("BOOTSTRAP_ADMIN_PASSWORD", err)
+	reg.Name, err = user.ParseName(name)
+	check("BOOTSTRAP_ADMIN_NAME", err)
+	s.Admin = &reg
+	return errors.Join(errs...)
+}
+
+// run starts the users service: accounts, logins and the signing keys every other
+// program verifies access tokens with.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadSettings(getenv)
+	if err != nil {
+		return err
+	}
+	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	adminEmail := ""
+	if cfg.Admin != nil {
+		adminEmail = cfg.Admin.Email.String()
+	}
+	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
+		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "bootstrap_admin_email", adminEmail)
+
+	store := postgres.NewStore(p.Pool)
+	// Every replica loads the same keys from the database, so any of them verifies
+	// what another signed, and a restart does not log anybody out.
+	keys, err := store.SigningKeys(ctx, signing.Generate)
+	if err != nil {
+		return fmt.Errorf("load signing keys: %w", err)
+	}
+	signer := auth.NewSigner(keys.Current().ID, keys.Current().Private, cfg.AccessTokenTTL)
+	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, cfg.RefreshTokenTTL)
+	if err != nil {
+		return err
+	}
+	if cfg.Admin != nil {
+		admin, created, err := users.EnsureAdmin(ctx, *cfg.Admin)
+		if err != nil {
+			return fmt.Errorf("bootstrap admin: %w", err)
+		}
+		p.Log.Info("bootstrap admin ensured", "user_id", admin.ID, "created", created)
+	}
+
+	r := p.Router()
+	httpapi.Mount(r, httpapi.Deps{
+		Log:      p.Log,
+		Users:    users,
+		Verifier: auth.NewVerifier(keys.Verification()),
+		KeySet:   keys.KeySet(),
+	})
+	return p.Serve(ctx, r)
+}

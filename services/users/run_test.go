@@ -1,0 +1,565 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/programtest"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
+)
+
+// stack is one users service under test with a direct line to its database.
+type stack struct {
+	url string
+	db  *pgxpool.Pool
+}
+
+// startUsers runs the service on a fresh database and Redis; extra adds or overrides
+// environment variables.
+func startUsers(t *testing.T, extra map[string]string) stack {
+	t.Helper()
+	dbURL := pgtest.NewDatabase(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)}
+	for k, v := range extra {
+		env[k] = v
+	}
+	prog := programtest.Start(t, run, env)
+	return stack{url: prog.URL, db: openDB(t, dbURL)}
+}
+
+func openDB(t *testing.T, dbURL string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgdb.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// response is what came back from a call.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// problem decodes a problem response, failing unless it is one with the status.
+func (r response) problem(t *testing.T, status int) problem.Details {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
+		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
+	}
+	var d problem.Details
+	r.json(t, &d)
+	if d.Status != status || d.RequestID == "" || d.Type == "" {
+		t.Errorf("problem document %+v", d)
+	}
+	return d
+}
+
+func call(t *testing.T, method, u, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func post(t *testing.T, u, body string) response { return call(t, http.MethodPost, u, body) }
+
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+type userBody struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+type tokenBody struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+func (s stack) register(t *testing.T, email, password, name string) userBody {
+	t.Helper()
+	r := post(t, s.url+"/api/v1/auth/register", `{"email":"`+email+`","password":"`+password+`","name":"`+name+`"}`)
+	if r.status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.status, r.body)
+	}
+	var u userBody
+	r.json(t, &u)
+	return u
+}
+
+func (s stack) login(t *testing.T, email, password string) tokenBody {
+	t.Helper()
+	r := post(t, s.url+"/api/v1/auth/login", `{"email":"`+email+`","password":"`+password+`"}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("login: %d %s", r.status, r.body)
+	}
+	var tok tokenBody
+	r.json(t, &tok)
+	return tok
+}
+
+func (s stack) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, nil)
+
+	r := post(t, s.url+"/api/v1/auth/register", `{"email":"  Ann@Example.com ","password":"correct horse","name":" Ann Lee "}`)
+	if r.status != http.StatusCreated || r.header.Get("Location") != "/api/v1/users/me" {
+		t.Fatalf("register: %d %v %s", r.status, r.header, r.body)
+	}
+	var ann userBody
+	r.json(t, &ann)
+	if _, err := uuid.Parse(ann.ID); err != nil || ann.Email != "ann@example.com" || ann.Name != "Ann Lee" ||
+		ann.Role != "customer" || time.Since(ann.CreatedAt) > time.Minute {
+		t.Errorf("registered user %+v", ann)
+	}
+	if strings.Contains(string(r.body), "password") || strings.Contains(string(r.body), "argon2") {
+		t.Errorf("register answer shows the password or its hash: %s", r.body)
+	}
+	var event struct{ Type, Subject, Data string }
+	err := s.db.QueryRow(context.Background(), `SELECT type, subject, data::text FROM outbox`).Scan(&event.Type, &event.Subject, &event.Data)
+	if err != nil || event.Type != "user.registered" || event.Subject != ann.ID || !strings.Contains(event.Data, `"email": "ann@example.com"`) {
+		t.Errorf("outbox event %+v, %v", event, err)
+	}
+	var stored string
+	if err := s.db.QueryRow(context.Background(), `SELECT password_hash FROM users`).Scan(&stored); err != nil ||
+		!strings.HasPrefix(stored, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Errorf("stored password hash %q, %v", stored, err)
+	}
+
+	// Log in with the e-mail in another case: addresses are case-insensitive.
+	r = post(t, s.url+"/api/v1/auth/login", `{"email":"ANN@example.COM","password":"correct horse"}`)
+	if r.status != http.StatusOK || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("login: %d %v %s", r.status, r.header, r.body)
+	}
+	var first tokenBody
+	r.json(t, &first)
+	if first.TokenType != "Bearer" || first.ExpiresIn != 900 || first.AccessToken == "" || len(first.RefreshToken) != 43 {
+		t.Errorf("tokens %+v", first)
+	}
+	var tokenHashes int
+	if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM refresh_tokens WHERE length(token_hash) = 32`).Scan(&tokenHashes); err != nil || tokenHashes != 1 {
+		t.Errorf("%d stored refresh token hashes (%v), want 1", tokenHashes, err)
+	}
+
+	r = call(t, http.MethodGet, s.url+"/api/v1/users/me", "", bearer(first.AccessToken)...)
+	var me userBody
+	if r.status != http.StatusOK {
+		t.Fatalf("me: %d %s", r.status, r.body)
+	}
+	r.json(t, &me)
+	if me != ann {
+		t.Errorf("me = %+v, want %+v", me, ann)
+	}
+
+	r = post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	var second tokenBody
+	r.json(t, &second)
+	if second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken || second.TokenType != "Bearer" {
+		t.Errorf("refreshed %+v", second)
+	}
+	if r := call(t, http.MethodGet, s.url+"/api/v1/users/me", "", bearer(second.AccessToken)...); r.status != http.StatusOK {
+		t.Errorf("me with the refreshed token: %d %s", r.status, r.body)
+	}
+
+	// The first refresh token again: reuse. 401, and the session's family ends, so
+	// the second (never used) refresh token stops working as well.
+	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`).problem(t, http.StatusUnauthorized)
+	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+second.RefreshToken+`"}`).problem(t, http.StatusUnauthorized)
+	// A fresh login still works: only that family was revoked.
+	s.login(t, "ann@example.com", "correct horse")
+}
+
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, nil)
+	ann := s.register(t, "ann@example.com", "correct horse", "Ann")
+	tok := s.login(t, "ann@example.com", "correct horse")
+	key := signingKey(t, s)
+	before := [3]int{s.count(t, "users"), s.count(t, "outbox"), s.count(t, "refresh_tokens")}
+
+	const reg, login, refresh, me = "/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/users/me"
+	valid := func(field, value string) string {
+		m := map[string]string{"email": "new@example.com", "password": "long enough", "name": "New"}
+		m[field] = value
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	huge := `{"email":"big@example.com","password":"long enough","name":"` + strings.Repeat("x", 1<<20) + `"}`
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+	forged := func(edit func(jwt.MapClaims)) string { return "Bearer " + key.sign(t, ann.ID, edit) }
+
+	cases := []struct {
+		name               string
+		method, path, body string
+		authorization      string
+		status             int
+		fields             []string // the field errors of a 422
+	}{
+		{"register: malformed JSON", "POST", reg, `{"email":`, "", 400, nil},
+		{"register: not an object", "POST", reg, `[]`, "", 400, nil},
+		{"register: unknown field", "POST", reg, `{"email":"x@example.com","password":"long enough","name":"X","role":"admin"}`, "", 400, nil},
+		{"register: empty body", "POST", reg, ``, "", 400, nil},
+		{"register: over-long body", "POST", reg, huge, "", 413, nil},
+		{"register: bad e-mail", "POST", reg, valid("email", "not-an-email"), "", 422, []string{"email"}},
+		{"register: short password", "POST", reg, valid("password", "short"), "", 422, []string{"password"}},
+		{"register: blank name", "POST", reg, valid("name", "   "), "", 422, []string{"name"}},
+		{"register: everything wrong", "POST", reg, `{"email":"","password":"","name":""}`, "", 422, []string{"email", "password", "name"}},
+		{"register: duplicate e-mail in another case", "POST", reg, valid("email", "ANN@example.com"), "", 409, nil},
+		{"register: wrong method", "GET", reg, ``, "", 405, nil},
+		{"login: malformed JSON", "POST", login, `nope`, "", 400, nil},
+		{"login: missing fields", "POST", login, `{}`, "", 422, []string{"email", "password"}},
+		{"login: wrong password", "POST", login, `{"email":"ann@example.com","password":"wrong horse"}`, "", 401, nil},
+		{"login: unknown e-mail", "POST", login, `{"email":"bob@example.com","password":"correct horse"}`, "", 401, nil},
+		{"refresh: missing token", "POST", refresh, `{"refresh_token":""}`, "", 422, []string{"refresh_token"}},
+		{"refresh: garbage token", "POST", refresh, `{"refresh_token":"garbage"}`, "", 401, nil},
+		{"refresh: unknown token", "POST", refresh, `{"refresh_token":"` + base64.RawURLEncoding.EncodeToString(make([]byte, 32)) + `"}`, "", 401, nil},
+		{"refresh: an access token", "POST", refresh, `{"refresh_token":"` + tok.AccessToken + `"}`, "", 401, nil},
+		{"me: no token", "GET", me, ``, "", 401, nil},
+		{"me: not bearer", "GET", me, ``, "Basic YTpi", 401, nil},
+		{"me: a refresh token", "GET", me, ``, "Bearer " + tok.RefreshToken, 401, nil},
+		{"me: tampered token", "GET", me, ``, "Bearer " + tamper(t, tok.AccessToken), 401, nil},
+		{"me: expired token", "GET", me, ``, forged(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Hour).Unix() }), 401, nil},
+		{"me: wrong audience", "GET", me, ``, forged(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), 401, nil},
+		{"me: wrong issuer", "GET", me, ``, forged(func(c jwt.MapClaims) { c["iss"] = "evil" }), 401, nil},
+		{"me: no expiry", "GET", me, ``, forged(func(c jwt.MapClaims) { delete(c, "exp") }), 401, nil},
+		{"me: alg none", "GET", me, ``, "Bearer " + unsigned(t, key.kid, ann.ID), 401, nil},
+		{"me: another key under our kid", "GET", me, ``, "Bearer " + signingKeyPair{key.kid, otherKey}.sign(t, ann.ID, nil), 401, nil},
+		{"me: unknown kid", "GET", me, ``, "Bearer " + signingKeyPair{"nope", key.priv}.sign(t, ann.ID, nil), 401, nil},
+	}
+	details := map[string]problem.Details{}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var header []string
+			if c.authorization != "" {
+				header = []string{"Authorization", c.authorization}
+			}
+			d := call(t, c.method, s.url+c.path, c.body, header...).problem(t, c.status)
+			details[c.name] = d
+			var got []string
+			for _, f := range d.Errors {
+				got = append(got, f.Field)
+			}
+			if strings.Join(got, ",") != strings.Join(c.fields, ",") {
+				t.Errorf("field errors %v, want %v", d.Errors, c.fields)
+			}
+		})
+	}
+
+	// The same answer for an unknown e-mail as for a wrong password.
+	if a, b := details["login: wrong password"], details["login: unknown e-mail"]; a.Detail != b.Detail || a.Type != b.Type || a.Detail == "" {
+		t.Errorf("login failures differ: %+v vs %+v", a, b)
+	}
+	after := [3]int{s.count(t, "users"), s.count(t, "outbox"), s.count(t, "refresh_tokens")}
+	if after != before {
+		t.Errorf("rows (users, outbox, refresh_tokens) went from %v to %v", before, after)
+	}
+	// The forged tokens did not damage the real one.
+	if r := call(t, http.MethodGet, s.url+me, "", bearer(tok.AccessToken)...); r.status != http.StatusOK {
+		t.Errorf("me with the real token: %d %s", r.status, r.body)
+	}
+}
+
+// signingKeyPair is the service's own key, read from its database, so that tests can
+// forge tokens the service would accept but for the one thing each test changes.
+type signingKeyPair struct {
+	kid  string
+	priv ed25519.PrivateKey
+}
+
+func signingKey(t *testing.T, s stack) signingKeyPair {
+	t.Helper()
+	var k signingKeyPair
+	var seed []byte
+	if err := s.db.QueryRow(context.Background(), `SELECT kid, seed FROM signing_keys`).Scan(&k.kid, &seed); err != nil {
+		t.Fatal(err)
+	}
+	k.priv = ed25519.NewKeyFromSeed(seed)
+	return k
+}
+
+// sign makes a token with the standard claims for userID, as edited by edit.
+func (k signingKeyPair) sign(t *testing.T, userID string, edit func(jwt.MapClaims)) string {
+	t.Helper()
+	now := time.Now()
+	c := jwt.MapClaims{"iss": auth.Issuer, "aud": auth.Audience, "sub": userID, "role": "customer",
+		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "test"}
+	if edit != nil {
+		edit(c)
+	}
+	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
+	tok.Header["kid"] = k.kid
+	s, err := tok.SignedString(k.priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// unsigned is an "alg: none" token that is otherwise perfect, promoting itself to admin.
+func unsigned(t *testing.T, kid, userID string) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"iss": auth.Issuer, "aud": auth.Audience, "sub": userID,
+		"role": "admin", "iat": time.Now().Unix(), "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = kid
+	s, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tamper rewrites a real token's payload to claim the admin role, keeping its signature.
+func tamper(t *testing.T, token string) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := strings.Replace(string(payload), `"role":"customer"`, `"role":"admin"`, 1)
+	if forged == string(payload) {
+		t.Fatalf("no role claim in %s", payload)
+	}
+	parts[1] = base64.RawURLEncoding.EncodeToString([]byte(forged))
+	return strings.Join(parts, ".")
+}
+
+func TestJWKSVerifiesIssuedTokens(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, nil)
+	ann := s.register(t, "ann@example.com", "correct horse", "Ann")
+	tok := s.login(t, "ann@example.com", "correct horse")
+
+	r := call(t, http.MethodGet, s.url+"/.well-known/jwks.json", "")
+	if r.status != http.StatusOK || !strings.Contains(r.header.Get("Cache-Control"), "max-age=") {
+		t.Fatalf("jwks: %d %v %s", r.status, r.header, r.body)
+	}
+	var set auth.KeySet
+	r.json(t, &set)
+	if len(set.Keys) != 1 || set.Keys[0].Alg != "EdDSA" || set.Keys[0].Crv != "Ed25519" || set.Keys[0].Kid == "" {
+		t.Fatalf("key set %s", r.body)
+	}
+	// Verify the way the gateway and the other services do: from the JWKS URL.
+	v := auth.NewVerifier(auth.NewJWKS(s.url+"/.well-known/jwks.json", nil))
+	p, err := v.Verify(context.Background(), tok.AccessToken)
+	if err != nil || p.UserID.String() != ann.ID || p.Role != auth.RoleCustomer || p.TokenID == "" {
+		t.Errorf("Verify = %+v, %v", p, err)
+	}
+	// The token carries the kid that the JWKS publishes and the claims DESIGN names.
+	var claims jwt.MapClaims
+	parsed, _, err := jwt.NewParser().ParseUnverified(tok.AccessToken, &claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Header["kid"] != set.Keys[0].Kid || parsed.Header["alg"] != "EdDSA" {
+		t.Errorf("header %v", parsed.Header)
+	}
+	exp, _ := claims.GetExpirationTime()
+	iat, _ := claims.GetIssuedAt()
+	if claims["iss"] != "bazaar-users" || claims["sub"] != ann.ID || claims["role"] != "customer" || claims["jti"] == nil ||
+		exp == nil || iat == nil || exp.Sub(iat.Time) != 15*time.Minute {
+		t.Errorf("claims %v", claims)
+	}
+	if aud, _ := claims.GetAudience(); len(aud) != 1 || aud[0] != "bazaar" {
+		t.Errorf("aud %v", aud)
+	}
+}
+
+func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	env := func() map[string]string {
+		return map[string]string{
+			"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t),
+			"BOOTSTRAP_ADMIN_EMAIL": "Admin@Bazaar.local", "BOOTSTRAP_ADMIN_PASSWORD": "bazaar-admin",
+		}
+	}
+	first := stack{url: programtest.Start(t, run, env()).URL, db: openDB(t, dbURL)}
+	tok := first.login(t, "admin@bazaar.local", "bazaar-admin")
+	r := call(t, http.MethodGet, first.url+"/api/v1/users/me", "", bearer(tok.AccessToken)...)
+	var admin userBody
+	r.json(t, &admin)
+	if r.status != http.StatusOK || admin.Role != "admin" || admin.Email != "admin@bazaar.local" || admin.Name != "Bazaar Admin" {
+		t.Fatalf("me: %d %s", r.status, r.body)
+	}
+
+	// A second replica on the same database starts cleanly, adds no second admin or
+	// event, and accepts the first replica's tokens: they share the signing key.
+	second := stack{url: programtest.Start(t, run, env()).URL, db: first.db}
+	if n, e := second.count(t, "users"), second.count(t, "outbox"); n != 1 || e != 1 {
+		t.Errorf("after a second start: %d users, %d events; want 1 and 1", n, e)
+	}
+	if n := second.count(t, "signing_keys"); n != 1 {
+		t.Errorf("%d signing keys, want 1", n)
+	}
+	if r := call(t, http.MethodGet, second.url+"/api/v1/users/me", "", bearer(tok.AccessToken)...); r.status != http.StatusOK {
+		t.Errorf("second replica refused the first's token: %d %s", r.status, r.body)
+	}
+	if r := post(t, second.url+"/api/v1/auth/refresh", `{"refresh_token":"`+tok.RefreshToken+`"}`); r.status != http.StatusOK {
+		t.Errorf("second replica refused the first's refresh token: %d %s", r.status, r.body)
+	}
+}
+
+func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
+	t.Parallel()
+	for name, env := range map[string]map[string]string{
+		"BOOTSTRAP_ADMIN_PASSWORD": {"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"},
+		"BOOTSTRAP_ADMIN_EMAIL":    {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
+		"ACCESS_TOKEN_TTL":         {"ACCESS_TOKEN_TTL": "soon"},
+		"REFRESH_TOKEN_TTL":        {"REFRESH_TOKEN_TTL": "-1h"},
+	} {
+		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: err = %v, want it to name %s", env, err, name)
+		}
+	}
+}
+
+// proxied puts a cuttable proxy in front of the server of rawURL.
+func proxied(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
+	t.Helper()
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := tcpproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	u.Host = p.Addr()
+	return p, u.String()
+}
+
+// readiness polls /readyz until it reports want with code, or fails after a deadline.
+func readiness(t *testing.T, base string, want health.Status, code int) health.Report {
+	t.Helper()
+	var last response
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		last = call(t, http.MethodGet, base+"/readyz", "")
+		var rep health.Report
+		if json.Unmarshal(last.body, &rep) == nil && rep.Status == want && last.status == code {
+			return rep
+		}
+	}
+	t.Fatalf("readiness never became %s/%d; last %d %s", want, code, last.status, last.body)
+	return health.Report{}
+}
+
+func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	pg, proxiedDB := proxied(t, dbURL)
+	rd, proxiedRedis := proxied(t, redistest.New(t))
+	s := stack{url: programtest.Start(t, run, map[string]string{"DATABASE_URL": proxiedDB, "REDIS_URL": proxiedRedis}).URL, db: openDB(t, dbURL)}
+	readiness(t, s.url, health.Healthy, http.StatusOK)
+
+	// Redis down: degraded, but sign-up works and its event waits in the outbox.
+	rd.Cut()
+	rep := readiness(t, s.url, health.Degraded, http.StatusOK)
+	if rep.Checks["redis"] != health.Unhealthy || rep.Checks["postgres"] != health.Healthy {
+		t.Errorf("with Redis cut: %+v", rep)
+	}
+	ann := s.register(t, "ann@example.com", "correct horse", "Ann")
+	var events int
+	if err := s.db.QueryRow(context.Background(),
+		`SELECT count(*) FROM outbox WHERE type = 'user.registered' AND subject = $1 AND published_at IS NULL`, ann.ID).Scan(&events); err != nil || events != 1 {
+		t.Errorf("%d user.registered events waiting for %s (%v), want 1", events, ann.ID, err)
+	}
+	tok := s.login(t, "ann@example.com", "correct horse")
+	rd.Restore()
+	readiness(t, s.url, health.Healthy, http.StatusOK)
+
+	// Postgres down: unhealthy, and requests that need it say so with a 503 rather
+	// than pretending the credentials are wrong.
+	pg.Cut()
+	rep = readiness(t, s.url, health.Unhealthy, http.StatusServiceUnavailable)
+	if rep.Checks["postgres"] != health.Unhealthy {
+		t.Errorf("with Postgres cut: %+v", rep)
+	}
+	d := post(t, s.url+"/api/v1/auth/login", `{"email":"ann@example.com","password":"correct horse"}`).problem(t, http.StatusServiceUnavailable)
+	if !strings.Contains(d.Detail, "database") {
+		t.Errorf("503 detail %q does not name the database", d.Detail)
+	}
+	post(t, s.url+"/api/v1/auth/register", `{"email":"bob@example.com","password":"correct horse","name":"Bob"}`).problem(t, http.StatusServiceUnavailable)
+	if r := call(t, http.MethodGet, s.url+"/healthz", ""); r.status != http.StatusOK {
+		t.Errorf("liveness while Postgres is cut: %d", r.status)
+	}
+	pg.Restore()
+	readiness(t, s.url, health.Healthy, http.StatusOK)
+
+	// Recovered by itself: the session still works and sign-ups resume.
+	if r := call(t, http.MethodGet, s.url+"/api/v1/users/me", "", bearer(tok.AccessToken)...); r.status != http.StatusOK {
+		t.Errorf("me after recovery: %d %s", r.status, r.body)
+	}
+	s.register(t, "bob@example.com", "correct horse", "Bob")
+	if n := s.count(t, "users"); n != 2 {
+		t.Errorf("%d users, want 2 (the one tried during the outage was not stored)", n)
+	}
+}
