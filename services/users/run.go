@@ -116,6 +116,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		p.Log.Info("bootstrap admin ensured", "user_id", admin.ID, "created", created)
 	}
 
+	// user.registered and later events leave through the outbox relay; while Redis is
+	// down they wait in the outbox and registration carries on.
+	p.RelayOutbox()
+
 	r := p.Router()
 	httpapi.Mount(r, httpapi.Deps{
 		Log:      p.Log,
