@@ -28,6 +28,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
@@ -83,6 +84,7 @@ type Platform struct {
 	Health   *health.Checker
 	migrator *pgdb.Migrator
 	loops    []loop
+	tasks    *Tasks
 }
 
 // Start opens everything the service needs and applies its migrations, retrying while
@@ -219,6 +221,9 @@ func (p *Platform) Close() {
 	if p.Redis != nil {
 		errs = append(errs, p.Redis.Close())
 	}
+	if p.tasks != nil {
+		errs = append(errs, p.tasks.Client.Close())
+	}
 	if p.Tracing != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, p.Tracing.Shutdown(sctx))
@@ -230,8 +235,45 @@ func (p *Platform) Close() {
 }
 
 // RelayOutbox runs the service's outbox relay in the background, publishing its events
-// to their streams (one active relay per service across replicas).
-func (p *Platform) RelayOutbox() {
+// to their streams (one active relay per service across replicas), and schedules the
+// daily outbox:cleanup of rows published more than a week ago.
+func (p *Platform) RelayOutbox() error {
 	relay := outbox.NewRelay(p.Pool, p.Redis, p.Log, outbox.RelayOptions{Name: p.Config.Name, Registerer: p.Metrics})
 	p.Background("outbox relay", relay.Run)
+	t, err := p.Tasks()
+	if err != nil {
+		return err
+	}
+	t.Worker.Handle(tasks.OutboxCleanup, tasks.CleanOutbox(p.Pool, p.Log))
+	return t.Scheduler.Daily(tasks.OutboxCleanup, tasks.OutboxCleanupAt, nil)
+}
+
+// Tasks is a service's background task queue (asynq): a client to enqueue with, a
+// worker serving the service's own queues, and the periodic scheduler.
+type Tasks struct {
+	Client    *tasks.Client
+	Worker    *tasks.Worker
+	Scheduler *tasks.Scheduler
+}
+
+// Tasks returns the service's task queue, making it on first use; its worker and
+// scheduler run in the background with the program. Register handlers and schedules
+// before Serve.
+func (p *Platform) Tasks() (*Tasks, error) {
+	if p.tasks != nil {
+		return p.tasks, nil
+	}
+	client, err := tasks.NewClient(p.Config.RedisURL, p.Config.Name)
+	if err != nil {
+		return nil, err
+	}
+	worker, err := tasks.NewWorker(p.Config.RedisURL, p.Log, tasks.Config{Service: p.Config.Name, Registerer: p.Metrics})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	p.tasks = &Tasks{Client: client, Worker: worker, Scheduler: tasks.NewScheduler(client, p.Log)}
+	p.Background("task worker", worker.Run)
+	p.Background("task scheduler", p.tasks.Scheduler.Run)
+	return p.tasks, nil
 }

@@ -9,9 +9,9 @@ import (
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
 )
 
-// run starts the payments service. So far it owns its database and migrations and
+// run starts the payments service. So far it owns its database, migrations and outbox and
 // answers only the operational routes (/healthz, /readyz, /metrics); its API arrives
-// with the issues that build it.
+// with the issue that builds it.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	env := config.New(getenv)
 	cfg := platform.LoadConfig(env, "payments", ":8083")
@@ -23,5 +23,10 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	defer p.Close()
+	// Its outbox is relayed to events.payments and cleaned daily, ready for the events its
+	// API will write.
+	if err := p.RelayOutbox(); err != nil {
+		return err
+	}
 	return p.Serve(ctx, p.Router())
 }

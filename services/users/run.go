@@ -118,7 +118,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 
 	// user.registered and later events leave through the outbox relay; while Redis is
 	// down they wait in the outbox and registration carries on.
-	p.RelayOutbox()
+	if err := p.RelayOutbox(); err != nil {
+		return err
+	}
 
 	r := p.Router()
 	httpapi.Mount(r, httpapi.Deps{
