@@ -1,0 +1,45 @@
+// Package httpapi is the gateway's HTTP surface: the standard middleware, and in
+// routes.go every route the gateway answers, with the upstream that serves it and the
+// checks that run first. The gateway's handlers only route and check; the services
+// answer.
+package httpapi
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// Upstreams are the services the gateway forwards to, one handler each (a
+// *proxy.Proxy in the gateway), so that what concerns one upstream wraps exactly one
+// value. A service joins here when the first of its routes is built.
+type Upstreams struct {
+	Users http.Handler
+}
+
+// Deps are what the gateway's routes need.
+type Deps struct {
+	Log     *slog.Logger
+	Metrics *metrics.Registry
+	Tracing *telemetry.Tracing
+	// Verifier checks access tokens before a protected route is forwarded; the
+	// service checks them again.
+	Verifier *auth.Verifier
+	// Ready is the gateway's own readiness (GET /readyz).
+	Ready *health.Checker
+	// SystemHealth answers GET /health, the readiness of the whole system.
+	SystemHealth http.Handler
+	Upstreams    Upstreams
+}
+
+// NewServer is the gateway's handler.
+func NewServer(d Deps) http.Handler {
+	r := httpserver.NewRouter(httpserver.Deps{Log: d.Log, Metrics: d.Metrics, Tracing: d.Tracing})
+	addRoutes(r, d)
+	return r
+}

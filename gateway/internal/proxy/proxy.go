@@ -1,0 +1,191 @@
+// Package proxy forwards requests to one upstream service. Paths and bodies go through
+// unchanged; the upstream gets the gateway's request id, the trace context, and
+// X-Forwarded-* headers built from what the gateway itself saw; the whole call runs
+// under a time limit; and when the upstream fails the client gets a problem+json
+// answer that names the service but none of its addresses.
+//
+// The gateway makes one Proxy per upstream service, so that what belongs to an upstream
+// (its circuit breaker, balancing over several instances) has one place to live.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// Timeouts of the connection itself; Options.Timeout bounds the call as a whole.
+const (
+	dialTimeout = 2 * time.Second
+	tlsTimeout  = 5 * time.Second
+)
+
+// statusClientClosedRequest is nginx's status for a client that left before the
+// answer. Nobody reads it; it keeps such requests out of the upstream-failure counts
+// in the access log and the metrics.
+const statusClientClosedRequest = 499
+
+// Options tune a Proxy.
+type Options struct {
+	// Timeout bounds the whole call, from sending the request to the last byte of the
+	// response (UPSTREAM_TIMEOUT). It must be positive. Streaming routes (server-sent
+	// events) will need a budget of their own when they arrive.
+	Timeout time.Duration
+	// Log receives upstream failures. It is required.
+	Log *slog.Logger
+	// Tracing, when set, makes a client span per call and propagates its context.
+	Tracing *telemetry.Tracing
+}
+
+// Proxy forwards requests to one upstream service. It is an http.Handler.
+type Proxy struct {
+	name    string
+	timeout time.Duration
+	log     *slog.Logger
+	rp      *httputil.ReverseProxy
+}
+
+// New proxies to the service called name (used in error details) at target, an http(s)
+// URL such as http://127.0.0.1:8081. Request paths are forwarded unchanged (a path in
+// target would be prepended to them). It returns an error when target is not an
+// absolute http(s) URL or opts.Timeout is not positive.
+func New(name, target string, opts Options) (*Proxy, error) {
+	u, err := url.Parse(target)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		// The value stays out of the message: an unparsable URL cannot have its
+		// password masked.
+		return nil, fmt.Errorf("upstream %s: want an http(s) URL with a host", name)
+	}
+	if opts.Timeout <= 0 {
+		return nil, fmt.Errorf("upstream %s: the timeout must be positive", name)
+	}
+	p := &Proxy{name: name, timeout: opts.Timeout, log: opts.Log}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, u) },
+		Transport:      newTransport(name, opts),
+		ModifyResponse: dropUpstreamRequestID,
+		ErrorHandler:   p.fail,
+		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
+	}
+	return p, nil
+}
+
+// ServeHTTP forwards r to the upstream and copies its answer back.
+//
+// 503 is not among the answers yet: it is reserved for the circuit breaker a later
+// issue puts here, which will refuse calls to an upstream that keeps failing without
+// waiting for it. Until then a failing upstream is a 502 or a 504 (see fail).
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// rewrite builds the outgoing request. Before calling it, ReverseProxy has already
+// removed the hop-by-hop headers and the client's own Forwarded and X-Forwarded-*
+// headers: the gateway is the edge, and a client could otherwise pose as any address.
+// SetXForwarded then records what the gateway saw itself. (If a load balancer ever
+// stands in front, trusting its X-Forwarded-For needs a list of trusted proxies.)
+func rewrite(pr *httputil.ProxyRequest, target *url.URL) {
+	pr.SetURL(target) // also makes Host the upstream's; the client's is in X-Forwarded-Host
+	pr.SetXForwarded()
+	// The request-id middleware has already replaced an insane client id; setting it
+	// from the context makes the upstream log under the gateway's id in every case.
+	if id := logging.RequestID(pr.In.Context()); id != "" {
+		pr.Out.Header.Set(httpserver.RequestIDHeader, id)
+	}
+}
+
+// dropUpstreamRequestID keeps the response to the gateway's one X-Request-ID: the
+// request-id middleware has set it already, and ReverseProxy adds the upstream's
+// headers to the response rather than replacing them, so the upstream's echo of the
+// same id would make a second header line.
+func dropUpstreamRequestID(resp *http.Response) error {
+	resp.Header.Del(httpserver.RequestIDHeader)
+	return nil
+}
+
+// newTransport is the connection pool to one upstream, traced when tracing is on.
+//
+// Retries: nothing in the gateway retries a request. ReverseProxy sends each request
+// once and the otelhttp wrapper only observes. Go's Transport re-sends a request by
+// itself only when a kept-alive connection it reused turns out to have been closed by
+// the upstream, and then only when that is safe: (a) not a byte of the request had
+// been written, so the upstream never saw it, and there is no body to re-send (a
+// proxied body cannot be rewound); or (b) the request is replayable, that is GET, HEAD,
+// OPTIONS or TRACE, or carries an Idempotency-Key header (which promises that a repeat
+// is harmless), again with no body, and no byte of the answer had arrived. So a POST
+// with a body is never sent twice; proxy_test.go checks it.
+func newTransport(name string, opts Options) http.RoundTripper {
+	t := &http.Transport{
+		// Proxy stays nil: upstreams are reached directly, never through an
+		// HTTP_PROXY read from the environment behind run's back.
+		DialContext:           (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   tlsTimeout,
+		ResponseHeaderTimeout: opts.Timeout,
+		ExpectContinueTimeout: time.Second,
+		// The default of two idle connections per host would make a busy gateway
+		// open and close connections to its upstream all the time.
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	if opts.Tracing == nil {
+		return t
+	}
+	return otelhttp.NewTransport(t,
+		otelhttp.WithTracerProvider(opts.Tracing.Provider),
+		otelhttp.WithPropagators(opts.Tracing.Propagator),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return "proxy " + name + " " + r.Method
+		}),
+	)
+}
+
+// fail answers a call that brought no usable response. The detail names the service
+// only: the error, with the upstream's address, goes to the log.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
+	ctx := r.Context() // carries the deadline ServeHTTP set
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		// The client's streamed body passed the gateway's limit on its way through.
+		problem.Write(w, r, p.log, apperr.E(apperr.TooLarge, "the body is over %d bytes", tooLarge.Limit))
+	case errors.Is(ctx.Err(), context.Canceled):
+		p.log.DebugContext(ctx, "client left before the upstream answered", "upstream", p.name, "err", err)
+		w.WriteHeader(statusClientClosedRequest)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || isTimeout(err):
+		problem.Write(w, r, p.log, apperr.Wrap(err, apperr.Timeout,
+			fmt.Sprintf("the %s service did not answer within %s", p.name, p.timeout)))
+	case isDialError(err):
+		problem.Write(w, r, p.log, apperr.Wrap(err, apperr.BadGateway,
+			fmt.Sprintf("the %s service cannot be reached", p.name)))
+	default: // a reset or dropped connection, or an answer that is not HTTP
+		problem.Write(w, r, p.log, apperr.Wrap(err, apperr.BadGateway,
+			fmt.Sprintf("the %s service did not give a valid answer", p.name)))
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}

@@ -1,0 +1,390 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// newGateway is a gateway in miniature: the standard router and middleware (request
+// ids, tracing, body limit) with every path proxied to upstream.
+func newGateway(t *testing.T, upstream string, timeout time.Duration) http.Handler {
+	t.Helper()
+	log, err := logging.New(t.Output(), "debug", "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracing, err := telemetry.Setup(context.Background(), "gateway", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := proxy.New("users", upstream, proxy.Options{Timeout: timeout, Log: log, Tracing: tracing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httpserver.NewRouter(httpserver.Deps{Log: log, Metrics: metrics.New(), Tracing: tracing})
+	r.Handle("/*", p)
+	return r
+}
+
+// serveGateway runs newGateway on a real listener.
+func serveGateway(t *testing.T, upstream string, timeout time.Duration) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(newGateway(t, upstream, timeout))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// seen is what an upstream received.
+type seen struct {
+	method, requestURI, host, body string
+	header                         http.Header
+}
+
+// recordingUpstream answers 201 with a fixed body, echoing the request id as a
+// service does, and hands each request it received to the returned channel.
+func recordingUpstream(t *testing.T) (*httptest.Server, <-chan seen) {
+	t.Helper()
+	got := make(chan seen, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.RequestURI, r.Host, string(body), r.Header.Clone()}
+		w.Header().Set(httpserver.RequestIDHeader, r.Header.Get(httpserver.RequestIDHeader))
+		w.Header().Set("X-Upstream", "users")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"answer":42}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+func receive(t *testing.T, got <-chan seen) seen {
+	t.Helper()
+	select {
+	case s := <-got:
+		return s
+	case <-time.After(5 * time.Second):
+		t.Fatal("the upstream received no request")
+		return seen{}
+	}
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+func decodeProblem(t *testing.T, resp *http.Response, body string) problem.Details {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != problem.ContentType {
+		t.Fatalf("content type %q, want %q; body %s", ct, problem.ContentType, body)
+	}
+	var d problem.Details
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// closedURL is the URL of a port nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func TestForwardsPathBodyAndRequestIDUnchanged(t *testing.T) {
+	t.Parallel()
+	up, got := recordingUpstream(t)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	const path = "/api/v1/auth/a%2Fb/register?x=1&y=%20z"
+	const body = `{"email":"ann@example.com","password":"secret-pass"}`
+	req, _ := http.NewRequest(http.MethodPost, gw.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(httpserver.RequestIDHeader, "req-123")
+	resp, respBody := do(t, req)
+
+	s := receive(t, got)
+	if s.method != http.MethodPost || s.requestURI != path || s.body != body {
+		t.Errorf("upstream got %s %s %q; want POST %s %q", s.method, s.requestURI, s.body, path, body)
+	}
+	if id := s.header.Get(httpserver.RequestIDHeader); id != "req-123" {
+		t.Errorf("upstream got request id %q, want req-123", id)
+	}
+	if ct := s.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("upstream got content type %q", ct)
+	}
+	if u, _ := url.Parse(up.URL); s.host != u.Host {
+		t.Errorf("upstream got Host %q, want its own %q", s.host, u.Host)
+	}
+
+	if resp.StatusCode != http.StatusCreated || respBody != `{"answer":42}` || resp.Header.Get("X-Upstream") != "users" {
+		t.Errorf("client got %d %q %v; want the upstream's answer", resp.StatusCode, respBody, resp.Header)
+	}
+	if ids := resp.Header.Values(httpserver.RequestIDHeader); len(ids) != 1 || ids[0] != "req-123" {
+		t.Errorf("client got X-Request-ID %q, want exactly [req-123]", ids)
+	}
+}
+
+func TestRequestIDIsTheGatewaysWhenTheClientSendsNone(t *testing.T) {
+	t.Parallel()
+	up, got := recordingUpstream(t)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	for _, clientID := range []string{"", "not a sane id!"} {
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		if clientID != "" {
+			req.Header.Set(httpserver.RequestIDHeader, clientID)
+		}
+		resp, _ := do(t, req)
+		upstreamID := receive(t, got).header.Get(httpserver.RequestIDHeader)
+		if upstreamID == "" || upstreamID == clientID {
+			t.Errorf("client id %q: upstream got %q, want one the gateway made", clientID, upstreamID)
+		}
+		if ids := resp.Header.Values(httpserver.RequestIDHeader); len(ids) != 1 || ids[0] != upstreamID {
+			t.Errorf("client id %q: response X-Request-ID %q, want exactly [%s]", clientID, ids, upstreamID)
+		}
+	}
+}
+
+func TestForwardedHeadersAreTheGatewaysOwn(t *testing.T) {
+	t.Parallel()
+	up, got := recordingUpstream(t)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("X-Forwarded-Host", "evil.example")
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("Forwarded", "for=6.6.6.6;proto=https")
+	do(t, req)
+
+	h := receive(t, got).header
+	gwHost := strings.TrimPrefix(gw.URL, "http://")
+	want := map[string]string{
+		"X-Forwarded-For":   "127.0.0.1", // the peer the gateway saw, and nothing the client claimed
+		"X-Forwarded-Host":  gwHost,
+		"X-Forwarded-Proto": "http",
+		"Forwarded":         "",
+	}
+	for name, v := range want {
+		if got := strings.Join(h.Values(name), ", "); got != v {
+			t.Errorf("upstream got %s %q, want %q", name, got, v)
+		}
+	}
+}
+
+var traceparent = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$`)
+
+func TestTraceContextPropagated(t *testing.T) {
+	t.Parallel()
+	up, got := recordingUpstream(t)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+	req.Header.Set("traceparent", "00-"+traceID+"-"+clientSpan+"-01")
+	do(t, req)
+	m := traceparent.FindStringSubmatch(receive(t, got).header.Get("traceparent"))
+	if m == nil || m[1] != traceID || m[2] == clientSpan {
+		t.Errorf("upstream got traceparent %v; want trace %s with the gateway's own span", m, traceID)
+	}
+
+	// Without one from the client, the gateway starts the trace.
+	req, _ = http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+	do(t, req)
+	if tp := receive(t, got).header.Get("traceparent"); !traceparent.MatchString(tp) {
+		t.Errorf("upstream got traceparent %q, want one the gateway started", tp)
+	}
+}
+
+func TestUpstreamAnswersPassThrough(t *testing.T) {
+	t.Parallel()
+	const body = `{"type":"urn:bazaar:problem:unavailable","title":"Service Unavailable","status":503,"detail":"postgres is down"}` + "\n"
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", problem.ContentType)
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(up.Close)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+	resp, got := do(t, req)
+	if resp.StatusCode != http.StatusServiceUnavailable || got != body {
+		t.Errorf("got %d %q; want the upstream's own 503 unchanged", resp.StatusCode, got)
+	}
+}
+
+// assertNamesOnlyTheService checks that a failure names the upstream service but none
+// of its addresses.
+func assertNamesOnlyTheService(t *testing.T, d problem.Details, body, upstream string) {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	if !strings.Contains(d.Detail, "users") {
+		t.Errorf("detail %q does not name the users service", d.Detail)
+	}
+	for _, leak := range []string{u.Host, u.Port(), "127.0.0.1"} {
+		if strings.Contains(body, leak) {
+			t.Errorf("the answer leaks %q: %s", leak, body)
+		}
+	}
+}
+
+func TestRefusedUpstreamIsBadGateway(t *testing.T) {
+	t.Parallel()
+	upstream := closedURL(t)
+	gw := serveGateway(t, upstream, 5*time.Second)
+
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+	resp, body := do(t, req)
+	d := decodeProblem(t, resp, body)
+	if resp.StatusCode != http.StatusBadGateway || d.Type != problem.TypePrefix+"bad_gateway" {
+		t.Errorf("got %d %s, want 502 bad_gateway", resp.StatusCode, d.Type)
+	}
+	if d.RequestID == "" || d.RequestID != resp.Header.Get(httpserver.RequestIDHeader) {
+		t.Errorf("problem request_id %q, header %q: want the same id", d.RequestID, resp.Header.Get(httpserver.RequestIDHeader))
+	}
+	assertNamesOnlyTheService(t, d, body, upstream)
+}
+
+func TestSlowUpstreamIsGatewayTimeout(t *testing.T) {
+	t.Parallel()
+	released := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // answers only when the gateway gives up
+		close(released)
+	}))
+	t.Cleanup(up.Close)
+	gw := serveGateway(t, up.URL, 200*time.Millisecond)
+
+	start := time.Now()
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+	resp, body := do(t, req)
+	d := decodeProblem(t, resp, body)
+	if resp.StatusCode != http.StatusGatewayTimeout || d.Type != problem.TypePrefix+"timeout" {
+		t.Errorf("got %d %s, want 504 timeout", resp.StatusCode, d.Type)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the gateway answered after %s; its timeout is 200ms", took)
+	}
+	assertNamesOnlyTheService(t, d, body, up.URL)
+	select { // the gateway hung up on the upstream rather than leave the call running
+	case <-released:
+	case <-time.After(5 * time.Second):
+		t.Error("the upstream's request was never cancelled")
+	}
+}
+
+func TestPostIsSentOnceWhenTheUpstreamDropsTheConnection(t *testing.T) {
+	t.Parallel()
+	var posts atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			io.WriteString(w, "warm") // leaves a kept-alive connection for the POST to reuse
+			return
+		}
+		posts.Add(1)
+		io.Copy(io.Discard, r.Body)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		conn.Close() // the upstream dies after taking the order, without a word
+	}))
+	t.Cleanup(up.Close)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	// A dropped reused connection is where Go's Transport retries a replayable
+	// request (in this very setup a body-less POST with an Idempotency-Key header
+	// arrives twice); each round sets that up and checks that a POST with a body is
+	// sent once.
+	const rounds = 3
+	for range rounds {
+		warm, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/auth/warm", nil)
+		if resp, _ := do(t, warm); resp.StatusCode != http.StatusOK {
+			t.Fatalf("warm-up got %d", resp.StatusCode)
+		}
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/api/v1/auth/register", strings.NewReader(`{"email":"a@b.c"}`))
+		resp, body := do(t, req)
+		if d := decodeProblem(t, resp, body); resp.StatusCode != http.StatusBadGateway {
+			t.Errorf("got %d %+v, want 502", resp.StatusCode, d)
+		}
+	}
+	if n := posts.Load(); n != rounds {
+		t.Errorf("the upstream received %d POSTs for %d sent", n, rounds)
+	}
+}
+
+func TestStreamedBodyOverTheLimitIsTooLarge(t *testing.T) {
+	t.Parallel()
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // waits for the whole body, which never completes
+	}))
+	t.Cleanup(up.Close)
+	gw := newGateway(t, up.URL, 5*time.Second)
+
+	// A reader of unknown length is sent chunked, so only reading it finds the size.
+	big := io.MultiReader(bytes.NewReader(make([]byte, httpserver.MaxBodyBytes)), strings.NewReader("one byte too many"))
+	req := httptest.NewRequest(http.MethodPost, "/api/v1/auth/register", big)
+	rec := httptest.NewRecorder()
+	gw.ServeHTTP(rec, req)
+	d := decodeProblem(t, rec.Result(), rec.Body.String())
+	if rec.Code != http.StatusRequestEntityTooLarge || d.Type != problem.TypePrefix+"too_large" {
+		t.Errorf("got %d %+v, want 413 too_large", rec.Code, d)
+	}
+}
+
+func TestNewRefusesBadSettings(t *testing.T) {
+	t.Parallel()
+	log, _ := logging.New(io.Discard, "info", "gateway")
+	for _, tc := range []struct {
+		target  string
+		timeout time.Duration
+	}{
+		{"127.0.0.1:8081", time.Second},        // no scheme
+		{"ftp://127.0.0.1:8081", time.Second},  // not HTTP
+		{"http://127.0.0.1:8081", 0},           // no time limit
+		{"http://u:hunter2@:bad", time.Second}, // unparsable
+	} {
+		_, err := proxy.New("users", tc.target, proxy.Options{Timeout: tc.timeout, Log: log})
+		if err == nil {
+			t.Errorf("New(%q, %s) succeeded", tc.target, tc.timeout)
+		} else if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("error %q shows a password", err)
+		}
+	}
+}

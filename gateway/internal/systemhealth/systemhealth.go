@@ -1,0 +1,164 @@
+// Package systemhealth answers the gateway's GET /health: the readiness of every
+// service at once. It asks each service's /readyz concurrently, each under a short
+// timeout, adds the gateway's own readiness, and sums them up the way each program sums
+// up its checks: the worst status wins, and an unhealthy one makes the answer a 503.
+//
+// A service that gives no readiness report of its own is unhealthy, with one check
+// that says why: CheckReachable (no connection), CheckResponsive (no answer within the
+// timeout) or CheckReport (an answer that is not a readiness report).
+package systemhealth
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+)
+
+// The checks reported for a service that gave no readiness report.
+const (
+	CheckReachable  = "reachable"        // the connection failed
+	CheckResponsive = "responsive"       // no answer within the timeout
+	CheckReport     = "readiness_report" // the answer was not a readiness report
+)
+
+// Self is the name under which the gateway reports its own readiness.
+const Self = "gateway"
+
+// maxReportBytes bounds how much of a readiness answer is read.
+const maxReportBytes = 64 << 10
+
+// Service is a program whose readiness /health reports.
+type Service struct {
+	Name string
+	URL  string // base URL; /readyz is appended
+}
+
+// Report is the /health document.
+type Report struct {
+	Status   health.Status            `json:"status"`
+	Services map[string]health.Report `json:"services"`
+}
+
+// Aggregator asks every service for its readiness.
+type Aggregator struct {
+	services []Service
+	self     func(context.Context) health.Report
+	timeout  time.Duration
+	client   *http.Client
+	log      *slog.Logger
+}
+
+// New reports on services and, as Self, on the gateway, whose readiness self returns.
+// Each service must answer within timeout.
+func New(services []Service, self func(context.Context) health.Report, timeout time.Duration, log *slog.Logger) *Aggregator {
+	return &Aggregator{
+		services: services,
+		self:     self,
+		timeout:  timeout,
+		log:      log,
+		client: &http.Client{
+			// Proxy stays nil: never an HTTP_PROXY from the environment.
+			Transport: &http.Transport{
+				DialContext:     (&net.Dialer{Timeout: timeout}).DialContext,
+				MaxIdleConns:    2 * len(services),
+				IdleConnTimeout: 90 * time.Second,
+			},
+			// A readiness endpoint does not redirect; following one would report on
+			// something else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+}
+
+// Check asks every service at once and sums up their answers. It takes at most about
+// the timeout, however many services are down.
+func (a *Aggregator) Check(ctx context.Context) Report {
+	rep := Report{Status: health.Healthy, Services: make(map[string]health.Report, len(a.services)+1)}
+	var mu sync.Mutex
+	add := func(name string, r health.Report) {
+		mu.Lock()
+		defer mu.Unlock()
+		rep.Services[name] = r
+		rep.Status = health.Worse(rep.Status, r.Status)
+	}
+	var wg sync.WaitGroup
+	for _, s := range a.services {
+		wg.Go(func() { add(s.Name, a.probe(ctx, s)) })
+	}
+	wg.Go(func() { add(Self, a.self(ctx)) })
+	wg.Wait()
+	return rep
+}
+
+// ServeHTTP answers the report: 200 when every program is healthy or degraded, 503
+// when any is unhealthy.
+func (a *Aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rep := a.Check(r.Context())
+	status := http.StatusOK
+	if rep.Status == health.Unhealthy {
+		status = http.StatusServiceUnavailable
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpjson.Write(w, status, rep)
+}
+
+// probe asks one service for its readiness report.
+func (a *Aggregator) probe(ctx context.Context, s Service) health.Report {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	rep, check, err := a.fetch(ctx, s)
+	if err != nil {
+		if ctx.Err() != nil {
+			check = CheckResponsive
+		}
+		a.log.WarnContext(ctx, "service readiness unknown", "service", s.Name, "check", check, "err", err)
+		return health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{check: health.Unhealthy}}
+	}
+	return rep
+}
+
+// fetch gets a service's report; on failure it names the check that failed.
+func (a *Aggregator) fetch(ctx context.Context, s Service) (health.Report, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.URL, "/")+"/readyz", nil)
+	if err != nil {
+		return health.Report{}, CheckReachable, err
+	}
+	// So that the service's log lines for this probe carry the /health request's id.
+	if id := logging.RequestID(ctx); id != "" {
+		req.Header.Set(httpserver.RequestIDHeader, id)
+	}
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return health.Report{}, CheckReachable, err
+	}
+	defer resp.Body.Close()
+	// /readyz answers its report with 200 (healthy, degraded) or 503 (unhealthy).
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable {
+		return health.Report{}, CheckReport, fmt.Errorf("readyz answered status %d", resp.StatusCode)
+	}
+	var rep health.Report
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxReportBytes)).Decode(&rep); err != nil {
+		return health.Report{}, CheckReport, fmt.Errorf("decode readyz: %w", err)
+	}
+	switch rep.Status {
+	case health.Healthy, health.Degraded, health.Unhealthy:
+	default:
+		return health.Report{}, CheckReport, fmt.Errorf("readyz reported status %q", rep.Status)
+	}
+	if rep.Checks == nil {
+		rep.Checks = map[string]health.Status{}
+	}
+	return rep, "", nil
+}

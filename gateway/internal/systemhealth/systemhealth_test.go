@@ -1,0 +1,186 @@
+package systemhealth_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+)
+
+func serve(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// reporting is a service whose /readyz answers rep the way pkg/health does.
+func reporting(t *testing.T, rep health.Report) string {
+	t.Helper()
+	return serve(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		status := http.StatusOK
+		if rep.Status == health.Unhealthy {
+			status = http.StatusServiceUnavailable
+		}
+		httpjson.Write(w, status, rep)
+	})
+}
+
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+func selfReporting(rep health.Report) func(context.Context) health.Report {
+	return func(context.Context) health.Report { return rep }
+}
+
+var healthy = health.Report{Status: health.Healthy, Checks: map[string]health.Status{"postgres": health.Healthy}}
+
+func newAggregator(t *testing.T, services []systemhealth.Service, self health.Report, timeout time.Duration) *systemhealth.Aggregator {
+	t.Helper()
+	log, err := logging.New(t.Output(), "debug", "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return systemhealth.New(services, selfReporting(self), timeout, log)
+}
+
+func TestEachServiceReportedWithWhyItFailed(t *testing.T) {
+	t.Parallel()
+	degraded := health.Report{Status: health.Degraded, Checks: map[string]health.Status{"postgres": health.Healthy, "redis": health.Unhealthy}}
+	unhealthy := health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{"postgres": health.Unhealthy}}
+	hanging := serve(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	garbage := serve(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello") })
+	notFound := serve(t, http.NotFound)
+	bogusStatus := serve(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"fine"}`) })
+
+	agg := newAggregator(t, []systemhealth.Service{
+		{Name: "healthy", URL: reporting(t, healthy) + "/"}, // a trailing slash is fine
+		{Name: "degraded", URL: reporting(t, degraded)},
+		{Name: "unhealthy", URL: reporting(t, unhealthy)},
+		{Name: "down", URL: closedURL(t)},
+		{Name: "hanging", URL: hanging},
+		{Name: "garbage", URL: garbage},
+		{Name: "notfound", URL: notFound},
+		{Name: "bogus", URL: bogusStatus},
+	}, healthy, 300*time.Millisecond)
+
+	rep := agg.Check(context.Background())
+	failed := func(check string) health.Report {
+		return health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{check: health.Unhealthy}}
+	}
+	want := systemhealth.Report{Status: health.Unhealthy, Services: map[string]health.Report{
+		"healthy":   healthy,
+		"degraded":  degraded,
+		"unhealthy": unhealthy,
+		"down":      failed(systemhealth.CheckReachable),
+		"hanging":   failed(systemhealth.CheckResponsive),
+		"garbage":   failed(systemhealth.CheckReport),
+		"notfound":  failed(systemhealth.CheckReport),
+		"bogus":     failed(systemhealth.CheckReport),
+		"gateway":   healthy,
+	}}
+	if !reflect.DeepEqual(rep, want) {
+		t.Errorf("got  %+v\nwant %+v", rep, want)
+	}
+}
+
+func TestServicesAreAskedConcurrently(t *testing.T) {
+	t.Parallel()
+	// Each service answers only once all of them have been asked: asked one after
+	// the other, the first would wait for the rest until its timeout.
+	const n = 5
+	var mu sync.Mutex
+	asked := 0
+	all := make(chan struct{})
+	barrier := func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if asked++; asked == n {
+			close(all)
+		}
+		mu.Unlock()
+		select {
+		case <-all:
+			httpjson.Write(w, http.StatusOK, healthy)
+		case <-r.Context().Done():
+		}
+	}
+	var services []systemhealth.Service
+	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+		services = append(services, systemhealth.Service{Name: name, URL: serve(t, barrier)})
+	}
+	rep := newAggregator(t, services, healthy, 5*time.Second).Check(context.Background())
+	if rep.Status != health.Healthy || len(rep.Services) != n+1 {
+		t.Errorf("got %+v, want all %d services and the gateway healthy", rep, n)
+	}
+}
+
+func TestStatusCodeFollowsTheWorstProgram(t *testing.T) {
+	t.Parallel()
+	degraded := health.Report{Status: health.Degraded, Checks: map[string]health.Status{"redis": health.Unhealthy}}
+	for _, tc := range []struct {
+		name     string
+		service  string // URL
+		self     health.Report
+		want     health.Status
+		wantCode int
+	}{
+		{"all healthy", reporting(t, healthy), healthy, health.Healthy, http.StatusOK},
+		{"service degraded", reporting(t, degraded), healthy, health.Degraded, http.StatusOK},
+		{"gateway degraded", reporting(t, healthy), degraded, health.Degraded, http.StatusOK},
+		{"service down", closedURL(t), degraded, health.Unhealthy, http.StatusServiceUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: tc.service}}, tc.self, time.Second)
+			rec := httptest.NewRecorder()
+			agg.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+			var rep systemhealth.Report
+			if err := json.NewDecoder(rec.Body).Decode(&rep); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tc.wantCode || rep.Status != tc.want {
+				t.Errorf("got %d %s, want %d %s", rec.Code, rep.Status, tc.wantCode, tc.want)
+			}
+			if rep.Services["gateway"].Status != tc.self.Status {
+				t.Errorf("gateway reported as %s, want %s", rep.Services["gateway"].Status, tc.self.Status)
+			}
+		})
+	}
+}
+
+func TestProbesCarryTheRequestID(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 1)
+	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get(httpserver.RequestIDHeader)
+		httpjson.Write(w, http.StatusOK, healthy)
+	})
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: url}}, healthy, time.Second)
+	agg.Check(logging.WithRequestID(context.Background(), "health-1"))
+	if id := <-got; id != "health-1" {
+		t.Errorf("the service got request id %q, want health-1", id)
+	}
+}

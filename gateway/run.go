@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
+	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/config"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// Timeouts of the health checks: the gateway's own, and each service's /readyz as
+// asked by GET /health. Short, so that /health answers promptly when a service hangs.
+const (
+	readyTimeout        = 2 * time.Second
+	serviceReadyTimeout = 2 * time.Second
+)
+
+// Config is everything the gateway reads from its environment.
+type Config struct {
+	HTTPAddr         string        // HTTP_ADDR
+	RedisURL         string        // REDIS_URL: rate limits and cache, in later issues
+	UsersURL         string        // USERS_URL
+	InventoryURL     string        // INVENTORY_URL
+	PaymentsURL      string        // PAYMENTS_URL
+	OrdersURL        string        // ORDERS_URL
+	NotificationsURL string        // NOTIFICATIONS_URL
+	JWKSURL          string        // JWKS_URL, by default the users service's key set
+	LogLevel         string        // LOG_LEVEL
+	OTLPEndpoint     string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
+	UpstreamTimeout  time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
+}
+
+// loadConfig reads the gateway's settings; the error names every bad variable.
+func loadConfig(getenv func(string) string) (Config, error) {
+	env := config.New(getenv)
+	web := []string{"http", "https"}
+	c := Config{
+		HTTPAddr:         env.Addr("HTTP_ADDR", ":8080"),
+		RedisURL:         env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		UsersURL:         env.URL("USERS_URL", "http://127.0.0.1:8081", web...),
+		InventoryURL:     env.URL("INVENTORY_URL", "http://127.0.0.1:8082", web...),
+		PaymentsURL:      env.URL("PAYMENTS_URL", "http://127.0.0.1:8083", web...),
+		OrdersURL:        env.URL("ORDERS_URL", "http://127.0.0.1:8084", web...),
+		NotificationsURL: env.URL("NOTIFICATIONS_URL", "http://127.0.0.1:8085", web...),
+		LogLevel:         env.String("LOG_LEVEL", "info"),
+		OTLPEndpoint:     env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
+		UpstreamTimeout:  env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
+	}
+	c.JWKSURL = env.URL("JWKS_URL", strings.TrimRight(c.UsersURL, "/")+"/.well-known/jwks.json", web...)
+	err := env.Err()
+	// pkg/config has no reader for log levels; check it here so that it is reported
+	// with the other variables rather than after them.
+	if _, lerr := logging.ParseLevel(c.LogLevel); lerr != nil {
+		err = errors.Join(err, fmt.Errorf("LOG_LEVEL: %w", lerr))
+	}
+	return c, err
+}
+
+// LogValue shows the config with its secrets masked.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("redis_url", config.Mask(c.RedisURL)),
+		slog.String("users_url", config.Mask(c.UsersURL)),
+		slog.String("inventory_url", config.Mask(c.InventoryURL)),
+		slog.String("payments_url", config.Mask(c.PaymentsURL)),
+		slog.String("orders_url", config.Mask(c.OrdersURL)),
+		slog.String("notifications_url", config.Mask(c.NotificationsURL)),
+		slog.String("jwks_url", config.Mask(c.JWKSURL)),
+		slog.String("log_level", c.LogLevel),
+		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
+		slog.String("upstream_timeout", c.UpstreamTimeout.String()),
+	)
+}
+
+// services are the programs GET /health reports on, besides the gateway.
+func (c Config) services() []systemhealth.Service {
+	return []systemhealth.Service{
+		{Name: "users", URL: c.UsersURL},
+		{Name: "inventory", URL: c.InventoryURL},
+		{Name: "payments", URL: c.PaymentsURL},
+		{Name: "orders", URL: c.OrdersURL},
+		{Name: "notifications", URL: c.NotificationsURL},
+	}
+}
+
+// run starts the gateway and serves until ctx ends. The gateway has no database, so
+// it wires the pieces a service gets from pkg/platform itself.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(stdout, cfg.LogLevel, "gateway")
+	if err != nil {
+		return fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	log.Info("starting", "config", cfg)
+
+	tracing, err := telemetry.Setup(ctx, "gateway", cfg.OTLPEndpoint)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}()
+
+	rdb, err := redisclient.Open(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	defer rdb.Close()
+	ready := health.NewChecker(log, readyTimeout)
+	// Without Redis the gateway still routes; only what later keeps state there
+	// (rate limits, the product cache) is lost, so it is degraded, not down.
+	ready.Optional("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+
+	proxyOpts := proxy.Options{Timeout: cfg.UpstreamTimeout, Log: log, Tracing: tracing}
+	users, err := proxy.New("users", cfg.UsersURL, proxyOpts)
+	if err != nil {
+		return err
+	}
+
+	h := httpapi.NewServer(httpapi.Deps{
+		Log:          log,
+		Metrics:      metrics.New(),
+		Tracing:      tracing,
+		Verifier:     auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+		Ready:        ready,
+		SystemHealth: systemhealth.New(cfg.services(), ready.Check, serviceReadyTimeout, log),
+		Upstreams:    httpapi.Upstreams{Users: users},
+	})
+	if err := httpserver.New(cfg.HTTPAddr, h, log).Run(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped")
+	return nil
+}

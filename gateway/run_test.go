@@ -1,0 +1,455 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/health"
+	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/programtest"
+)
+
+// redisURL is the test Redis server. The gateway only pings it so far, so it needs no
+// leased database of its own (see pkg/redistest once it keeps state there).
+func redisURL() string {
+	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379/0"
+}
+
+// closedURL is the URL of a port nothing listens on.
+func closedURL(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return "http://" + ln.Addr().String()
+}
+
+// startGateway runs the gateway with env over defaults that point every upstream at a
+// closed port, so that a test never reaches a locally running stack by accident.
+func startGateway(t *testing.T, env map[string]string) *programtest.Program {
+	t.Helper()
+	all := map[string]string{"REDIS_URL": redisURL(), "LOG_LEVEL": "debug"}
+	for _, name := range []string{"USERS_URL", "INVENTORY_URL", "PAYMENTS_URL", "ORDERS_URL", "NOTIFICATIONS_URL"} {
+		all[name] = closedURL(t)
+	}
+	maps.Copy(all, env)
+	return programtest.Start(t, run, all)
+}
+
+func get(t *testing.T, url string, header http.Header) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	maps.Copy(req.Header, header)
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, []byte) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+func decodeProblem(t *testing.T, resp *http.Response, body []byte) problem.Details {
+	t.Helper()
+	if ct := resp.Header.Get("Content-Type"); ct != problem.ContentType {
+		t.Fatalf("content type %q, want %q; body %s", ct, problem.ContentType, body)
+	}
+	var d problem.Details
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// fakeUsers stands in for the users service: it publishes its signing key at the
+// JWKS path and records every API call it receives.
+type fakeUsers struct {
+	URL  string
+	key  ed25519.PrivateKey
+	mu   sync.Mutex
+	seen []*http.Request
+}
+
+const kid = "key-1"
+
+func newFakeUsers(t *testing.T) *fakeUsers {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeUsers{key: priv}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/.well-known/jwks.json" {
+			httpjson.Write(w, http.StatusOK, auth.KeySet{Keys: []auth.JWK{auth.PublicJWK(kid, pub)}})
+			return
+		}
+		f.mu.Lock()
+		f.seen = append(f.seen, r.Clone(context.Background()))
+		f.mu.Unlock()
+		httpjson.Write(w, http.StatusOK, map[string]string{"answered_by": "users", "path": r.URL.Path})
+	}))
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+// calls are the API requests the fake has received.
+func (f *fakeUsers) calls() []*http.Request {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]*http.Request(nil), f.seen...)
+}
+
+func (f *fakeUsers) sign(t *testing.T, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.NewSigner(kid, f.key, ttl).Sign(auth.Principal{UserID: uuid.New(), Role: auth.RoleCustomer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// forge builds a JWT by hand, for the tokens auth.Signer refuses to make. It is signed
+// with key unless key is nil.
+func forge(header, claims map[string]any, key ed25519.PrivateKey) string {
+	enc := func(v any) string {
+		b, _ := json.Marshal(v)
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	signed := enc(header) + "." + enc(claims)
+	sig := ""
+	if key != nil {
+		sig = base64.RawURLEncoding.EncodeToString(ed25519.Sign(key, []byte(signed)))
+	}
+	return signed + "." + sig
+}
+
+func goodClaims() map[string]any {
+	now := time.Now()
+	return map[string]any{
+		"iss": auth.Issuer, "aud": []string{auth.Audience}, "sub": uuid.NewString(), "role": "customer",
+		"iat": now.Unix(), "exp": now.Add(15 * time.Minute).Unix(), "jti": "j1",
+	}
+}
+
+func with(m map[string]any, k string, v any) map[string]any {
+	out := maps.Clone(m)
+	out[k] = v
+	return out
+}
+
+var eddsa = map[string]any{"alg": "EdDSA", "typ": "JWT", "kid": kid}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+func TestMeIsForwardedOnlyWithAValidToken(t *testing.T) {
+	t.Parallel()
+	users := newFakeUsers(t)
+	// JWKS_URL is left to its default, the users service's key set.
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL})
+	me := gw.URL + "/api/v1/users/me"
+
+	valid := users.sign(t, 15*time.Minute)
+	parts := strings.Split(valid, ".")
+	adminClaims := with(goodClaims(), "role", "admin")
+	claimsJSON, _ := json.Marshal(adminClaims)
+	_, otherKey, _ := ed25519.GenerateKey(nil)
+
+	for name, header := range map[string]http.Header{
+		"no token":     nil,
+		"basic scheme": {"Authorization": {"Basic dXNlcjpwYXNz"}},
+		"not a jwt":    bearer("not-a-jwt"),
+		"tampered":     bearer(parts[0] + "." + base64.RawURLEncoding.EncodeToString(claimsJSON) + "." + parts[2]),
+		"expired":      bearer(users.sign(t, -time.Hour)),
+		"alg none":     bearer(forge(map[string]any{"alg": "none", "typ": "JWT", "kid": kid}, goodClaims(), nil)),
+		"wrong aud":    bearer(forge(eddsa, with(goodClaims(), "aud", []string{"elsewhere"}), users.key)),
+		"wrong iss":    bearer(forge(eddsa, with(goodClaims(), "iss", "someone-else"), users.key)),
+		"another key":  bearer(forge(eddsa, goodClaims(), otherKey)),
+		"unknown kid":  bearer(forge(with(eddsa, "kid", "key-9"), goodClaims(), users.key)),
+	} {
+		resp, body := get(t, me, header)
+		d := decodeProblem(t, resp, body)
+		if resp.StatusCode != http.StatusUnauthorized || d.Type != problem.TypePrefix+"unauthorized" {
+			t.Errorf("%s: got %d %+v, want 401 unauthorized", name, resp.StatusCode, d)
+		}
+		if !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: WWW-Authenticate %q", name, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if n := len(users.calls()); n != 0 {
+		t.Fatalf("the users service received %d calls for requests the gateway should have refused", n)
+	}
+
+	// A hand-forged token with the right claims and key passes: the refusals above
+	// were for what each case changed, not for how forge builds tokens.
+	for _, tok := range []string{valid, forge(eddsa, goodClaims(), users.key)} {
+		resp, body := get(t, me, bearer(tok))
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(`"answered_by":"users"`)) {
+			t.Fatalf("token %s: got %d %s, want the users service's answer", tok, resp.StatusCode, body)
+		}
+	}
+	calls := users.calls()
+	if len(calls) != 2 {
+		t.Fatalf("the users service received %d calls, want 2", len(calls))
+	}
+	if c := calls[0]; c.Method != http.MethodGet || c.URL.Path != "/api/v1/users/me" || c.Header.Get("Authorization") != "Bearer "+valid {
+		t.Errorf("users got %s %s with Authorization %q; want GET /api/v1/users/me with the token",
+			c.Method, c.URL.Path, c.Header.Get("Authorization"))
+	}
+}
+
+func TestAuthRoutesAreAnonymous(t *testing.T) {
+	t.Parallel()
+	users := newFakeUsers(t)
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL})
+
+	for _, path := range []string{"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh"} {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+path, strings.NewReader(`{}`))
+		if resp, body := do(t, req); resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte(path)) {
+			t.Errorf("POST %s: got %d %s, want it forwarded to users", path, resp.StatusCode, body)
+		}
+	}
+	if n := len(users.calls()); n != 3 {
+		t.Errorf("the users service received %d calls, want 3", n)
+	}
+}
+
+func TestUnbuiltRoutesAreTheGatewaysProblems(t *testing.T) {
+	t.Parallel()
+	users := newFakeUsers(t)
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL})
+
+	for _, tc := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/api/v1/products", http.StatusNotFound}, // not built yet: no pretending
+		{http.MethodGet, "/api/v1/orders/123", http.StatusNotFound},
+		{http.MethodGet, "/api/v1/users/someone-else", http.StatusNotFound},
+		{http.MethodGet, "/api/v2/users/me", http.StatusNotFound},
+		{http.MethodGet, "/internal/stock/reserve", http.StatusNotFound}, // services' internal routes are not public
+		{http.MethodDelete, "/api/v1/users/me", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(tc.method, gw.URL+tc.path, nil)
+		resp, body := do(t, req)
+		if d := decodeProblem(t, resp, body); resp.StatusCode != tc.want || d.Status != tc.want {
+			t.Errorf("%s %s: got %d %+v, want %d", tc.method, tc.path, resp.StatusCode, d, tc.want)
+		}
+	}
+	if n := len(users.calls()); n != 0 {
+		t.Errorf("the users service received %d calls", n)
+	}
+}
+
+func TestSlowUsersServiceTimesOutAfterUpstreamTimeout(t *testing.T) {
+	t.Parallel()
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Go's server notices a client hanging up only once the body is read.
+		io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+	}))
+	t.Cleanup(slow.Close)
+	gw := startGateway(t, map[string]string{"USERS_URL": slow.URL, "UPSTREAM_TIMEOUT": "200ms"})
+
+	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/api/v1/auth/login", strings.NewReader(`{}`))
+	resp, body := do(t, req)
+	if d := decodeProblem(t, resp, body); resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(d.Detail, "users") {
+		t.Errorf("got %d %+v, want a 504 naming users", resp.StatusCode, d)
+	}
+}
+
+// fakeService is a service whose /readyz answers rep.
+func fakeService(t *testing.T, rep health.Report) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+			return
+		}
+		status := http.StatusOK
+		if rep.Status == health.Unhealthy {
+			status = http.StatusServiceUnavailable
+		}
+		httpjson.Write(w, status, rep)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func TestHealthAggregatesEveryService(t *testing.T) {
+	t.Parallel()
+	healthy := health.Report{Status: health.Healthy, Checks: map[string]health.Status{
+		"postgres": health.Healthy, "migrations": health.Healthy, "redis": health.Healthy}}
+	degraded := health.Report{Status: health.Degraded, Checks: map[string]health.Status{
+		"postgres": health.Healthy, "migrations": health.Healthy, "redis": health.Unhealthy}}
+	unreachable := health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{
+		systemhealth.CheckReachable: health.Unhealthy}}
+	services := []string{"users", "inventory", "payments", "orders", "notifications"}
+
+	for _, tc := range []struct {
+		name     string
+		override map[string]string // env
+		want     health.Status
+		wantCode int
+		check    map[string]health.Report // services whose report must be exactly this
+	}{
+		{name: "all healthy", want: health.Healthy, wantCode: http.StatusOK},
+		{
+			name: "one degraded", override: map[string]string{"PAYMENTS_URL": fakeService(t, degraded)},
+			want: health.Degraded, wantCode: http.StatusOK, check: map[string]health.Report{"payments": degraded},
+		},
+		{
+			name: "one down", override: map[string]string{"ORDERS_URL": closedURL(t)},
+			want: health.Unhealthy, wantCode: http.StatusServiceUnavailable, check: map[string]health.Report{"orders": unreachable},
+		},
+		{
+			name: "gateway degraded", override: map[string]string{"REDIS_URL": "redis://" + strings.TrimPrefix(closedURL(t), "http://") + "/0"},
+			want: health.Degraded, wantCode: http.StatusOK,
+			check: map[string]health.Report{"gateway": {Status: health.Degraded, Checks: map[string]health.Status{"redis": health.Unhealthy}}},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{}
+			for _, s := range services {
+				env[strings.ToUpper(s)+"_URL"] = fakeService(t, healthy)
+			}
+			maps.Copy(env, tc.override)
+			gw := startGateway(t, env)
+
+			resp, body := get(t, gw.URL+"/health", nil)
+			var rep systemhealth.Report
+			if err := json.Unmarshal(body, &rep); err != nil {
+				t.Fatalf("%v: %s", err, body)
+			}
+			if resp.StatusCode != tc.wantCode || rep.Status != tc.want {
+				t.Errorf("got %d %s, want %d %s: %s", resp.StatusCode, rep.Status, tc.wantCode, tc.want, body)
+			}
+			for _, name := range append(services, "gateway") {
+				got, ok := rep.Services[name]
+				want, special := tc.check[name]
+				switch {
+				case !ok:
+					t.Errorf("%s missing from %s", name, body)
+				case special && !equalReports(got, want):
+					t.Errorf("%s: got %+v, want %+v", name, got, want)
+				case !special && name != "gateway" && !equalReports(got, healthy):
+					t.Errorf("%s: got %+v, want its own healthy report", name, got)
+				case !special && name == "gateway" && got.Status != health.Healthy:
+					t.Errorf("gateway: got %+v, want healthy", got)
+				}
+			}
+		})
+	}
+}
+
+func equalReports(a, b health.Report) bool {
+	return a.Status == b.Status && maps.Equal(a.Checks, b.Checks)
+}
+
+func TestOperationalRoutes(t *testing.T) {
+	t.Parallel()
+	gw := startGateway(t, map[string]string{})
+
+	if resp, body := get(t, gw.URL+"/healthz", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %d %s", resp.StatusCode, body)
+	}
+	resp, body := get(t, gw.URL+"/readyz", nil)
+	var rep health.Report
+	if err := json.Unmarshal(body, &rep); err != nil || resp.StatusCode != http.StatusOK || rep.Checks["redis"] != health.Healthy {
+		t.Errorf("/readyz: %d %s (%v)", resp.StatusCode, body, err)
+	}
+	get(t, gw.URL+"/api/v1/nothing-here", nil)
+	if resp, body := get(t, gw.URL+"/metrics", nil); resp.StatusCode != http.StatusOK ||
+		!bytes.Contains(body, []byte(`http_requests_total{code="404",method="GET",route="unmatched"}`)) {
+		t.Errorf("/metrics: %d, want the 404 counted:\n%s", resp.StatusCode, body)
+	}
+}
+
+func TestBadConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	bad := map[string]string{
+		"HTTP_ADDR":         "nope",
+		"REDIS_URL":         "http://127.0.0.1:6379",
+		"USERS_URL":         "ftp://users",
+		"ORDERS_URL":        "not a url",
+		"JWKS_URL":          "jwks.json",
+		"LOG_LEVEL":         "loud",
+		"UPSTREAM_TIMEOUT":  "soon",
+		"NOTIFICATIONS_URL": "http://u:hunter2@/no-host",
+	}
+	err := run(context.Background(), nil, func(k string) string { return bad[k] }, io.Discard)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for name := range bad {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error does not name %s:\n%v", name, err)
+		}
+	}
+	if strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error shows a password:\n%v", err)
+	}
+}
+
+func TestConfigDefaultsAndMaskedLog(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != ":8080" || cfg.UsersURL != "http://127.0.0.1:8081" || cfg.NotificationsURL != "http://127.0.0.1:8085" ||
+		cfg.JWKSURL != "http://127.0.0.1:8081/.well-known/jwks.json" || cfg.UpstreamTimeout != 10*time.Second {
+		t.Errorf("defaults: %+v", cfg)
+	}
+
+	env := map[string]string{"USERS_URL": "http://users.internal:8081/", "REDIS_URL": "redis://:hunter2@redis:6379/0"}
+	cfg, err = loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JWKSURL != "http://users.internal:8081/.well-known/jwks.json" {
+		t.Errorf("JWKS_URL defaults to %q, want the users service's key set", cfg.JWKSURL)
+	}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("starting", "config", cfg)
+	if strings.Contains(logs.String(), "hunter2") || !strings.Contains(logs.String(), "redis://:xxxxx@redis:6379/0") {
+		t.Errorf("config logged as %s", logs.String())
+	}
+}
