@@ -69,7 +69,11 @@ type JWKS struct {
 // NewJWKS fetches keys from url with client (nil: a client with a 5 s timeout).
 func NewJWKS(url string, client *http.Client) *JWKS {
 	if client == nil {
-		client = &http.Client{Timeout: 5 * time.Second}
+		// Not http.DefaultTransport: it reads HTTP_PROXY from the environment, and
+		// the keys are fetched from inside the system.
+		client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			MaxIdleConnsPerHost: 2, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 5 * time.Second,
+		}}
 	}
 	return &JWKS{url: url, client: client, MaxAge: 5 * time.Minute, MinRefresh: 10 * time.Second}
 }

@@ -41,6 +41,16 @@ func (e *Env) String(name, def string) string { return e.lookup(name, def) }
 // logged (see Mask).
 func (e *Env) Secret(name, def string) string { return e.lookup(name, def) }
 
+// OneOf is the variable, case-insensitively one of allowed (returned lower-case).
+func (e *Env) OneOf(name, def string, allowed ...string) string {
+	v := strings.ToLower(e.lookup(name, def))
+	if !contains(allowed, v) {
+		e.fail(name, v, "want one of "+strings.Join(allowed, ", "))
+		return def
+	}
+	return v
+}
+
 // Int is the variable as an integer within [min, max].
 func (e *Env) Int(name string, def, min, max int) int {
 	v := e.lookup(name, strconv.Itoa(def))
@@ -117,7 +127,10 @@ func (e *Env) Err() error {
 // that a configuration can be logged.
 func Mask(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
+	if err != nil {
+		return "(unparsable URL)" // it may hold a password we cannot find
+	}
+	if u.User == nil {
 		return raw
 	}
 	if _, has := u.User.Password(); has {

@@ -39,17 +39,18 @@ func TestDefaultsAndValues(t *testing.T) {
 
 func TestBadValuesAreNamed(t *testing.T) {
 	t.Parallel()
-	e := New(env(map[string]string{"N": "many", "WAIT": "-1s", "ADDR": "8080", "DB": "mysql://u:secret@h/d", "ON": "maybe"}))
+	e := New(env(map[string]string{"N": "many", "LEVEL": "loud", "WAIT": "-1s", "ADDR": "8080", "DB": "mysql://u:secret@h/d", "ON": "maybe"}))
 	e.Int("N", 1, 0, 10)
 	e.Duration("WAIT", time.Second)
 	e.Addr("ADDR", ":1")
 	e.URL("DB", "postgres://x/y", "postgres", "postgresql")
 	e.Bool("ON", true)
+	e.OneOf("LEVEL", "info", "debug", "info")
 	err := e.Err()
 	if err == nil {
 		t.Fatal("want an error")
 	}
-	for _, name := range []string{"N=", "WAIT=", "ADDR=", "DB=", "ON="} {
+	for _, name := range []string{"N=", "WAIT=", "ADDR=", "DB=", "ON=", "LEVEL="} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error does not name %s: %v", name, err)
 		}
@@ -63,6 +64,9 @@ func TestMask(t *testing.T) {
 	t.Parallel()
 	if got := Mask("postgres://bazaar:hunter2@db/x"); strings.Contains(got, "hunter2") {
 		t.Errorf("Mask = %q", got)
+	}
+	if got := Mask("postgres://u:p%zz@h/x"); strings.Contains(got, "p%zz") {
+		t.Errorf("Mask of an unparsable URL = %q", got)
 	}
 	if got := Mask("redis://localhost:6379/0"); got != "redis://localhost:6379/0" {
 		t.Errorf("Mask = %q", got)

@@ -55,7 +55,7 @@ func LoadConfig(env *config.Env, name, defaultAddr string) Config {
 		DatabaseURL:    env.URL("DATABASE_URL", "postgres://"+db+":"+db+"@127.0.0.1:5432/"+db+"?sslmode=disable", "postgres", "postgresql"),
 		RedisURL:       env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
 		JWKSURL:        env.URL("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "http", "https"),
-		LogLevel:       env.String("LOG_LEVEL", "info"),
+		LogLevel:       env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:   env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
 		StartupTimeout: env.Duration("STARTUP_TIMEOUT", 30*time.Second),
 	}
