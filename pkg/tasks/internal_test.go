@@ -110,7 +110,7 @@ func TestLateReplicaFindsTheSlotTaken(t *testing.T) {
 	e := &entry{task: task, period: time.Hour, payload: []byte("null")}
 	slot := e.slotStart(time.Now())
 
-	if !replicas[0].enqueue(t.Context(), e, slot) || !strings.Contains(logs[0].String(), "periodic task enqueued") {
+	if !replicas[0].enqueue(t.Context(), e, slot, false) || !strings.Contains(logs[0].String(), "periodic task enqueued") {
 		t.Fatalf("first replica did not enqueue the slot: %s", logs[0].String())
 	}
 	in, err := NewInspector(url, "svc")
@@ -136,7 +136,7 @@ func TestLateReplicaFindsTheSlotTaken(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 
-	if !replicas[1].enqueue(t.Context(), e, slot) || !strings.Contains(logs[1].String(), "periodic task already scheduled") {
+	if !replicas[1].enqueue(t.Context(), e, slot, false) || !strings.Contains(logs[1].String(), "periodic task already scheduled") {
 		t.Fatalf("late replica did not find the slot taken: %s", logs[1].String())
 	}
 	if _, err := replicas[1].client.enqueue(t.Context(), task, nil, nil); err != nil {

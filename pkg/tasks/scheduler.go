@@ -96,8 +96,12 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		next := now.Add(time.Hour)
 		for _, e := range s.entries {
 			slot := e.slotStart(now)
-			if !e.done.Equal(slot) && s.enqueue(ctx, e, slot) {
+			if !e.done.Equal(slot) && s.enqueue(ctx, e, slot, false) {
 				e.done = slot
+				// Enqueue the next slot's run too, to start at its time: it is then
+				// visible in the monitor as scheduled, and it carries the same slot id,
+				// so it is still the only run of that slot.
+				s.enqueue(ctx, e, slot.Add(e.period), true)
 			}
 			wake := slot.Add(e.period)
 			if !e.done.Equal(slot) {
@@ -122,13 +126,18 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // enqueued here or, if its id exists, by another replica (or an earlier run of this
 // one). The enqueue gives up when the slot ends, so that a write cannot land long
 // after the slot, when its id might no longer be retained.
-func (s *Scheduler) enqueue(ctx context.Context, e *entry, slot time.Time) bool {
-	ctx, cancel := context.WithDeadline(ctx, slot.Add(e.period))
-	defer cancel()
+func (s *Scheduler) enqueue(ctx context.Context, e *entry, slot time.Time, ahead bool) bool {
 	id := e.task.Type + "@" + slot.Format(time.RFC3339)
+	deadline := slot.Add(e.period)
+	opts := []asynq.Option{asynq.TaskID(id), asynq.Retention(ceilSecond(e.retention()))}
+	if ahead {
+		deadline = slot
+		opts = append(opts, asynq.ProcessAt(slot))
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 	headers := map[string]string{scheduledForHeader: slot.Format(time.RFC3339)}
-	_, err := s.client.enqueue(ctx, e.task, e.payload, headers,
-		asynq.TaskID(id), asynq.Retention(ceilSecond(e.retention())))
+	_, err := s.client.enqueue(ctx, e.task, e.payload, headers, opts...)
 	switch {
 	case errors.Is(err, ErrTaskExists):
 		s.log.Debug("periodic task already scheduled", "task_type", e.task.Type, "task_id", id)

@@ -47,9 +47,10 @@
 // in a slot, e.g. after a deploy at 10:00 for a 03:00 daily task, catches the slot up).
 // A run still retrying when the next slot starts overlaps that slot's run, one more
 // reason for handlers to be idempotent; ScheduledFor tells a handler its slot.
-// The cost: asynqmon's "Schedulers" page stays empty, since asynq.Scheduler is not
-// used; periodic runs show in their queues under their slot ids. A leader-elected
-// asynq.Scheduler was not added: it would only fill that page and would add a lease to
+// The next slot's run is enqueued ahead with the same id, to start at its time, so the
+// monitor lists every periodic task's next run under its queue's "Scheduled" tab.
+// asynqmon's "Schedulers" page stays empty, since asynq.Scheduler is not used: a
+// leader-elected asynq.Scheduler would only fill that page and would add a lease to
 // reason about.
 //
 // Results: a handler may store a JSON result with WriteResult; Inspector.Get reads a

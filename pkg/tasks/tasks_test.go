@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"maps"
 	"slices"
@@ -418,6 +419,31 @@ func TestTwoSchedulersRunEachSlotOnce(t *testing.T) {
 	if taken := logs.count("periodic task already scheduled"); taken < len(slots)-1 {
 		t.Errorf("%d slots refused as already scheduled, want >= %d", taken, len(slots)-1)
 	}
+}
+
+// The next slot's run is enqueued ahead, to start at its time, so that the monitor shows
+// what is coming.
+func TestSchedulerShowsTheNextRunAsScheduled(t *testing.T) {
+	t.Parallel()
+	url := redistest.New(t)
+	hourly := tasks.Task{Type: "test:hourly", Queue: tasks.QueueLow}
+	s := tasks.NewScheduler(newClient(t, url, service), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Every(hourly, time.Hour, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	next := time.Now().UTC().Truncate(time.Hour).Add(time.Hour)
+	ai := asynq.NewInspector(redisOpt(t, url))
+	defer ai.Close()
+	eventually(t, 10*time.Second, "the next run to be scheduled", func() bool {
+		list, err := ai.ListScheduledTasks(tasks.QueueName(service, tasks.QueueLow))
+		return err == nil && len(list) == 1 && list[0].ID == "test:hourly@"+next.Format(time.RFC3339) &&
+			list[0].NextProcessAt.Equal(next)
+	})
 }
 
 func TestSchedulerRejectsBadSchedules(t *testing.T) {
