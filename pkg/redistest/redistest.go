@@ -5,6 +5,9 @@ package redistest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -18,6 +21,10 @@ import (
 // leaseTTL bounds how long a crashed test can keep a database from others.
 const leaseTTL = 10 * time.Minute
 
+// waitForLease bounds how long Lease waits for a free database when ctx has no
+// earlier deadline.
+const waitForLease = 2 * time.Minute
+
 func serverURL() string {
 	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
 		return u
@@ -26,56 +33,88 @@ func serverURL() string {
 }
 
 // New returns the URL of a logical database (1..15) leased for t; it waits for one to
-// be free. Leases live in database 0 as keys bazaar:test:lease:N.
+// be free. The database is flushed and the lease returned when t ends.
 func New(t testing.TB) string {
 	t.Helper()
-	ctx := context.Background()
-	opt, err := redis.ParseURL(serverURL())
+	u, release, err := Lease(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(release)
+	return u
+}
+
+// Lease is New for callers without a *testing.T (a TestMain): it returns the URL of a
+// flushed logical database (1..15) and a release func that flushes it and gives the
+// lease back. It waits up to two minutes (or until ctx ends) for a free database;
+// leases live in database 0 as keys bazaar:test:lease:N and expire after ten minutes
+// so that a crashed test does not keep one forever. It fails when Redis cannot be
+// reached or no database frees up in time.
+func Lease(ctx context.Context) (dbURL string, release func(), err error) {
+	opt, err := redis.ParseURL(serverURL())
+	if err != nil {
+		return "", nil, fmt.Errorf("redistest: TEST_REDIS_URL: %w", err)
 	}
 	opt.DB = 0
 	ctl := redis.NewClient(opt)
 	defer ctl.Close()
 	if err := ctl.Ping(ctx).Err(); err != nil {
-		t.Fatalf("redistest: ping %s: %v (is Redis running?)", serverURL(), err)
+		return "", nil, fmt.Errorf("redistest: ping %s: %w (is Redis running?)", serverURL(), err)
 	}
-	token := fmt.Sprintf("%s-%d", t.Name(), time.Now().UnixNano())
-	deadline := time.Now().Add(2 * time.Minute)
+	token := newToken()
+	ctx, cancel := context.WithTimeout(ctx, waitForLease)
+	defer cancel()
 	for {
 		for db := 1; db <= 15; db++ {
 			key := "bazaar:test:lease:" + strconv.Itoa(db)
 			ok, err := ctl.SetNX(ctx, key, token, leaseTTL).Result()
 			if err != nil {
-				t.Fatal(err)
+				return "", nil, fmt.Errorf("redistest: lease: %w", err)
 			}
 			if !ok {
 				continue
 			}
 			dbOpt := *opt
 			dbOpt.DB = db
-			c := redis.NewClient(&dbOpt)
-			if err := c.FlushDB(ctx).Err(); err != nil {
-				t.Fatal(err)
+			if err := flush(ctx, &dbOpt); err != nil {
+				ctl.Del(context.WithoutCancel(ctx), key)
+				return "", nil, fmt.Errorf("redistest: flush database %d: %w", db, err)
 			}
-			c.Close()
-			t.Cleanup(func() {
-				c := redis.NewClient(&dbOpt)
-				_ = c.FlushDB(context.Background()).Err()
-				c.Close()
+			release := func() {
+				ctx := context.Background()
+				_ = flush(ctx, &dbOpt)
 				ctl := redis.NewClient(opt)
-				if v, _ := ctl.Get(context.Background(), key).Result(); v == token {
-					ctl.Del(context.Background(), key)
+				defer ctl.Close()
+				// Only our own lease: after leaseTTL another test may hold the key.
+				if v, _ := ctl.Get(ctx, key).Result(); v == token {
+					ctl.Del(ctx, key)
 				}
-				ctl.Close()
-			})
+			}
 			u, _ := url.Parse(serverURL())
 			u.Path = "/" + strconv.Itoa(db)
-			return u.String()
+			return u.String(), release, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("redistest: no free logical database in 2 minutes")
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return "", nil, errors.New("redistest: no free logical database in time")
+			}
+			return "", nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond): // poll for a lease to free up
 		}
-		time.Sleep(100 * time.Millisecond) // poll for a lease to free up
 	}
+}
+
+func flush(ctx context.Context, opt *redis.Options) error {
+	c := redis.NewClient(opt)
+	defer c.Close()
+	return c.FlushDB(ctx).Err()
+}
+
+// newToken names a lease holder uniquely, so that release never frees a lease that
+// expired and was taken by someone else.
+func newToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/pkg/config"
+)
+
+// Config is what devstack reads from its environment; every variable has the local
+// default that makes `make run` work on a fresh clone.
+type Config struct {
+	AdminDatabaseURL string // BAZAAR_ADMIN_DATABASE_URL: a role that may create roles and databases
+	RedisURL         string // REDIS_URL
+	Admin, Shopper   devstack.Login
+	LogLevel         string // LOG_LEVEL of every program
+	OTLPEndpoint     string // OTEL_EXPORTER_OTLP_ENDPOINT, passed to every program
+	NoColor          bool   // NO_COLOR (https://no-color.org)
+}
+
+func loadConfig(getenv func(string) string) (Config, error) {
+	env := config.New(getenv)
+	c := Config{
+		AdminDatabaseURL: env.URL("BAZAAR_ADMIN_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable", "postgres", "postgresql"),
+		RedisURL:         env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		Admin: devstack.Login{
+			Email:    env.String("BAZAAR_ADMIN_EMAIL", devstack.DefaultAdmin.Email),
+			Password: env.Secret("BAZAAR_ADMIN_PASSWORD", devstack.DefaultAdmin.Password),
+			Name:     devstack.DefaultAdmin.Name,
+		},
+		Shopper: devstack.Login{
+			Email:    env.String("BAZAAR_SHOPPER_EMAIL", devstack.DefaultShopper.Email),
+			Password: env.Secret("BAZAAR_SHOPPER_PASSWORD", devstack.DefaultShopper.Password),
+			Name:     devstack.DefaultShopper.Name,
+		},
+		LogLevel:     env.String("LOG_LEVEL", "info"),
+		OTLPEndpoint: env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
+		NoColor:      getenv("NO_COLOR") != "",
+	}
+	return c, env.Err()
+}
+
+// run builds and starts the local stack on the fixed ports of DESIGN.md, with the
+// databases bazaar_<service> (kept between runs), and serves until ctx ends (Ctrl-C)
+// or a program dies; then it stops everything. It fails when Postgres or Redis is
+// unreachable (saying how to start it), a port is taken, or a program fails.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	root, err := devstack.FindRepoRoot(".")
+	if err != nil {
+		return err
+	}
+	env := map[string]string{}
+	if cfg.OTLPEndpoint != "" {
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = cfg.OTLPEndpoint
+	}
+	stack, err := devstack.Start(ctx, devstack.Options{
+		RepoDir:          root,
+		AdminDatabaseURL: cfg.AdminDatabaseURL,
+		RedisURL:         cfg.RedisURL,
+		DatabasePrefix:   "bazaar_",
+		Ports:            devstack.DefaultPorts,
+		LogLevel:         cfg.LogLevel,
+		Env:              env,
+		Admin:            cfg.Admin,
+		Shopper:          cfg.Shopper,
+		Output:           stdout,
+		Color:            !cfg.NoColor && isTerminal(stdout),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // Ctrl-C while starting: Start has stopped what it started
+		}
+		return err
+	}
+	banner(stdout, stack.URLs())
+
+	select {
+	case <-ctx.Done():
+	case <-stack.Done():
+	}
+	stopErr := stack.Stop(context.Background())
+	if err := stack.Err(); err != nil {
+		return errors.Join(err, stopErr)
+	}
+	if stopErr != nil {
+		return fmt.Errorf("stopping: %w", stopErr)
+	}
+	fmt.Fprintln(stdout, "Bazaar stopped; its databases bazaar_* are kept for the next run.")
+	return nil
+}
+
+func banner(w io.Writer, u devstack.URLs) {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\n  Bazaar is running.")
+	fmt.Fprintln(tw, "")
+	fmt.Fprintf(tw, "  gateway\t%s\n", u.Gateway)
+	fmt.Fprintf(tw, "  health\t%s/health\n", u.Gateway)
+	fmt.Fprintf(tw, "  mailpit\t%s\t(the inbox every e-mail goes to)\n", u.Mailpit)
+	fmt.Fprintln(tw, "")
+	fmt.Fprintf(tw, "  admin\t%s / %s\n", u.Admin.Email, u.Admin.Password)
+	fmt.Fprintf(tw, "  shopper\t%s / %s\n", u.Shopper.Email, u.Shopper.Password)
+	fmt.Fprintln(tw, "")
+	fmt.Fprintf(tw, "  try\tcurl -s %s/health\n", u.Gateway)
+	fmt.Fprintln(tw, "  Ctrl-C stops everything.")
+	fmt.Fprintln(tw, "")
+	tw.Flush()
+	// One write, so that the banner is not torn by the programs' log lines.
+	_, _ = io.WriteString(w, b.String())
+}
+
+// isTerminal reports whether w is a terminal, where colour helps; in a file or a pipe
+// escape codes would only be noise.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

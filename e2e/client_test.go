@@ -1,0 +1,202 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// client is what every test talks to the gateway with; no test reuses another's state.
+var client = &http.Client{Timeout: 30 * time.Second}
+
+// setup marks t parallel and skips it when there is no stack (-short).
+func setup(t *testing.T) {
+	t.Helper()
+	t.Parallel()
+	if baseURL == "" {
+		t.Skip("no stack: -short, and E2E_BASE_URL is not set")
+	}
+}
+
+// response is an HTTP response with its body read.
+type response struct {
+	*http.Response
+	Body []byte
+}
+
+// request is what do sends: Body is sent as is when it is a string or []byte, and as
+// JSON otherwise.
+type request struct {
+	Method, Path string
+	Body         any
+	Token        string            // a bearer token
+	Header       map[string]string // more headers
+}
+
+// do sends r to the gateway and checks what every response must have: an X-Request-ID.
+func do(t *testing.T, r request) response {
+	t.Helper()
+	var body io.Reader
+	switch b := r.Body.(type) {
+	case nil:
+	case string:
+		body = strings.NewReader(b)
+	case []byte:
+		body = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(j)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), r.Method, baseURL+r.Path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.Token)
+	}
+	for k, v := range r.Header {
+		req.Header.Set(k, v)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", r.Method, r.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading the body: %v", r.Method, r.Path, err)
+	}
+	if resp.Header.Get("X-Request-ID") == "" {
+		t.Errorf("%s %s → %s has no X-Request-ID", r.Method, r.Path, resp.Status)
+	}
+	return response{Response: resp, Body: b}
+}
+
+// decode reads r's JSON body into v after checking the status.
+func decode(t *testing.T, r response, status int, v any) {
+	t.Helper()
+	if r.StatusCode != status {
+		t.Fatalf("%s %s → %d; want %d; body: %s", r.Request.Method, r.Request.URL.Path, r.StatusCode, status, r.Body)
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("Content-Type = %q; want application/json", ct)
+	}
+	if err := json.Unmarshal(r.Body, v); err != nil {
+		t.Fatalf("decoding %s: %v", r.Body, err)
+	}
+}
+
+// problemDoc is an RFC 9457 problem as the API renders it.
+type problemDoc struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Instance  string `json:"instance"`
+	RequestID string `json:"request_id"`
+	Errors    []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+// fields lists the fields the problem names.
+func (p problemDoc) fields() []string {
+	var f []string
+	for _, e := range p.Errors {
+		f = append(f, e.Field)
+	}
+	return f
+}
+
+// problem checks that r is a problem+json with the given status, whose members agree
+// with the request and the response headers, and returns it.
+func problem(t *testing.T, r response, status int) problemDoc {
+	t.Helper()
+	path := r.Request.URL.Path
+	if r.StatusCode != status {
+		t.Fatalf("%s %s → %d; want %d; body: %.500s", r.Request.Method, path, r.StatusCode, status, r.Body)
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
+		t.Errorf("%s %s: Content-Type = %q; want application/problem+json", r.Request.Method, path, ct)
+	}
+	var p problemDoc
+	if err := json.Unmarshal(r.Body, &p); err != nil {
+		t.Fatalf("%s %s: problem %s: %v", r.Request.Method, path, r.Body, err)
+	}
+	if p.Type == "" || p.Title == "" || p.Status != status {
+		t.Errorf("problem = %+v; want a type, a title and status %d", p, status)
+	}
+	if p.Instance != path {
+		t.Errorf("problem instance = %q; want %q", p.Instance, path)
+	}
+	if id := r.Header.Get("X-Request-ID"); p.RequestID != id {
+		t.Errorf("problem request_id = %q; want the X-Request-ID %q", p.RequestID, id)
+	}
+	return p
+}
+
+var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
+
+// newEmail is an address no other test (or earlier run against the same stack) uses.
+func newEmail(t *testing.T) string {
+	name := nonWord.ReplaceAllString(strings.ToLower(t.Name()), "-")
+	if len(name) > 40 {
+		name = name[len(name)-40:]
+	}
+	return strings.Trim(name, "-") + "-" + randomHex(4) + "@e2e.bazaar.test"
+}
+
+// userDoc is a user as /users/me and register return it.
+type userDoc struct {
+	ID        string    `json:"id"`
+	Email     string    `json:"email"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// tokensDoc is the answer to login and refresh.
+type tokensDoc struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+}
+
+func register(t *testing.T, email, password, name string) userDoc {
+	t.Helper()
+	var u userDoc
+	decode(t, do(t, request{Method: "POST", Path: "/api/v1/auth/register",
+		Body: map[string]string{"email": email, "password": password, "name": name}}), http.StatusCreated, &u)
+	return u
+}
+
+func login(t *testing.T, email, password string) tokensDoc {
+	t.Helper()
+	var tok tokensDoc
+	decode(t, do(t, request{Method: "POST", Path: "/api/v1/auth/login",
+		Body: map[string]string{"email": email, "password": password}}), http.StatusOK, &tok)
+	if tok.AccessToken == "" || tok.RefreshToken == "" || tok.TokenType != "Bearer" || tok.ExpiresIn <= 0 {
+		t.Fatalf("login answered %+v; want both tokens, type Bearer and a positive expires_in", tok)
+	}
+	return tok
+}
+
+func me(t *testing.T, token string) userDoc {
+	t.Helper()
+	var u userDoc
+	decode(t, do(t, request{Method: "GET", Path: "/api/v1/users/me", Token: token}), http.StatusOK, &u)
+	return u
+}

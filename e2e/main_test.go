@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+// The stack under test, set by TestMain.
+var (
+	baseURL string         // the gateway, without a trailing slash; "" when there is none (-short)
+	admin   devstack.Login // the seeded admin
+	shopper devstack.Login // the seeded shopper
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse() // for testing.Short
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	admin, shopper = devstack.DefaultAdmin, devstack.DefaultShopper
+	if u := os.Getenv("E2E_BASE_URL"); u != "" {
+		baseURL = strings.TrimRight(u, "/")
+		// A stack started by `make run` seeds the logins its environment names.
+		override(&admin, "BAZAAR_ADMIN_EMAIL", "BAZAAR_ADMIN_PASSWORD")
+		override(&shopper, "BAZAAR_SHOPPER_EMAIL", "BAZAAR_SHOPPER_PASSWORD")
+		return m.Run()
+	}
+	if testing.Short() {
+		return m.Run() // every test skips: there is no stack
+	}
+
+	// Generous: on a cold cache the first run builds Mailpit (about a minute) beside
+	// the unit tests of every other package.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	redisURL, release, err := redistest.Lease(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer release()
+	root, err := devstack.FindRepoRoot(".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	logs := &syncBuffer{}
+	stack, err := devstack.Start(ctx, devstack.Options{
+		RepoDir: root,
+		BinDir:  filepath.Join(root, "bin", "e2e"),
+		// Mailpit does not change with the code under test: share make run's.
+		MailpitBin:          devstack.DefaultMailpitBin(filepath.Join(root, "bin")),
+		AdminDatabaseURL:    pgtest.AdminURL(),
+		AdminDatabaseURLVar: "TEST_DATABASE_URL",
+		RedisURL:            redisURL,
+		RedisURLVar:         "TEST_REDIS_URL",
+		DatabasePrefix:      "bazaar_e2e_" + randomHex(4) + "_",
+		DropDatabases:       true,
+		// Ports left zero: every program on a free port.
+		LogLevel:     "info",
+		Output:       logs,
+		ReadyTimeout: 3 * time.Minute,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: the stack did not start: %v\n\nits output:\n%s", err, logs)
+		return 1
+	}
+	baseURL = stack.URLs().Gateway
+	admin, shopper = stack.URLs().Admin, stack.URLs().Shopper
+
+	code := m.Run()
+
+	if err := stack.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: the stack failed during the tests: %v\n", err)
+		code = 1
+	}
+	if err := stack.Stop(context.Background()); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: stopping the stack: %v\n", err)
+		code = 1
+	}
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "\ne2e: the stack's output:\n%s", logs)
+	}
+	return code
+}
+
+func override(l *devstack.Login, emailVar, passwordVar string) {
+	if v := os.Getenv(emailVar); v != "" {
+		l.Email = v
+	}
+	if v := os.Getenv(passwordVar); v != "" {
+		l.Password = v
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// syncBuffer collects the stack's output, written from one goroutine per program.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,604 @@
+// Package devstack runs the whole of Bazaar on one machine: it checks that Postgres and
+// Redis are up, creates each service's database and role, builds the six programs (and
+// Mailpit when it is missing), starts them with their environment, waits until each is
+// ready, seeds the demo accounts, and stops everything again. `make run`
+// (cmd/devstack) and the e2e suite (e2e/) are its two users; they differ only in
+// Options: fixed ports and kept databases for the one, free ports and throw-away
+// databases for the other.
+package devstack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Login is a seeded account.
+type Login struct {
+	Email, Password, Name string
+}
+
+// DefaultAdmin and DefaultShopper are the demo logins (DESIGN.md), for local use only.
+var (
+	DefaultAdmin   = Login{Email: "admin@bazaar.local", Password: "bazaar-admin", Name: "Bazaar Admin"}
+	DefaultShopper = Login{Email: "shopper@bazaar.local", Password: "bazaar-shopper", Name: "Demo Shopper"}
+)
+
+// Ports are where the programs listen on 127.0.0.1. A zero port means any free one.
+type Ports struct {
+	Gateway, Users, Inventory, Payments, Orders, Notifications int
+	MailpitWeb, MailpitSMTP                                    int
+}
+
+// DefaultPorts are the ports of DESIGN.md's local shape.
+var DefaultPorts = Ports{
+	Gateway: 8080, Users: 8081, Inventory: 8082, Payments: 8083, Orders: 8084, Notifications: 8085,
+	MailpitWeb: 8025, MailpitSMTP: 1025,
+}
+
+func (p Ports) of(program string) int {
+	switch program {
+	case "gateway":
+		return p.Gateway
+	case "users":
+		return p.Users
+	case "inventory":
+		return p.Inventory
+	case "payments":
+		return p.Payments
+	case "orders":
+		return p.Orders
+	case "notifications":
+		return p.Notifications
+	}
+	return 0
+}
+
+// Options say where the stack finds its servers, what it names its databases and
+// where its programs listen. Zero values take the defaults noted.
+type Options struct {
+	RepoDir string // the module root, where go build runs (required)
+	BinDir  string // where the programs are built (default RepoDir/bin)
+	// MailpitBin is the Mailpit binary, built there when missing (default
+	// DefaultMailpitBin(BinDir)).
+	MailpitBin string
+
+	AdminDatabaseURL string // a Postgres role that may create roles and databases (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
+	RedisURL         string // every program's REDIS_URL (default redis://127.0.0.1:6379/0)
+	// AdminDatabaseURLVar and RedisURLVar name the variables that set the two URLs, for
+	// the message when a server is unreachable (defaults BAZAAR_ADMIN_DATABASE_URL, REDIS_URL).
+	AdminDatabaseURLVar, RedisURLVar string
+	// DatabasePrefix names the databases and roles: prefix+"users" and so on (default "bazaar_").
+	DatabasePrefix string
+	// DropDatabases drops the databases and roles on Stop (the e2e suite does; make run
+	// keeps them).
+	DropDatabases bool
+
+	Ports    Ports
+	LogLevel string // every program's LOG_LEVEL (default info)
+	// Env holds more variables for every program (OTEL_EXPORTER_OTLP_ENDPOINT, ...);
+	// the stack's own (HTTP_ADDR, DATABASE_URL, ...) win over them. Programs get
+	// nothing else: not the runner's environment.
+	Env map[string]string
+
+	Admin, Shopper Login // the seeded accounts (defaults DefaultAdmin, DefaultShopper)
+
+	// Output receives the stack's progress lines and every program's output, one line
+	// at a time, each prefixed with its program's name (default io.Discard).
+	Output io.Writer
+	Color  bool // colour the name column (for a terminal)
+
+	ReadyTimeout time.Duration // how long to wait for the programs to be ready (default 2m)
+	StopTimeout  time.Duration // how long each program has to exit after SIGTERM (default 15s)
+}
+
+func (o *Options) setDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	def(&o.BinDir, filepath.Join(o.RepoDir, "bin"))
+	def(&o.MailpitBin, DefaultMailpitBin(o.BinDir))
+	def(&o.AdminDatabaseURL, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	def(&o.RedisURL, "redis://127.0.0.1:6379/0")
+	def(&o.AdminDatabaseURLVar, "BAZAAR_ADMIN_DATABASE_URL")
+	def(&o.RedisURLVar, "REDIS_URL")
+	def(&o.DatabasePrefix, "bazaar_")
+	def(&o.LogLevel, "info")
+	if o.Admin == (Login{}) {
+		o.Admin = DefaultAdmin
+	}
+	if o.Shopper == (Login{}) {
+		o.Shopper = DefaultShopper
+	}
+	if o.Output == nil {
+		o.Output = io.Discard
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.StopTimeout == 0 {
+		o.StopTimeout = 15 * time.Second
+	}
+}
+
+// URLs are where the running stack answers.
+type URLs struct {
+	Gateway   string            // http://127.0.0.1:8080
+	Mailpit   string            // Mailpit's web inbox
+	SMTPAddr  string            // Mailpit's SMTP host:port
+	Programs  map[string]string // every program's base URL, by name
+	RedisURL  string
+	Databases []Database
+	Admin     Login // the seeded accounts
+	Shopper   Login
+}
+
+// Stack is a running Bazaar.
+type Stack struct {
+	opts  Options
+	out   *sink
+	urls  URLs
+	procs []*process // in start order
+
+	failed   chan struct{} // closed when a program exited on its own
+	failOnce sync.Once
+	failErr  error
+
+	mu       sync.Mutex
+	stopping bool
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start brings the stack up and returns once every program is ready and the demo
+// accounts exist. On failure it stops whatever it started (dropping the databases if
+// opts.DropDatabases) and returns why: an *UnreachableError when Postgres or Redis is
+// down, a port in use, a failed build, or a program that exited or was not ready in
+// time (quoting its last lines of output).
+func Start(ctx context.Context, opts Options) (*Stack, error) {
+	if opts.RepoDir == "" {
+		return nil, errors.New("devstack: Options.RepoDir is required")
+	}
+	opts.setDefaults()
+	s := &Stack{opts: opts, out: &sink{w: opts.Output, color: opts.Color}, failed: make(chan struct{})}
+	s.urls.RedisURL = opts.RedisURL
+	s.urls.Admin, s.urls.Shopper = opts.Admin, opts.Shopper
+	s.urls.Programs = map[string]string{}
+
+	if err := CheckServers(ctx, opts.AdminDatabaseURL, opts.AdminDatabaseURLVar, opts.RedisURL, opts.RedisURLVar); err != nil {
+		return nil, err
+	}
+	if err := checkPortsFree(opts.Ports); err != nil {
+		return nil, err
+	}
+	if _, err := Databases(opts.AdminDatabaseURL, opts.DatabasePrefix); err != nil {
+		return nil, err
+	}
+	if err := s.build(ctx); err != nil {
+		return nil, err
+	}
+	s.out.printf("creating databases and roles %s*", opts.DatabasePrefix)
+	dbs, err := EnsureDatabases(ctx, opts.AdminDatabaseURL, opts.DatabasePrefix)
+	if err != nil {
+		if opts.DropDatabases {
+			_ = DropDatabases(context.WithoutCancel(ctx), opts.AdminDatabaseURL, opts.DatabasePrefix)
+		}
+		return nil, err
+	}
+	s.urls.Databases = dbs
+	if err := s.start(ctx); err != nil {
+		_ = s.Stop(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return s, nil
+}
+
+// build compiles the programs and Mailpit side by side: on a warm cache both are quick,
+// on a cold one Mailpit's minute overlaps the programs' build.
+func (s *Stack) build(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- ensureMailpit(ctx, s.opts.RepoDir, s.opts.MailpitBin, s.out) }()
+	err := buildPrograms(ctx, s.opts.RepoDir, s.opts.BinDir, s.out)
+	return errors.Join(err, <-errc)
+}
+
+// start starts Mailpit and the programs, waits for them to be ready and seeds.
+func (s *Stack) start(ctx context.Context) error {
+	o := s.opts
+	// Mailpit does not say which port it got when given port 0, and users must know its
+	// own URL before it starts (JWKS_URL), so their free ports are chosen here.
+	ports, err := pickPorts(o.Ports.MailpitWeb, o.Ports.MailpitSMTP, o.Ports.Users)
+	if err != nil {
+		return err
+	}
+	webPort, smtpPort, usersPort := ports[0], ports[1], ports[2]
+	s.urls.Mailpit = "http://127.0.0.1:" + strconv.Itoa(webPort)
+	s.urls.SMTPAddr = "127.0.0.1:" + strconv.Itoa(smtpPort)
+	mailpit, err := startProcess("mailpit", o.MailpitBin, []string{
+		"--listen", "127.0.0.1:" + strconv.Itoa(webPort),
+		"--smtp", "127.0.0.1:" + strconv.Itoa(smtpPort),
+		"--disable-version-check", // no calls home from a dev stack or a test
+		"--smtp-disable-rdns",
+	}, []string{}, s.out)
+	if err != nil {
+		return err
+	}
+	s.track(mailpit)
+
+	usersURL := "http://127.0.0.1:" + strconv.Itoa(usersPort)
+	jwks := usersURL + "/.well-known/jwks.json"
+	dbURL := map[string]string{}
+	for _, db := range s.urls.Databases {
+		dbURL[db.Service] = db.URL
+	}
+	envFor := func(program string, port int) map[string]string {
+		env := map[string]string{
+			"HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(port),
+			"REDIS_URL": o.RedisURL,
+			"JWKS_URL":  jwks,
+			"LOG_LEVEL": o.LogLevel,
+		}
+		if u, ok := dbURL[program]; ok {
+			env["DATABASE_URL"] = u
+		}
+		return env
+	}
+
+	// Users first: the others verify tokens with its keys. Then the four other
+	// services at once, then the gateway, which needs all their URLs.
+	usersEnv := envFor("users", usersPort)
+	usersEnv["BOOTSTRAP_ADMIN_EMAIL"] = o.Admin.Email
+	usersEnv["BOOTSTRAP_ADMIN_PASSWORD"] = o.Admin.Password
+	usersEnv["BOOTSTRAP_ADMIN_NAME"] = o.Admin.Name
+	if err := s.startPrograms(ctx, map[string]map[string]string{"users": usersEnv}); err != nil {
+		return err
+	}
+	services := map[string]map[string]string{}
+	for _, name := range []string{"inventory", "payments", "orders", "notifications"} {
+		services[name] = envFor(name, o.Ports.of(name))
+	}
+	services["notifications"]["SMTP_ADDR"] = s.urls.SMTPAddr
+	if err := s.startPrograms(ctx, services); err != nil {
+		return err
+	}
+	gw := envFor("gateway", o.Ports.Gateway)
+	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+		gw[strings.ToUpper(name)+"_URL"] = s.urls.Programs[name]
+	}
+	if err := s.startPrograms(ctx, map[string]map[string]string{"gateway": gw}); err != nil {
+		return err
+	}
+	s.urls.Gateway = s.urls.Programs["gateway"]
+
+	if err := s.waitReady(ctx); err != nil {
+		return err
+	}
+	return s.seed(ctx)
+}
+
+// startPrograms starts each program with its env (plus Options.Env) and waits until
+// each has logged the address it listens on.
+func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]string) error {
+	var started []*process
+	for _, name := range slices.Sorted(maps.Keys(envs)) {
+		env := []string{}
+		for k, v := range s.opts.Env {
+			env = append(env, k+"="+v)
+		}
+		for k, v := range envs[name] {
+			env = append(env, k+"="+v)
+		}
+		p, err := startProcess(name, filepath.Join(s.opts.BinDir, name), nil, env, s.out)
+		if err != nil {
+			return err
+		}
+		s.track(p)
+		started = append(started, p)
+	}
+	deadline := time.NewTimer(s.opts.ReadyTimeout)
+	defer deadline.Stop()
+	for _, p := range started {
+		select {
+		case addr := <-p.listen:
+			s.urls.Programs[p.name] = "http://" + addr
+		case <-p.done:
+			desc, _ := p.exitStatus()
+			return fmt.Errorf("%s exited before it listened (%s); its last lines:\n%s", p.name, desc, p.tail.String())
+		case <-deadline.C:
+			return fmt.Errorf("%s did not listen within %s; its last lines:\n%s", p.name, s.opts.ReadyTimeout, p.tail.String())
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// track adds p to the stack and watches it: a program that exits while the stack is
+// not stopping is a failure, and the stack stops the rest rather than run half-dead.
+func (s *Stack) track(p *process) {
+	s.mu.Lock()
+	s.procs = append(s.procs, p)
+	s.mu.Unlock()
+	go func() {
+		<-p.done
+		s.mu.Lock()
+		stopping := s.stopping
+		s.mu.Unlock()
+		if stopping {
+			return
+		}
+		desc, _ := p.exitStatus()
+		err := fmt.Errorf("%s exited unexpectedly (%s); its last lines:\n%s", p.name, desc, p.tail.String())
+		s.failOnce.Do(func() {
+			s.failErr = err
+			s.out.printf("%s exited unexpectedly (%s); stopping the rest", p.name, desc)
+			close(s.failed)
+		})
+		_ = s.Stop(context.Background())
+	}()
+}
+
+// waitReady polls every program's /readyz (and Mailpit's) until it answers 200 with a
+// status that is not unhealthy, saying which ones it is still waiting for.
+func (s *Stack) waitReady(ctx context.Context) error {
+	deadline := time.NewTimer(s.opts.ReadyTimeout)
+	defer deadline.Stop()
+	pending := map[string]string{"mailpit": s.urls.Mailpit + "/readyz"}
+	for name, u := range s.urls.Programs {
+		pending[name] = u + "/readyz"
+	}
+	client := &http.Client{Timeout: 3 * time.Second}
+	poll := time.NewTicker(200 * time.Millisecond)
+	defer poll.Stop()
+	lastSaid := time.Time{}
+	var lastErr = map[string]string{}
+	for len(pending) > 0 {
+		for name, u := range pending {
+			if status, err := readiness(ctx, client, u); err != nil {
+				lastErr[name] = err.Error()
+			} else {
+				delete(pending, name)
+				if status == "degraded" {
+					s.out.printf("%s is ready but degraded", name)
+				}
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Since(lastSaid) > 5*time.Second {
+			s.out.printf("waiting for %s to be ready", strings.Join(slices.Sorted(maps.Keys(pending)), ", "))
+			lastSaid = time.Now()
+		}
+		select {
+		case <-poll.C:
+		case <-s.failed:
+			return s.failErr
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			var why []string
+			for _, name := range slices.Sorted(maps.Keys(pending)) {
+				why = append(why, fmt.Sprintf("%s (%s)", name, lastErr[name]))
+			}
+			return fmt.Errorf("not ready within %s: %s", s.opts.ReadyTimeout, strings.Join(why, "; "))
+		}
+	}
+	s.out.printf("all programs are ready")
+	return nil
+}
+
+// readiness is the status a /readyz reports; an error unless it answered 200 (Mailpit's
+// answers with no body: that is "healthy").
+func readiness(ctx context.Context, client *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var r struct{ Status string }
+	_ = json.Unmarshal(body, &r)
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	if r.Status == "" {
+		r.Status = "healthy"
+	}
+	return r.Status, nil
+}
+
+// seed makes sure the shopper exists by registering it through the gateway (409: it
+// already does). The admin is the users service's own doing (BOOTSTRAP_ADMIN_*); a
+// login checks that it worked.
+func (s *Stack) seed(ctx context.Context) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	sh := s.opts.Shopper
+	status, body, err := postJSON(ctx, client, s.urls.Gateway+"/api/v1/auth/register",
+		map[string]string{"email": sh.Email, "password": sh.Password, "name": sh.Name})
+	switch {
+	case err != nil:
+		return fmt.Errorf("seeding the shopper: %w", err)
+	case status == http.StatusCreated:
+		s.out.printf("seeded the shopper %s", sh.Email)
+	case status == http.StatusConflict:
+		s.out.printf("the shopper %s already exists", sh.Email)
+	default:
+		return fmt.Errorf("seeding the shopper: POST /api/v1/auth/register answered %d: %s", status, body)
+	}
+	ad := s.opts.Admin
+	status, body, err = postJSON(ctx, client, s.urls.Gateway+"/api/v1/auth/login",
+		map[string]string{"email": ad.Email, "password": ad.Password})
+	if err != nil || status != http.StatusOK {
+		// Not fatal: an admin made earlier with another password still exists.
+		s.out.printf("warning: the admin %s cannot log in with the configured password (%d %s %v)", ad.Email, status, body, err)
+	}
+	return nil
+}
+
+func postJSON(ctx context.Context, client *http.Client, url string, v any) (int, string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, string(bytes.TrimSpace(body)), nil
+}
+
+// URLs are where the stack answers.
+func (s *Stack) URLs() URLs { return s.urls }
+
+// Done is closed when a program has exited on its own; the stack has then stopped the
+// rest, and Err says which program and how.
+func (s *Stack) Done() <-chan struct{} { return s.failed }
+
+// Err is why the stack failed after it started (see Done), or nil.
+func (s *Stack) Err() error {
+	select {
+	case <-s.failed:
+		return s.failErr
+	default:
+		return nil
+	}
+}
+
+// Stop sends SIGTERM to every program and Mailpit, waits for each to exit (killing one
+// that takes longer than Options.StopTimeout), reports how each ended, and drops the
+// databases when Options.DropDatabases. Calling it again returns the first result. It
+// returns an error naming each program that did not stop cleanly (exit code 0) and
+// any failure to drop the databases; a program that had already failed is Err's.
+func (s *Stack) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() { s.stopErr = s.stop(ctx) })
+	return s.stopErr
+}
+
+func (s *Stack) stop(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping = true
+	procs := slices.Clone(s.procs)
+	s.mu.Unlock()
+
+	var alreadyGone = map[*process]bool{}
+	for _, p := range procs {
+		alreadyGone[p] = p.exited()
+	}
+	if len(procs) > 0 {
+		s.out.printf("stopping %d programs", len(procs))
+	}
+	// All at once: each shuts down gracefully on its own, and the gateway's in-flight
+	// requests to a service already gone fail the way they would in production.
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.stop(s.opts.StopTimeout)
+		}()
+	}
+	wg.Wait()
+
+	var errs []error
+	for _, p := range procs {
+		desc, clean := p.exitStatus()
+		switch {
+		case alreadyGone[p]:
+			s.out.printf("%s had already exited (%s)", p.name, desc)
+		case clean:
+			s.out.printf("%s stopped (%s)", p.name, desc)
+		default:
+			s.out.printf("%s did not stop cleanly (%s)", p.name, desc)
+			errs = append(errs, fmt.Errorf("%s: %s", p.name, desc))
+		}
+	}
+	if s.opts.DropDatabases {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err := DropDatabases(dctx, s.opts.AdminDatabaseURL, s.opts.DatabasePrefix); err != nil {
+			errs = append(errs, err)
+		} else {
+			s.out.printf("dropped databases and roles %s*", s.opts.DatabasePrefix)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkPortsFree fails early, naming the program, when a fixed port is taken (most
+// often by another `make run`), rather than letting that program die at start.
+func checkPortsFree(p Ports) error {
+	named := []struct {
+		name string
+		port int
+	}{
+		{"gateway", p.Gateway}, {"users", p.Users}, {"inventory", p.Inventory}, {"payments", p.Payments},
+		{"orders", p.Orders}, {"notifications", p.Notifications},
+		{"mailpit web", p.MailpitWeb}, {"mailpit smtp", p.MailpitSMTP},
+	}
+	var errs []error
+	for _, n := range named {
+		if n.port == 0 {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(n.port))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("port %d (%s) is in use: is another stack running? (%w)", n.port, n.name, err))
+			continue
+		}
+		ln.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// pickPorts returns each port as given, or a free one for a zero. Another process
+// could take a picked port before the child binds it; the window is short, and only
+// Mailpit and users need it (the other programs bind port 0 themselves).
+func pickPorts(ports ...int) ([]int, error) {
+	out := make([]int, len(ports))
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for i, p := range ports {
+		if p != 0 {
+			out[i] = p
+			continue
+		}
+		// Hold every listener until all are picked, so the picks differ.
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("pick a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		out[i] = ln.Addr().(*net.TCPAddr).Port
+	}
+	return out, nil
+}
