@@ -6,8 +6,11 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 .PHONY: run test test-unit bench lint up down
 
 ## run: build and start the whole system locally with demo data (Ctrl-C stops it)
+# Built, then run (not `go run`, which exits 1 after Ctrl-C even when the program
+# stopped cleanly).
 run:
-	$(GO) run ./cmd/devstack
+	$(GO) build -o bin/devstack ./cmd/devstack
+	./bin/devstack
 
 ## test: lint, then every test (unit, integration against Postgres and Redis, e2e)
 test: lint
