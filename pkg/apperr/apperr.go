@@ -16,35 +16,37 @@ type Code string
 
 // The codes, each with the status it renders as.
 const (
-	Malformed    Code = "malformed"    // 400: the request cannot be parsed
-	Unauthorized Code = "unauthorized" // 401: no or bad credentials
-	Forbidden    Code = "forbidden"    // 403: authenticated, wrong role
-	NotFound     Code = "not_found"    // 404: absent, or not the caller's
-	NotAllowed   Code = "not_allowed"  // 405: the route has no such method
-	Conflict     Code = "conflict"     // 409: clashes with the current state
-	TooLarge     Code = "too_large"    // 413: body over the limit
-	Invalid      Code = "invalid"      // 422: well-formed but invalid
-	RateLimited  Code = "rate_limited" // 429
-	Internal     Code = "internal"     // 500: a bug or unexpected failure
-	BadGateway   Code = "bad_gateway"  // 502: an upstream answered badly
-	Unavailable  Code = "unavailable"  // 503: a dependency is down
-	Timeout      Code = "timeout"      // 504: an upstream did not answer in time
+	Malformed       Code = "malformed"        // 400: the request cannot be parsed
+	Unauthorized    Code = "unauthorized"     // 401: no or bad credentials
+	PaymentRequired Code = "payment_required" // 402: a payment was refused
+	Forbidden       Code = "forbidden"        // 403: authenticated, wrong role
+	NotFound        Code = "not_found"        // 404: absent, or not the caller's
+	NotAllowed      Code = "not_allowed"      // 405: the route has no such method
+	Conflict        Code = "conflict"         // 409: clashes with the current state
+	TooLarge        Code = "too_large"        // 413: body over the limit
+	Invalid         Code = "invalid"          // 422: well-formed but invalid
+	RateLimited     Code = "rate_limited"     // 429
+	Internal        Code = "internal"         // 500: a bug or unexpected failure
+	BadGateway      Code = "bad_gateway"      // 502: an upstream answered badly
+	Unavailable     Code = "unavailable"      // 503: a dependency is down
+	Timeout         Code = "timeout"          // 504: an upstream did not answer in time
 )
 
 var statuses = map[Code]int{
-	Malformed:    http.StatusBadRequest,
-	Unauthorized: http.StatusUnauthorized,
-	Forbidden:    http.StatusForbidden,
-	NotFound:     http.StatusNotFound,
-	NotAllowed:   http.StatusMethodNotAllowed,
-	Conflict:     http.StatusConflict,
-	TooLarge:     http.StatusRequestEntityTooLarge,
-	Invalid:      http.StatusUnprocessableEntity,
-	RateLimited:  http.StatusTooManyRequests,
-	Internal:     http.StatusInternalServerError,
-	BadGateway:   http.StatusBadGateway,
-	Unavailable:  http.StatusServiceUnavailable,
-	Timeout:      http.StatusGatewayTimeout,
+	Malformed:       http.StatusBadRequest,
+	Unauthorized:    http.StatusUnauthorized,
+	PaymentRequired: http.StatusPaymentRequired,
+	Forbidden:       http.StatusForbidden,
+	NotFound:        http.StatusNotFound,
+	NotAllowed:      http.StatusMethodNotAllowed,
+	Conflict:        http.StatusConflict,
+	TooLarge:        http.StatusRequestEntityTooLarge,
+	Invalid:         http.StatusUnprocessableEntity,
+	RateLimited:     http.StatusTooManyRequests,
+	Internal:        http.StatusInternalServerError,
+	BadGateway:      http.StatusBadGateway,
+	Unavailable:     http.StatusServiceUnavailable,
+	Timeout:         http.StatusGatewayTimeout,
 }
 
 // Status is the HTTP status for a code; an unknown code is a 500.
@@ -76,9 +78,12 @@ type FieldError struct {
 }
 
 // Error is a failure with a code. Message is shown to clients, so it never carries
-// internal detail; Err, when set, is the cause and is only logged.
+// internal detail; Err, when set, is the cause and is only logged. Reason, when set,
+// is a business outcome finer than the code that callers branch on ("out_of_stock" is a
+// Conflict, "insufficient_funds" a PaymentRequired); it becomes the problem's type.
 type Error struct {
 	Code    Code
+	Reason  string
 	Message string
 	Fields  []FieldError
 	Err     error
@@ -99,7 +104,22 @@ func (e *Error) Is(target error) bool {
 	if !errors.As(target, &t) {
 		return false
 	}
-	return t.Code == e.Code && (t.Message == "" || t.Message == e.Message)
+	return t.Code == e.Code && (t.Reason == "" || t.Reason == e.Reason) && (t.Message == "" || t.Message == e.Message)
+}
+
+// R makes an error with a code, a business reason and a client-safe message; errors.Is
+// with R(code, reason, "") matches any error of that code and reason.
+func R(code Code, reason, message string) *Error {
+	return &Error{Code: code, Reason: reason, Message: message}
+}
+
+// ReasonOf is the business reason of err, "" when it has none.
+func ReasonOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Reason
+	}
+	return ""
 }
 
 // E makes an error with a code and a client-safe message.

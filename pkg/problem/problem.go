@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -51,8 +52,12 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 	if status >= 500 && log != nil {
 		log.ErrorContext(r.Context(), "request failed", "err", err, "code", ae.Code, "path", r.URL.Path)
 	}
+	kind := string(ae.Code)
+	if ae.Reason != "" {
+		kind = ae.Reason
+	}
 	d := Details{
-		Type:      TypePrefix + string(ae.Code),
+		Type:      TypePrefix + kind,
 		Title:     http.StatusText(status),
 		Status:    status,
 		Detail:    ae.Message,
@@ -87,6 +92,9 @@ func FromResponse(resp *http.Response) error {
 	if json.Unmarshal(body, &d) == nil && d.Status != 0 {
 		if d.Detail != "" {
 			e.Message = d.Detail
+		}
+		if kind, ok := strings.CutPrefix(d.Type, TypePrefix); ok && kind != string(code) {
+			e.Reason = kind
 		}
 		for _, f := range d.Errors {
 			e.Fields = append(e.Fields, apperr.FieldError(f))

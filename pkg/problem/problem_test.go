@@ -53,6 +53,17 @@ func TestFromResponseRoundTrip(t *testing.T) {
 		t.Fatalf("got %#v", err)
 	}
 
+	// A business reason travels as the problem type and comes back.
+	rec = httptest.NewRecorder()
+	Write(rec, httptest.NewRequest("POST", "/x", nil), nil, apperr.R(apperr.Conflict, "out_of_stock", "not enough stock"))
+	if !strings.Contains(rec.Body.String(), `"type":"urn:bazaar:problem:out_of_stock"`) || rec.Code != 409 {
+		t.Fatalf("reasoned problem: %d %s", rec.Code, rec.Body)
+	}
+	err = FromResponse(rec.Result())
+	if !errors.Is(err, apperr.R(apperr.Conflict, "out_of_stock", "")) || errors.Is(err, apperr.R(apperr.Conflict, "other", "")) {
+		t.Fatalf("reason lost: %#v", err)
+	}
+
 	// A plain-text error page still yields the status's code.
 	resp := &http.Response{StatusCode: 502, Body: http.NoBody}
 	if apperr.CodeOf(FromResponse(resp)) != apperr.BadGateway {
