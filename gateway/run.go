@@ -5,12 +5,18 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+
 	"github.com/bazaar-shop/bazaar/gateway/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
@@ -31,7 +37,7 @@ const (
 // Config is everything the gateway reads from its environment.
 type Config struct {
 	HTTPAddr         string        // HTTP_ADDR
-	RedisURL         string        // REDIS_URL: rate limits and cache, in later issues
+	RedisURL         string        // REDIS_URL: operations sessions, the task queues the monitor shows
 	UsersURL         string        // USERS_URL
 	InventoryURL     string        // INVENTORY_URL
 	PaymentsURL      string        // PAYMENTS_URL
@@ -41,6 +47,7 @@ type Config struct {
 	LogLevel         string        // LOG_LEVEL
 	OTLPEndpoint     string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
 	UpstreamTimeout  time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
+	OpsSessionTTL    time.Duration // OPS_SESSION_TTL: how long an admin stays signed in to /ops
 }
 
 // loadConfig reads the gateway's settings; the error names every bad variable.
@@ -58,6 +65,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		LogLevel:         env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:     env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
 		UpstreamTimeout:  env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
+		OpsSessionTTL:    env.Duration("OPS_SESSION_TTL", 8*time.Hour),
 	}
 	c.JWKSURL = env.URL("JWKS_URL", strings.TrimRight(c.UsersURL, "/")+"/.well-known/jwks.json", web...)
 	return c, env.Err()
@@ -77,6 +85,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
 		slog.String("upstream_timeout", c.UpstreamTimeout.String()),
+		slog.String("ops_session_ttl", c.OpsSessionTTL.String()),
 	)
 }
 
@@ -122,8 +131,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer rdb.Close()
 	ready := health.NewChecker(log, readyTimeout)
-	// Without Redis the gateway still routes; only what later keeps state there
-	// (rate limits, the product cache) is lost, so it is degraded, not down.
+	// Without Redis the gateway still routes the API; only the operations pages (and
+	// later the rate limits and the product cache) need it, so it is degraded, not down.
 	ready.Optional("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 
 	proxyOpts := proxy.Options{Timeout: cfg.UpstreamTimeout, Log: log, Tracing: tracing}
@@ -131,19 +140,63 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
+	notifications, err := proxy.New("notifications", cfg.NotificationsURL, proxyOpts)
+	if err != nil {
+		return err
+	}
 
+	monitor, err := newTaskMonitor(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer monitor.Close()
+
+	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil))
 	h := httpapi.NewServer(httpapi.Deps{
 		Log:          log,
 		Metrics:      metrics.New(),
 		Tracing:      tracing,
-		Verifier:     auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+		Verifier:     verifier,
 		Ready:        ready,
 		SystemHealth: systemhealth.New(cfg.services(), ready.Check, serviceReadyTimeout, log),
-		Upstreams:    httpapi.Upstreams{Users: users},
+		Upstreams:    httpapi.Upstreams{Users: users, Notifications: notifications},
+		Ops: opsauth.New(opsauth.Options{
+			Log:      log,
+			Verifier: verifier,
+			Users:    usersclient.New(cfg.UsersURL, cfg.UpstreamTimeout),
+			Sessions: opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
+			Home:     httpapi.TaskMonitorPath,
+		}),
+		TaskMonitor: monitor,
 	})
 	if err := httpserver.New(cfg.HTTPAddr, h, log).Run(ctx); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newTaskMonitor is asynqmon over the Redis at redisURL, which must be the one the
+// services keep their task queues in: asynqmon reads and changes the queues there
+// directly, not through any service. The caller closes it.
+func newTaskMonitor(redisURL string) (*asynqmon.HTTPHandler, error) {
+	conn, err := asynq.ParseRedisURI(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	if opt, ok := conn.(asynq.RedisClientOpt); ok {
+		// ParseRedisURI drops the user name of a Redis ACL user, which the rest of
+		// the gateway (redisclient) signs in as.
+		if u, err := url.Parse(redisURL); err == nil {
+			opt.Username = u.User.Username()
+		}
+		conn = opt
+	}
+	return asynqmon.New(asynqmon.Options{
+		// Its pages load their scripts from and call their API under this path.
+		RootPath:     httpapi.TaskMonitorPath,
+		RedisConnOpt: conn,
+		// No PrometheusAddress: the stack runs no Prometheus server for the monitor
+		// to query, so it shows current counts without their history charts.
+	}), nil
 }

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -26,16 +25,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
-
-// redisURL is the test Redis server. The gateway only pings it so far, so it needs no
-// leased database of its own (see pkg/redistest once it keeps state there).
-func redisURL() string {
-	if u := os.Getenv("TEST_REDIS_URL"); u != "" {
-		return u
-	}
-	return "redis://127.0.0.1:6379/0"
-}
 
 // closedURL is the URL of a port nothing listens on.
 func closedURL(t *testing.T) string {
@@ -49,12 +40,17 @@ func closedURL(t *testing.T) string {
 }
 
 // startGateway runs the gateway with env over defaults that point every upstream at a
-// closed port, so that a test never reaches a locally running stack by accident.
+// closed port, so that a test never reaches a locally running stack by accident. The
+// gateway keeps state in Redis (sessions; the task monitor reads the queues there), so
+// unless env names a REDIS_URL the test gets a logical database of its own.
 func startGateway(t *testing.T, env map[string]string) *programtest.Program {
 	t.Helper()
-	all := map[string]string{"REDIS_URL": redisURL(), "LOG_LEVEL": "debug"}
+	all := map[string]string{"LOG_LEVEL": "debug"}
 	for _, name := range []string{"USERS_URL", "INVENTORY_URL", "PAYMENTS_URL", "ORDERS_URL", "NOTIFICATIONS_URL"} {
 		all[name] = closedURL(t)
+	}
+	if _, ok := env["REDIS_URL"]; !ok {
+		all["REDIS_URL"] = redistest.New(t)
 	}
 	maps.Copy(all, env)
 	return programtest.Start(t, run, all)
@@ -138,7 +134,13 @@ func (f *fakeUsers) calls() []*http.Request {
 
 func (f *fakeUsers) sign(t *testing.T, ttl time.Duration) string {
 	t.Helper()
-	tok, err := auth.NewSigner(kid, f.key, ttl).Sign(auth.Principal{UserID: uuid.New(), Role: auth.RoleCustomer})
+	return signWith(t, f.key, auth.RoleCustomer, ttl)
+}
+
+// signWith issues a token for a new user with role, signed with key under kid.
+func signWith(t *testing.T, key ed25519.PrivateKey, role auth.Role, ttl time.Duration) string {
+	t.Helper()
+	tok, err := auth.NewSigner(kid, key, ttl).Sign(auth.Principal{UserID: uuid.New(), Role: role})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +236,61 @@ func TestMeIsForwardedOnlyWithAValidToken(t *testing.T) {
 	}
 }
 
+// recordingService stands in for a service: it answers every request with a fixed
+// JSON body and hands what it received to the returned channel.
+func recordingService(t *testing.T, answer string) (string, <-chan *http.Request) {
+	t.Helper()
+	got := make(chan *http.Request, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Clone(context.Background())
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, answer)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, got
+}
+
+func TestNotificationsAreForwardedOnlyWithAValidToken(t *testing.T) {
+	t.Parallel()
+	users := newFakeUsers(t)
+	const answer = `{"items":[],"next_cursor":null}`
+	notificationsURL, got := recordingService(t, answer)
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL, "NOTIFICATIONS_URL": notificationsURL})
+	list := gw.URL + "/api/v1/notifications?limit=5"
+
+	for name, header := range map[string]http.Header{
+		"no token":  nil,
+		"expired":   bearer(users.sign(t, -time.Hour)),
+		"not a jwt": bearer("not-a-jwt"),
+	} {
+		resp, body := get(t, list, header)
+		if d := decodeProblem(t, resp, body); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("%s: got %d %+v, want 401", name, resp.StatusCode, d)
+		}
+	}
+	select {
+	case r := <-got:
+		t.Fatalf("notifications received %s %s for a request the gateway should have refused", r.Method, r.URL)
+	default:
+	}
+
+	tok := users.sign(t, 15*time.Minute)
+	resp, body := get(t, list, bearer(tok))
+	if resp.StatusCode != http.StatusOK || string(body) != answer {
+		t.Fatalf("got %d %s, want the notifications service's answer", resp.StatusCode, body)
+	}
+	select {
+	case r := <-got:
+		if r.Method != http.MethodGet || r.URL.RequestURI() != "/api/v1/notifications?limit=5" ||
+			r.Header.Get("Authorization") != "Bearer "+tok {
+			t.Errorf("notifications got %s %s with Authorization %q; want GET /api/v1/notifications?limit=5 with the token",
+				r.Method, r.URL.RequestURI(), r.Header.Get("Authorization"))
+		}
+	default:
+		t.Fatal("the notifications service received nothing") // it had answered already
+	}
+}
+
 func TestAuthRoutesAreAnonymous(t *testing.T) {
 	t.Parallel()
 	users := newFakeUsers(t)
@@ -265,6 +322,8 @@ func TestUnbuiltRoutesAreTheGatewaysProblems(t *testing.T) {
 		{http.MethodGet, "/api/v2/users/me", http.StatusNotFound},
 		{http.MethodGet, "/internal/stock/reserve", http.StatusNotFound}, // services' internal routes are not public
 		{http.MethodDelete, "/api/v1/users/me", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/api/v1/notifications", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/ops/nothing-here", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(tc.method, gw.URL+tc.path, nil)
 		resp, body := do(t, req)
@@ -279,12 +338,16 @@ func TestUnbuiltRoutesAreTheGatewaysProblems(t *testing.T) {
 
 func TestSlowUsersServiceTimesOutAfterUpstreamTimeout(t *testing.T) {
 	t.Parallel()
+	release := make(chan struct{})
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Go's server notices a client hanging up only once the body is read.
 		io.Copy(io.Discard, r.Body)
-		<-r.Context().Done()
+		select { // until the gateway gives up, or the test ends (Close waits for handlers)
+		case <-r.Context().Done():
+		case <-release:
+		}
 	}))
-	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release); slow.Close() })
 	gw := startGateway(t, map[string]string{"USERS_URL": slow.URL, "UPSTREAM_TIMEOUT": "200ms"})
 
 	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/api/v1/auth/login", strings.NewReader(`{}`))
@@ -413,6 +476,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		"LOG_LEVEL":         "loud",
 		"UPSTREAM_TIMEOUT":  "soon",
 		"NOTIFICATIONS_URL": "http://u:hunter2@/no-host",
+		"OPS_SESSION_TTL":   "0s",
 	}
 	err := run(context.Background(), nil, func(k string) string { return bad[k] }, io.Discard)
 	if err == nil {
@@ -435,7 +499,8 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.UsersURL != "http://127.0.0.1:8081" || cfg.NotificationsURL != "http://127.0.0.1:8085" ||
-		cfg.JWKSURL != "http://127.0.0.1:8081/.well-known/jwks.json" || cfg.UpstreamTimeout != 10*time.Second {
+		cfg.JWKSURL != "http://127.0.0.1:8081/.well-known/jwks.json" || cfg.UpstreamTimeout != 10*time.Second ||
+		cfg.OpsSessionTTL != 8*time.Hour {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

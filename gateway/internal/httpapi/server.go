@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -19,7 +20,8 @@ import (
 // *proxy.Proxy in the gateway), so that what concerns one upstream wraps exactly one
 // value. A service joins here when the first of its routes is built.
 type Upstreams struct {
-	Users http.Handler
+	Users         http.Handler
+	Notifications http.Handler
 }
 
 // Deps are what the gateway's routes need.
@@ -35,7 +37,16 @@ type Deps struct {
 	// SystemHealth answers GET /health, the readiness of the whole system.
 	SystemHealth http.Handler
 	Upstreams    Upstreams
+	// Ops signs administrators in to the operations pages from a browser and
+	// guards those pages.
+	Ops *opsauth.Auth
+	// TaskMonitor is asynqmon, serving its pages and API under TaskMonitorPath.
+	TaskMonitor http.Handler
 }
+
+// TaskMonitorPath is where the task monitor lives; asynqmon must be given it as its
+// root path, since its pages link to and call their API below it.
+const TaskMonitorPath = "/ops/tasks/"
 
 // NewServer is the gateway's handler.
 func NewServer(d Deps) http.Handler {

@@ -1,0 +1,163 @@
+package opsauth
+
+import (
+	"bytes"
+	_ "embed"
+	"html/template"
+	"net/http"
+	"strings"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+)
+
+//go:embed login.html
+var loginHTML string
+
+var loginPage = template.Must(template.New("login").Parse(loginHTML))
+
+// pageSecurityPolicy allows the sign-in page nothing but its own inline styles and a
+// form that posts back to the gateway, and no framing (no clickjacking of the form).
+const pageSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; " +
+	"frame-ancestors 'none'; base-uri 'none'"
+
+// The messages of the sign-in page. Wrong e-mail and wrong password share one, as on
+// the API, so that the form does not tell which addresses have accounts.
+const (
+	msgMissing      = "Enter your e-mail address and password."
+	msgWrong        = "Wrong e-mail address or password."
+	msgAdminsOnly   = "This sign-in is for admins only."
+	msgTooMany      = "Too many sign-in attempts. Wait a minute, then try again."
+	msgUnavailable  = "Signing in is not possible right now. Try again in a moment."
+	msgLogoutFailed = "Signing out is not possible right now. Try again in a moment."
+)
+
+// page is what the sign-in template shows.
+type page struct {
+	Error      string
+	Email      string
+	SignedIn   bool // an admin's live session: offer the monitor and signing out
+	Home       string
+	LoginPath  string
+	LogoutPath string
+}
+
+// LoginForm answers GET /ops/login: the sign-in form, or for an administrator who is
+// signed in already, the way on and a sign-out button.
+func (a *Auth) LoginForm() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		sess, err := a.session(r)
+		a.render(w, r, http.StatusOK, page{SignedIn: err == nil && sess.Role == auth.RoleAdmin})
+	}
+}
+
+// Login answers POST /ops/login (a form with email and password). An administrator
+// gets a new session cookie and a 303 to the monitor. Otherwise the form comes back
+// with a message: 400 for a blank field, 401 for wrong credentials, 403 for a user who
+// is not an admin, 429 when the users service turns the attempt away, and 503 (or 502)
+// when the users service or Redis fails.
+func (a *Auth) Login() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if err := r.ParseForm(); err != nil {
+			a.render(w, r, http.StatusBadRequest, page{Error: msgMissing})
+			return
+		}
+		email := strings.TrimSpace(r.PostForm.Get("email"))
+		password := r.PostForm.Get("password")
+		if email == "" || password == "" {
+			a.render(w, r, http.StatusBadRequest, page{Error: msgMissing, Email: email})
+			return
+		}
+
+		token, err := a.users.Login(ctx, email, password)
+		switch apperr.CodeOf(err) {
+		case apperr.Unauthorized, apperr.Invalid:
+			// Logged (without the address, which may be someone's) so that an operator
+			// can see attempts on the operations pages apart from the API's.
+			a.log.InfoContext(ctx, "ops sign-in refused: wrong credentials")
+			a.render(w, r, http.StatusUnauthorized, page{Error: msgWrong, Email: email})
+			return
+		case apperr.RateLimited:
+			a.render(w, r, http.StatusTooManyRequests, page{Error: msgTooMany, Email: email})
+			return
+		}
+		if err != nil {
+			a.log.ErrorContext(ctx, "ops sign-in: the users service failed", "err", err)
+			a.render(w, r, http.StatusServiceUnavailable, page{Error: msgUnavailable, Email: email})
+			return
+		}
+
+		// The token is checked like any other rather than trusted because it came
+		// from users: the gateway's verifier is what defines an admin here.
+		p, err := a.verifier.Verify(ctx, token)
+		if err != nil {
+			status := http.StatusBadGateway // users issued a token the gateway cannot accept
+			if apperr.CodeOf(err) == apperr.Unavailable {
+				status = http.StatusServiceUnavailable // the key set cannot be fetched
+			}
+			a.log.ErrorContext(ctx, "ops sign-in: the access token does not verify", "err", err)
+			a.render(w, r, status, page{Error: msgUnavailable, Email: email})
+			return
+		}
+		if p.Role != auth.RoleAdmin {
+			a.log.InfoContext(ctx, "ops sign-in refused: not an admin", "user_id", p.UserID)
+			a.render(w, r, http.StatusForbidden, page{Error: msgAdminsOnly, Email: email})
+			return
+		}
+
+		// Every sign-in gets a fresh id, so an id planted in the browser beforehand
+		// (session fixation) never becomes a signed-in one; the browser's previous
+		// session, if any, ends rather than lingering until it expires.
+		if c, err := r.Cookie(CookieName); err == nil {
+			if err := a.sessions.Delete(ctx, c.Value); err != nil {
+				a.log.WarnContext(ctx, "ops sign-in: ending the previous session", "err", err)
+			}
+		}
+		id, err := a.sessions.Create(ctx, Session{UserID: p.UserID, Role: p.Role})
+		if err != nil {
+			a.log.ErrorContext(ctx, "ops sign-in: creating the session", "err", err)
+			a.render(w, r, http.StatusServiceUnavailable, page{Error: msgUnavailable, Email: email})
+			return
+		}
+		http.SetCookie(w, a.cookie(r, id, int(a.sessions.TTL().Seconds())))
+		a.log.InfoContext(ctx, "ops sign-in", "user_id", p.UserID)
+		http.Redirect(w, r, a.home, http.StatusSeeOther)
+	}
+}
+
+// Logout answers POST /ops/logout: it ends the session, deletes the cookie and sends
+// the browser to the sign-in form (303). When Redis cannot be reached it answers 503
+// and keeps the cookie, so that the administrator knows the session still lives.
+func (a *Auth) Logout() http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if c, err := r.Cookie(CookieName); err == nil {
+			if err := a.sessions.Delete(r.Context(), c.Value); err != nil {
+				a.log.ErrorContext(r.Context(), "ops sign-out: ending the session", "err", err)
+				a.render(w, r, http.StatusServiceUnavailable, page{Error: msgLogoutFailed, SignedIn: true})
+				return
+			}
+		}
+		http.SetCookie(w, a.cookie(r, "", -1))
+		http.Redirect(w, r, LoginPath, http.StatusSeeOther)
+	}
+}
+
+// render answers the sign-in page with status.
+func (a *Auth) render(w http.ResponseWriter, r *http.Request, status int, p page) {
+	p.Home, p.LoginPath, p.LogoutPath = a.home, LoginPath, LogoutPath
+	var b bytes.Buffer
+	if err := loginPage.Execute(&b, p); err != nil {
+		a.log.ErrorContext(r.Context(), "rendering the sign-in page", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Security-Policy", pageSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
+	_, _ = w.Write(b.Bytes())
+}
