@@ -107,6 +107,7 @@ func banner(w io.Writer, u devstack.URLs) {
 	fmt.Fprintf(tw, "  gateway\t%s\n", u.Gateway)
 	fmt.Fprintf(tw, "  health\t%s/health\n", u.Gateway)
 	fmt.Fprintf(tw, "  mailpit\t%s\t(the inbox every e-mail goes to)\n", u.Mailpit)
+	fmt.Fprintf(tw, "  tasks\t%s/ops/tasks/\t(the task monitor; sign in as the admin)\n", u.Gateway)
 	fmt.Fprintln(tw, "")
 	fmt.Fprintf(tw, "  admin\t%s / %s\n", u.Admin.Email, u.Admin.Password)
 	fmt.Fprintf(tw, "  shopper\t%s / %s\n", u.Shopper.Email, u.Shopper.Password)
