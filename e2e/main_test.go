@@ -21,9 +21,10 @@ import (
 
 // The stack under test, set by TestMain.
 var (
-	baseURL string         // the gateway, without a trailing slash; "" when there is none (-short)
-	admin   devstack.Login // the seeded admin
-	shopper devstack.Login // the seeded shopper
+	baseURL    string         // the gateway, without a trailing slash; "" when there is none (-short)
+	mailpitURL string         // Mailpit's web and API address
+	admin      devstack.Login // the seeded admin
+	shopper    devstack.Login // the seeded shopper
 )
 
 func TestMain(m *testing.M) {
@@ -35,6 +36,10 @@ func runMain(m *testing.M) int {
 	admin, shopper = devstack.DefaultAdmin, devstack.DefaultShopper
 	if u := os.Getenv("E2E_BASE_URL"); u != "" {
 		baseURL = strings.TrimRight(u, "/")
+		mailpitURL = "http://localhost:8025"
+		if m := os.Getenv("E2E_MAILPIT_URL"); m != "" {
+			mailpitURL = strings.TrimRight(m, "/")
+		}
 		// A stack started by `make run` seeds the logins its environment names.
 		override(&admin, "BAZAAR_ADMIN_EMAIL", "BAZAAR_ADMIN_PASSWORD")
 		override(&shopper, "BAZAAR_SHOPPER_EMAIL", "BAZAAR_SHOPPER_PASSWORD")
@@ -80,7 +85,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: the stack did not start: %v\n\nits output:\n%s", err, logs)
 		return 1
 	}
-	baseURL = stack.URLs().Gateway
+	baseURL, mailpitURL = stack.URLs().Gateway, stack.URLs().Mailpit
 	admin, shopper = stack.URLs().Admin, stack.URLs().Shopper
 
 	code := m.Run()
