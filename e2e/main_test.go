@@ -65,22 +65,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	logs := &syncBuffer{}
-	stack, err := devstack.Start(ctx, devstack.Options{
-		RepoDir: root,
-		BinDir:  filepath.Join(root, "bin", "e2e"),
-		// Mailpit does not change with the code under test: share make run's.
-		MailpitBin:          devstack.DefaultMailpitBin(filepath.Join(root, "bin")),
-		AdminDatabaseURL:    pgtest.AdminURL(),
-		AdminDatabaseURLVar: "TEST_DATABASE_URL",
-		RedisURL:            redisURL,
-		RedisURLVar:         "TEST_REDIS_URL",
-		DatabasePrefix:      "bazaar_e2e_" + randomHex(4) + "_",
-		DropDatabases:       true,
-		// Ports left zero: every program on a free port.
-		LogLevel:     "info",
-		Output:       logs,
-		ReadyTimeout: 3 * time.Minute,
-	})
+	stack, err := devstack.Start(ctx, stackOptions(root, redisURL, logs))
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: the stack did not start: %v\n\nits output:\n%s", err, logs)
 		return 1
@@ -102,6 +87,27 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "\ne2e: the stack's output:\n%s", logs)
 	}
 	return code
+}
+
+// stackOptions are the e2e suite's stacks: free ports, their own databases (dropped at
+// the end) and Redis logical database, and the repository's build.
+func stackOptions(root, redisURL string, logs *syncBuffer) devstack.Options {
+	return devstack.Options{
+		RepoDir: root,
+		BinDir:  filepath.Join(root, "bin", "e2e"),
+		// Mailpit does not change with the code under test: share make run's.
+		MailpitBin:          devstack.DefaultMailpitBin(filepath.Join(root, "bin")),
+		AdminDatabaseURL:    pgtest.AdminURL(),
+		AdminDatabaseURLVar: "TEST_DATABASE_URL",
+		RedisURL:            redisURL,
+		RedisURLVar:         "TEST_REDIS_URL",
+		DatabasePrefix:      "bazaar_e2e_" + randomHex(4) + "_",
+		DropDatabases:       true,
+		// Ports left zero: every program on a free port.
+		LogLevel:     "info",
+		Output:       logs,
+		ReadyTimeout: 3 * time.Minute,
+	}
 }
 
 func override(l *devstack.Login, emailVar, passwordVar string) {

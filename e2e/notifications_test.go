@@ -19,12 +19,19 @@ type mailpitMessage struct {
 	Snippet string `json:"Snippet"`
 }
 
-// mailTo polls Mailpit until at least n messages to addr arrived, and returns them.
+// mailTo polls the stack's Mailpit until at least n messages to addr arrived, and
+// returns them.
 func mailTo(t *testing.T, addr string, n int) []mailpitMessage {
+	t.Helper()
+	return mailAt(t, mailpitURL, addr, n)
+}
+
+// mailAt is mailTo for the Mailpit at base.
+func mailAt(t *testing.T, base, addr string, n int) []mailpitMessage {
 	t.Helper()
 	var got []mailpitMessage
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		resp, err := client.Get(mailpitURL + "/api/v1/search?query=" + url.QueryEscape(`to:"`+addr+`"`))
+		resp, err := client.Get(base + "/api/v1/search?query=" + url.QueryEscape(`to:"`+addr+`"`))
 		if err != nil {
 			continue
 		}
