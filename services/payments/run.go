@@ -3,30 +3,66 @@ package main
 import (
 	"context"
 	"io"
+	"time"
 
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
 )
 
-// run starts the payments service. So far it owns its database, migrations and outbox and
-// answers only the operational routes (/healthz, /readyz, /metrics); its API arrives
-// with the issue that builds it.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+// settings is the payments service's configuration: the platform's shared settings
+// plus its own.
+type settings struct {
+	platform.Config
+	// ProcessorTimeout bounds each call to the payment processor (PROCESSOR_TIMEOUT).
+	// The payment's row stays locked meanwhile, so it also bounds how long a repeat of
+	// the same charge waits.
+	ProcessorTimeout time.Duration
+}
+
+// loadSettings reads the configuration; the error names every bad variable.
+func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
-	cfg := platform.LoadConfig(env, "payments", ":8083")
+	s := settings{
+		Config:           platform.LoadConfig(env, "payments", ":8083"),
+		ProcessorTimeout: env.Duration("PROCESSOR_TIMEOUT", 10*time.Second),
+	}
 	if err := env.Err(); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// run starts the payments service: it charges orders for the saga, once per order,
+// refunds them, and lists a user's payments. The processor is Stripe's test mode.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadSettings(getenv)
+	if err != nil {
 		return err
 	}
-	p, err := platform.Start(ctx, cfg, migrations.FS, stdout)
+	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	// Its outbox is relayed to events.payments and cleaned daily, ready for the events its
-	// API will write.
+	p.Log.Info("payments settings", "processor", "stripe-test", "processor_timeout", cfg.ProcessorTimeout.String())
+
+	// payment.captured, .declined and .refunded leave through the outbox relay; while
+	// Redis is down they wait in the outbox and payments carry on.
 	if err := p.RelayOutbox(); err != nil {
 		return err
 	}
-	return p.Serve(ctx, p.Router())
+
+	payments := payment.NewService(postgres.NewStore(p.Pool), payment.StripeTest{}, time.Now, cfg.ProcessorTimeout)
+	r := p.Router()
+	httpapi.Mount(r, httpapi.Deps{
+		Log:      p.Log,
+		Payments: payments,
+		Verifier: auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+	})
+	return p.Serve(ctx, r)
 }

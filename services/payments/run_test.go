@@ -1,10 +1,28 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	bazaarevents "github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
@@ -17,4 +35,459 @@ func TestRunServesOperationalRoutes(t *testing.T) {
 		"REDIS_URL":    redistest.New(t),
 	})
 	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+}
+
+// stack is one payments service under test, the users service's key set faked by an
+// httptest server, and a direct line to the database.
+type stack struct {
+	url      string
+	db       *pgxpool.Pool
+	redisURL string
+	signer   *auth.Signer
+}
+
+func startPayments(t *testing.T) stack {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const kid = "test-key"
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(auth.KeySet{Keys: []auth.JWK{auth.PublicJWK(kid, pub)}})
+	}))
+	t.Cleanup(jwks.Close)
+	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
+	prog := programtest.Start(t, run, map[string]string{
+		"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "JWKS_URL": jwks.URL + "/.well-known/jwks.json",
+	})
+	pool, err := pgdb.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return stack{url: prog.URL, db: pool, redisURL: redisURL, signer: auth.NewSigner(kid, priv, time.Minute)}
+}
+
+// token is a customer's access token for user.
+func (s stack) token(t *testing.T, user string) string {
+	t.Helper()
+	tok, err := s.signer.Sign(auth.Principal{UserID: uuid.MustParse(user), Role: auth.RoleCustomer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (s stack) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// response is what came back from a call.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// problem decodes a problem response, failing unless it is one with the status.
+func (r response) problem(t *testing.T, status int) problem.Details {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
+		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
+	}
+	var d problem.Details
+	r.json(t, &d)
+	if d.Status != status || d.RequestID == "" || d.Type == "" || d.Instance == "" {
+		t.Errorf("problem document %+v", d)
+	}
+	return d
+}
+
+func call(t *testing.T, method, u, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// paymentBody is the internal API's payment.
+type paymentBody struct {
+	ID          string `json:"id"`
+	OrderID     string `json:"order_id"`
+	UserID      string `json:"user_id"`
+	AmountCents int64  `json:"amount_cents"`
+	Currency    string `json:"currency"`
+	Status      string `json:"status"`
+	DeclineCode string `json:"decline_code"` // null reads as ""
+}
+
+// chargeBody is a charge request for a fresh order of a fresh user.
+type chargeBody struct {
+	OrderID       string `json:"order_id"`
+	UserID        string `json:"user_id"`
+	AmountCents   int64  `json:"amount_cents"`
+	Currency      string `json:"currency"`
+	PaymentMethod string `json:"payment_method"`
+}
+
+func newCharge(method string) chargeBody {
+	return chargeBody{OrderID: uuid.NewString(), UserID: uuid.NewString(), AmountCents: 2599, Currency: "USD", PaymentMethod: method}
+}
+
+func (c chargeBody) String() string {
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+// charge posts c with its order id as the Idempotency-Key.
+func (s stack) charge(t *testing.T, c chargeBody) response {
+	t.Helper()
+	return call(t, http.MethodPost, s.url+"/internal/charges", c.String(), "Idempotency-Key", c.OrderID)
+}
+
+func (s stack) payment(t *testing.T, r response, status int) paymentBody {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("got %d %s; want %d", r.status, r.body, status)
+	}
+	var p paymentBody
+	r.json(t, &p)
+	return p
+}
+
+func TestAVisaChargeIsCapturedOnceAndPublished(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	c := newCharge("pm_card_visa")
+
+	r := s.charge(t, c)
+	p := s.payment(t, r, http.StatusCreated)
+	if _, err := uuid.Parse(p.ID); err != nil || p.OrderID != c.OrderID || p.UserID != c.UserID || p.AmountCents != 2599 ||
+		p.Currency != "USD" || p.Status != "captured" || p.DeclineCode != "" || !strings.Contains(string(r.body), `"decline_code":null`) {
+		t.Errorf("charge answered %s", r.body)
+	}
+	if loc := r.header.Get("Location"); loc != "/internal/charges/"+c.OrderID {
+		t.Errorf("Location %q", loc)
+	}
+	// The retry: the same answer, no second payment.
+	if again := s.payment(t, s.charge(t, c), http.StatusCreated); again != p {
+		t.Errorf("retry answered %+v, first %+v", again, p)
+	}
+	if got := s.payment(t, call(t, http.MethodGet, s.url+"/internal/charges/"+c.OrderID, ""), http.StatusOK); got != p {
+		t.Errorf("look-up %+v, want %+v", got, p)
+	}
+	if n := s.count(t, `SELECT count(*) FROM payments`); n != 1 {
+		t.Errorf("%d payments, want 1", n)
+	}
+
+	// The relay publishes payment.captured to events.payments.
+	rdb, err := redisclient.Open(s.redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	var published []bazaarevents.Envelope
+	for deadline := time.Now().Add(15 * time.Second); len(published) == 0 && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		msgs, _ := rdb.XRange(context.Background(), "events.payments", "-", "+").Result()
+		for _, m := range msgs {
+			e, err := bazaarevents.Parse(m.Values)
+			if err != nil {
+				t.Fatalf("bad entry on events.payments: %v %v", m.Values, err)
+			}
+			published = append(published, e)
+		}
+	}
+	if len(published) != 1 || published[0].Type != "payment.captured" || published[0].Source != "payments" || published[0].Subject != p.ID {
+		t.Fatalf("events.payments = %+v, want one payment.captured about %s", published, p.ID)
+	}
+	var data map[string]any
+	if err := published[0].Decode(&data); err != nil || data["payment_id"] != p.ID || data["order_id"] != c.OrderID ||
+		data["user_id"] != c.UserID || data["amount_cents"] != float64(2599) || data["currency"] != "USD" || data["decline_code"] != nil {
+		t.Errorf("event data %v, %v", data, err)
+	}
+}
+
+func TestDeclinedChargesAre402WithTheirCode(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	for method, code := range map[string]string{
+		"pm_card_chargeDeclined":                  "payment_declined",
+		"pm_card_chargeDeclinedInsufficientFunds": "insufficient_funds",
+	} {
+		c := newCharge(method)
+		first := s.charge(t, c).problem(t, http.StatusPaymentRequired)
+		if first.Type != "urn:bazaar:problem:"+code || first.Title != "Payment Required" || first.Instance != "/internal/charges" ||
+			!strings.Contains(first.Detail, "declined") {
+			t.Errorf("%s: %+v", method, first)
+		}
+		if code == "insufficient_funds" && !strings.Contains(first.Detail, "insufficient funds") {
+			t.Errorf("%s: detail %q does not say why", method, first.Detail)
+		}
+		// The retry answers the first outcome again: 402 with the same type.
+		if again := s.charge(t, c).problem(t, http.StatusPaymentRequired); again.Type != first.Type {
+			t.Errorf("%s retry: %+v", method, again)
+		}
+		p := s.payment(t, call(t, http.MethodGet, s.url+"/internal/charges/"+c.OrderID, ""), http.StatusOK)
+		if p.Status != "declined" || p.DeclineCode != code || p.OrderID != c.OrderID {
+			t.Errorf("%s look-up: %+v", method, p)
+		}
+		// A compensation refunding it finishes with nothing to do.
+		if got := s.payment(t, call(t, http.MethodPost, s.url+"/internal/charges/"+c.OrderID+"/refund", ""), http.StatusOK); got != p {
+			t.Errorf("%s refund: %+v, want %+v", method, got, p)
+		}
+	}
+	if n, e := s.count(t, `SELECT count(*) FROM payments`), s.count(t, `SELECT count(*) FROM outbox WHERE type = 'payment.declined'`); n != 2 || e != 2 {
+		t.Errorf("%d payments, %d payment.declined events; want 2 and 2", n, e)
+	}
+	if n := s.count(t, `SELECT count(*) FROM outbox WHERE type <> 'payment.declined'`); n != 0 {
+		t.Errorf("%d other events, want none", n)
+	}
+}
+
+func TestRefundIsIdempotent(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	c := newCharge("pm_card_visa")
+	charged := s.payment(t, s.charge(t, c), http.StatusCreated)
+
+	refundURL := s.url + "/internal/charges/" + c.OrderID + "/refund"
+	first := s.payment(t, call(t, http.MethodPost, refundURL, ""), http.StatusOK)
+	if first.ID != charged.ID || first.Status != "refunded" || first.AmountCents != charged.AmountCents {
+		t.Errorf("refund answered %+v", first)
+	}
+	if again := s.payment(t, call(t, http.MethodPost, refundURL, ""), http.StatusOK); again != first {
+		t.Errorf("second refund %+v, want %+v", again, first)
+	}
+	if got := s.payment(t, call(t, http.MethodGet, s.url+"/internal/charges/"+c.OrderID, ""), http.StatusOK); got.Status != "refunded" {
+		t.Errorf("look-up after the refund: %+v", got)
+	}
+	// A retried charge of the refunded order charges nothing: it answers the payment.
+	if again := s.payment(t, s.charge(t, c), http.StatusCreated); again.ID != charged.ID || again.Status != "refunded" {
+		t.Errorf("charge after the refund: %+v", again)
+	}
+	if n := s.count(t, `SELECT count(*) FROM outbox WHERE type = 'payment.refunded' AND subject = $1`, charged.ID); n != 1 {
+		t.Errorf("%d payment.refunded events, want 1", n)
+	}
+
+	// An order never charged: 200, nothing to refund, and nothing written.
+	order := uuid.NewString()
+	r := call(t, http.MethodPost, s.url+"/internal/charges/"+order+"/refund", "")
+	var none map[string]any
+	r.json(t, &none)
+	if r.status != http.StatusOK || none["order_id"] != order || none["status"] != "none" {
+		t.Errorf("refund of an order never charged: %d %s", r.status, r.body)
+	}
+	if n := s.count(t, `SELECT count(*) FROM payments`); n != 1 {
+		t.Errorf("%d payments, want 1", n)
+	}
+}
+
+func TestConcurrentIdenticalChargesAnswerTheSamePayment(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	c := newCharge("pm_card_visa")
+	const callers = 10
+	answers := make([]paymentBody, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, s.url+"/internal/charges", strings.NewReader(c.String()))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Idempotency-Key", c.OrderID)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Errorf("status %d", resp.StatusCode)
+			}
+			_ = json.NewDecoder(resp.Body).Decode(&answers[i])
+		})
+	}
+	wg.Wait()
+	for _, a := range answers {
+		if a != answers[0] || a.Status != "captured" {
+			t.Errorf("answers differ: %+v", answers)
+			break
+		}
+	}
+	if n, e := s.count(t, `SELECT count(*) FROM payments`), s.count(t, `SELECT count(*) FROM outbox`); n != 1 || e != 1 {
+		t.Errorf("%d payments, %d events; want 1 and 1", n, e)
+	}
+}
+
+func TestBadChargesAreRefusedAndChangeNothing(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	existing := newCharge("pm_card_visa")
+	s.payment(t, s.charge(t, existing), http.StatusCreated)
+
+	valid := newCharge("pm_card_visa")
+	edit := func(change func(*chargeBody)) string {
+		c := valid
+		change(&c)
+		return c.String()
+	}
+	other := existing
+	other.AmountCents++
+	cases := []struct {
+		name, body, key string
+		status          int
+		fields          []string
+	}{
+		{"malformed JSON", `{"order_id":`, valid.OrderID, 400, nil},
+		{"unknown field", `{"order_id":"` + valid.OrderID + `","tip":1}`, valid.OrderID, 400, nil},
+		{"fractional amount", `{"order_id":"` + valid.OrderID + `","amount_cents":25.5}`, valid.OrderID, 400, nil},
+		{"empty body", ``, valid.OrderID, 400, nil},
+		{"missing Idempotency-Key", valid.String(), "", 422, []string{"Idempotency-Key"}},
+		{"Idempotency-Key is not the order id", valid.String(), uuid.NewString(), 422, []string{"Idempotency-Key"}},
+		{"unknown payment method", edit(func(c *chargeBody) { c.PaymentMethod = "pm_card_amex" }), valid.OrderID, 422, []string{"payment_method"}},
+		{"zero amount", edit(func(c *chargeBody) { c.AmountCents = 0 }), valid.OrderID, 422, []string{"amount_cents"}},
+		{"bad currency", edit(func(c *chargeBody) { c.Currency = "dollars" }), valid.OrderID, 422, []string{"currency"}},
+		{"bad user id", edit(func(c *chargeBody) { c.UserID = "ann" }), valid.OrderID, 422, []string{"user_id"}},
+		{"everything missing", `{}`, "", 422, []string{"order_id", "user_id", "amount_cents", "currency", "payment_method", "Idempotency-Key"}},
+		{"same key, different body", other.String(), existing.OrderID, 422, []string{"Idempotency-Key"}},
+	}
+	for _, c := range cases {
+		r := call(t, http.MethodPost, s.url+"/internal/charges", c.body, "Idempotency-Key", c.key)
+		if c.key == "" {
+			r = call(t, http.MethodPost, s.url+"/internal/charges", c.body)
+		}
+		d := r.problem(t, c.status)
+		var got []string
+		for _, f := range d.Errors {
+			got = append(got, f.Field)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(c.fields) {
+			t.Errorf("%s: field errors %v, want %v (%s)", c.name, got, c.fields, r.body)
+		}
+	}
+	if n, e := s.count(t, `SELECT count(*) FROM payments`), s.count(t, `SELECT count(*) FROM outbox`); n != 1 || e != 1 {
+		t.Errorf("%d payments, %d events; want 1 and 1 (the valid charge)", n, e)
+	}
+
+	// Paths that name no charge.
+	for _, path := range []string{"/internal/charges/not-a-uuid", "/internal/charges/" + uuid.NewString()} {
+		call(t, http.MethodGet, s.url+path, "").problem(t, http.StatusNotFound)
+	}
+	call(t, http.MethodPost, s.url+"/internal/charges/not-a-uuid/refund", "").problem(t, http.StatusNotFound)
+	call(t, http.MethodGet, s.url+"/internal/charges", "").problem(t, http.StatusMethodNotAllowed)
+}
+
+// listBody is the public list of payments.
+type listBody struct {
+	Items      []map[string]any `json:"items"`
+	NextCursor *string          `json:"next_cursor"`
+}
+
+func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	c := newCharge("pm_card_visa")
+	p := s.payment(t, s.charge(t, c), http.StatusCreated)
+	list := func(token, query string) response {
+		return call(t, http.MethodGet, s.url+"/api/v1/payments"+query, "", "Authorization", "Bearer "+token)
+	}
+
+	owner := s.token(t, c.UserID)
+	r := list(owner, "?order_id="+c.OrderID)
+	var got listBody
+	r.json(t, &got)
+	want := map[string]any{"id": p.ID, "order_id": c.OrderID, "amount_cents": float64(2599), "currency": "USD", "status": "captured"}
+	if r.status != http.StatusOK || len(got.Items) != 1 || got.NextCursor != nil || !strings.Contains(string(r.body), `"next_cursor":null`) ||
+		fmt.Sprint(got.Items[0]) != fmt.Sprint(want) {
+		t.Errorf("owner's list: %d %s", r.status, r.body)
+	}
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control %q", r.header.Get("Cache-Control"))
+	}
+
+	// A refund shows in the owner's list.
+	call(t, http.MethodPost, s.url+"/internal/charges/"+c.OrderID+"/refund", "")
+	got = listBody{}
+	list(owner, "?order_id="+c.OrderID+"&limit=1").json(t, &got)
+	if len(got.Items) != 1 || got.Items[0]["status"] != "refunded" || got.NextCursor != nil {
+		t.Errorf("owner's list after the refund: %+v", got)
+	}
+
+	// Another user asking for the order gets an empty list: not a 403 or 404 that
+	// would tell them the order exists.
+	r = list(s.token(t, uuid.NewString()), "?order_id="+c.OrderID)
+	got = listBody{}
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Items == nil || len(got.Items) != 0 || !strings.Contains(string(r.body), `"items":[]`) {
+		t.Errorf("another user's list: %d %s", r.status, r.body)
+	}
+
+	if r := call(t, http.MethodGet, s.url+"/api/v1/payments?order_id="+c.OrderID, ""); r.status != http.StatusUnauthorized {
+		t.Errorf("no token: %d %s", r.status, r.body)
+	} else if r.header.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+	list("not-a-token", "?order_id="+c.OrderID).problem(t, http.StatusUnauthorized)
+
+	for query, fields := range map[string]string{
+		"":                                      "[order_id]",
+		"?order_id=42":                          "[order_id]",
+		"?order_id=" + c.OrderID + "&limit=0":   "[limit]",
+		"?order_id=" + c.OrderID + "&cursor=x!": "[cursor]",
+		"?order_id=&limit=101":                  "[order_id limit]",
+	} {
+		d := list(owner, query).problem(t, http.StatusUnprocessableEntity)
+		var got []string
+		for _, f := range d.Errors {
+			got = append(got, f.Field)
+		}
+		if fmt.Sprint(got) != fields {
+			t.Errorf("query %q: field errors %v, want %s", query, got, fields)
+		}
+	}
+}
+
+func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"PROCESSOR_TIMEOUT", "HTTP_ADDR"} {
+		env := map[string]string{v: "soon"}
+		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), v) {
+			t.Errorf("%s=soon: err = %v, want it to name %s", v, err, v)
+		}
+	}
 }

@@ -1,0 +1,145 @@
+package payment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+)
+
+// Store keeps payments and writes each status change's event in the same transaction
+// as the change: payment.captured, payment.declined or payment.refunded. Implementations
+// translate their own errors into the domain's: the ones named below, or an
+// apperr.Unavailable error when the storage cannot be reached.
+type Store interface {
+	// CreatePending stores p, a pending payment, unless its order has a payment
+	// already; then it changes nothing and returns nil.
+	CreatePending(ctx context.Context, p Payment) error
+	// Update locks the payment of order for as long as change runs, so changes to one
+	// payment happen one at a time, even across processes. It stores what change
+	// returns, with the event of its new status, when the status differs from the one
+	// change was given, and returns the payment as it now stands. It returns
+	// ErrNotFound when the order has no payment, and change's error (storing nothing)
+	// when change fails.
+	Update(ctx context.Context, order uuid.UUID, change func(Payment) (Payment, error)) (Payment, error)
+	// ByOrder returns the payment of order, or ErrNotFound.
+	ByOrder(ctx context.Context, order uuid.UUID) (Payment, error)
+	// ListByOrder returns user's settled payments (not pending ones) for order, oldest
+	// first (created_at, then id), after pr.After when set, up to pr.Limit+1 of them
+	// (one more than a page, so that page.Next can tell whether another follows).
+	ListByOrder(ctx context.Context, user, order uuid.UUID, pr page.Request) ([]Payment, error)
+}
+
+// Service charges and refunds orders.
+type Service struct {
+	store     Store
+	processor Processor
+	now       func() time.Time
+	timeout   time.Duration
+}
+
+// NewService makes the service. Each processor call may take up to timeout.
+func NewService(store Store, processor Processor, now func() time.Time, timeout time.Duration) *Service {
+	return &Service{store: store, processor: processor, now: now, timeout: timeout}
+}
+
+// Charge charges an order once. A repeat of the same request answers the first
+// outcome, without charging again, even when the repeats arrive together; a request
+// with the order's key but other content is ErrKeyReused. A declined charge is not an
+// error: the payment comes back with StatusDeclined (see Payment.Declined). When the
+// processor cannot be reached the error is apperr.Unavailable (or Timeout) and the
+// payment stays pending: repeating the request finishes it. See the package doc.
+func (s *Service) Charge(ctx context.Context, c ChargeRequest) (Payment, error) {
+	if err := s.store.CreatePending(ctx, NewPending(newID(), c, s.stamp())); err != nil {
+		return Payment{}, err
+	}
+	return s.store.Update(ctx, c.OrderID, func(p Payment) (Payment, error) {
+		if !p.Matches(c) {
+			return Payment{}, ErrKeyReused
+		}
+		return s.settle(ctx, p)
+	})
+}
+
+// Payment returns the payment of order, or ErrNotFound. A pending payment (one whose
+// charge was interrupted) is settled first by asking the processor again, so that the
+// caller learns the real outcome; a charge still in progress is waited for. When the
+// processor cannot be reached the error is apperr.Unavailable (or Timeout).
+func (s *Service) Payment(ctx context.Context, order uuid.UUID) (Payment, error) {
+	p, err := s.store.ByOrder(ctx, order)
+	if err != nil || p.Status != StatusPending {
+		return p, err
+	}
+	return s.store.Update(ctx, order, func(p Payment) (Payment, error) { return s.settle(ctx, p) })
+}
+
+// Refund gives back the money of order's captured payment, once: repeats, and refunds
+// of a declined payment, change nothing and return the payment as it is. A pending
+// payment is settled first (so money taken by an interrupted charge comes back too).
+// It returns ErrNotFound when the order was never charged, and apperr.Unavailable (or
+// Timeout) when the processor cannot be reached.
+func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) {
+	if _, err := s.Payment(ctx, order); err != nil {
+		return Payment{}, err
+	}
+	return s.store.Update(ctx, order, func(p Payment) (Payment, error) {
+		if p.Status != StatusCaptured {
+			return p, nil
+		}
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		if err := s.processor.Refund(ctx, "refund_"+p.ID.String(), p); err != nil {
+			return Payment{}, processorError(err, "refund")
+		}
+		return p.Refund(s.stamp())
+	})
+}
+
+// List returns user's payments for order, a page at a time (see Store.ListByOrder);
+// another user's order has none.
+func (s *Service) List(ctx context.Context, user, order uuid.UUID, pr page.Request) ([]Payment, error) {
+	return s.store.ListByOrder(ctx, user, order, pr)
+}
+
+// settle asks the processor for the outcome of a pending payment and records it; any
+// other payment is returned as it is. It runs under the payment's row lock.
+func (s *Service) settle(ctx context.Context, p Payment) (Payment, error) {
+	if p.Status != StatusPending {
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	o, err := s.processor.Charge(ctx, p.ID.String(), p.Request())
+	if err != nil {
+		return Payment{}, processorError(err, "charge")
+	}
+	return p.Settle(o, s.stamp())
+}
+
+// processorError names the processor as the failing dependency, so the answer is a
+// 503 (or 504) the saga retries, never a database error or a bare 500.
+func processorError(err error, op string) error {
+	var ae *apperr.Error
+	switch {
+	case errors.As(err, &ae):
+		return err
+	case errors.Is(err, context.DeadlineExceeded):
+		return apperr.Wrap(fmt.Errorf("processor %s: %w", op, err), apperr.Timeout, "the payment processor did not answer in time")
+	}
+	return apperr.Wrap(fmt.Errorf("processor %s: %w", op, err), apperr.Unavailable, "the payment processor is unavailable")
+}
+
+// stamp is the current time as Postgres keeps it (microseconds, UTC), so that a
+// returned payment equals the stored one.
+func (s *Service) stamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// newID is a time-ordered UUID (v7), which keeps index inserts local.
+func newID() uuid.UUID {
+	// NewV7 fails only when crypto/rand does, which since Go 1.24 crashes instead.
+	return uuid.Must(uuid.NewV7())
+}

@@ -1,0 +1,206 @@
+package payment_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+)
+
+// fakeStore keeps payments in memory; one mutex stands in for the row lock. The SQL
+// store has its own tests, concurrency included.
+type fakeStore struct {
+	mu       sync.Mutex
+	payments map[uuid.UUID]payment.Payment
+	events   []payment.Status // the status of each event written
+}
+
+var _ payment.Store = (*fakeStore)(nil)
+
+func newFakeStore() *fakeStore { return &fakeStore{payments: map[uuid.UUID]payment.Payment{}} }
+
+func (s *fakeStore) CreatePending(_ context.Context, p payment.Payment) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.payments[p.OrderID]; !ok {
+		s.payments[p.OrderID] = p
+	}
+	return nil
+}
+
+func (s *fakeStore) Update(_ context.Context, order uuid.UUID, change func(payment.Payment) (payment.Payment, error)) (payment.Payment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.payments[order]
+	if !ok {
+		return payment.Payment{}, payment.ErrNotFound
+	}
+	next, err := change(cur)
+	if err != nil {
+		return payment.Payment{}, err
+	}
+	if next.Status != cur.Status {
+		s.payments[order] = next
+		s.events = append(s.events, next.Status)
+	}
+	return s.payments[order], nil
+}
+
+func (s *fakeStore) ByOrder(_ context.Context, order uuid.UUID) (payment.Payment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.payments[order]; ok {
+		return p, nil
+	}
+	return payment.Payment{}, payment.ErrNotFound
+}
+
+func (s *fakeStore) ListByOrder(context.Context, uuid.UUID, uuid.UUID, page.Request) ([]payment.Payment, error) {
+	return nil, errors.New("not used")
+}
+
+// flakyProcessor is StripeTest behind a switch: while err is set every call fails
+// with it; block makes calls wait for their context to end.
+type flakyProcessor struct {
+	mu               sync.Mutex
+	err              error
+	block            bool
+	charges, refunds int
+}
+
+var _ payment.Processor = (*flakyProcessor)(nil)
+
+func (p *flakyProcessor) fail(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.err = err
+}
+
+func (p *flakyProcessor) call(ctx context.Context, count *int) error {
+	p.mu.Lock()
+	*count++
+	err, block := p.err, p.block
+	p.mu.Unlock()
+	if block {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return err
+}
+
+func (p *flakyProcessor) Charge(ctx context.Context, key string, c payment.ChargeRequest) (payment.Outcome, error) {
+	if err := p.call(ctx, &p.charges); err != nil {
+		return payment.Outcome{}, err
+	}
+	return payment.StripeTest{}.Charge(ctx, key, c)
+}
+
+func (p *flakyProcessor) Refund(ctx context.Context, key string, pay payment.Payment) error {
+	if err := p.call(ctx, &p.refunds); err != nil {
+		return err
+	}
+	return payment.StripeTest{}.Refund(ctx, key, pay)
+}
+
+func TestAProcessorOutageLeavesThePaymentPendingUntilARetry(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, proc := newFakeStore(), &flakyProcessor{}
+	svc := payment.NewService(store, proc, time.Now, time.Second)
+	c := visaCharge()
+
+	proc.fail(errors.New("connection refused"))
+	if _, err := svc.Charge(ctx, c); apperr.CodeOf(err) != apperr.Unavailable {
+		t.Fatalf("charge while the processor is down: %v, want unavailable", err)
+	}
+	if p, _ := store.ByOrder(ctx, c.OrderID); p.Status != payment.StatusPending || len(store.events) != 0 {
+		t.Fatalf("after a failed processor call: %+v, events %v", p, store.events)
+	}
+	// A look-up cannot learn the outcome either, and says why.
+	if _, err := svc.Payment(ctx, c.OrderID); apperr.CodeOf(err) != apperr.Unavailable {
+		t.Errorf("look-up while the processor is down: %v", err)
+	}
+
+	proc.fail(nil)
+	p, err := svc.Charge(ctx, c)
+	if err != nil || p.Status != payment.StatusCaptured || len(store.events) != 1 {
+		t.Fatalf("retry: %+v, %v, events %v", p, err, store.events)
+	}
+	again, err := svc.Charge(ctx, c)
+	if err != nil || again.ID != p.ID || proc.charges != 3 {
+		t.Errorf("repeat: %+v, %v; %d processor calls, want 3 (two failed, one answered)", again, err, proc.charges)
+	}
+}
+
+func TestASlowProcessorIsATimeout(t *testing.T) {
+	t.Parallel()
+	proc := &flakyProcessor{block: true}
+	svc := payment.NewService(newFakeStore(), proc, time.Now, 20*time.Millisecond)
+	if _, err := svc.Charge(context.Background(), visaCharge()); apperr.CodeOf(err) != apperr.Timeout {
+		t.Errorf("charge with a processor that does not answer: %v, want timeout", err)
+	}
+}
+
+func TestTheSameKeyWithAnotherRequestIsRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, proc := newFakeStore(), &flakyProcessor{}
+	svc := payment.NewService(store, proc, time.Now, time.Second)
+	c := visaCharge()
+	if _, err := svc.Charge(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	other := c
+	other.Amount.Cents++
+	if _, err := svc.Charge(ctx, other); !errors.Is(err, payment.ErrKeyReused) || apperr.CodeOf(err) != apperr.Invalid {
+		t.Errorf("same key, other amount: %v, want ErrKeyReused", err)
+	}
+	if proc.charges != 1 || len(store.events) != 1 {
+		t.Errorf("%d processor calls, events %v; want 1 and 1", proc.charges, store.events)
+	}
+}
+
+func TestRefundSettlesAnInterruptedChargeFirst(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, proc := newFakeStore(), &flakyProcessor{}
+	svc := payment.NewService(store, proc, time.Now, time.Second)
+
+	// A charge that died after its pending row: the refund learns it was captured,
+	// then gives the money back.
+	c := visaCharge()
+	if err := store.CreatePending(ctx, payment.NewPending(uuid.New(), c, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	p, err := svc.Refund(ctx, c.OrderID)
+	if err != nil || p.Status != payment.StatusRefunded || proc.charges != 1 || proc.refunds != 1 {
+		t.Fatalf("refund of a pending charge: %+v, %v; %d charges, %d refunds", p, err, proc.charges, proc.refunds)
+	}
+	if len(store.events) != 2 || store.events[0] != payment.StatusCaptured || store.events[1] != payment.StatusRefunded {
+		t.Errorf("events %v, want captured then refunded", store.events)
+	}
+
+	// The refund cannot happen while the processor is down; the payment stays captured.
+	c2 := visaCharge()
+	if _, err := svc.Charge(ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	proc.fail(errors.New("connection reset"))
+	if _, err := svc.Refund(ctx, c2.OrderID); apperr.CodeOf(err) != apperr.Unavailable {
+		t.Errorf("refund while the processor is down: %v", err)
+	}
+	if got, _ := store.ByOrder(ctx, c2.OrderID); got.Status != payment.StatusCaptured {
+		t.Errorf("after a failed refund: %s, want captured", got.Status)
+	}
+
+	if _, err := svc.Refund(ctx, uuid.New()); !errors.Is(err, payment.ErrNotFound) {
+		t.Errorf("refund of an order never charged: %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,243 @@
+// Package postgres is the payments service's storage: payments and the outbox, in
+// Postgres through pgx. Each status change of a payment is written in one transaction
+// with its event. It translates database errors into the domain's (no rows is
+// payment.ErrNotFound, an unreachable server is apperr.Unavailable), so nothing above
+// it knows SQL.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+)
+
+// The events this service publishes (docs/internal-api.md), each about a payment.
+const (
+	Stream            = "events.payments"
+	Source            = "payments"
+	TypeCaptured      = "payment.captured"
+	TypeDeclined      = "payment.declined"
+	TypeRefunded      = "payment.refunded"
+	orderIDConstraint = "payments_order_id_key"
+)
+
+// settled is the data of payment.captured and payment.declined; DeclineCode is null
+// for a capture.
+type settled struct {
+	PaymentID   uuid.UUID `json:"payment_id"`
+	OrderID     uuid.UUID `json:"order_id"`
+	UserID      uuid.UUID `json:"user_id"`
+	AmountCents int64     `json:"amount_cents"`
+	Currency    string    `json:"currency"`
+	DeclineCode *string   `json:"decline_code"`
+}
+
+// refunded is the data of payment.refunded (notifications e-mails the refund from it).
+type refunded struct {
+	PaymentID   uuid.UUID `json:"payment_id"`
+	OrderID     uuid.UUID `json:"order_id"`
+	UserID      uuid.UUID `json:"user_id"`
+	AmountCents int64     `json:"amount_cents"`
+	Currency    string    `json:"currency"`
+}
+
+// Store implements payment.Store on a pool.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ payment.Store = (*Store)(nil)
+
+// NewStore stores in pool's database, which must have this package's migrations.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+const columns = `id, order_id, user_id, amount_cents, currency, method, status, decline_code,
+	processor_ref, idempotency_key, request_hash, created_at, settled_at, refunded_at`
+
+// CreatePending implements payment.Store. Concurrent calls for one order are safe: the
+// later inserts wait on the first's unique-index entry, then do nothing.
+func (s *Store) CreatePending(ctx context.Context, p payment.Payment) error {
+	if p.Status != payment.StatusPending {
+		return fmt.Errorf("create a %s payment: %w", p.Status, payment.ErrBadTransition)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO payments
+		(id, order_id, user_id, amount_cents, currency, method, status, idempotency_key, request_hash, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT ON CONSTRAINT `+orderIDConstraint+` DO NOTHING`,
+		p.ID, p.OrderID, p.UserID, p.Amount.Cents, p.Amount.Currency, p.Method, p.Status,
+		p.IdempotencyKey, p.RequestHash, p.CreatedAt)
+	return dbError(err, "create pending payment")
+}
+
+// Update implements payment.Store with SELECT ... FOR UPDATE: the row stays locked
+// until the transaction ends, so a concurrent Update of the same order waits and then
+// sees this one's result. change may call the outside world (the processor) under the
+// lock; it must not use this store, whose pool connection the lock is holding.
+func (s *Store) Update(ctx context.Context, order uuid.UUID, change func(payment.Payment) (payment.Payment, error)) (payment.Payment, error) {
+	var out payment.Payment
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		cur, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM payments WHERE order_id = $1 FOR UPDATE`, order))
+		if err != nil {
+			return err
+		}
+		next, err := change(cur)
+		if err != nil {
+			return err
+		}
+		if next.Status == cur.Status {
+			out = cur
+			return nil
+		}
+		if next.ID != cur.ID {
+			return fmt.Errorf("update payment %s: change returned payment %s", cur.ID, next.ID)
+		}
+		_, err = tx.Exec(ctx, `UPDATE payments SET status = $2, decline_code = $3, processor_ref = $4,
+			settled_at = $5, refunded_at = $6 WHERE id = $1`,
+			next.ID, next.Status, nullString(string(next.DeclineCode)), nullString(next.ProcessorRef),
+			nullTime(next.SettledAt), nullTime(next.RefundedAt))
+		if err != nil {
+			return err
+		}
+		if err := outbox.Write(ctx, tx, event(next)); err != nil {
+			return err
+		}
+		out = next
+		return nil
+	})
+	if err != nil {
+		return payment.Payment{}, dbError(err, "update payment")
+	}
+	return out, nil
+}
+
+// event is the event of the status p has just reached.
+func event(p payment.Payment) outbox.Event {
+	e := outbox.Event{Stream: Stream, Source: Source, Subject: p.ID.String(), Time: p.SettledAt}
+	switch p.Status {
+	case payment.StatusCaptured, payment.StatusDeclined:
+		e.Type = TypeCaptured
+		d := settled{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String()}
+		if p.Status == payment.StatusDeclined {
+			e.Type = TypeDeclined
+			code := string(p.DeclineCode)
+			d.DeclineCode = &code
+		}
+		e.Data = d
+	case payment.StatusRefunded:
+		e.Type = TypeRefunded
+		e.Time = p.RefundedAt
+		e.Data = refunded{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String()}
+	}
+	return e
+}
+
+// ByOrder implements payment.Store.
+func (s *Store) ByOrder(ctx context.Context, order uuid.UUID) (payment.Payment, error) {
+	p, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM payments WHERE order_id = $1`, order))
+	return p, dbError(err, "payment by order")
+}
+
+// ListByOrder implements payment.Store.
+func (s *Store) ListByOrder(ctx context.Context, user, order uuid.UUID, pr page.Request) ([]payment.Payment, error) {
+	var rows pgx.Rows
+	var err error
+	if pr.After == nil {
+		rows, err = s.pool.Query(ctx, `SELECT `+columns+` FROM payments
+			WHERE user_id = $1 AND order_id = $2 AND status <> 'pending'
+			ORDER BY created_at, id LIMIT $3`, user, order, pr.Limit+1)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+columns+` FROM payments
+			WHERE user_id = $1 AND order_id = $2 AND status <> 'pending' AND (created_at, id) > ($3, $4)
+			ORDER BY created_at, id LIMIT $5`, user, order, pr.After.Time, pr.After.ID, pr.Limit+1)
+	}
+	if err != nil {
+		return nil, dbError(err, "list payments")
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (payment.Payment, error) { return scan(row) })
+	return list, dbError(err, "list payments")
+}
+
+func scan(row pgx.Row) (payment.Payment, error) {
+	var p payment.Payment
+	var declineCode, ref *string
+	var settledAt, refundedAt *time.Time
+	err := row.Scan(&p.ID, &p.OrderID, &p.UserID, &p.Amount.Cents, &p.Amount.Currency, &p.Method, &p.Status,
+		&declineCode, &ref, &p.IdempotencyKey, &p.RequestHash, &p.CreatedAt, &settledAt, &refundedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return payment.Payment{}, payment.ErrNotFound
+	}
+	if err != nil {
+		return payment.Payment{}, err
+	}
+	if declineCode != nil {
+		p.DeclineCode = payment.DeclineCode(*declineCode)
+	}
+	if ref != nil {
+		p.ProcessorRef = *ref
+	}
+	p.CreatedAt = p.CreatedAt.UTC()
+	if settledAt != nil {
+		p.SettledAt = settledAt.UTC()
+	}
+	if refundedAt != nil {
+		p.RefundedAt = refundedAt.UTC()
+	}
+	return p, nil
+}
+
+func nullString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+// dbError passes domain errors through and classifies the rest: a server that cannot
+// be reached is apperr.Unavailable (503, naming the database, so readiness and clients
+// see the same story); anything else is an unexpected error (500).
+func dbError(err error, op string) error {
+	var ae *apperr.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae):
+		return err
+	case unreachable(err):
+		return apperr.Wrap(fmt.Errorf("%s: %w", op, err), apperr.Unavailable, "the payments database is unavailable")
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unreachable reports whether err means the server could not be talked to, as opposed
+// to the server answering with an error.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Only the server's "I cannot serve you now" classes count: 08 connection
+		// exception, 53 insufficient resources, 57P0x shutting down.
+		return pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:4] == "57P0"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,506 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
+)
+
+// countingProcessor is StripeTest that counts its calls. With a gate, every call
+// waits for the gate to open (or its context to end) before it answers; with fail set,
+// calls fail.
+type countingProcessor struct {
+	charges, refunds atomic.Int32
+	gate             chan struct{}
+	fail             atomic.Bool
+}
+
+var _ payment.Processor = (*countingProcessor)(nil)
+
+func (p *countingProcessor) wait(ctx context.Context) error {
+	if p.fail.Load() {
+		return errors.New("processor: connection refused")
+	}
+	if p.gate == nil {
+		return nil
+	}
+	select {
+	case <-p.gate:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (p *countingProcessor) Charge(ctx context.Context, key string, c payment.ChargeRequest) (payment.Outcome, error) {
+	p.charges.Add(1)
+	if err := p.wait(ctx); err != nil {
+		return payment.Outcome{}, err
+	}
+	return payment.StripeTest{}.Charge(ctx, key, c)
+}
+
+func (p *countingProcessor) Refund(ctx context.Context, key string, pay payment.Payment) error {
+	p.refunds.Add(1)
+	if err := p.wait(ctx); err != nil {
+		return err
+	}
+	return payment.StripeTest{}.Refund(ctx, key, pay)
+}
+
+// env is a service on a fresh database, with its store and processor at hand.
+type env struct {
+	svc   *payment.Service
+	store *postgres.Store
+	proc  *countingProcessor
+	pool  *pgxpool.Pool
+}
+
+// newEnv migrates a fresh database and opens a pool big enough for ten concurrent
+// callers plus the test's own queries, so that they queue on row locks, not on the pool.
+func newEnv(t *testing.T, proc *countingProcessor) env {
+	t.Helper()
+	small := pgtest.New(t, migrations.FS)
+	cfg, err := pgxpool.ParseConfig(small.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 16
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store := postgres.NewStore(pool)
+	return env{svc: payment.NewService(store, proc, time.Now, 30*time.Second), store: store, proc: proc, pool: pool}
+}
+
+func charge(method payment.Method) payment.ChargeRequest {
+	return payment.ChargeRequest{
+		OrderID: uuid.New(), UserID: uuid.New(),
+		Amount: payment.Money{Cents: 4200, Currency: "USD"}, Method: method,
+	}
+}
+
+// outboxRow is one event in the outbox.
+type outboxRow struct {
+	Stream, Type, Source, Subject string
+	Time                          time.Time
+	Data                          map[string]any
+}
+
+func events(t *testing.T, pool *pgxpool.Pool) []outboxRow {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT stream, type, source, subject, time, data FROM outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var e outboxRow
+		var data []byte
+		if err := rows.Scan(&e.Stream, &e.Type, &e.Source, &e.Subject, &e.Time, &data); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &e.Data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, table string) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// eventually polls cond until it holds, failing the test after a deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
+	}
+}
+
+// lockWaiters counts the sessions on the test's database waiting for a lock.
+func lockWaiters(t *testing.T, pool *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	err := pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestChargeCapturesOnceAndWritesItsEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	c := charge(payment.MethodVisa)
+
+	p, err := e.svc.Charge(ctx, c)
+	if err != nil || p.Status != payment.StatusCaptured || p.OrderID != c.OrderID || p.UserID != c.UserID ||
+		p.Amount != c.Amount || p.DeclineCode != "" || p.ProcessorRef != "ch_test_"+p.ID.String() || p.SettledAt.IsZero() {
+		t.Fatalf("Charge = %+v, %v", p, err)
+	}
+	stored, err := e.store.ByOrder(ctx, c.OrderID)
+	if err != nil || stored.ID != p.ID || stored.Status != payment.StatusCaptured || !stored.SettledAt.Equal(p.SettledAt) ||
+		!stored.CreatedAt.Equal(p.CreatedAt) || stored.IdempotencyKey != c.OrderID.String() || !stored.Matches(c) {
+		t.Errorf("stored %+v, %v; returned %+v", stored, err, p)
+	}
+
+	evs := events(t, e.pool)
+	if len(evs) != 1 {
+		t.Fatalf("%d events, want 1", len(evs))
+	}
+	ev := evs[0]
+	if ev.Stream != "events.payments" || ev.Type != "payment.captured" || ev.Source != "payments" || ev.Subject != p.ID.String() ||
+		!ev.Time.Equal(p.SettledAt) {
+		t.Errorf("event %+v", ev)
+	}
+	want := map[string]any{"payment_id": p.ID.String(), "order_id": c.OrderID.String(), "user_id": c.UserID.String(),
+		"amount_cents": float64(4200), "currency": "USD", "decline_code": nil}
+	if len(ev.Data) != len(want) {
+		t.Errorf("event data %v, want %v", ev.Data, want)
+	}
+	for k, v := range want {
+		if ev.Data[k] != v {
+			t.Errorf("event data %s = %v, want %v", k, ev.Data[k], v)
+		}
+	}
+
+	// A retry answers the first outcome without asking the processor again.
+	again, err := e.svc.Charge(ctx, c)
+	if err != nil || again.ID != p.ID || again.Status != payment.StatusCaptured {
+		t.Errorf("retry = %+v, %v", again, err)
+	}
+	if n := e.proc.charges.Load(); n != 1 {
+		t.Errorf("%d processor charges, want 1", n)
+	}
+	if n, m := count(t, e.pool, "payments"), count(t, e.pool, "outbox"); n != 1 || m != 1 {
+		t.Errorf("%d payments, %d events after the retry; want 1 and 1", n, m)
+	}
+}
+
+func TestDeclinesAreRecordedWithTheirCode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	for method, code := range map[payment.Method]payment.DeclineCode{
+		payment.MethodDeclined:          payment.DeclinePaymentDeclined,
+		payment.MethodInsufficientFunds: payment.DeclineInsufficientFunds,
+	} {
+		c := charge(method)
+		p, err := e.svc.Charge(ctx, c)
+		if err != nil || p.Status != payment.StatusDeclined || p.DeclineCode != code || apperr.CodeOf(p.Declined()) != apperr.Code(code) {
+			t.Errorf("%s: %+v, %v", method, p, err)
+		}
+		again, err := e.svc.Charge(ctx, c)
+		if err != nil || again.ID != p.ID || again.DeclineCode != code {
+			t.Errorf("%s retry: %+v, %v", method, again, err)
+		}
+		stored, err := e.store.ByOrder(ctx, c.OrderID)
+		if err != nil || stored.DeclineCode != code || stored.Status != payment.StatusDeclined {
+			t.Errorf("%s stored: %+v, %v", method, stored, err)
+		}
+	}
+	if n := e.proc.charges.Load(); n != 2 {
+		t.Errorf("%d processor charges, want 2", n)
+	}
+	evs := events(t, e.pool)
+	if len(evs) != 2 {
+		t.Fatalf("%d events, want 2", len(evs))
+	}
+	codes := map[any]bool{}
+	for _, ev := range evs {
+		if ev.Type != "payment.declined" || ev.Stream != "events.payments" {
+			t.Errorf("event %+v", ev)
+		}
+		codes[ev.Data["decline_code"]] = true
+	}
+	if !codes["payment_declined"] || !codes["insufficient_funds"] {
+		t.Errorf("decline codes in events: %v", codes)
+	}
+}
+
+func TestTheSameKeyWithAnotherRequestChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	c := charge(payment.MethodDeclined)
+	first, err := e.svc.Charge(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*payment.ChargeRequest){
+		"amount": func(c *payment.ChargeRequest) { c.Amount.Cents = 1 },
+		"method": func(c *payment.ChargeRequest) { c.Method = payment.MethodVisa },
+		"user":   func(c *payment.ChargeRequest) { c.UserID = uuid.New() },
+	} {
+		other := c
+		change(&other)
+		if _, err := e.svc.Charge(ctx, other); !errors.Is(err, payment.ErrKeyReused) {
+			t.Errorf("other %s: %v, want ErrKeyReused", name, err)
+		}
+	}
+	stored, _ := e.store.ByOrder(ctx, c.OrderID)
+	if stored.ID != first.ID || stored.Status != payment.StatusDeclined || stored.Amount != c.Amount {
+		t.Errorf("stored %+v", stored)
+	}
+	if n, m, calls := count(t, e.pool, "payments"), count(t, e.pool, "outbox"), e.proc.charges.Load(); n != 1 || m != 1 || calls != 1 {
+		t.Errorf("%d payments, %d events, %d processor calls; want 1 each", n, m, calls)
+	}
+}
+
+func TestConcurrentIdenticalChargesCallTheProcessorOnce(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	e := newEnv(t, &countingProcessor{gate: gate})
+	c := charge(payment.MethodVisa)
+
+	const callers = 10
+	results := make(chan payment.Payment, callers)
+	var wg sync.WaitGroup
+	// Should the wait below fail, open the gate and let the callers finish before the
+	// pool closes (cleanups run last-registered first).
+	t.Cleanup(func() { release(); wg.Wait() })
+	for range callers {
+		wg.Go(func() {
+			p, err := e.svc.Charge(context.Background(), c)
+			if err != nil {
+				t.Errorf("Charge: %v", err)
+			}
+			results <- p
+		})
+	}
+	// The processor holds the first call while the other nine queue on the payment's
+	// row lock: then, and only then, is every caller inside Charge at once.
+	eventually(t, "one processor call with nine callers waiting on the lock", func() bool {
+		return e.proc.charges.Load() == 1 && lockWaiters(t, e.pool) == callers-1
+	})
+	release()
+	wg.Wait()
+	close(results)
+
+	var ids []uuid.UUID
+	for p := range results {
+		if p.Status != payment.StatusCaptured {
+			t.Errorf("a caller got %+v", p)
+		}
+		ids = append(ids, p.ID)
+	}
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Errorf("callers got different payments: %v", ids)
+			break
+		}
+	}
+	if n, m, calls := count(t, e.pool, "payments"), count(t, e.pool, "outbox"), e.proc.charges.Load(); n != 1 || m != 1 || calls != 1 {
+		t.Errorf("%d payments, %d events, %d processor calls; want 1 each", n, m, calls)
+	}
+}
+
+func TestAFailedProcessorCallLeavesAPendingPaymentTheRetrySettles(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	c := charge(payment.MethodVisa)
+
+	e.proc.fail.Store(true)
+	if _, err := e.svc.Charge(ctx, c); apperr.CodeOf(err) != apperr.Unavailable {
+		t.Fatalf("charge with the processor down: %v, want unavailable", err)
+	}
+	stored, err := e.store.ByOrder(ctx, c.OrderID)
+	if err != nil || stored.Status != payment.StatusPending || !stored.SettledAt.IsZero() {
+		t.Fatalf("after the failure: %+v, %v", stored, err)
+	}
+	if n := count(t, e.pool, "outbox"); n != 0 {
+		t.Errorf("%d events for a charge with no outcome, want 0", n)
+	}
+	// A pending payment is nobody's business but the saga's: the owner sees none yet.
+	if list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20}); err != nil || len(list) != 0 {
+		t.Errorf("owner's list with a pending payment: %v, %v", list, err)
+	}
+
+	e.proc.fail.Store(false)
+	p, err := e.svc.Charge(ctx, c)
+	if err != nil || p.Status != payment.StatusCaptured || p.ID != stored.ID {
+		t.Fatalf("retry: %+v, %v", p, err)
+	}
+	if evs := events(t, e.pool); len(evs) != 1 || evs[0].Type != "payment.captured" {
+		t.Errorf("events %+v", evs)
+	}
+}
+
+func TestALookUpSettlesAPaymentACrashLeftPending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	// What a process that died between inserting the pending row and recording the
+	// processor's answer leaves behind.
+	c := charge(payment.MethodInsufficientFunds)
+	pending := payment.NewPending(uuid.New(), c, time.Now().UTC().Truncate(time.Microsecond))
+	if err := e.store.CreatePending(ctx, pending); err != nil {
+		t.Fatal(err)
+	}
+	// A second CreatePending for the order (a retry racing in) keeps the first row.
+	if err := e.store.CreatePending(ctx, payment.NewPending(uuid.New(), c, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := e.svc.Payment(ctx, c.OrderID)
+	if err != nil || p.ID != pending.ID || p.Status != payment.StatusDeclined || p.DeclineCode != payment.DeclineInsufficientFunds {
+		t.Fatalf("look-up of the pending payment: %+v, %v", p, err)
+	}
+	again, err := e.svc.Payment(ctx, c.OrderID)
+	if err != nil || again.Status != payment.StatusDeclined || e.proc.charges.Load() != 1 {
+		t.Errorf("second look-up: %+v, %v, %d processor calls", again, err, e.proc.charges.Load())
+	}
+	if evs := events(t, e.pool); len(evs) != 1 || evs[0].Type != "payment.declined" || evs[0].Subject != pending.ID.String() {
+		t.Errorf("events %+v", evs)
+	}
+	if _, err := e.svc.Payment(ctx, uuid.New()); !errors.Is(err, payment.ErrNotFound) {
+		t.Errorf("look-up of an order never charged: %v", err)
+	}
+}
+
+func TestConcurrentRefundsRefundOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	c := charge(payment.MethodVisa)
+	charged, err := e.svc.Charge(context.Background(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From here the processor holds each call until the gate opens, so the refunds
+	// overlap. (Set before any refund starts: the callers below only read it.)
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	e.proc.gate = gate
+
+	const callers = 10
+	results := make(chan payment.Payment, callers)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { release(); wg.Wait() })
+	for range callers {
+		wg.Go(func() {
+			p, err := e.svc.Refund(context.Background(), c.OrderID)
+			if err != nil {
+				t.Errorf("Refund: %v", err)
+			}
+			results <- p
+		})
+	}
+	eventually(t, "one processor refund with nine callers waiting on the lock", func() bool {
+		return e.proc.refunds.Load() == 1 && lockWaiters(t, e.pool) == callers-1
+	})
+	release()
+	wg.Wait()
+	close(results)
+	for p := range results {
+		if p.ID != charged.ID || p.Status != payment.StatusRefunded || p.RefundedAt.IsZero() {
+			t.Errorf("a refund answered %+v", p)
+		}
+	}
+	if n := e.proc.refunds.Load(); n != 1 {
+		t.Errorf("%d processor refunds, want 1", n)
+	}
+	evs := events(t, e.pool)
+	if len(evs) != 2 || evs[0].Type != "payment.captured" || evs[1].Type != "payment.refunded" {
+		t.Fatalf("events %+v, want captured then refunded", evs)
+	}
+	ref := evs[1]
+	want := map[string]any{"payment_id": charged.ID.String(), "order_id": c.OrderID.String(), "user_id": c.UserID.String(),
+		"amount_cents": float64(4200), "currency": "USD"}
+	if len(ref.Data) != len(want) || ref.Subject != charged.ID.String() {
+		t.Errorf("refund event %+v", ref)
+	}
+	for k, v := range want {
+		if ref.Data[k] != v {
+			t.Errorf("refund event data %s = %v, want %v", k, ref.Data[k], v)
+		}
+	}
+}
+
+func TestRefundingADeclinedOrUnknownChargeChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	c := charge(payment.MethodDeclined)
+	declined, err := e.svc.Charge(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := e.svc.Refund(ctx, c.OrderID)
+	if err != nil || p.ID != declined.ID || p.Status != payment.StatusDeclined || !p.RefundedAt.IsZero() {
+		t.Errorf("refund of a declined charge: %+v, %v", p, err)
+	}
+	if _, err := e.svc.Refund(ctx, uuid.New()); !errors.Is(err, payment.ErrNotFound) {
+		t.Errorf("refund of an order never charged: %v, want ErrNotFound", err)
+	}
+	if n, m := e.proc.refunds.Load(), count(t, e.pool, "outbox"); n != 0 || m != 1 {
+		t.Errorf("%d processor refunds, %d events; want 0 and 1 (the decline)", n, m)
+	}
+}
+
+func TestTheListShowsOnlyTheOwnersPayments(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	c := charge(payment.MethodVisa)
+	p, err := e.svc.Charge(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := charge(payment.MethodVisa) // another order of another user
+	if _, err := e.svc.Charge(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+
+	list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20})
+	if err != nil || len(list) != 1 || list[0].ID != p.ID || list[0].Status != payment.StatusCaptured {
+		t.Errorf("owner's list: %+v, %v", list, err)
+	}
+	for name, q := range map[string][2]uuid.UUID{
+		"someone else asking for the order":  {other.UserID, c.OrderID},
+		"the owner asking for another order": {c.UserID, other.OrderID},
+	} {
+		if list, err := e.svc.List(ctx, q[0], q[1], page.Request{Limit: 20}); err != nil || len(list) != 0 {
+			t.Errorf("%s: %+v, %v", name, list, err)
+		}
+	}
+	after := page.Cursor{Time: p.CreatedAt, ID: p.ID}
+	if list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20, After: &after}); err != nil || len(list) != 0 {
+		t.Errorf("page after the only payment: %+v, %v", list, err)
+	}
+}
