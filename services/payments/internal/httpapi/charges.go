@@ -10,6 +10,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
 )
 
@@ -80,23 +81,23 @@ func charge(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req chargeRequest
 		if err := httpjson.Decode(r, &req); err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		c, err := req.toCharge(r.Header.Get("Idempotency-Key"))
 		if err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		p, err := payments.Charge(r.Context(), c)
 		if err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		log.InfoContext(r.Context(), "charge answered", "order_id", p.OrderID, "payment_id", p.ID,
 			"status", p.Status, "decline_code", p.DeclineCode)
 		if err := p.Declined(); err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		w.Header().Set("Location", "/internal/charges/"+p.OrderID.String())
@@ -110,12 +111,12 @@ func getCharge(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		order, ok := orderIDParam(r)
 		if !ok {
-			writeProblem(w, r, log, payment.ErrNotFound)
+			problem.Write(w, r, log, payment.ErrNotFound)
 			return
 		}
 		p, err := payments.Payment(r.Context(), order)
 		if err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		httpjson.Write(w, http.StatusOK, toPaymentResponse(p))
@@ -129,7 +130,7 @@ func refund(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		order, ok := orderIDParam(r)
 		if !ok {
-			writeProblem(w, r, log, payment.ErrNotFound)
+			problem.Write(w, r, log, payment.ErrNotFound)
 			return
 		}
 		p, err := payments.Refund(r.Context(), order)
@@ -138,7 +139,7 @@ func refund(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 			httpjson.Write(w, http.StatusOK, noChargeResponse{OrderID: order.String(), Status: "none"})
 			return
 		case err != nil:
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		log.InfoContext(r.Context(), "refund answered", "order_id", p.OrderID, "payment_id", p.ID, "status", p.Status)

@@ -9,6 +9,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
 )
 
@@ -47,7 +48,7 @@ func list(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		caller, ok := auth.FromContext(r.Context())
 		if !ok { // only reachable if the route lost its Require middleware
-			writeProblem(w, r, log, apperr.E(apperr.Unauthorized, "a bearer access token is required"))
+			problem.Write(w, r, log, apperr.E(apperr.Unauthorized, "a bearer access token is required"))
 			return
 		}
 		q := r.URL.Query()
@@ -59,12 +60,12 @@ func list(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 			f = append(f, pageErr.Fields...)
 		}
 		if err := f.Err(); err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		found, err := payments.List(r.Context(), caller.UserID, order, pr)
 		if err != nil {
-			writeProblem(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		items, next := page.Next(found, pr.Limit, cursorOf)

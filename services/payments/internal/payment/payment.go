@@ -66,22 +66,19 @@ const (
 	DeclineInsufficientFunds DeclineCode = "insufficient_funds"
 )
 
-// Code is the apperr code a decline renders with (HTTP 402). pkg/apperr has no such
-// business codes yet, so the HTTP layer gives them their status.
-func (c DeclineCode) Code() apperr.Code { return apperr.Code(c) }
-
-// Err is the error a declined charge answers with.
+// Err is the error a declined charge answers with: a 402 whose reason is the decline
+// code, which the saga branches on.
 func (c DeclineCode) Err() error {
 	msg := "the card was declined"
 	if c == DeclineInsufficientFunds {
 		msg = "the card was declined: insufficient funds"
 	}
-	return &apperr.Error{Code: c.Code(), Message: msg}
+	return apperr.R(apperr.PaymentRequired, string(c), msg)
 }
 
-// IsDecline reports whether code is one of the decline codes.
-func IsDecline(code apperr.Code) bool {
-	return code == DeclinePaymentDeclined.Code() || code == DeclineInsufficientFunds.Code()
+// Valid reports whether c is one of the decline codes.
+func (c DeclineCode) Valid() bool {
+	return c == DeclinePaymentDeclined || c == DeclineInsufficientFunds
 }
 
 // The errors of the domain. Each is an *apperr.Error, so it renders as the right
@@ -279,7 +276,7 @@ func (p Payment) Settle(o Outcome, at time.Time) (Payment, error) {
 	switch {
 	case o.Status == StatusCaptured:
 		p.DeclineCode = ""
-	case o.Status == StatusDeclined && IsDecline(o.DeclineCode.Code()):
+	case o.Status == StatusDeclined && o.DeclineCode.Valid():
 		p.DeclineCode = o.DeclineCode
 	default:
 		return p, fmt.Errorf("settle with outcome %+v: %w", o, ErrBadTransition)

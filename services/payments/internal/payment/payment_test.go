@@ -131,7 +131,7 @@ func TestSettleAndRefundFollowTheLifecycle(t *testing.T) {
 	if err != nil || declined.Status != payment.StatusDeclined || declined.DeclineCode != payment.DeclineInsufficientFunds {
 		t.Errorf("declined = %+v, %v", declined, err)
 	}
-	if err := declined.Declined(); apperr.CodeOf(err) != "insufficient_funds" || !strings.Contains(err.Error(), "insufficient funds") {
+	if err := declined.Declined(); apperr.ReasonOf(err) != "insufficient_funds" || apperr.CodeOf(err) != apperr.PaymentRequired || !strings.Contains(err.Error(), "insufficient funds") {
 		t.Errorf("declined.Declined() = %v", err)
 	}
 
@@ -200,14 +200,14 @@ func TestStripeTestFollowsTheTestPaymentMethods(t *testing.T) {
 	}
 }
 
-func TestDeclineCodesAreTheirOwnProblemCodes(t *testing.T) {
+func TestDeclinesAre402sWithTheirCodeAsReason(t *testing.T) {
 	t.Parallel()
 	for _, c := range []payment.DeclineCode{payment.DeclinePaymentDeclined, payment.DeclineInsufficientFunds} {
-		if apperr.CodeOf(c.Err()) != apperr.Code(c) || !payment.IsDecline(c.Code()) {
+		if apperr.CodeOf(c.Err()) != apperr.PaymentRequired || apperr.ReasonOf(c.Err()) != string(c) || !c.Valid() {
 			t.Errorf("%s: err %v", c, c.Err())
 		}
 	}
-	if payment.IsDecline(apperr.Invalid) || payment.IsDecline(apperr.Internal) {
-		t.Error("a generic code counts as a decline")
+	if payment.DeclineCode("stolen").Valid() {
+		t.Error("an unknown decline code is valid")
 	}
 }

@@ -219,7 +219,7 @@ func TestDeclinesAreRecordedWithTheirCode(t *testing.T) {
 	} {
 		c := charge(method)
 		p, err := e.svc.Charge(ctx, c)
-		if err != nil || p.Status != payment.StatusDeclined || p.DeclineCode != code || apperr.CodeOf(p.Declined()) != apperr.Code(code) {
+		if err != nil || p.Status != payment.StatusDeclined || p.DeclineCode != code || apperr.ReasonOf(p.Declined()) != string(code) {
 			t.Errorf("%s: %+v, %v", method, p, err)
 		}
 		again, err := e.svc.Charge(ctx, c)
