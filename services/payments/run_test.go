@@ -304,13 +304,18 @@ func TestRefundIsIdempotent(t *testing.T) {
 		t.Errorf("%d payment.refunded events, want 1", n)
 	}
 
-	// An order never charged: 200, nothing to refund, and nothing written.
-	order := uuid.NewString()
-	r := call(t, http.MethodPost, s.url+"/internal/charges/"+order+"/refund", "")
+	// An order never charged: 200, nothing to refund, and no payment written.
+	late := newCharge("pm_card_visa")
+	r := call(t, http.MethodPost, s.url+"/internal/charges/"+late.OrderID+"/refund", "")
 	var none map[string]any
 	r.json(t, &none)
-	if r.status != http.StatusOK || none["order_id"] != order || none["status"] != "none" {
+	if r.status != http.StatusOK || none["order_id"] != late.OrderID || none["status"] != "none" {
 		t.Errorf("refund of an order never charged: %d %s", r.status, r.body)
+	}
+	// The refund voided the order: a charge arriving late (sent before the saga gave up
+	// and compensated) takes no money.
+	if d := s.charge(t, late).problem(t, http.StatusConflict); d.Type != "urn:bazaar:problem:order_voided" {
+		t.Errorf("late charge of a voided order: %+v", d)
 	}
 	if n := s.count(t, `SELECT count(*) FROM payments`); n != 1 {
 		t.Errorf("%d payments, want 1", n)

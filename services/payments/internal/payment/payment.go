@@ -86,6 +86,9 @@ func (c DeclineCode) Valid() bool {
 var (
 	// ErrNotFound means the order has no payment.
 	ErrNotFound = apperr.E(apperr.NotFound, "no payment for this order")
+	// ErrVoided means the order was refunded before any charge arrived (the saga gave
+	// up on it), so it can no longer be charged.
+	ErrVoided = apperr.R(apperr.Conflict, "order_voided", "this order was cancelled before it was charged")
 	// ErrKeyReused means a charge's Idempotency-Key was used before with another request.
 	ErrKeyReused = &apperr.Error{
 		Code:    apperr.Invalid,

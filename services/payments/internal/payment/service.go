@@ -1,6 +1,7 @@
 package payment
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,8 +19,12 @@ import (
 // apperr.Unavailable error when the storage cannot be reached.
 type Store interface {
 	// CreatePending stores p, a pending payment, unless its order has a payment
-	// already; then it changes nothing and returns nil.
+	// already; then it changes nothing and returns nil. It returns ErrVoided when the
+	// order was voided.
 	CreatePending(ctx context.Context, p Payment) error
+	// Void marks order as never to be charged, unless it has a payment; it reports
+	// whether the order is now void. It and CreatePending exclude each other per order.
+	Void(ctx context.Context, order uuid.UUID, at time.Time) (bool, error)
 	// Update locks the payment of order for as long as change runs, so changes to one
 	// payment happen one at a time, even across processes. It stores what change
 	// returns, with the event of its new status, when the status differs from the one
@@ -81,10 +86,22 @@ func (s *Service) Payment(ctx context.Context, order uuid.UUID) (Payment, error)
 // Refund gives back the money of order's captured payment, once: repeats, and refunds
 // of a declined payment, change nothing and return the payment as it is. A pending
 // payment is settled first (so money taken by an interrupted charge comes back too).
-// It returns ErrNotFound when the order was never charged, and apperr.Unavailable (or
-// Timeout) when the processor cannot be reached.
+// It returns ErrNotFound when the order was never charged (and voids it: a later charge
+// is ErrVoided), and apperr.Unavailable (or Timeout) when the processor cannot be
+// reached.
 func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) {
-	if _, err := s.Payment(ctx, order); err != nil {
+	_, err := s.Payment(ctx, order)
+	if errors.Is(err, ErrNotFound) {
+		// Nothing charged (yet). Void the order, so that a charge still on its way —
+		// sent before the saga gave up and compensated — cannot take money for an
+		// order that is cancelled.
+		voided, verr := s.store.Void(ctx, order, s.stamp())
+		if verr != nil || voided {
+			return Payment{}, cmp.Or(verr, err)
+		}
+		_, err = s.Payment(ctx, order) // a charge got in first: refund it like any other
+	}
+	if err != nil {
 		return Payment{}, err
 	}
 	return s.store.Update(ctx, order, func(p Payment) (Payment, error) {

@@ -19,20 +19,35 @@ import (
 type fakeStore struct {
 	mu       sync.Mutex
 	payments map[uuid.UUID]payment.Payment
+	voided   map[uuid.UUID]bool
 	events   []payment.Status // the status of each event written
 }
 
 var _ payment.Store = (*fakeStore)(nil)
 
-func newFakeStore() *fakeStore { return &fakeStore{payments: map[uuid.UUID]payment.Payment{}} }
+func newFakeStore() *fakeStore {
+	return &fakeStore{payments: map[uuid.UUID]payment.Payment{}, voided: map[uuid.UUID]bool{}}
+}
 
 func (s *fakeStore) CreatePending(_ context.Context, p payment.Payment) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.voided[p.OrderID] {
+		return payment.ErrVoided
+	}
 	if _, ok := s.payments[p.OrderID]; !ok {
 		s.payments[p.OrderID] = p
 	}
 	return nil
+}
+
+func (s *fakeStore) Void(_ context.Context, order uuid.UUID, _ time.Time) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.payments[order]; !ok {
+		s.voided[order] = true
+	}
+	return s.voided[order], nil
 }
 
 func (s *fakeStore) Update(_ context.Context, order uuid.UUID, change func(payment.Payment) (payment.Payment, error)) (payment.Payment, error) {

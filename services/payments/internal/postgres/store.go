@@ -6,6 +6,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,18 +67,60 @@ const columns = `id, order_id, user_id, amount_cents, currency, method, status, 
 	processor_ref, idempotency_key, request_hash, created_at, settled_at, refunded_at`
 
 // CreatePending implements payment.Store. Concurrent calls for one order are safe: the
-// later inserts wait on the first's unique-index entry, then do nothing.
+// later inserts wait on the first's unique-index entry, then do nothing. The order's
+// advisory lock orders it against Void.
 func (s *Store) CreatePending(ctx context.Context, p payment.Payment) error {
 	if p.Status != payment.StatusPending {
 		return fmt.Errorf("create a %s payment: %w", p.Status, payment.ErrBadTransition)
 	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO payments
-		(id, order_id, user_id, amount_cents, currency, method, status, idempotency_key, request_hash, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-		ON CONFLICT ON CONSTRAINT `+orderIDConstraint+` DO NOTHING`,
-		p.ID, p.OrderID, p.UserID, p.Amount.Cents, p.Amount.Currency, p.Method, p.Status,
-		p.IdempotencyKey, p.RequestHash, p.CreatedAt)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		voided, err := lockOrder(ctx, tx, p.OrderID)
+		if err != nil || voided {
+			return cmp.Or(err, error(payment.ErrVoided))
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO payments
+			(id, order_id, user_id, amount_cents, currency, method, status, idempotency_key, request_hash, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			ON CONFLICT ON CONSTRAINT `+orderIDConstraint+` DO NOTHING`,
+			p.ID, p.OrderID, p.UserID, p.Amount.Cents, p.Amount.Currency, p.Method, p.Status,
+			p.IdempotencyKey, p.RequestHash, p.CreatedAt)
+		return err
+	})
+	if errors.Is(err, payment.ErrVoided) {
+		return err
+	}
 	return dbError(err, "create pending payment")
+}
+
+// Void implements payment.Store.
+func (s *Store) Void(ctx context.Context, order uuid.UUID, at time.Time) (bool, error) {
+	voided := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		already, err := lockOrder(ctx, tx, order)
+		if err != nil || already {
+			voided = already
+			return err
+		}
+		var charged bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM payments WHERE order_id = $1)`, order).Scan(&charged); err != nil || charged {
+			return err
+		}
+		voided = true
+		_, err = tx.Exec(ctx, `INSERT INTO voided_orders (order_id, voided_at) VALUES ($1, $2)`, order, at)
+		return err
+	})
+	return voided, dbError(err, "void order")
+}
+
+// lockOrder takes order's transaction-scoped advisory lock, which serialises a first
+// charge against a void, and reports whether the order is void.
+func lockOrder(ctx context.Context, tx pgx.Tx, order uuid.UUID) (bool, error) {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))`, order); err != nil {
+		return false, err
+	}
+	var voided bool
+	err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM voided_orders WHERE order_id = $1)`, order).Scan(&voided)
+	return voided, err
 }
 
 // Update implements payment.Store with SELECT ... FOR UPDATE: the row stays locked

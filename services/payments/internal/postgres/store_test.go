@@ -504,3 +504,38 @@ func TestTheListShowsOnlyTheOwnersPayments(t *testing.T) {
 		t.Errorf("page after the only payment: %+v, %v", list, err)
 	}
 }
+
+// A refund of an order not yet charged races the charge itself (the saga gave up
+// while its charge request was still on its way): either the charge wins and is then
+// refunded, or the void wins and the charge is refused. Never money kept for a
+// cancelled order.
+func TestChargeAndVoidOfOneOrderExcludeEachOther(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	for range 20 {
+		c := charge(payment.MethodVisa)
+		var wg sync.WaitGroup
+		var chargeErr, refundErr error
+		var refunded payment.Payment
+		wg.Add(2)
+		go func() { defer wg.Done(); _, chargeErr = e.svc.Charge(ctx, c) }()
+		go func() { defer wg.Done(); refunded, refundErr = e.svc.Refund(ctx, c.OrderID) }()
+		wg.Wait()
+		switch {
+		case chargeErr == nil: // the charge came first; the refund gave the money back
+			if refundErr != nil || refunded.Status != payment.StatusRefunded {
+				t.Fatalf("charge won but the refund answered %+v, %v", refunded, refundErr)
+			}
+		case errors.Is(chargeErr, payment.ErrVoided): // the void came first
+			if !errors.Is(refundErr, payment.ErrNotFound) {
+				t.Fatalf("void won but the refund answered %v", refundErr)
+			}
+			if _, err := e.svc.Payment(ctx, c.OrderID); !errors.Is(err, payment.ErrNotFound) {
+				t.Fatalf("a voided order has a payment: %v", err)
+			}
+		default:
+			t.Fatalf("charge: %v, refund: %v", chargeErr, refundErr)
+		}
+	}
+}
