@@ -1,11 +1,34 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/catalogue"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
 )
 
 // The inventory service starts on its own fresh database, applies its migrations and
@@ -17,4 +40,735 @@ func TestRunServesOperationalRoutes(t *testing.T) {
 		"REDIS_URL":    redistest.New(t),
 	})
 	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+}
+
+// keys stands in for the users service: it publishes a JWKS and signs tokens with it.
+type keys struct {
+	jwksURL string
+	signer  *auth.Signer
+}
+
+func newKeys(t *testing.T) keys {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := auth.KeySet{Keys: []auth.JWK{auth.PublicJWK("test-key", pub)}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(set)
+	}))
+	t.Cleanup(srv.Close)
+	return keys{jwksURL: srv.URL, signer: auth.NewSigner("test-key", priv, time.Minute)}
+}
+
+func (k keys) token(t *testing.T, role auth.Role) string {
+	t.Helper()
+	tok, err := k.signer.Sign(auth.Principal{UserID: uuid.New(), Role: role})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// stack is one inventory service under test with a direct line to its database and
+// tokens for an admin and a customer.
+type stack struct {
+	url      string
+	db       *pgxpool.Pool
+	prog     *programtest.Program
+	admin    string
+	customer string
+}
+
+// startInventory runs the service on dbURL (a fresh database when "") and a fresh
+// Redis; extra adds or overrides environment variables.
+func startInventory(t *testing.T, dbURL string, extra map[string]string) stack {
+	t.Helper()
+	if dbURL == "" {
+		dbURL = pgtest.NewDatabase(t)
+	}
+	k := newKeys(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "JWKS_URL": k.jwksURL}
+	for key, v := range extra {
+		env[key] = v
+	}
+	prog := programtest.Start(t, run, env)
+	return stack{
+		url: prog.URL, db: openDB(t, dbURL), prog: prog,
+		admin: k.token(t, auth.RoleAdmin), customer: k.token(t, auth.RoleCustomer),
+	}
+}
+
+func openDB(t *testing.T, dbURL string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgdb.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+// response is what came back from a call.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// problem decodes a problem response, failing unless it is one with the status.
+func (r response) problem(t *testing.T, status int) problem.Details {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
+		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
+	}
+	var d problem.Details
+	r.json(t, &d)
+	if d.Status != status || d.RequestID == "" || !strings.HasPrefix(d.Type, problem.TypePrefix) || d.Detail == "" {
+		t.Errorf("problem document %+v", d)
+	}
+	return d
+}
+
+// fields are the field names of a problem's errors.
+func fields(d problem.Details) []string {
+	var out []string
+	for _, f := range d.Errors {
+		out = append(out, f.Field)
+	}
+	return out
+}
+
+func call(t *testing.T, method, u, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
+
+func (s stack) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (s stack) stock(t *testing.T, id string) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), "SELECT stock FROM products WHERE id = $1", id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type productBody struct {
+	ID          string    `json:"id"`
+	SKU         string    `json:"sku"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	PriceCents  int64     `json:"price_cents"`
+	Currency    string    `json:"currency"`
+	Stock       int       `json:"stock"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+}
+
+type listBody struct {
+	Items      []productBody `json:"items"`
+	NextCursor *string       `json:"next_cursor"`
+}
+
+// create adds a product through the admin API.
+func (s stack) create(t *testing.T, sku string, priceCents int64, currency string, stock int) productBody {
+	t.Helper()
+	r := call(t, http.MethodPost, s.url+"/api/v1/products",
+		fmt.Sprintf(`{"sku":%q,"name":"Product %s","price_cents":%d,"currency":%q,"stock":%d}`, sku, sku, priceCents, currency, stock),
+		bearer(s.admin)...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create %s: %d %s", sku, r.status, r.body)
+	}
+	var p productBody
+	r.json(t, &p)
+	return p
+}
+
+func TestAdminCreatesAndPatchesProducts(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+
+	r := call(t, http.MethodPost, s.url+"/api/v1/products",
+		`{"sku":"  BZR-MUG-001 ","name":" Stoneware Mug ","description":"350 ml.\nDishwasher safe.","price_cents":1800,"currency":"USD","stock":12}`,
+		bearer(s.admin)...)
+	if r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var mug productBody
+	r.json(t, &mug)
+	if _, err := uuid.Parse(mug.ID); err != nil || mug.SKU != "BZR-MUG-001" || mug.Name != "Stoneware Mug" ||
+		mug.Description != "350 ml.\nDishwasher safe." || mug.PriceCents != 1800 || mug.Currency != "USD" || mug.Stock != 12 ||
+		time.Since(mug.CreatedAt) > time.Minute || !mug.UpdatedAt.Equal(mug.CreatedAt) {
+		t.Errorf("created %+v", mug)
+	}
+	if loc := r.header.Get("Location"); loc != "/api/v1/products/"+mug.ID {
+		t.Errorf("Location %q", loc)
+	}
+	r = call(t, http.MethodGet, s.url+r.header.Get("Location"), "")
+	var got productBody
+	if r.status != http.StatusOK {
+		t.Fatalf("get: %d %s", r.status, r.body)
+	}
+	r.json(t, &got)
+	if got != mug {
+		t.Errorf("GET = %+v, want %+v", got, mug)
+	}
+	var typ, subject, data string
+	err := s.db.QueryRow(context.Background(), `SELECT type, subject, data::text FROM outbox`).Scan(&typ, &subject, &data)
+	if err != nil || typ != "product.created" || subject != mug.ID || !strings.Contains(data, `"sku": "BZR-MUG-001"`) {
+		t.Errorf("outbox %s %s %s, %v", typ, subject, data, err)
+	}
+
+	// The same SKU again is a conflict.
+	r = call(t, http.MethodPost, s.url+"/api/v1/products",
+		`{"sku":"BZR-MUG-001","name":"Another","price_cents":1,"currency":"USD","stock":1}`, bearer(s.admin)...)
+	if d := r.problem(t, http.StatusConflict); d.Type != "urn:bazaar:problem:conflict" {
+		t.Errorf("duplicate sku problem %+v", d)
+	}
+
+	// A patch changes what it names.
+	r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+mug.ID, `{"name":"Big Mug","description":" Now 500 ml. ","stock":0,"price_cents":2100}`, bearer(s.admin)...)
+	if r.status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.status, r.body)
+	}
+	r.json(t, &got)
+	want := mug
+	want.Name, want.Description, want.Stock, want.PriceCents, want.UpdatedAt = "Big Mug", "Now 500 ml.", 0, 2100, got.UpdatedAt
+	if got != want || !got.UpdatedAt.After(mug.UpdatedAt) {
+		t.Errorf("patched %+v, want %+v", got, want)
+	}
+	var updated int
+	_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'product.updated' AND data->>'name' = 'Big Mug'`).Scan(&updated)
+	if updated != 1 {
+		t.Errorf("%d product.updated events", updated)
+	}
+	// An empty patch changes nothing and publishes nothing.
+	r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+mug.ID, `{}`, bearer(s.admin)...)
+	var same productBody
+	if r.status != http.StatusOK {
+		t.Fatalf("empty patch: %d %s", r.status, r.body)
+	}
+	r.json(t, &same)
+	if same != got || s.count(t, "outbox") != 2 {
+		t.Errorf("empty patch gave %+v and %d events", same, s.count(t, "outbox"))
+	}
+	for _, id := range []string{uuid.NewString(), "not-a-uuid"} {
+		call(t, http.MethodPatch, s.url+"/api/v1/products/"+id, `{"name":"X"}`, bearer(s.admin)...).problem(t, http.StatusNotFound)
+	}
+}
+
+func TestCatalogueListsPagesAndGets(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	var want []string
+	for i := range 5 {
+		want = append(want, s.create(t, fmt.Sprintf("SKU-%d", i), 100, "USD", 1).ID)
+	}
+
+	var got []string
+	next := s.url + "/api/v1/products?limit=2"
+	for pages := 0; next != ""; pages++ {
+		if pages == 3 {
+			t.Fatal("more than 3 pages of 2 for 5 products")
+		}
+		r := call(t, http.MethodGet, next, "")
+		if r.status != http.StatusOK {
+			t.Fatalf("list: %d %s", r.status, r.body)
+		}
+		var l listBody
+		r.json(t, &l)
+		for _, p := range l.Items {
+			got = append(got, p.ID)
+		}
+		next = ""
+		if l.NextCursor != nil {
+			next = s.url + "/api/v1/products?limit=2&cursor=" + *l.NextCursor
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages listed %v, want %v (creation order)", got, want)
+	}
+
+	// The default page holds them all; the last page says so with a null cursor.
+	r := call(t, http.MethodGet, s.url+"/api/v1/products", "")
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"next_cursor":null`) {
+		t.Errorf("default list: %d %s", r.status, r.body)
+	}
+	for _, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=nonsense"} {
+		d := call(t, http.MethodGet, s.url+"/api/v1/products?"+q, "").problem(t, http.StatusUnprocessableEntity)
+		if len(d.Errors) != 1 {
+			t.Errorf("?%s: %+v", q, d)
+		}
+	}
+
+	for _, id := range []string{uuid.NewString(), "42", "not-a-uuid"} {
+		call(t, http.MethodGet, s.url+"/api/v1/products/"+id, "").problem(t, http.StatusNotFound)
+	}
+}
+
+func TestProductWritesNeedAnAdmin(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	p := s.create(t, "MINE", 100, "USD", 3)
+	stranger := newKeys(t).token(t, auth.RoleAdmin) // signed by a key the service does not trust
+	before := [2]int{s.count(t, "products"), s.count(t, "outbox")}
+
+	body := `{"sku":"NEW","name":"New","price_cents":100,"currency":"USD","stock":1}`
+	for _, c := range []struct {
+		name   string
+		header []string
+		status int
+	}{
+		{"no token", nil, http.StatusUnauthorized},
+		{"garbage token", bearer("not.a.token"), http.StatusUnauthorized},
+		{"foreign key", bearer(stranger), http.StatusUnauthorized},
+		{"customer", bearer(s.customer), http.StatusForbidden},
+	} {
+		r := call(t, http.MethodPost, s.url+"/api/v1/products", body, c.header...)
+		r.problem(t, c.status)
+		r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+p.ID, `{"stock":100}`, c.header...)
+		r.problem(t, c.status)
+		if c.status == http.StatusUnauthorized && r.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
+		}
+	}
+	if after := [2]int{s.count(t, "products"), s.count(t, "outbox")}; after != before || s.stock(t, p.ID) != 3 {
+		t.Errorf("refused writes changed something: %v → %v, stock %d", before, after, s.stock(t, p.ID))
+	}
+}
+
+func TestBadProductInputIsRefusedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	p := s.create(t, "EXISTING", 100, "USD", 3)
+	before := [2]int{s.count(t, "products"), s.count(t, "outbox")}
+
+	create := func(overrides string) string {
+		m := map[string]any{"sku": "NEW-1", "name": "New", "description": "", "price_cents": 100, "currency": "USD", "stock": 1}
+		var o map[string]any
+		if err := json.Unmarshal([]byte(overrides), &o); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range o {
+			if v == "<absent>" {
+				delete(m, k)
+				continue
+			}
+			m[k] = v
+		}
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+		fields             []string
+	}{
+		{"POST", "", create(`{"sku":""}`), 422, []string{"sku"}},
+		{"POST", "", create(`{"sku":"has space"}`), 422, []string{"sku"}},
+		{"POST", "", create(`{"sku":"` + strings.Repeat("x", 65) + `"}`), 422, []string{"sku"}},
+		{"POST", "", create(`{"name":"  "}`), 422, []string{"name"}},
+		{"POST", "", create(`{"name":"` + strings.Repeat("n", 201) + `"}`), 422, []string{"name"}},
+		{"POST", "", create(`{"description":"` + strings.Repeat("d", 2001) + `"}`), 422, []string{"description"}},
+		{"POST", "", create(`{"price_cents":0}`), 422, []string{"price_cents"}},
+		{"POST", "", create(`{"price_cents":-5}`), 422, []string{"price_cents"}},
+		{"POST", "", create(`{"price_cents":"<absent>"}`), 422, []string{"price_cents"}},
+		{"POST", "", create(`{"currency":"usd"}`), 422, []string{"currency"}},
+		{"POST", "", create(`{"currency":"<absent>"}`), 422, []string{"currency"}},
+		{"POST", "", create(`{"stock":-1}`), 422, []string{"stock"}},
+		{"POST", "", create(`{"stock":"<absent>"}`), 422, []string{"stock"}},
+		{"POST", "", `{}`, 422, []string{"sku", "name", "currency", "price_cents", "stock"}},
+		{"POST", "", create(`{"price_cents":12.5}`), 400, nil},
+		{"POST", "", create(`{"stock":"many"}`), 400, nil},
+		{"POST", "", create(`{"id":"` + uuid.NewString() + `"}`), 400, nil},
+		{"POST", "", `{"sku":`, 400, nil},
+		{"POST", "", `[]`, 400, nil},
+		{"PATCH", p.ID, `{"name":null}`, 422, []string{"name"}},
+		{"PATCH", p.ID, `{"price_cents":null,"stock":null,"description":null}`, 422, []string{"description", "price_cents", "stock"}},
+		{"PATCH", p.ID, `{"stock":-1}`, 422, []string{"stock"}},
+		{"PATCH", p.ID, `{"price_cents":0,"name":""}`, 422, []string{"name", "price_cents"}},
+		{"PATCH", p.ID, `{"name":"Fine","stock":-1}`, 422, []string{"stock"}},
+		{"PATCH", p.ID, `{"sku":"RENAMED"}`, 400, nil},
+		{"PATCH", p.ID, `{"currency":"EUR"}`, 400, nil},
+		{"PATCH", p.ID, `{"stock":"3"}`, 400, nil},
+		{"PATCH", p.ID, `not json`, 400, nil},
+	} {
+		path := "/api/v1/products"
+		if c.path != "" {
+			path += "/" + c.path
+		}
+		r := call(t, c.method, s.url+path, c.body, bearer(s.admin)...)
+		d := r.problem(t, c.status)
+		if got := fields(d); !slices.Equal(got, c.fields) {
+			t.Errorf("%s %s: fields %v, want %v (%s)", c.method, c.body, got, c.fields, r.body)
+		}
+	}
+	if after := [2]int{s.count(t, "products"), s.count(t, "outbox")}; after != before {
+		t.Errorf("bad input changed products/outbox: %v → %v", before, after)
+	}
+	var got productBody
+	call(t, http.MethodGet, s.url+"/api/v1/products/"+p.ID, "").json(t, &got)
+	if got != p {
+		t.Errorf("the product changed: %+v, was %+v", got, p)
+	}
+}
+
+type lineBody struct {
+	ProductID      string `json:"product_id"`
+	Quantity       int    `json:"quantity"`
+	UnitPriceCents int64  `json:"unit_price_cents"`
+}
+
+type reservationBody struct {
+	OrderID    string     `json:"order_id"`
+	Status     string     `json:"status"`
+	Items      []lineBody `json:"items"`
+	TotalCents int64      `json:"total_cents"`
+	Currency   string     `json:"currency"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+}
+
+func reserveBody(order string, items ...any) string {
+	var parts []string
+	for i := 0; i+1 < len(items); i += 2 {
+		parts = append(parts, fmt.Sprintf(`{"product_id":%q,"quantity":%d}`, items[i], items[i+1]))
+	}
+	return fmt.Sprintf(`{"order_id":%q,"items":[%s]}`, order, strings.Join(parts, ","))
+}
+
+func TestQuotesAndReservationsOverHTTP(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", map[string]string{"RESERVATION_TTL": "10m"})
+	mug := s.create(t, "MUG", 1800, "USD", 10)
+	tee := s.create(t, "TEE", 2900, "USD", 2)
+	euro := s.create(t, "EURO", 500, "EUR", 10)
+
+	// A quote prices the basket and changes nothing.
+	r := call(t, http.MethodPost, s.url+"/internal/quotes",
+		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":3},{"product_id":%q,"quantity":1}]}`, mug.ID, tee.ID))
+	var q struct {
+		Items      []lineBody `json:"items"`
+		TotalCents int64      `json:"total_cents"`
+		Currency   string     `json:"currency"`
+	}
+	if r.status != http.StatusOK {
+		t.Fatalf("quote: %d %s", r.status, r.body)
+	}
+	r.json(t, &q)
+	if q.TotalCents != 3*1800+2900 || q.Currency != "USD" || len(q.Items) != 2 ||
+		q.Items[0] != (lineBody{mug.ID, 3, 1800}) || q.Items[1] != (lineBody{tee.ID, 1, 2900}) {
+		t.Errorf("quote %+v", q)
+	}
+	d := call(t, http.MethodPost, s.url+"/internal/quotes",
+		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1},{"product_id":%q,"quantity":1}]}`, mug.ID, uuid.New())).
+		problem(t, http.StatusUnprocessableEntity)
+	if !slices.Equal(fields(d), []string{"items[1].product_id"}) {
+		t.Errorf("unknown product in a quote: %+v", d)
+	}
+	d = call(t, http.MethodPost, s.url+"/internal/quotes",
+		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1},{"product_id":%q,"quantity":1}]}`, mug.ID, euro.ID)).
+		problem(t, http.StatusUnprocessableEntity)
+	if !slices.Equal(fields(d), []string{"items"}) {
+		t.Errorf("mixed currencies in a quote: %+v", d)
+	}
+	if s.stock(t, mug.ID) != 10 || s.count(t, "reservations") != 0 {
+		t.Error("a quote changed something")
+	}
+
+	// Reserve: 201 the first time, 200 with the same reservation after.
+	order := uuid.NewString()
+	body := reserveBody(order, mug.ID, 3, tee.ID, 2)
+	r = call(t, http.MethodPost, s.url+"/internal/reservations", body)
+	if r.status != http.StatusCreated || r.header.Get("Location") != "/internal/reservations/"+order {
+		t.Fatalf("reserve: %d %v %s", r.status, r.header, r.body)
+	}
+	var res reservationBody
+	r.json(t, &res)
+	if res.OrderID != order || res.Status != "reserved" || res.TotalCents != 3*1800+2*2900 || res.Currency != "USD" ||
+		len(res.Items) != 2 || res.Items[1] != (lineBody{tee.ID, 2, 2900}) ||
+		res.ExpiresAt.Sub(time.Now()) < 9*time.Minute || res.ExpiresAt.Sub(time.Now()) > 10*time.Minute {
+		t.Errorf("reservation %+v", res)
+	}
+	r = call(t, http.MethodPost, s.url+"/internal/reservations", body)
+	var again reservationBody
+	if r.status != http.StatusOK {
+		t.Fatalf("repeat reserve: %d %s", r.status, r.body)
+	}
+	r.json(t, &again)
+	if fmt.Sprint(again) != fmt.Sprint(res) || s.stock(t, mug.ID) != 7 || s.stock(t, tee.ID) != 0 {
+		t.Errorf("repeat gave %+v (want %+v), stock %d/%d", again, res, s.stock(t, mug.ID), s.stock(t, tee.ID))
+	}
+	r = call(t, http.MethodGet, s.url+"/internal/reservations/"+order, "")
+	r.json(t, &again)
+	if r.status != http.StatusOK || fmt.Sprint(again) != fmt.Sprint(res) {
+		t.Errorf("GET reservation: %d %s", r.status, r.body)
+	}
+
+	// The tee is sold out: another order for it is refused with out_of_stock, and
+	// takes nothing.
+	short := uuid.NewString()
+	before := s.count(t, "outbox")
+	d = call(t, http.MethodPost, s.url+"/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
+	if d.Type != "urn:bazaar:problem:out_of_stock" || d.Title != "Conflict" || d.Instance != "/internal/reservations" {
+		t.Errorf("out of stock problem %+v", d)
+	}
+	if s.stock(t, mug.ID) != 7 || s.count(t, "outbox") != before {
+		t.Errorf("a refused reserve changed stock (%d) or wrote events", s.stock(t, mug.ID))
+	}
+	d = call(t, http.MethodPost, s.url+"/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
+	if d.Type != "urn:bazaar:problem:out_of_stock" {
+		t.Errorf("repeat of a refused reserve: %+v", d)
+	}
+	call(t, http.MethodGet, s.url+"/internal/reservations/"+short, "").problem(t, http.StatusNotFound)
+
+	// Commit, twice.
+	for range 2 {
+		r = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/commit", "")
+		r.json(t, &again)
+		if r.status != http.StatusOK || again.Status != "committed" || again.TotalCents != res.TotalCents {
+			t.Errorf("commit: %d %s", r.status, r.body)
+		}
+	}
+	// Release (a customer cancels): the stock comes back, once.
+	for range 2 {
+		r = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/release", "")
+		r.json(t, &again)
+		if r.status != http.StatusOK || again.Status != "released" || len(again.Items) != 2 {
+			t.Errorf("release: %d %s", r.status, r.body)
+		}
+	}
+	if s.stock(t, mug.ID) != 10 || s.stock(t, tee.ID) != 2 {
+		t.Errorf("stock %d/%d after release, want 10/2", s.stock(t, mug.ID), s.stock(t, tee.ID))
+	}
+	d = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/commit", "").problem(t, http.StatusConflict)
+	if d.Type != "urn:bazaar:problem:reservation_released" {
+		t.Errorf("commit after release: %+v", d)
+	}
+
+	// Releasing an order that never reserved is fine (a compensation always finishes);
+	// committing or reading one is 404, as is a malformed order id.
+	never := uuid.NewString()
+	call(t, http.MethodPost, s.url+"/internal/reservations/"+uuid.NewString()+"/commit", "").problem(t, http.StatusNotFound)
+	call(t, http.MethodGet, s.url+"/internal/reservations/"+never, "").problem(t, http.StatusNotFound)
+	r = call(t, http.MethodPost, s.url+"/internal/reservations/"+never+"/release", "")
+	r.json(t, &again)
+	if r.status != http.StatusOK || again.Status != "released" || again.OrderID != never || len(again.Items) != 0 ||
+		!strings.Contains(string(r.body), `"items":[]`) {
+		t.Errorf("release of nothing: %d %s", r.status, r.body)
+	}
+	for _, path := range []string{"/internal/reservations/nope", "/internal/reservations/nope/commit", "/internal/reservations/nope/release"} {
+		method := http.MethodPost
+		if !strings.HasSuffix(path, "commit") && !strings.HasSuffix(path, "release") {
+			method = http.MethodGet
+		}
+		call(t, method, s.url+path, "").problem(t, http.StatusNotFound)
+	}
+
+	var reserved, released int
+	_ = s.db.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE type = 'stock.reserved'), count(*) FILTER (WHERE type = 'stock.released') FROM outbox`).
+		Scan(&reserved, &released)
+	if reserved != 1 || released != 1 {
+		t.Errorf("%d stock.reserved and %d stock.released events, want 1 each", reserved, released)
+	}
+}
+
+func TestBadReservationInputIsRefusedAndWritesNothing(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	p := s.create(t, "P", 100, "USD", 500)
+	order := uuid.NewString()
+	before := [3]int{s.count(t, "reservations"), s.count(t, "outbox"), s.stock(t, p.ID)}
+
+	many := make([]any, 0, 102)
+	for range 51 {
+		many = append(many, uuid.NewString(), 1)
+	}
+	for _, c := range []struct {
+		path, body string
+		status     int
+		fields     []string
+	}{
+		{"/internal/reservations", reserveBody(order, p.ID, 0), 422, []string{"items[0].quantity"}},
+		{"/internal/reservations", reserveBody(order, p.ID, 101), 422, []string{"items[0].quantity"}},
+		{"/internal/reservations", reserveBody(order, many...), 422, []string{"items"}},
+		{"/internal/reservations", reserveBody(order), 422, []string{"items"}},
+		{"/internal/reservations", reserveBody(order, p.ID, 1, p.ID, 2), 422, []string{"items[1].product_id"}},
+		{"/internal/reservations", reserveBody(order, "not-a-uuid", 1), 422, []string{"items[0].product_id"}},
+		{"/internal/reservations", reserveBody(order, uuid.NewString(), 1), 422, []string{"items[0].product_id"}},
+		{"/internal/reservations", reserveBody("", p.ID, 1), 422, []string{"order_id"}},
+		{"/internal/reservations", reserveBody("123", p.ID, 1), 422, []string{"order_id"}},
+		{"/internal/reservations", `{"order_id":"` + order + `"}`, 422, []string{"items"}},
+		{"/internal/reservations", `{"order_id":"` + order + `","items":[{"product_id":"` + p.ID + `","quantity":"2"}]}`, 400, nil},
+		{"/internal/reservations", `{"order_id":"` + order + `","items":[],"extra":1}`, 400, nil},
+		{"/internal/reservations", ``, 400, nil},
+		{"/internal/quotes", `{"items":[{"product_id":"` + p.ID + `","quantity":0}]}`, 422, []string{"items[0].quantity"}},
+		{"/internal/quotes", `{"items":[]}`, 422, []string{"items"}},
+		{"/internal/quotes", `{"items":{}}`, 400, nil},
+	} {
+		d := call(t, http.MethodPost, s.url+c.path, c.body).problem(t, c.status)
+		if got := fields(d); !slices.Equal(got, c.fields) {
+			t.Errorf("%s %.80s: fields %v, want %v", c.path, c.body, got, c.fields)
+		}
+	}
+	if after := [3]int{s.count(t, "reservations"), s.count(t, "outbox"), s.stock(t, p.ID)}; after != before {
+		t.Errorf("bad input changed reservations/outbox/stock: %v → %v", before, after)
+	}
+}
+
+func TestSeededCatalogueIsAddedOnce(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	want, err := catalogue.Products()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two replicas start on one database; each seeds before it listens.
+	first := startInventory(t, dbURL, map[string]string{"SEED_CATALOGUE": "true"})
+	startInventory(t, dbURL, map[string]string{"SEED_CATALOGUE": "true"})
+	// A third whose admin has already changed a seeded product's stock.
+	if _, err := first.db.Exec(context.Background(), `UPDATE products SET stock = 1 WHERE sku = $1`, want[0].SKU); err != nil {
+		t.Fatal(err)
+	}
+	startInventory(t, dbURL, map[string]string{"SEED_CATALOGUE": "yes"})
+
+	var created int
+	_ = first.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'product.created'`).Scan(&created)
+	if n := first.count(t, "products"); n != len(want) || created != len(want) {
+		t.Errorf("%d products and %d product.created events, want %d each", n, created, len(want))
+	}
+	r := call(t, http.MethodGet, first.url+"/api/v1/products?limit=100", "")
+	var l listBody
+	r.json(t, &l)
+	if len(l.Items) != len(want) {
+		t.Fatalf("listed %d products, want %d", len(l.Items), len(want))
+	}
+	for i, p := range l.Items {
+		w := want[i]
+		wantStock := int(w.Stock)
+		if i == 0 {
+			wantStock = 1 // a later seed never overwrites
+		}
+		if p.SKU != w.SKU.String() || p.Name != w.Name.String() || p.PriceCents != int64(w.Price) || p.Currency != "USD" || p.Stock != wantStock {
+			t.Errorf("product %d is %+v, want %+v with stock %d", i, p, w, wantStock)
+		}
+	}
+
+	// Without SEED_CATALOGUE nothing is seeded.
+	empty := startInventory(t, "", nil)
+	if n := empty.count(t, "products"); n != 0 {
+		t.Errorf("%d products without SEED_CATALOGUE", n)
+	}
+}
+
+func TestExpiryTaskReleasesAbandonedReservations(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	pool := openDB(t, dbURL)
+	ctx := context.Background()
+	if err := pgdb.Migrate(ctx, pool, migrations.FS, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	// A reservation whose saga never came back, and one still within its time.
+	store := postgres.NewStore(pool)
+	products := product.NewService(store, time.Now)
+	p, err := products.Create(ctx, product.New{SKU: "P", Name: "P", Price: 100, Currency: "USD", Stock: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := reservation.NewBasket([]reservation.Item{{ProductID: p.ID, Quantity: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned, live := uuid.New(), uuid.New()
+	past := time.Now().Add(-time.Hour)
+	if _, _, err := reservation.NewService(store, 15*time.Minute, func() time.Time { return past }).Reserve(ctx, abandoned, b); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := reservation.NewService(store, 15*time.Minute, time.Now).Reserve(ctx, live, b); err != nil {
+		t.Fatal(err)
+	}
+
+	// The scheduler enqueues the current minute's run as the program starts.
+	s := startInventory(t, dbURL, nil)
+	status := func(order uuid.UUID) string {
+		var st string
+		if err := s.db.QueryRow(ctx, `SELECT status FROM reservations WHERE order_id = $1`, order).Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for deadline := time.Now().Add(30 * time.Second); status(abandoned) != "released"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the abandoned reservation is still %s after 30s", status(abandoned))
+		}
+	}
+	if status(live) != "reserved" || s.stock(t, p.ID.String()) != 6 {
+		t.Errorf("live reservation %s, stock %d; want reserved and 6", status(live), s.stock(t, p.ID.String()))
+	}
+	if !strings.Contains(s.prog.Logs(), `"msg":"expired reservations released"`) || !strings.Contains(s.prog.Logs(), `"released":1`) {
+		t.Errorf("the task did not log its count:\n%s", s.prog.Logs())
+	}
+}
+
+func TestBadSettingsStopTheStart(t *testing.T) {
+	t.Parallel()
+	for _, env := range []map[string]string{
+		{"RESERVATION_TTL": "soon"},
+		{"RESERVATION_TTL": "-1m"},
+		{"SEED_CATALOGUE": "maybe"},
+	} {
+		_, err := loadSettings(func(k string) string { return env[k] })
+		for k := range env {
+			if err == nil || !strings.Contains(err.Error(), k) {
+				t.Errorf("%v: %v, want an error naming %s", env, err, k)
+			}
+		}
+	}
+	s, err := loadSettings(func(string) string { return "" })
+	if err != nil || s.ReservationTTL != 15*time.Minute || s.SeedCatalogue || s.HTTPAddr != ":8082" {
+		t.Errorf("defaults %+v, %v", s, err)
+	}
 }

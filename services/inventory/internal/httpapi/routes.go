@@ -1,0 +1,40 @@
+// Package httpapi is the inventory service's HTTP API: the routes, the JSON request and
+// response types, and the converters between them and the domain. Handlers parse
+// requests into domain values, call the services, and render errors as problems.
+package httpapi
+
+import (
+	"log/slog"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
+)
+
+// Deps are what the handlers need.
+type Deps struct {
+	Log          *slog.Logger
+	Products     *product.Service
+	Reservations *reservation.Service
+	Verifier     *auth.Verifier // checks access tokens against the users service's keys
+}
+
+// Mount adds every route of the inventory service to r. The /api/v1 paths are the
+// public ones (the gateway proxies them unchanged); /internal is for the orders saga
+// and is never routed by the gateway (docs/internal-api.md).
+func Mount(r chi.Router, d Deps) {
+	admin := r.With(d.Verifier.Require(d.Log), auth.RequireRole(d.Log, auth.RoleAdmin))
+
+	r.Get("/api/v1/products", listProducts(d.Log, d.Products))
+	r.Get("/api/v1/products/{id}", getProduct(d.Log, d.Products))
+	admin.Post("/api/v1/products", createProduct(d.Log, d.Products))
+	admin.Patch("/api/v1/products/{id}", updateProduct(d.Log, d.Products))
+
+	r.Post("/internal/quotes", quote(d.Log, d.Reservations))
+	r.Post("/internal/reservations", reserve(d.Log, d.Reservations))
+	r.Get("/internal/reservations/{order_id}", getReservation(d.Log, d.Reservations))
+	r.Post("/internal/reservations/{order_id}/commit", commitReservation(d.Log, d.Reservations))
+	r.Post("/internal/reservations/{order_id}/release", releaseReservation(d.Log, d.Reservations))
+}

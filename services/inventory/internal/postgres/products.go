@@ -1,0 +1,153 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
+)
+
+// productData is the data of product.created and product.updated: the product as
+// consumers see it (docs/internal-api.md).
+type productData struct {
+	ID          uuid.UUID `json:"id"`
+	SKU         string    `json:"sku"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	PriceCents  int64     `json:"price_cents"`
+	Currency    string    `json:"currency"`
+	Stock       int       `json:"stock"`
+}
+
+func writeProductEvent(ctx context.Context, tx pgx.Tx, typ string, p product.Product) error {
+	return outbox.Write(ctx, tx, outbox.Event{
+		Stream:  Stream,
+		Type:    typ,
+		Source:  Source,
+		Subject: p.ID.String(),
+		Time:    p.UpdatedAt,
+		Data: productData{
+			ID: p.ID, SKU: p.SKU.String(), Name: p.Name.String(), Description: p.Description.String(),
+			PriceCents: int64(p.Price), Currency: p.Currency.String(), Stock: int(p.Stock),
+		},
+	})
+}
+
+const productColumns = `id, sku, name, description, price_cents, currency, stock, created_at, updated_at`
+
+func productArgs(p product.Product) []any {
+	return []any{p.ID, p.SKU, p.Name, p.Description, p.Price, p.Currency, p.Stock, p.CreatedAt, p.UpdatedAt}
+}
+
+const insertProduct = `INSERT INTO products (` + productColumns + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+
+func scanProduct(row pgx.Row) (product.Product, error) {
+	var p product.Product
+	err := row.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.Price, &p.Currency, &p.Stock, &p.CreatedAt, &p.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return product.Product{}, product.ErrNotFound
+	}
+	p.CreatedAt, p.UpdatedAt = p.CreatedAt.UTC(), p.UpdatedAt.UTC()
+	return p, err
+}
+
+// CreateProduct implements product.Store.
+func (s *Store) CreateProduct(ctx context.Context, p product.Product) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, insertProduct, productArgs(p)...); err != nil {
+			return err
+		}
+		return writeProductEvent(ctx, tx, TypeProductCreated, p)
+	})
+	if isUniqueViolation(err, "products_sku_key") {
+		return product.ErrSKUTaken
+	}
+	return dbError(err, "create product")
+}
+
+// UpdateProduct implements product.Store. It is one UPDATE, so the fields the patch
+// leaves alone, the stock above all, keep whatever a concurrent transaction committed.
+func (s *Store) UpdateProduct(ctx context.Context, id uuid.UUID, patch product.Patch, now time.Time) (product.Product, error) {
+	var p product.Product
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		p, err = scanProduct(tx.QueryRow(ctx,
+			`UPDATE products SET
+			     name        = COALESCE($2, name),
+			     description = COALESCE($3, description),
+			     price_cents = COALESCE($4, price_cents),
+			     stock       = COALESCE($5, stock),
+			     updated_at  = $6
+			 WHERE id = $1
+			 RETURNING `+productColumns,
+			id, patch.Name, patch.Description, patch.Price, patch.Stock, now))
+		if err != nil {
+			return err
+		}
+		return writeProductEvent(ctx, tx, TypeProductUpdated, p)
+	})
+	if err != nil {
+		return product.Product{}, dbError(err, "update product")
+	}
+	return p, nil
+}
+
+// Product implements product.Store.
+func (s *Store) Product(ctx context.Context, id uuid.UUID) (product.Product, error) {
+	p, err := scanProduct(s.pool.QueryRow(ctx, `SELECT `+productColumns+` FROM products WHERE id = $1`, id))
+	return p, dbError(err, "product")
+}
+
+// Products implements product.Store. The row comparison walks the (created_at, id)
+// index from the cursor on.
+func (s *Store) Products(ctx context.Context, pr page.Request) ([]product.Product, error) {
+	var rows pgx.Rows
+	var err error
+	if pr.After == nil {
+		rows, err = s.pool.Query(ctx,
+			`SELECT `+productColumns+` FROM products ORDER BY created_at, id LIMIT $1`, pr.Limit+1)
+	} else {
+		rows, err = s.pool.Query(ctx,
+			`SELECT `+productColumns+` FROM products WHERE (created_at, id) > ($1, $2)
+			 ORDER BY created_at, id LIMIT $3`, pr.After.Time, pr.After.ID, pr.Limit+1)
+	}
+	if err != nil {
+		return nil, dbError(err, "list products")
+	}
+	ps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (product.Product, error) { return scanProduct(row) })
+	return ps, dbError(err, "list products")
+}
+
+// SeedProducts implements product.Store. A product whose SKU exists is skipped by
+// ON CONFLICT; a replica seeding at the same moment waits on the other's uncommitted
+// SKU and then skips it too.
+func (s *Store) SeedProducts(ctx context.Context, ps []product.Product) (int, error) {
+	created := 0
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		created = 0
+		for _, p := range ps {
+			tag, err := tx.Exec(ctx, insertProduct+` ON CONFLICT (sku) DO NOTHING`, productArgs(p)...)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				continue
+			}
+			created++
+			if err := writeProductEvent(ctx, tx, TypeProductCreated, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, dbError(err, "seed products")
+	}
+	return created, nil
+}

@@ -1,0 +1,759 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
+)
+
+// concurrentConns is the pool size of the concurrency tests: enough for real contention
+// on the server, while leaving connections for the other tests sharing it.
+const concurrentConns = 16
+
+func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := pgtest.New(t, migrations.FS)
+	return postgres.NewStore(pool), pool
+}
+
+// newConcurrentStore is a store on its own pool of concurrentConns connections.
+func newConcurrentStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	small := pgtest.New(t, migrations.FS)
+	cfg, err := pgxpool.ParseConfig(small.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = concurrentConns
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	small.Close() // free its connections: pgtest's cleanup closing it again is harmless
+	return postgres.NewStore(pool), pool
+}
+
+var ctx = context.Background()
+
+// clock hands out increasing times at the database's precision.
+var clock atomic.Int64
+
+func now() time.Time {
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	return base.Add(time.Duration(clock.Add(1)) * time.Millisecond)
+}
+
+func newProduct(t *testing.T, store *postgres.Store, sku string, stock int, price int64, currency string) product.Product {
+	t.Helper()
+	at := now()
+	p := product.Product{
+		ID: uuid.Must(uuid.NewV7()), SKU: product.SKU(sku), Name: product.Name("Product " + sku),
+		Description: "A thing.", Price: product.Price(price), Currency: product.Currency(currency),
+		Stock: product.Stock(stock), CreatedAt: at, UpdatedAt: at,
+	}
+	if err := store.CreateProduct(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func stockOf(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT stock FROM products WHERE id = $1`, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func count(t *testing.T, pool *pgxpool.Pool, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := pool.QueryRow(ctx, query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func events(t *testing.T, pool *pgxpool.Pool, typ string) int {
+	t.Helper()
+	return count(t, pool, `SELECT count(*) FROM outbox WHERE type = $1`, typ)
+}
+
+func basket(t *testing.T, items ...reservation.Item) reservation.Basket {
+	t.Helper()
+	b, err := reservation.NewBasket(items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func item(p product.Product, q int) reservation.Item {
+	return reservation.Item{ProductID: p.ID, Quantity: reservation.Quantity(q)}
+}
+
+func reserve(t *testing.T, store *postgres.Store, order uuid.UUID, b reservation.Basket, ttl time.Duration) reservation.Reservation {
+	t.Helper()
+	at := now()
+	r, created, err := store.Reserve(ctx, order, b, at, at.Add(ttl))
+	if err != nil || !created {
+		t.Fatalf("Reserve = %v, created %v", err, created)
+	}
+	return r
+}
+
+func TestProductsAreCreatedUpdatedAndPublished(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	p := newProduct(t, store, "MUG-1", 7, 1800, "USD")
+
+	got, err := store.Product(ctx, p.ID)
+	if err != nil || got != p {
+		t.Errorf("Product = %+v, %v; want %+v", got, err, p)
+	}
+	var stream, typ, source, subject string
+	var data []byte
+	err = pool.QueryRow(ctx, `SELECT stream, type, source, subject, data FROM outbox`).Scan(&stream, &typ, &source, &subject, &data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	_ = json.Unmarshal(data, &body)
+	want := map[string]any{"id": p.ID.String(), "sku": "MUG-1", "name": "Product MUG-1", "description": "A thing.",
+		"price_cents": 1800.0, "currency": "USD", "stock": 7.0}
+	if stream != "events.inventory" || typ != "product.created" || source != "inventory" || subject != p.ID.String() ||
+		fmt.Sprint(body) != fmt.Sprint(want) {
+		t.Errorf("outbox row %s %s %s %s %s", stream, typ, source, subject, data)
+	}
+
+	// A duplicate SKU is refused and writes nothing.
+	dup := p
+	dup.ID = uuid.New()
+	if err := store.CreateProduct(ctx, dup); !errors.Is(err, product.ErrSKUTaken) {
+		t.Errorf("duplicate sku: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM products`); n != 1 || events(t, pool, "product.created") != 1 {
+		t.Errorf("after the duplicate: %d products, %d events", n, events(t, pool, "product.created"))
+	}
+
+	// A patch changes what it names, and only that.
+	name, stock := product.Name("Big Mug"), product.Stock(0)
+	at := now()
+	up, err := store.UpdateProduct(ctx, p.ID, product.Patch{Name: &name, Stock: &stock}, at)
+	want2 := p
+	want2.Name, want2.Stock, want2.UpdatedAt = name, stock, at
+	if err != nil || up != want2 {
+		t.Errorf("UpdateProduct = %+v, %v; want %+v", up, err, want2)
+	}
+	if got, _ := store.Product(ctx, p.ID); got != want2 {
+		t.Errorf("stored %+v", got)
+	}
+	if err := pool.QueryRow(ctx, `SELECT data FROM outbox WHERE type = 'product.updated'`).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	body = nil
+	_ = json.Unmarshal(data, &body)
+	if body["name"] != "Big Mug" || body["stock"] != 0.0 || body["price_cents"] != 1800.0 {
+		t.Errorf("product.updated data %s", data)
+	}
+
+	if _, err := store.UpdateProduct(ctx, uuid.New(), product.Patch{Name: &name}, at); !errors.Is(err, product.ErrNotFound) {
+		t.Errorf("update unknown: %v", err)
+	}
+	if _, err := store.Product(ctx, uuid.New()); !errors.Is(err, product.ErrNotFound) {
+		t.Errorf("get unknown: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != 2 {
+		t.Errorf("%d outbox rows, want 2 (created, updated)", n)
+	}
+}
+
+func TestProductsPageInCreationOrder(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	var want []uuid.UUID
+	for i := range 5 {
+		want = append(want, newProduct(t, store, fmt.Sprintf("P-%d", i), 1, 100, "USD").ID)
+	}
+	var got []uuid.UUID
+	var after *page.Cursor
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+		ps, err := store.Products(ctx, page.Request{Limit: 2, After: after})
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, next := page.Next(ps, 2, func(p product.Product) page.Cursor { return page.Cursor{Time: p.CreatedAt, ID: p.ID} })
+		for _, p := range items {
+			got = append(got, p.ID)
+		}
+		if next == nil {
+			break
+		}
+		c, err := page.Decode(*next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after = &c
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("pages gave %v, want %v", got, want)
+	}
+}
+
+func seedProducts(n int, skus ...string) []product.Product {
+	var ps []product.Product
+	at := now()
+	for i, sku := range skus {
+		ps = append(ps, product.Product{
+			ID: uuid.New(), SKU: product.SKU(sku), Name: "Seeded", Price: 100, Currency: "USD", Stock: product.Stock(n),
+			CreatedAt: at.Add(time.Duration(i) * time.Microsecond), UpdatedAt: at,
+		})
+	}
+	return ps
+}
+
+func TestSeedProductsAddsEachSKUOnce(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	if n, err := store.SeedProducts(ctx, seedProducts(10, "A", "B", "C")); err != nil || n != 3 {
+		t.Fatalf("first seed = %d, %v", n, err)
+	}
+	// Again, from two "replicas" at once, with one new SKU and new ids for the rest.
+	var wg sync.WaitGroup
+	results := make([]int, 2)
+	for i := range results {
+		wg.Go(func() {
+			n, err := store.SeedProducts(ctx, seedProducts(99, "A", "B", "C", "D"))
+			if err != nil {
+				t.Error(err)
+			}
+			results[i] = n
+		})
+	}
+	wg.Wait()
+	if results[0]+results[1] != 1 {
+		t.Errorf("the second seeds created %v, want 1 between them", results)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM products`); n != 4 || events(t, pool, "product.created") != 4 {
+		t.Errorf("%d products and %d product.created, want 4 each", n, events(t, pool, "product.created"))
+	}
+	if n := count(t, pool, `SELECT count(*) FROM products WHERE stock = 10`); n != 3 {
+		t.Errorf("%d seeded products kept their stock, want 3: a seed never overwrites", n)
+	}
+}
+
+func TestConcurrentReservesNeverOversell(t *testing.T) {
+	t.Parallel()
+	store, pool := newConcurrentStore(t)
+	p := newProduct(t, store, "LAST-FIVE", 5, 1000, "USD")
+	b := basket(t, item(p, 1))
+
+	// Watch the stock while the reserves run: it must never be seen below zero.
+	stop := make(chan struct{})
+	lowest := make(chan int)
+	go func() {
+		low := 5
+		for {
+			select {
+			case <-stop:
+				lowest <- low
+				return
+			default:
+			}
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT stock FROM products WHERE id = $1`, p.ID).Scan(&n); err == nil {
+				low = min(low, n)
+			}
+		}
+	}()
+
+	const shoppers = 50
+	var reserved, refused atomic.Int32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range shoppers {
+		wg.Go(func() {
+			<-start
+			at := now()
+			_, _, err := store.Reserve(ctx, uuid.New(), b, at, at.Add(time.Hour))
+			switch {
+			case err == nil:
+				reserved.Add(1)
+			case errors.Is(err, reservation.ErrOutOfStock):
+				refused.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(stop)
+	low := <-lowest
+
+	if reserved.Load() != 5 || refused.Load() != shoppers-5 {
+		t.Errorf("%d reserved, %d refused; want 5 and %d", reserved.Load(), refused.Load(), shoppers-5)
+	}
+	if s := stockOf(t, pool, p.ID); s != 0 || low < 0 {
+		t.Errorf("stock %d (lowest seen %d), want 0 and never negative", s, low)
+	}
+	if n := count(t, pool, `SELECT coalesce(sum(quantity), 0) FROM reservation_lines`); n != 5 {
+		t.Errorf("%d units on reservation lines, want 5", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM reservations WHERE status = 'reserved'`); n != 5 || events(t, pool, "stock.reserved") != 5 {
+		t.Errorf("%d reservations and %d stock.reserved events, want 5 each", n, events(t, pool, "stock.reserved"))
+	}
+}
+
+func TestConcurrentReservesOfOneOrderMakeOneReservation(t *testing.T) {
+	t.Parallel()
+	store, pool := newConcurrentStore(t)
+	a := newProduct(t, store, "A", 10, 250, "USD")
+	b := newProduct(t, store, "B", 10, 100, "USD")
+	order := uuid.New()
+	bk := basket(t, item(a, 2), item(b, 3))
+
+	const calls = 20
+	got := make([]reservation.Reservation, calls)
+	var created atomic.Int32
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			<-start
+			at := now()
+			r, c, err := store.Reserve(ctx, order, bk, at, at.Add(time.Hour))
+			if err != nil {
+				t.Error(err)
+			}
+			if c {
+				created.Add(1)
+			}
+			got[i] = r
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	if created.Load() != 1 {
+		t.Errorf("%d calls created the reservation, want 1", created.Load())
+	}
+	for i := range got {
+		if got[i].OrderID != order || got[i].Status != reservation.StatusReserved || got[i].Total() != 2*250+3*100 ||
+			!slices.Equal(got[i].Lines, got[0].Lines) || !got[i].ExpiresAt.Equal(got[0].ExpiresAt) {
+			t.Errorf("call %d got %+v, want %+v", i, got[i], got[0])
+		}
+	}
+	if stockOf(t, pool, a.ID) != 8 || stockOf(t, pool, b.ID) != 7 {
+		t.Errorf("stock %d and %d, want 8 and 7: taken once", stockOf(t, pool, a.ID), stockOf(t, pool, b.ID))
+	}
+	if n := count(t, pool, `SELECT count(*) FROM reservations`); n != 1 || events(t, pool, "stock.reserved") != 1 {
+		t.Errorf("%d reservations, %d stock.reserved events; want 1 each", n, events(t, pool, "stock.reserved"))
+	}
+}
+
+func TestReserveIsAllOrNothing(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	plenty := newProduct(t, store, "PLENTY", 5, 100, "USD")
+	scarce := newProduct(t, store, "SCARCE", 1, 100, "USD")
+	outboxBefore := count(t, pool, `SELECT count(*) FROM outbox`)
+	order := uuid.New()
+	bk := basket(t, item(plenty, 2), item(scarce, 3))
+
+	at := now()
+	if _, _, err := store.Reserve(ctx, order, bk, at, at.Add(time.Hour)); !errors.Is(err, reservation.ErrOutOfStock) {
+		t.Fatalf("Reserve = %v, want out of stock", err)
+	}
+	if stockOf(t, pool, plenty.ID) != 5 || stockOf(t, pool, scarce.ID) != 1 {
+		t.Errorf("stock %d and %d after a refused reserve, want 5 and 1", stockOf(t, pool, plenty.ID), stockOf(t, pool, scarce.ID))
+	}
+	if n := count(t, pool, `SELECT count(*) FROM reservation_lines`); n != 0 || count(t, pool, `SELECT count(*) FROM outbox`) != outboxBefore {
+		t.Errorf("a refused reserve left %d lines and %d new events", n, count(t, pool, `SELECT count(*) FROM outbox`)-outboxBefore)
+	}
+
+	// The refusal stands for that order, even once there is stock: the saga may have
+	// cancelled it already.
+	enough := product.Stock(10)
+	if _, err := store.UpdateProduct(ctx, scarce.ID, product.Patch{Stock: &enough}, now()); err != nil {
+		t.Fatal(err)
+	}
+	at = now()
+	if _, _, err := store.Reserve(ctx, order, bk, at, at.Add(time.Hour)); !errors.Is(err, reservation.ErrOutOfStock) {
+		t.Errorf("repeat Reserve = %v, want out of stock again", err)
+	}
+	if _, err := store.Reservation(ctx, order); !errors.Is(err, reservation.ErrNotFound) {
+		t.Errorf("Reservation of a refused order = %v, want not found", err)
+	}
+	if _, err := store.Commit(ctx, order, now()); !errors.Is(err, reservation.ErrNotFound) {
+		t.Errorf("Commit of a refused order = %v, want not found", err)
+	}
+	r, err := store.Release(ctx, order, now())
+	if err != nil || r.Status != reservation.StatusReleased || len(r.Lines) != 0 {
+		t.Errorf("Release of a refused order = %+v, %v", r, err)
+	}
+	if stockOf(t, pool, plenty.ID) != 5 || stockOf(t, pool, scarce.ID) != 10 || events(t, pool, "stock.released") != 0 {
+		t.Error("releasing a refused order gave back stock it never took")
+	}
+	// Another order gets the stock.
+	reserve(t, store, uuid.New(), bk, time.Hour)
+	if stockOf(t, pool, plenty.ID) != 3 || stockOf(t, pool, scarce.ID) != 7 {
+		t.Errorf("stock %d and %d, want 3 and 7", stockOf(t, pool, plenty.ID), stockOf(t, pool, scarce.ID))
+	}
+}
+
+func TestReserveRefusesUnknownProductsAndMixedCurrencies(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	usd := newProduct(t, store, "USD-1", 5, 100, "USD")
+	eur := newProduct(t, store, "EUR-1", 5, 100, "EUR")
+	outboxBefore := count(t, pool, `SELECT count(*) FROM outbox`)
+
+	at := now()
+	_, _, err := store.Reserve(ctx, uuid.New(), basket(t, item(usd, 1), reservation.Item{ProductID: uuid.New(), Quantity: 1}), at, at.Add(time.Hour))
+	var ae *apperr.Error
+	if !errors.As(err, &ae) || ae.Code != apperr.Invalid || len(ae.Fields) != 1 || ae.Fields[0].Field != "items[1].product_id" {
+		t.Errorf("unknown product: %v", err)
+	}
+	_, _, err = store.Reserve(ctx, uuid.New(), basket(t, item(usd, 1), item(eur, 1)), at, at.Add(time.Hour))
+	if !errors.Is(err, reservation.ErrMixedCurrencies) {
+		t.Errorf("mixed currencies: %v", err)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM reservations`); n != 0 || count(t, pool, `SELECT count(*) FROM outbox`) != outboxBefore ||
+		stockOf(t, pool, usd.ID) != 5 {
+		t.Errorf("refused reserves left %d reservations behind, or events, or took stock", n)
+	}
+
+	offers, err := store.Offers(ctx, []uuid.UUID{usd.ID, eur.ID, uuid.New()})
+	if err != nil || len(offers) != 2 || offers[usd.ID] != (reservation.Offer{UnitPrice: 100, Currency: "USD"}) ||
+		offers[eur.ID].Currency != "EUR" {
+		t.Errorf("Offers = %v, %v", offers, err)
+	}
+}
+
+func TestReserveRoundTripsAndPricesFromTheCatalogue(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	a := newProduct(t, store, "A", 5, 1999, "USD")
+	b := newProduct(t, store, "B", 5, 5, "USD")
+	order := uuid.New()
+	at := now()
+	r, created, err := store.Reserve(ctx, order, basket(t, item(b, 4), item(a, 1)), at, at.Add(15*time.Minute))
+	if err != nil || !created {
+		t.Fatal(err)
+	}
+	want := reservation.Reservation{
+		OrderID: order, Status: reservation.StatusReserved, Currency: "USD",
+		Lines:     []reservation.Line{{ProductID: b.ID, Quantity: 4, UnitPrice: 5}, {ProductID: a.ID, Quantity: 1, UnitPrice: 1999}},
+		ExpiresAt: at.Add(15 * time.Minute), CreatedAt: at, UpdatedAt: at,
+	}
+	if fmt.Sprint(r) != fmt.Sprint(want) || r.Total() != 2019 {
+		t.Errorf("Reserve = %+v, want %+v", r, want)
+	}
+	got, err := store.Reservation(ctx, order)
+	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Reservation = %+v, %v", got, err)
+	}
+	var data []byte
+	if err := pool.QueryRow(ctx, `SELECT data FROM outbox WHERE type = 'stock.reserved' AND subject = $1`, order.String()).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	var ev struct {
+		OrderID uuid.UUID `json:"order_id"`
+		Items   []struct {
+			ProductID uuid.UUID `json:"product_id"`
+			Quantity  int       `json:"quantity"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(data, &ev); err != nil || ev.OrderID != order || len(ev.Items) != 2 ||
+		ev.Items[0].ProductID != b.ID || ev.Items[0].Quantity != 4 || ev.Items[1].ProductID != a.ID {
+		t.Errorf("stock.reserved data %s", data)
+	}
+
+	// A price change later does not reprice the reservation.
+	price := product.Price(3000)
+	if _, err := store.UpdateProduct(ctx, a.ID, product.Patch{Price: &price}, now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := store.Reservation(ctx, order); got.Total() != 2019 {
+		t.Errorf("total after a price change %d, want 2019", got.Total())
+	}
+	if _, err := store.Reservation(ctx, uuid.New()); !errors.Is(err, reservation.ErrNotFound) {
+		t.Errorf("unknown reservation: %v", err)
+	}
+}
+
+func TestReleaseRestocksExactlyOnce(t *testing.T) {
+	t.Parallel()
+	store, pool := newConcurrentStore(t)
+	p := newProduct(t, store, "P", 10, 100, "USD")
+	order := uuid.New()
+	reserve(t, store, order, basket(t, item(p, 3)), time.Hour)
+	if stockOf(t, pool, p.ID) != 7 {
+		t.Fatalf("stock %d after reserving 3 of 10", stockOf(t, pool, p.ID))
+	}
+
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			<-start
+			r, err := store.Release(ctx, order, now())
+			if err != nil || r.Status != reservation.StatusReleased || len(r.Lines) != 1 {
+				t.Errorf("Release = %+v, %v", r, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if _, err := store.Release(ctx, order, now()); err != nil {
+		t.Fatal(err)
+	}
+	if s := stockOf(t, pool, p.ID); s != 10 || events(t, pool, "stock.released") != 1 {
+		t.Errorf("stock %d, %d stock.released events after 11 releases; want 10 and 1", s, events(t, pool, "stock.released"))
+	}
+	if _, err := store.Commit(ctx, order, now()); !errors.Is(err, reservation.ErrReleased) {
+		t.Errorf("Commit after release = %v, want ErrReleased", err)
+	}
+}
+
+func TestCommitThenReleaseRestocks(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	p := newProduct(t, store, "P", 10, 100, "USD")
+	order := uuid.New()
+	reserve(t, store, order, basket(t, item(p, 4)), time.Hour)
+
+	committedAt := now()
+	c, err := store.Commit(ctx, order, committedAt)
+	if err != nil || c.Status != reservation.StatusCommitted || !c.UpdatedAt.Equal(committedAt) {
+		t.Fatalf("Commit = %+v, %v", c, err)
+	}
+	again, err := store.Commit(ctx, order, now())
+	if err != nil || again.Status != reservation.StatusCommitted || !again.UpdatedAt.Equal(committedAt) {
+		t.Errorf("second Commit = %+v, %v; want it unchanged", again, err)
+	}
+	if stockOf(t, pool, p.ID) != 6 {
+		t.Errorf("stock %d after commit, want 6", stockOf(t, pool, p.ID))
+	}
+	if _, err := store.Commit(ctx, uuid.New(), now()); !errors.Is(err, reservation.ErrNotFound) {
+		t.Errorf("Commit of no reservation = %v", err)
+	}
+
+	// A customer cancels the confirmed order: the committed stock comes back.
+	r, err := store.Release(ctx, order, now())
+	if err != nil || r.Status != reservation.StatusReleased {
+		t.Fatalf("Release = %+v, %v", r, err)
+	}
+	if stockOf(t, pool, p.ID) != 10 || events(t, pool, "stock.released") != 1 {
+		t.Errorf("stock %d, %d stock.released after releasing a committed reservation", stockOf(t, pool, p.ID), events(t, pool, "stock.released"))
+	}
+}
+
+func TestReleaseBeforeReserveHoldsNothing(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	p := newProduct(t, store, "P", 10, 100, "USD")
+	order := uuid.New()
+
+	r, err := store.Release(ctx, order, now())
+	if err != nil || r.OrderID != order || r.Status != reservation.StatusReleased || len(r.Lines) != 0 {
+		t.Fatalf("Release of nothing = %+v, %v", r, err)
+	}
+	// The saga's reserve arrives late: it finds the released reservation.
+	at := now()
+	late, created, err := store.Reserve(ctx, order, basket(t, item(p, 2)), at, at.Add(time.Hour))
+	if err != nil || created || late.Status != reservation.StatusReleased {
+		t.Errorf("late Reserve = %+v, created %v, %v", late, created, err)
+	}
+	if stockOf(t, pool, p.ID) != 10 || events(t, pool, "stock.reserved")+events(t, pool, "stock.released") != 0 {
+		t.Error("a reserve after its release took stock or wrote events")
+	}
+}
+
+func TestExpireDueReleasesOnlyExpiredReservations(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	p := newProduct(t, store, "P", 100, 100, "USD")
+	q := newProduct(t, store, "Q", 100, 100, "USD")
+	b := basket(t, item(p, 1), item(q, 2))
+
+	expired := reserve(t, store, uuid.New(), b, time.Minute)
+	fresh := reserve(t, store, uuid.New(), b, time.Hour)
+	committed := reserve(t, store, uuid.New(), b, time.Minute)
+	if _, err := store.Commit(ctx, committed.OrderID, now()); err != nil {
+		t.Fatal(err)
+	}
+	released := reserve(t, store, uuid.New(), b, time.Minute)
+	if _, err := store.Release(ctx, released.OrderID, now()); err != nil {
+		t.Fatal(err)
+	}
+	eventsBefore := events(t, pool, "stock.released")
+
+	// Half an hour on: only "expired" is past its time and still reserved.
+	later := now().Add(30 * time.Minute)
+	n, err := store.ExpireDue(ctx, later, 10)
+	if err != nil || n != 1 {
+		t.Fatalf("ExpireDue = %d, %v; want 1", n, err)
+	}
+	status := func(r reservation.Reservation) reservation.Status {
+		got, err := store.Reservation(ctx, r.OrderID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Status
+	}
+	if status(expired) != reservation.StatusReleased || status(fresh) != reservation.StatusReserved ||
+		status(committed) != reservation.StatusCommitted || status(released) != reservation.StatusReleased {
+		t.Errorf("statuses after expiry: %s %s %s %s", status(expired), status(fresh), status(committed), status(released))
+	}
+	// fresh and committed still hold theirs.
+	if stockOf(t, pool, p.ID) != 98 || stockOf(t, pool, q.ID) != 96 {
+		t.Errorf("stock %d and %d, want 98 and 96", stockOf(t, pool, p.ID), stockOf(t, pool, q.ID))
+	}
+	if got := events(t, pool, "stock.released") - eventsBefore; got != 1 ||
+		count(t, pool, `SELECT count(*) FROM outbox WHERE type = 'stock.released' AND subject = $1`, expired.OrderID.String()) != 1 {
+		t.Errorf("%d stock.released events from expiry, want 1 for the expired order", got)
+	}
+	if n, err := store.ExpireDue(ctx, later, 10); err != nil || n != 0 {
+		t.Errorf("second ExpireDue = %d, %v; want nothing left", n, err)
+	}
+	if _, err := store.Commit(ctx, expired.OrderID, now()); !errors.Is(err, reservation.ErrReleased) {
+		t.Errorf("Commit after expiry = %v, want ErrReleased", err)
+	}
+}
+
+func TestExpireDueWorksInBatches(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	p := newProduct(t, store, "P", 100, 100, "USD")
+	b := basket(t, item(p, 2))
+	for range 5 {
+		reserve(t, store, uuid.New(), b, time.Second)
+	}
+	later := now().Add(time.Hour)
+	var batches []int
+	for {
+		n, err := store.ExpireDue(ctx, later, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		batches = append(batches, n)
+		if n < 2 {
+			break
+		}
+	}
+	if !slices.Equal(batches, []int{2, 2, 1}) || stockOf(t, pool, p.ID) != 100 || events(t, pool, "stock.released") != 5 {
+		t.Errorf("batches %v, stock %d, %d events", batches, stockOf(t, pool, p.ID), events(t, pool, "stock.released"))
+	}
+
+	// Through the service, which loops over batches by itself.
+	clockNow := later.Add(time.Hour)
+	svc := reservation.NewService(store, time.Minute, func() time.Time { return clockNow })
+	for range 3 {
+		if _, _, err := svc.Reserve(ctx, uuid.New(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clockNow = clockNow.Add(59 * time.Second)
+	if n, err := svc.ExpireDue(ctx); err != nil || n != 0 {
+		t.Errorf("service ExpireDue before the TTL = %d, %v", n, err)
+	}
+	clockNow = clockNow.Add(time.Second)
+	if n, err := svc.ExpireDue(ctx); err != nil || n != 3 || stockOf(t, pool, p.ID) != 100 {
+		t.Errorf("service ExpireDue = %d, %v; stock %d", n, err, stockOf(t, pool, p.ID))
+	}
+}
+
+// Reserves of overlapping baskets in every order, releases and expiry, all at once:
+// no deadlock or other error, and every unit is either on the shelf or held by a
+// reservation that is reserved or committed.
+func TestMixedConcurrentTrafficConservesStock(t *testing.T) {
+	t.Parallel()
+	store, pool := newConcurrentStore(t)
+	var ps []product.Product
+	for i := range 4 {
+		ps = append(ps, newProduct(t, store, fmt.Sprintf("P%d", i), 12, 100, "USD"))
+	}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for g := range 40 {
+		wg.Go(func() {
+			<-start
+			// Each goroutine names the products in its own rotation and direction, so
+			// requests arrive in every order.
+			var items []reservation.Item
+			for k := range 3 {
+				idx := (g + k) % len(ps)
+				if g%2 == 1 {
+					idx = (g - k + 2*len(ps)) % len(ps)
+				}
+				items = append(items, item(ps[idx], 1+g%3))
+			}
+			order := uuid.New()
+			at := now()
+			ttl := time.Hour
+			if g%5 == 0 {
+				ttl = -time.Hour // already due: expiry may take it
+			}
+			_, _, err := store.Reserve(ctx, order, basket(t, items...), at, at.Add(ttl))
+			if err != nil && !errors.Is(err, reservation.ErrOutOfStock) {
+				t.Errorf("reserve: %v", err)
+				return
+			}
+			switch g % 4 {
+			case 0:
+				if _, err := store.Release(ctx, order, now()); err != nil {
+					t.Errorf("release: %v", err)
+				}
+			case 1:
+				if _, err := store.Commit(ctx, order, now()); err != nil && !errors.Is(err, reservation.ErrNotFound) &&
+					!errors.Is(err, reservation.ErrReleased) {
+					t.Errorf("commit: %v", err)
+				}
+			case 2:
+				if _, err := store.ExpireDue(ctx, now(), 3); err != nil {
+					t.Errorf("expire: %v", err)
+				}
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	for _, p := range ps {
+		held := count(t, pool, `SELECT coalesce(sum(l.quantity), 0) FROM reservation_lines l
+			JOIN reservations r USING (order_id) WHERE l.product_id = $1 AND r.status IN ('reserved', 'committed')`, p.ID)
+		if s := stockOf(t, pool, p.ID); s < 0 || s+held != 12 {
+			t.Errorf("%s: stock %d + held %d, want 12", p.SKU, s, held)
+		}
+	}
+	reserved := events(t, pool, "stock.reserved")
+	released := events(t, pool, "stock.released")
+	live := count(t, pool, `SELECT count(*) FROM reservations WHERE status IN ('reserved', 'committed')`)
+	if reserved-released != live {
+		t.Errorf("%d stock.reserved - %d stock.released events, but %d live reservations", reserved, released, live)
+	}
+}

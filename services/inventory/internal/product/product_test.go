@@ -1,0 +1,202 @@
+package product
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+)
+
+// isInvalid reports whether err is a 422 with a message.
+func isInvalid(err error) bool {
+	var ae *apperr.Error
+	return errors.As(err, &ae) && ae.Code == apperr.Invalid && ae.Message != ""
+}
+
+func TestParseSKU(t *testing.T) {
+	t.Parallel()
+	good := map[string]SKU{
+		"BZR-MUG-001":              "BZR-MUG-001",
+		"  abc_123  ":              "abc_123",
+		"a":                        "a",
+		strings.Repeat("x", 64):    SKU(strings.Repeat("x", 64)),
+		"\tMixed-Case_sku-9\n":     "Mixed-Case_sku-9",
+		"0123456789-_ABCxyz":       "0123456789-_ABCxyz",
+		"-":                        "-",
+		"UPPER":                    "UPPER",
+		"lower":                    "lower",
+		"with-dash_and_underscore": "with-dash_and_underscore",
+	}
+	for in, want := range good {
+		if got, err := ParseSKU(in); err != nil || got != want {
+			t.Errorf("ParseSKU(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "   ", strings.Repeat("x", 65), "has space", "dot.ted", "slash/", "ümlaut", "emoji🙂", "semi;colon"} {
+		if got, err := ParseSKU(in); !isInvalid(err) {
+			t.Errorf("ParseSKU(%q) = %q, %v; want invalid", in, got, err)
+		}
+	}
+}
+
+func TestParseName(t *testing.T) {
+	t.Parallel()
+	if got, err := ParseName("  Stoneware Mug  "); err != nil || got != "Stoneware Mug" {
+		t.Errorf("ParseName trims: %q, %v", got, err)
+	}
+	if got, err := ParseName(strings.Repeat("é", 200)); err != nil || got.String() != strings.Repeat("é", 200) {
+		t.Errorf("200 characters (400 bytes) is allowed: %v", err)
+	}
+	for _, in := range []string{"", "  ", strings.Repeat("a", 201), "two\nlines", "bell\a"} {
+		if _, err := ParseName(in); !isInvalid(err) {
+			t.Errorf("ParseName(%q) = %v; want invalid", in, err)
+		}
+	}
+}
+
+func TestParseDescription(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Description{
+		"":                        "",
+		"  ":                      "",
+		" Line one\nLine two\t ":  "Line one\nLine two",
+		strings.Repeat("ü", 2000): Description(strings.Repeat("ü", 2000)),
+	} {
+		if got, err := ParseDescription(in); err != nil || got != want {
+			t.Errorf("ParseDescription(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{strings.Repeat("a", 2001), "nul\x00", "escape\x1b[31m"} {
+		if _, err := ParseDescription(in); !isInvalid(err) {
+			t.Errorf("ParseDescription(%q) = %v; want invalid", in, err)
+		}
+	}
+}
+
+func TestParsePriceCurrencyStock(t *testing.T) {
+	t.Parallel()
+	if p, err := ParsePrice(1); err != nil || p != 1 {
+		t.Errorf("ParsePrice(1) = %d, %v", p, err)
+	}
+	if p, err := ParsePrice(int64(MaxPrice)); err != nil || p != MaxPrice {
+		t.Errorf("ParsePrice(max) = %d, %v", p, err)
+	}
+	for _, in := range []int64{0, -1, int64(MaxPrice) + 1} {
+		if _, err := ParsePrice(in); !isInvalid(err) {
+			t.Errorf("ParsePrice(%d) = %v; want invalid", in, err)
+		}
+	}
+
+	if c, err := ParseCurrency("USD"); err != nil || c != "USD" {
+		t.Errorf("ParseCurrency(USD) = %q, %v", c, err)
+	}
+	for _, in := range []string{"", "usd", "US", "USDD", "U$D", " USD", "ÜSD"} {
+		if _, err := ParseCurrency(in); !isInvalid(err) {
+			t.Errorf("ParseCurrency(%q) = %v; want invalid", in, err)
+		}
+	}
+
+	for _, in := range []int{0, 1, int(MaxStock)} {
+		if s, err := ParseStock(in); err != nil || int(s) != in {
+			t.Errorf("ParseStock(%d) = %d, %v", in, s, err)
+		}
+	}
+	for _, in := range []int{-1, int(MaxStock) + 1} {
+		if _, err := ParseStock(in); !isInvalid(err) {
+			t.Errorf("ParseStock(%d) = %v; want invalid", in, err)
+		}
+	}
+}
+
+func TestPatchApply(t *testing.T) {
+	t.Parallel()
+	p := Product{ID: uuid.New(), SKU: "A", Name: "Old", Description: "old", Price: 100, Currency: "USD", Stock: 5}
+	if !(Patch{}).IsEmpty() || (Patch{Stock: new(Stock(0))}).IsEmpty() {
+		t.Error("IsEmpty is wrong")
+	}
+	if got := (Patch{}).Apply(p); got != p {
+		t.Errorf("an empty patch changed %+v to %+v", p, got)
+	}
+	name, price := Name("New"), Price(250)
+	got := Patch{Name: &name, Price: &price, Stock: new(Stock(0))}.Apply(p)
+	want := p
+	want.Name, want.Price, want.Stock = "New", 250, 0
+	if got != want {
+		t.Errorf("Apply = %+v, want %+v", got, want)
+	}
+}
+
+// fakeStore records what the service hands the store.
+type fakeStore struct {
+	created []Product
+	seeded  []Product
+	updated int
+	got     int
+}
+
+var _ Store = (*fakeStore)(nil)
+
+func (f *fakeStore) CreateProduct(_ context.Context, p Product) error {
+	f.created = append(f.created, p)
+	return nil
+}
+
+func (f *fakeStore) UpdateProduct(_ context.Context, id uuid.UUID, patch Patch, now time.Time) (Product, error) {
+	f.updated++
+	return patch.Apply(Product{ID: id, UpdatedAt: now}), nil
+}
+
+func (f *fakeStore) Product(_ context.Context, id uuid.UUID) (Product, error) {
+	f.got++
+	return Product{ID: id}, nil
+}
+
+func (f *fakeStore) Products(context.Context, page.Request) ([]Product, error) { return nil, nil }
+
+func (f *fakeStore) SeedProducts(_ context.Context, ps []Product) (int, error) {
+	f.seeded = ps
+	return len(ps), nil
+}
+
+func TestServiceStampsTimesAndOrdersTheSeed(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.FixedZone("x", 3600))
+	store := &fakeStore{}
+	s := NewService(store, func() time.Time { return at })
+	ctx := context.Background()
+
+	p, err := s.Create(ctx, New{SKU: "A", Name: "A", Price: 1, Currency: "USD", Stock: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := at.UTC().Truncate(time.Microsecond)
+	if p.ID.Version() != 7 || !p.CreatedAt.Equal(want) || p.CreatedAt.Location() != time.UTC || p.UpdatedAt != p.CreatedAt ||
+		len(store.created) != 1 || store.created[0] != p {
+		t.Errorf("created %+v (stored %+v)", p, store.created)
+	}
+
+	// An empty patch reads instead of writing (no product.updated for nothing).
+	if _, err := s.Update(ctx, p.ID, Patch{}); err != nil || store.updated != 0 || store.got != 1 {
+		t.Errorf("empty patch: updated %d, read %d, %v", store.updated, store.got, err)
+	}
+	if _, err := s.Update(ctx, p.ID, Patch{Stock: new(Stock(3))}); err != nil || store.updated != 1 {
+		t.Errorf("patch: updated %d, %v", store.updated, err)
+	}
+
+	n, err := s.Seed(ctx, []New{{SKU: "A"}, {SKU: "B"}, {SKU: "C"}})
+	if err != nil || n != 3 {
+		t.Fatalf("Seed = %d, %v", n, err)
+	}
+	for i := 1; i < len(store.seeded); i++ {
+		a, b := store.seeded[i-1], store.seeded[i]
+		if !a.CreatedAt.Before(b.CreatedAt) || a.ID == b.ID {
+			t.Errorf("seeded products %d and %d are not in order: %v, %v", i-1, i, a.CreatedAt, b.CreatedAt)
+		}
+	}
+}
