@@ -2,26 +2,132 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	netmail "net/mail"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
+	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/emailtask"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/intake"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres/migrations"
 )
 
-// run starts the notifications service. So far it owns its database and migrations and
-// answers only the operational routes (/healthz, /readyz, /metrics); its API arrives
-// with the issues that build it.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+// settings is the notifications service's configuration: the platform's shared
+// settings plus its own.
+type settings struct {
+	platform.Config
+	SMTPAddr string          // SMTP_ADDR: the mail server (Mailpit locally)
+	MailFrom netmail.Address // MAIL_FROM: the sender of every e-mail
+	// EmailMaxRetry is how many times a failed email:send is retried before its
+	// notification is marked failed (EMAIL_MAX_RETRY; 0 = no retries).
+	EmailMaxRetry int
+	// ConsumerName names this replica in the consumer group (CONSUMER_NAME); empty
+	// means "notifications@<host name>". It must be stable across restarts, so that
+	// a restarted replica takes back its own unacknowledged entries at once, and
+	// unique among replicas.
+	ConsumerName string
+}
+
+// loadSettings reads the configuration; the error names every bad variable.
+func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
-	cfg := platform.LoadConfig(env, "notifications", ":8085")
-	if err := env.Err(); err != nil {
+	s := settings{
+		Config:        platform.LoadConfig(env, "notifications", ":8085"),
+		SMTPAddr:      env.Addr("SMTP_ADDR", "127.0.0.1:1025"),
+		EmailMaxRetry: env.Int("EMAIL_MAX_RETRY", tasks.DefaultMaxRetry, 0, 25),
+		ConsumerName:  env.String("CONSUMER_NAME", ""),
+	}
+	from := env.String("MAIL_FROM", "Bazaar <no-reply@bazaar.local>")
+	var fromErr error
+	if addr, err := netmail.ParseAddress(from); err != nil {
+		fromErr = fmt.Errorf("bad configuration: MAIL_FROM=%q: want an address such as \"Bazaar <no-reply@bazaar.local>\"", from)
+	} else {
+		s.MailFrom = *addr
+	}
+	if err := errors.Join(env.Err(), fromErr); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// run starts the notifications service: it consumes user, order and payment events
+// into notification rows, sends each as an e-mail through the email:send task, and
+// lists a user's notifications.
+//
+//	events.users/orders/payments ──consumer──▶ notifications row (queued) ──NOTIFY──▶ dispatcher
+//	  (inbox + row in one transaction)                                                 │ enqueue email:send
+//	                                             row sent/failed ◀── worker ◀── task queue (asynq)
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadSettings(getenv)
+	if err != nil {
 		return err
 	}
-	p, err := platform.Start(ctx, cfg, migrations.FS, stdout)
+	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	return p.Serve(ctx, p.Router())
+	p.Log.Info("notifications settings", "smtp_addr", cfg.SMTPAddr, "mail_from", cfg.MailFrom.String(),
+		"email_max_retry", cfg.EmailMaxRetry, "consumer_name", cfg.ConsumerName)
+
+	store := postgres.NewStore(p.Pool)
+	mailer := mail.New(cfg.SMTPAddr, cfg.MailFrom, 10*time.Second)
+	// Without SMTP the service still takes events in; e-mails wait and retry.
+	p.Health.Optional("smtp", mailer.Ping)
+
+	// email:send: the worker sends, the dispatcher enqueues from the rows.
+	queue, err := p.Tasks()
+	if err != nil {
+		return err
+	}
+	task := emailtask.Task(cfg.EmailMaxRetry)
+	emailtask.Register(queue.Worker, task, notification.NewSender(store, mailer, time.Now), p.Log)
+	inspector, err := tasks.NewInspector(cfg.RedisURL, cfg.Name)
+	if err != nil {
+		return err
+	}
+	defer inspector.Close()
+	listener := postgres.NewListener(p.Pool, p.Log)
+	dispatcher := notification.NewDispatcher(store, emailtask.NewEnqueuer(task, queue.Client, inspector), p.Log,
+		notification.DispatcherOptions{})
+	p.Background("notify listener", listener.Run)
+	p.Background("email dispatcher", func(ctx context.Context) error { return dispatcher.Run(ctx, listener.C()) })
+
+	consumer := events.NewConsumer(p.Pool, p.Redis, p.Log,
+		intake.Handler(func(tx pgx.Tx) intake.Store { return store.InTx(tx) }, time.Now),
+		events.ConsumerOptions{Group: "notifications", Name: cfg.ConsumerName, Streams: intake.Streams, Registerer: p.Metrics})
+	p.Background("event consumer", consumer.Run)
+
+	p.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "notifications_queued", Help: "Notifications not yet sent or failed: the e-mail backlog.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := store.CountQueued(ctx)
+		if err != nil {
+			return -1
+		}
+		return float64(n)
+	}))
+
+	r := p.Router()
+	httpapi.Mount(r, httpapi.Deps{
+		Log:           p.Log,
+		Verifier:      auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+		Notifications: store,
+	})
+	return p.Serve(ctx, r)
 }

@@ -1,20 +1,707 @@
 package main
 
 import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/smtptest"
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/emailtask"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres/migrations"
 )
 
-// The notifications service starts on its own fresh database, applies its migrations and
-// answers the operational routes.
+// The deadlines are generous: these tests share a small machine with every other
+// package's, and asynq looks for due retries only once a second.
+const (
+	arrives = 60 * time.Second
+)
+
+// issuer plays the users service: it signs access tokens and serves their JWKS.
+type issuer struct {
+	signer *auth.Signer
+	jwks   string
+}
+
+func newIssuer(t *testing.T) issuer {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const kid = "test-key"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(auth.KeySet{Keys: []auth.JWK{auth.PublicJWK(kid, pub)}})
+	}))
+	t.Cleanup(srv.Close)
+	return issuer{signer: auth.NewSigner(kid, priv, 15*time.Minute), jwks: srv.URL + "/.well-known/jwks.json"}
+}
+
+func (i issuer) token(t *testing.T, user uuid.UUID) string {
+	t.Helper()
+	tok, err := i.signer.Sign(auth.Principal{UserID: user, Role: auth.RoleCustomer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// stack is one notifications service under test, with its outside world: a fake SMTP
+// server, a token issuer, and direct lines to its database and Redis.
+type stack struct {
+	url      string
+	prog     *programtest.Program
+	db       *pgxpool.Pool
+	redis    *redis.Client
+	redisURL string
+	smtp     *smtptest.Server
+	issuer   issuer
+	env      map[string]string
+}
+
+// newStack prepares the world without starting the service (see start).
+func newStack(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	s := &stack{smtp: smtptest.New(t), issuer: newIssuer(t), redisURL: redistest.New(t)}
+	dbURL := pgtest.NewDatabase(t)
+	s.env = map[string]string{
+		"DATABASE_URL":    dbURL,
+		"REDIS_URL":       s.redisURL,
+		"SMTP_ADDR":       s.smtp.Addr(),
+		"JWKS_URL":        s.issuer.jwks,
+		"EMAIL_MAX_RETRY": "5",
+		"LOG_LEVEL":       "debug",
+	}
+	for k, v := range extra {
+		s.env[k] = v
+	}
+	pool, err := pgdb.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s.db = pool
+	rdb, err := redisclient.Open(s.redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	s.redis = rdb
+	return s
+}
+
+// start runs the service's run() (one more replica on each call).
+func (s *stack) start(t *testing.T, extra map[string]string) *programtest.Program {
+	t.Helper()
+	env := map[string]string{}
+	for k, v := range s.env {
+		env[k] = v
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	prog := programtest.Start(t, run, env)
+	if s.prog == nil {
+		s.prog, s.url = prog, prog.URL
+	}
+	return prog
+}
+
+func startStack(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	s := newStack(t, extra)
+	s.start(t, nil)
+	return s
+}
+
+// publish XADDs an event to stream the way an outbox relay does, and returns it.
+func (s *stack) publish(t *testing.T, stream, typ string, data any) events.Envelope {
+	t.Helper()
+	b, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := events.Envelope{ID: uuid.New(), Type: typ, Source: "test", Subject: "test", Time: time.Now(), Data: b}
+	s.publishEnvelope(t, stream, e)
+	return e
+}
+
+func (s *stack) publishEnvelope(t *testing.T, stream string, e events.Envelope) {
+	t.Helper()
+	s.xadd(t, stream, e.Fields())
+}
+
+func (s *stack) xadd(t *testing.T, stream string, fields map[string]any) {
+	t.Helper()
+	if err := s.redis.XAdd(context.Background(), &redis.XAddArgs{Stream: stream, Values: fields}).Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// user is a registered user: its id, address and name.
+type user struct {
+	id    uuid.UUID
+	email string
+	name  string
+}
+
+func newUser(name string) user {
+	id := uuid.New()
+	return user{id: id, email: "u-" + id.String()[:8] + "@example.com", name: name}
+}
+
+func (s *stack) register(t *testing.T, u user) events.Envelope {
+	t.Helper()
+	return s.publish(t, "events.users", "user.registered", map[string]any{"user_id": u.id, "email": u.email, "name": u.name})
+}
+
+// row is a notification as stored.
+type row struct {
+	id       uuid.UUID
+	kind     string
+	status   string
+	attempts int
+	err      string
+	sentAt   *time.Time
+}
+
+func (s *stack) rowOf(t *testing.T, eventID uuid.UUID) (row, bool) {
+	t.Helper()
+	var r row
+	var errText *string
+	err := s.db.QueryRow(context.Background(), `SELECT id, kind, status, attempts, error, sent_at FROM notifications WHERE event_id = $1`, eventID).
+		Scan(&r.id, &r.kind, &r.status, &r.attempts, &errText, &r.sentAt)
+	if err != nil {
+		return row{}, false
+	}
+	if errText != nil {
+		r.err = *errText
+	}
+	return r, true
+}
+
+// waitRow polls until the event's notification satisfies cond.
+func (s *stack) waitRow(t *testing.T, eventID uuid.UUID, what string, cond func(row) bool) row {
+	t.Helper()
+	var last row
+	eventually(t, arrives, what, func() bool {
+		r, ok := s.rowOf(t, eventID)
+		last = r
+		return ok && cond(r)
+	})
+	return last
+}
+
+func (s *stack) count(t *testing.T, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitMail polls until n e-mails have been accepted for rcpt and returns them.
+func (s *stack) waitMail(t *testing.T, rcpt string, n int) []smtptest.Message {
+	t.Helper()
+	var msgs []smtptest.Message
+	eventually(t, arrives, fmt.Sprintf("%d e-mails to %s", n, rcpt), func() bool {
+		msgs = s.smtp.To(rcpt)
+		return len(msgs) >= n
+	})
+	return msgs
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(25 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+	}
+}
+
+// response is what came back from a call.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (s *stack) get(t *testing.T, path, token string) response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.url+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (r response) problem(t *testing.T, status int) problem.Details {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
+		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
+	}
+	var d problem.Details
+	if err := json.Unmarshal(r.body, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+type listBody struct {
+	Items []struct {
+		ID        string     `json:"id"`
+		Kind      string     `json:"kind"`
+		Subject   string     `json:"subject"`
+		Status    string     `json:"status"`
+		CreatedAt time.Time  `json:"created_at"`
+		SentAt    *time.Time `json:"sent_at"`
+	} `json:"items"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+func (s *stack) list(t *testing.T, token, query string) listBody {
+	t.Helper()
+	r := s.get(t, "/api/v1/notifications"+query, token)
+	if r.status != http.StatusOK {
+		t.Fatalf("list: %d %s", r.status, r.body)
+	}
+	var b listBody
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Items == nil {
+		t.Fatalf("items is null, want a list: %s", r.body)
+	}
+	return b
+}
+
+// The notifications service starts on its own fresh database, applies its migrations,
+// and answers the operational routes, with the mail server among its checks.
 func TestRunServesOperationalRoutes(t *testing.T) {
 	t.Parallel()
-	prog := programtest.Start(t, run, map[string]string{
-		"DATABASE_URL": pgtest.NewDatabase(t),
-		"REDIS_URL":    redistest.New(t),
+	s := startStack(t, nil)
+	programtest.AssertOperational(t, s.url, "postgres", "migrations", "redis", "smtp")
+}
+
+func TestBadSettingsStopTheStart(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"SMTP_ADDR": "no-port", "MAIL_FROM": "not an address", "EMAIL_MAX_RETRY": "99"}
+	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
+	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("run = %v; want it to name %s", err, name)
+		}
+	}
+}
+
+func TestWelcomeEmailIsSentOnceAndListed(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	ann := newUser(`Ann O'Neil <b>`)
+	ev := s.register(t, ann)
+
+	msg := s.waitMail(t, ann.email, 1)[0]
+	r := s.waitRow(t, ev.ID, "the welcome notification sent", func(r row) bool { return r.status == "sent" })
+	if r.kind != "welcome" || r.attempts != 1 || r.sentAt == nil {
+		t.Errorf("row %+v", r)
+	}
+	h := msg.Header
+	if msg.From != "no-reply@bazaar.local" || h.Get("From") != `"Bazaar" <no-reply@bazaar.local>` {
+		t.Errorf("From: envelope %q, header %q", msg.From, h.Get("From"))
+	}
+	if to, err := h.AddressList("To"); err != nil || to[0].Address != ann.email || to[0].Name != ann.name {
+		t.Errorf("To %q", h.Get("To"))
+	}
+	if h.Get("Subject") != "Welcome to Bazaar, Ann O'Neil <b>" {
+		t.Errorf("Subject %q", h.Get("Subject"))
+	}
+	if h.Get("Message-ID") != "<"+r.id.String()+"@bazaar.local>" {
+		t.Errorf("Message-ID %q, want one made of notification id %s", h.Get("Message-ID"), r.id)
+	}
+	parts, err := msg.Parts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(parts["text/plain"], "Hello Ann O'Neil <b>,") {
+		t.Errorf("text part:\n%s", parts["text/plain"])
+	}
+	if !strings.Contains(parts["text/html"], "Hello Ann O&#39;Neil &lt;b&gt;,") || strings.Contains(parts["text/html"], "<b>,") {
+		t.Errorf("HTML part does not escape the name:\n%s", parts["text/html"])
+	}
+
+	// The same event again (a relay re-publishing after a crash): one notification,
+	// one e-mail. A later registration on the same stream shows the duplicate was
+	// handled: a group delivers a stream's entries in order.
+	s.publishEnvelope(t, "events.users", ev)
+	marker := newUser("Marker")
+	s.register(t, marker)
+	s.waitMail(t, marker.email, 1)
+	if n := len(s.smtp.To(ann.email)); n != 1 {
+		t.Errorf("%d e-mails to %s after a duplicate event, want 1", n, ann.email)
+	}
+	if n := s.count(t, `SELECT count(*) FROM notifications WHERE user_id = $1`, ann.id); n != 1 {
+		t.Errorf("%d notifications for %s, want 1", n, ann.email)
+	}
+	if m := s.get(t, "/metrics", ""); !strings.Contains(string(m.body), `events_consumed_total{group="notifications",result="duplicate",stream="events.users"} 1`) {
+		t.Errorf("the duplicate is not counted as one")
+	}
+
+	// Ann sees her notification; someone else sees none of it.
+	b := s.list(t, s.issuer.token(t, ann.id), "")
+	if len(b.Items) != 1 || b.NextCursor != nil {
+		t.Fatalf("Ann's list: %+v", b)
+	}
+	it := b.Items[0]
+	if it.ID != r.id.String() || it.Kind != "welcome" || it.Status != "sent" || it.Subject != "Welcome to Bazaar, Ann O'Neil <b>" ||
+		it.SentAt == nil || it.CreatedAt.IsZero() || it.SentAt.Before(it.CreatedAt) {
+		t.Errorf("Ann's notification: %+v", it)
+	}
+	if b := s.list(t, s.issuer.token(t, uuid.New()), ""); len(b.Items) != 0 || b.NextCursor != nil {
+		t.Errorf("a stranger's list: %+v", b)
+	}
+
+	s.get(t, "/api/v1/notifications", "").problem(t, http.StatusUnauthorized)
+	s.get(t, "/api/v1/notifications", "not-a-token").problem(t, http.StatusUnauthorized)
+	for _, q := range []string{"?limit=0", "?limit=101", "?limit=ten", "?cursor=garbage"} {
+		d := s.get(t, "/api/v1/notifications"+q, s.issuer.token(t, ann.id)).problem(t, http.StatusUnprocessableEntity)
+		if len(d.Errors) != 1 {
+			t.Errorf("%s: %+v, want one field error", q, d)
+		}
+	}
+}
+
+func TestOrderAndPaymentEventsSendTheirEmails(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	cy := newUser("Cy")
+	s.register(t, cy)
+	s.waitMail(t, cy.email, 1)
+
+	order, product := uuid.New(), uuid.New()
+	confirmed := s.publish(t, "events.orders", "order.confirmed", map[string]any{
+		"order_id": order, "user_id": cy.id, "total_cents": 2598, "currency": "USD",
+		"items": []map[string]any{{"product_id": product, "quantity": 2, "unit_price_cents": 1299}},
 	})
-	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+	s.waitMail(t, cy.email, 2)
+	cancelled := s.publish(t, "events.orders", "order.cancelled", map[string]any{
+		"order_id": order, "user_id": cy.id, "reason": "payment_declined", "total_cents": 2598, "currency": "USD",
+	})
+	s.waitMail(t, cy.email, 3)
+	refunded := s.publish(t, "events.payments", "payment.refunded", map[string]any{
+		"payment_id": uuid.New(), "order_id": order, "user_id": cy.id, "amount_cents": 1250, "currency": "EUR",
+	})
+	msgs := s.waitMail(t, cy.email, 4)
+
+	ref := strings.ToUpper(order.String()[:8])
+	want := []struct {
+		subject string
+		text    []string
+	}{
+		{"Welcome to Bazaar, Cy", []string{"Hello Cy,"}},
+		{"Your order " + ref + " is confirmed", []string{"2 x product " + strings.ToUpper(product.String()[:8]) + " at $12.99: $25.98", "Total: $25.98"}},
+		{"Your order " + ref + " was cancelled", []string{"($25.98) was cancelled because", "the payment was declined"}},
+		{"Your refund of €12.50 is on its way", []string{"We have refunded €12.50 for your order " + ref}},
+	}
+	for i, m := range msgs {
+		subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+		if err != nil || subject != want[i].subject {
+			t.Errorf("e-mail %d: subject %q, want %q", i, subject, want[i].subject)
+		}
+		parts, err := m.Parts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range want[i].text {
+			if !strings.Contains(parts["text/plain"], w) {
+				t.Errorf("e-mail %d text lacks %q:\n%s", i, w, parts["text/plain"])
+			}
+		}
+		if !strings.Contains(parts["text/html"], "<html") {
+			t.Errorf("e-mail %d has no HTML part", i)
+		}
+	}
+	for _, ev := range []events.Envelope{confirmed, cancelled, refunded} {
+		s.waitRow(t, ev.ID, ev.Type+" sent", func(r row) bool { return r.status == "sent" })
+	}
+
+	// Four notifications, listed newest first, three then one.
+	token := s.issuer.token(t, cy.id)
+	first := s.list(t, token, "?limit=3")
+	if len(first.Items) != 3 || first.NextCursor == nil {
+		t.Fatalf("first page: %+v", first)
+	}
+	second := s.list(t, token, "?limit=3&cursor="+*first.NextCursor)
+	if len(second.Items) != 1 || second.NextCursor != nil {
+		t.Fatalf("second page: %+v", second)
+	}
+	var kinds []string
+	for _, it := range append(first.Items, second.Items...) {
+		kinds = append(kinds, it.Kind)
+		if it.Status != "sent" {
+			t.Errorf("%s is %s", it.Kind, it.Status)
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "payment_refunded,order_cancelled,order_confirmed,welcome" {
+		t.Errorf("listed %s; want newest first", got)
+	}
+}
+
+func TestPoisonGoesToTheDLQAndLateRecipientsAreWaitedFor(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	ctx := context.Background()
+
+	// An order for a user whose registration has not arrived yet fails and is
+	// retried...
+	late := newUser("Lee")
+	order := s.publish(t, "events.orders", "order.confirmed", map[string]any{
+		"order_id": uuid.New(), "user_id": late.id, "total_cents": 500, "currency": "USD", "items": []any{},
+	})
+	eventually(t, arrives, "the order event to fail for want of its recipient", func() bool {
+		m := s.get(t, "/metrics", "")
+		return strings.Contains(string(m.body), `events_consumed_total{group="notifications",result="failed",stream="events.orders"}`)
+	})
+	// ...poison and misfits go to the DLQ, other types are ignored...
+	s.xadd(t, "events.users", map[string]any{"garbage": "yes"})
+	bad := s.publish(t, "events.users", "user.registered", map[string]any{"user_id": "not-a-uuid", "email": "x@example.com"})
+	ignored := s.publish(t, "events.orders", "order.created", map[string]any{"order_id": uuid.New()})
+	// ...and once the registration arrives, both of Lee's e-mails go out.
+	s.register(t, late)
+	msgs := s.waitMail(t, late.email, 2)
+	subjects := msgs[0].Header.Get("Subject") + " | " + msgs[1].Header.Get("Subject")
+	if !strings.Contains(subjects, "Welcome to Bazaar, Lee") || !strings.Contains(subjects, "is confirmed") {
+		t.Errorf("Lee's e-mails: %s", subjects)
+	}
+	s.waitRow(t, order.ID, "the late order's notification sent", func(r row) bool { return r.status == "sent" })
+
+	var dlq []events.DeadLetter
+	eventually(t, arrives, "two entries in the DLQ", func() bool {
+		var err error
+		dlq, err = events.ListDLQ(ctx, s.redis, 10)
+		return err == nil && len(dlq) >= 2
+	})
+	if len(dlq) != 2 {
+		t.Fatalf("DLQ: %+v; want the poison entry and the misfit", dlq)
+	}
+	for _, d := range dlq {
+		if d.Stream != "events.users" || d.Group != "notifications" || !strings.Contains(d.Error, "malformed") {
+			t.Errorf("DLQ entry %+v", d)
+		}
+	}
+	if dlq[1].EventID != bad.ID.String() {
+		t.Errorf("DLQ holds %s, want the misfit %s", dlq[1].EventID, bad.ID)
+	}
+	if n := s.count(t, `SELECT count(*) FROM notifications`); n != 2 {
+		t.Errorf("%d notifications, want Lee's 2", n)
+	}
+	eventually(t, arrives, "the ignored event recorded as handled", func() bool {
+		return s.count(t, `SELECT count(*) FROM inbox WHERE event_id = $1`, ignored.ID) == 1
+	})
+}
+
+func TestSMTPOutageIsRetriedUntilItRecovers(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, map[string]string{"EMAIL_MAX_RETRY": "10"})
+	s.smtp.Refuse()
+	bo := newUser("Bo")
+	ev := s.register(t, bo)
+	r := s.waitRow(t, ev.ID, "two failed attempts", func(r row) bool { return r.attempts >= 2 })
+	if r.status != "queued" || !strings.Contains(r.err, "421") || r.sentAt != nil {
+		t.Errorf("row while SMTP is down: %+v", r)
+	}
+	if b := s.list(t, s.issuer.token(t, bo.id), ""); len(b.Items) != 1 || b.Items[0].Status != "queued" || b.Items[0].SentAt != nil {
+		t.Errorf("listed while SMTP is down: %+v", b)
+	}
+
+	s.smtp.Recover()
+	s.waitMail(t, bo.email, 1)
+	r = s.waitRow(t, ev.ID, "sent after SMTP came back", func(r row) bool { return r.status == "sent" })
+	if r.attempts < 3 || r.sentAt == nil {
+		t.Errorf("row after recovery: %+v", r)
+	}
+}
+
+func TestSMTPFailingUntilTheLastRetryMarksItFailed(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, map[string]string{"EMAIL_MAX_RETRY": "2"})
+	s.smtp.FailMail(451, "4.3.0 mailbox busy, try again later")
+	cat := newUser("Cat")
+	ev := s.register(t, cat)
+	r := s.waitRow(t, ev.ID, "the notification failed", func(r row) bool { return r.status == "failed" })
+	if r.attempts != 3 || !strings.Contains(r.err, "451") || r.sentAt != nil {
+		t.Errorf("failed row: %+v; want 3 attempts (1 + 2 retries) and the 451", r)
+	}
+	if s.smtp.Rejected() != 3 || len(s.smtp.Messages()) != 0 {
+		t.Errorf("the server rejected %d and took %d messages; want 3 and 0", s.smtp.Rejected(), len(s.smtp.Messages()))
+	}
+	b := s.list(t, s.issuer.token(t, cat.id), "")
+	if len(b.Items) != 1 || b.Items[0].Status != "failed" || b.Items[0].SentAt != nil {
+		t.Errorf("listed: %+v; want it failed", b)
+	}
+}
+
+// A process that died after committing a notification and before enqueueing its
+// task, or a task Redis lost, or a task that failed for good while its worker died:
+// the row is the source of truth, and the dispatcher repairs each.
+func TestDispatcherRepairsLostTasks(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	ctx := context.Background()
+
+	// The third case needs its failed task in place before the service looks.
+	doomed := uuid.New()
+	client, err := tasks.NewClient(s.redisURL, "notifications")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	if _, err := client.Enqueue(ctx, emailtask.Task(5), emailtask.Payload{NotificationID: doomed},
+		asynq.TaskID(emailtask.TaskID(doomed)), asynq.ProcessIn(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := asynq.NewInspectorFromRedisClient(s.redis).ArchiveTask(tasks.QueueName("notifications", tasks.QueueCritical), emailtask.TaskID(doomed)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Written straight into the table, before the service starts (so migrated here
+	// first), and without NOTIFY: polling must find them.
+	if err := pgdb.Migrate(ctx, s.db, migrations.FS, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(id uuid.UUID, email string, enqueuedAgo *time.Duration) {
+		var enqueuedAt *time.Time
+		if enqueuedAgo != nil {
+			at := time.Now().Add(-*enqueuedAgo)
+			enqueuedAt = &at
+		}
+		_, err := s.db.Exec(ctx, `INSERT INTO notifications
+			(id, event_id, kind, user_id, recipient, subject, data, status, created_at, enqueued_at)
+			VALUES ($1, $2, 'welcome', $3, $4, 'Welcome to Bazaar', '{"name":"Lost"}', 'queued', now(), $5)`,
+			id, uuid.New(), uuid.New(), email, enqueuedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	hour := time.Hour
+	neverEnqueued, taskLost := uuid.New(), uuid.New()
+	insert(neverEnqueued, "never-enqueued@example.com", nil)
+	insert(taskLost, "task-lost@example.com", &hour)
+	insert(doomed, "doomed@example.com", &hour)
+	s.start(t, nil)
+
+	for _, rcpt := range []string{"never-enqueued@example.com", "task-lost@example.com"} {
+		m := s.waitMail(t, rcpt, 1)[0]
+		if !strings.Contains(m.Header.Get("Subject"), "Welcome to Bazaar") {
+			t.Errorf("%s got %q", rcpt, m.Header.Get("Subject"))
+		}
+	}
+	for _, id := range []uuid.UUID{neverEnqueued, taskLost} {
+		eventually(t, arrives, "repaired notifications sent", func() bool {
+			return s.count(t, `SELECT count(*) FROM notifications WHERE id = $1 AND status = 'sent'`, id) == 1
+		})
+	}
+	eventually(t, arrives, "the notification whose task failed marked failed", func() bool {
+		return s.count(t, `SELECT count(*) FROM notifications WHERE id = $1 AND status = 'failed' AND error <> ''`, doomed) == 1
+	})
+	if n := len(s.smtp.To("doomed@example.com")); n != 0 {
+		t.Errorf("the failed notification was sent %d times", n)
+	}
+}
+
+// Two replicas consume, dispatch and send together: each event becomes one
+// notification and one e-mail.
+func TestTwoReplicasSendEachEmailOnce(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	s.start(t, map[string]string{"CONSUMER_NAME": "replica-1"})
+	s.start(t, map[string]string{"CONSUMER_NAME": "replica-2"})
+	const n = 20
+	for i := range n {
+		s.register(t, newUser(fmt.Sprintf("User %d", i)))
+	}
+	if _, err := s.smtp.WaitFor(n, arrives); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, arrives, "every notification sent", func() bool {
+		return s.count(t, `SELECT count(*) FROM notifications WHERE status = 'sent'`) == n
+	})
+	eventually(t, arrives, "every row enqueued", func() bool {
+		return s.count(t, `SELECT count(*) FROM notifications WHERE enqueued_at IS NOT NULL`) == n
+	})
+	if got := len(s.smtp.Messages()); got != n {
+		t.Errorf("%d e-mails for %d notifications", got, n)
+	}
+	if got := s.count(t, `SELECT count(*) FROM notifications`); got != n {
+		t.Errorf("%d notifications for %d events", got, n)
+	}
+}
+
+// An order whose user never registered (that event was lost) is not dropped: after its
+// last delivery it waits in the DLQ, and once the registration is re-published, a
+// replay sends its e-mail.
+func TestOrderForAnUnknownUserIsDeadLetteredThenReplayed(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	ctx := context.Background()
+	ghost := newUser("Gus")
+	order := s.publish(t, "events.orders", "order.cancelled", map[string]any{
+		"order_id": uuid.New(), "user_id": ghost.id, "reason": "out_of_stock", "total_cents": 700, "currency": "USD",
+	})
+	var dlq []events.DeadLetter
+	eventually(t, arrives, "the order event in the DLQ", func() bool {
+		var err error
+		dlq, err = events.ListDLQ(ctx, s.redis, 10)
+		return err == nil && len(dlq) == 1
+	})
+	if d := dlq[0]; d.EventID != order.ID.String() || d.Deliveries != 5 || !strings.Contains(d.Error, "recipient not known yet") {
+		t.Errorf("DLQ entry %+v", d)
+	}
+
+	s.register(t, ghost)
+	s.waitMail(t, ghost.email, 1) // the welcome
+	if err := events.Replay(ctx, s.redis, dlq[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	msgs := s.waitMail(t, ghost.email, 2)
+	if !strings.Contains(msgs[1].Header.Get("Subject"), "was cancelled") {
+		t.Errorf("after the replay: %q", msgs[1].Header.Get("Subject"))
+	}
+	s.waitRow(t, order.ID, "the replayed order's notification sent", func(r row) bool { return r.status == "sent" })
 }

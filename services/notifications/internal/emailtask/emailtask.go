@@ -1,0 +1,111 @@
+// Package emailtask is the email:send background task: its declaration, its payload,
+// the Enqueuer the dispatcher puts it on the queue with, and its worker handler, which
+// hands the work to notification.Sender. It is the only part of the service that knows
+// the task queue (pkg/tasks, asynq).
+package emailtask
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
+
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+)
+
+// Type is the task's type name.
+const Type = "email:send"
+
+// Task declares email:send with maxRetry retries (0 means none): on the critical
+// queue, 30 s per attempt, and kept for a day once completed so that its id — the
+// notification id — goes on refusing a second enqueue of the same notification.
+func Task(maxRetry int) tasks.Task {
+	if maxRetry <= 0 {
+		maxRetry = tasks.NoRetry
+	}
+	return tasks.Task{
+		Type:      Type,
+		Queue:     tasks.QueueCritical,
+		MaxRetry:  maxRetry,
+		Timeout:   30 * time.Second,
+		Retention: 24 * time.Hour,
+	}
+}
+
+// Payload is the task's payload: only the id; the row holds the rest, so that what is
+// sent is what the row says when the task runs.
+type Payload struct {
+	NotificationID uuid.UUID `json:"notification_id"`
+}
+
+// TaskID is the asynq task id of notification id's task: the notification id itself.
+func TaskID(id uuid.UUID) string { return id.String() }
+
+// Enqueuer implements notification.Enqueuer on a task client.
+type Enqueuer struct {
+	task      tasks.Task
+	client    *tasks.Client
+	inspector *tasks.Inspector
+}
+
+var _ notification.Enqueuer = (*Enqueuer)(nil)
+
+// NewEnqueuer enqueues task (Task(...)) with client and reads task states with
+// inspector.
+func NewEnqueuer(task tasks.Task, client *tasks.Client, inspector *tasks.Inspector) *Enqueuer {
+	return &Enqueuer{task: task, client: client, inspector: inspector}
+}
+
+// Enqueue implements notification.Enqueuer.
+func (e *Enqueuer) Enqueue(ctx context.Context, id uuid.UUID) error {
+	_, err := e.client.Enqueue(ctx, e.task, Payload{NotificationID: id}, asynq.TaskID(TaskID(id)))
+	if errors.Is(err, tasks.ErrTaskExists) {
+		return fmt.Errorf("%w: %w", notification.ErrAlreadyEnqueued, err)
+	}
+	return err
+}
+
+// FailedTask implements notification.Enqueuer.
+func (e *Enqueuer) FailedTask(ctx context.Context, id uuid.UUID) (string, bool, error) {
+	info, err := e.inspector.Get(ctx, TaskID(id))
+	if errors.Is(err, tasks.ErrTaskNotFound) {
+		return "", false, nil // gone since the enqueue was refused: the next pass enqueues it
+	}
+	if err != nil {
+		return "", false, err
+	}
+	if info.State != tasks.StateFailed {
+		return "", false, nil
+	}
+	return info.Error, true, nil
+}
+
+// Register makes w run email:send (declared as task) with sender: a failure is retried
+// with backoff unless it cannot pass (notification.ErrNotFound, ErrUndeliverable), and
+// after the last attempt the notification is marked failed. If the process dies
+// between the last failure and that mark, the dispatcher's stale sweep finds the row
+// still queued with its task failed, and marks it.
+func Register(w *tasks.Worker, task tasks.Task, sender *notification.Sender, log *slog.Logger) {
+	w.Handle(task, tasks.JSON(func(ctx context.Context, p Payload) error {
+		err := sender.Send(ctx, p.NotificationID)
+		if errors.Is(err, notification.ErrNotFound) || errors.Is(err, notification.ErrUndeliverable) {
+			return tasks.SkipRetry(err)
+		}
+		return err
+	}), tasks.OnFinalFailure(func(ctx context.Context, payload []byte, err error) {
+		var p Payload
+		if jerr := json.Unmarshal(payload, &p); jerr != nil {
+			return // the payload never decoded; there is no row to mark
+		}
+		if ferr := sender.Fail(ctx, p.NotificationID, err); ferr != nil {
+			log.ErrorContext(ctx, "could not mark a notification failed; the dispatcher's sweep will",
+				"notification_id", p.NotificationID, "err", ferr)
+		}
+	}))
+}

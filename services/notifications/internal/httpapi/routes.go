@@ -1,0 +1,25 @@
+// Package httpapi is the notifications service's HTTP API: the routes, the JSON
+// response types and the converters to them from the domain. Handlers parse requests
+// into typed values, ask the store, and render errors as problems.
+package httpapi
+
+import (
+	"log/slog"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+)
+
+// Deps are what the handlers need.
+type Deps struct {
+	Log           *slog.Logger
+	Verifier      *auth.Verifier // checks access tokens against the users service's keys
+	Notifications Lister
+}
+
+// Mount adds every route of the notifications service to r. The paths are the public
+// ones: the gateway proxies them unchanged.
+func Mount(r chi.Router, d Deps) {
+	r.With(d.Verifier.Require(d.Log)).Get("/api/v1/notifications", list(d.Log, d.Notifications))
+}

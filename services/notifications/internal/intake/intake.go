@@ -1,0 +1,205 @@
+// Package intake turns the domain events notifications consumes into notifications:
+// the events.Handler of its consumer group. It owns the events' wire shapes (the data
+// of user.registered, order.confirmed, order.cancelled and payment.refunded, as
+// docs/events.md fixes them) and parses them into domain values; a shape that does
+// not fit is a poison message (events.ErrMalformed) and goes to the DLQ at once.
+package intake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+)
+
+// Streams are the streams notifications reads.
+var Streams = []string{"events.users", "events.orders", "events.payments"}
+
+// The event types acted on; every other type on those streams is acknowledged and
+// ignored.
+const (
+	TypeUserRegistered  = "user.registered"
+	TypeOrderConfirmed  = "order.confirmed"
+	TypeOrderCancelled  = "order.cancelled"
+	TypePaymentRefunded = "payment.refunded"
+)
+
+// Store is what the handler writes, inside the consumer's transaction.
+type Store interface {
+	// SaveRecipient records or updates a recipient.
+	SaveRecipient(ctx context.Context, r notification.Recipient) error
+	// Recipient is the recipient of user, or an error wrapping
+	// notification.ErrUnknownRecipient.
+	Recipient(ctx context.Context, user uuid.UUID) (notification.Recipient, error)
+	// Add writes a queued notification, reporting false when its event already has one.
+	Add(ctx context.Context, n notification.Notification) (bool, error)
+}
+
+// Handler is the consumer's handler: each event is applied through the Store that
+// inTx makes of the consumer's transaction, so the notification row, the recipient
+// and the inbox row commit together. now is the clock.
+func Handler(inTx func(pgx.Tx) Store, now func() time.Time) events.Handler {
+	return func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+		return Apply(ctx, inTx(tx), e, now())
+	}
+}
+
+// Apply turns one event into its effects at time at. It fails with an error wrapping
+// events.ErrMalformed when the event's data does not fit its type, with one wrapping
+// notification.ErrUnknownRecipient when an order or payment event names a user not
+// seen yet, and with others when the store fails.
+func Apply(ctx context.Context, s Store, e events.Envelope, at time.Time) error {
+	var (
+		n   notification.Notification
+		err error
+	)
+	switch e.Type {
+	case TypeUserRegistered:
+		n, err = registered(ctx, s, e, at)
+	case TypeOrderConfirmed:
+		n, err = confirmed(ctx, s, e, at)
+	case TypeOrderCancelled:
+		n, err = cancelled(ctx, s, e, at)
+	case TypePaymentRefunded:
+		n, err = refunded(ctx, s, e, at)
+	default:
+		return nil // another consumer's business (order.created, payment.captured, ...)
+	}
+	if err != nil {
+		return err
+	}
+	// false: the event already has its notification (the inbox should have said so;
+	// the unique event_id is the second guard). Nothing more to do either way.
+	_, err = s.Add(ctx, n)
+	return err
+}
+
+func registered(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
+	var d struct {
+		UserID uuid.UUID `json:"user_id"`
+		Email  string    `json:"email"`
+		Name   string    `json:"name"`
+	}
+	if err := e.Decode(&d); err != nil {
+		return notification.Notification{}, err
+	}
+	r, err := notification.NewRecipient(d.UserID, d.Email, d.Name)
+	if err != nil {
+		return notification.Notification{}, malformed(e, err)
+	}
+	if err := s.SaveRecipient(ctx, r); err != nil {
+		return notification.Notification{}, err
+	}
+	return notification.New(e.ID, notification.KindWelcome, r, notification.Details{}, at), nil
+}
+
+func confirmed(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
+	var d struct {
+		OrderID    uuid.UUID `json:"order_id"`
+		UserID     uuid.UUID `json:"user_id"`
+		TotalCents int64     `json:"total_cents"`
+		Currency   string    `json:"currency"`
+		Items      []struct {
+			ProductID      uuid.UUID `json:"product_id"`
+			Quantity       int       `json:"quantity"`
+			UnitPriceCents int64     `json:"unit_price_cents"`
+		} `json:"items"`
+	}
+	if err := e.Decode(&d); err != nil {
+		return notification.Notification{}, err
+	}
+	if d.OrderID == uuid.Nil {
+		return notification.Notification{}, malformed(e, errors.New("order_id is required"))
+	}
+	total, err := notification.NewMoney(d.TotalCents, d.Currency)
+	if err != nil {
+		return notification.Notification{}, malformed(e, err)
+	}
+	details := notification.Details{OrderID: d.OrderID, Total: total}
+	for i, it := range d.Items {
+		price, err := notification.NewMoney(it.UnitPriceCents, d.Currency)
+		if err != nil || it.Quantity < 1 || it.ProductID == uuid.Nil {
+			return notification.Notification{}, malformed(e, fmt.Errorf("items[%d] needs a product_id, a quantity of at least 1 and a unit price", i))
+		}
+		details.Items = append(details.Items, notification.Item{ProductID: it.ProductID, Quantity: it.Quantity, UnitPrice: price})
+	}
+	return forRecipient(ctx, s, e, d.UserID, notification.KindOrderConfirmed, details, at)
+}
+
+func cancelled(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
+	var d struct {
+		OrderID    uuid.UUID `json:"order_id"`
+		UserID     uuid.UUID `json:"user_id"`
+		Reason     string    `json:"reason"`
+		TotalCents int64     `json:"total_cents"`
+		Currency   string    `json:"currency"`
+	}
+	if err := e.Decode(&d); err != nil {
+		return notification.Notification{}, err
+	}
+	if d.OrderID == uuid.Nil {
+		return notification.Notification{}, malformed(e, errors.New("order_id is required"))
+	}
+	total, err := notification.NewMoney(d.TotalCents, d.Currency)
+	if err != nil {
+		return notification.Notification{}, malformed(e, err)
+	}
+	// An unknown reason is kept and worded neutrally (CancelReason.Words): orders
+	// may add reasons before this service learns them.
+	details := notification.Details{OrderID: d.OrderID, Total: total, Reason: notification.CancelReason(d.Reason)}
+	return forRecipient(ctx, s, e, d.UserID, notification.KindOrderCancelled, details, at)
+}
+
+func refunded(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
+	var d struct {
+		PaymentID   uuid.UUID `json:"payment_id"`
+		OrderID     uuid.UUID `json:"order_id"`
+		UserID      uuid.UUID `json:"user_id"`
+		AmountCents int64     `json:"amount_cents"`
+		Currency    string    `json:"currency"`
+	}
+	if err := e.Decode(&d); err != nil {
+		return notification.Notification{}, err
+	}
+	if d.PaymentID == uuid.Nil || d.OrderID == uuid.Nil {
+		return notification.Notification{}, malformed(e, errors.New("payment_id and order_id are required"))
+	}
+	amount, err := notification.NewMoney(d.AmountCents, d.Currency)
+	if err != nil {
+		return notification.Notification{}, malformed(e, err)
+	}
+	details := notification.Details{OrderID: d.OrderID, PaymentID: d.PaymentID, Refunded: amount}
+	return forRecipient(ctx, s, e, d.UserID, notification.KindPaymentRefunded, details, at)
+}
+
+// forRecipient makes the notification for user, whose address comes from the local
+// recipients projection.
+//
+// A user not in the projection yet is an error, not a skip: the streams are not
+// ordered with one another, so an order event can overtake its user's user.registered
+// (events.users lagging, or replayed from the DLQ). Failing leaves the entry pending;
+// the consumer retries it, by when the registration has usually been handled. If it
+// never is (that event was lost: trimmed, or dead-lettered itself), the entry goes to
+// events.dlq after its last delivery, where an operator sees it and can replay it once
+// the registration has been re-published — rather than the e-mail silently never
+// being sent.
+func forRecipient(ctx context.Context, s Store, e events.Envelope, user uuid.UUID, kind notification.Kind, d notification.Details, at time.Time) (notification.Notification, error) {
+	if user == uuid.Nil {
+		return notification.Notification{}, malformed(e, errors.New("user_id is required"))
+	}
+	r, err := s.Recipient(ctx, user)
+	if err != nil {
+		return notification.Notification{}, err
+	}
+	return notification.New(e.ID, kind, r, d, at), nil
+}
+
+func malformed(e events.Envelope, err error) error {
+	return fmt.Errorf("%w: %s data: %w", events.ErrMalformed, e.Type, err)
+}

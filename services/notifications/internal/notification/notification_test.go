@@ -1,0 +1,130 @@
+package notification_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+)
+
+var (
+	at      = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	orderID = uuid.MustParse("1a2b3c4d-0000-4000-8000-000000000001")
+	payID   = uuid.MustParse("9f8e7d6c-0000-4000-8000-000000000002")
+	prodA   = uuid.MustParse("aaaaaaaa-0000-4000-8000-00000000000a")
+	prodB   = uuid.MustParse("bbbbbbbb-0000-4000-8000-00000000000b")
+)
+
+func recipient(t *testing.T, name string) notification.Recipient {
+	t.Helper()
+	r, err := notification.NewRecipient(uuid.New(), "ann@example.com", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func usd(cents int64) notification.Money { return notification.Money{Cents: cents, Currency: "USD"} }
+
+func TestMoneyString(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		m    notification.Money
+		want string
+	}{
+		{usd(0), "$0.00"},
+		{usd(5), "$0.05"},
+		{usd(1999), "$19.99"},
+		{usd(123456789), "$1,234,567.89"},
+		{usd(-250), "-$2.50"},
+		{notification.Money{Cents: 100000, Currency: "EUR"}, "€1,000.00"},
+		{notification.Money{Cents: 500, Currency: "JPY"}, "¥500"},
+		{notification.Money{Cents: 1234, Currency: "KWD"}, "1.234 KWD"},
+		{notification.Money{Cents: 1250, Currency: "CHF"}, "12.50 CHF"},
+		{notification.Money{Cents: 99, Currency: "GBP"}, "£0.99"},
+	} {
+		if got := tc.m.String(); got != tc.want {
+			t.Errorf("%+v.String() = %q, want %q", tc.m, got, tc.want)
+		}
+	}
+}
+
+func TestNewMoney(t *testing.T) {
+	t.Parallel()
+	if m, err := notification.NewMoney(1999, "usd"); err != nil || m != usd(1999) {
+		t.Errorf("NewMoney(1999, usd) = %+v, %v", m, err)
+	}
+	for _, bad := range []struct {
+		cents    int64
+		currency string
+	}{{-1, "USD"}, {1, ""}, {1, "US"}, {1, "U$D"}, {1, "DOLLARS"}} {
+		if _, err := notification.NewMoney(bad.cents, bad.currency); err == nil {
+			t.Errorf("NewMoney(%d, %q) accepted", bad.cents, bad.currency)
+		}
+	}
+}
+
+func TestNewRecipient(t *testing.T) {
+	t.Parallel()
+	id := uuid.New()
+	r, err := notification.NewRecipient(id, "ann@example.com", "  Ann\r\nBcc: evil@example.com \x00 ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Name != "Ann Bcc: evil@example.com" || r.Email != "ann@example.com" || r.UserID != id {
+		t.Errorf("recipient %+v: control characters must go", r)
+	}
+	for _, bad := range []struct {
+		id    uuid.UUID
+		email string
+	}{{uuid.Nil, "ann@example.com"}, {id, ""}, {id, "not an address"}, {id, "Ann <ann@example.com>"}, {id, "a@example.com, b@example.com"}} {
+		if _, err := notification.NewRecipient(bad.id, bad.email, "Ann"); err == nil {
+			t.Errorf("NewRecipient(%v, %q) accepted", bad.id, bad.email)
+		}
+	}
+}
+
+func TestNewIsQueuedWithItsSubject(t *testing.T) {
+	t.Parallel()
+	r := recipient(t, "Ann")
+	ev := uuid.New()
+	for _, tc := range []struct {
+		kind notification.Kind
+		d    notification.Details
+		want string
+	}{
+		{notification.KindWelcome, notification.Details{}, "Welcome to Bazaar, Ann"},
+		{notification.KindOrderConfirmed, notification.Details{OrderID: orderID, Total: usd(2598)}, "Your order 1A2B3C4D is confirmed"},
+		{notification.KindOrderCancelled, notification.Details{OrderID: orderID, Total: usd(2598), Reason: notification.ReasonOutOfStock}, "Your order 1A2B3C4D was cancelled"},
+		{notification.KindPaymentRefunded, notification.Details{OrderID: orderID, PaymentID: payID, Refunded: usd(1250)}, "Your refund of $12.50 is on its way"},
+	} {
+		n := notification.New(ev, tc.kind, r, tc.d, at)
+		if n.Subject != tc.want || n.Status != notification.StatusQueued || n.Kind != tc.kind ||
+			n.EventID != ev || n.UserID != r.UserID || n.Recipient != r.Email || n.Details.Name != "Ann" ||
+			n.ID == uuid.Nil || !n.CreatedAt.Equal(at.Truncate(time.Microsecond)) || !n.SentAt.IsZero() {
+			t.Errorf("New(%s) = %+v; want subject %q", tc.kind, n, tc.want)
+		}
+	}
+	if n := notification.New(ev, notification.KindWelcome, recipient(t, ""), notification.Details{}, at); n.Subject != "Welcome to Bazaar" {
+		t.Errorf("welcome without a name: subject %q", n.Subject)
+	}
+}
+
+func TestCancelReasonWords(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, r := range []notification.CancelReason{notification.ReasonOutOfStock, notification.ReasonPaymentDeclined,
+		notification.ReasonInsufficientFunds, notification.ReasonCustomerRequest, notification.ReasonTimeout} {
+		w := r.Words()
+		if w == "" || strings.Contains(w, "_") || seen[w] {
+			t.Errorf("%s.Words() = %q: want distinct words", r, w)
+		}
+		seen[w] = true
+	}
+	if w := notification.CancelReason("meteor_strike").Words(); w == "" || strings.Contains(w, "meteor") {
+		t.Errorf("an unknown reason is worded %q; want a neutral sentence", w)
+	}
+}

@@ -1,0 +1,133 @@
+package notification
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Email is one message for the Mailer to send.
+type Email struct {
+	// ID is the notification's id; the Mailer derives the Message-ID from it, so that
+	// a second copy sent after a crash carries the same Message-ID and can be told for
+	// what it is.
+	ID      uuid.UUID
+	To      string // a bare address
+	ToName  string // may be empty
+	Subject string
+	Date    time.Time
+	Content
+}
+
+// Mailer sends e-mail. Send fails with an error wrapping ErrUndeliverable when the
+// server refused the message for good, and with any other error when a later try may
+// succeed (the server is down, said "try again later", or ctx ended).
+type Mailer interface {
+	Send(ctx context.Context, e Email) error
+}
+
+// SendStore is the storage the Sender needs. Every method fails with an error when the
+// database cannot be reached.
+type SendStore interface {
+	// Notification is the notification with id, or ErrNotFound.
+	Notification(ctx context.Context, id uuid.UUID) (Notification, error)
+	// MarkSent records a successful attempt at at: queued becomes sent. It does
+	// nothing for a notification that is no longer queued.
+	MarkSent(ctx context.Context, id uuid.UUID, at time.Time) error
+	// RecordFailure counts a failed attempt and keeps its reason; the notification
+	// stays queued.
+	RecordFailure(ctx context.Context, id uuid.UUID, reason string) error
+	// MarkFailed gives up: queued becomes failed with reason. It does nothing for a
+	// notification that is no longer queued.
+	MarkFailed(ctx context.Context, id uuid.UUID, reason string) error
+}
+
+// Sender delivers notifications: the work of one email:send task.
+type Sender struct {
+	store  SendStore
+	mailer Mailer
+	now    func() time.Time
+}
+
+// NewSender sends through mailer, keeping the outcome in store; now is the clock
+// (time.Now).
+func NewSender(store SendStore, mailer Mailer, now func() time.Time) *Sender {
+	return &Sender{store: store, mailer: mailer, now: now}
+}
+
+// recordTimeout bounds the write that records an attempt's outcome.
+const recordTimeout = 5 * time.Second
+
+// maxReason bounds a failure reason kept on a notification.
+const maxReason = 1000
+
+// Send renders and sends notification id and marks it sent. It is idempotent: a
+// notification that is not queued (sent, failed) is left alone and Send returns nil,
+// so a task that runs twice sends once — unless the first run died in the window
+// below.
+//
+// Delivery is at least once. Between the mail server's "250 accepted" and the commit
+// that marks the row sent there is a window: if the process dies (or the database
+// fails) there, the row is still queued, the task runs again and the recipient gets
+// a second copy. The copy carries the same Message-ID, derived from the notification
+// id, so mail clients and people can recognise it. Closing the window would need the
+// mail server to take part in our transaction, which SMTP cannot.
+//
+// Send fails with an error wrapping ErrNotFound or ErrUndeliverable when no retry can
+// help (the notification is then already marked failed, where it exists), and with
+// another error when a retry may; each failed attempt is recorded on the row.
+func (s *Sender) Send(ctx context.Context, id uuid.UUID) error {
+	n, err := s.store.Notification(ctx, id)
+	if err != nil {
+		return fmt.Errorf("load notification %s: %w", id, err)
+	}
+	if n.Status != StatusQueued {
+		return nil
+	}
+	content, err := Render(n)
+	if err != nil {
+		// A template that cannot render this notification will not render it on the
+		// next try either.
+		err = fmt.Errorf("%w: %w", ErrUndeliverable, err)
+		return errors.Join(err, s.store.MarkFailed(ctx, id, reason(err)))
+	}
+	sendErr := s.mailer.Send(ctx, Email{
+		ID: n.ID, To: n.Recipient, ToName: n.Details.Name, Subject: n.Subject, Date: s.now(), Content: content,
+	})
+	// The outcome is recorded even when the attempt used up the task's time: a send
+	// that succeeded at the deadline must still be marked, or it would be sent again.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if sendErr != nil {
+		sendErr = fmt.Errorf("send notification %s: %w", id, sendErr)
+		var recErr error
+		if errors.Is(sendErr, ErrUndeliverable) {
+			recErr = s.store.MarkFailed(ctx, id, reason(sendErr))
+		} else {
+			recErr = s.store.RecordFailure(ctx, id, reason(sendErr))
+		}
+		return errors.Join(sendErr, recErr)
+	}
+	if err := s.store.MarkSent(ctx, id, s.now()); err != nil {
+		// The e-mail is out but not recorded: the retry will send it again (see above).
+		return fmt.Errorf("mark notification %s sent: %w", id, err)
+	}
+	return nil
+}
+
+// Fail marks notification id failed with reason after its last attempt failed. A
+// notification no longer queued is left alone.
+func (s *Sender) Fail(ctx context.Context, id uuid.UUID, why error) error {
+	return s.store.MarkFailed(ctx, id, reason(why))
+}
+
+func reason(err error) string {
+	msg := err.Error()
+	if r := []rune(msg); len(r) > maxReason {
+		msg = string(r[:maxReason])
+	}
+	return msg
+}

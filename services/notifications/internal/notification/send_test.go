@@ -1,0 +1,241 @@
+package notification_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+)
+
+// fakeStore keeps notifications in memory with the SendStore and DispatchStore rules.
+type fakeStore struct {
+	mu       sync.Mutex
+	rows     map[uuid.UUID]*fakeRow
+	failNext error // returned by the next write
+}
+
+type fakeRow struct {
+	n          notification.Notification
+	enqueuedAt time.Time
+}
+
+var (
+	_ notification.SendStore     = (*fakeStore)(nil)
+	_ notification.DispatchStore = (*fakeStore)(nil)
+)
+
+func newFakeStore(ns ...notification.Notification) *fakeStore {
+	s := &fakeStore{rows: map[uuid.UUID]*fakeRow{}}
+	for _, n := range ns {
+		s.rows[n.ID] = &fakeRow{n: n}
+	}
+	return s
+}
+
+func (s *fakeStore) get(id uuid.UUID) notification.Notification {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rows[id].n
+}
+
+func (s *fakeStore) write() error {
+	err := s.failNext
+	s.failNext = nil
+	return err
+}
+
+func (s *fakeStore) Notification(_ context.Context, id uuid.UUID) (notification.Notification, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rows[id]
+	if !ok {
+		return notification.Notification{}, notification.ErrNotFound
+	}
+	return r.n, nil
+}
+
+func (s *fakeStore) update(id uuid.UUID, fn func(*notification.Notification)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.write(); err != nil {
+		return err
+	}
+	if r, ok := s.rows[id]; ok && r.n.Status == notification.StatusQueued {
+		fn(&r.n)
+	}
+	return nil
+}
+
+func (s *fakeStore) MarkSent(_ context.Context, id uuid.UUID, at time.Time) error {
+	return s.update(id, func(n *notification.Notification) {
+		n.Status, n.SentAt = notification.StatusSent, at
+		n.Attempts++
+	})
+}
+
+func (s *fakeStore) RecordFailure(_ context.Context, id uuid.UUID, reason string) error {
+	return s.update(id, func(n *notification.Notification) {
+		n.Attempts++
+		n.Error = reason
+	})
+}
+
+func (s *fakeStore) MarkFailed(_ context.Context, id uuid.UUID, reason string) error {
+	return s.update(id, func(n *notification.Notification) { n.Status, n.Error = notification.StatusFailed, reason })
+}
+
+func (s *fakeStore) Due(_ context.Context, staleBefore time.Time, limit int) ([]notification.Due, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []notification.Due
+	for _, r := range s.rows {
+		if r.n.Status == notification.StatusQueued && (r.enqueuedAt.IsZero() || r.enqueuedAt.Before(staleBefore)) && len(out) < limit {
+			out = append(out, notification.Due{ID: r.n.ID, Stale: !r.enqueuedAt.IsZero()})
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeStore) MarkEnqueued(_ context.Context, ids []uuid.UUID, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.write(); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		s.rows[id].enqueuedAt = at
+	}
+	return nil
+}
+
+// fakeMailer records what it was asked to send, failing with err while it is set.
+type fakeMailer struct {
+	mu   sync.Mutex
+	sent []notification.Email
+	err  error
+}
+
+var _ notification.Mailer = (*fakeMailer)(nil)
+
+func (m *fakeMailer) Send(_ context.Context, e notification.Email) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return m.err
+	}
+	m.sent = append(m.sent, e)
+	return nil
+}
+
+func clock() time.Time { return at }
+
+func queued(t *testing.T) notification.Notification {
+	t.Helper()
+	return notification.New(uuid.New(), notification.KindWelcome, recipient(t, "Ann"), notification.Details{}, at)
+}
+
+func TestSendSendsOnceAndMarksSent(t *testing.T) {
+	t.Parallel()
+	n := queued(t)
+	store, mailer := newFakeStore(n), &fakeMailer{}
+	s := notification.NewSender(store, mailer, clock)
+	if err := s.Send(t.Context(), n.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The task runs again (a retry after a lost acknowledgement): nothing more is sent.
+	if err := s.Send(t.Context(), n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(mailer.sent) != 1 {
+		t.Fatalf("sent %d e-mails, want 1", len(mailer.sent))
+	}
+	e := mailer.sent[0]
+	if e.ID != n.ID || e.To != "ann@example.com" || e.ToName != "Ann" || e.Subject != "Welcome to Bazaar, Ann" ||
+		!e.Date.Equal(at) || !strings.Contains(e.Text, "Hello Ann") || !strings.Contains(e.HTML, "Hello Ann") {
+		t.Errorf("e-mail %+v", e)
+	}
+	got := store.get(n.ID)
+	if got.Status != notification.StatusSent || !got.SentAt.Equal(at) || got.Attempts != 1 {
+		t.Errorf("row after send: %+v", got)
+	}
+}
+
+func TestSendFailureIsRecordedAndRetryable(t *testing.T) {
+	t.Parallel()
+	n := queued(t)
+	store, mailer := newFakeStore(n), &fakeMailer{err: errors.New("smtp: 451 try again later")}
+	s := notification.NewSender(store, mailer, clock)
+	for range 2 {
+		err := s.Send(t.Context(), n.ID)
+		if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "451") {
+			t.Fatalf("Send = %v, want the retryable SMTP error", err)
+		}
+	}
+	got := store.get(n.ID)
+	if got.Status != notification.StatusQueued || got.Attempts != 2 || !strings.Contains(got.Error, "451") {
+		t.Errorf("row after two failures: %+v", got)
+	}
+
+	// The last retry failed too: the task's final-failure hook gives up.
+	if err := s.Fail(t.Context(), n.ID, errors.New("smtp: 451 try again later")); err != nil {
+		t.Fatal(err)
+	}
+	if got := store.get(n.ID); got.Status != notification.StatusFailed || !strings.Contains(got.Error, "451") {
+		t.Errorf("row after Fail: %+v", got)
+	}
+	// A failed notification is not sent by a late run.
+	mailer.err = nil
+	if err := s.Send(t.Context(), n.ID); err != nil || len(mailer.sent) != 0 {
+		t.Errorf("Send of a failed notification = %v, %d sent", err, len(mailer.sent))
+	}
+}
+
+func TestSendUndeliverableFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	n := queued(t)
+	store := newFakeStore(n)
+	mailer := &fakeMailer{err: errors.Join(notification.ErrUndeliverable, errors.New("550 no such user"))}
+	err := notification.NewSender(store, mailer, clock).Send(t.Context(), n.ID)
+	if !errors.Is(err, notification.ErrUndeliverable) {
+		t.Fatalf("Send = %v, want ErrUndeliverable", err)
+	}
+	if got := store.get(n.ID); got.Status != notification.StatusFailed || !strings.Contains(got.Error, "550") {
+		t.Errorf("row: %+v", got)
+	}
+}
+
+func TestSendUnknownNotification(t *testing.T) {
+	t.Parallel()
+	err := notification.NewSender(newFakeStore(), &fakeMailer{}, clock).Send(t.Context(), uuid.New())
+	if !errors.Is(err, notification.ErrNotFound) {
+		t.Errorf("Send = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSendWhenMarkingFailsReturnsAnError(t *testing.T) {
+	t.Parallel()
+	n := queued(t)
+	store, mailer := newFakeStore(n), &fakeMailer{}
+	store.failNext = errors.New("connection reset")
+	s := notification.NewSender(store, mailer, clock)
+	// Sent but not recorded: the error makes the task run again, which sends a
+	// second copy (the documented at-least-once window) and records it.
+	if err := s.Send(t.Context(), n.ID); err == nil {
+		t.Fatal("Send hid a failed MarkSent")
+	}
+	if err := s.Send(t.Context(), n.ID); err != nil {
+		t.Fatal(err)
+	}
+	if len(mailer.sent) != 2 || mailer.sent[0].ID != mailer.sent[1].ID {
+		t.Errorf("sent %d copies; want 2 with the same id", len(mailer.sent))
+	}
+	if got := store.get(n.ID); got.Status != notification.StatusSent {
+		t.Errorf("row: %+v", got)
+	}
+}

@@ -1,0 +1,311 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres/migrations"
+)
+
+var at = time.Date(2026, 3, 1, 12, 0, 0, 123456000, time.UTC)
+
+func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := pgtest.New(t, migrations.FS)
+	return postgres.NewStore(pool), pool
+}
+
+// inTx runs fn in a committed transaction, as the consumer does.
+func inTx(t *testing.T, pool *pgxpool.Pool, s *postgres.Store, fn func(*postgres.TxStore) error) {
+	t.Helper()
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error { return fn(s.InTx(tx)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ann(t *testing.T) notification.Recipient {
+	t.Helper()
+	r, err := notification.NewRecipient(uuid.New(), "ann@example.com", "Ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func add(t *testing.T, pool *pgxpool.Pool, s *postgres.Store, n notification.Notification) {
+	t.Helper()
+	inTx(t, pool, s, func(tx *postgres.TxStore) error {
+		created, err := tx.Add(context.Background(), n)
+		if err == nil && !created {
+			t.Errorf("Add(%s) did not create it", n.ID)
+		}
+		return err
+	})
+}
+
+func TestAddAndReadBackEveryField(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	d := notification.Details{
+		OrderID:   uuid.New(),
+		PaymentID: uuid.New(),
+		Total:     notification.Money{Cents: 2598, Currency: "USD"},
+		Items:     []notification.Item{{ProductID: uuid.New(), Quantity: 2, UnitPrice: notification.Money{Cents: 1299, Currency: "USD"}}},
+		Reason:    notification.ReasonOutOfStock,
+		Refunded:  notification.Money{Cents: 100, Currency: "USD"},
+	}
+	n := notification.New(uuid.New(), notification.KindOrderConfirmed, ann(t), d, at)
+	add(t, pool, s, n)
+	got, err := s.Notification(ctx, n.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != n.ID || got.EventID != n.EventID || got.Kind != n.Kind || got.UserID != n.UserID ||
+		got.Recipient != n.Recipient || got.Subject != n.Subject || got.Status != notification.StatusQueued ||
+		got.Attempts != 0 || got.Error != "" || !got.CreatedAt.Equal(n.CreatedAt) || !got.SentAt.IsZero() {
+		t.Errorf("read back %+v\nwant %+v", got, n)
+	}
+	gd := got.Details
+	if gd.Name != "Ann" || gd.OrderID != d.OrderID || gd.PaymentID != d.PaymentID || gd.Total != d.Total ||
+		gd.Reason != d.Reason || gd.Refunded != d.Refunded || len(gd.Items) != 1 || gd.Items[0] != d.Items[0] {
+		t.Errorf("details %+v\nwant %+v", gd, d)
+	}
+
+	if _, err := s.Notification(ctx, uuid.New()); !errors.Is(err, notification.ErrNotFound) {
+		t.Errorf("unknown id: %v, want ErrNotFound", err)
+	}
+}
+
+func TestAddIsOncePerEvent(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	r := ann(t)
+	ev := uuid.New()
+	add(t, pool, s, notification.New(ev, notification.KindWelcome, r, notification.Details{}, at))
+	inTx(t, pool, s, func(tx *postgres.TxStore) error {
+		created, err := tx.Add(context.Background(), notification.New(ev, notification.KindWelcome, r, notification.Details{}, at))
+		if created {
+			t.Error("a second notification for the same event was created")
+		}
+		return err
+	})
+	var n int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM notifications WHERE event_id = $1`, ev).Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d rows for the event (%v), want 1", n, err)
+	}
+}
+
+func TestRecipients(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	r := ann(t)
+	inTx(t, pool, s, func(tx *postgres.TxStore) error {
+		if _, err := tx.Recipient(ctx, r.UserID); !errors.Is(err, notification.ErrUnknownRecipient) {
+			t.Errorf("unknown recipient: %v, want ErrUnknownRecipient", err)
+		}
+		return tx.SaveRecipient(ctx, r)
+	})
+	changed := r
+	changed.Email, changed.Name = "ann@example.org", "Ann B."
+	inTx(t, pool, s, func(tx *postgres.TxStore) error { return tx.SaveRecipient(ctx, changed) })
+	inTx(t, pool, s, func(tx *postgres.TxStore) error {
+		got, err := tx.Recipient(ctx, r.UserID)
+		if err != nil || got != changed {
+			t.Errorf("Recipient = %+v, %v; want %+v", got, err, changed)
+		}
+		return nil
+	})
+}
+
+func TestStatusTransitions(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	r := ann(t)
+	a := notification.New(uuid.New(), notification.KindWelcome, r, notification.Details{}, at)
+	b := notification.New(uuid.New(), notification.KindWelcome, r, notification.Details{}, at)
+	add(t, pool, s, a)
+	add(t, pool, s, b)
+
+	if err := s.RecordFailure(ctx, a.ID, "smtp: 451 later"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSent(ctx, a.ID, at.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	// A late failure mark (a hook after the row was sent) changes nothing.
+	if err := s.MarkFailed(ctx, a.ID, "too late"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Notification(ctx, a.ID)
+	if got.Status != notification.StatusSent || got.Attempts != 2 || !got.SentAt.Equal(at.Add(time.Minute)) || got.Error != "smtp: 451 later" {
+		t.Errorf("after failure then send: %+v", got)
+	}
+
+	if err := s.MarkFailed(ctx, b.ID, "smtp: 451 still"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSent(ctx, b.ID, at); err != nil { // a run racing the failure mark
+		t.Fatal(err)
+	}
+	if err := s.RecordFailure(ctx, b.ID, "ignored"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Notification(ctx, b.ID)
+	if got.Status != notification.StatusFailed || got.Attempts != 0 || !got.SentAt.IsZero() || got.Error != "smtp: 451 still" {
+		t.Errorf("after failed: %+v", got)
+	}
+	if n, err := s.CountQueued(ctx); err != nil || n != 0 {
+		t.Errorf("CountQueued = %d, %v", n, err)
+	}
+}
+
+func TestDueAndMarkEnqueued(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	r := ann(t)
+	older := notification.New(uuid.New(), notification.KindWelcome, r, notification.Details{}, at)
+	newer := notification.New(uuid.New(), notification.KindWelcome, r, notification.Details{}, at.Add(time.Second))
+	sent := notification.New(uuid.New(), notification.KindWelcome, r, notification.Details{}, at)
+	for _, n := range []notification.Notification{newer, older, sent} {
+		add(t, pool, s, n)
+	}
+	if err := s.MarkSent(ctx, sent.ID, at); err != nil {
+		t.Fatal(err)
+	}
+	now := at.Add(time.Hour)
+	due, err := s.Due(ctx, now.Add(-5*time.Minute), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(due) != 2 || due[0] != (notification.Due{ID: older.ID}) || due[1] != (notification.Due{ID: newer.ID}) {
+		t.Fatalf("Due = %+v; want older then newer, not stale", due)
+	}
+	if due, _ := s.Due(ctx, now, 1); len(due) != 1 || due[0].ID != older.ID {
+		t.Errorf("Due with limit 1 = %+v", due)
+	}
+
+	if err := s.MarkEnqueued(ctx, []uuid.UUID{older.ID, newer.ID}, now); err != nil {
+		t.Fatal(err)
+	}
+	if due, _ := s.Due(ctx, now.Add(-5*time.Minute), 10); len(due) != 0 {
+		t.Errorf("just enqueued, yet due: %+v", due)
+	}
+	// Ten minutes on, both are still queued: stale.
+	due, err = s.Due(ctx, now.Add(10*time.Minute).Add(-5*time.Minute), 10)
+	if err != nil || len(due) != 2 || !due[0].Stale || !due[1].Stale {
+		t.Errorf("stale Due = %+v, %v", due, err)
+	}
+	if n, err := s.CountQueued(ctx); err != nil || n != 2 {
+		t.Errorf("CountQueued = %d, %v", n, err)
+	}
+}
+
+func TestListIsPerUserNewestFirstByPage(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	r, other := ann(t), ann(t)
+	var want []uuid.UUID // newest first
+	for i := range 5 {
+		// Two share a timestamp: the id breaks the tie, and no page loses either.
+		created := at.Add(time.Duration(i/2*2) * time.Second)
+		n := notification.New(uuid.New(), notification.KindWelcome, r, notification.Details{}, created)
+		add(t, pool, s, n)
+		want = append(want, n.ID)
+	}
+	add(t, pool, s, notification.New(uuid.New(), notification.KindWelcome, other, notification.Details{}, at.Add(time.Hour)))
+
+	var got []uuid.UUID
+	pr := page.Request{Limit: 2}
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+		found, err := s.List(ctx, r.UserID, pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		items, next := page.Next(found, pr.Limit, func(n notification.Notification) page.Cursor {
+			return page.Cursor{Time: n.CreatedAt, ID: n.ID}
+		})
+		for _, n := range items {
+			if n.UserID != r.UserID {
+				t.Fatalf("another user's notification listed: %+v", n)
+			}
+			got = append(got, n.ID)
+		}
+		if next == nil {
+			break
+		}
+		c, err := page.Decode(*next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr.After = &c
+	}
+	if len(got) != 5 {
+		t.Fatalf("listed %d, want 5", len(got))
+	}
+	seen := map[uuid.UUID]bool{}
+	var prev notification.Notification
+	for i, id := range got {
+		if seen[id] {
+			t.Errorf("%s listed twice", id)
+		}
+		seen[id] = true
+		n, _ := s.Notification(ctx, id)
+		if i > 0 && (n.CreatedAt.After(prev.CreatedAt) || (n.CreatedAt.Equal(prev.CreatedAt) && n.ID.String() > prev.ID.String())) {
+			t.Errorf("not newest first at %d: %v after %v", i, n.CreatedAt, prev.CreatedAt)
+		}
+		prev = n
+	}
+	for _, id := range want {
+		if !seen[id] {
+			t.Errorf("%s never listed", id)
+		}
+	}
+}
+
+func TestListenerWakesAfterACommittedNotification(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	l := postgres.NewListener(pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}()
+	// Run wakes once when it starts listening, for anything announced before.
+	select {
+	case <-l.C():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up when listening started")
+	}
+	add(t, pool, s, notification.New(uuid.New(), notification.KindWelcome, ann(t), notification.Details{}, at))
+	select {
+	case <-l.C():
+	case <-time.After(10 * time.Second):
+		t.Fatal("no wake-up after a committed notification")
+	}
+}
