@@ -12,6 +12,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
 )
 
@@ -55,12 +56,12 @@ func listProducts(log *slog.Logger, products *product.Service) http.HandlerFunc 
 	return func(w http.ResponseWriter, r *http.Request) {
 		pr, err := page.Parse(r.URL.Query())
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		found, err := products.List(r.Context(), pr)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		items, next := page.Next(found, pr.Limit, cursorOf)
@@ -77,12 +78,12 @@ func getProduct(log *slog.Logger, products *product.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(chi.URLParam(r, "id"), product.ErrNotFound)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		p, err := products.Get(r.Context(), id)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		httpjson.Write(w, http.StatusOK, toProductResponse(p))
@@ -128,17 +129,17 @@ func createProduct(log *slog.Logger, products *product.Service) http.HandlerFunc
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req createProductRequest
 		if err := httpjson.Decode(r, &req); err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		n, err := req.toNew()
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		p, err := products.Create(r.Context(), n)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		log.InfoContext(r.Context(), "product created", "product_id", p.ID, "sku", p.SKU)
@@ -210,22 +211,22 @@ func updateProduct(log *slog.Logger, products *product.Service) http.HandlerFunc
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := pathID(chi.URLParam(r, "id"), product.ErrNotFound)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		var req patchProductRequest
 		if err := httpjson.Decode(r, &req); err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		patch, err := req.toPatch()
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		p, err := products.Update(r.Context(), id, patch)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		log.InfoContext(r.Context(), "product updated", "product_id", p.ID)

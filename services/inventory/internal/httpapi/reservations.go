@@ -12,6 +12,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
 )
 
@@ -70,18 +71,18 @@ func quote(log *slog.Logger, reservations *reservation.Service) http.HandlerFunc
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req quoteRequest
 		if err := httpjson.Decode(r, &req); err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		var f apperr.Fields
 		basket := toBasket(&f, req.Items)
 		if err := f.Err(); err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		q, err := reservations.Quote(r.Context(), basket)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		httpjson.Write(w, http.StatusOK, quoteResponse{
@@ -124,19 +125,19 @@ func reserve(log *slog.Logger, reservations *reservation.Service) http.HandlerFu
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req reserveRequest
 		if err := httpjson.Decode(r, &req); err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		var f apperr.Fields
 		order := parseID(&f, "order_id", req.OrderID)
 		basket := toBasket(&f, req.Items)
 		if err := f.Err(); err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		res, created, err := reservations.Reserve(r.Context(), order, basket)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		status := http.StatusOK
@@ -155,12 +156,12 @@ func reservationAction(log *slog.Logger, act func(r *http.Request, order uuid.UU
 	return func(w http.ResponseWriter, r *http.Request) {
 		order, err := pathID(chi.URLParam(r, "order_id"), reservation.ErrNotFound)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		res, err := act(r, order)
 		if err != nil {
-			writeError(w, r, log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		httpjson.Write(w, http.StatusOK, toReservationResponse(res))

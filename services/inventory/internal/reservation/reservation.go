@@ -37,10 +37,10 @@ var (
 	ErrNotFound = apperr.E(apperr.NotFound, "there is no reservation for this order")
 	// ErrOutOfStock means some line of the order had too little stock; nothing was
 	// reserved. Its problem code is out_of_stock.
-	ErrOutOfStock = apperr.E(apperr.Conflict, "there is not enough stock for every item of the order; nothing was reserved")
+	ErrOutOfStock = apperr.R(apperr.Conflict, "out_of_stock", "there is not enough stock for every item of the order; nothing was reserved")
 	// ErrReleased means the reservation was released (it expired, or the order was
 	// cancelled) and cannot be committed. Its problem code is reservation_released.
-	ErrReleased = apperr.E(apperr.Conflict, "the reservation was released (it expired or was cancelled) and cannot be committed")
+	ErrReleased = apperr.R(apperr.Conflict, "reservation_released", "the reservation was released (it expired or was cancelled) and cannot be committed")
 	// ErrMixedCurrencies means the basket's products are priced in different
 	// currencies, so it has no total.
 	ErrMixedCurrencies = &apperr.Error{
