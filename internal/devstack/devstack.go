@@ -272,6 +272,7 @@ func (s *Stack) start(ctx context.Context) error {
 		services[name] = envFor(name, o.Ports.of(name))
 	}
 	services["notifications"]["SMTP_ADDR"] = s.urls.SMTPAddr
+	services["inventory"]["SEED_CATALOGUE"] = "true" // the demo catalogue, loaded once
 	if err := s.startPrograms(ctx, services); err != nil {
 		return err
 	}
