@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,8 +39,8 @@ type ConsumerOptions struct {
 	// ClaimIdle is how long another replica's entry must sit unacknowledged before this
 	// one takes it over with XAUTOCLAIM (default 30s).
 	ClaimIdle time.Duration
-	// RetryDelay is how long an entry this replica failed waits before its next try
-	// (default 1s).
+	// RetryDelay is how long an entry this replica failed waits before its second try
+	// (default 1s); each later try waits twice as long as the one before, up to a minute.
 	RetryDelay time.Duration
 	// MaxDeliveries is how many failed deliveries send an entry to the DLQ (default 5).
 	MaxDeliveries int64
@@ -56,6 +57,11 @@ type Consumer struct {
 	log     *slog.Logger
 	handler Handler
 	opts    ConsumerOptions
+
+	// paused is set when a delivery failed because the consumer's own database was
+	// unreachable: reading stops until it answers again, so that an outage does not
+	// use up entries' deliveries and send healthy events to the DLQ.
+	paused atomic.Bool
 
 	consumed *prometheus.CounterVec
 	lag      *prometheus.GaugeVec
@@ -111,6 +117,19 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wait := 100 * time.Millisecond
 	var lastSweep time.Time
 	for ctx.Err() == nil {
+		if c.paused.Load() {
+			if err := c.pool.Ping(ctx); err != nil {
+				c.log.Warn("database unreachable; consuming paused", "err", err, "retry_in", wait.String())
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 5*time.Second)
+				continue
+			}
+			c.paused.Store(false)
+			c.log.Info("database back; consuming resumed")
+		}
 		err := c.ensureGroups(ctx)
 		if err == nil && time.Since(lastSweep) >= c.opts.RetryDelay {
 			err = c.sweep(ctx)
@@ -177,6 +196,9 @@ func (c *Consumer) sweep(ctx context.Context) error {
 			return fmt.Errorf("xpending: %w", err)
 		}
 		for _, p := range mine {
+			if p.Idle < c.retryAfter(p.RetryCount) {
+				continue // backing off
+			}
 			msgs, err := c.redis.XClaim(ctx, &redis.XClaimArgs{
 				Stream: s, Group: c.opts.Group, Consumer: c.opts.Name, MinIdle: c.opts.RetryDelay, Messages: []string{p.ID},
 			}).Result()
@@ -200,6 +222,17 @@ func (c *Consumer) sweep(ctx context.Context) error {
 		c.refreshMetrics(ctx, s)
 	}
 	return nil
+}
+
+// retryAfter is how long an entry delivered n times waits before the next try:
+// RetryDelay·2^(n-1), capped at a minute, so a handler waiting for something that has
+// not happened yet (another stream's event) gets tens of seconds, not five.
+func (c *Consumer) retryAfter(n int64) time.Duration {
+	d := c.opts.RetryDelay
+	for i := int64(1); i < n && d < time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, time.Minute)
 }
 
 func (c *Consumer) deliveries(ctx context.Context, stream, id string) int64 {
@@ -275,6 +308,12 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 		log.DebugContext(ctx, "event handled", "result", result)
 	case errors.Is(err, ErrMalformed):
 		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
+	case c.pool.Ping(ctx) != nil:
+		// Not the event's fault: the database is down. Leave the entry pending and
+		// pause until the database is back (see paused).
+		c.paused.Store(true)
+		c.consumed.WithLabelValues(stream, c.opts.Group, "failed").Inc()
+		log.WarnContext(ctx, "event not handled: the database is unreachable", "err", err)
 	case delivery >= c.opts.MaxDeliveries:
 		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
 	default:

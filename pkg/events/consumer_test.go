@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,9 +20,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -297,5 +300,55 @@ func TestStopFinishesTheEntryInHand(t *testing.T) {
 	<-stopped
 	if f.effects(t, "slow") != 1 || f.pendingCount(t) != 0 {
 		t.Fatal("the entry in hand was not finished and acknowledged")
+	}
+}
+
+// An outage of the consumer's own database is not the events' fault: it must not use
+// up their deliveries and send them to the DLQ.
+func TestDatabaseOutageDoesNotDeadLetter(t *testing.T) {
+	t.Parallel()
+	rdb, err := redisclient.Open(redistest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	direct, err := pgdb.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	if err := pgdb.Migrate(ctx, direct, schema, quiet); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(dbURL)
+	proxy, err := tcpproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	u.Host = proxy.Addr()
+	viaProxy, err := pgdb.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer viaProxy.Close()
+
+	f := fixture{pool: viaProxy, redis: rdb}
+	f.start(t, record, events.ConsumerOptions{RetryDelay: 10 * time.Millisecond})
+	proxy.Cut()
+	f.publish(t, events.Envelope{Subject: "during-outage"})
+	check := fixture{pool: direct, redis: rdb}
+	eventually(t, "a delivery during the outage", func() bool {
+		p, err := rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: "tests", Start: "-", End: "+", Count: 1}).Result()
+		return err == nil && len(p) == 1
+	})
+	// Far longer than five deliveries would take at this retry delay.
+	time.Sleep(time.Second)
+	proxy.Restore()
+	eventually(t, "the event handled after the outage", func() bool { return check.effects(t, "during-outage") == 1 })
+	if dlq, _ := events.ListDLQ(ctx, rdb, 10); len(dlq) != 0 {
+		t.Fatalf("the outage sent %d entries to the DLQ: %+v", len(dlq), dlq)
 	}
 }
