@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
+	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/httpapi"
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
+	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
@@ -24,6 +28,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
@@ -37,7 +42,7 @@ const (
 // Config is everything the gateway reads from its environment.
 type Config struct {
 	HTTPAddr         string        // HTTP_ADDR
-	RedisURL         string        // REDIS_URL: operations sessions, the task queues the monitor shows
+	RedisURL         string        // REDIS_URL: operations sessions, the product cache, the task queues
 	UsersURL         string        // USERS_URL
 	InventoryURL     string        // INVENTORY_URL
 	PaymentsURL      string        // PAYMENTS_URL
@@ -47,7 +52,16 @@ type Config struct {
 	LogLevel         string        // LOG_LEVEL
 	OTLPEndpoint     string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
 	UpstreamTimeout  time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
-	OpsSessionTTL    time.Duration // OPS_SESSION_TTL: how long an admin stays signed in to /ops
+	// StreamIdleTimeout (STREAM_IDLE_TIMEOUT) ends an order's status stream that has
+	// been silent this long; the orders service sends a keep-alive every 15s.
+	StreamIdleTimeout time.Duration
+	ProductCacheTTL   time.Duration // PRODUCT_CACHE_TTL: the longest a product read is served from the cache
+	OpsSessionTTL     time.Duration // OPS_SESSION_TTL: how long an admin stays signed in to /ops
+	// ConsumerName (CONSUMER_NAME) names this replica in the "gateway" consumer group
+	// that reads inventory events for the product cache; empty means
+	// "gateway@<host name>". It must be stable across restarts and unique among
+	// replicas.
+	ConsumerName string
 }
 
 // loadConfig reads the gateway's settings; the error names every bad variable.
@@ -55,17 +69,24 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	env := config.New(getenv)
 	web := []string{"http", "https"}
 	c := Config{
-		HTTPAddr:         env.Addr("HTTP_ADDR", ":8080"),
-		RedisURL:         env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		UsersURL:         env.URL("USERS_URL", "http://127.0.0.1:8081", web...),
-		InventoryURL:     env.URL("INVENTORY_URL", "http://127.0.0.1:8082", web...),
-		PaymentsURL:      env.URL("PAYMENTS_URL", "http://127.0.0.1:8083", web...),
-		OrdersURL:        env.URL("ORDERS_URL", "http://127.0.0.1:8084", web...),
-		NotificationsURL: env.URL("NOTIFICATIONS_URL", "http://127.0.0.1:8085", web...),
-		LogLevel:         env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		OTLPEndpoint:     env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
-		UpstreamTimeout:  env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
-		OpsSessionTTL:    env.Duration("OPS_SESSION_TTL", 8*time.Hour),
+		HTTPAddr:          env.Addr("HTTP_ADDR", ":8080"),
+		RedisURL:          env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		UsersURL:          env.URL("USERS_URL", "http://127.0.0.1:8081", web...),
+		InventoryURL:      env.URL("INVENTORY_URL", "http://127.0.0.1:8082", web...),
+		PaymentsURL:       env.URL("PAYMENTS_URL", "http://127.0.0.1:8083", web...),
+		OrdersURL:         env.URL("ORDERS_URL", "http://127.0.0.1:8084", web...),
+		NotificationsURL:  env.URL("NOTIFICATIONS_URL", "http://127.0.0.1:8085", web...),
+		LogLevel:          env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		OTLPEndpoint:      env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
+		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
+		StreamIdleTimeout: env.Duration("STREAM_IDLE_TIMEOUT", time.Minute),
+		ProductCacheTTL:   env.Duration("PRODUCT_CACHE_TTL", time.Minute),
+		OpsSessionTTL:     env.Duration("OPS_SESSION_TTL", 8*time.Hour),
+		ConsumerName:      env.String("CONSUMER_NAME", ""),
+	}
+	if c.ConsumerName == "" {
+		host, _ := os.Hostname()
+		c.ConsumerName = "gateway@" + host
 	}
 	c.JWKSURL = env.URL("JWKS_URL", strings.TrimRight(c.UsersURL, "/")+"/.well-known/jwks.json", web...)
 	return c, env.Err()
@@ -85,7 +106,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
 		slog.String("upstream_timeout", c.UpstreamTimeout.String()),
+		slog.String("stream_idle_timeout", c.StreamIdleTimeout.String()),
+		slog.String("product_cache_ttl", c.ProductCacheTTL.String()),
 		slog.String("ops_session_ttl", c.OpsSessionTTL.String()),
+		slog.String("consumer_name", c.ConsumerName),
 	)
 }
 
@@ -131,19 +155,30 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer rdb.Close()
 	ready := health.NewChecker(log, readyTimeout)
-	// Without Redis the gateway still routes the API; only the operations pages (and
-	// later the rate limits and the product cache) need it, so it is degraded, not down.
+	// Without Redis the gateway still routes the API; the operations pages, the
+	// product cache (bypassed) and task states need it, so it is degraded, not down.
 	ready.Optional("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
+	reg := metrics.New()
 
-	proxyOpts := proxy.Options{Timeout: cfg.UpstreamTimeout, Log: log, Tracing: tracing}
-	users, err := proxy.New("users", cfg.UsersURL, proxyOpts)
+	upstreams, err := newUpstreams(ctx, cfg, log, tracing)
 	if err != nil {
 		return err
 	}
-	notifications, err := proxy.New("notifications", cfg.NotificationsURL, proxyOpts)
+
+	// The product cache has Redis connections of its own, which give up quickly.
+	cacheRDB, err := productcache.Open(cfg.RedisURL)
 	if err != nil {
-		return err
+		return fmt.Errorf("REDIS_URL: %w", err)
 	}
+	defer cacheRDB.Close()
+	cache := productcache.New(cacheRDB, productcache.Options{TTL: cfg.ProductCacheTTL, Log: log, Registerer: reg})
+	invalidator := productcache.NewInvalidator(cache, rdb, productcache.InvalidatorOptions{Name: cfg.ConsumerName, Log: log})
+
+	inspector, err := tasks.NewInspector(cfg.RedisURL, "") // every service's queues
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	defer inspector.Close()
 
 	monitor, err := newTaskMonitor(cfg.RedisURL)
 	if err != nil {
@@ -154,12 +189,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil))
 	h := httpapi.NewServer(httpapi.Deps{
 		Log:          log,
-		Metrics:      metrics.New(),
+		Metrics:      reg,
 		Tracing:      tracing,
 		Verifier:     verifier,
 		Ready:        ready,
 		SystemHealth: systemhealth.New(cfg.services(), ready.Check, serviceReadyTimeout, log),
-		Upstreams:    httpapi.Upstreams{Users: users, Notifications: notifications},
+		Upstreams:    upstreams,
+		Products:     cache,
+		Tasks:        inspector,
 		Ops: opsauth.New(opsauth.Options{
 			Log:      log,
 			Verifier: verifier,
@@ -169,11 +206,53 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		}),
 		TaskMonitor: monitor,
 	})
+
+	// Background work stops with the server, and is waited for before the Redis
+	// clients it uses are closed (the defers above run after this one).
+	bg, stopBackground := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = invalidator.Run(bg) })
+	defer func() {
+		stopBackground()
+		wg.Wait()
+	}()
+
 	if err := httpserver.New(cfg.HTTPAddr, h, log).Run(ctx); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newUpstreams are the proxies to the services. The orders service gets two: the
+// status stream's lasts as long as the client listens, so it has no overall time
+// limit (only UPSTREAM_TIMEOUT for its headers, and STREAM_IDLE_TIMEOUT for silence)
+// and its own connections; ctx ending ends its streams, so that a shutdown does not
+// wait for them.
+func newUpstreams(ctx context.Context, cfg Config, log *slog.Logger, tracing *telemetry.Tracing) (httpapi.Upstreams, error) {
+	opts := proxy.Options{Timeout: cfg.UpstreamTimeout, Log: log, Tracing: tracing}
+	streamOpts := opts
+	streamOpts.IdleTimeout, streamOpts.Stop = cfg.StreamIdleTimeout, ctx
+	var u httpapi.Upstreams
+	for _, p := range []struct {
+		to           *http.Handler
+		name, target string
+		opts         proxy.Options
+	}{
+		{&u.Users, "users", cfg.UsersURL, opts},
+		{&u.Inventory, "inventory", cfg.InventoryURL, opts},
+		{&u.Orders, "orders", cfg.OrdersURL, opts},
+		{&u.OrderEvents, "orders", cfg.OrdersURL, streamOpts},
+		{&u.Payments, "payments", cfg.PaymentsURL, opts},
+		{&u.Notifications, "notifications", cfg.NotificationsURL, opts},
+	} {
+		h, err := proxy.New(p.name, p.target, p.opts)
+		if err != nil {
+			return httpapi.Upstreams{}, err
+		}
+		*p.to = h
+	}
+	return u, nil
 }
 
 // newTaskMonitor is asynqmon over the Redis at redisURL, which must be the one the

@@ -316,13 +316,18 @@ func TestUnbuiltRoutesAreTheGatewaysProblems(t *testing.T) {
 		method, path string
 		want         int
 	}{
-		{http.MethodGet, "/api/v1/products", http.StatusNotFound}, // not built yet: no pretending
-		{http.MethodGet, "/api/v1/orders/123", http.StatusNotFound},
+		{http.MethodGet, "/api/v1/products/p1/reviews", http.StatusNotFound}, // not built: no pretending
 		{http.MethodGet, "/api/v1/users/someone-else", http.StatusNotFound},
+		{http.MethodGet, "/api/v1/admin/tasks", http.StatusNotFound},
 		{http.MethodGet, "/api/v2/users/me", http.StatusNotFound},
 		{http.MethodGet, "/internal/stock/reserve", http.StatusNotFound}, // services' internal routes are not public
+		{http.MethodPost, "/internal/reservations", http.StatusNotFound},
+		{http.MethodGet, "/internal/charges/o1", http.StatusNotFound},
 		{http.MethodDelete, "/api/v1/users/me", http.StatusMethodNotAllowed},
 		{http.MethodPost, "/api/v1/notifications", http.StatusMethodNotAllowed},
+		{http.MethodDelete, "/api/v1/products/p1", http.StatusMethodNotAllowed},
+		{http.MethodPut, "/api/v1/orders/o1", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/api/v1/payments", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/ops/nothing-here", http.StatusNotFound},
 	} {
 		req, _ := http.NewRequest(tc.method, gw.URL+tc.path, nil)
@@ -468,15 +473,17 @@ func TestOperationalRoutes(t *testing.T) {
 func TestBadConfigNamesTheVariable(t *testing.T) {
 	t.Parallel()
 	bad := map[string]string{
-		"HTTP_ADDR":         "nope",
-		"REDIS_URL":         "http://127.0.0.1:6379",
-		"USERS_URL":         "ftp://users",
-		"ORDERS_URL":        "not a url",
-		"JWKS_URL":          "jwks.json",
-		"LOG_LEVEL":         "loud",
-		"UPSTREAM_TIMEOUT":  "soon",
-		"NOTIFICATIONS_URL": "http://u:hunter2@/no-host",
-		"OPS_SESSION_TTL":   "0s",
+		"HTTP_ADDR":           "nope",
+		"REDIS_URL":           "http://127.0.0.1:6379",
+		"USERS_URL":           "ftp://users",
+		"ORDERS_URL":          "not a url",
+		"JWKS_URL":            "jwks.json",
+		"LOG_LEVEL":           "loud",
+		"UPSTREAM_TIMEOUT":    "soon",
+		"NOTIFICATIONS_URL":   "http://u:hunter2@/no-host",
+		"OPS_SESSION_TTL":     "0s",
+		"PRODUCT_CACHE_TTL":   "-1m",
+		"STREAM_IDLE_TIMEOUT": "forever",
 	}
 	err := run(context.Background(), nil, func(k string) string { return bad[k] }, io.Discard)
 	if err == nil {
@@ -500,7 +507,8 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 	}
 	if cfg.HTTPAddr != ":8080" || cfg.UsersURL != "http://127.0.0.1:8081" || cfg.NotificationsURL != "http://127.0.0.1:8085" ||
 		cfg.JWKSURL != "http://127.0.0.1:8081/.well-known/jwks.json" || cfg.UpstreamTimeout != 10*time.Second ||
-		cfg.OpsSessionTTL != 8*time.Hour {
+		cfg.OpsSessionTTL != 8*time.Hour || cfg.ProductCacheTTL != time.Minute || cfg.StreamIdleTimeout != time.Minute ||
+		!strings.HasPrefix(cfg.ConsumerName, "gateway@") {
 		t.Errorf("defaults: %+v", cfg)
 	}
 

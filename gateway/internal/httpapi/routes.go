@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 )
 
@@ -19,16 +20,44 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
 	r.Method(http.MethodGet, "/health", d.SystemHealth)
 
+	// Tokens are checked here first, and roles too, so that a request that cannot
+	// succeed never reaches a service; each service checks both again.
 	requireUser := d.Verifier.Require(d.Log)
-	users := d.Upstreams.Users
+	user := r.With(requireUser)
+	admin := r.With(requireUser, auth.RequireRole(d.Log, auth.RoleAdmin))
+	up := d.Upstreams
 
 	// Users. Sign-up, log-in and refresh are anonymous by nature; users owns the
 	// paths under /auth, so any method and path there is its to answer.
-	r.Handle("/api/v1/auth/*", users)
-	r.With(requireUser).Method(http.MethodGet, "/api/v1/users/me", users)
+	r.Handle("/api/v1/auth/*", up.Users)
+	user.Method(http.MethodGet, "/api/v1/users/me", up.Users)
 
-	// Notifications: a user's own list, so the token is checked here first.
-	r.With(requireUser).Method(http.MethodGet, "/api/v1/notifications", d.Upstreams.Notifications)
+	// Inventory. The catalogue is public and read through the product cache;
+	// changing it is for admins.
+	r.Method(http.MethodGet, "/api/v1/products", d.Products.List(up.Inventory))
+	r.Method(http.MethodGet, "/api/v1/products/{id}", d.Products.Product(up.Inventory))
+	admin.Method(http.MethodPost, "/api/v1/products", up.Inventory)
+	admin.Method(http.MethodPatch, "/api/v1/products/{id}", up.Inventory)
+
+	// Orders: a user's own (the service answers 404 for anyone else's). The status
+	// stream goes through a proxy of its own that lets it last.
+	user.Method(http.MethodPost, "/api/v1/orders", up.Orders)
+	user.Method(http.MethodGet, "/api/v1/orders", up.Orders)
+	user.Method(http.MethodGet, "/api/v1/orders/{id}", up.Orders)
+	user.Method(http.MethodPost, "/api/v1/orders/{id}/cancel", up.Orders)
+	user.Method(http.MethodGet, "/api/v1/orders/{id}/events", up.OrderEvents)
+	admin.Method(http.MethodGet, "/api/v1/admin/sagas", up.Orders)
+	admin.Method(http.MethodPost, "/api/v1/admin/reports/sales", up.Orders)
+
+	// Payments: a user's own, by order.
+	user.Method(http.MethodGet, "/api/v1/payments", up.Payments)
+
+	// Notifications: a user's own list.
+	user.Method(http.MethodGet, "/api/v1/notifications", up.Notifications)
+
+	// Background tasks' states and results, answered by the gateway itself from
+	// the task queues, whichever service's they are.
+	admin.Method(http.MethodGet, "/api/v1/admin/tasks/{id}", taskStatus(d.Log, d.Tasks))
 
 	// Operations pages, for administrators in a browser: a sign-in form that gives
 	// the browser a session cookie (bearer tokens do not work there), and the task

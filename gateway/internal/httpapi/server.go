@@ -1,10 +1,12 @@
 // Package httpapi is the gateway's HTTP surface: the standard middleware, and in
 // routes.go every route the gateway answers, with the upstream that serves it and the
-// checks that run first. The gateway's handlers only route and check; the services
-// answer.
+// checks that run first. The gateway's handlers only route and check, and the
+// services answer, with two exceptions: product reads may come from the gateway's
+// cache, and the state of a background task is read from the task queues (tasks.go).
 package httpapi
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
@@ -21,7 +24,29 @@ import (
 // value. A service joins here when the first of its routes is built.
 type Upstreams struct {
 	Users         http.Handler
+	Inventory     http.Handler
+	Orders        http.Handler
+	Payments      http.Handler
 	Notifications http.Handler
+	// OrderEvents is the orders service too, for its server-sent event streams: a
+	// streaming proxy with a transport of its own, bounded by silence rather than by
+	// UPSTREAM_TIMEOUT. (A circuit breaker for orders will have to cover both.)
+	OrderEvents http.Handler
+}
+
+// ProductCache serves product reads through a cache, with the inventory proxy
+// behind it (a *productcache.Cache in the gateway).
+type ProductCache interface {
+	// Product wraps the route GET /api/v1/products/{id}.
+	Product(next http.Handler) http.Handler
+	// List wraps the route GET /api/v1/products.
+	List(next http.Handler) http.Handler
+}
+
+// Tasks reads background tasks' states (a *tasks.Inspector in the gateway). Get fails
+// with tasks.ErrTaskNotFound for an id no queue holds, or when Redis cannot be reached.
+type Tasks interface {
+	Get(ctx context.Context, id string) (tasks.Info, error)
 }
 
 // Deps are what the gateway's routes need.
@@ -37,6 +62,10 @@ type Deps struct {
 	// SystemHealth answers GET /health, the readiness of the whole system.
 	SystemHealth http.Handler
 	Upstreams    Upstreams
+	// Products caches the catalogue's reads.
+	Products ProductCache
+	// Tasks answers GET /api/v1/admin/tasks/{id} from the task queues in Redis.
+	Tasks Tasks
 	// Ops signs administrators in to the operations pages from a browser and
 	// guards those pages.
 	Ops *opsauth.Auth

@@ -5,18 +5,22 @@
 // answer that names the service but none of its addresses.
 //
 // The gateway makes one Proxy per upstream service, so that what belongs to an upstream
-// (its circuit breaker, balancing over several instances) has one place to live.
+// (its circuit breaker, balancing over several instances) has one place to live, and
+// one more for each streaming route (server-sent events), whose calls are bounded by
+// silence rather than by their length (Options.IdleTimeout).
 package proxy
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -42,9 +46,20 @@ const statusClientClosedRequest = 499
 // Options tune a Proxy.
 type Options struct {
 	// Timeout bounds the whole call, from sending the request to the last byte of the
-	// response (UPSTREAM_TIMEOUT). It must be positive. Streaming routes (server-sent
-	// events) will need a budget of their own when they arrive.
+	// response (UPSTREAM_TIMEOUT); for a streaming proxy (IdleTimeout set) it bounds
+	// only the wait for the response's headers. It must be positive.
 	Timeout time.Duration
+	// IdleTimeout, when positive, makes a streaming proxy, for responses that last as
+	// long as the client listens (server-sent events). A call then has no overall
+	// time limit: it ends when the upstream ends it, the client leaves, Stop ends, or
+	// nothing has come from the upstream and got through to the client for
+	// IdleTimeout (an upstream gone silent, or a client that stopped reading). It
+	// must be longer than the upstream's keep-alive interval.
+	IdleTimeout time.Duration
+	// Stop, for a streaming proxy, ends every stream when it is done, so that the
+	// gateway's graceful shutdown does not wait for streams that would never end by
+	// themselves. Nil never stops them.
+	Stop context.Context
 	// Log receives upstream failures. It is required.
 	Log *slog.Logger
 	// Tracing, when set, makes a client span per call and propagates its context.
@@ -55,6 +70,8 @@ type Options struct {
 type Proxy struct {
 	name    string
 	timeout time.Duration
+	idle    time.Duration // 0 unless streaming
+	stop    context.Context
 	log     *slog.Logger
 	rp      *httputil.ReverseProxy
 }
@@ -62,7 +79,7 @@ type Proxy struct {
 // New proxies to the service called name (used in error details) at target, an http(s)
 // URL such as http://127.0.0.1:8081. Request paths are forwarded unchanged (a path in
 // target would be prepended to them). It returns an error when target is not an
-// absolute http(s) URL or opts.Timeout is not positive.
+// absolute http(s) URL, opts.Timeout is not positive or opts.IdleTimeout is negative.
 func New(name, target string, opts Options) (*Proxy, error) {
 	u, err := url.Parse(target)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
@@ -73,7 +90,13 @@ func New(name, target string, opts Options) (*Proxy, error) {
 	if opts.Timeout <= 0 {
 		return nil, fmt.Errorf("upstream %s: the timeout must be positive", name)
 	}
-	p := &Proxy{name: name, timeout: opts.Timeout, log: opts.Log}
+	if opts.IdleTimeout < 0 {
+		return nil, fmt.Errorf("upstream %s: the idle timeout must not be negative", name)
+	}
+	p := &Proxy{name: name, timeout: opts.Timeout, idle: opts.IdleTimeout, stop: opts.Stop, log: opts.Log}
+	if p.stop == nil {
+		p.stop = context.Background()
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, u) },
 		Transport:      newTransport(name, opts),
@@ -90,10 +113,112 @@ func New(name, target string, opts Options) (*Proxy, error) {
 // issue puts here, which will refuse calls to an upstream that keeps failing without
 // waiting for it. Until then a failing upstream is a 502 or a 504 (see fail).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.idle > 0 {
+		p.stream(w, r)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
+
+// stream forwards a long-lived response. ReverseProxy already flushes each read of a
+// text/event-stream (or unknown-length) body straight through; what stands in the way
+// are time limits meant for ordinary requests:
+//
+//   - UPSTREAM_TIMEOUT, which ServeHTTP would put on the whole call; here only the
+//     transport's ResponseHeaderTimeout keeps it, for the headers.
+//   - The gateway server's WriteTimeout, a deadline on the connection set when the
+//     request arrived, which would cut every stream after it. (Its ReadTimeout does
+//     not matter: net/http lifts the read deadline once the request has been read.)
+//
+// The write deadline is lifted for this response, and the idle watchdog takes its
+// place: it is reset each time a chunk has got through to the client, and when it
+// fires it cancels the upstream call (which unblocks a read from a silent upstream)
+// and puts a past write deadline on the client's connection (which unblocks a write
+// to a client that stopped reading). ReverseProxy then aborts the response, the way
+// it does for any failure in the middle of a body.
+func (p *Proxy) stream(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	rc := http.NewResponseController(w)
+	// An error means the writer cannot set deadlines (a test recorder): nothing to lift.
+	_ = rc.SetWriteDeadline(time.Time{})
+
+	wd := newWatchdog(p.idle, func() {
+		p.log.InfoContext(ctx, "stream idle; closing it", "upstream", p.name, "idle", p.idle.String())
+		cancel()
+		_ = rc.SetWriteDeadline(time.Now())
+	})
+	defer wd.stop()
+	stopStream := context.AfterFunc(p.stop, cancel)
+	defer stopStream()
+
+	p.rp.ServeHTTP(&activityWriter{ResponseWriter: w, wd: wd}, r.WithContext(ctx))
+}
+
+// watchdog calls fire once it has not been reset for a while, unless stopped first.
+type watchdog struct {
+	mu      sync.Mutex
+	timer   *time.Timer
+	idle    time.Duration
+	stopped bool
+}
+
+func newWatchdog(idle time.Duration, fire func()) *watchdog {
+	wd := &watchdog{idle: idle}
+	wd.timer = time.AfterFunc(idle, func() {
+		wd.mu.Lock()
+		defer wd.mu.Unlock()
+		// A timer that went off as the stream ended must not touch a connection
+		// that may already serve the client's next request.
+		if !wd.stopped {
+			fire()
+		}
+	})
+	return wd
+}
+
+func (wd *watchdog) reset() {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	if !wd.stopped {
+		wd.timer.Reset(wd.idle)
+	}
+}
+
+func (wd *watchdog) stop() {
+	wd.mu.Lock()
+	defer wd.mu.Unlock()
+	wd.stopped = true
+	wd.timer.Stop()
+}
+
+// activityWriter resets the watchdog after every write and flush that got through.
+type activityWriter struct {
+	http.ResponseWriter
+	wd *watchdog
+}
+
+func (a *activityWriter) Write(b []byte) (int, error) {
+	n, err := a.ResponseWriter.Write(b)
+	if err == nil {
+		a.wd.reset()
+	}
+	return n, err
+}
+
+// FlushError is what http.ResponseController calls to flush.
+func (a *activityWriter) FlushError() error {
+	err := http.NewResponseController(a.ResponseWriter).Flush()
+	if err == nil {
+		a.wd.reset()
+	}
+	return err
+}
+
+// Unwrap lets http.ResponseController reach the connection's deadlines.
+func (a *activityWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
 // rewrite builds the outgoing request. Before calling it, ReverseProxy has already
 // removed the hop-by-hop headers and the client's own Forwarded and X-Forwarded-*
@@ -108,7 +233,37 @@ func rewrite(pr *httputil.ProxyRequest, target *url.URL) {
 	if id := logging.RequestID(pr.In.Context()); id != "" {
 		pr.Out.Header.Set(httpserver.RequestIDHeader, id)
 	}
+	keepFromReplay(pr.Out)
 }
+
+// keepFromReplay makes sure Go's Transport cannot send out twice on its own (see
+// newTransport) a request that changes something. It would re-send one that carries
+// an Idempotency-Key header and no body, trusting the header's promise; but whether
+// the upstream keeps that promise on a given path is not the gateway's to assume (the
+// orders service keeps it for POST /api/v1/orders, which always has a body; nothing
+// keeps it for POST /api/v1/orders/{id}/cancel). An empty body that cannot be
+// rewound makes the request not replayable; the upstream sees an empty chunked body.
+// The cost is that such a request is not retried either when it met a dead kept-alive
+// connection before a byte was written (the client gets a 502 and may retry).
+func keepFromReplay(out *http.Request) {
+	switch out.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return
+	}
+	_, key := out.Header["Idempotency-Key"]
+	_, xKey := out.Header["X-Idempotency-Key"]
+	if out.Body == nil && (key || xKey) {
+		out.Body = emptyBody{}
+		out.GetBody = nil
+	}
+}
+
+// emptyBody is a request body with nothing in it that, unlike http.NoBody, the
+// Transport does not treat as "no body".
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
+func (emptyBody) Close() error             { return nil }
 
 // dropUpstreamRequestID keeps the response to the gateway's one X-Request-ID: the
 // request-id middleware has set it already, and ReverseProxy adds the upstream's
@@ -129,7 +284,8 @@ func dropUpstreamRequestID(resp *http.Response) error {
 // proxied body cannot be rewound); or (b) the request is replayable, that is GET, HEAD,
 // OPTIONS or TRACE, or carries an Idempotency-Key header (which promises that a repeat
 // is harmless), again with no body, and no byte of the answer had arrived. So a POST
-// with a body is never sent twice; proxy_test.go checks it.
+// with a body is never sent twice, and keepFromReplay gives a body to the body-less
+// writes that carry an Idempotency-Key; proxy_test.go checks both.
 func newTransport(name string, opts Options) http.RoundTripper {
 	t := &http.Transport{
 		// Proxy stays nil: upstreams are reached directly, never through an

@@ -329,23 +329,57 @@ func TestPostIsSentOnceWhenTheUpstreamDropsTheConnection(t *testing.T) {
 	gw := serveGateway(t, up.URL, 5*time.Second)
 
 	// A dropped reused connection is where Go's Transport retries a replayable
-	// request (in this very setup a body-less POST with an Idempotency-Key header
-	// arrives twice); each round sets that up and checks that a POST with a body is
-	// sent once.
-	const rounds = 3
-	for range rounds {
-		warm, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/auth/warm", nil)
-		if resp, _ := do(t, warm); resp.StatusCode != http.StatusOK {
-			t.Fatalf("warm-up got %d", resp.StatusCode)
+	// request: a GET, or a request with an Idempotency-Key header and no body. Each
+	// round sets that up and checks that a POST is sent once, with a body or
+	// without, with the header or without.
+	for _, tc := range []struct {
+		name, path, body string
+		header           http.Header
+	}{
+		{"body", "/api/v1/auth/register", `{"email":"a@b.c"}`, nil},
+		{"body and Idempotency-Key", "/api/v1/orders", `{"items":[]}`, http.Header{"Idempotency-Key": {"k1"}}},
+		{"Idempotency-Key, no body", "/api/v1/orders/o1/cancel", "", http.Header{"Idempotency-Key": {"k2"}}},
+		{"X-Idempotency-Key, no body", "/api/v1/orders/o1/cancel", "", http.Header{"X-Idempotency-Key": {"k3"}}},
+	} {
+		const rounds = 3
+		before := posts.Load()
+		for range rounds {
+			warm, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/auth/warm", nil)
+			if resp, _ := do(t, warm); resp.StatusCode != http.StatusOK {
+				t.Fatalf("warm-up got %d", resp.StatusCode)
+			}
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req, _ := http.NewRequest(http.MethodPost, gw.URL+tc.path, body)
+			for k, v := range tc.header {
+				req.Header[k] = v
+			}
+			resp, respBody := do(t, req)
+			if d := decodeProblem(t, resp, respBody); resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("%s: got %d %+v, want 502", tc.name, resp.StatusCode, d)
+			}
 		}
-		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/api/v1/auth/register", strings.NewReader(`{"email":"a@b.c"}`))
-		resp, body := do(t, req)
-		if d := decodeProblem(t, resp, body); resp.StatusCode != http.StatusBadGateway {
-			t.Errorf("got %d %+v, want 502", resp.StatusCode, d)
+		if n := posts.Load() - before; n != rounds {
+			t.Errorf("%s: the upstream received %d POSTs for %d sent", tc.name, n, rounds)
 		}
 	}
-	if n := posts.Load(); n != rounds {
-		t.Errorf("the upstream received %d POSTs for %d sent", n, rounds)
+}
+
+func TestBodylessWriteWithIdempotencyKeyArrivesUnchanged(t *testing.T) {
+	t.Parallel()
+	up, got := recordingUpstream(t)
+	gw := serveGateway(t, up.URL, 5*time.Second)
+
+	req, _ := http.NewRequest(http.MethodPost, gw.URL+"/api/v1/orders/o1/cancel", nil)
+	req.Header.Set("Idempotency-Key", "k1")
+	if resp, body := do(t, req); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("got %d %s", resp.StatusCode, body)
+	}
+	s := receive(t, got)
+	if s.method != http.MethodPost || s.requestURI != "/api/v1/orders/o1/cancel" || s.body != "" || s.header.Get("Idempotency-Key") != "k1" {
+		t.Errorf("upstream got %s %s %q with Idempotency-Key %q", s.method, s.requestURI, s.body, s.header.Get("Idempotency-Key"))
 	}
 }
 

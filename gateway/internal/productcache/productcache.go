@@ -1,0 +1,346 @@
+// Package productcache keeps copies of the inventory service's answers to product reads
+// (GET /api/v1/products/{id} and the pages of GET /api/v1/products) in Redis, and
+// drops them when an inventory event says they have changed (invalidate.go).
+//
+// # What is kept
+//
+// Only an upstream's 200 answers, with their Content-Type, and only when they are
+// under 1 MiB, not compressed and not marked no-store or private. A product is kept
+// under its id (in canonical form, so that the id an event names finds it), a list
+// page under a hash of its query. Every copy expires after the TTL, a safety net for
+// an event the gateway never sees. Every answer says where it came from in X-Cache:
+// HIT or MISS.
+//
+// # Dropping, and the race it must not lose
+//
+// A copy is filed under a generation: one counter per product, one for all list pages.
+// Dropping a product (Forget) increments its counter and deletes its copy; dropping
+// the list pages increments theirs, which makes every page stale at once (the old
+// copies expire by TTL). A lookup reads the counter with the copy and takes the copy
+// only if its generation is current. That closes the classic read-through race: a
+// read that fetched the product just before a change, and stores its answer just
+// after the change's event was handled, stores it under the old generation, so the
+// stale answer is never served. (Deleting a key alone would lose that race and serve
+// stale stock for a whole TTL.) The counters have no TTL: there is one per product
+// that ever changed, and one for the lists.
+//
+// # Redis down
+//
+// The cache is an optimisation, never a dependency: every Redis call is bounded by a
+// short time limit, and when one fails the request is proxied as if nothing were
+// cached (X-Cache: MISS) and nothing is stored. After a failure the cache stays out
+// of the way for a second, so that requests during an outage do not each wait for
+// Redis before going on.
+package productcache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// Header is the response header that says whether the answer came from the cache.
+const Header = "X-Cache"
+
+// The values of Header.
+const (
+	Hit  = "HIT"
+	Miss = "MISS"
+)
+
+// keyPrefix begins every key the cache writes.
+const keyPrefix = "gateway:products:"
+
+// MaxBody is the largest answer the cache keeps; a bigger one is passed through.
+const MaxBody = 1 << 20
+
+// DefaultOpTimeout bounds each Redis call made while a client waits.
+const DefaultOpTimeout = 250 * time.Millisecond
+
+// bypassFor is how long the cache is left out after a Redis failure.
+const bypassFor = time.Second
+
+// Open is a Redis client for the cache at url (redis://[user:password@]host:port/db).
+// It is not pkg/redisclient's: a call gives up at its context's deadline (without
+// ContextTimeoutEnabled go-redis waits for its read timeout instead), its timeouts
+// are short, and a refused connection is not dialled again within the same call.
+func Open(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = time.Second
+	opt.WriteTimeout = time.Second
+	opt.DialerRetries = 1
+	return redis.NewClient(opt), nil
+}
+
+// Options tune a Cache.
+type Options struct {
+	// TTL is how long a copy lives at most (PRODUCT_CACHE_TTL). It must be positive.
+	TTL time.Duration
+	// OpTimeout bounds each Redis call made while a client waits; default
+	// DefaultOpTimeout. A cache that waits is slower than none. go-redis honours the
+	// limit fully only on a client made with Open.
+	OpTimeout time.Duration
+	// Log receives Redis failures. It is required.
+	Log *slog.Logger
+	// Registerer, when set, gets the cache's lookup counter.
+	Registerer prometheus.Registerer
+}
+
+// Cache is the product read cache. Its methods are safe for concurrent use.
+type Cache struct {
+	rdb       *redis.Client
+	ttl       time.Duration
+	opTimeout time.Duration
+	log       *slog.Logger
+	lookups   *prometheus.CounterVec
+	// downUntil is when, in Unix nanoseconds, the cache is used again after a Redis
+	// failure.
+	downUntil atomic.Int64
+}
+
+// New is a cache in the Redis rdb talks to.
+func New(rdb *redis.Client, opts Options) *Cache {
+	c := &Cache{rdb: rdb, ttl: opts.TTL, opTimeout: opts.OpTimeout, log: opts.Log}
+	if c.opTimeout <= 0 {
+		c.opTimeout = DefaultOpTimeout
+	}
+	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_product_cache_lookups_total",
+		Help: "Product cache lookups by kind (product, list) and result: hit, miss, error (Redis failed) or bypassed (skipped after a failure).",
+	}, []string{"kind", "result"})
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(c.lookups)
+	}
+	return c
+}
+
+// slot is where one answer is kept: its key, and the key of the generation counter
+// it is filed under.
+type slot struct {
+	kind, key, gen string
+}
+
+func productSlot(id uuid.UUID) slot {
+	k := keyPrefix + "product:" + id.String()
+	return slot{kind: "product", key: k, gen: k + ":gen"}
+}
+
+// listGen is the generation of every list page.
+const listGen = keyPrefix + "list:gen"
+
+func listSlot(query url.Values) slot {
+	// Encode sorts the parameters, so ?limit=5&cursor=x and ?cursor=x&limit=5 share
+	// a copy. Hashing bounds the key's length whatever the query.
+	sum := sha256.Sum256([]byte(query.Encode()))
+	return slot{kind: "list", key: keyPrefix + "list:" + hex.EncodeToString(sum[:]), gen: listGen}
+}
+
+// Product serves GET /api/v1/products/{id} through the cache, with next (the
+// inventory proxy) behind it; the id is the route's "id" path value. An id that is
+// not a UUID is passed through uncached: the service answers it (with a 404).
+func (c *Cache) Product(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := uuid.Parse(r.PathValue("id"))
+		if err != nil {
+			w.Header().Set(Header, Miss)
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.serve(w, r, productSlot(id), next)
+	})
+}
+
+// List serves GET /api/v1/products (a page of the catalogue) through the cache, one
+// copy per query, with next (the inventory proxy) behind it. A query that does not
+// parse is passed through uncached.
+func (c *Cache) List(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			w.Header().Set(Header, Miss)
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.serve(w, r, listSlot(q), next)
+	})
+}
+
+// Forget drops the copies of the products ids and every list page, so that the next
+// read of any of them asks the inventory service. Dropping is idempotent. It fails
+// only when Redis does.
+func (c *Cache) Forget(ctx context.Context, ids ...uuid.UUID) error {
+	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			s := productSlot(id)
+			p.Incr(ctx, s.gen)
+			p.Del(ctx, s.key)
+		}
+		p.Incr(ctx, listGen)
+		return nil
+	})
+	return err
+}
+
+// entry is a kept answer.
+type entry struct {
+	gen         int64
+	contentType string
+	body        []byte
+}
+
+func (c *Cache) serve(w http.ResponseWriter, r *http.Request, s slot, next http.Handler) {
+	if time.Now().UnixNano() < c.downUntil.Load() {
+		c.lookups.WithLabelValues(s.kind, "bypassed").Inc()
+		w.Header().Set(Header, Miss)
+		next.ServeHTTP(w, r)
+		return
+	}
+	e, gen, hit, err := c.lookup(r.Context(), s)
+	switch {
+	case err != nil:
+		c.lookups.WithLabelValues(s.kind, "error").Inc()
+		c.failed(r.Context(), "product cache unavailable; passing through", err)
+		w.Header().Set(Header, Miss)
+		next.ServeHTTP(w, r)
+		return
+	case hit:
+		c.lookups.WithLabelValues(s.kind, "hit").Inc()
+		h := w.Header()
+		h.Set(Header, Hit)
+		if e.contentType != "" {
+			h.Set("Content-Type", e.contentType)
+		}
+		h.Set("Content-Length", strconv.Itoa(len(e.body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(e.body)
+		return
+	}
+	c.lookups.WithLabelValues(s.kind, "miss").Inc()
+	w.Header().Set(Header, Miss)
+	rec := &recorder{ResponseWriter: w}
+	next.ServeHTTP(rec, r)
+	if !rec.keepable() {
+		return
+	}
+	// Stored before the handler returns, so that by the time the client has the end
+	// of a MISS, its next read is a HIT. It costs the MISS one round trip to Redis.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.opTimeout)
+	defer cancel()
+	if err := c.store(ctx, s, entry{gen: gen, contentType: rec.Header().Get("Content-Type"), body: rec.body.Bytes()}); err != nil {
+		c.failed(r.Context(), "product cache not written", err)
+	}
+}
+
+// failed logs a Redis failure and leaves the cache out for bypassFor.
+func (c *Cache) failed(ctx context.Context, msg string, err error) {
+	c.downUntil.Store(time.Now().Add(bypassFor).UnixNano())
+	c.log.WarnContext(ctx, msg, "err", err, "bypass_for", bypassFor.String())
+}
+
+// lookup reads slot s: its copy when it is current (hit), and the generation to file
+// a new copy under otherwise.
+func (c *Cache) lookup(ctx context.Context, s slot) (e entry, gen int64, hit bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
+	defer cancel()
+	var genCmd *redis.StringCmd
+	var entryCmd *redis.SliceCmd
+	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		genCmd = p.Get(ctx, s.gen)
+		entryCmd = p.HMGet(ctx, s.key, "gen", "content_type", "body")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return entry{}, 0, false, err
+	}
+	gen, err = genCmd.Int64()
+	if errors.Is(err, redis.Nil) {
+		gen, err = 0, nil // never dropped
+	}
+	if err != nil {
+		return entry{}, 0, false, err
+	}
+	v := entryCmd.Val()
+	if len(v) != 3 || v[0] == nil || v[2] == nil {
+		return entry{}, gen, false, nil
+	}
+	stored, _ := v[0].(string)
+	if g, perr := strconv.ParseInt(stored, 10, 64); perr != nil || g != gen {
+		return entry{}, gen, false, nil // filed before the last drop: stale
+	}
+	ct, _ := v[1].(string)
+	body, _ := v[2].(string)
+	return entry{gen: gen, contentType: ct, body: []byte(body)}, gen, true, nil
+}
+
+func (c *Cache) store(ctx context.Context, s slot, e entry) error {
+	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.HSet(ctx, s.key, "gen", e.gen, "content_type", e.contentType, "body", e.body)
+		p.PExpire(ctx, s.key, c.ttl)
+		return nil
+	})
+	return err
+}
+
+// recorder passes an answer through to the client and keeps a copy of it.
+type recorder struct {
+	http.ResponseWriter
+	status   int
+	body     bytes.Buffer
+	overflow bool // over MaxBody: not kept
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	if !r.overflow {
+		if r.body.Len()+len(b) > MaxBody {
+			r.overflow = true
+			r.body = bytes.Buffer{}
+		} else {
+			r.body.Write(b)
+		}
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the writer underneath.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// keepable reports whether the answer may be kept: a whole 200 that says nothing
+// against it. (An answer cut off on its way, say by an upstream that died, never gets
+// here: the proxy aborts the request.)
+func (r *recorder) keepable() bool {
+	h := r.Header()
+	if r.status != http.StatusOK || r.overflow || h.Get("Content-Encoding") != "" || h.Get("Set-Cookie") != "" {
+		return false
+	}
+	cc := strings.ToLower(strings.Join(h.Values("Cache-Control"), ","))
+	return !strings.Contains(cc, "no-store") && !strings.Contains(cc, "private")
+}

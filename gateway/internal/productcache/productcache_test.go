@@ -1,0 +1,548 @@
+package productcache_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
+	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+// upstream stands in for the inventory service: its answer to each request is
+// whatever answer returns, and it counts the requests per path.
+type upstream struct {
+	mu     sync.Mutex
+	calls  map[string]int
+	answer func(w http.ResponseWriter, r *http.Request, n int)
+}
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	u.calls[r.URL.RequestURI()]++
+	n := u.calls[r.URL.RequestURI()]
+	u.mu.Unlock()
+	u.answer(w, r, n)
+}
+
+func (u *upstream) count(uri string) int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.calls[uri]
+}
+
+// product answers the n-th read of a path with a body that says n.
+func product(w http.ResponseWriter, r *http.Request, n int) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"path":%q,"read":%d}`, r.URL.RequestURI(), n)
+}
+
+// openRedis is a client as the gateway makes the cache's.
+func openRedis(t *testing.T, url string) *redis.Client {
+	t.Helper()
+	rdb, err := productcache.Open(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+type fixture struct {
+	cache *productcache.Cache
+	rdb   *redis.Client // the cache's
+	// events is the client the invalidator reads with, as in the gateway: one
+	// without the cache's short time limits, since its reads block.
+	events *redis.Client
+	up     *upstream
+	url    string
+}
+
+func newFixture(t *testing.T, redisURL string, answer func(http.ResponseWriter, *http.Request, int)) *fixture {
+	t.Helper()
+	rdb := openRedis(t, redisURL)
+	log, err := logging.New(t.Output(), "debug", "gateway")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := redisclient.Open(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { events.Close() })
+	f := &fixture{
+		cache:  productcache.New(rdb, productcache.Options{TTL: time.Minute, Log: log}),
+		rdb:    rdb,
+		events: events,
+		up:     &upstream{calls: map[string]int{}, answer: answer},
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/products/{id}", f.cache.Product(f.up))
+	mux.Handle("GET /api/v1/products", f.cache.List(f.up))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	return f
+}
+
+func (f *fixture) get(t *testing.T, path string) (status int, xcache, contentType, body string) {
+	t.Helper()
+	resp, err := http.Get(f.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get(productcache.Header), resp.Header.Get("Content-Type"), string(b)
+}
+
+// expect GETs path and checks the X-Cache header and the body.
+func (f *fixture) expect(t *testing.T, path, xcache, body string) {
+	t.Helper()
+	status, x, _, b := f.get(t, path)
+	if status != http.StatusOK || x != xcache || b != body {
+		t.Fatalf("GET %s: %d %s %s; want 200 %s %s", path, status, x, b, xcache, body)
+	}
+}
+
+func read(uri string, n int) string { return fmt.Sprintf(`{"path":%q,"read":%d}`, uri, n) }
+
+func TestProductIsKeptUnderItsCanonicalID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+	id := uuid.New()
+	path := "/api/v1/products/" + id.String()
+
+	f.expect(t, path, productcache.Miss, read(path, 1))
+	status, x, ct, body := f.get(t, path)
+	if status != http.StatusOK || x != productcache.Hit || ct != "application/json" || body != read(path, 1) {
+		t.Fatalf("second GET: %d %s %q %s; want the first answer from the cache", status, x, ct, body)
+	}
+	// The same product spelled another way is the same copy: an event names the
+	// product in canonical form, and must find it.
+	upper := "/api/v1/products/" + strings.ToUpper(id.String())
+	f.expect(t, upper, productcache.Hit, read(path, 1))
+	if n := f.up.count(path) + f.up.count(upper); n != 1 {
+		t.Fatalf("the upstream was asked %d times, want once", n)
+	}
+
+	if err := f.cache.Forget(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	f.expect(t, path, productcache.Miss, read(path, 2))
+	f.expect(t, path, productcache.Hit, read(path, 2))
+
+	// Not a UUID: passed through, never kept (the service answers it).
+	f.expect(t, "/api/v1/products/not-an-id", productcache.Miss, read("/api/v1/products/not-an-id", 1))
+	f.expect(t, "/api/v1/products/not-an-id", productcache.Miss, read("/api/v1/products/not-an-id", 2))
+}
+
+func TestAnswerReadBeforeAChangeIsNeverServedAfterIt(t *testing.T) {
+	t.Parallel()
+	id := uuid.New()
+	path := "/api/v1/products/" + id.String()
+	var f *fixture
+	f = newFixture(t, redistest.New(t), func(w http.ResponseWriter, r *http.Request, n int) {
+		if n == 1 {
+			// The product changes, and its event is handled, after the upstream
+			// read it for this answer and before the gateway stores the answer.
+			if err := f.cache.Forget(r.Context(), id); err != nil {
+				t.Error(err)
+			}
+		}
+		product(w, r, n)
+	})
+
+	f.expect(t, path, productcache.Miss, read(path, 1))
+	f.expect(t, path, productcache.Miss, read(path, 2)) // not the stale first answer
+	f.expect(t, path, productcache.Hit, read(path, 2))
+}
+
+func TestOnlyWhole200sAreKept(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), func(w http.ResponseWriter, r *http.Request, n int) {
+		switch r.URL.Query().Get("case") {
+		case "404":
+			w.WriteHeader(http.StatusNotFound)
+		case "503":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case "no-store":
+			w.Header().Set("Cache-Control", "no-store")
+		case "compressed":
+			w.Header().Set("Content-Encoding", "br")
+		case "large":
+			w.Write(make([]byte, productcache.MaxBody+1))
+			return
+		}
+		fmt.Fprintf(w, "read %d", n)
+	})
+	for _, c := range []string{"404", "503", "no-store", "compressed", "large"} {
+		path := "/api/v1/products?case=" + c
+		for range 2 {
+			if _, x, _, _ := f.get(t, path); x != productcache.Miss {
+				t.Errorf("%s: X-Cache %s, want MISS", c, x)
+			}
+		}
+		if n := f.up.count(path); n != 2 {
+			t.Errorf("%s: the upstream was asked %d times for 2 reads, want 2", c, n)
+		}
+	}
+}
+
+func TestListPagesAreKeptPerQueryAndDroppedTogether(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+	first, second := "/api/v1/products?limit=2", "/api/v1/products?limit=2&cursor=abc"
+
+	f.expect(t, first, productcache.Miss, read(first, 1))
+	f.expect(t, second, productcache.Miss, read(second, 1))
+	f.expect(t, first, productcache.Hit, read(first, 1))
+	f.expect(t, second, productcache.Hit, read(second, 1))
+	// The order of the parameters does not make another page.
+	f.expect(t, "/api/v1/products?cursor=abc&limit=2", productcache.Hit, read(second, 1))
+
+	// Any product's change drops every page.
+	if err := f.cache.Forget(context.Background(), uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	f.expect(t, first, productcache.Miss, read(first, 2))
+	f.expect(t, second, productcache.Miss, read(second, 2))
+	f.expect(t, first, productcache.Hit, read(first, 2))
+}
+
+func TestCopiesExpireAfterTheTTL(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+	path := "/api/v1/products/" + uuid.NewString()
+	f.expect(t, path, productcache.Miss, read(path, 1))
+	keys, err := f.rdb.Keys(context.Background(), "gateway:products:product:*").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %v (%v), want the one copy", keys, err)
+	}
+	if ttl := f.rdb.PTTL(context.Background(), keys[0]).Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("the copy's TTL is %s, want up to PRODUCT_CACHE_TTL (1m)", ttl)
+	}
+}
+
+func TestRedisDownIsAMissNeverAnError(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "redis://" + ln.Addr().String() + "/0"
+	ln.Close()
+	f := newFixture(t, closed, product)
+
+	for _, path := range []string{"/api/v1/products/" + uuid.NewString(), "/api/v1/products?limit=3"} {
+		for n := 1; n <= 3; n++ {
+			f.expect(t, path, productcache.Miss, read(path, n))
+		}
+	}
+	if err := f.cache.Forget(context.Background(), uuid.New()); err == nil {
+		t.Error("Forget succeeded without Redis")
+	}
+}
+
+func TestAHungRedisCostsAtMostTheTimeLimit(t *testing.T) {
+	t.Parallel()
+	// A Redis that accepts connections and never answers (a stopped process, a
+	// network that drops packets) is worse than one that refuses them.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	f := newFixture(t, "redis://"+ln.Addr().String()+"/0", product)
+
+	path := "/api/v1/products/" + uuid.NewString()
+	for n := 1; n <= 3; n++ {
+		start := time.Now()
+		f.expect(t, path, productcache.Miss, read(path, n))
+		// The limit is 250ms; go-redis's own read timeout, 3s, is what a client
+		// without it would wait. Later requests skip the cache altogether.
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("request %d took %s with Redis hung", n, took)
+		}
+	}
+}
+
+// invalidation is a cache with its Invalidator running.
+type invalidation struct {
+	*fixture
+	stop func()
+	done chan struct{}
+}
+
+func startInvalidator(t *testing.T, f *fixture, name string) *invalidation {
+	t.Helper()
+	log, _ := logging.New(t.Output(), "debug", "gateway")
+	inv := productcache.NewInvalidator(f.cache, f.events, productcache.InvalidatorOptions{
+		Name: name, Block: 100 * time.Millisecond, Log: log,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := inv.Run(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	i := &invalidation{fixture: f, stop: cancel, done: done}
+	t.Cleanup(i.halt)
+	return i
+}
+
+func (i *invalidation) halt() {
+	i.stop()
+	<-i.done
+}
+
+// waitForGroup waits until the gateway's group exists, so that an event added after
+// it is certain to be read.
+func waitForGroup(t *testing.T, rdb *redis.Client) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		groups, _ := rdb.XInfoGroups(context.Background(), productcache.Stream).Result()
+		for _, g := range groups {
+			if g.Name == productcache.Group {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway group never appeared")
+		}
+	}
+}
+
+func publish(t *testing.T, rdb *redis.Client, typ, subject string, data any) string {
+	t.Helper()
+	b, err := json.Marshal(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := events.Envelope{ID: uuid.New(), Type: typ, Source: "inventory", Subject: subject, Time: time.Now(), Data: b}
+	id, err := rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: productcache.Stream, Values: e.Fields()}).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// eventually polls until GET path is a MISS with body, then expects it kept.
+func (f *fixture) eventuallyMiss(t *testing.T, path, body string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		status, x, _, b := f.get(t, path)
+		if status == http.StatusOK && x == productcache.Miss && b == body {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s still %s %s, want the copy dropped and %s", path, x, b, body)
+		}
+	}
+	f.expect(t, path, productcache.Hit, body)
+}
+
+// pending is how many entries the group holds unacknowledged.
+func pending(t *testing.T, rdb *redis.Client) int64 {
+	t.Helper()
+	p, err := rdb.XPending(context.Background(), productcache.Stream, productcache.Group).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Count
+}
+
+func TestEventsDropWhatTheyChange(t *testing.T) {
+	t.Parallel()
+	i := startInvalidator(t, newFixture(t, redistest.New(t), product), "gw-1")
+	waitForGroup(t, i.rdb)
+	a, b := uuid.New(), uuid.New()
+	pa, pb, list := "/api/v1/products/"+a.String(), "/api/v1/products/"+b.String(), "/api/v1/products"
+	for _, p := range []string{pa, pb, list} {
+		i.expect(t, p, productcache.Miss, read(p, 1))
+		i.expect(t, p, productcache.Hit, read(p, 1))
+	}
+
+	// product.updated is about its subject.
+	publish(t, i.rdb, "product.updated", a.String(), map[string]any{"id": a, "stock": 3})
+	i.eventuallyMiss(t, pa, read(pa, 2))
+	i.eventuallyMiss(t, list, read(list, 2))
+	i.expect(t, pb, productcache.Hit, read(pb, 1))
+
+	// stock.* is about an order; the products are in its items.
+	order := uuid.NewString()
+	publish(t, i.rdb, "stock.reserved", order, map[string]any{"order_id": order,
+		"items": []map[string]any{{"product_id": b, "quantity": 1}}})
+	i.eventuallyMiss(t, pb, read(pb, 2))
+	i.eventuallyMiss(t, list, read(list, 3))
+	i.expect(t, pa, productcache.Hit, read(pa, 2))
+
+	publish(t, i.rdb, "stock.released", order, map[string]any{"order_id": order,
+		"items": []map[string]any{{"product_id": a, "quantity": 1}, {"product_id": b, "quantity": 1}}})
+	i.eventuallyMiss(t, pa, read(pa, 3))
+	i.eventuallyMiss(t, pb, read(pb, 3))
+	i.eventuallyMiss(t, list, read(list, 4))
+
+	// A poison entry and an event without items are acknowledged and skipped; the
+	// events after them are handled.
+	if err := i.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: productcache.Stream, Values: map[string]any{"junk": "1"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, i.rdb, "stock.reserved", order, map[string]any{"order_id": order})
+	publish(t, i.rdb, "product.created", uuid.NewString(), map[string]any{})
+	i.eventuallyMiss(t, list, read(list, 5))
+	for deadline := time.Now().Add(10 * time.Second); pending(t, i.rdb) != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d entries still pending", pending(t, i.rdb))
+		}
+	}
+}
+
+func TestARestartedReplicaHandlesWhatItHadReadBeforeItStopped(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+	ctx := context.Background()
+	id := uuid.New()
+	path := "/api/v1/products/" + id.String()
+	f.expect(t, path, productcache.Miss, read(path, 1))
+
+	// The replica read the event and died before handling it.
+	if err := f.rdb.XGroupCreateMkStream(ctx, productcache.Stream, productcache.Group, "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, f.rdb, "product.updated", id.String(), map[string]any{"id": id})
+	if res, err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: productcache.Group, Consumer: "gw-1",
+		Streams: []string{productcache.Stream, ">"}, Count: 1}).Result(); err != nil || len(res[0].Messages) != 1 {
+		t.Fatalf("read %v %v", res, err)
+	}
+	f.expect(t, path, productcache.Hit, read(path, 1))
+
+	startInvalidator(t, f, "gw-1")
+	f.eventuallyMiss(t, path, read(path, 2))
+	if n := pending(t, f.rdb); n != 0 {
+		t.Errorf("%d entries pending after the restart, want 0", n)
+	}
+}
+
+func TestAnotherReplicasAbandonedEntriesAreTakenOver(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+	ctx := context.Background()
+	id := uuid.New()
+	path := "/api/v1/products/" + id.String()
+	f.expect(t, path, productcache.Miss, read(path, 1))
+
+	if err := f.rdb.XGroupCreateMkStream(ctx, productcache.Stream, productcache.Group, "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, f.rdb, "product.updated", id.String(), map[string]any{"id": id})
+	if err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: productcache.Group, Consumer: "gone-for-good",
+		Streams: []string{productcache.Stream, ">"}, Count: 1}).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	log, _ := logging.New(t.Output(), "debug", "gateway")
+	inv := productcache.NewInvalidator(f.cache, f.events, productcache.InvalidatorOptions{
+		Name: "gw-2", Block: 50 * time.Millisecond, ClaimIdle: time.Millisecond, Log: log,
+	})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); inv.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	f.eventuallyMiss(t, path, read(path, 2))
+}
+
+func TestInvalidatorStopsPromptly(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+	log, _ := logging.New(t.Output(), "debug", "gateway")
+	inv := productcache.NewInvalidator(f.cache, f.events, productcache.InvalidatorOptions{Name: "gw-1", Log: log}) // default 2s block
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- inv.Run(ctx) }()
+	waitForGroup(t, f.rdb)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return within 5s of its context ending")
+	}
+}
+
+func TestLookupsAreCounted(t *testing.T) {
+	t.Parallel()
+	rdb := openRedis(t, redistest.New(t))
+	log, _ := logging.New(t.Output(), "debug", "gateway")
+	reg := prometheus.NewRegistry()
+	cache := productcache.New(rdb, productcache.Options{TTL: time.Minute, Log: log, Registerer: reg})
+	up := &upstream{calls: map[string]int{}, answer: product}
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/products/{id}", cache.Product(up))
+	mux.Handle("GET /api/v1/products", cache.List(up))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	for _, path := range []string{"/api/v1/products/" + uuid.NewString(), "/api/v1/products/" + uuid.NewString(), "/api/v1/products"} {
+		for range 2 {
+			resp, err := http.Get(srv.URL + path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+		}
+	}
+	got := map[string]float64{}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != "gateway_product_cache_lookups_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got[labels["kind"]+"/"+labels["result"]] = m.GetCounter().GetValue()
+		}
+	}
+	want := map[string]float64{"product/miss": 2, "product/hit": 2, "list/miss": 1, "list/hit": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("lookups counted %v, want %v", got, want)
+	}
+}
