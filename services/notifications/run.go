@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	netmail "net/mail"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,7 +40,15 @@ type settings struct {
 	// a restarted replica takes back its own unacknowledged entries at once, and
 	// unique among replicas.
 	ConsumerName string
+	// ReportEmail is where the daily sales report goes (REPORT_EMAIL): a bare address
+	// that must be a registered user's, the admin's. "" (REPORT_EMAIL=off) means
+	// reports are not mailed.
+	ReportEmail string
 }
+
+// reportsOff is the REPORT_EMAIL value that turns report e-mails off. An empty
+// variable cannot: getenv cannot tell it from an unset one, which means the default.
+const reportsOff = "off"
 
 // loadSettings reads the configuration; the error names every bad variable.
 func loadSettings(getenv func(string) string) (settings, error) {
@@ -57,15 +66,29 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	} else {
 		s.MailFrom = *addr
 	}
-	if err := errors.Join(env.Err(), fromErr); err != nil {
+	var reportErr error
+	switch report := env.String("REPORT_EMAIL", "admin@bazaar.local"); {
+	case strings.EqualFold(report, reportsOff): // s.ReportEmail stays "": not mailed
+	case !bareAddress(report):
+		reportErr = fmt.Errorf("bad configuration: REPORT_EMAIL=%q: want a bare address such as admin@bazaar.local, or %q", report, reportsOff)
+	default:
+		s.ReportEmail = report
+	}
+	if err := errors.Join(env.Err(), fromErr, reportErr); err != nil {
 		return settings{}, err
 	}
 	return s, nil
 }
 
-// run starts the notifications service: it consumes user, order and payment events
-// into notification rows, sends each as an e-mail through the email:send task, and
-// lists a user's notifications.
+// bareAddress reports whether s is one e-mail address with nothing around it.
+func bareAddress(s string) bool {
+	addr, err := netmail.ParseAddress(s)
+	return err == nil && addr.Address == s && addr.Name == ""
+}
+
+// run starts the notifications service: it consumes user, order and payment events,
+// and the daily sales report (for the admin), into notification rows, sends each as
+// an e-mail through the email:send task, and lists a user's notifications.
 //
 //	events.users/orders/payments ──consumer──▶ notifications row (queued) ──NOTIFY──▶ dispatcher
 //	  (inbox + row in one transaction)                                                 │ enqueue email:send
@@ -80,8 +103,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	defer p.Close()
+	reportEmail := cfg.ReportEmail
+	if reportEmail == "" {
+		reportEmail = reportsOff
+	}
 	p.Log.Info("notifications settings", "smtp_addr", cfg.SMTPAddr, "mail_from", cfg.MailFrom.String(),
-		"email_max_retry", cfg.EmailMaxRetry, "consumer_name", cfg.ConsumerName)
+		"email_max_retry", cfg.EmailMaxRetry, "consumer_name", cfg.ConsumerName, "report_email", reportEmail)
 
 	store := postgres.NewStore(p.Pool)
 	mailer := mail.New(cfg.SMTPAddr, cfg.MailFrom, 10*time.Second)
@@ -107,7 +134,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	p.Background("email dispatcher", func(ctx context.Context) error { return dispatcher.Run(ctx, listener.C()) })
 
 	consumer := events.NewConsumer(p.Pool, p.Redis, p.Log,
-		intake.Handler(func(tx pgx.Tx) intake.Store { return store.InTx(tx) }, time.Now),
+		intake.Handler(func(tx pgx.Tx) intake.Store { return store.InTx(tx) }, time.Now, intake.Options{ReportEmail: cfg.ReportEmail}),
 		events.ConsumerOptions{Group: "notifications", Name: cfg.ConsumerName, Streams: intake.Streams, Registerer: p.Metrics})
 	p.Background("event consumer", consumer.Run)
 

@@ -62,7 +62,12 @@ func newIssuer(t *testing.T) issuer {
 
 func (i issuer) token(t *testing.T, user uuid.UUID) string {
 	t.Helper()
-	tok, err := i.signer.Sign(auth.Principal{UserID: user, Role: auth.RoleCustomer})
+	return i.tokenAs(t, user, auth.RoleCustomer)
+}
+
+func (i issuer) tokenAs(t *testing.T, user uuid.UUID, role auth.Role) string {
+	t.Helper()
+	tok, err := i.signer.Sign(auth.Principal{UserID: user, Role: role})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,9 +327,10 @@ func TestRunServesOperationalRoutes(t *testing.T) {
 
 func TestBadSettingsStopTheStart(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"SMTP_ADDR": "no-port", "MAIL_FROM": "not an address", "EMAIL_MAX_RETRY": "99"}
+	env := map[string]string{"SMTP_ADDR": "no-port", "MAIL_FROM": "not an address", "EMAIL_MAX_RETRY": "99",
+		"REPORT_EMAIL": "Admin <admin@bazaar.local>"}
 	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
-	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY"} {
+	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY", "REPORT_EMAIL"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("run = %v; want it to name %s", err, name)
 		}
@@ -704,4 +710,152 @@ func TestOrderForAnUnknownUserIsDeadLetteredThenReplayed(t *testing.T) {
 		t.Errorf("after the replay: %q", msgs[1].Header.Get("Subject"))
 	}
 	s.waitRow(t, order.ID, "the replayed order's notification sent", func(r row) bool { return r.status == "sent" })
+}
+
+func TestReportEmailSetting(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]string{
+		"":                  "admin@bazaar.local", // unset: the bootstrapped admin
+		"boss@example.com":  "boss@example.com",
+		" ops@example.com ": "ops@example.com",
+		"off":               "", // reports not mailed
+		"OFF":               "",
+	} {
+		cfg, err := loadSettings(func(k string) string {
+			if k == "REPORT_EMAIL" {
+				return value
+			}
+			return ""
+		})
+		if err != nil || cfg.ReportEmail != want {
+			t.Errorf("REPORT_EMAIL=%q: ReportEmail %q, %v; want %q", value, cfg.ReportEmail, err, want)
+		}
+	}
+	for _, bad := range []string{"admin", "Admin <admin@bazaar.local>", "a@example.com, b@example.com"} {
+		if _, err := loadSettings(func(k string) string {
+			if k == "REPORT_EMAIL" {
+				return bad
+			}
+			return ""
+		}); err == nil || !strings.Contains(err.Error(), "REPORT_EMAIL") {
+			t.Errorf("REPORT_EMAIL=%q: %v; want an error naming it", bad, err)
+		}
+	}
+}
+
+// salesReport is the data of a report.daily_sales event, as the orders service
+// writes it.
+func salesReport(day string, products ...uuid.UUID) map[string]any {
+	from, err := time.Parse(time.DateOnly, day)
+	if err != nil {
+		panic(err)
+	}
+	top := []map[string]any{}
+	for i, p := range products {
+		top = append(top, map[string]any{"product_id": p, "quantity": 12 - 5*i, "revenue_cents": 15588 - 10000*i, "currency": "USD"})
+	}
+	return map[string]any{
+		"day": day, "from": from, "to": from.AddDate(0, 0, 1),
+		"orders": 9, "confirmed": 6, "cancelled": 2,
+		"revenue":      []map[string]any{{"currency": "EUR", "amount_cents": 1200}, {"currency": "USD", "amount_cents": 123456}},
+		"top_products": top,
+	}
+}
+
+// The admin registers through users like anyone; the daily report from orders then
+// goes to the admin's address (REPORT_EMAIL's default), once per event, and is in the
+// admin's list.
+func TestDailySalesReportIsMailedToTheAdmin(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	admin := user{id: uuid.New(), email: "admin@bazaar.local", name: "Bazaar Admin"}
+	s.register(t, admin)
+	s.waitMail(t, admin.email, 1)
+
+	p1, p2 := uuid.New(), uuid.New()
+	report := s.publish(t, "events.orders", "report.daily_sales", salesReport("2026-11-25", p1, p2))
+	m := s.waitMail(t, admin.email, 2)[1]
+	subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil || subject != "Bazaar daily sales for 2026-11-25" {
+		t.Errorf("subject %q (%v)", subject, err)
+	}
+	if to, err := m.Header.AddressList("To"); err != nil || to[0].Address != admin.email || to[0].Name != admin.name {
+		t.Errorf("To %q", m.Header.Get("To"))
+	}
+	parts, err := m.Parts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.ReplaceAll(parts["text/plain"], "\r\n", "\n") // SMTP lines end in CRLF
+	ref1, ref2 := strings.ToUpper(p1.String()[:8]), strings.ToUpper(p2.String()[:8])
+	for _, w := range []string{
+		"Hello Bazaar Admin,",
+		"sales for 2026-11-25",
+		"Orders placed: 9\n  confirmed:   6\n  cancelled:   2\n  still open:  1\n",
+		"  €12.00\n  $1,234.56\n",
+		"1. product " + ref1 + ": 12 sold, $155.88\n  2. product " + ref2 + ": 7 sold, $55.88",
+	} {
+		if !strings.Contains(text, w) {
+			t.Errorf("text lacks %q:\n%s", w, text)
+		}
+	}
+	for _, w := range []string{"<li>€12.00</li><li>$1,234.56</li>", "<td>" + ref1 + "</td>", "<td>" + ref2 + "</td>", "$155.88"} {
+		if !strings.Contains(parts["text/html"], w) {
+			t.Errorf("HTML lacks %q:\n%s", w, parts["text/html"])
+		}
+	}
+	r := s.waitRow(t, report.ID, "the report's notification sent", func(r row) bool { return r.status == "sent" })
+	if r.kind != "daily_sales_report" || r.attempts != 1 || r.sentAt == nil {
+		t.Errorf("row %+v", r)
+	}
+
+	// The same event again (orders' task ran twice, or its relay re-published): one
+	// e-mail. The next day's report, on the same stream, shows the duplicate handled.
+	s.publishEnvelope(t, "events.orders", report)
+	s.publish(t, "events.orders", "report.daily_sales", salesReport("2026-11-26"))
+	msgs := s.waitMail(t, admin.email, 3)
+	var days []string
+	for _, m := range msgs[1:] {
+		days = append(days, m.Header.Get("Subject"))
+	}
+	if got := strings.Join(days, " | "); got != "Bazaar daily sales for 2026-11-25 | Bazaar daily sales for 2026-11-26" {
+		t.Errorf("reports mailed: %s", got)
+	}
+	if n := s.count(t, `SELECT count(*) FROM notifications WHERE kind = 'daily_sales_report'`); n != 2 {
+		t.Errorf("%d report notifications, want 2", n)
+	}
+
+	// The admin sees the reports among their notifications, like any other.
+	eventually(t, arrives, "every notification sent", func() bool {
+		return s.count(t, `SELECT count(*) FROM notifications WHERE status <> 'sent'`) == 0
+	})
+	b := s.list(t, s.issuer.tokenAs(t, admin.id, auth.RoleAdmin), "")
+	var listed []string
+	for _, it := range b.Items {
+		listed = append(listed, it.Kind+": "+it.Subject+" ("+it.Status+")")
+	}
+	want := "daily_sales_report: Bazaar daily sales for 2026-11-26 (sent), " +
+		"daily_sales_report: Bazaar daily sales for 2026-11-25 (sent), welcome: Welcome to Bazaar, Bazaar Admin (sent)"
+	if got := strings.Join(listed, ", "); got != want {
+		t.Errorf("the admin's list: %s\nwant %s", got, want)
+	}
+}
+
+// REPORT_EMAIL=off: the report is acknowledged (in the inbox) and nobody is mailed.
+func TestDailySalesReportIsNotMailedWhenReportEmailIsOff(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, map[string]string{"REPORT_EMAIL": "off"})
+	admin := user{id: uuid.New(), email: "admin@bazaar.local", name: "Bazaar Admin"}
+	s.register(t, admin)
+	s.waitMail(t, admin.email, 1)
+	report := s.publish(t, "events.orders", "report.daily_sales", salesReport("2026-11-25", uuid.New()))
+	eventually(t, arrives, "the report acknowledged", func() bool {
+		return s.count(t, `SELECT count(*) FROM inbox WHERE event_id = $1`, report.ID) == 1
+	})
+	if n := s.count(t, `SELECT count(*) FROM notifications WHERE kind = 'daily_sales_report'`); n != 0 {
+		t.Errorf("%d report notifications, want none", n)
+	}
+	if n := len(s.smtp.Messages()); n != 1 {
+		t.Errorf("%d e-mails, want the welcome only", n)
+	}
 }

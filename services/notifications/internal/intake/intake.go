@@ -1,8 +1,9 @@
 // Package intake turns the domain events notifications consumes into notifications:
 // the events.Handler of its consumer group. It owns the events' wire shapes (the data
-// of user.registered, order.confirmed, order.cancelled and payment.refunded, as
-// docs/events.md fixes them) and parses them into domain values; a shape that does
-// not fit is a poison message (events.ErrMalformed) and goes to the DLQ at once.
+// of user.registered, order.confirmed, order.cancelled, payment.refunded and
+// report.daily_sales, as docs/events.md fixes them) and parses them into domain
+// values; a shape that does not fit is a poison message (events.ErrMalformed) and goes
+// to the DLQ at once.
 package intake
 
 import (
@@ -28,7 +29,16 @@ const (
 	TypeOrderConfirmed  = "order.confirmed"
 	TypeOrderCancelled  = "order.cancelled"
 	TypePaymentRefunded = "payment.refunded"
+	TypeDailySales      = "report.daily_sales"
 )
+
+// Options are the handler's settings.
+type Options struct {
+	// ReportEmail is the address the daily sales report goes to: a registered user's
+	// (the admin's). Empty means reports are not mailed: report.daily_sales is then
+	// acknowledged and ignored like any type not acted on.
+	ReportEmail string
+}
 
 // Store is what the handler writes, inside the consumer's transaction.
 type Store interface {
@@ -37,6 +47,9 @@ type Store interface {
 	// Recipient is the recipient of user, or an error wrapping
 	// notification.ErrUnknownRecipient.
 	Recipient(ctx context.Context, user uuid.UUID) (notification.Recipient, error)
+	// RecipientByEmail is the recipient whose address is email, compared without
+	// regard to case, or an error wrapping notification.ErrUnknownRecipient.
+	RecipientByEmail(ctx context.Context, email string) (notification.Recipient, error)
 	// Add writes a queued notification, reporting false when its event already has one.
 	Add(ctx context.Context, n notification.Notification) (bool, error)
 }
@@ -44,17 +57,18 @@ type Store interface {
 // Handler is the consumer's handler: each event is applied through the Store that
 // inTx makes of the consumer's transaction, so the notification row, the recipient
 // and the inbox row commit together. now is the clock.
-func Handler(inTx func(pgx.Tx) Store, now func() time.Time) events.Handler {
+func Handler(inTx func(pgx.Tx) Store, now func() time.Time, opts Options) events.Handler {
 	return func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
-		return Apply(ctx, inTx(tx), e, now())
+		return Apply(ctx, inTx(tx), e, now(), opts)
 	}
 }
 
 // Apply turns one event into its effects at time at. It fails with an error wrapping
 // events.ErrMalformed when the event's data does not fit its type, with one wrapping
 // notification.ErrUnknownRecipient when an order or payment event names a user not
-// seen yet, and with others when the store fails.
-func Apply(ctx context.Context, s Store, e events.Envelope, at time.Time) error {
+// seen yet or a report's address (opts.ReportEmail) is not a registered user's yet,
+// and with others when the store fails.
+func Apply(ctx context.Context, s Store, e events.Envelope, at time.Time, opts Options) error {
 	var (
 		n   notification.Notification
 		err error
@@ -68,6 +82,11 @@ func Apply(ctx context.Context, s Store, e events.Envelope, at time.Time) error 
 		n, err = cancelled(ctx, s, e, at)
 	case TypePaymentRefunded:
 		n, err = refunded(ctx, s, e, at)
+	case TypeDailySales:
+		if opts.ReportEmail == "" {
+			return nil // reports are not mailed (REPORT_EMAIL is off)
+		}
+		n, err = dailySales(ctx, s, e, opts.ReportEmail, at)
 	default:
 		return nil // another consumer's business (order.created, payment.captured, ...)
 	}
@@ -176,6 +195,69 @@ func refunded(ctx context.Context, s Store, e events.Envelope, at time.Time) (no
 	}
 	details := notification.Details{OrderID: d.OrderID, PaymentID: d.PaymentID, Refunded: amount}
 	return forRecipient(ctx, s, e, d.UserID, notification.KindPaymentRefunded, details, at)
+}
+
+func dailySales(ctx context.Context, s Store, e events.Envelope, to string, at time.Time) (notification.Notification, error) {
+	type money struct {
+		Currency    string `json:"currency"`
+		AmountCents int64  `json:"amount_cents"`
+	}
+	var d struct {
+		Day         string    `json:"day"`
+		From        time.Time `json:"from"`
+		To          time.Time `json:"to"`
+		Orders      int64     `json:"orders"`
+		Confirmed   int64     `json:"confirmed"`
+		Cancelled   int64     `json:"cancelled"`
+		Revenue     []money   `json:"revenue"`
+		TopProducts []struct {
+			ProductID    uuid.UUID `json:"product_id"`
+			Quantity     int64     `json:"quantity"`
+			RevenueCents int64     `json:"revenue_cents"`
+			Currency     string    `json:"currency"`
+		} `json:"top_products"`
+	}
+	if err := e.Decode(&d); err != nil {
+		return notification.Notification{}, err
+	}
+	day, err := time.Parse(time.DateOnly, d.Day)
+	if err != nil {
+		return notification.Notification{}, malformed(e, fmt.Errorf("day %q is not a date (YYYY-MM-DD)", d.Day))
+	}
+	if d.From.IsZero() || !d.To.After(d.From) {
+		return notification.Notification{}, malformed(e, errors.New("from and to are required, to after from"))
+	}
+	if d.Orders < 0 || d.Confirmed < 0 || d.Cancelled < 0 || d.Confirmed+d.Cancelled > d.Orders {
+		return notification.Notification{}, malformed(e, fmt.Errorf("counts %d orders, %d confirmed, %d cancelled do not add up",
+			d.Orders, d.Confirmed, d.Cancelled))
+	}
+	r := notification.SalesReport{Day: day, From: d.From.UTC(), To: d.To.UTC(),
+		Orders: d.Orders, Confirmed: d.Confirmed, Cancelled: d.Cancelled}
+	for i, m := range d.Revenue {
+		amount, err := notification.NewMoney(m.AmountCents, m.Currency)
+		if err != nil {
+			return notification.Notification{}, malformed(e, fmt.Errorf("revenue[%d]: %w", i, err))
+		}
+		r.Revenue = append(r.Revenue, amount)
+	}
+	for i, p := range d.TopProducts {
+		revenue, err := notification.NewMoney(p.RevenueCents, p.Currency)
+		if err != nil || p.Quantity < 1 || p.ProductID == uuid.Nil {
+			return notification.Notification{}, malformed(e, fmt.Errorf("top_products[%d] needs a product_id, a quantity of at least 1 and its revenue", i))
+		}
+		r.TopProducts = append(r.TopProducts, notification.ProductSales{ProductID: p.ProductID, Quantity: p.Quantity, Revenue: revenue})
+	}
+	// The admin is a user like any other, registered through users, so the address
+	// is looked up in the same projection. Not there (yet) is retried like an order
+	// event for a user not seen yet (see forRecipient): the registration may be on
+	// its way, and if it never comes — REPORT_EMAIL names no user — the report ends
+	// in the DLQ, where it can be replayed once that user exists, rather than being
+	// dropped.
+	admin, err := s.RecipientByEmail(ctx, to)
+	if err != nil {
+		return notification.Notification{}, err
+	}
+	return notification.New(e.ID, notification.KindDailySalesReport, admin, notification.Details{Sales: &r}, at), nil
 }
 
 // forRecipient makes the notification for user, whose address comes from the local

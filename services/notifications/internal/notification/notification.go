@@ -1,9 +1,10 @@
 // Package notification is the notifications service's domain: what a notification is
-// (a kind of e-mail owed to a user because of a domain event), how it is rendered, and
-// the rules of its life — queued, then sent, or failed once retries run out. The
-// Sender delivers one notification (the email:send task), the Dispatcher makes sure
-// every queued notification has its task. The small interfaces they need (stores, a
-// Mailer, an Enqueuer) are declared here and implemented by the adapters.
+// (a kind of e-mail owed to a user because of a domain event: a customer, or the
+// admin for the daily sales report), how it is rendered, and the rules of its life —
+// queued, then sent, or failed once retries run out. The Sender delivers one
+// notification (the email:send task), the Dispatcher makes sure every queued
+// notification has its task. The small interfaces they need (stores, a Mailer, an
+// Enqueuer) are declared here and implemented by the adapters.
 package notification
 
 import (
@@ -28,10 +29,13 @@ const (
 	KindOrderConfirmed  Kind = "order_confirmed"  // order.confirmed
 	KindOrderCancelled  Kind = "order_cancelled"  // order.cancelled
 	KindPaymentRefunded Kind = "payment_refunded" // payment.refunded
+	// KindDailySalesReport is the orders service's report of one UTC day, sent to
+	// the admin (report.daily_sales).
+	KindDailySalesReport Kind = "daily_sales_report"
 )
 
 // Kinds lists every kind.
-var Kinds = []Kind{KindWelcome, KindOrderConfirmed, KindOrderCancelled, KindPaymentRefunded}
+var Kinds = []Kind{KindWelcome, KindOrderConfirmed, KindOrderCancelled, KindPaymentRefunded, KindDailySalesReport}
 
 // Status is where a notification is in its life.
 type Status string
@@ -48,7 +52,8 @@ const (
 var (
 	// ErrNotFound is a notification that does not exist.
 	ErrNotFound = apperr.E(apperr.NotFound, "notification not found")
-	// ErrUnknownRecipient is a user whose user.registered has not been seen (yet).
+	// ErrUnknownRecipient is a user (or, for a report, an e-mail address) whose
+	// user.registered has not been seen (yet).
 	ErrUnknownRecipient = errors.New("recipient not known yet")
 	// ErrUndeliverable means the mail server refused the message for good (a 5xx
 	// reply): retrying cannot help.
@@ -114,7 +119,8 @@ type Details struct {
 	Total     Money     // the order's total: order_confirmed, order_cancelled
 	Items     []Item    // order_confirmed
 	Reason    CancelReason
-	Refunded  Money // payment_refunded
+	Refunded  Money        // payment_refunded
+	Sales     *SalesReport // daily_sales_report; nil for every other kind
 }
 
 // CancelReason is why an order was cancelled (the orders service's cancel_reason).
@@ -196,6 +202,10 @@ func subject(kind Kind, d Details) string {
 		return "Your order " + short(d.OrderID) + " was cancelled"
 	case KindPaymentRefunded:
 		return "Your refund of " + d.Refunded.String() + " is on its way"
+	case KindDailySalesReport:
+		if d.Sales != nil {
+			return "Bazaar daily sales for " + d.Sales.DayString()
+		}
 	}
 	return "A message from Bazaar"
 }

@@ -100,6 +100,7 @@ func TestNewIsQueuedWithItsSubject(t *testing.T) {
 		{notification.KindOrderConfirmed, notification.Details{OrderID: orderID, Total: usd(2598)}, "Your order 1A2B3C4D is confirmed"},
 		{notification.KindOrderCancelled, notification.Details{OrderID: orderID, Total: usd(2598), Reason: notification.ReasonOutOfStock}, "Your order 1A2B3C4D was cancelled"},
 		{notification.KindPaymentRefunded, notification.Details{OrderID: orderID, PaymentID: payID, Refunded: usd(1250)}, "Your refund of $12.50 is on its way"},
+		{notification.KindDailySalesReport, notification.Details{Sales: salesReport()}, "Bazaar daily sales for 2026-11-25"},
 	} {
 		n := notification.New(ev, tc.kind, r, tc.d, at)
 		if n.Subject != tc.want || n.Status != notification.StatusQueued || n.Kind != tc.kind ||

@@ -81,7 +81,9 @@ func Render(n Notification) (Content, error) {
 // view is the templates' data: everything already in words, so that templates only
 // place values.
 type view struct {
-	Subject   string
+	Subject string
+	// Why tells the recipient why they get the e-mail (the footer).
+	Why       string
 	Name      string
 	OrderID   string
 	OrderRef  string
@@ -90,6 +92,7 @@ type view struct {
 	Refunded  string
 	Reason    string
 	Items     []itemView
+	Sales     *salesView // daily_sales_report
 }
 
 type itemView struct {
@@ -99,9 +102,36 @@ type itemView struct {
 	Total     string
 }
 
+type salesView struct {
+	Day                          string
+	From, To                     string
+	Orders, Confirmed, Cancelled int64
+	Open                         int64
+	Revenue                      []string
+	TopProducts                  []productSalesView
+}
+
+type productSalesView struct {
+	Rank     int
+	Product  string
+	Quantity int64
+	Revenue  string
+}
+
+// The footers: a customer has an account; the admin gets reports because of the
+// service's REPORT_EMAIL setting, which is where to change it.
+const (
+	whyCustomer = "You get this e-mail because you have an account at Bazaar."
+	whyReport   = "You get this e-mail as Bazaar's report recipient (REPORT_EMAIL)."
+)
+
+// reportTime is how a report's range is written: minutes are enough, and the zone
+// is said, since the admin may be anywhere.
+const reportTime = "2006-01-02 15:04 MST"
+
 func toView(n Notification) view {
 	d := n.Details
-	v := view{Subject: n.Subject, Name: d.Name, Total: d.Total.String(), Refunded: d.Refunded.String(), Reason: d.Reason.Words()}
+	v := view{Subject: n.Subject, Why: whyCustomer, Name: d.Name, Total: d.Total.String(), Refunded: d.Refunded.String(), Reason: d.Reason.Words()}
 	if d.OrderID != [16]byte{} {
 		v.OrderID, v.OrderRef = d.OrderID.String(), short(d.OrderID)
 	}
@@ -116,5 +146,30 @@ func toView(n Notification) view {
 			Total:     it.Total().String(),
 		})
 	}
+	if r := d.Sales; r != nil {
+		v.Why = whyReport
+		v.Sales = toSalesView(*r)
+	}
 	return v
+}
+
+func toSalesView(r SalesReport) *salesView {
+	sv := &salesView{
+		Day:       r.DayString(),
+		From:      r.From.UTC().Format(reportTime),
+		To:        r.To.UTC().Format(reportTime),
+		Orders:    r.Orders,
+		Confirmed: r.Confirmed,
+		Cancelled: r.Cancelled,
+		Open:      r.Open(),
+	}
+	for _, m := range r.Revenue {
+		sv.Revenue = append(sv.Revenue, m.String())
+	}
+	for i, p := range r.TopProducts {
+		sv.TopProducts = append(sv.TopProducts, productSalesView{
+			Rank: i + 1, Product: short(p.ProductID), Quantity: p.Quantity, Revenue: p.Revenue.String(),
+		})
+	}
+	return sv
 }

@@ -3,6 +3,7 @@ package notification_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -28,6 +29,10 @@ func TestRenderEachKind(t *testing.T) {
 			[]string{"Hello Ann,", "1A2B3C4D", "was cancelled because", "the payment was declined", "$25.98"}},
 		{notification.KindPaymentRefunded, notification.Details{OrderID: orderID, PaymentID: payID, Refunded: usd(1250)},
 			[]string{"Hello Ann,", "refunded", "$12.50", "1A2B3C4D", payID.String()}},
+		{notification.KindDailySalesReport, notification.Details{Sales: salesReport()},
+			[]string{"Hello Ann,", "sales for", "2026-11-25", "2026-11-25 00:00 UTC", "2026-11-26 00:00 UTC",
+				"Orders placed", "9", "6", "2", "€12.00", "$1,234.56", "AAAAAAAA", "12", "$155.88", "BBBBBBBB", "$55.88",
+				"report recipient", "REPORT_EMAIL"}},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			t.Parallel()
@@ -89,5 +94,96 @@ func TestRenderRejectsAnUnknownKind(t *testing.T) {
 	n := notification.New(uuid.New(), "birthday", recipient(t, "Ann"), notification.Details{}, at)
 	if _, err := notification.Render(n); err == nil {
 		t.Error("rendered a kind without templates")
+	}
+}
+
+// salesReport is a day with sales in two currencies, one order still open.
+func salesReport() *notification.SalesReport {
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	return &notification.SalesReport{
+		Day: day, From: day, To: day.AddDate(0, 0, 1),
+		Orders: 9, Confirmed: 6, Cancelled: 2,
+		Revenue: []notification.Money{{Cents: 1200, Currency: "EUR"}, usd(123456)},
+		TopProducts: []notification.ProductSales{
+			{ProductID: prodA, Quantity: 12, Revenue: usd(15588)},
+			{ProductID: prodB, Quantity: 7, Revenue: usd(5588)},
+		},
+	}
+}
+
+func TestRenderDailySalesReport(t *testing.T) {
+	t.Parallel()
+	n := notification.New(uuid.New(), notification.KindDailySalesReport, recipient(t, "Ada"),
+		notification.Details{Sales: salesReport()}, at)
+	if n.Subject != "Bazaar daily sales for 2026-11-25" {
+		t.Errorf("subject %q", n.Subject)
+	}
+	c, err := notification.Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The text lays the figures out line by line, ranked.
+	for _, w := range []string{
+		"Here are Bazaar's sales for 2026-11-25: the orders placed from\n2026-11-25 00:00 UTC to 2026-11-26 00:00 UTC.",
+		"Orders placed: 9\n  confirmed:   6\n  cancelled:   2\n  still open:  1\n",
+		"Revenue from confirmed orders:\n  €12.00\n  $1,234.56\n",
+		"Top products:\n  1. product AAAAAAAA: 12 sold, $155.88\n  2. product BBBBBBBB: 7 sold, $55.88\n",
+	} {
+		if !strings.Contains(c.Text, w) {
+			t.Errorf("text lacks %q:\n%s", w, c.Text)
+		}
+	}
+	if strings.Contains(c.Text, "account at Bazaar") {
+		t.Errorf("the admin is told the report comes with a customer account:\n%s", c.Text)
+	}
+	// The HTML puts the products in a table, a row each.
+	for _, w := range []string{
+		"<li>€12.00</li><li>$1,234.56</li>",
+		`<tr><td>1</td><td>AAAAAAAA</td><td style="text-align:right">12</td><td style="text-align:right">$155.88</td></tr>`,
+		`<tr><td>2</td><td>BBBBBBBB</td><td style="text-align:right">7</td><td style="text-align:right">$55.88</td></tr>`,
+		`Still open</td><td style="text-align:right">1</td>`,
+	} {
+		if !strings.Contains(c.HTML, w) {
+			t.Errorf("HTML lacks %q:\n%s", w, c.HTML)
+		}
+	}
+}
+
+func TestRenderDailySalesReportOfAQuietDay(t *testing.T) {
+	t.Parallel()
+	r := salesReport()
+	r.Orders, r.Confirmed, r.Cancelled, r.Revenue, r.TopProducts = 0, 0, 0, nil, nil
+	c, err := notification.Render(notification.New(uuid.New(), notification.KindDailySalesReport, recipient(t, "Ada"),
+		notification.Details{Sales: r}, at))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(c.Text, "Orders placed: 0\n") || !strings.Contains(c.Text, "Revenue from confirmed orders:\n  none\n") ||
+		!strings.Contains(c.Text, "Top products:\n  none sold\n") || strings.Contains(c.Text, "still open") {
+		t.Errorf("text of a quiet day:\n%s", c.Text)
+	}
+	if !strings.Contains(c.HTML, "None sold.") || strings.Contains(c.HTML, "<th") || strings.Contains(c.HTML, "Still open") {
+		t.Errorf("HTML of a quiet day:\n%s", c.HTML)
+	}
+}
+
+// The admin's name is the only free text in a report (currencies and products are
+// parsed); it is escaped like any recipient's.
+func TestRenderDailySalesReportEscapesHTML(t *testing.T) {
+	t.Parallel()
+	name := `<img src=x onerror="alert(1)"> & Co`
+	n := notification.New(uuid.New(), notification.KindDailySalesReport, recipient(t, name), notification.Details{Sales: salesReport()}, at)
+	c, err := notification.Render(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(c.HTML, "<img") {
+		t.Errorf("HTML carries the name's markup:\n%s", c.HTML)
+	}
+	if !strings.Contains(c.HTML, "Hello &lt;img src=x onerror=&#34;alert(1)&#34;&gt; &amp; Co,") {
+		t.Errorf("HTML does not show the name escaped:\n%s", c.HTML)
+	}
+	if !strings.Contains(c.Text, "Hello "+name+",") {
+		t.Errorf("text does not carry the name:\n%s", c.Text)
 	}
 }

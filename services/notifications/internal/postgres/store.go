@@ -145,6 +145,20 @@ func (t *TxStore) Recipient(ctx context.Context, user uuid.UUID) (notification.R
 	return r, dbError(err, "recipient")
 }
 
+// RecipientByEmail is the recipient whose address is email, compared without regard
+// to case, or notification.ErrUnknownRecipient. Should two users share an address
+// (the users service forbids it; this projection does not enforce it), the one
+// recorded last wins.
+func (t *TxStore) RecipientByEmail(ctx context.Context, email string) (notification.Recipient, error) {
+	var r notification.Recipient
+	err := t.tx.QueryRow(ctx, `SELECT user_id, email, name FROM recipients WHERE lower(email) = lower($1)
+		ORDER BY updated_at DESC, user_id LIMIT 1`, email).Scan(&r.UserID, &r.Email, &r.Name)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notification.Recipient{}, fmt.Errorf("address %s: %w", email, notification.ErrUnknownRecipient)
+	}
+	return r, dbError(err, "recipient by email")
+}
+
 // Add writes a queued notification and announces it on NotifyChannel (delivered on
 // commit). It reports false, writing nothing, when the notification's event already
 // has one.
@@ -206,6 +220,7 @@ type detailsJSON struct {
 	Items     []itemJSON `json:"items,omitempty"`
 	Reason    string     `json:"reason,omitempty"`
 	Refunded  *moneyJSON `json:"refunded,omitempty"`
+	Sales     *salesJSON `json:"sales,omitempty"`
 }
 
 type moneyJSON struct {
@@ -219,8 +234,60 @@ type itemJSON struct {
 	UnitPrice moneyJSON `json:"unit_price"`
 }
 
+// salesJSON is a notification.SalesReport as stored: the report the e-mail shows,
+// not the event it came in (whose shape is the orders service's to change).
+type salesJSON struct {
+	Day         time.Time          `json:"day"`
+	From        time.Time          `json:"from"`
+	To          time.Time          `json:"to"`
+	Orders      int64              `json:"orders"`
+	Confirmed   int64              `json:"confirmed"`
+	Cancelled   int64              `json:"cancelled"`
+	Revenue     []moneyJSON        `json:"revenue"`
+	TopProducts []productSalesJSON `json:"top_products"`
+}
+
+type productSalesJSON struct {
+	ProductID uuid.UUID `json:"product_id"`
+	Quantity  int64     `json:"quantity"`
+	Revenue   moneyJSON `json:"revenue"`
+}
+
+func toSalesJSON(r *notification.SalesReport) *salesJSON {
+	if r == nil {
+		return nil
+	}
+	out := &salesJSON{Day: r.Day, From: r.From, To: r.To, Orders: r.Orders, Confirmed: r.Confirmed, Cancelled: r.Cancelled,
+		Revenue: []moneyJSON{}, TopProducts: []productSalesJSON{}}
+	for _, m := range r.Revenue {
+		out.Revenue = append(out.Revenue, moneyJSON{Cents: m.Cents, Currency: m.Currency})
+	}
+	for _, p := range r.TopProducts {
+		out.TopProducts = append(out.TopProducts, productSalesJSON{ProductID: p.ProductID, Quantity: p.Quantity,
+			Revenue: moneyJSON{Cents: p.Revenue.Cents, Currency: p.Revenue.Currency}})
+	}
+	return out
+}
+
+func (s *salesJSON) toSalesReport() *notification.SalesReport {
+	if s == nil {
+		return nil
+	}
+	out := &notification.SalesReport{Day: s.Day.UTC(), From: s.From.UTC(), To: s.To.UTC(),
+		Orders: s.Orders, Confirmed: s.Confirmed, Cancelled: s.Cancelled}
+	for _, m := range s.Revenue {
+		out.Revenue = append(out.Revenue, notification.Money{Cents: m.Cents, Currency: m.Currency})
+	}
+	for _, p := range s.TopProducts {
+		out.TopProducts = append(out.TopProducts, notification.ProductSales{ProductID: p.ProductID, Quantity: p.Quantity,
+			Revenue: notification.Money{Cents: p.Revenue.Cents, Currency: p.Revenue.Currency}})
+	}
+	return out
+}
+
 func toDetailsJSON(d notification.Details) detailsJSON {
-	out := detailsJSON{Name: d.Name, Reason: string(d.Reason), Total: toMoneyJSON(d.Total), Refunded: toMoneyJSON(d.Refunded)}
+	out := detailsJSON{Name: d.Name, Reason: string(d.Reason), Total: toMoneyJSON(d.Total), Refunded: toMoneyJSON(d.Refunded),
+		Sales: toSalesJSON(d.Sales)}
 	if d.OrderID != uuid.Nil {
 		out.OrderID = &d.OrderID
 	}
@@ -242,7 +309,7 @@ func toMoneyJSON(m notification.Money) *moneyJSON {
 }
 
 func (d detailsJSON) toDetails() notification.Details {
-	out := notification.Details{Name: d.Name, Reason: notification.CancelReason(d.Reason)}
+	out := notification.Details{Name: d.Name, Reason: notification.CancelReason(d.Reason), Sales: d.Sales.toSalesReport()}
 	if d.OrderID != nil {
 		out.OrderID = *d.OrderID
 	}

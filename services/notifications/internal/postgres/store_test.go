@@ -132,6 +132,88 @@ func TestRecipients(t *testing.T) {
 	})
 }
 
+func TestRecipientByEmailIgnoresCase(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	admin, err := notification.NewRecipient(uuid.New(), "admin@bazaar.local", "Ada")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTx(t, pool, s, func(tx *postgres.TxStore) error {
+		if _, err := tx.RecipientByEmail(ctx, "admin@bazaar.local"); !errors.Is(err, notification.ErrUnknownRecipient) {
+			t.Errorf("before registration: %v, want ErrUnknownRecipient", err)
+		}
+		if err := tx.SaveRecipient(ctx, ann(t)); err != nil {
+			return err
+		}
+		return tx.SaveRecipient(ctx, admin)
+	})
+	inTx(t, pool, s, func(tx *postgres.TxStore) error {
+		for _, email := range []string{"admin@bazaar.local", "Admin@Bazaar.LOCAL"} {
+			if got, err := tx.RecipientByEmail(ctx, email); err != nil || got != admin {
+				t.Errorf("RecipientByEmail(%q) = %+v, %v; want %+v", email, got, err, admin)
+			}
+		}
+		for _, email := range []string{"admin@bazaar.locall", "dmin@bazaar.local", "%@bazaar.local"} {
+			if _, err := tx.RecipientByEmail(ctx, email); !errors.Is(err, notification.ErrUnknownRecipient) {
+				t.Errorf("RecipientByEmail(%q) = %v, want ErrUnknownRecipient", email, err)
+			}
+		}
+		return nil
+	})
+}
+
+func TestDailySalesReportIsStoredWhole(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	report := &notification.SalesReport{
+		Day: day, From: day, To: day.AddDate(0, 0, 1), Orders: 9, Confirmed: 6, Cancelled: 2,
+		Revenue:     []notification.Money{{Cents: 1200, Currency: "EUR"}, {Cents: 123456, Currency: "USD"}},
+		TopProducts: []notification.ProductSales{{ProductID: uuid.New(), Quantity: 12, Revenue: notification.Money{Cents: 15588, Currency: "USD"}}},
+	}
+	n := notification.New(uuid.New(), notification.KindDailySalesReport, ann(t), notification.Details{Sales: report}, at)
+	add(t, pool, s, n)
+	got, err := s.Notification(ctx, n.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Kind != notification.KindDailySalesReport || got.Subject != "Bazaar daily sales for 2026-11-25" {
+		t.Errorf("read back %+v", got)
+	}
+	r := got.Details.Sales
+	if r == nil || !r.Day.Equal(day) || !r.From.Equal(report.From) || !r.To.Equal(report.To) ||
+		r.Orders != 9 || r.Confirmed != 6 || r.Cancelled != 2 ||
+		len(r.Revenue) != 2 || r.Revenue[0] != report.Revenue[0] || r.Revenue[1] != report.Revenue[1] ||
+		len(r.TopProducts) != 1 || r.TopProducts[0] != report.TopProducts[0] {
+		t.Errorf("report read back %+v\nwant %+v", r, report)
+	}
+	// Other kinds carry no report.
+	w := notification.New(uuid.New(), notification.KindWelcome, ann(t), notification.Details{}, at)
+	add(t, pool, s, w)
+	if got, err := s.Notification(ctx, w.ID); err != nil || got.Details.Sales != nil {
+		t.Errorf("welcome read back with a report: %+v, %v", got.Details, err)
+	}
+}
+
+// The kinds are the domain's, and the table holds it to them.
+func TestOnlyTheDomainsKindsAreStored(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	for _, k := range notification.Kinds {
+		add(t, pool, s, notification.New(uuid.New(), k, ann(t), notification.Details{}, at))
+	}
+	err := pgx.BeginFunc(context.Background(), pool, func(tx pgx.Tx) error {
+		_, err := s.InTx(tx).Add(context.Background(), notification.New(uuid.New(), "birthday", ann(t), notification.Details{}, at))
+		return err
+	})
+	if err == nil {
+		t.Error("a notification of an unknown kind was stored")
+	}
+}
+
 func TestStatusTransitions(t *testing.T) {
 	t.Parallel()
 	s, pool := newStore(t)
