@@ -2,31 +2,155 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"os"
+	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/inventory"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/jobs"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/payments"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/sagametrics"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/statusfeed"
 )
 
-// run starts the orders service. So far it owns its database, migrations and outbox and
-// answers only the operational routes (/healthz, /readyz, /metrics); its API arrives
-// with the issue that builds it.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+// settings is the orders service's configuration: the platform's shared settings plus
+// its own.
+type settings struct {
+	platform.Config
+	InventoryURL string // INVENTORY_URL
+	PaymentsURL  string // PAYMENTS_URL
+	// SagaInlineTimeout bounds how long POST /orders runs the saga before answering
+	// 202 with the order still in progress (SAGA_INLINE_TIMEOUT).
+	SagaInlineTimeout time.Duration
+	// ChargeBudget is how long after its creation an order may still be charged;
+	// later it is compensated and cancelled as timed out (CHARGE_BUDGET).
+	ChargeBudget time.Duration
+	// RecoverEvery is the period of saga:recover, whole seconds (RECOVER_EVERY).
+	RecoverEvery time.Duration
+	// DownstreamTimeout bounds one attempt at a call to inventory or payments
+	// (DOWNSTREAM_TIMEOUT).
+	DownstreamTimeout time.Duration
+	// BreakerCooldown is how long an open circuit breaker fails calls at once before
+	// a trial call (BREAKER_COOLDOWN).
+	BreakerCooldown time.Duration
+}
+
+// loadSettings reads the configuration; the error names every bad variable.
+func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
-	cfg := platform.LoadConfig(env, "orders", ":8084")
-	if err := env.Err(); err != nil {
+	s := settings{
+		Config:            platform.LoadConfig(env, "orders", ":8084"),
+		InventoryURL:      env.URL("INVENTORY_URL", "http://127.0.0.1:8082", "http", "https"),
+		PaymentsURL:       env.URL("PAYMENTS_URL", "http://127.0.0.1:8083", "http", "https"),
+		SagaInlineTimeout: env.Duration("SAGA_INLINE_TIMEOUT", 3*time.Second),
+		ChargeBudget:      env.Duration("CHARGE_BUDGET", 2*time.Minute),
+		RecoverEvery:      env.Duration("RECOVER_EVERY", 15*time.Second),
+		DownstreamTimeout: env.Duration("DOWNSTREAM_TIMEOUT", 2*time.Second),
+		BreakerCooldown:   env.Duration("BREAKER_COOLDOWN", 5*time.Second),
+	}
+	var errs []error
+	if s.RecoverEvery%time.Second != 0 {
+		errs = append(errs, fmt.Errorf("bad configuration: RECOVER_EVERY=%s: want a whole number of seconds", s.RecoverEvery))
+	}
+	if err := errors.Join(append([]error{env.Err()}, errs...)...); err != nil {
+		return settings{}, err
+	}
+	return s, nil
+}
+
+// run starts the orders service: orders, the create-order saga across inventory and
+// payments, its recovery, the live status stream and the sales reports.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := loadSettings(getenv)
+	if err != nil {
 		return err
 	}
-	p, err := platform.Start(ctx, cfg, migrations.FS, stdout)
+	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {
 		return err
 	}
 	defer p.Close()
-	// Its outbox is relayed to events.orders and cleaned daily, ready for the events its
-	// API will write.
+	p.Log.Info("orders settings", "inventory_url", cfg.InventoryURL, "payments_url", cfg.PaymentsURL,
+		"saga_inline_timeout", cfg.SagaInlineTimeout.String(), "charge_budget", cfg.ChargeBudget.String(),
+		"recover_every", cfg.RecoverEvery.String(), "downstream_timeout", cfg.DownstreamTimeout.String(),
+		"breaker_cooldown", cfg.BreakerCooldown.String())
+
+	store := postgres.NewStore(p.Pool)
+	client := func(name, url string) downstream.Config {
+		return downstream.Config{Name: name, BaseURL: url, Timeout: cfg.DownstreamTimeout, BreakerCooldown: cfg.BreakerCooldown,
+			Log: p.Log, Registerer: p.Metrics, Tracing: p.Tracing}
+	}
+	inv, err := inventory.New(client("inventory", cfg.InventoryURL))
+	if err != nil {
+		return err
+	}
+	pay, err := payments.New(client("payments", cfg.PaymentsURL))
+	if err != nil {
+		return err
+	}
+	recorder, err := sagametrics.New(p.Metrics)
+	if err != nil {
+		return err
+	}
+	feed := statusfeed.New(p.Redis, p.Log)
+	p.Background("status feed", feed.Run)
+	deps := order.Deps{Store: store, Inventory: inv, Payments: pay, Notifier: feed, Recorder: recorder, Log: p.Log}
+	policy := order.DefaultPolicy
+	policy.ChargeBudget = cfg.ChargeBudget
+	saga := order.NewOrchestrator(deps, order.OrchestratorConfig{Policy: policy, Owner: owner()})
+	orders := order.NewService(deps, saga, cfg.SagaInlineTimeout)
+
+	// Order events leave through the outbox relay; while Redis is down they wait in
+	// the outbox and orders carry on.
 	if err := p.RelayOutbox(); err != nil {
 		return err
 	}
-	return p.Serve(ctx, p.Router())
+	t, err := p.Tasks()
+	if err != nil {
+		return err
+	}
+	if err := jobs.Register(t, jobs.Deps{Saga: saga, Reports: store, Log: p.Log}, cfg.RecoverEvery); err != nil {
+		return err
+	}
+	// One recovery pass at start, for the sagas a previous run left unfinished.
+	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if _, err := t.Client.Enqueue(ectx, jobs.RecoverSagas, nil); err != nil {
+		p.Log.Warn("start-up saga recovery not enqueued; the periodic one will run", "err", err)
+	}
+	cancel()
+
+	r := p.Router()
+	httpapi.Mount(r, httpapi.Deps{
+		Log:      p.Log,
+		Orders:   orders,
+		Verifier: auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+		Keys:     store,
+		// Longer than a request can run: the quote, the inline saga, and their calls.
+		KeyTTL:  cfg.SagaInlineTimeout + 15*time.Second,
+		Feed:    feed,
+		Reports: jobs.Reports{Client: t.Client},
+		Stop:    ctx,
+	})
+	return p.Serve(ctx, r)
+}
+
+// owner names this process in saga leases, for operators.
+func owner() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "orders"
+	}
+	return host + "/" + uuid.NewString()[:8]
 }

@@ -1,11 +1,32 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/tasks"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/fakes"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/jobs"
 )
 
 // The orders service starts on its own fresh database, applies its migrations and
@@ -17,4 +38,622 @@ func TestRunServesOperationalRoutes(t *testing.T) {
 		"REDIS_URL":    redistest.New(t),
 	})
 	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+}
+
+func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
+	t.Parallel()
+	for name, env := range map[string]map[string]string{
+		"INVENTORY_URL":       {"INVENTORY_URL": "ftp://x"},
+		"PAYMENTS_URL":        {"PAYMENTS_URL": "nope"},
+		"SAGA_INLINE_TIMEOUT": {"SAGA_INLINE_TIMEOUT": "soon"},
+		"CHARGE_BUDGET":       {"CHARGE_BUDGET": "-1m"},
+		"RECOVER_EVERY":       {"RECOVER_EVERY": "1500ms"},
+	} {
+		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: err = %v, want it to name %s", env, err, name)
+		}
+	}
+}
+
+// stack is one orders service under test, with fake neighbours, a key to sign access
+// tokens with, and a direct line to its database.
+type stack struct {
+	url      string
+	db       *pgxpool.Pool
+	redisURL string
+	inv      *fakes.Inventory
+	pay      *fakes.Payments
+	signer   *auth.Signer
+}
+
+func startOrders(t *testing.T, extra map[string]string) *stack {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(auth.KeySet{Keys: []auth.JWK{auth.PublicJWK("k1", pub)}})
+	}))
+	t.Cleanup(jwks.Close)
+	s := &stack{inv: fakes.NewInventory(t), pay: fakes.NewPayments(t), signer: auth.NewSigner("k1", priv, 15*time.Minute)}
+	dbURL := pgtest.NewDatabase(t)
+	s.redisURL = redistest.New(t)
+	env := map[string]string{
+		"DATABASE_URL": dbURL, "REDIS_URL": s.redisURL, "JWKS_URL": jwks.URL,
+		"INVENTORY_URL": s.inv.URL, "PAYMENTS_URL": s.pay.URL,
+		"SAGA_INLINE_TIMEOUT": "2s", "RECOVER_EVERY": "1s", "DOWNSTREAM_TIMEOUT": "300ms", "BREAKER_COOLDOWN": "200ms",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	s.url = programtest.Start(t, run, env).URL
+	pool, err := pgdb.Open(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s.db = pool
+	return s
+}
+
+// token is an access token for a new user with role.
+func (s *stack) token(t *testing.T, role auth.Role) (string, uuid.UUID) {
+	t.Helper()
+	id := uuid.New()
+	tok, err := s.signer.Sign(auth.Principal{UserID: id, Role: role})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok, id
+}
+
+func (s *stack) count(t *testing.T, table string) int {
+	t.Helper()
+	var n int
+	if err := s.db.QueryRow(context.Background(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+// problem decodes a problem response, failing unless it is one with the status.
+func (r response) problem(t *testing.T, status int) problem.Details {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
+		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
+	}
+	var d problem.Details
+	r.json(t, &d)
+	if d.Status != status || d.RequestID == "" || d.Type == "" {
+		t.Errorf("problem document %+v", d)
+	}
+	return d
+}
+
+func call(t *testing.T, method, u, token, body string, header ...string) response {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+type orderBody struct {
+	ID     string `json:"id"`
+	UserID string `json:"user_id"`
+	Status string `json:"status"`
+	Items  []struct {
+		ProductID      string `json:"product_id"`
+		Quantity       int    `json:"quantity"`
+		UnitPriceCents int64  `json:"unit_price_cents"`
+	} `json:"items"`
+	TotalCents    int64     `json:"total_cents"`
+	Currency      string    `json:"currency"`
+	PaymentMethod string    `json:"payment_method"`
+	CancelReason  *string   `json:"cancel_reason"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+type listBody struct {
+	Items      []orderBody `json:"items"`
+	NextCursor *string     `json:"next_cursor"`
+}
+
+func orderJSON(method string, lines ...any) string {
+	var items []string
+	for i := 0; i+1 < len(lines); i += 2 {
+		items = append(items, fmt.Sprintf(`{"product_id":%q,"quantity":%d}`, fmt.Sprint(lines[i]), lines[i+1]))
+	}
+	return fmt.Sprintf(`{"items":[%s],"payment_method":%q}`, strings.Join(items, ","), method)
+}
+
+// waitFor polls the order until cond holds, or fails after a deadline.
+func (s *stack) waitFor(t *testing.T, token, id string, cond func(orderBody) bool) orderBody {
+	t.Helper()
+	var o orderBody
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		r := call(t, http.MethodGet, s.url+"/api/v1/orders/"+id, token, "")
+		o = orderBody{}
+		r.json(t, &o)
+		if cond(o) {
+			return o
+		}
+	}
+	t.Fatalf("order %s never got there; last %+v", id, o)
+	return o
+}
+
+func TestOrdersAPI(t *testing.T) {
+	t.Parallel()
+	s := startOrders(t, nil)
+	apple, pear := s.inv.AddProduct(120, 50), s.inv.AddProduct(300, 50)
+	ann, annID := s.token(t, auth.RoleCustomer)
+	bob, _ := s.token(t, auth.RoleCustomer)
+	orders := s.url + "/api/v1/orders"
+
+	// Create: 201 with the finished order, priced by inventory whatever the client says.
+	r := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_visa", apple, 2, pear, 1))
+	if r.status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var o orderBody
+	r.json(t, &o)
+	if r.header.Get("Location") != "/api/v1/orders/"+o.ID || o.Status != "confirmed" || o.UserID != annID.String() ||
+		o.TotalCents != 540 || o.Currency != "USD" || len(o.Items) != 2 || o.Items[1].UnitPriceCents != 300 ||
+		o.CancelReason != nil || o.PaymentMethod != "pm_card_visa" || time.Since(o.CreatedAt) > time.Minute {
+		t.Errorf("created %d %v %+v", r.status, r.header, o)
+	}
+	if !strings.Contains(string(r.body), `"cancel_reason":null`) {
+		t.Errorf("cancel_reason is not null: %s", r.body)
+	}
+
+	t.Run("get is owner only", func(t *testing.T) {
+		r := call(t, http.MethodGet, orders+"/"+o.ID, ann, "")
+		var got orderBody
+		r.json(t, &got)
+		if r.status != http.StatusOK || got.ID != o.ID || got.Status != "confirmed" || !got.CreatedAt.Equal(o.CreatedAt) || !got.UpdatedAt.Equal(o.UpdatedAt) {
+			t.Errorf("get: %d %+v", r.status, got)
+		}
+		call(t, http.MethodGet, orders+"/"+o.ID, bob, "").problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/"+uuid.NewString(), ann, "").problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/not-an-id", ann, "").problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/"+o.ID, "", "").problem(t, http.StatusUnauthorized)
+		call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", bob, "").problem(t, http.StatusNotFound)
+	})
+
+	t.Run("list is the owner's, newest first, paged", func(t *testing.T) {
+		second := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_chargeDeclined", pear, 1))
+		var declined orderBody
+		second.json(t, &declined)
+		if second.status != http.StatusCreated || declined.Status != "cancelled" || declined.CancelReason == nil || *declined.CancelReason != "payment_declined" {
+			t.Fatalf("declined: %d %s", second.status, second.body)
+		}
+		var page1, page2 listBody
+		call(t, http.MethodGet, orders+"?limit=1", ann, "").json(t, &page1)
+		if len(page1.Items) != 1 || page1.Items[0].ID != declined.ID || page1.NextCursor == nil {
+			t.Fatalf("page 1 %+v", page1)
+		}
+		call(t, http.MethodGet, orders+"?limit=1&cursor="+*page1.NextCursor, ann, "").json(t, &page2)
+		if len(page2.Items) != 1 || page2.Items[0].ID != o.ID || page2.NextCursor != nil {
+			t.Errorf("page 2 %+v", page2)
+		}
+		var others listBody
+		r := call(t, http.MethodGet, orders, bob, "")
+		r.json(t, &others)
+		if len(others.Items) != 0 || !strings.Contains(string(r.body), `"next_cursor":null`) || !strings.Contains(string(r.body), `"items":[]`) {
+			t.Errorf("bob's list %s", r.body)
+		}
+		call(t, http.MethodGet, orders+"?limit=0", ann, "").problem(t, http.StatusUnprocessableEntity)
+	})
+
+	t.Run("bad input is refused and writes nothing", func(t *testing.T) {
+		tables := []string{"orders", "order_lines", "sagas", "saga_steps", "outbox", "idempotency_keys"}
+		counts := func() []int {
+			var n []int
+			for _, tb := range tables {
+				n = append(n, s.count(t, tb))
+			}
+			return n
+		}
+		before := counts()
+		lines := make([]any, 0, 102)
+		for range 51 {
+			lines = append(lines, uuid.New(), 1)
+		}
+		cases := []struct {
+			name, body string
+			header     []string
+			status     int
+			fields     []string
+		}{
+			{"unknown product", orderJSON("pm_card_visa", apple, 1, uuid.New(), 1), nil, 422, []string{"items[1].product_id"}},
+			{"quantity 0", orderJSON("pm_card_visa", apple, 0), nil, 422, []string{"items[0].quantity"}},
+			{"quantity 101", orderJSON("pm_card_visa", apple, 101), nil, 422, []string{"items[0].quantity"}},
+			{"51 lines", orderJSON("pm_card_visa", lines...), nil, 422, []string{"items"}},
+			{"no lines", `{"items":[],"payment_method":"pm_card_visa"}`, nil, 422, []string{"items"}},
+			{"missing payment method", `{"items":[{"product_id":"` + apple.String() + `","quantity":1}]}`, nil, 422, []string{"payment_method"}},
+			{"unknown payment method", orderJSON("pm_card_amex", apple, 1), nil, 422, []string{"payment_method"}},
+			{"malformed product id", orderJSON("pm_card_visa", "apple", 1), nil, 422, []string{"items[0].product_id"}},
+			{"same product twice", orderJSON("pm_card_visa", apple, 1, apple, 2), nil, 422, []string{"items[1].product_id"}},
+			{"malformed JSON", `{"items":[`, nil, 400, nil},
+			{"unknown field", `{"items":[{"product_id":"` + apple.String() + `","quantity":1,"unit_price_cents":1}],"payment_method":"pm_card_visa"}`, nil, 400, nil},
+			{"fractional quantity", `{"items":[{"product_id":"` + apple.String() + `","quantity":1.5}],"payment_method":"pm_card_visa"}`, nil, 400, nil},
+			{"empty body", ``, nil, 400, nil},
+			{"bad Idempotency-Key", orderJSON("pm_card_visa", apple, 1), []string{"Idempotency-Key", strings.Repeat("k", 256)}, 422, []string{"Idempotency-Key"}},
+			{"unknown product with a key", orderJSON("pm_card_visa", uuid.New(), 1), []string{"Idempotency-Key", "bad-1"}, 422, []string{"items[0].product_id"}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				d := call(t, http.MethodPost, orders, ann, c.body, c.header...).problem(t, c.status)
+				var got []string
+				for _, f := range d.Errors {
+					got = append(got, f.Field)
+				}
+				if !slices.Equal(got, c.fields) {
+					t.Errorf("fields %v, want %v (%+v)", got, c.fields, d)
+				}
+			})
+		}
+		if after := counts(); !slices.Equal(after, before) {
+			t.Errorf("rows of %v went from %v to %v", tables, before, after)
+		}
+		call(t, http.MethodPost, orders, "", orderJSON("pm_card_visa", apple, 1)).problem(t, http.StatusUnauthorized)
+	})
+
+	t.Run("Idempotency-Key replays the first answer", func(t *testing.T) {
+		body := orderJSON("pm_card_visa", apple, 1)
+		first := call(t, http.MethodPost, orders, ann, body, "Idempotency-Key", "order-42")
+		again := call(t, http.MethodPost, orders, ann, " "+body, "Idempotency-Key", "order-42")
+		if first.status != http.StatusCreated || again.status != first.status || string(again.body) != string(first.body) ||
+			again.header.Get("Location") != first.header.Get("Location") || again.header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("first %d %s\nagain %d %v %s", first.status, first.body, again.status, again.header, again.body)
+		}
+		var fo orderBody
+		first.json(t, &fo)
+		if s.pay.Captures(uuid.MustParse(fo.ID)) != 1 || s.pay.Calls("charge", uuid.MustParse(fo.ID)) != 1 {
+			t.Errorf("captures %d", s.pay.Captures(uuid.MustParse(fo.ID)))
+		}
+		d := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_visa", apple, 2), "Idempotency-Key", "order-42").problem(t, http.StatusUnprocessableEntity)
+		if len(d.Errors) != 1 || d.Errors[0].Field != "Idempotency-Key" {
+			t.Errorf("mismatch problem %+v", d)
+		}
+		// Keys are per user: bob's order-42 is his own order.
+		other := call(t, http.MethodPost, orders, bob, body, "Idempotency-Key", "order-42")
+		var bo orderBody
+		other.json(t, &bo)
+		if other.status != http.StatusCreated || bo.ID == fo.ID || other.header.Get("Idempotent-Replayed") != "" {
+			t.Errorf("bob's order %d %s", other.status, other.body)
+		}
+	})
+
+	t.Run("ten concurrent requests with one key make one order and one charge", func(t *testing.T) {
+		s.inv.SetSlow(150 * time.Millisecond) // the first is still running when the rest arrive
+		defer s.inv.SetSlow(0)
+		carol, carolID := s.token(t, auth.RoleCustomer)
+		body := orderJSON("pm_card_visa", pear, 3)
+		answers := make([]response, 10)
+		var wg sync.WaitGroup
+		for i := range answers {
+			wg.Go(func() { answers[i] = call(t, http.MethodPost, orders, carol, body, "Idempotency-Key", "same") })
+		}
+		wg.Wait()
+		for i, a := range answers {
+			if a.status != http.StatusCreated || string(a.body) != string(answers[0].body) {
+				t.Errorf("answer %d: %d %s (first %s)", i, a.status, a.body, answers[0].body)
+			}
+		}
+		var n int
+		if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM orders WHERE user_id = $1`, carolID).Scan(&n); err != nil || n != 1 {
+			t.Errorf("%d orders, want 1 (%v)", n, err)
+		}
+		var co orderBody
+		answers[0].json(t, &co)
+		if id := uuid.MustParse(co.ID); s.pay.Captures(id) != 1 || s.pay.Calls("charge", id) != 1 || s.inv.Calls("reserve", id) != 1 {
+			t.Errorf("captures %d, charges %d, reserves %d", s.pay.Captures(id), s.pay.Calls("charge", id), s.inv.Calls("reserve", id))
+		}
+	})
+
+	t.Run("cancel a confirmed order", func(t *testing.T) {
+		r := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, "")
+		var c orderBody
+		r.json(t, &c)
+		if r.status != http.StatusOK || c.Status != "cancelled" || c.CancelReason == nil || *c.CancelReason != "customer_request" {
+			t.Fatalf("cancel: %d %s", r.status, r.body)
+		}
+		id := uuid.MustParse(o.ID)
+		if p, _ := s.pay.Payment(id); p.Status != "refunded" || s.inv.Reservation(id) != "released" {
+			t.Errorf("payment %q, reservation %q", p.Status, s.inv.Reservation(id))
+		}
+		if again := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, ""); again.status != http.StatusOK {
+			t.Errorf("cancelling again: %d %s", again.status, again.body)
+		}
+		// Not confirmed (cancelled for another reason): 409.
+		var list listBody
+		call(t, http.MethodGet, orders+"?limit=100", ann, "").json(t, &list)
+		for _, it := range list.Items {
+			if it.CancelReason != nil && *it.CancelReason == "payment_declined" {
+				d := call(t, http.MethodPost, orders+"/"+it.ID+"/cancel", ann, "").problem(t, http.StatusConflict)
+				if d.Type != problem.TypePrefix+"not_cancellable" {
+					t.Errorf("type %q", d.Type)
+				}
+			}
+		}
+	})
+
+	t.Run("admin views sagas; customers may not", func(t *testing.T) {
+		admin, _ := s.token(t, auth.RoleAdmin)
+		sagas := s.url + "/api/v1/admin/sagas"
+		call(t, http.MethodGet, sagas, ann, "").problem(t, http.StatusForbidden)
+		d := call(t, http.MethodGet, sagas+"?state=stuck", admin, "").problem(t, http.StatusUnprocessableEntity)
+		if len(d.Errors) != 1 || d.Errors[0].Field != "state" {
+			t.Errorf("bad state problem %+v", d)
+		}
+		var done struct {
+			Items []struct {
+				OrderID string `json:"order_id"`
+				State   string `json:"state"`
+				Steps   []struct {
+					Step, Outcome string
+				} `json:"steps"`
+			} `json:"items"`
+		}
+		r := call(t, http.MethodGet, sagas+"?state=done&limit=100", admin, "")
+		r.json(t, &done)
+		if r.status != http.StatusOK || len(done.Items) < 4 || done.Items[0].OrderID != o.ID || len(done.Items[0].Steps) < 5 {
+			t.Errorf("done sagas: %d %s", r.status, r.body)
+		}
+		var unfinished listBody
+		call(t, http.MethodGet, sagas, admin, "").json(t, &unfinished)
+		if len(unfinished.Items) != 0 {
+			t.Errorf("unfinished sagas %+v", unfinished)
+		}
+	})
+
+	t.Run("sales report runs as a task", func(t *testing.T) {
+		admin, _ := s.token(t, auth.RoleAdmin)
+		reports := s.url + "/api/v1/admin/reports/sales"
+		call(t, http.MethodPost, reports+"?from=2025-01-01&to=2025-01-31", ann, "").problem(t, http.StatusForbidden)
+		for _, q := range []string{"", "?from=2025-01-31&to=2025-01-01", "?from=yesterday&to=2025-01-01", "?from=2020-01-01&to=2025-01-01"} {
+			call(t, http.MethodPost, reports+q, admin, "").problem(t, http.StatusUnprocessableEntity)
+		}
+		today := time.Now().UTC().Format(time.DateOnly)
+		r := call(t, http.MethodPost, reports+"?from="+today+"&to="+today, admin, "")
+		var task struct {
+			TaskID string `json:"task_id"`
+		}
+		r.json(t, &task)
+		if r.status != http.StatusAccepted || task.TaskID == "" || r.header.Get("Location") != "/api/v1/admin/tasks/"+task.TaskID {
+			t.Fatalf("enqueue: %d %v %s", r.status, r.header, r.body)
+		}
+		in, err := tasks.NewInspector(s.redisURL, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		var info tasks.Info
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if info, err = in.Get(context.Background(), task.TaskID); err == nil && info.State == tasks.StateCompleted {
+				break
+			}
+		}
+		var rep struct {
+			Orders, Confirmed, Cancelled int64
+			Revenue                      []struct {
+				Currency    string `json:"currency"`
+				AmountCents int64  `json:"amount_cents"`
+			}
+			TopProducts []struct {
+				ProductID string `json:"product_id"`
+				Quantity  int64  `json:"quantity"`
+			} `json:"top_products"`
+		}
+		if info.State != tasks.StateCompleted || json.Unmarshal(info.Result, &rep) != nil {
+			t.Fatalf("task %+v", info)
+		}
+		var orders, confirmed int64
+		var revenue int64
+		if err := s.db.QueryRow(context.Background(),
+			`SELECT count(*), count(*) FILTER (WHERE status = 'confirmed'), coalesce(sum(total_cents) FILTER (WHERE status = 'confirmed'), 0) FROM orders`).
+			Scan(&orders, &confirmed, &revenue); err != nil {
+			t.Fatal(err)
+		}
+		if rep.Orders != orders || rep.Confirmed != confirmed || len(rep.Revenue) != 1 || rep.Revenue[0].AmountCents != revenue ||
+			len(rep.TopProducts) == 0 || rep.TopProducts[0].ProductID != pear.String() {
+			t.Errorf("report %s; want %d orders, %d confirmed, %d cents", info.Result, orders, confirmed, revenue)
+		}
+	})
+
+	t.Run("the daily sales report is written to the outbox once", func(t *testing.T) {
+		client, err := tasks.NewClient(s.redisURL, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer client.Close()
+		for range 2 { // a run repeated (a retry, a second replica) writes one event
+			if _, err := client.Enqueue(context.Background(), jobs.DailySales, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		yesterday := time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)
+		var n int
+		var data string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			err := s.db.QueryRow(context.Background(),
+				`SELECT count(*) OVER (), data::text FROM outbox WHERE type = 'report.daily_sales' AND subject = $1`, yesterday).Scan(&n, &data)
+			if err == nil && n >= 1 {
+				break
+			}
+		}
+		if n != 1 || !strings.Contains(data, `"day": "`+yesterday+`"`) || !strings.Contains(data, `"top_products"`) {
+			t.Errorf("%d report.daily_sales events for %s: %s", n, yesterday, data)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		r := call(t, http.MethodGet, s.url+"/metrics", "", "")
+		for _, want := range []string{
+			`saga_outcomes_total{reason="",result="confirmed"}`,
+			`saga_outcomes_total{reason="payment_declined",result="cancelled"}`,
+			`saga_outcomes_total{reason="customer_request",result="cancelled"}`,
+			`saga_duration_seconds_count{result="confirmed"}`,
+			`circuit_breaker_state{service="inventory"} 0`,
+			`circuit_breaker_state{service="payments"} 0`,
+			`downstream_attempts_total{result="ok",service="payments"}`,
+		} {
+			if !strings.Contains(string(r.body), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+}
+
+// sse reads an event stream, sending each status event's data on a channel that
+// closes when the stream ends.
+func sse(t *testing.T, url, token string) (<-chan map[string]any, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("events: %d %s", resp.StatusCode, b)
+	}
+	out := make(chan map[string]any, 16)
+	go func() {
+		defer close(out)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		event := ""
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				event = strings.TrimPrefix(line, "event: ")
+			case strings.HasPrefix(line, "data: ") && event == "status":
+				var m map[string]any
+				if json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &m) == nil {
+					out <- m
+				}
+			}
+		}
+	}()
+	return out, resp.Header
+}
+
+func TestPendingOrdersAreFinishedByRecoveryAndStreamed(t *testing.T) {
+	t.Parallel()
+	s := startOrders(t, nil)
+	apple := s.inv.AddProduct(100, 10)
+	ann, _ := s.token(t, auth.RoleCustomer)
+	bob, _ := s.token(t, auth.RoleCustomer)
+
+	// Inventory cannot reserve: 202 with the order pending, quickly.
+	s.inv.SetFailing("reserve", true)
+	start := time.Now()
+	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 2))
+	var o orderBody
+	r.json(t, &o)
+	if r.status != http.StatusAccepted || o.Status != "pending" || r.header.Get("Location") != "/api/v1/orders/"+o.ID {
+		t.Fatalf("create with reservations failing: %d %v %s", r.status, r.header, r.body)
+	}
+	if took := time.Since(start); took > 2500*time.Millisecond {
+		t.Errorf("the 202 took %s", took)
+	}
+	if d := call(t, http.MethodGet, s.url+"/api/v1/orders/"+o.ID+"/events", bob, "").problem(t, http.StatusNotFound); d.Detail == "" {
+		t.Errorf("someone else's stream: %+v", d)
+	}
+
+	events, header := sse(t, s.url+"/api/v1/orders/"+o.ID+"/events", ann)
+	if header.Get("Content-Type") != "text/event-stream" {
+		t.Errorf("content type %q", header.Get("Content-Type"))
+	}
+	first := <-events
+	if first["status"] != "pending" || first["order_id"] != o.ID || first["cancel_reason"] != nil {
+		t.Fatalf("first event %v", first)
+	}
+	// Payments goes down too; inventory comes back: recovery reserves, but cannot charge.
+	s.pay.SetDown(true)
+	s.inv.SetFailing("reserve", false)
+	s.waitFor(t, ann, o.ID, func(o orderBody) bool { return o.Status == "reserved" })
+	s.pay.SetDown(false)
+
+	statuses := []string{"pending"}
+	timeout := time.After(30 * time.Second)
+	for done := false; !done; {
+		select {
+		case m, ok := <-events:
+			if !ok {
+				done = true
+				break
+			}
+			statuses = append(statuses, m["status"].(string))
+		case <-timeout:
+			t.Fatalf("the stream did not close; saw %v", statuses)
+		}
+	}
+	if statuses[len(statuses)-1] != "confirmed" || !slices.Contains(statuses, "reserved") {
+		t.Errorf("stream showed %v, want pending … reserved … confirmed", statuses)
+	}
+	rank := map[string]int{"pending": 0, "reserved": 1, "paid": 2, "confirmed": 3}
+	for i := 1; i < len(statuses); i++ {
+		if rank[statuses[i]] <= rank[statuses[i-1]] {
+			t.Errorf("stream went backwards: %v", statuses)
+		}
+	}
+	id := uuid.MustParse(o.ID)
+	if s.pay.Captures(id) != 1 || s.inv.Reservation(id) != "committed" || s.inv.Stock(apple) != 8 {
+		t.Errorf("captures %d, reservation %q, stock %d", s.pay.Captures(id), s.inv.Reservation(id), s.inv.Stock(apple))
+	}
+
+	// A finished order's stream sends its status and closes at once.
+	done, _ := sse(t, s.url+"/api/v1/orders/"+o.ID+"/events", ann)
+	if m := <-done; m["status"] != "confirmed" {
+		t.Errorf("finished order's event %v", m)
+	}
+	if _, open := <-done; open {
+		t.Error("a finished order's stream stayed open")
+	}
 }

@@ -1,0 +1,391 @@
+// Package downstream is the HTTP JSON caller the orders service's clients of other
+// services (inventory, payments) are built on: each call has a time limit, runs
+// through one circuit breaker per downstream service (sony/gobreaker), and is retried
+// with exponential backoff and jitter (cenkalti/backoff) for transient failures only.
+//
+// Transient means the answer may differ on a retry: a time-out, a refused or dropped
+// connection, a 5xx (or 429) answer, or the breaker being open. Those count as breaker
+// failures and are retried, at most Attempts times per call, so that a retry storm
+// cannot form. Business answers (409 out of stock, 402 declined, 422, 404, any other
+// 4xx) are final: never retried, and counted as successes by the breaker, since the
+// service is working fine when it says "no".
+//
+// Errors come back as *apperr.Error values, so that callers branch with errors.Is and
+// apperr.ReasonOf, never on status numbers: a business answer keeps the code and
+// reason of the service's problem document (problem.FromResponse). A transient failure
+// that persists is apperr.Unavailable when no attempt can have had an effect (every
+// connection refused, the breaker open, or the service answered 503), and
+// apperr.Timeout otherwise: some attempt reached the service and its outcome is unknown
+// (sent and timed out, the connection dropped after sending, a 500). The saga relies on
+// that difference to know when to ask what became of a charge.
+package downstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/sony/gobreaker/v2"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
+)
+
+// Config describes one downstream service. Name and BaseURL are required.
+type Config struct {
+	// Name names the service in errors, logs and metrics ("payments").
+	Name string
+	// BaseURL is where it listens (PAYMENTS_URL).
+	BaseURL string
+	// Timeout bounds one attempt; default 2s.
+	Timeout time.Duration
+	// Attempts bounds the attempts of one call; default 3.
+	Attempts int
+	// BackoffInitial and BackoffMax shape the waits between attempts, randomised by
+	// ±50%: default 100ms, doubling, at most 1s.
+	BackoffInitial, BackoffMax time.Duration
+	// BreakerFailures is how many transient failures in a row open the breaker;
+	// default 5.
+	BreakerFailures uint32
+	// BreakerCooldown is how long an open breaker fails calls at once before letting a
+	// trial call through (half-open); default 5s.
+	BreakerCooldown time.Duration
+	// Log receives the breaker's state changes.
+	Log *slog.Logger
+	// Registerer receives the metrics; nil records none.
+	Registerer prometheus.Registerer
+	// Tracing, when set, makes a client span per attempt; the W3C trace context is
+	// forwarded either way.
+	Tracing *telemetry.Tracing
+}
+
+// Client calls one downstream service. It is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	http    *http.Client
+	breaker *gobreaker.CircuitBreaker[struct{}]
+	metrics *clientMetrics
+}
+
+// New makes a client of the service cfg describes. It fails on a bad base URL, or
+// metrics that clash with ones already registered.
+func New(cfg Config) (*Client, error) {
+	if cfg.Name == "" || !strings.HasPrefix(cfg.BaseURL, "http") {
+		return nil, fmt.Errorf("downstream: a name and an http(s) base URL are needed, got %q %q", cfg.Name, cfg.BaseURL)
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	if cfg.BackoffInitial <= 0 {
+		cfg.BackoffInitial = 100 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = time.Second
+	}
+	if cfg.BreakerFailures == 0 {
+		cfg.BreakerFailures = 5
+	}
+	if cfg.BreakerCooldown <= 0 {
+		cfg.BreakerCooldown = 5 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	var transport http.RoundTripper = &http.Transport{
+		// Proxy stays nil: internal calls never go through an HTTP_PROXY.
+		DialContext:         (&net.Dialer{Timeout: min(cfg.Timeout, 2*time.Second)}).DialContext,
+		MaxIdleConnsPerHost: 32,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	if cfg.Tracing != nil {
+		transport = otelhttp.NewTransport(transport,
+			otelhttp.WithTracerProvider(cfg.Tracing.Provider), otelhttp.WithPropagators(cfg.Tracing.Propagator))
+	}
+	c := &Client{
+		cfg: cfg,
+		http: &http.Client{
+			Transport: transport,
+			// Internal endpoints never redirect; following one could resend a charge
+			// somewhere else.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	c.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        cfg.Name,
+		MaxRequests: 1,
+		Timeout:     cfg.BreakerCooldown,
+		ReadyToTrip: func(counts gobreaker.Counts) bool { return counts.ConsecutiveFailures >= cfg.BreakerFailures },
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			level := slog.LevelWarn
+			if to == gobreaker.StateClosed {
+				level = slog.LevelInfo
+			}
+			cfg.Log.Log(context.Background(), level, "circuit breaker state changed",
+				"downstream", name, "from", from.String(), "to", to.String())
+		},
+		IsSuccessful: func(err error) bool { return err == nil || !isTransient(err) },
+		// A call its caller gave up on says nothing about the service's health.
+		IsExcluded: func(err error) bool {
+			var t *transientError
+			return errors.As(err, &t) && t.callerGone
+		},
+	})
+	m, err := newClientMetrics(cfg.Registerer, cfg.Name, c.breakerState)
+	if err != nil {
+		return nil, err
+	}
+	c.metrics = m
+	return c, nil
+}
+
+// Name is the service's name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// BreakerState is the breaker's state: "closed", "half-open" or "open".
+func (c *Client) BreakerState() string { return c.breaker.State().String() }
+
+func (c *Client) breakerState() float64 {
+	switch c.breaker.State() {
+	case gobreaker.StateHalfOpen:
+		return 1
+	case gobreaker.StateOpen:
+		return 2
+	}
+	return 0
+}
+
+// Call is one request to the service.
+type Call struct {
+	Method string
+	Path   string      // e.g. /internal/charges
+	Body   any         // marshalled to JSON; nil sends no body
+	Header http.Header // added to the request (Idempotency-Key)
+}
+
+// Do makes call, retrying transient failures, and decodes a 2xx answer's JSON body
+// into out (unless out is nil). See the package doc for the errors.
+func (c *Client) Do(ctx context.Context, call Call, out any) error {
+	var body []byte
+	if call.Body != nil {
+		var err error
+		if body, err = json.Marshal(call.Body); err != nil {
+			return fmt.Errorf("downstream %s: encode %s %s: %w", c.cfg.Name, call.Method, call.Path, err)
+		}
+	}
+	var last *transientError // the last transient failure
+	var answer error         // a final (business) answer
+	sent := false            // some attempt may have reached the service
+	op := func() (struct{}, error) {
+		_, err := c.breaker.Execute(func() (struct{}, error) { return struct{}{}, c.once(ctx, call, body, out) })
+		var t *transientError
+		switch {
+		case err == nil:
+			c.metrics.count("ok")
+			return struct{}{}, nil
+		case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
+			c.metrics.count("rejected")
+			t = &transientError{code: apperr.Unavailable, err: fmt.Errorf("circuit breaker: %w", err)}
+		case errors.As(err, &t):
+			c.metrics.count("transient")
+		default:
+			c.metrics.count("business")
+			answer = err
+			return struct{}{}, backoff.Permanent(err)
+		}
+		sent = sent || t.sent
+		last = t
+		return struct{}{}, t
+	}
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval, b.MaxInterval, b.RandomizationFactor, b.Multiplier = c.cfg.BackoffInitial, c.cfg.BackoffMax, 0.5, 2
+	_, err := backoff.Retry(ctx, op, backoff.WithBackOff(b), backoff.WithMaxTries(uint(c.cfg.Attempts)))
+	switch {
+	case err == nil:
+		return nil
+	case answer != nil:
+		return answer // the service's answer, even if earlier attempts failed
+	case last == nil:
+		return err // the caller gone before any attempt
+	}
+	// When the caller's context ends between attempts Retry reports just that; the
+	// last attempt's failure says more.
+	if sent {
+		return apperr.Wrap(last, apperr.Timeout, fmt.Sprintf("the %s service did not answer in time", c.cfg.Name))
+	}
+	return apperr.Wrap(last, apperr.Unavailable, fmt.Sprintf("the %s service is unavailable", c.cfg.Name))
+}
+
+// once makes one attempt.
+func (c *Client) once(ctx context.Context, call Call, body []byte, out any) error {
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	// Once any of the request is written the service may act on it; until then a
+	// failure certainly had no effect.
+	var wrote atomic.Bool
+	actx = httptrace.WithClientTrace(actx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+	})
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(actx, call.Method, c.cfg.BaseURL+call.Path, rd)
+	if err != nil {
+		return fmt.Errorf("downstream %s: %w", c.cfg.Name, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	for k, vs := range call.Header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	// So that the service logs the call under the request that caused it.
+	if id := logging.RequestID(ctx); id != "" {
+		req.Header.Set(httpserver.RequestIDHeader, id)
+	}
+	if token := bearer(ctx); token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if c.cfg.Tracing == nil {
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		t := &transientError{sent: wrote.Load(), callerGone: ctx.Err() != nil, err: err}
+		switch {
+		case errors.Is(actx.Err(), context.DeadlineExceeded) || ctx.Err() != nil:
+			t.code = apperr.Timeout
+		case t.sent:
+			t.code = apperr.BadGateway
+		default:
+			t.code = apperr.Unavailable
+		}
+		return t
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		err := problem.FromResponse(resp)
+		code := apperr.CodeOf(err)
+		return &transientError{code: code, sent: code != apperr.Unavailable && code != apperr.RateLimited, err: err}
+	case resp.StatusCode >= 300:
+		return problem.FromResponse(resp)
+	}
+	if out == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
+		return nil
+	}
+	// An empty body leaves out as it is: a 200 with nothing to say ("nothing to
+	// refund") is still a success.
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswerBytes)).Decode(out); err != nil && !errors.Is(err, io.EOF) {
+		return apperr.Wrap(fmt.Errorf("%s %s: decode answer: %w", call.Method, call.Path, err),
+			apperr.BadGateway, fmt.Sprintf("the %s service gave an answer that could not be read", c.cfg.Name))
+	}
+	return nil
+}
+
+// maxAnswerBytes bounds how much of an answer is read.
+const maxAnswerBytes = 1 << 20
+
+// transientError is one attempt's transient failure.
+type transientError struct {
+	code       apperr.Code
+	sent       bool // the request was written: it may have had an effect
+	callerGone bool // the caller's context ended: no verdict on the service
+	err        error
+}
+
+func (e *transientError) Error() string { return e.err.Error() }
+func (e *transientError) Unwrap() error { return e.err }
+
+func isTransient(err error) bool {
+	var t *transientError
+	return errors.As(err, &t)
+}
+
+type bearerKey struct{}
+
+// WithBearer returns ctx carrying the end user's access token, which calls made
+// with it forward (docs/internal-api.md: callers send the user's token where there is
+// one; background work has none).
+func WithBearer(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, bearerKey{}, token)
+}
+
+func bearer(ctx context.Context) string {
+	t, _ := ctx.Value(bearerKey{}).(string)
+	return t
+}
+
+// clientMetrics are a client's call counter and breaker gauge; nil records nothing.
+type clientMetrics struct {
+	service string
+	calls   *prometheus.CounterVec
+}
+
+func newClientMetrics(reg prometheus.Registerer, service string, state func() float64) (*clientMetrics, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	calls, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "downstream_attempts_total",
+		Help: "Attempts at calls to other services, by service and result: ok, business (a final 4xx answer), transient (retried or failed) or rejected (breaker open).",
+	}, []string{"service", "result"}))
+	if err != nil {
+		return nil, err
+	}
+	gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "circuit_breaker_state",
+		Help:        "State of the circuit breaker in front of a downstream service: 0 closed, 1 half-open, 2 open.",
+		ConstLabels: prometheus.Labels{"service": service},
+	}, state)
+	if err := reg.Register(gauge); err != nil {
+		return nil, fmt.Errorf("downstream %s: register metrics: %w", service, err)
+	}
+	return &clientMetrics{service: service, calls: calls}, nil
+}
+
+func (m *clientMetrics) count(result string) {
+	if m != nil {
+		m.calls.WithLabelValues(m.service, result).Inc()
+	}
+}
+
+// register registers c, or returns the equal collector already registered, so that the
+// clients of several services share one series family.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("downstream: register metrics: %w", err)
+	}
+	return c, nil
+}

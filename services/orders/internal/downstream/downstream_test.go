@@ -1,0 +1,291 @@
+package downstream_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
+)
+
+// server answers every call with h and counts the calls.
+func server(t *testing.T, h http.HandlerFunc) (string, *atomic.Int32) {
+	t.Helper()
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		h(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, &n
+}
+
+func answer(err error) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { problem.Write(w, r, nil, err) }
+}
+
+func client(t *testing.T, url string, edit func(*downstream.Config)) *downstream.Client {
+	t.Helper()
+	cfg := downstream.Config{Name: "payments", BaseURL: url, Timeout: 200 * time.Millisecond,
+		BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond, BreakerCooldown: time.Hour}
+	if edit != nil {
+		edit(&cfg)
+	}
+	c, err := downstream.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+var post = downstream.Call{Method: http.MethodPost, Path: "/internal/charges", Body: map[string]int{"amount_cents": 1}}
+
+func TestTransientFailuresAreRetriedAtMostThreeTimes(t *testing.T) {
+	t.Parallel()
+	for _, status := range []apperr.Code{apperr.Unavailable, apperr.Internal, apperr.BadGateway, apperr.Timeout, apperr.RateLimited} {
+		t.Run(string(status), func(t *testing.T) {
+			t.Parallel()
+			url, calls := server(t, answer(apperr.E(status, "broken")))
+			err := client(t, url, nil).Do(context.Background(), post, nil)
+			if calls.Load() != 3 {
+				t.Errorf("%d attempts, want 3", calls.Load())
+			}
+			if c := apperr.CodeOf(err); c != apperr.Unavailable && c != apperr.Timeout || !strings.Contains(err.Error(), "payments") {
+				t.Errorf("err = %v", err)
+			}
+		})
+	}
+}
+
+func TestBusinessAnswersAreNeitherRetriedNorBreakerFailures(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		err  *apperr.Error
+	}{
+		{"409 out_of_stock", apperr.R(apperr.Conflict, "out_of_stock", "not enough stock")},
+		{"409 reservation_released", apperr.R(apperr.Conflict, "reservation_released", "expired")},
+		{"402 insufficient_funds", apperr.R(apperr.PaymentRequired, "insufficient_funds", "declined")},
+		{"422", &apperr.Error{Code: apperr.Invalid, Message: "bad", Fields: []apperr.FieldError{{Field: "items[0].product_id", Message: "no such product"}}}},
+		{"404", apperr.E(apperr.NotFound, "none")},
+		{"400", apperr.E(apperr.Malformed, "bad json")},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			url, calls := server(t, answer(c.err))
+			cl := client(t, url, func(cfg *downstream.Config) { cfg.BreakerFailures = 2 })
+			for range 5 {
+				err := cl.Do(context.Background(), post, nil)
+				// The service's code, reason and field errors come back.
+				if !errors.Is(err, apperr.R(c.err.Code, c.err.Reason, "")) || apperr.ReasonOf(err) != c.err.Reason {
+					t.Fatalf("err = %v (reason %q), want %s/%s", err, apperr.ReasonOf(err), c.err.Code, c.err.Reason)
+				}
+				var ae *apperr.Error
+				if errors.As(err, &ae); len(ae.Fields) != len(c.err.Fields) {
+					t.Errorf("fields %v, want %v", ae.Fields, c.err.Fields)
+				}
+			}
+			if calls.Load() != 5 || cl.BreakerState() != "closed" {
+				t.Errorf("%d calls for 5 (want no retries), breaker %s", calls.Load(), cl.BreakerState())
+			}
+		})
+	}
+}
+
+func TestBreakerOpensAfterConsecutiveTransientFailuresAndFailsFast(t *testing.T) {
+	t.Parallel()
+	var down atomic.Bool
+	down.Store(true)
+	url, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "down"))
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{}`))
+	})
+	reg := prometheus.NewRegistry()
+	cl := client(t, url, func(cfg *downstream.Config) {
+		cfg.BreakerFailures, cfg.BreakerCooldown, cfg.Registerer = 5, 300*time.Millisecond, reg
+	})
+	gauge := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "circuit_breaker_state" {
+				if len(mf.GetMetric()) != 1 {
+					t.Fatalf("%d circuit_breaker_state series", len(mf.GetMetric()))
+				}
+				m := mf.GetMetric()[0]
+				if l := m.GetLabel(); len(l) != 1 || l[0].GetValue() != "payments" {
+					t.Errorf("labels %v", l)
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	if gauge() != 0 {
+		t.Error("a new breaker is not closed")
+	}
+	_ = cl.Do(context.Background(), post, nil) // 3 attempts
+	_ = cl.Do(context.Background(), post, nil) // 2 more: 5 in a row, open
+	if calls.Load() != 5 || cl.BreakerState() != "open" || gauge() != 2 {
+		t.Fatalf("%d calls, breaker %s (gauge %v); want 5 and open", calls.Load(), cl.BreakerState(), gauge())
+	}
+	start := time.Now()
+	err := cl.Do(context.Background(), post, nil)
+	if calls.Load() != 5 || apperr.CodeOf(err) != apperr.Unavailable || time.Since(start) > 150*time.Millisecond {
+		t.Errorf("with the breaker open: %d calls, %v after %s; want no call, Unavailable, fast", calls.Load(), err, time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "circuit breaker") {
+		t.Errorf("err %v does not say the breaker is open", err)
+	}
+	// After the cool-down one trial call goes through; it succeeds and closes it.
+	down.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for cl.BreakerState() != "half-open" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cl.Do(context.Background(), post, nil); err != nil {
+		t.Fatalf("trial call: %v", err)
+	}
+	if cl.BreakerState() != "closed" || gauge() != 0 {
+		t.Errorf("after a good trial call the breaker is %s", cl.BreakerState())
+	}
+}
+
+func TestRefusedConnectionIsUnavailableAndATimeoutIsTimeout(t *testing.T) {
+	t.Parallel()
+	// A port nobody listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	err = client(t, dead, nil).Do(context.Background(), post, nil)
+	if apperr.CodeOf(err) != apperr.Unavailable || !strings.Contains(err.Error(), "payments service is unavailable") {
+		t.Errorf("refused: %v, want Unavailable (nothing was sent)", err)
+	}
+
+	slow, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
+		// Read the body, so that the server notices the client leave.
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+	})
+	start := time.Now()
+	err = client(t, slow, nil).Do(context.Background(), post, nil)
+	if apperr.CodeOf(err) != apperr.Timeout || calls.Load() != 3 {
+		t.Errorf("slow: %v after %d attempts, want Timeout (sent, outcome unknown) after 3", err, calls.Load())
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("three 200ms attempts took %s", took)
+	}
+}
+
+func TestADroppedConnectionAfterSendingIsAnUnknownOutcome(t *testing.T) {
+	t.Parallel()
+	url, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	})
+	err := client(t, url, nil).Do(context.Background(), post, nil)
+	if apperr.CodeOf(err) != apperr.Timeout || calls.Load() != 3 {
+		t.Errorf("dropped: %v after %d attempts; want Timeout after 3", err, calls.Load())
+	}
+}
+
+func TestTheCallerGivingUpEndsTheRetries(t *testing.T) {
+	t.Parallel()
+	url, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+	})
+	cl := client(t, url, func(cfg *downstream.Config) { cfg.Timeout, cfg.BreakerFailures = time.Second, 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := cl.Do(ctx, post, nil)
+	if calls.Load() != 1 || apperr.CodeOf(err) != apperr.Timeout {
+		t.Errorf("%d attempts, %v; want 1 and Timeout", calls.Load(), err)
+	}
+	// Our own impatience says nothing about the service: the breaker stays closed.
+	if cl.BreakerState() != "closed" {
+		t.Errorf("breaker %s after a call its caller abandoned", cl.BreakerState())
+	}
+}
+
+func TestCallsCarryTheRequestIDTraceContextTokenAndHeaders(t *testing.T) {
+	t.Parallel()
+	type seen struct{ requestID, traceparent, auth, key, contentType, body string }
+	got := make(chan seen, 1)
+	url, _ := server(t, func(w http.ResponseWriter, r *http.Request) {
+		b := make([]byte, 100)
+		n, _ := r.Body.Read(b)
+		got <- seen{r.Header.Get("X-Request-ID"), r.Header.Get("traceparent"), r.Header.Get("Authorization"),
+			r.Header.Get("Idempotency-Key"), r.Header.Get("Content-Type"), string(b[:n])}
+		_, _ = w.Write([]byte(`{"id":"x"}`))
+	})
+	traceID, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	spanID, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(),
+		trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
+	ctx = logging.WithRequestID(ctx, "req-123")
+	ctx = downstream.WithBearer(ctx, "tok")
+	call := post
+	call.Header = http.Header{"Idempotency-Key": {"order-1"}}
+	var out struct{ ID string }
+	if err := client(t, url, nil).Do(ctx, call, &out); err != nil || out.ID != "x" {
+		t.Fatalf("Do = %v, %+v", err, out)
+	}
+	s := <-got
+	if s.requestID != "req-123" || !strings.Contains(s.traceparent, "4bf92f3577b34da6a3ce929d0e0e4736") ||
+		s.auth != "Bearer tok" || s.key != "order-1" || s.contentType != "application/json" || s.body != `{"amount_cents":1}` {
+		t.Errorf("the service saw %+v", s)
+	}
+}
+
+func TestAnUnreadableAnswerIsABadGatewayNotRetried(t *testing.T) {
+	t.Parallel()
+	url, calls := server(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`not json`)) })
+	var out struct{}
+	err := client(t, url, nil).Do(context.Background(), post, &out)
+	if apperr.CodeOf(err) != apperr.BadGateway || calls.Load() != 1 {
+		t.Errorf("%v after %d calls", err, calls.Load())
+	}
+}
+
+func TestABusinessAnswerAfterATransientFailureIsReturnedAsIs(t *testing.T) {
+	t.Parallel()
+	var n atomic.Int32
+	url, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "blip"))
+			return
+		}
+		problem.Write(w, r, nil, apperr.R(apperr.PaymentRequired, "insufficient_funds", "declined"))
+	})
+	err := client(t, url, nil).Do(context.Background(), post, nil)
+	if !errors.Is(err, apperr.R(apperr.PaymentRequired, "insufficient_funds", "")) || calls.Load() != 2 {
+		t.Errorf("%v after %d calls; want the 402 after 2", err, calls.Load())
+	}
+}

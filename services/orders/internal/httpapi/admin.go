@@ -1,0 +1,131 @@
+package httpapi
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
+)
+
+type stepResponse struct {
+	Step    string    `json:"step"`
+	Attempt int       `json:"attempt"`
+	Outcome string    `json:"outcome"`
+	Error   string    `json:"error,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// sagaResponse is a saga as operators see it.
+type sagaResponse struct {
+	OrderID      string         `json:"order_id"`
+	UserID       string         `json:"user_id"`
+	OrderStatus  string         `json:"order_status"`
+	State        string         `json:"state"`
+	NextStep     *string        `json:"next_step"`
+	CancelReason *string        `json:"cancel_reason"`
+	Charge       string         `json:"charge"`
+	Reserved     bool           `json:"reserved"`
+	Attempts     int            `json:"attempts"`
+	Failures     int            `json:"failures"`
+	LastError    string         `json:"last_error,omitempty"`
+	Leased       bool           `json:"leased"`
+	CreatedAt    time.Time      `json:"created_at"`
+	UpdatedAt    time.Time      `json:"updated_at"`
+	FinishedAt   *time.Time     `json:"finished_at"`
+	Steps        []stepResponse `json:"steps"`
+}
+
+func toSagaResponse(v order.SagaView) sagaResponse {
+	s := v.Saga
+	r := sagaResponse{
+		OrderID: s.OrderID.String(), UserID: v.Order.UserID.String(), OrderStatus: string(v.Order.Status), State: string(s.State),
+		Charge: string(s.Charge), Reserved: s.Reserved, Attempts: s.Attempts, Failures: s.Failures, LastError: s.LastError,
+		Leased: v.Leased, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, Steps: make([]stepResponse, len(v.Steps)),
+	}
+	if v.Next != order.StepNone {
+		next := string(v.Next)
+		r.NextStep = &next
+	}
+	if s.Reason != order.ReasonNone {
+		reason := string(s.Reason)
+		r.CancelReason = &reason
+	}
+	if !s.FinishedAt.IsZero() {
+		r.FinishedAt = &s.FinishedAt
+	}
+	for i, l := range v.Steps {
+		r.Steps[i] = stepResponse{Step: string(l.Step), Attempt: l.Attempt, Outcome: string(l.Outcome), Error: l.Error, At: l.At}
+	}
+	return r
+}
+
+// listSagas answers GET /api/v1/admin/sagas?state=: the sagas in state (running,
+// compensating, compensation_failed, done), or every unfinished one without state,
+// oldest first, each with its latest step log entries.
+func listSagas(d Deps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var f apperr.Fields
+		var state order.SagaState
+		if s := q.Get("state"); s != "" {
+			var err error
+			var ae *apperr.Error
+			if state, err = order.ParseSagaState(s); errors.As(err, &ae) {
+				f.Add("state", ae.Message)
+			}
+		}
+		pr, err := page.Parse(q)
+		var ae *apperr.Error
+		if errors.As(err, &ae) {
+			f = append(f, ae.Fields...)
+		}
+		if err := f.Err(); err != nil {
+			problem.Write(w, r, d.Log, err)
+			return
+		}
+		views, next, err := d.Orders.Sagas(r.Context(), state, pr)
+		if err != nil {
+			problem.Write(w, r, d.Log, err)
+			return
+		}
+		resp := listResponse[sagaResponse]{Items: make([]sagaResponse, len(views)), NextCursor: next}
+		for i, v := range views {
+			resp.Items[i] = toSagaResponse(v)
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		httpjson.Write(w, http.StatusOK, resp)
+	}
+}
+
+type taskResponse struct {
+	TaskID string `json:"task_id"`
+}
+
+// salesReport answers POST /api/v1/admin/reports/sales?from=&to=: it enqueues the
+// report:sales task and answers 202 with its id, and the Location where the gateway
+// shows its state and, once done, its result. 422 for a bad range; 503 when the task
+// queue (Redis) cannot be reached.
+func salesReport(d Deps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		rg, err := report.ParseRange(q.Get("from"), q.Get("to"))
+		if err != nil {
+			problem.Write(w, r, d.Log, err)
+			return
+		}
+		id, err := d.Reports.Enqueue(r.Context(), rg)
+		if err != nil {
+			problem.Write(w, r, d.Log, apperr.Wrap(err, apperr.Unavailable, "the task queue is unavailable"))
+			return
+		}
+		d.Log.InfoContext(r.Context(), "sales report enqueued", "task_id", id, "from", rg.From, "to", rg.To)
+		w.Header().Set("Location", "/api/v1/admin/tasks/"+id)
+		httpjson.Write(w, http.StatusAccepted, taskResponse{TaskID: id})
+	}
+}

@@ -1,0 +1,82 @@
+// Package httpapi is the orders service's HTTP API: the routes, the JSON request and
+// response types, and the converters between them and the domain. Handlers parse
+// requests into domain values, call the order.Service, and render errors as problems.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/statusfeed"
+)
+
+// Deps are what the handlers need.
+type Deps struct {
+	Log      *slog.Logger
+	Orders   *order.Service
+	Verifier *auth.Verifier
+	// Keys keeps the Idempotency-Key claims and answers of POST /orders.
+	Keys IdempotencyKeys
+	// KeyTTL is how long a request holds its Idempotency-Key before a repeat may take
+	// over (the first request died): longer than any request runs.
+	KeyTTL time.Duration
+	// Feed is the live status feed the SSE stream listens to.
+	Feed Subscriber
+	// Reports enqueues sales reports.
+	Reports ReportQueue
+	// Stop ends when the program stops: SSE streams end with it, so that they do not
+	// hold up the graceful shutdown.
+	Stop context.Context
+	// PollEvery is how often an SSE stream re-reads the order, in case a published
+	// change was lost; default 2s.
+	PollEvery time.Duration
+}
+
+// IdempotencyKeys keeps Idempotency-Key claims (see postgres.Store.ClaimKey).
+type IdempotencyKeys interface {
+	ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (postgres.Claim, error)
+	CompleteKey(ctx context.Context, userID uuid.UUID, key string, status int, body []byte, location string) error
+	AbandonKey(ctx context.Context, userID uuid.UUID, key string) error
+}
+
+// Subscriber subscribes to an order's live status changes.
+type Subscriber interface {
+	Subscribe(ctx context.Context, orderID uuid.UUID) (*statusfeed.Subscription, error)
+}
+
+// ReportQueue enqueues a sales report task and returns its id.
+type ReportQueue interface {
+	Enqueue(ctx context.Context, r report.Range) (string, error)
+}
+
+// Mount adds every route of the orders service to r. The paths are the public ones:
+// the gateway proxies them unchanged.
+func Mount(r chi.Router, d Deps) {
+	if d.PollEvery <= 0 {
+		d.PollEvery = 2 * time.Second
+	}
+	if d.Stop == nil {
+		d.Stop = context.Background()
+	}
+	r.Group(func(r chi.Router) {
+		r.Use(d.Verifier.Require(d.Log))
+		r.Post("/api/v1/orders", createOrder(d))
+		r.Get("/api/v1/orders", listOrders(d))
+		r.Get("/api/v1/orders/{id}", getOrder(d))
+		r.Post("/api/v1/orders/{id}/cancel", cancelOrder(d))
+		r.Get("/api/v1/orders/{id}/events", orderEvents(d))
+		r.Group(func(r chi.Router) {
+			r.Use(auth.RequireRole(d.Log, auth.RoleAdmin))
+			r.Get("/api/v1/admin/sagas", listSagas(d))
+			r.Post("/api/v1/admin/reports/sales", salesReport(d))
+		})
+	})
+}

@@ -1,0 +1,76 @@
+package inventory_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/fakes"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/inventory"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+)
+
+func newClient(t *testing.T, url string) *inventory.Client {
+	t.Helper()
+	c, err := inventory.New(downstream.Config{BaseURL: url, Timeout: time.Second, BackoffInitial: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestQuoteReserveCommitRelease(t *testing.T) {
+	t.Parallel()
+	f := fakes.NewInventory(t)
+	c := newClient(t, f.URL)
+	ctx := context.Background()
+	a, b := f.AddProduct(250, 5), f.AddProduct(99, 1)
+	lines := []order.WantedLine{{ProductID: a, Quantity: 2}, {ProductID: b, Quantity: 1}}
+
+	q, err := c.Quote(ctx, lines)
+	if err != nil || q.TotalCents != 599 || q.Currency != "USD" || len(q.Lines) != 2 || q.Lines[0].UnitPriceCents != 250 || q.Lines[1].ProductID != b {
+		t.Fatalf("quote %+v, %v", q, err)
+	}
+	_, err = c.Quote(ctx, []order.WantedLine{{ProductID: a, Quantity: 1}, {ProductID: uuid.New(), Quantity: 1}})
+	var ae *apperr.Error
+	if !errors.As(err, &ae) || ae.Code != apperr.Invalid || len(ae.Fields) != 1 || ae.Fields[0].Field != "items[1].product_id" {
+		t.Errorf("quote of an unknown product: %v", err)
+	}
+
+	id := uuid.New()
+	if err := c.Reserve(ctx, id, lines); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Reserve(ctx, id, lines); err != nil { // idempotent
+		t.Errorf("repeat reserve: %v", err)
+	}
+	if err := c.Reserve(ctx, uuid.New(), lines); !errors.Is(err, inventory.ErrOutOfStock) {
+		t.Errorf("reserve beyond stock: %v, want out_of_stock", err)
+	}
+	if err := c.Commit(ctx, id); err != nil {
+		t.Errorf("commit: %v", err)
+	}
+	if err := c.Commit(ctx, uuid.New()); apperr.CodeOf(err) != apperr.NotFound {
+		t.Errorf("commit of no reservation: %v", err)
+	}
+	if err := c.Release(ctx, id); err != nil || f.Stock(a) != 5 {
+		t.Errorf("release: %v, stock %d", err, f.Stock(a))
+	}
+	if err := c.Release(ctx, uuid.New()); err != nil {
+		t.Errorf("release of nothing: %v", err)
+	}
+
+	expired := uuid.New()
+	if err := c.Reserve(ctx, expired, lines[:1]); err != nil {
+		t.Fatal(err)
+	}
+	f.Expire(expired)
+	if err := c.Commit(ctx, expired); !errors.Is(err, inventory.ErrReservationReleased) || errors.Is(err, inventory.ErrOutOfStock) {
+		t.Errorf("commit of an expired reservation: %v", err)
+	}
+}

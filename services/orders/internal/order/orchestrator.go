@@ -1,0 +1,390 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+)
+
+// Orchestrator drives sagas: it takes a saga's lease, runs its steps against
+// inventory and payments one by one, and stores each step's change (with its event)
+// before running the next, so a crash at any point leaves a saga that recovery
+// resumes where it stopped. Every step is idempotent on the order id, so a step that
+// ran but whose change was not stored runs again harmlessly.
+type Orchestrator struct {
+	store     Store
+	inventory Inventory
+	payments  Payments
+	notifier  Notifier
+	recorder  Recorder
+	clock     Clock
+	log       *slog.Logger
+	cfg       OrchestratorConfig
+}
+
+// OrchestratorConfig tunes an Orchestrator.
+type OrchestratorConfig struct {
+	Policy Policy
+	// Owner names this process in leases (for operators); default a random id.
+	Owner string
+	// LeaseTTL is how long a claimed saga stays claimed without a change being stored.
+	// It must outlast the longest step (a client call with its retries, twice for a
+	// charge whose answer was lost); each step is cut off at half of it. Default 30s.
+	LeaseTTL time.Duration
+	// RecoverBatch is how many sagas one recovery pass looks at; default 500.
+	RecoverBatch int
+	// RecoverParallel is how many sagas a recovery pass drives at once; default 8.
+	RecoverParallel int
+}
+
+// Deps are an Orchestrator's collaborators. Notifier and Recorder may be nil.
+type Deps struct {
+	Store     Store
+	Inventory Inventory
+	Payments  Payments
+	Notifier  Notifier
+	Recorder  Recorder
+	Clock     Clock
+	Log       *slog.Logger
+}
+
+// NewOrchestrator makes an Orchestrator.
+func NewOrchestrator(d Deps, cfg OrchestratorConfig) *Orchestrator {
+	if cfg.Policy == (Policy{}) {
+		cfg.Policy = DefaultPolicy
+	}
+	if cfg.Policy.MaxCompensationFailures <= 0 {
+		cfg.Policy.MaxCompensationFailures = DefaultPolicy.MaxCompensationFailures
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = uuid.NewString()
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.RecoverBatch <= 0 {
+		cfg.RecoverBatch = 500
+	}
+	if cfg.RecoverParallel <= 0 {
+		cfg.RecoverParallel = 8
+	}
+	if d.Notifier == nil {
+		d.Notifier = noNotifier{}
+	}
+	if d.Recorder == nil {
+		d.Recorder = noRecorder{}
+	}
+	if d.Clock == nil {
+		d.Clock = SystemClock{}
+	}
+	return &Orchestrator{store: d.Store, inventory: d.Inventory, payments: d.Payments, notifier: d.Notifier,
+		recorder: d.Recorder, clock: d.Clock, log: d.Log, cfg: cfg}
+}
+
+// storeTimeout bounds a store write made after the caller's context ended: the step's
+// change must be recorded even when the inline deadline cut the step short.
+const storeTimeout = 5 * time.Second
+
+// Drive runs the order's saga until it finishes, a step fails transiently (recovery
+// tries again later), or ctx ends; it returns the order as it then is. A saga another
+// worker holds, or one already finished, is left alone and its order returned. Errors
+// are the store's (ErrNotFound for an unknown order).
+func (o *Orchestrator) Drive(ctx context.Context, id uuid.UUID) (Order, error) {
+	lease, ord, saga, err := o.store.ClaimSaga(ctx, id, o.cfg.Owner, o.cfg.LeaseTTL)
+	switch {
+	case errors.Is(err, ErrSagaBusy), errors.Is(err, ErrSagaDone):
+		return o.store.Order(ctx, id)
+	case err != nil:
+		return Order{}, err
+	}
+	return o.Continue(ctx, lease, ord, saga)
+}
+
+// NewLease is the lease a new saga is created under (Store.CreateOrder), for its
+// creator to drive it with Continue.
+func (o *Orchestrator) NewLease(id uuid.UUID) Lease {
+	return Lease{OrderID: id, Owner: o.cfg.Owner, TTL: o.cfg.LeaseTTL}
+}
+
+// Continue is Drive for a saga whose lease the caller already holds (ord and saga
+// being its state); the lease is given back at the end.
+func (o *Orchestrator) Continue(ctx context.Context, lease Lease, ord Order, saga Saga) (Order, error) {
+	id := ord.ID
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		defer cancel()
+		if err := o.store.ReleaseSaga(rctx, lease); err != nil {
+			// The lease simply runs out.
+			o.log.WarnContext(ctx, "saga lease not released", "order_id", id, "err", err)
+		}
+	}()
+	for ctx.Err() == nil {
+		step := Plan(ord, saga, o.now(), o.cfg.Policy)
+		if step == StepNone {
+			break
+		}
+		out := o.run(ctx, step, ord, saga)
+		c := Advance(ord, saga, step, out, o.now(), o.cfg.Policy)
+		if err := o.apply(ctx, lease, c); err != nil {
+			return ord, err
+		}
+		o.observe(ctx, saga, c)
+		ord, saga = c.Order, c.Saga
+		if out.Kind == OutcomeFailed {
+			break // the dependency is down or slow: recovery tries again later
+		}
+	}
+	return ord, nil
+}
+
+// now is the clock's time at the database's precision, so that what the saga returns
+// equals what is read back later.
+func (o *Orchestrator) now() time.Time { return dbTime(o.clock.Now()) }
+
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// apply stores c even if ctx has ended: what a step did must not be forgotten.
+func (o *Orchestrator) apply(ctx context.Context, l Lease, c Change) error {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+	defer cancel()
+	if err := o.store.Apply(sctx, l, c); err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			o.log.WarnContext(ctx, "saga lease lost; another worker drives it now", "order_id", c.Order.ID, "step", c.Log.Step)
+		}
+		return fmt.Errorf("store saga step %s of order %s: %w", c.Log.Step, c.Order.ID, err)
+	}
+	return nil
+}
+
+// observe publishes, logs and counts what a stored change did.
+func (o *Orchestrator) observe(ctx context.Context, before Saga, c Change) {
+	attrs := []any{"order_id", c.Order.ID, "step", c.Log.Step, "attempt", c.Log.Attempt, "outcome", c.Log.Outcome}
+	if c.Log.Error != "" {
+		attrs = append(attrs, "err", c.Log.Error)
+	}
+	if c.Log.Outcome == OutcomeFailed {
+		o.log.WarnContext(ctx, "saga step failed; will retry", attrs...)
+	} else {
+		o.log.InfoContext(ctx, "saga step", attrs...)
+	}
+	if c.StatusChanged {
+		o.notifier.Notify(context.WithoutCancel(ctx), StatusChange{OrderID: c.Order.ID, Status: c.Order.Status, CancelReason: c.Order.CancelReason})
+	}
+	if before.State != SagaCompensationFailed && c.Saga.State == SagaCompensationFailed {
+		o.log.ErrorContext(ctx, "saga compensation keeps failing; an operator should look", "order_id", c.Order.ID,
+			"step", c.Log.Step, "failures", c.Saga.Failures, "err", c.Log.Error)
+		o.recorder.CompensationFailed()
+	}
+	if before.State != SagaDone && c.Saga.State == SagaDone {
+		o.recorder.SagaEnded(c.Order.Status, c.Order.CancelReason, c.Saga.FinishedAt.Sub(c.Order.CreatedAt))
+		o.log.InfoContext(ctx, "saga finished", "order_id", c.Order.ID, "status", c.Order.Status, "cancel_reason", c.Order.CancelReason)
+	}
+}
+
+// run makes one attempt at step. It never takes longer than half the lease, so the
+// change is stored while the lease is still ours.
+func (o *Orchestrator) run(ctx context.Context, step Step, ord Order, s Saga) Outcome {
+	ctx, cancel := context.WithTimeout(ctx, o.cfg.LeaseTTL/2)
+	defer cancel()
+	switch step {
+	case StepReserve:
+		return classify(o.inventory.Reserve(ctx, ord.ID, wanted(ord.Lines)), ReasonOutOfStock)
+	case StepCharge:
+		return o.charge(ctx, ord, s)
+	case StepCommit:
+		// Commit refused means the reservation is gone (expired and released): the
+		// money is given back and the order cancelled as timed out.
+		return classify(o.inventory.Commit(ctx, ord.ID), ReasonTimeout)
+	case StepRelease:
+		return classify(o.inventory.Release(ctx, ord.ID), ReasonNone)
+	case StepRefund:
+		return o.refund(ctx, ord, s)
+	case StepExpire:
+		return Outcome{Kind: OutcomeOK, Err: fmt.Errorf("not charged within the charge budget of %s", o.cfg.Policy.ChargeBudget)}
+	}
+	return Outcome{Kind: OutcomeFailed, Err: fmt.Errorf("no such step %q", step)}
+}
+
+// charge takes the payment. When an earlier charge's answer was lost, payments is
+// asked what became of it first: a second charge would be idempotent too, but asking
+// is how the saga learns an unknown outcome.
+func (o *Orchestrator) charge(ctx context.Context, ord Order, s Saga) Outcome {
+	if s.Charge == ChargeUnknown {
+		if out, known := o.lookupCharge(ctx, ord.ID); known {
+			return out
+		}
+	}
+	p, err := o.payments.Charge(ctx, ChargeRequest{
+		OrderID: ord.ID, UserID: ord.UserID, AmountCents: ord.TotalCents, Currency: ord.Currency, PaymentMethod: ord.PaymentMethod,
+	})
+	switch {
+	case err == nil:
+		return chargeOutcome(p)
+	case refused(err):
+		reason := declineReason(apperr.ReasonOf(err))
+		if apperr.CodeOf(err) == apperr.PaymentRequired {
+			return Outcome{Kind: OutcomeRefused, Reason: reason, Charge: ChargeDeclined, Err: err}
+		}
+		// Refused for another reason (a request payments finds invalid): whether a
+		// charge exists is then unknown, and compensation asks.
+		return Outcome{Kind: OutcomeRefused, Reason: ReasonPaymentDeclined, Charge: ChargeUnknown, Err: err}
+	case maybeSent(err):
+		// The charge may have been made: ask payments at once. It keeps its answer
+		// if the charge's went missing on the way back.
+		if out, known := o.lookupCharge(ctx, ord.ID); known {
+			return out
+		}
+		return Outcome{Kind: OutcomeFailed, Charge: ChargeUnknown, Err: err}
+	}
+	return Outcome{Kind: OutcomeFailed, Err: err}
+}
+
+// lookupCharge asks payments for the order's charge. known is false when payments
+// has none (the charge is to be made) or could not say.
+func (o *Orchestrator) lookupCharge(ctx context.Context, orderID uuid.UUID) (Outcome, bool) {
+	p, err := o.payments.Lookup(ctx, orderID)
+	if err != nil {
+		return Outcome{}, false
+	}
+	return chargeOutcome(p), true
+}
+
+func chargeOutcome(p Payment) Outcome {
+	switch p.Status {
+	case PaymentCaptured:
+		return Outcome{Kind: OutcomeOK, Charge: ChargeCaptured}
+	case PaymentRefused:
+		reason := declineReason(p.DeclineCode)
+		return Outcome{Kind: OutcomeRefused, Reason: reason, Charge: ChargeDeclined, Err: fmt.Errorf("declined: %s", reason)}
+	case PaymentRefunded:
+		// Refunded before it was confirmed (an operator's hand): it cannot confirm.
+		return Outcome{Kind: OutcomeRefused, Reason: ReasonTimeout, Charge: ChargeRefunded, Err: errors.New("the payment was refunded")}
+	}
+	return Outcome{Kind: OutcomeFailed, Charge: ChargeUnknown, Err: fmt.Errorf("payments answered an unknown payment status %q", p.Status)}
+}
+
+// refund gives back a captured charge. A charge whose answer was lost is looked up
+// first; if payments has none, it is believed once the charge had time to land
+// (ChargeSettle), and a refund is still sent so that payments records that the order
+// is settled with nothing to refund.
+func (o *Orchestrator) refund(ctx context.Context, ord Order, s Saga) Outcome {
+	if s.Charge == ChargeUnknown {
+		p, err := o.payments.Lookup(ctx, ord.ID)
+		switch {
+		case errors.Is(err, apperr.E(apperr.NotFound, "")):
+			if wait := o.cfg.Policy.ChargeSettle - o.now().Sub(s.ChargeSentAt); wait > 0 {
+				return Outcome{Kind: OutcomeFailed, Waiting: true,
+					Err: fmt.Errorf("payments has no charge yet; waiting %s for a late one before deciding", wait.Round(time.Second))}
+			}
+		case err != nil:
+			return Outcome{Kind: OutcomeFailed, Err: err}
+		case p.Status == PaymentRefused:
+			return Outcome{Kind: OutcomeOK, Charge: ChargeDeclined}
+		case p.Status == PaymentRefunded:
+			return Outcome{Kind: OutcomeOK, Charge: ChargeRefunded}
+		}
+	}
+	p, err := o.payments.Refund(ctx, ord.ID)
+	switch {
+	case err != nil:
+		return Outcome{Kind: OutcomeFailed, Err: err}
+	case p.Status == PaymentRefunded:
+		return Outcome{Kind: OutcomeOK, Charge: ChargeRefunded}
+	case p.Status == PaymentCaptured:
+		// The money is still taken: the order must not be cancelled yet.
+		return Outcome{Kind: OutcomeFailed, Err: errors.New("payments answered the refund with the payment still captured")}
+	case p.Status == PaymentRefused:
+		return Outcome{Kind: OutcomeOK, Charge: ChargeDeclined}
+	}
+	// Never charged: nothing to give back.
+	return Outcome{Kind: OutcomeOK, Charge: ChargeNone}
+}
+
+// Recover makes one pass over the unfinished sagas nobody holds and drives each as far
+// as it goes, several at once. It returns how many it drove; only a failure to list
+// them is an error (each saga's own failure is logged and left for the next pass).
+func (o *Orchestrator) Recover(ctx context.Context) (int, error) {
+	ids, err := o.store.SagasToRecover(ctx, o.cfg.RecoverBatch)
+	if err != nil {
+		return 0, err
+	}
+	sem := make(chan struct{}, o.cfg.RecoverParallel)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if _, err := o.Drive(ctx, id); err != nil {
+				o.log.WarnContext(ctx, "saga recovery failed; next pass retries", "order_id", id, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return len(ids), ctx.Err()
+}
+
+// classify turns a client's answer into an outcome: nil is ok, a business answer is
+// a refusal with reason, anything else a transient failure.
+func classify(err error, reason CancelReason) Outcome {
+	switch {
+	case err == nil:
+		return Outcome{Kind: OutcomeOK}
+	case refused(err):
+		return Outcome{Kind: OutcomeRefused, Reason: reason, Err: err}
+	}
+	return Outcome{Kind: OutcomeFailed, Err: err}
+}
+
+// refused reports whether err is a business answer that will not change on a retry:
+// out of stock, declined, invalid, not found. Other client errors (a 400 or 401 from a
+// bug or a misconfiguration) are failures to retry, never a reason to cancel.
+func refused(err error) bool {
+	switch apperr.CodeOf(err) {
+	case apperr.Conflict, apperr.PaymentRequired, apperr.Invalid, apperr.NotFound:
+		return true
+	}
+	return false
+}
+
+// maybeSent reports whether a failed call may have reached the service: all but
+// Unavailable, which the clients use for calls that never left (connection refused,
+// open breaker) or that the service refused to start (503).
+func maybeSent(err error) bool { return apperr.CodeOf(err) != apperr.Unavailable }
+
+func declineReason(code string) CancelReason {
+	if CancelReason(code) == ReasonInsufficientFunds {
+		return ReasonInsufficientFunds
+	}
+	return ReasonPaymentDeclined
+}
+
+func wanted(lines []Line) []WantedLine {
+	w := make([]WantedLine, len(lines))
+	for i, l := range lines {
+		w[i] = WantedLine{ProductID: l.ProductID, Quantity: l.Quantity}
+	}
+	return w
+}
+
+type noNotifier struct{}
+
+func (noNotifier) Notify(context.Context, StatusChange) {}
+
+type noRecorder struct{}
+
+func (noRecorder) SagaEnded(Status, CancelReason, time.Duration) {}
+func (noRecorder) CompensationFailed()                           {}

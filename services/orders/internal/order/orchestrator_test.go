@@ -1,0 +1,558 @@
+package order_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/fakes"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/inventory"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/payments"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres/migrations"
+)
+
+// These tests run the saga against fake inventory and payments services (HTTP, per
+// docs/internal-api.md) through the real clients, with a real database.
+
+// clock is the real time plus an offset tests can move forward.
+type clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return time.Now().Add(c.offset) }
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// notes records the status changes the saga publishes.
+type notes struct {
+	mu      sync.Mutex
+	changes map[uuid.UUID][]order.Status
+}
+
+func (n *notes) Notify(_ context.Context, c order.StatusChange) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.changes[c.OrderID] = append(n.changes[c.OrderID], c.Status)
+}
+
+func (n *notes) of(id uuid.UUID) []order.Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.changes[id])
+}
+
+// rig is a saga with its fakes and database.
+type rig struct {
+	pool  *pgxpool.Pool
+	store *postgres.Store
+	inv   *fakes.Inventory
+	pay   *fakes.Payments
+	clock *clock
+	notes *notes
+	saga  *order.Orchestrator
+	svc   *order.Service
+	user  uuid.UUID
+	// product is in stock (100 units at 250 cents).
+	product uuid.UUID
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{
+		pool: pgtest.New(t, migrations.FS), inv: fakes.NewInventory(t), pay: fakes.NewPayments(t),
+		clock: &clock{}, notes: &notes{changes: map[uuid.UUID][]order.Status{}}, user: uuid.New(),
+	}
+	r.store = postgres.NewStore(r.pool)
+	r.product = r.inv.AddProduct(250, 100)
+	cfg := func(url string) downstream.Config {
+		// The breakers are tested by package downstream; here they would only make the
+		// call counts depend on timing.
+		return downstream.Config{BaseURL: url, Timeout: 300 * time.Millisecond, BackoffInitial: time.Millisecond,
+			BackoffMax: 5 * time.Millisecond, BreakerFailures: 1 << 20}
+	}
+	inv, err := inventory.New(cfg(r.inv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay, err := payments.New(cfg(r.pay.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	d := order.Deps{Store: r.store, Inventory: inv, Payments: pay, Notifier: r.notes, Clock: r.clock, Log: log}
+	r.saga = order.NewOrchestrator(d, order.OrchestratorConfig{Policy: policy, LeaseTTL: 10 * time.Second})
+	r.svc = order.NewService(d, r.saga, 5*time.Second)
+	return r
+}
+
+// create places an order of quantity units of product with method, and returns it as
+// the inline saga left it.
+func (r *rig) create(t *testing.T, method order.PaymentMethod, product uuid.UUID, quantity int) order.Order {
+	t.Helper()
+	o, err := r.svc.Create(context.Background(), r.user, uuid.New(),
+		order.NewOrder{Lines: []order.WantedLine{{ProductID: product, Quantity: order.Quantity(quantity)}}, PaymentMethod: method})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return o
+}
+
+func (r *rig) order(t *testing.T, id uuid.UUID) order.Order {
+	t.Helper()
+	o, err := r.store.Order(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// recover runs recovery passes until the order's saga is done, or fails the test.
+func (r *rig) recoverUntilDone(t *testing.T, id uuid.UUID) order.Order {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		if _, err := r.saga.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if o := r.order(t, id); o.Status.Terminal() && r.sagaState(t, id) == order.SagaDone {
+			return o
+		}
+	}
+	t.Fatalf("saga of %s never finished: %+v", id, r.steps(t, id))
+	return order.Order{}
+}
+
+func (r *rig) sagaState(t *testing.T, id uuid.UUID) order.SagaState {
+	t.Helper()
+	var s string
+	if err := r.pool.QueryRow(context.Background(), `SELECT state FROM sagas WHERE order_id = $1`, id).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return order.SagaState(s)
+}
+
+// steps is the order's step log as "step:outcome" strings.
+func (r *rig) steps(t *testing.T, id uuid.UUID) []string {
+	t.Helper()
+	rows, err := r.pool.Query(context.Background(), `SELECT step || ':' || outcome FROM saga_steps WHERE order_id = $1 ORDER BY id`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+type event struct {
+	Type string
+	Data map[string]any
+}
+
+// events are the outbox events about the order, in order.
+func (r *rig) events(t *testing.T, id uuid.UUID) []event {
+	t.Helper()
+	rows, err := r.pool.Query(context.Background(), `SELECT type, data FROM outbox WHERE subject = $1 ORDER BY seq`, id.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []event
+	for rows.Next() {
+		var e event
+		var data []byte
+		if err := rows.Scan(&e.Type, &data); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(data, &e.Data); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func types(evs []event) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, e.Type)
+	}
+	return out
+}
+
+func TestSagaConfirmsAnOrderWithItsEvents(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	o := r.create(t, order.PaymentVisa, r.product, 3)
+	if o.Status != order.StatusConfirmed || o.TotalCents != 750 || o.Currency != "USD" || o.Lines[0].UnitPriceCents != 250 {
+		t.Fatalf("order %+v", o)
+	}
+	if r.inv.Stock(r.product) != 97 || r.inv.Reservation(o.ID) != "committed" || r.pay.Captures(o.ID) != 1 {
+		t.Errorf("stock %d, reservation %q, captures %d", r.inv.Stock(r.product), r.inv.Reservation(o.ID), r.pay.Captures(o.ID))
+	}
+	if p, _ := r.pay.Payment(o.ID); p.AmountCents != 750 || p.UserID != r.user {
+		t.Errorf("payment %+v", p)
+	}
+	evs := r.events(t, o.ID)
+	if got := types(evs); !slices.Equal(got, []string{"order.created", "order.confirmed"}) {
+		t.Fatalf("events %v", got)
+	}
+	c := evs[1].Data
+	items, _ := c["items"].([]any)
+	if c["order_id"] != o.ID.String() || c["user_id"] != r.user.String() || c["total_cents"] != 750.0 || c["currency"] != "USD" || len(items) != 1 {
+		t.Errorf("order.confirmed data %v", c)
+	}
+	if it, _ := items[0].(map[string]any); it["product_id"] != r.product.String() || it["quantity"] != 3.0 || it["unit_price_cents"] != 250.0 {
+		t.Errorf("order.confirmed item %v", items[0])
+	}
+	if got := r.steps(t, o.ID); !slices.Equal(got, []string{"reserve:ok", "charge:ok", "commit:ok"}) {
+		t.Errorf("step log %v", got)
+	}
+	want := []order.Status{order.StatusPending, order.StatusReserved, order.StatusPaid, order.StatusConfirmed}
+	if got := r.notes.of(o.ID); !slices.Equal(got, want) {
+		t.Errorf("published %v, want %v", got, want)
+	}
+	if r.sagaState(t, o.ID) != order.SagaDone {
+		t.Error("saga not done")
+	}
+}
+
+func TestSagaCancelsOutOfStockWithNothingToRelease(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	scarce := r.inv.AddProduct(100, 2)
+	o := r.create(t, order.PaymentVisa, scarce, 3)
+	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonOutOfStock {
+		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	}
+	if r.inv.Stock(scarce) != 2 || r.inv.Calls("release", o.ID) != 0 || r.pay.Calls("charge", o.ID) != 0 || r.inv.Calls("reserve", o.ID) != 1 {
+		t.Errorf("stock %d, releases %d, charges %d, reserves %d", r.inv.Stock(scarce), r.inv.Calls("release", o.ID),
+			r.pay.Calls("charge", o.ID), r.inv.Calls("reserve", o.ID))
+	}
+	evs := r.events(t, o.ID)
+	if got := types(evs); !slices.Equal(got, []string{"order.created", "order.cancelled"}) {
+		t.Fatalf("events %v", got)
+	}
+	if d := evs[1].Data; d["reason"] != "out_of_stock" || d["total_cents"] != 300.0 || d["user_id"] != r.user.String() {
+		t.Errorf("order.cancelled data %v", d)
+	}
+}
+
+func TestSagaDeclinedCardReleasesStockAndCancelsWithTheReason(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	for method, reason := range map[order.PaymentMethod]order.CancelReason{
+		order.PaymentDeclined:          order.ReasonPaymentDeclined,
+		order.PaymentInsufficientFunds: order.ReasonInsufficientFunds,
+	} {
+		o := r.create(t, method, r.product, 5)
+		if o.Status != order.StatusCancelled || o.CancelReason != reason {
+			t.Errorf("%s: order %s/%s", method, o.Status, o.CancelReason)
+		}
+		if r.inv.Reservation(o.ID) != "released" || r.pay.Captures(o.ID) != 0 || r.pay.Calls("refund", o.ID) != 0 {
+			t.Errorf("%s: reservation %q, captures %d, refunds %d", method, r.inv.Reservation(o.ID), r.pay.Captures(o.ID), r.pay.Calls("refund", o.ID))
+		}
+		if got := r.steps(t, o.ID); !slices.Equal(got, []string{"reserve:ok", "charge:refused", "release:ok"}) {
+			t.Errorf("%s: step log %v", method, got)
+		}
+		if evs := r.events(t, o.ID); len(evs) != 2 || evs[1].Data["reason"] != string(reason) {
+			t.Errorf("%s: events %v", method, evs)
+		}
+	}
+	if r.inv.Stock(r.product) != 100 {
+		t.Errorf("stock %d, want all 100 back", r.inv.Stock(r.product))
+	}
+}
+
+func TestSagaWithPaymentsDownStaysInProgressThenRecoveryConfirms(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.pay.SetDown(true)
+	o := r.create(t, order.PaymentVisa, r.product, 1)
+	if o.Status != order.StatusReserved {
+		t.Fatalf("with payments down: %s, want reserved (in progress)", o.Status)
+	}
+	if st := r.sagaState(t, o.ID); st != order.SagaRunning {
+		t.Errorf("saga %s", st)
+	}
+	// A recovery pass while payments is still down changes nothing.
+	if _, err := r.saga.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.order(t, o.ID).Status; got != order.StatusReserved {
+		t.Errorf("after a pass with payments down: %s", got)
+	}
+	r.pay.SetDown(false)
+	o = r.recoverUntilDone(t, o.ID)
+	if o.Status != order.StatusConfirmed || r.pay.Captures(o.ID) != 1 || r.inv.Reservation(o.ID) != "committed" {
+		t.Errorf("after recovery: %s, captures %d, reservation %q", o.Status, r.pay.Captures(o.ID), r.inv.Reservation(o.ID))
+	}
+	if got := types(r.events(t, o.ID)); !slices.Equal(got, []string{"order.created", "order.confirmed"}) {
+		t.Errorf("events %v", got)
+	}
+}
+
+func TestSagaLearnsALostChargeAnswerFromPaymentsWithoutChargingTwice(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.pay.SetDropping(true) // the charge happens; its answer never arrives
+	o := r.create(t, order.PaymentVisa, r.product, 2)
+	if o.Status != order.StatusConfirmed {
+		t.Fatalf("order %s; step log %v", o.Status, r.steps(t, o.ID))
+	}
+	if r.pay.Captures(o.ID) != 1 || r.pay.Calls("lookup", o.ID) < 1 {
+		t.Errorf("captures %d, look-ups %d; want 1 capture, learnt by a look-up", r.pay.Captures(o.ID), r.pay.Calls("lookup", o.ID))
+	}
+}
+
+func TestSagaOverItsChargeBudgetCompensatesAsTimeout(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.pay.SetDown(true)
+	o := r.create(t, order.PaymentVisa, r.product, 4)
+	if o.Status != order.StatusReserved || r.inv.Stock(r.product) != 96 {
+		t.Fatalf("order %s, stock %d", o.Status, r.inv.Stock(r.product))
+	}
+	r.clock.advance(policy.ChargeBudget + time.Second)
+	r.pay.SetDown(false) // too late: the order is not charged any more
+	o = r.recoverUntilDone(t, o.ID)
+	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	}
+	if r.inv.Stock(r.product) != 100 || r.pay.Captures(o.ID) != 0 {
+		t.Errorf("stock %d, captures %d", r.inv.Stock(r.product), r.pay.Captures(o.ID))
+	}
+	steps := r.steps(t, o.ID)
+	if len(steps) < 3 || steps[len(steps)-2] != "expire:ok" || steps[len(steps)-1] != "release:ok" {
+		t.Errorf("step log %v", steps)
+	}
+}
+
+func TestSagaSettlesAnUnknownChargeByAskingBeforeItCancels(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.pay.SetSlow(time.Second) // every call times out: the charge's outcome is unknown
+	o := r.create(t, order.PaymentVisa, r.product, 1)
+	if o.Status != order.StatusReserved {
+		t.Fatalf("order %s", o.Status)
+	}
+	var charge string
+	if err := r.pool.QueryRow(context.Background(), `SELECT charge FROM sagas WHERE order_id = $1`, o.ID).Scan(&charge); err != nil || charge != "unknown" {
+		t.Fatalf("charge %q, %v", charge, err)
+	}
+	r.pay.SetSlow(0)
+	r.clock.advance(policy.ChargeBudget + time.Second)
+	o = r.recoverUntilDone(t, o.ID)
+	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	}
+	// Payments was asked, had no charge, and was told to settle the order anyway.
+	if r.pay.Calls("lookup", o.ID) == 0 || r.pay.Calls("refund", o.ID) != 1 || r.pay.Captures(o.ID) != 0 {
+		t.Errorf("look-ups %d, refunds %d, captures %d", r.pay.Calls("lookup", o.ID), r.pay.Calls("refund", o.ID), r.pay.Captures(o.ID))
+	}
+	if r.inv.Stock(r.product) != 100 {
+		t.Errorf("stock %d", r.inv.Stock(r.product))
+	}
+}
+
+func TestSagaWhoseReservationExpiredBeforeCommitRefunds(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.inv.SetFailing("commit", true)
+	o := r.create(t, order.PaymentVisa, r.product, 2)
+	if o.Status != order.StatusPaid {
+		t.Fatalf("order %s", o.Status)
+	}
+	r.inv.Expire(o.ID)
+	r.inv.SetFailing("commit", false)
+	o = r.recoverUntilDone(t, o.ID)
+	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	}
+	if p, _ := r.pay.Payment(o.ID); p.Status != "refunded" || r.pay.Captures(o.ID) != 1 || r.inv.Stock(r.product) != 100 {
+		t.Errorf("payment %+v, captures %d, stock %d", p, r.pay.Captures(o.ID), r.inv.Stock(r.product))
+	}
+}
+
+func TestCompensationThatKeepsFailingIsVisibleAndFinishesWhenItCan(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.inv.SetFailing("release", true)
+	o := r.create(t, order.PaymentDeclined, r.product, 1)
+	if o.Status != order.StatusReserved {
+		t.Fatalf("order %s", o.Status)
+	}
+	for range policy.MaxCompensationFailures - 1 {
+		if _, err := r.saga.Recover(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := r.sagaState(t, o.ID); st != order.SagaCompensationFailed {
+		t.Fatalf("saga %s, step log %v", st, r.steps(t, o.ID))
+	}
+	views, next, err := r.svc.Sagas(context.Background(), order.SagaCompensationFailed, page.Request{Limit: 10})
+	if err != nil || len(views) != 1 || next != nil {
+		t.Fatalf("sagas %+v, %v, %v", views, next, err)
+	}
+	v := views[0]
+	if v.Saga.OrderID != o.ID || v.Next != order.StepRelease || v.Order.Status != order.StatusReserved || v.Saga.Reason != order.ReasonPaymentDeclined ||
+		len(v.Steps) != 2+policy.MaxCompensationFailures || v.Steps[len(v.Steps)-1].Error == "" || v.Steps[len(v.Steps)-1].Attempt != policy.MaxCompensationFailures {
+		t.Errorf("view %+v", v)
+	}
+	if all, _, _ := r.svc.Sagas(context.Background(), "", page.Request{Limit: 10}); len(all) != 1 {
+		t.Errorf("unfinished sagas %d, want 1", len(all))
+	}
+	if done, _, _ := r.svc.Sagas(context.Background(), order.SagaRunning, page.Request{Limit: 10}); len(done) != 0 {
+		t.Errorf("running sagas %d, want 0", len(done))
+	}
+	r.inv.SetFailing("release", false)
+	o = r.recoverUntilDone(t, o.ID)
+	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonPaymentDeclined || r.inv.Stock(r.product) != 100 {
+		t.Errorf("order %s/%s, stock %d", o.Status, o.CancelReason, r.inv.Stock(r.product))
+	}
+	if left, _, _ := r.svc.Sagas(context.Background(), "", page.Request{Limit: 10}); len(left) != 0 {
+		t.Errorf("%d unfinished sagas left", len(left))
+	}
+}
+
+func TestRacingRecoveryPassesNeverDriveASagaTwice(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.inv.SetFailing("reserve", true)
+	var ids []uuid.UUID
+	for range 12 {
+		o := r.create(t, order.PaymentVisa, r.product, 1)
+		if o.Status != order.StatusPending {
+			t.Fatalf("order %s with inventory down", o.Status)
+		}
+		ids = append(ids, o.ID)
+	}
+	before := map[uuid.UUID]int{}
+	for _, id := range ids {
+		before[id] = r.inv.Calls("reserve", id)
+	}
+	r.inv.SetFailing("reserve", false)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := r.saga.Recover(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		o := r.recoverUntilDone(t, id)
+		if o.Status != order.StatusConfirmed {
+			t.Errorf("%s: %s", id, o.Status)
+		}
+		reserves, charges, commits := r.inv.Calls("reserve", id)-before[id], r.pay.Calls("charge", id), r.inv.Calls("commit", id)
+		if reserves != 1 || charges != 1 || commits != 1 || r.pay.Captures(id) != 1 {
+			t.Errorf("%s: %d reserves, %d charges, %d commits, %d captures; want one of each", id, reserves, charges, commits, r.pay.Captures(id))
+		}
+		if got := r.steps(t, id); slices.Index(got, "reserve:ok") < 0 || len(got) != countFailed(got)+3 {
+			t.Errorf("%s: step log %v", id, got)
+		}
+	}
+}
+
+func countFailed(steps []string) int {
+	n := 0
+	for _, s := range steps {
+		if s == "reserve:failed" {
+			n++
+		}
+	}
+	return n
+}
+
+func TestALeaseKeepsOtherWorkersOut(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	r.inv.SetFailing("reserve", true)
+	o := r.create(t, order.PaymentVisa, r.product, 1)
+	ctx := context.Background()
+	l1, _, _, err := r.store.ClaimSaga(ctx, o.ID, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := r.store.ClaimSaga(ctx, o.ID, "b", time.Minute); !errors.Is(err, order.ErrSagaBusy) {
+		t.Errorf("second claim: %v, want busy", err)
+	}
+	// Drive leaves a held saga alone.
+	if got, err := r.saga.Drive(ctx, o.ID); err != nil || got.Status != order.StatusPending {
+		t.Errorf("Drive of a held saga = %s, %v", got.Status, err)
+	}
+	// A lease that ran out is taken over, and the old holder can no longer write.
+	if _, err := r.pool.Exec(ctx, `UPDATE sagas SET locked_until = now() - interval '1 second' WHERE order_id = $1`, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	l2, ord, sg, err := r.store.ClaimSaga(ctx, o.ID, "b", time.Minute)
+	if err != nil || l2.Token == l1.Token {
+		t.Fatalf("take-over: %+v, %v", l2, err)
+	}
+	c := order.Advance(ord, sg, order.StepReserve, order.Outcome{Kind: order.OutcomeOK}, time.Now(), policy)
+	if err := r.store.Apply(ctx, l1, c); !errors.Is(err, order.ErrLeaseLost) {
+		t.Errorf("stale lease wrote: %v", err)
+	}
+	if err := r.store.Apply(ctx, l2, c); err != nil {
+		t.Errorf("current lease: %v", err)
+	}
+	if _, _, _, err := r.store.ClaimSaga(ctx, uuid.New(), "a", time.Minute); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("claim of an unknown saga: %v", err)
+	}
+}
+
+func TestCustomerCancelRefundsAndRestocks(t *testing.T) {
+	t.Parallel()
+	r := newRig(t)
+	pending := func() order.Order {
+		r.inv.SetFailing("reserve", true)
+		defer r.inv.SetFailing("reserve", false)
+		return r.create(t, order.PaymentVisa, r.product, 1)
+	}()
+	if _, err := r.svc.Cancel(context.Background(), r.user, pending.ID); !errors.Is(err, order.ErrNotCancellable) {
+		t.Errorf("cancel of a pending order: %v", err)
+	}
+	o := r.create(t, order.PaymentVisa, r.product, 10)
+	if _, err := r.svc.Cancel(context.Background(), uuid.New(), o.ID); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("cancel of someone else's order: %v", err)
+	}
+	c, err := r.svc.Cancel(context.Background(), r.user, o.ID)
+	if err != nil || c.Status != order.StatusCancelled || c.CancelReason != order.ReasonCustomerRequest {
+		t.Fatalf("cancel = %s/%s, %v", c.Status, c.CancelReason, err)
+	}
+	if p, _ := r.pay.Payment(o.ID); p.Status != "refunded" || r.inv.Reservation(o.ID) != "released" || r.inv.Stock(r.product) != 100 {
+		t.Errorf("payment %q, reservation %q, stock %d", p.Status, r.inv.Reservation(o.ID), r.inv.Stock(r.product))
+	}
+	if got := types(r.events(t, o.ID)); !slices.Equal(got, []string{"order.created", "order.confirmed", "order.cancelled"}) {
+		t.Errorf("events %v", got)
+	}
+	again, err := r.svc.Cancel(context.Background(), r.user, o.ID)
+	if err != nil || again.Status != order.StatusCancelled || r.pay.Calls("refund", o.ID) != 1 {
+		t.Errorf("second cancel = %s, %v; refunds %d", again.Status, err, r.pay.Calls("refund", o.ID))
+	}
+}

@@ -1,0 +1,189 @@
+package order
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+)
+
+// Service is what the API does with orders: create one (pricing it with inventory
+// and running its saga inline under a deadline), read them, cancel one, and show
+// sagas to operators.
+type Service struct {
+	store     Store
+	inventory Inventory
+	saga      *Orchestrator
+	notifier  Notifier
+	clock     Clock
+	log       *slog.Logger
+	inline    time.Duration
+}
+
+// NewService makes a Service that runs sagas with saga, inline for at most inline
+// (SAGA_INLINE_TIMEOUT) per request; the rest is left to recovery.
+func NewService(d Deps, saga *Orchestrator, inline time.Duration) *Service {
+	if d.Notifier == nil {
+		d.Notifier = noNotifier{}
+	}
+	if d.Clock == nil {
+		d.Clock = SystemClock{}
+	}
+	return &Service{store: d.Store, inventory: d.Inventory, saga: saga, notifier: d.Notifier, clock: d.Clock, log: d.Log, inline: inline}
+}
+
+// Create makes order id for the user from n, priced by inventory, and runs its saga
+// for up to the inline deadline; it returns the order as it then stands: confirmed or
+// cancelled when the saga finished, else still in progress (recovery finishes it).
+// When order id exists already (an Idempotency-Key repeated) it is returned as it
+// stands instead, after checking it is the user's.
+//
+// Errors: apperr.Invalid with field errors when inventory refuses the lines (an
+// unknown product: items[i].product_id; mixed currencies), apperr.Unavailable or
+// apperr.Timeout when inventory cannot price them, the store's errors. Nothing is
+// stored when it fails.
+func (s *Service) Create(ctx context.Context, userID, id uuid.UUID, n NewOrder) (Order, error) {
+	if existing, err := s.store.Order(ctx, id); err == nil {
+		return s.owned(existing, userID)
+	} else if apperr.CodeOf(err) != apperr.NotFound {
+		return Order{}, err
+	}
+	q, err := s.inventory.Quote(ctx, n.Lines)
+	if err != nil {
+		return Order{}, err
+	}
+	if err := checkQuote(n, q); err != nil {
+		return Order{}, apperr.Wrap(err, apperr.BadGateway, "the inventory service priced a different basket")
+	}
+	now := dbTime(s.clock.Now())
+	o := Order{
+		ID: id, UserID: userID, Status: StatusPending, Lines: q.Lines, TotalCents: q.TotalCents, Currency: q.Currency,
+		PaymentMethod: n.PaymentMethod, CreatedAt: now, UpdatedAt: now,
+	}
+	// The saga is created held, so that no recovery pass takes it before this
+	// request drives it.
+	sg := NewSaga(o)
+	o, lease, created, err := s.store.CreateOrder(ctx, o, sg, s.saga.NewLease(id))
+	if err != nil {
+		return Order{}, err
+	}
+	if !created {
+		return s.owned(o, userID)
+	}
+	s.log.InfoContext(ctx, "order created", "order_id", o.ID, "user_id", userID, "total_cents", o.TotalCents)
+	s.notifier.Notify(context.WithoutCancel(ctx), StatusChange{OrderID: o.ID, Status: o.Status})
+	return s.inlined(ctx, o, func(ctx context.Context) (Order, error) { return s.saga.Continue(ctx, lease, o, sg) })
+}
+
+// inlined runs drive (the saga) under the inline deadline and returns the order as
+// it then stands; a saga it could not finish (or could not even start: a database
+// hiccup) is left to recovery, so that is not an error.
+func (s *Service) inlined(ctx context.Context, o Order, drive func(context.Context) (Order, error)) (Order, error) {
+	dctx, cancel := context.WithTimeout(ctx, s.inline)
+	defer cancel()
+	driven, err := drive(dctx)
+	if err != nil {
+		s.log.WarnContext(ctx, "saga not driven inline; recovery will", "order_id", o.ID, "err", err)
+		return o, nil
+	}
+	return driven, nil
+}
+
+func (s *Service) owned(o Order, userID uuid.UUID) (Order, error) {
+	if o.UserID != userID {
+		return Order{}, ErrNotFound
+	}
+	return o, nil
+}
+
+// checkQuote makes sure inventory priced exactly the lines asked for, in their order.
+func checkQuote(n NewOrder, q Quote) error {
+	if len(q.Lines) != len(n.Lines) {
+		return fmt.Errorf("quote has %d lines, %d asked for", len(q.Lines), len(n.Lines))
+	}
+	var total int64
+	for i, l := range q.Lines {
+		if l.ProductID != n.Lines[i].ProductID || l.Quantity != n.Lines[i].Quantity || l.UnitPriceCents < 0 {
+			return fmt.Errorf("quote line %d is %v, %v asked for", i, l, n.Lines[i])
+		}
+		total += l.Amount()
+	}
+	if total != q.TotalCents || q.Currency == "" {
+		return fmt.Errorf("quote total %d %q, lines sum to %d", q.TotalCents, q.Currency, total)
+	}
+	return nil
+}
+
+// Get returns the user's order: ErrNotFound when there is none or it is someone
+// else's.
+func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (Order, error) {
+	o, err := s.store.Order(ctx, id)
+	if err != nil {
+		return Order{}, err
+	}
+	return s.owned(o, userID)
+}
+
+// List returns a page of the user's orders, newest first, and the next page's cursor
+// (nil on the last page).
+func (s *Service) List(ctx context.Context, userID uuid.UUID, p page.Request) ([]Order, *string, error) {
+	orders, err := s.store.OrdersByUser(ctx, userID, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	items, next := page.Next(orders, p.Limit, func(o Order) page.Cursor { return page.Cursor{Time: o.CreatedAt, ID: o.ID} })
+	return items, next, nil
+}
+
+// Cancel cancels the user's confirmed order: a compensation saga refunds the payment
+// and restocks the products, then the order is cancelled with ReasonCustomerRequest.
+// The saga runs inline under the deadline; if it cannot finish, the order is returned
+// still confirmed with the cancellation under way, and recovery finishes it. Cancelling
+// an order already cancelled at the customer's request returns it as it is.
+//
+// Errors: ErrNotFound (none, or not the user's), ErrNotCancellable (not confirmed),
+// the store's.
+func (s *Service) Cancel(ctx context.Context, userID, id uuid.UUID) (Order, error) {
+	o, err := s.Get(ctx, userID, id)
+	if err != nil {
+		return Order{}, err
+	}
+	switch {
+	case o.Status == StatusCancelled && o.CancelReason == ReasonCustomerRequest:
+		return o, nil
+	case o.Status != StatusConfirmed:
+		return Order{}, ErrNotCancellable
+	}
+	// StartCancel decides again with the rows locked: this read may be stale.
+	_, err = s.store.UpdateSaga(ctx, id, func(o Order, sg Saga) (Saga, StepLog, error) {
+		return StartCancel(o, sg, dbTime(s.clock.Now()))
+	})
+	// A confirmed order's saga is held by a worker only while a cancellation is
+	// being driven: that one goes on.
+	if err != nil && !errors.Is(err, ErrSagaBusy) {
+		return Order{}, err
+	}
+	s.log.InfoContext(ctx, "order cancellation requested", "order_id", id)
+	return s.inlined(ctx, o, func(ctx context.Context) (Order, error) { return s.saga.Drive(ctx, id) })
+}
+
+// Sagas lists sagas for operators: those in state, or every unfinished one when
+// state is "", oldest first, with their step logs; and the next page's cursor.
+func (s *Service) Sagas(ctx context.Context, state SagaState, p page.Request) ([]SagaView, *string, error) {
+	var states []SagaState
+	if state != "" {
+		states = []SagaState{state}
+	}
+	views, err := s.store.Sagas(ctx, states, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	items, next := page.Next(views, p.Limit, func(v SagaView) page.Cursor { return page.Cursor{Time: v.Saga.CreatedAt, ID: v.Saga.OrderID} })
+	return items, next, nil
+}

@@ -1,0 +1,102 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// ClaimState is what claiming an Idempotency-Key found.
+type ClaimState int
+
+// The outcomes of a claim.
+const (
+	// ClaimNew: the key is the caller's to run the request with (a first request, or
+	// the take-over of one whose claim ran out without an answer).
+	ClaimNew ClaimState = iota
+	// ClaimReplay: the key has a stored answer to replay.
+	ClaimReplay
+	// ClaimMismatch: the key was used with a different request.
+	ClaimMismatch
+	// ClaimBusy: another request with the key is running; ask again shortly.
+	ClaimBusy
+)
+
+// Claim is the result of ClaimKey; Status, Body and Location are set for ClaimReplay.
+type Claim struct {
+	State    ClaimState
+	Status   int
+	Body     []byte
+	Location string
+}
+
+// ClaimKey claims the user's Idempotency-Key for a request with fingerprint, for ttl.
+// Of concurrent first requests with one key exactly one gets ClaimNew (the primary key
+// decides); the others get ClaimBusy until it completes, then ClaimReplay.
+func (s *Store) ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (Claim, error) {
+	for range 3 { // a row deleted (abandoned) between the insert and the read: again
+		tag, err := s.pool.Exec(ctx,
+			`INSERT INTO idempotency_keys (user_id, key, fingerprint, locked_until)
+			 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT DO NOTHING`,
+			userID, key, fingerprint, ttl.Seconds())
+		if err != nil {
+			return Claim{}, dbError(err, "claim idempotency key")
+		}
+		if tag.RowsAffected() == 1 {
+			return Claim{State: ClaimNew}, nil
+		}
+		var c Claim
+		var stored string
+		var status *int
+		var expired bool
+		err = s.pool.QueryRow(ctx,
+			`SELECT fingerprint, status, body, location, coalesce(locked_until < now(), true)
+			 FROM idempotency_keys WHERE user_id = $1 AND key = $2`, userID, key).
+			Scan(&stored, &status, &c.Body, &c.Location, &expired)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			continue
+		case err != nil:
+			return Claim{}, dbError(err, "read idempotency key")
+		case stored != fingerprint:
+			return Claim{State: ClaimMismatch}, nil
+		case status != nil:
+			c.State, c.Status = ClaimReplay, *status
+			return c, nil
+		case !expired:
+			return Claim{State: ClaimBusy}, nil
+		}
+		// The request that claimed the key died without answering: take over. Its order,
+		// if it made one, has the same id and is found rather than made again.
+		tag, err = s.pool.Exec(ctx,
+			`UPDATE idempotency_keys SET locked_until = now() + make_interval(secs => $3)
+			 WHERE user_id = $1 AND key = $2 AND status IS NULL AND locked_until < now()`,
+			userID, key, ttl.Seconds())
+		if err != nil {
+			return Claim{}, dbError(err, "take over idempotency key")
+		}
+		if tag.RowsAffected() == 1 {
+			return Claim{State: ClaimNew}, nil
+		}
+		return Claim{State: ClaimBusy}, nil
+	}
+	return Claim{State: ClaimBusy}, nil
+}
+
+// CompleteKey stores the answer to replay for the user's key and ends the claim.
+func (s *Store) CompleteKey(ctx context.Context, userID uuid.UUID, key string, status int, body []byte, location string) error {
+	_, err := s.pool.Exec(ctx,
+		`UPDATE idempotency_keys SET status = $3, body = $4, location = $5, locked_until = NULL
+		 WHERE user_id = $1 AND key = $2`, userID, key, status, body, location)
+	return dbError(err, "complete idempotency key")
+}
+
+// AbandonKey drops a claim whose request made nothing (it failed before creating the
+// order), so that the client may retry with the same key.
+func (s *Store) AbandonKey(ctx context.Context, userID uuid.UUID, key string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status IS NULL`, userID, key)
+	return dbError(err, "abandon idempotency key")
+}

@@ -1,0 +1,527 @@
+// Package postgres is the orders service's storage: orders and their lines, sagas with
+// their leases and step logs, Idempotency-Key claims, sales reports and the outbox, in
+// Postgres through pgx. It translates database errors into the domain's (no rows is
+// order.ErrNotFound, an unreachable server is apperr.Unavailable), and owns the wire
+// form of the events it writes, so nothing above it knows SQL or event JSON.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+)
+
+// The stream and source of the events this service publishes.
+const (
+	Stream = "events.orders"
+	Source = "orders"
+)
+
+// Store implements order.Store (and report.Store, and the Idempotency-Key claims) on
+// a pool.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ order.Store = (*Store)(nil)
+
+// NewStore stores in pool's database, which must have this package's migrations.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// lineJSON is an order line in events.
+type lineJSON struct {
+	ProductID      uuid.UUID `json:"product_id"`
+	Quantity       int       `json:"quantity"`
+	UnitPriceCents int64     `json:"unit_price_cents"`
+}
+
+// orderEvent is the data of order.created and order.confirmed (docs/events.md).
+type orderEvent struct {
+	OrderID    uuid.UUID  `json:"order_id"`
+	UserID     uuid.UUID  `json:"user_id"`
+	TotalCents int64      `json:"total_cents"`
+	Currency   string     `json:"currency"`
+	Items      []lineJSON `json:"items"`
+}
+
+// cancelledEvent is the data of order.cancelled (docs/events.md).
+type cancelledEvent struct {
+	OrderID    uuid.UUID `json:"order_id"`
+	UserID     uuid.UUID `json:"user_id"`
+	Reason     string    `json:"reason"`
+	TotalCents int64     `json:"total_cents"`
+	Currency   string    `json:"currency"`
+}
+
+func writeEvent(ctx context.Context, tx pgx.Tx, typ order.EventType, o order.Order, at time.Time) error {
+	var data any
+	switch typ {
+	case order.EventCancelled:
+		data = cancelledEvent{OrderID: o.ID, UserID: o.UserID, Reason: string(o.CancelReason), TotalCents: o.TotalCents, Currency: o.Currency}
+	default:
+		items := make([]lineJSON, len(o.Lines))
+		for i, l := range o.Lines {
+			items[i] = lineJSON{ProductID: l.ProductID, Quantity: int(l.Quantity), UnitPriceCents: l.UnitPriceCents}
+		}
+		data = orderEvent{OrderID: o.ID, UserID: o.UserID, TotalCents: o.TotalCents, Currency: o.Currency, Items: items}
+	}
+	return outbox.Write(ctx, tx, outbox.Event{Stream: Stream, Type: string(typ), Source: Source, Subject: o.ID.String(), Time: at, Data: data})
+}
+
+// orderColumnsOf lists the columns scanOrder reads, qualified by table (or alias) t.
+func orderColumnsOf(t string) string {
+	return fmt.Sprintf(`%[1]s.id, %[1]s.user_id, %[1]s.status, %[1]s.total_cents, %[1]s.currency, %[1]s.payment_method,
+		coalesce(%[1]s.cancel_reason, ''), %[1]s.created_at, %[1]s.updated_at`, t)
+}
+
+var orderColumns = orderColumnsOf("orders")
+
+// CreateOrder implements order.Store.
+func (s *Store) CreateOrder(ctx context.Context, o order.Order, sg order.Saga, lease order.Lease) (order.Order, order.Lease, bool, error) {
+	created := false
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO orders (id, user_id, status, total_cents, currency, payment_method, created_at, updated_at)
+			 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING`,
+			o.ID, o.UserID, o.Status, o.TotalCents, o.Currency, o.PaymentMethod, o.CreatedAt, o.UpdatedAt)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		created = true
+		products := make([]uuid.UUID, len(o.Lines))
+		quantities := make([]int32, len(o.Lines))
+		prices := make([]int64, len(o.Lines))
+		for i, l := range o.Lines {
+			products[i], quantities[i], prices[i] = l.ProductID, int32(l.Quantity), l.UnitPriceCents
+		}
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO order_lines (order_id, line, product_id, quantity, unit_price_cents)
+			 SELECT $1, l.n - 1, l.product_id, l.quantity, l.price
+			 FROM unnest($2::uuid[], $3::int[], $4::bigint[]) WITH ORDINALITY AS l(product_id, quantity, price, n)`,
+			o.ID, products, quantities, prices); err != nil {
+			return err
+		}
+		var owner *string
+		if lease.Owner != "" {
+			owner = &lease.Owner
+		}
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO sagas (order_id, state, charge, created_at, updated_at, lease_token, locked_by, locked_until)
+			 VALUES ($1, $2, $3, $4, $5, 1, $6,
+			         CASE WHEN $6::text IS NULL THEN NULL ELSE now() + make_interval(secs => $7) END)`,
+			sg.OrderID, sg.State, sg.Charge, sg.CreatedAt, sg.UpdatedAt, owner, lease.TTL.Seconds()); err != nil {
+			return err
+		}
+		return writeEvent(ctx, tx, order.EventCreated, o, o.CreatedAt)
+	})
+	if err != nil {
+		return order.Order{}, order.Lease{}, false, dbError(err, "create order")
+	}
+	if !created {
+		existing, err := s.Order(ctx, o.ID)
+		return existing, order.Lease{}, false, err
+	}
+	if lease.Owner == "" {
+		return o, order.Lease{}, true, nil
+	}
+	lease.OrderID, lease.Token = o.ID, 1
+	return o, lease, true, nil
+}
+
+// Order implements order.Store.
+func (s *Store) Order(ctx context.Context, id uuid.UUID) (order.Order, error) {
+	o, err := scanOrder(s.pool.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1`, id))
+	if err != nil {
+		return order.Order{}, dbError(err, "order")
+	}
+	orders := []order.Order{o}
+	if err := s.loadLines(ctx, orders); err != nil {
+		return order.Order{}, err
+	}
+	return orders[0], nil
+}
+
+// OrdersByUser implements order.Store.
+func (s *Store) OrdersByUser(ctx context.Context, userID uuid.UUID, p page.Request) ([]order.Order, error) {
+	var after *time.Time
+	var afterID uuid.UUID
+	if p.After != nil {
+		after, afterID = &p.After.Time, p.After.ID
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT `+orderColumns+` FROM orders
+		 WHERE user_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+		 ORDER BY created_at DESC, id DESC LIMIT $4`,
+		userID, after, afterID, p.Limit+1)
+	if err != nil {
+		return nil, dbError(err, "orders by user")
+	}
+	orders, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.Order, error) { return scanOrder(r) })
+	if err != nil {
+		return nil, dbError(err, "orders by user")
+	}
+	if err := s.loadLines(ctx, orders); err != nil {
+		return nil, err
+	}
+	return orders, nil
+}
+
+// loadLines fills in the lines of orders with one query.
+func (s *Store) loadLines(ctx context.Context, orders []order.Order) error {
+	if len(orders) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, len(orders))
+	at := make(map[uuid.UUID]int, len(orders))
+	for i, o := range orders {
+		ids[i], at[o.ID] = o.ID, i
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT order_id, product_id, quantity, unit_price_cents FROM order_lines
+		 WHERE order_id = ANY($1) ORDER BY order_id, line`, ids)
+	if err != nil {
+		return dbError(err, "order lines")
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id uuid.UUID
+		var l order.Line
+		var q int
+		if err := rows.Scan(&id, &l.ProductID, &q, &l.UnitPriceCents); err != nil {
+			return dbError(err, "order lines")
+		}
+		l.Quantity = order.Quantity(q)
+		i := at[id]
+		orders[i].Lines = append(orders[i].Lines, l)
+	}
+	return dbError(rows.Err(), "order lines")
+}
+
+func scanOrder(row pgx.Row) (order.Order, error) {
+	var o order.Order
+	var status, method, reason string
+	err := row.Scan(&o.ID, &o.UserID, &status, &o.TotalCents, &o.Currency, &method, &reason, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return order.Order{}, order.ErrNotFound
+	}
+	if err != nil {
+		return order.Order{}, err
+	}
+	if o.Status, err = order.ParseStatus(status); err != nil {
+		return order.Order{}, err
+	}
+	if o.CancelReason, err = order.ParseCancelReason(reason); err != nil {
+		return order.Order{}, err
+	}
+	o.PaymentMethod = order.PaymentMethod(method)
+	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	return o, nil
+}
+
+// sagaColumnsOf lists the columns scanSaga reads, qualified by table (or alias) t.
+func sagaColumnsOf(t string) string {
+	return fmt.Sprintf(`%[1]s.order_id, %[1]s.state, coalesce(%[1]s.cancel_reason, ''), %[1]s.charge, %[1]s.charge_sent_at,
+		%[1]s.reserved, %[1]s.attempts, %[1]s.failures, %[1]s.last_error, %[1]s.created_at, %[1]s.updated_at, %[1]s.finished_at`, t)
+}
+
+var sagaColumns = sagaColumnsOf("sagas")
+
+func scanSaga(row pgx.Row, extra ...any) (order.Saga, error) {
+	var sg order.Saga
+	var state, reason, charge string
+	var sentAt, finishedAt *time.Time
+	dest := append([]any{&sg.OrderID, &state, &reason, &charge, &sentAt, &sg.Reserved, &sg.Attempts, &sg.Failures,
+		&sg.LastError, &sg.CreatedAt, &sg.UpdatedAt, &finishedAt}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return order.Saga{}, err
+	}
+	sg.State = order.SagaState(state)
+	var err error
+	if sg.Reason, err = order.ParseCancelReason(reason); err != nil {
+		return order.Saga{}, err
+	}
+	if sg.Charge, err = order.ParseChargeState(charge); err != nil {
+		return order.Saga{}, err
+	}
+	if sentAt != nil {
+		sg.ChargeSentAt = sentAt.UTC()
+	}
+	if finishedAt != nil {
+		sg.FinishedAt = finishedAt.UTC()
+	}
+	sg.CreatedAt, sg.UpdatedAt = sg.CreatedAt.UTC(), sg.UpdatedAt.UTC()
+	return sg, nil
+}
+
+// sagaArgs are the columns a change writes, from $2 on.
+func sagaArgs(sg order.Saga) []any {
+	return []any{sg.State, nullable(string(sg.Reason)), sg.Charge, nullTime(sg.ChargeSentAt), sg.Reserved,
+		sg.Attempts, sg.Failures, sg.LastError, sg.UpdatedAt, nullTime(sg.FinishedAt)}
+}
+
+const setSaga = `state = $2, cancel_reason = $3, charge = $4, charge_sent_at = $5, reserved = $6, attempts = $7,
+	failures = $8, last_error = $9, updated_at = $10, finished_at = $11`
+
+// ClaimSaga implements order.Store. The conditional UPDATE is the lease: of workers
+// racing for one saga exactly one sees a row come back.
+func (s *Store) ClaimSaga(ctx context.Context, id uuid.UUID, owner string, ttl time.Duration) (order.Lease, order.Order, order.Saga, error) {
+	lease := order.Lease{OrderID: id, Owner: owner, TTL: ttl}
+	sg, err := scanSaga(s.pool.QueryRow(ctx,
+		`UPDATE sagas SET lease_token = lease_token + 1, locked_by = $2, locked_until = now() + make_interval(secs => $3)
+		 WHERE order_id = $1 AND state <> 'done' AND (locked_until IS NULL OR locked_until < now())
+		 RETURNING `+sagaColumns+`, lease_token`,
+		id, owner, ttl.Seconds()), &lease.Token)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var state string
+		var busy bool
+		err := s.pool.QueryRow(ctx, `SELECT state, coalesce(locked_until > now(), false) FROM sagas WHERE order_id = $1`, id).Scan(&state, &busy)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return order.Lease{}, order.Order{}, order.Saga{}, order.ErrNotFound
+		case err != nil:
+			return order.Lease{}, order.Order{}, order.Saga{}, dbError(err, "claim saga")
+		case state == string(order.SagaDone):
+			return order.Lease{}, order.Order{}, order.Saga{}, order.ErrSagaDone
+		}
+		return order.Lease{}, order.Order{}, order.Saga{}, order.ErrSagaBusy
+	}
+	if err != nil {
+		return order.Lease{}, order.Order{}, order.Saga{}, dbError(err, "claim saga")
+	}
+	o, err := s.Order(ctx, id)
+	if err != nil {
+		return order.Lease{}, order.Order{}, order.Saga{}, err
+	}
+	return lease, o, sg, nil
+}
+
+// Apply implements order.Store.
+func (s *Store) Apply(ctx context.Context, l order.Lease, c order.Change) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		args := append([]any{l.OrderID}, sagaArgs(c.Saga)...)
+		args = append(args, l.Token, l.TTL.Seconds())
+		tag, err := tx.Exec(ctx,
+			`UPDATE sagas SET `+setSaga+`, locked_until = now() + make_interval(secs => $13)
+			 WHERE order_id = $1 AND lease_token = $12`, args...)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return order.ErrLeaseLost
+		}
+		if c.StatusChanged {
+			if _, err := tx.Exec(ctx,
+				`UPDATE orders SET status = $2, cancel_reason = $3, updated_at = $4 WHERE id = $1`,
+				c.Order.ID, c.Order.Status, nullable(string(c.Order.CancelReason)), c.Order.UpdatedAt); err != nil {
+				return err
+			}
+		}
+		if err := insertStep(ctx, tx, l.OrderID, c.Log); err != nil {
+			return err
+		}
+		if c.Event != "" {
+			return writeEvent(ctx, tx, c.Event, c.Order, c.Log.At)
+		}
+		return nil
+	})
+	return dbError(err, "apply saga change")
+}
+
+func insertStep(ctx context.Context, tx pgx.Tx, id uuid.UUID, l order.StepLog) error {
+	_, err := tx.Exec(ctx,
+		`INSERT INTO saga_steps (order_id, step, attempt, outcome, error, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+		id, l.Step, l.Attempt, l.Outcome, l.Error, l.At)
+	return err
+}
+
+// ReleaseSaga implements order.Store.
+func (s *Store) ReleaseSaga(ctx context.Context, l order.Lease) error {
+	_, err := s.pool.Exec(ctx,
+		`UPDATE sagas SET locked_by = NULL, locked_until = NULL WHERE order_id = $1 AND lease_token = $2`,
+		l.OrderID, l.Token)
+	return dbError(err, "release saga")
+}
+
+// SagasToRecover implements order.Store.
+func (s *Store) SagasToRecover(ctx context.Context, limit int) ([]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx,
+		`SELECT order_id FROM sagas
+		 WHERE state <> 'done' AND (locked_until IS NULL OR locked_until < now())
+		 ORDER BY updated_at LIMIT $1`, limit)
+	if err != nil {
+		return nil, dbError(err, "sagas to recover")
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	return ids, dbError(err, "sagas to recover")
+}
+
+// UpdateSaga implements order.Store.
+func (s *Store) UpdateSaga(ctx context.Context, id uuid.UUID, fn func(order.Order, order.Saga) (order.Saga, order.StepLog, error)) (order.Saga, error) {
+	var next order.Saga
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return err
+		}
+		var busy bool
+		sg, err := scanSaga(tx.QueryRow(ctx,
+			`SELECT `+sagaColumns+`, coalesce(locked_until > now(), false) FROM sagas WHERE order_id = $1 FOR UPDATE`, id), &busy)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return order.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if busy {
+			return order.ErrSagaBusy
+		}
+		var log order.StepLog
+		if next, log, err = fn(o, sg); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE sagas SET `+setSaga+` WHERE order_id = $1`, append([]any{id}, sagaArgs(next)...)...); err != nil {
+			return err
+		}
+		if log.Step != order.StepNone {
+			return insertStep(ctx, tx, id, log)
+		}
+		return nil
+	})
+	if err != nil {
+		return order.Saga{}, dbError(err, "update saga")
+	}
+	return next, nil
+}
+
+// maxStepsShown bounds the step log shown per saga: a saga retried every 15 seconds
+// for a day has thousands of attempts, and the latest say what is wrong.
+const maxStepsShown = 50
+
+// Sagas implements order.Store.
+func (s *Store) Sagas(ctx context.Context, states []order.SagaState, p page.Request) ([]order.SagaView, error) {
+	var after *time.Time
+	var afterID uuid.UUID
+	if p.After != nil {
+		after, afterID = &p.After.Time, p.After.ID
+	}
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT `+sagaColumnsOf("s")+`, coalesce(s.locked_until > now(), false), `+orderColumnsOf("o")+`
+		 FROM sagas s JOIN orders o ON o.id = s.order_id
+		 WHERE (CASE WHEN cardinality($1::text[]) = 0 THEN s.state <> 'done' ELSE s.state = ANY($1) END)
+		   AND ($2::timestamptz IS NULL OR (s.created_at, s.order_id) > ($2, $3))
+		 ORDER BY s.created_at, s.order_id LIMIT $4`,
+		names, after, afterID, p.Limit+1)
+	if err != nil {
+		return nil, dbError(err, "sagas")
+	}
+	views, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.SagaView, error) {
+		var v order.SagaView
+		var status, method, reason string
+		o := &v.Order
+		sg, err := scanSaga(r, &v.Leased, &o.ID, &o.UserID, &status, &o.TotalCents, &o.Currency, &method, &reason, &o.CreatedAt, &o.UpdatedAt)
+		if err != nil {
+			return v, err
+		}
+		v.Saga = sg
+		o.Status, o.CancelReason, o.PaymentMethod = order.Status(status), order.CancelReason(reason), order.PaymentMethod(method)
+		o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+		v.Next = sg.Next(*o)
+		return v, nil
+	})
+	if err != nil {
+		return nil, dbError(err, "sagas")
+	}
+	if len(views) == 0 {
+		return views, nil
+	}
+	ids := make([]uuid.UUID, len(views))
+	at := make(map[uuid.UUID]int, len(views))
+	for i, v := range views {
+		ids[i], at[v.Saga.OrderID] = v.Saga.OrderID, i
+	}
+	steps, err := s.pool.Query(ctx,
+		`SELECT order_id, step, attempt, outcome, error, at FROM (
+		     SELECT *, row_number() OVER (PARTITION BY order_id ORDER BY id DESC) AS n
+		     FROM saga_steps WHERE order_id = ANY($1)) recent
+		 WHERE n <= $2 ORDER BY order_id, id`, ids, maxStepsShown)
+	if err != nil {
+		return nil, dbError(err, "saga steps")
+	}
+	defer steps.Close()
+	for steps.Next() {
+		var id uuid.UUID
+		var l order.StepLog
+		var step, outcome string
+		if err := steps.Scan(&id, &step, &l.Attempt, &outcome, &l.Error, &l.At); err != nil {
+			return nil, dbError(err, "saga steps")
+		}
+		l.Step, l.Outcome, l.At = order.Step(step), order.OutcomeKind(outcome), l.At.UTC()
+		i := at[id]
+		views[i].Steps = append(views[i].Steps, l)
+	}
+	return views, dbError(steps.Err(), "saga steps")
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func nullTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
+}
+
+// dbError passes domain errors through and classifies the rest: a server that cannot
+// be reached is apperr.Unavailable (503, naming the database); anything else is an
+// unexpected error (500).
+func dbError(err error, op string) error {
+	var ae *apperr.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ae):
+		return err
+	case unreachable(err):
+		return apperr.Wrap(fmt.Errorf("%s: %w", op, err), apperr.Unavailable, "the orders database is unavailable")
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unreachable reports whether err means the server could not be talked to, as opposed
+// to the server answering with an error.
+func unreachable(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:4] == "57P0"
+	}
+	var connErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, context.DeadlineExceeded)
+}

@@ -1,0 +1,297 @@
+package postgres_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
+)
+
+func newStore(t *testing.T) (*postgres.Store, *pgxpool.Pool) {
+	t.Helper()
+	pool := pgtest.New(t, migrations.FS)
+	return postgres.NewStore(pool), pool
+}
+
+// placed stores an order created at with lines, driven to status.
+func placed(t *testing.T, s *postgres.Store, at time.Time, status order.Status, lines ...order.Line) order.Order {
+	t.Helper()
+	o := order.Order{ID: uuid.New(), UserID: uuid.New(), Status: order.StatusPending, Lines: lines, Currency: "USD",
+		PaymentMethod: order.PaymentVisa, CreatedAt: at, UpdatedAt: at}
+	for _, l := range lines {
+		o.TotalCents += l.Amount()
+	}
+	ctx := context.Background()
+	o, _, created, err := s.CreateOrder(ctx, o, order.NewSaga(o), order.Lease{})
+	if err != nil || !created {
+		t.Fatalf("create: %v, %v", created, err)
+	}
+	if status == order.StatusPending {
+		return o
+	}
+	l, ord, sg, err := s.ClaimSaga(ctx, o.ID, "test", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := order.Change{Order: ord, Saga: sg, StatusChanged: true, Log: order.StepLog{Step: order.StepCommit, Attempt: 1, Outcome: order.OutcomeOK, At: at}}
+	c.Order.Status, c.Saga.State = status, order.SagaDone
+	if status == order.StatusCancelled {
+		c.Order.CancelReason = order.ReasonPaymentDeclined
+	}
+	if err := s.Apply(ctx, l, c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Order
+}
+
+func TestCreateOrderIsOnceAndReadBackWhole(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	o := placed(t, s, at, order.StatusPending, order.Line{ProductID: uuid.New(), Quantity: 2, UnitPriceCents: 150},
+		order.Line{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 99})
+	got, err := s.Order(context.Background(), o.ID)
+	if err != nil || got.TotalCents != 399 || len(got.Lines) != 2 || got.Lines[0] != o.Lines[0] || got.Lines[1] != o.Lines[1] ||
+		!got.CreatedAt.Equal(at) || got.Status != order.StatusPending || got.PaymentMethod != order.PaymentVisa {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	// The same id again (an Idempotency-Key repeated) finds the first, stores nothing.
+	again := o
+	again.TotalCents = 1
+	back, _, created, err := s.CreateOrder(context.Background(), again, order.NewSaga(again), order.Lease{})
+	if err != nil || created || back.TotalCents != 399 {
+		t.Errorf("second create = %+v, %v, %v", back, created, err)
+	}
+	var events int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'order.created'`).Scan(&events); err != nil || events != 1 {
+		t.Errorf("%d order.created events", events)
+	}
+	if _, err := s.Order(context.Background(), uuid.New()); !errors.Is(err, order.ErrNotFound) {
+		t.Errorf("unknown order: %v", err)
+	}
+}
+
+func TestOrdersByUserPagesNewestFirst(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	user := uuid.New()
+	base := time.Now().UTC().Truncate(time.Microsecond)
+	var ids []uuid.UUID
+	for i := range 5 {
+		o := order.Order{ID: uuid.New(), UserID: user, Status: order.StatusPending, Currency: "USD", PaymentMethod: order.PaymentVisa,
+			CreatedAt: base.Add(time.Duration(i) * time.Second), UpdatedAt: base,
+			Lines: []order.Line{{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 1}}, TotalCents: 1}
+		if _, _, _, err := s.CreateOrder(context.Background(), o, order.NewSaga(o), order.Lease{}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append([]uuid.UUID{o.ID}, ids...)
+	}
+	placed(t, s, base, order.StatusPending, order.Line{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 1}) // someone else's
+	var got []uuid.UUID
+	p := page.Request{Limit: 2}
+	for range 4 {
+		items, err := s.OrdersByUser(context.Background(), user, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, next := page.Next(items, p.Limit, func(o order.Order) page.Cursor { return page.Cursor{Time: o.CreatedAt, ID: o.ID} })
+		for _, o := range kept {
+			got = append(got, o.ID)
+			if len(o.Lines) != 1 {
+				t.Errorf("order %s has %d lines", o.ID, len(o.Lines))
+			}
+		}
+		if next == nil {
+			break
+		}
+		c, _ := page.Decode(*next)
+		p.After = &c
+	}
+	if len(got) != 5 {
+		t.Fatalf("got %v", got)
+	}
+	for i := range got {
+		if got[i] != ids[i] {
+			t.Errorf("page order %v, want %v", got, ids)
+			break
+		}
+	}
+}
+
+func TestIdempotencyKeyClaims(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	user := uuid.New()
+
+	// Of racing first requests exactly one gets the key.
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	states := map[postgres.ClaimState]int{}
+	for range 8 {
+		wg.Go(func() {
+			c, err := s.ClaimKey(ctx, user, "k", "fp", time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			states[c.State]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if states[postgres.ClaimNew] != 1 || states[postgres.ClaimBusy] != 7 {
+		t.Fatalf("claims %v, want 1 new and 7 busy", states)
+	}
+	if c, _ := s.ClaimKey(ctx, user, "k", "other", time.Minute); c.State != postgres.ClaimMismatch {
+		t.Errorf("another request with the key: %v", c.State)
+	}
+	if err := s.CompleteKey(ctx, user, "k", 201, []byte(`{"id":"x"}`), "/api/v1/orders/x"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.ClaimKey(ctx, user, "k", "fp", time.Minute); c.State != postgres.ClaimReplay || c.Status != 201 ||
+		string(c.Body) != `{"id":"x"}` || c.Location != "/api/v1/orders/x" {
+		t.Errorf("replay %+v", c)
+	}
+
+	// A claim whose request died is taken over once it runs out.
+	if c, _ := s.ClaimKey(ctx, user, "dead", "fp", time.Minute); c.State != postgres.ClaimNew {
+		t.Fatalf("claim %v", c.State)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE key = 'dead'`); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.ClaimKey(ctx, user, "dead", "fp", time.Minute); c.State != postgres.ClaimNew {
+		t.Errorf("take-over %v", c.State)
+	}
+	// An abandoned claim frees the key.
+	if err := s.AbandonKey(ctx, user, "dead"); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.ClaimKey(ctx, user, "dead", "new", time.Minute); c.State != postgres.ClaimNew {
+		t.Errorf("after abandon %v", c.State)
+	}
+}
+
+func TestUpdateSagaLeavesAHeldSagaAlone(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	o := placed(t, s, time.Now().UTC(), order.StatusPending, order.Line{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 1})
+	l, _, _, err := s.ClaimSaga(ctx, o.ID, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	_, err = s.UpdateSaga(ctx, o.ID, func(order.Order, order.Saga) (order.Saga, order.StepLog, error) {
+		called = true
+		return order.Saga{}, order.StepLog{}, nil
+	})
+	if !errors.Is(err, order.ErrSagaBusy) || called {
+		t.Errorf("update of a held saga: %v (fn called: %t)", err, called)
+	}
+	if err := s.ReleaseSaga(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.UpdateSaga(ctx, o.ID, func(o order.Order, sg order.Saga) (order.Saga, order.StepLog, error) {
+		return order.StartCancel(o, sg, time.Now())
+	})
+	if !errors.Is(err, order.ErrNotCancellable) {
+		t.Errorf("cancel of a pending order: %v", err)
+	}
+	if ids, err := s.SagasToRecover(ctx, 10); err != nil || len(ids) != 1 || ids[0] != o.ID {
+		t.Errorf("to recover %v, %v", ids, err)
+	}
+}
+
+func TestSalesReportAndTheDailyEvent(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	day := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
+	tea, cake := uuid.New(), uuid.New()
+	placed(t, s, day.Add(time.Hour), order.StatusConfirmed, order.Line{ProductID: tea, Quantity: 3, UnitPriceCents: 200})
+	placed(t, s, day.Add(2*time.Hour), order.StatusConfirmed, order.Line{ProductID: tea, Quantity: 1, UnitPriceCents: 200},
+		order.Line{ProductID: cake, Quantity: 2, UnitPriceCents: 500})
+	placed(t, s, day.Add(3*time.Hour), order.StatusCancelled, order.Line{ProductID: cake, Quantity: 9, UnitPriceCents: 500})
+	placed(t, s, day.Add(4*time.Hour), order.StatusPending, order.Line{ProductID: cake, Quantity: 1, UnitPriceCents: 500})
+	placed(t, s, day.Add(25*time.Hour), order.StatusConfirmed, order.Line{ProductID: cake, Quantity: 50, UnitPriceCents: 500}) // the next day
+
+	r := report.Day(day.Add(30 * time.Hour))
+	sales, err := s.SalesReport(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sales.Orders != 4 || sales.Confirmed != 2 || sales.Cancelled != 1 || len(sales.Revenue) != 1 || sales.Revenue[0] != (report.Money{Currency: "USD", AmountCents: 1800}) {
+		t.Errorf("report %+v", sales)
+	}
+	if len(sales.TopProducts) != 2 || sales.TopProducts[0] != (report.ProductSales{ProductID: tea, Quantity: 4, RevenueCents: 800, Currency: "USD"}) ||
+		sales.TopProducts[1].ProductID != cake || sales.TopProducts[1].Quantity != 2 {
+		t.Errorf("top products %+v", sales.TopProducts)
+	}
+	empty, err := s.SalesReport(context.Background(), report.Range{From: day.AddDate(-1, 0, 0), To: day.AddDate(-1, 0, 1)})
+	if err != nil || empty.Orders != 0 || empty.Revenue == nil || empty.TopProducts == nil {
+		t.Errorf("empty report %+v, %v", empty, err)
+	}
+
+	for range 2 { // a task run twice writes one event
+		if err := s.WriteDailySales(context.Background(), sales); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	var subject string
+	var data []byte
+	if err := pool.QueryRow(context.Background(),
+		`SELECT count(*) OVER (), subject, data FROM outbox WHERE type = 'report.daily_sales'`).Scan(&n, &subject, &data); err != nil {
+		t.Fatal(err)
+	}
+	var ev map[string]any
+	_ = json.Unmarshal(data, &ev)
+	if n != 1 || subject != "2025-03-01" || ev["day"] != "2025-03-01" || ev["orders"] != 4.0 || ev["from"] != "2025-03-01T00:00:00Z" {
+		t.Errorf("%d events, subject %q, data %s", n, subject, data)
+	}
+}
+
+func TestANewSagaIsHeldByItsCreator(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := context.Background()
+	at := time.Now().UTC()
+	o := order.Order{ID: uuid.New(), UserID: uuid.New(), Status: order.StatusPending, Currency: "USD", PaymentMethod: order.PaymentVisa,
+		CreatedAt: at, UpdatedAt: at, Lines: []order.Line{{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5}
+	sg := order.NewSaga(o)
+	_, lease, created, err := s.CreateOrder(ctx, o, sg, order.Lease{Owner: "creator", TTL: time.Minute})
+	if err != nil || !created || lease.Token == 0 || lease.OrderID != o.ID {
+		t.Fatalf("create: %+v, %v, %v", lease, created, err)
+	}
+	// Recovery neither lists nor takes it while its creator holds it.
+	if ids, err := s.SagasToRecover(ctx, 10); err != nil || len(ids) != 0 {
+		t.Errorf("to recover: %v, %v", ids, err)
+	}
+	if _, _, _, err := s.ClaimSaga(ctx, o.ID, "recovery", time.Minute); !errors.Is(err, order.ErrSagaBusy) {
+		t.Errorf("claim by another worker: %v", err)
+	}
+	c := order.Advance(o, sg, order.StepReserve, order.Outcome{Kind: order.OutcomeOK}, at, order.DefaultPolicy)
+	if err := s.Apply(ctx, lease, c); err != nil {
+		t.Errorf("the creator's change: %v", err)
+	}
+	if err := s.ReleaseSaga(ctx, lease); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.SagasToRecover(ctx, 10); len(ids) != 1 {
+		t.Errorf("released saga not recoverable: %v", ids)
+	}
+}
