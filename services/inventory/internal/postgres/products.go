@@ -10,6 +10,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/page"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
 )
 
@@ -65,7 +66,7 @@ func (s *Store) CreateProduct(ctx context.Context, p product.Product) error {
 		}
 		return writeProductEvent(ctx, tx, TypeProductCreated, p)
 	})
-	if isUniqueViolation(err, "products_sku_key") {
+	if pgdb.IsUniqueViolation(err, "products_sku_key") {
 		return product.ErrSKUTaken
 	}
 	return dbError(err, "create product")

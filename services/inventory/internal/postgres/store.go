@@ -10,16 +10,11 @@ package postgres
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"net"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
 )
@@ -51,39 +46,6 @@ type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func isUniqueViolation(err error, constraint string) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
-}
-
-// dbError passes domain errors through and classifies the rest: a server that cannot
-// be reached is apperr.Unavailable (503, naming the database, so readiness and clients
-// see the same story); anything else is an unexpected error (500).
-func dbError(err error, op string) error {
-	var ae *apperr.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &ae):
-		return err
-	case unreachable(err):
-		return apperr.Wrap(fmt.Errorf("%s: %w", op, err), apperr.Unavailable, "the inventory database is unavailable")
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
-
-// unreachable reports whether err means the server could not be talked to, as opposed
-// to the server answering with an error.
-func unreachable(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		// Only the server's "I cannot serve you now" classes count: 08 connection
-		// exception, 53 insufficient resources, 57P0x shutting down.
-		return pgErr.Code[:2] == "08" || pgErr.Code[:2] == "53" || pgErr.Code[:4] == "57P0"
-	}
-	var connErr *pgconn.ConnectError
-	var netErr net.Error
-	return errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, context.DeadlineExceeded)
-}
+// dbError reports a database error as pkg/pgdb classifies it: a domain error passes
+// through, an unreachable server is a 503 naming this database, the rest a 500.
+func dbError(err error, op string) error { return pgdb.Error(err, "inventory", op) }

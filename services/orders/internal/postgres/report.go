@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
 )
 
@@ -127,7 +128,7 @@ func (s *Store) WriteDailySales(ctx context.Context, sales report.Sales) error {
 			Data:    DailySalesEvent{Day: day, ReportJSON: ToReportJSON(sales)},
 		})
 	})
-	if isUniqueViolation(err, "outbox_pkey") {
+	if pgdb.IsUniqueViolation(err, "outbox_pkey") {
 		return nil // written by an earlier run
 	}
 	return dbError(err, "write daily sales")
