@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -36,11 +38,24 @@ type request struct {
 	Body         any
 	Token        string            // a bearer token
 	Header       map[string]string // more headers
+	Base         string            // the gateway to send it to; "" is the shared stack's
 }
 
 // do sends r to the gateway and checks what every response must have: an X-Request-ID.
 func do(t *testing.T, r request) response {
 	t.Helper()
+	resp, err := send(t.Context(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Header.Get("X-Request-ID") == "" {
+		t.Errorf("%s %s → %s has no X-Request-ID", r.Method, r.Path, resp.Status)
+	}
+	return resp
+}
+
+// send is do for any goroutine: it returns what went wrong instead of failing a test.
+func send(ctx context.Context, r request) (response, error) {
 	var body io.Reader
 	switch b := r.Body.(type) {
 	case nil:
@@ -51,13 +66,17 @@ func do(t *testing.T, r request) response {
 	default:
 		j, err := json.Marshal(b)
 		if err != nil {
-			t.Fatal(err)
+			return response{}, err
 		}
 		body = bytes.NewReader(j)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), r.Method, baseURL+r.Path, body)
+	base := r.Base
+	if base == "" {
+		base = baseURL
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.Path, body)
 	if err != nil {
-		t.Fatal(err)
+		return response{}, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -70,17 +89,14 @@ func do(t *testing.T, r request) response {
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", r.Method, r.Path, err)
+		return response{}, fmt.Errorf("%s %s: %w", r.Method, r.Path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the body: %v", r.Method, r.Path, err)
+		return response{}, fmt.Errorf("%s %s: reading the body: %w", r.Method, r.Path, err)
 	}
-	if resp.Header.Get("X-Request-ID") == "" {
-		t.Errorf("%s %s → %s has no X-Request-ID", r.Method, r.Path, resp.Status)
-	}
-	return response{Response: resp, Body: b}
+	return response{Response: resp, Body: b}, nil
 }
 
 // decode reads r's JSON body into v after checking the status.

@@ -5,4 +5,10 @@
 // databases bazaar_e2e_<random>_* and a leased Redis database, so that it never
 // collides with a running `make run` or with another test run. The tests are skipped
 // with -short.
+//
+// Tests that break something (Redis cut, payments stopped, orders killed, inventory
+// slowed) start a stack of their own (startStack), tuned through devstack's
+// per-program environment, and end by checking the saga's invariants over its
+// databases (internal/invariants). The other tests share one stack, each with users
+// and products of its own, and check the invariants scoped to their products.
 package e2e

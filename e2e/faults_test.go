@@ -12,45 +12,75 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/internal/invariants"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 
 // faultStack is a stack of the test's own, for faults that would disturb the shared
-// one. Its Redis is reached through a proxy the test can cut.
+// one.
 type faultStack struct {
 	*devstack.Stack
+	// redis is a proxy between every program and Redis that the test can cut; nil
+	// unless asked for (faultConfig.proxyRedis).
 	redis *tcpproxy.Proxy
+	logs  *syncBuffer
 }
 
+// faultConfig says what a fault stack needs besides the defaults.
+type faultConfig struct {
+	proxyRedis bool                         // reach Redis through a proxy (faultStack.redis)
+	ports      devstack.Ports               // fixed ports, for programs a proxy must know the address of
+	programEnv map[string]map[string]string // per-program overrides (devstack.Options.ProgramEnv)
+}
+
+// startFaultStack starts a stack whose programs reach Redis through a proxy the test
+// can cut.
 func startFaultStack(t *testing.T) faultStack {
+	t.Helper()
+	return startStack(t, faultConfig{proxyRedis: true})
+}
+
+// startStack starts a stack of the test's own as cfg says, stopped (and its
+// databases dropped) when the test ends; its output is logged if the test failed.
+func startStack(t *testing.T, cfg faultConfig) faultStack {
 	t.Helper()
 	if os.Getenv("E2E_BASE_URL") != "" {
 		t.Skip("fault tests start a stack of their own; E2E_BASE_URL targets another")
 	}
 	redisURL := redistest.New(t)
-	u, err := url.Parse(redisURL)
-	if err != nil {
-		t.Fatal(err)
+	var proxy *tcpproxy.Proxy
+	if cfg.proxyRedis {
+		u, err := url.Parse(redisURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		proxy, err = tcpproxy.New(u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { proxy.Close() })
+		u.Host = proxy.Addr()
+		redisURL = u.String()
 	}
-	proxy, err := tcpproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	u.Host = proxy.Addr()
 	root, err := devstack.FindRepoRoot(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
+	opts := stackOptions(root, redisURL, logs)
+	opts.Ports = cfg.ports
+	opts.ProgramEnv = cfg.programEnv
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	stack, err := devstack.Start(ctx, stackOptions(root, u.String(), logs))
+	stack, err := devstack.Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("the fault stack did not start: %v\n%s", err, logs)
 	}
 	t.Cleanup(func() {
+		if err := stack.Err(); err != nil {
+			t.Errorf("the fault stack failed: %v", err)
+		}
 		if err := stack.Stop(context.Background()); err != nil {
 			t.Errorf("stopping the fault stack: %v", err)
 		}
@@ -58,7 +88,13 @@ func startFaultStack(t *testing.T) faultStack {
 			t.Logf("the fault stack's output:\n%s", logs)
 		}
 	})
-	return faultStack{stack, proxy}
+	return faultStack{stack, proxy, logs}
+}
+
+// shop is the stack as the order tests use it.
+func (s faultStack) shop() shop {
+	u := s.URLs()
+	return shop{base: u.Gateway, mailpit: u.Mailpit, dbs: invariants.FromStack(u.Databases), ours: true}
 }
 
 // health polls the stack's /health until check accepts the report.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/internal/invariants"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
@@ -25,6 +26,9 @@ var (
 	mailpitURL string         // Mailpit's web and API address
 	admin      devstack.Login // the seeded admin
 	shopper    devstack.Login // the seeded shopper
+	// sharedDBs are the stack's databases, for the invariant checks; zero when the
+	// stack is not this run's (E2E_BASE_URL).
+	sharedDBs invariants.Databases
 )
 
 func TestMain(m *testing.M) {
@@ -65,13 +69,19 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	logs := &syncBuffer{}
-	stack, err := devstack.Start(ctx, stackOptions(root, redisURL, logs))
+	opts := stackOptions(root, redisURL, logs)
+	// Anything the shared stack's sagas leave pending (a busy machine can push one
+	// past the inline deadline) is finished quickly, so that tests waiting for it do
+	// not wait for the default 15 s period.
+	opts.ProgramEnv = map[string]map[string]string{"orders": {"RECOVER_EVERY": "1s"}}
+	stack, err := devstack.Start(ctx, opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: the stack did not start: %v\n\nits output:\n%s", err, logs)
 		return 1
 	}
 	baseURL, mailpitURL = stack.URLs().Gateway, stack.URLs().Mailpit
 	admin, shopper = stack.URLs().Admin, stack.URLs().Shopper
+	sharedDBs = invariants.FromStack(stack.URLs().Databases)
 
 	code := m.Run()
 

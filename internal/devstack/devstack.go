@@ -5,6 +5,12 @@
 // (cmd/devstack) and the e2e suite (e2e/) are its two users; they differ only in
 // Options: fixed ports and kept databases for the one, free ports and throw-away
 // databases for the other.
+//
+// For fault tests a stack can also stop, kill (SIGKILL) and restart one program while
+// the others run on (StopProgram, KillProgram, RestartProgram), and give one program
+// variables of its own (Options.ProgramEnv), such as an INVENTORY_URL that points at a
+// proxy placed in front of a program whose port was chosen up front (FreePorts,
+// Options.Ports).
 package devstack
 
 import (
@@ -86,12 +92,20 @@ type Options struct {
 	// keeps them).
 	DropDatabases bool
 
+	// Ports are where the programs listen; zero ports are free ones. A test that must
+	// know a program's address before the stack starts (to put a proxy in front of
+	// it) picks one with FreePorts and sets it here.
 	Ports    Ports
 	LogLevel string // every program's LOG_LEVEL (default info)
 	// Env holds more variables for every program (OTEL_EXPORTER_OTLP_ENDPOINT, ...);
 	// the stack's own (HTTP_ADDR, DATABASE_URL, ...) win over them. Programs get
 	// nothing else: not the runner's environment.
 	Env map[string]string
+	// ProgramEnv holds variables for one program each, by program name ("orders").
+	// They win over everything else, the stack's own included, so that a test can
+	// point orders' INVENTORY_URL at a proxy or shorten its SAGA_INLINE_TIMEOUT.
+	// A name that is not one of Programs is an error.
+	ProgramEnv map[string]map[string]string
 
 	Admin, Shopper Login // the seeded accounts (defaults DefaultAdmin, DefaultShopper)
 
@@ -179,6 +193,9 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	s.urls.Admin, s.urls.Shopper = opts.Admin, opts.Shopper
 	s.urls.Programs = map[string]string{}
 
+	if err := checkProgramEnv(opts.ProgramEnv); err != nil {
+		return nil, err
+	}
 	if err := CheckServers(ctx, opts.AdminDatabaseURL, opts.AdminDatabaseURLVar, opts.RedisURL, opts.RedisURLVar); err != nil {
 		return nil, err
 	}
@@ -258,8 +275,10 @@ func (s *Stack) start(ctx context.Context) error {
 		return env
 	}
 
-	// Users first: the others verify tokens with its keys. Then the four other
-	// services at once, then the gateway, which needs all their URLs.
+	// Users first: the others verify tokens with its keys. Then the services that
+	// call no other (inventory, payments, notifications) at once; then orders, which
+	// calls inventory and payments and so must be told where they listen; then the
+	// gateway, which needs every URL.
 	usersEnv := envFor("users", usersPort)
 	usersEnv["BOOTSTRAP_ADMIN_EMAIL"] = o.Admin.Email
 	usersEnv["BOOTSTRAP_ADMIN_PASSWORD"] = o.Admin.Password
@@ -267,13 +286,19 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.startPrograms(ctx, map[string]map[string]string{"users": usersEnv}); err != nil {
 		return err
 	}
-	services := map[string]map[string]string{}
-	for _, name := range []string{"inventory", "payments", "orders", "notifications"} {
-		services[name] = envFor(name, o.Ports.of(name))
+	leaves := map[string]map[string]string{}
+	for _, name := range []string{"inventory", "payments", "notifications"} {
+		leaves[name] = envFor(name, o.Ports.of(name))
 	}
-	services["notifications"]["SMTP_ADDR"] = s.urls.SMTPAddr
-	services["inventory"]["SEED_CATALOGUE"] = "true" // the demo catalogue, loaded once
-	if err := s.startPrograms(ctx, services); err != nil {
+	leaves["notifications"]["SMTP_ADDR"] = s.urls.SMTPAddr
+	leaves["inventory"]["SEED_CATALOGUE"] = "true" // the demo catalogue, loaded once
+	if err := s.startPrograms(ctx, leaves); err != nil {
+		return err
+	}
+	orders := envFor("orders", o.Ports.Orders)
+	orders["INVENTORY_URL"] = s.urls.Programs["inventory"]
+	orders["PAYMENTS_URL"] = s.urls.Programs["payments"]
+	if err := s.startPrograms(ctx, map[string]map[string]string{"orders": orders}); err != nil {
 		return err
 	}
 	gw := envFor("gateway", o.Ports.Gateway)
@@ -285,61 +310,87 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	s.urls.Gateway = s.urls.Programs["gateway"]
 
-	if err := s.waitReady(ctx); err != nil {
+	if err := s.waitReady(ctx, s.readyURLs()); err != nil {
 		return err
 	}
 	return s.seed(ctx)
 }
 
-// startPrograms starts each program with its env (plus Options.Env) and waits until
+// programEnv is a program's whole environment: Options.Env, then the stack's own
+// variables (own), then Options.ProgramEnv[name], each layer winning over the one
+// before; sorted, so that it reads the same on every start.
+func programEnv(o Options, name string, own map[string]string) []string {
+	all := maps.Clone(o.Env)
+	if all == nil {
+		all = map[string]string{}
+	}
+	maps.Copy(all, own)
+	maps.Copy(all, o.ProgramEnv[name])
+	env := make([]string, 0, len(all))
+	for _, k := range slices.Sorted(maps.Keys(all)) {
+		env = append(env, k+"="+all[k])
+	}
+	return env
+}
+
+// startPrograms starts each program with its own env (see programEnv) and waits until
 // each has logged the address it listens on.
 func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]string) error {
 	var started []*process
 	for _, name := range slices.Sorted(maps.Keys(envs)) {
-		env := []string{}
-		for k, v := range s.opts.Env {
-			env = append(env, k+"="+v)
-		}
-		for k, v := range envs[name] {
-			env = append(env, k+"="+v)
-		}
-		p, err := startProcess(name, filepath.Join(s.opts.BinDir, name), nil, env, s.out)
+		p, err := startProcess(name, filepath.Join(s.opts.BinDir, name), nil, programEnv(s.opts, name, envs[name]), s.out)
 		if err != nil {
 			return err
 		}
 		s.track(p)
 		started = append(started, p)
 	}
-	deadline := time.NewTimer(s.opts.ReadyTimeout)
-	defer deadline.Stop()
 	for _, p := range started {
-		select {
-		case addr := <-p.listen:
-			s.urls.Programs[p.name] = "http://" + addr
-		case <-p.done:
-			desc, _ := p.exitStatus()
-			return fmt.Errorf("%s exited before it listened (%s); its last lines:\n%s", p.name, desc, p.tail.String())
-		case <-deadline.C:
-			return fmt.Errorf("%s did not listen within %s; its last lines:\n%s", p.name, s.opts.ReadyTimeout, p.tail.String())
-		case <-ctx.Done():
-			return ctx.Err()
+		addr, err := s.waitListening(ctx, p)
+		if err != nil {
+			return err
 		}
+		s.urls.Programs[p.name] = "http://" + addr
 	}
 	return nil
 }
 
-// track adds p to the stack and watches it: a program that exits while the stack is
-// not stopping is a failure, and the stack stops the rest rather than run half-dead.
+// waitListening waits until p has logged the address it listens on.
+func (s *Stack) waitListening(ctx context.Context, p *process) (string, error) {
+	deadline := time.NewTimer(s.opts.ReadyTimeout)
+	defer deadline.Stop()
+	select {
+	case addr := <-p.listen:
+		return addr, nil
+	case <-p.done:
+		desc, _ := p.exitStatus()
+		return "", fmt.Errorf("%s exited before it listened (%s); its last lines:\n%s", p.name, desc, p.tail.String())
+	case <-deadline.C:
+		return "", fmt.Errorf("%s did not listen within %s; its last lines:\n%s", p.name, s.opts.ReadyTimeout, p.tail.String())
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// track adds p to the stack and watches it.
 func (s *Stack) track(p *process) {
 	s.mu.Lock()
 	s.procs = append(s.procs, p)
 	s.mu.Unlock()
+	s.watch(p)
+}
+
+// watch waits for p to exit: a program that exits while the stack is not stopping,
+// and without being asked to (StopProgram, KillProgram), is a failure, and the stack
+// stops the rest rather than run half-dead.
+func (s *Stack) watch(p *process) {
 	go func() {
 		<-p.done
 		s.mu.Lock()
 		stopping := s.stopping
 		s.mu.Unlock()
-		if stopping {
+		if stopping || p.exitExpected() {
+			close(p.watched)
 			return
 		}
 		desc, _ := p.exitStatus()
@@ -349,19 +400,27 @@ func (s *Stack) track(p *process) {
 			s.out.printf("%s exited unexpectedly (%s); stopping the rest", p.name, desc)
 			close(s.failed)
 		})
+		close(p.watched)
 		_ = s.Stop(context.Background())
 	}()
 }
 
-// waitReady polls every program's /readyz (and Mailpit's) until it answers 200 with a
-// status that is not unhealthy, saying which ones it is still waiting for.
-func (s *Stack) waitReady(ctx context.Context) error {
-	deadline := time.NewTimer(s.opts.ReadyTimeout)
-	defer deadline.Stop()
+// readyURLs are the /readyz of every program and Mailpit, by name.
+func (s *Stack) readyURLs() map[string]string {
 	pending := map[string]string{"mailpit": s.urls.Mailpit + "/readyz"}
 	for name, u := range s.urls.Programs {
 		pending[name] = u + "/readyz"
 	}
+	return pending
+}
+
+// waitReady polls each /readyz of pending (by program name) until it answers 200 with
+// a status that is not unhealthy, saying which ones it is still waiting for.
+func (s *Stack) waitReady(ctx context.Context, pending map[string]string) error {
+	deadline := time.NewTimer(s.opts.ReadyTimeout)
+	defer deadline.Stop()
+	asked := pending
+	pending = maps.Clone(pending)
 	client := &http.Client{Timeout: 3 * time.Second}
 	poll := time.NewTicker(200 * time.Millisecond)
 	defer poll.Stop()
@@ -399,7 +458,11 @@ func (s *Stack) waitReady(ctx context.Context) error {
 			return fmt.Errorf("not ready within %s: %s", s.opts.ReadyTimeout, strings.Join(why, "; "))
 		}
 	}
-	s.out.printf("all programs are ready")
+	if len(asked) == 1 {
+		s.out.printf("%s is ready", slices.Collect(maps.Keys(asked))[0])
+	} else {
+		s.out.printf("all programs are ready")
+	}
 	return nil
 }
 

@@ -5,12 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,26 +30,53 @@ import (
 // DEVSTACK_FAKE set, it behaves as that mode says instead of running the tests.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("DEVSTACK_FAKE"); mode != "" {
-		fakeProgram(mode)
+		fakeProgram(mode, os.Getenv("HTTP_ADDR"))
+		return
+	}
+	// The stack starts Mailpit with no environment at all; the fake knows it by its
+	// first argument.
+	if len(os.Args) > 2 && os.Args[1] == "--listen" {
+		fakeProgram("mailpit", os.Args[2])
 		return
 	}
 	os.Exit(m.Run())
 }
 
-// fakeProgram is a program in miniature: it logs the "listening" line the real ones
-// do and serves /readyz. "stubborn" ignores SIGTERM, to be killed.
-func fakeProgram(mode string) {
+// fakeProgram is a program in miniature: it listens on addr (HTTP_ADDR; any free port
+// when empty), logs the "listening" line the real ones do and serves /readyz, GET /env
+// (its environment, as a JSON object) and the two calls the stack's seeding makes.
+// "stubborn" ignores SIGTERM, to be killed; "mailpit" logs no listening line, as
+// Mailpit does not.
+func fakeProgram(mode, addr string) {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Println(err)
 		os.Exit(2)
 	}
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprint(w, `{"status":"healthy","checks":{}}`)
+	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/env":
+			env := map[string]string{}
+			for _, kv := range os.Environ() {
+				k, v, _ := strings.Cut(kv, "=")
+				env[k] = v
+			}
+			_ = json.NewEncoder(w).Encode(env)
+		case "/api/v1/auth/register":
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprint(w, `{}`)
+		default:
+			fmt.Fprint(w, `{"status":"healthy","checks":{}}`)
+		}
 	}))
-	fmt.Printf(`{"level":"INFO","msg":"listening","addr":%q}`+"\n", ln.Addr().String())
+	if mode != "mailpit" {
+		fmt.Printf(`{"level":"INFO","msg":"listening","addr":%q}`+"\n", ln.Addr().String())
+	}
 	fmt.Fprint(os.Stderr, "a line on stderr\npartial line without newline")
 	for range sigs {
 		if mode != "stubborn" {
@@ -353,4 +383,206 @@ func countObjects(t *testing.T, adminURL, prefix string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// fakeStack runs the stack's real start (order, environment, readiness, seeding) with
+// every program and Mailpit played by this test binary in fake mode: no build, no
+// Postgres, no Redis.
+func fakeStack(t *testing.T, o Options) *Stack {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	for _, p := range Programs {
+		if err := os.Symlink(self, filepath.Join(bin, p.Name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.RepoDir, o.BinDir, o.MailpitBin = bin, bin, self
+	if o.Env == nil {
+		o.Env = map[string]string{}
+	}
+	o.Env["DEVSTACK_FAKE"] = "serve"
+	out := &syncBuffer{}
+	o.Output = out
+	o.StopTimeout = 10 * time.Second
+	o.ReadyTimeout = 30 * time.Second
+	o.setDefaults()
+	s := &Stack{opts: o, out: &sink{w: out}, failed: make(chan struct{})}
+	s.urls.Programs = map[string]string{}
+	s.urls.Databases, err = Databases("postgres://postgres@127.0.0.1:1/postgres", "fake_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(context.Background()); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("the stack's output:\n%s", out)
+		}
+	})
+	if err := s.start(t.Context()); err != nil {
+		t.Fatalf("start: %v\n%s", err, out)
+	}
+	return s
+}
+
+// envOf asks a fake program for its environment.
+func envOf(t *testing.T, s *Stack, program string) map[string]string {
+	t.Helper()
+	resp, err := http.Get(s.URLs().Programs[program] + "/env")
+	if err != nil {
+		t.Fatalf("%s: %v", program, err)
+	}
+	defer resp.Body.Close()
+	var env map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestStackStartsOrdersWithTheAddressesOfWhatItCalls(t *testing.T) {
+	t.Parallel()
+	ports, err := FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := fakeStack(t, Options{
+		Ports:    Ports{Payments: ports[0]},
+		LogLevel: "warn",
+		Env:      map[string]string{"LOG_LEVEL": "debug", "SHARED": "all"},
+		ProgramEnv: map[string]map[string]string{
+			"orders":  {"PAYMENTS_URL": "http://127.0.0.1:9/proxy", "SAGA_INLINE_TIMEOUT": "1s"},
+			"gateway": {"SHARED": "mine"},
+		},
+	})
+	u := s.URLs()
+	if want := fmt.Sprintf("http://127.0.0.1:%d", ports[0]); u.Programs["payments"] != want {
+		t.Errorf("payments at %s; want the port chosen up front, %s", u.Programs["payments"], want)
+	}
+
+	orders := envOf(t, s, "orders")
+	for k, want := range map[string]string{
+		"INVENTORY_URL":       u.Programs["inventory"], // known only once inventory listened
+		"PAYMENTS_URL":        "http://127.0.0.1:9/proxy",
+		"SAGA_INLINE_TIMEOUT": "1s",
+		"LOG_LEVEL":           "warn", // the stack's own win over Options.Env
+		"SHARED":              "all",
+		"DATABASE_URL":        u.Databases[3].URL,
+	} {
+		if orders[k] != want {
+			t.Errorf("orders has %s=%q; want %q", k, orders[k], want)
+		}
+	}
+	gw := envOf(t, s, "gateway")
+	if gw["ORDERS_URL"] != u.Programs["orders"] || gw["PAYMENTS_URL"] != u.Programs["payments"] || gw["SHARED"] != "mine" {
+		t.Errorf("gateway has ORDERS_URL=%q PAYMENTS_URL=%q SHARED=%q; want the real addresses and its own SHARED",
+			gw["ORDERS_URL"], gw["PAYMENTS_URL"], gw["SHARED"])
+	}
+	if inv := envOf(t, s, "inventory"); inv["SAGA_INLINE_TIMEOUT"] != "" || inv["SEED_CATALOGUE"] != "true" {
+		t.Errorf("inventory has SAGA_INLINE_TIMEOUT=%q SEED_CATALOGUE=%q; want orders' variables kept to orders",
+			inv["SAGA_INLINE_TIMEOUT"], inv["SEED_CATALOGUE"])
+	}
+}
+
+func TestKilledAndStoppedProgramsRestartWhereTheyWereWithoutFailingTheStack(t *testing.T) {
+	t.Parallel()
+	s := fakeStack(t, Options{ProgramEnv: map[string]map[string]string{"payments": {"MARK": "kept"}}})
+	u := s.URLs()
+	before := envOf(t, s, "payments")
+
+	killed, _ := s.current("payments")
+	if err := s.KillProgram("payments"); err != nil {
+		t.Fatal(err)
+	}
+	<-killed.watched // the watchdog has seen the exit
+	if err := s.Err(); err != nil {
+		t.Fatalf("a program killed on request failed the stack: %v", err)
+	}
+	if _, err := http.Get(u.Programs["payments"] + "/readyz"); err == nil {
+		t.Fatal("payments still answers after KillProgram")
+	}
+
+	if err := s.RestartProgram(t.Context(), "payments"); err != nil {
+		t.Fatal(err)
+	}
+	after := envOf(t, s, "payments") // at the same URL
+	if after["MARK"] != "kept" || after["DATABASE_URL"] != before["DATABASE_URL"] || after["HTTP_ADDR"] != strings.TrimPrefix(u.Programs["payments"], "http://") {
+		t.Errorf("restarted with MARK=%q DATABASE_URL=%q HTTP_ADDR=%q; want its first environment on its first address",
+			after["MARK"], after["DATABASE_URL"], after["HTTP_ADDR"])
+	}
+
+	stopped, _ := s.current("orders")
+	if err := s.StopProgram(t.Context(), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	<-stopped.watched
+	if desc, clean := stopped.exitStatus(); !clean {
+		t.Errorf("orders stopped with %s; want a clean exit", desc)
+	}
+	// Restart stops a running program first.
+	if err := s.RestartProgram(t.Context(), "mailpit"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RestartProgram(t.Context(), "orders"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatalf("the stack failed: %v", err)
+	}
+	select {
+	case <-s.Done():
+		t.Fatal("Done closed after intended stops")
+	default:
+	}
+	if err := s.KillProgram("no-such-program"); err == nil {
+		t.Error("KillProgram of an unknown program succeeded")
+	}
+}
+
+func TestARestartedProgramIsWatchedToo(t *testing.T) {
+	t.Parallel()
+	s := fakeStack(t, Options{})
+	if err := s.RestartProgram(t.Context(), "notifications"); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := s.current("notifications")
+	if err := syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the stack did not notice that the restarted program died")
+	}
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "notifications exited unexpectedly") {
+		t.Errorf("Err() = %v; want it to name notifications", err)
+	}
+	if err := s.RestartProgram(t.Context(), "notifications"); !errors.Is(err, ErrStopping) {
+		t.Errorf("RestartProgram on a stopped stack = %v; want ErrStopping", err)
+	}
+}
+
+func TestProgramEnvMustNameAProgram(t *testing.T) {
+	t.Parallel()
+	_, err := Start(t.Context(), Options{RepoDir: t.TempDir(), ProgramEnv: map[string]map[string]string{"order": {"X": "1"}}})
+	if err == nil || !strings.Contains(err.Error(), `"order"`) {
+		t.Fatalf("Start = %v; want an error naming the unknown program", err)
+	}
+}
+
+func TestProgramEnvLayersWinInOrder(t *testing.T) {
+	t.Parallel()
+	o := Options{
+		Env:        map[string]string{"A": "options", "B": "options", "C": "options"},
+		ProgramEnv: map[string]map[string]string{"orders": {"C": "program"}, "users": {"A": "other"}},
+	}
+	got := programEnv(o, "orders", map[string]string{"B": "stack", "C": "stack"})
+	if want := []string{"A=options", "B=stack", "C=program"}; !slices.Equal(got, want) {
+		t.Errorf("env = %v; want %v", got, want)
+	}
 }

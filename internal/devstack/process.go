@@ -15,8 +15,12 @@ import (
 // process is one running child: a program or Mailpit.
 type process struct {
 	name string
-	cmd  *exec.Cmd
-	tail tail
+	// path, args and env are what it was started with, so that it can be started
+	// again the same way (Stack.RestartProgram).
+	path      string
+	args, env []string
+	cmd       *exec.Cmd
+	tail      tail
 
 	// listen receives the address from the program's {"msg":"listening","addr":...}
 	// log line: programs started on port 0 say there which port they got.
@@ -27,13 +31,20 @@ type process struct {
 	waitErr    error         // valid after done
 	signalled  bool          // we sent SIGTERM; guarded by mu
 	terminated bool          // we had to SIGKILL it; guarded by mu
-	mu         sync.Mutex
+	// intended says that its exit was asked for (Stack.StopProgram, KillProgram):
+	// the watchdog then lets it go. Guarded by mu.
+	intended bool
+	// watched is closed once the stack's watchdog has seen the exit and decided
+	// what it means (see Stack.watch).
+	watched chan struct{}
+	mu      sync.Mutex
 }
 
 // startProcess starts path with args and env (and nothing of this process's own
 // environment), its output going line by line to out under name.
 func startProcess(name, path string, args, env []string, out *sink) (*process, error) {
-	p := &process{name: name, listen: make(chan string, 1), done: make(chan struct{})}
+	p := &process{name: name, path: path, args: args, env: env,
+		listen: make(chan string, 1), done: make(chan struct{}), watched: make(chan struct{})}
 	stdout := &lineWriter{sink: out, name: name, onLine: p.onLine}
 	stderr := &lineWriter{sink: out, name: name, onLine: p.onLine}
 	p.cmd = exec.Command(path, args...)
@@ -94,6 +105,29 @@ func (p *process) exited() bool {
 	default:
 		return false
 	}
+}
+
+// expectExit marks the coming exit as asked for, so the watchdog lets it go.
+func (p *process) expectExit() {
+	p.mu.Lock()
+	p.intended = true
+	p.mu.Unlock()
+}
+
+func (p *process) exitExpected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.intended
+}
+
+// kill sends SIGKILL to the child's process group and waits for it to exit: a crash,
+// with no chance to clean up.
+func (p *process) kill() {
+	if p.exited() {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // stop sends SIGTERM to the child's process group and waits for it to exit, killing it

@@ -1,13 +1,14 @@
 // Package tcpproxy is a TCP proxy for fault tests: put it between a program and a real
-// server (Postgres, Redis), then Cut it to make the server vanish for that program alone
-// (open connections are dropped, new ones refused) and Restore it to bring it back,
-// without stopping a server other tests share.
+// server (Postgres, Redis, another program), then Cut it to make the server vanish for
+// that program alone (open connections are dropped, new ones refused) and Restore it to
+// bring it back, or SetDelay to make the server slow for that program alone, without
+// stopping or slowing a server other tests share.
 package tcpproxy
 
 import (
-	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // Proxy forwards connections from its own address to a target.
@@ -18,11 +19,13 @@ type Proxy struct {
 
 	mu    sync.Mutex
 	cut   bool
+	delay time.Duration
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
 }
 
-// New listens on a free loopback port and forwards to target (host:port).
+// New listens on a free loopback port and forwards to target (host:port). The target
+// need not be listening yet: each connection dials it when it is accepted.
 func New(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,6 +55,25 @@ func (p *Proxy) Restore() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cut = false
+}
+
+// SetDelay makes the target slow: from now on every chunk of data the proxy forwards,
+// in either direction and on open connections too, is held for d before it is passed
+// on, so a request and its answer take at least 2d more. Chunks of one direction
+// stay in order (a chunk waits behind the one before it). Zero (the default) forwards
+// at once again; chunks already waiting still wait out the delay they were given.
+// Connecting is not delayed: a client sees a server that accepts at once and then
+// answers late, the way an overloaded service does.
+func (p *Proxy) SetDelay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = max(d, 0)
+}
+
+func (p *Proxy) currentDelay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.delay
 }
 
 // Close stops the proxy and drops its connections.
@@ -114,13 +136,39 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(server)
 	done := make(chan struct{}, 2)
+	// closed ends a pipe that is waiting out a delay once the pair is torn down
+	// (the other direction ended, a Cut, Close), so no goroutine outlives its pair.
+	closed := make(chan struct{})
+	defer close(closed)
 	// When either direction ends, the deferred untracks close both connections,
 	// which ends the other direction too.
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
-		done <- struct{}{}
-	}
-	go pipe(server, client)
-	go pipe(client, server)
+	go func() { p.pipe(server, client, closed); done <- struct{}{} }()
+	go func() { p.pipe(client, server, closed); done <- struct{}{} }()
 	<-done
+}
+
+// pipe copies src to dst chunk by chunk, holding each chunk for the delay in force
+// when it was read.
+func (p *Proxy) pipe(dst, src net.Conn, closed <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if d := p.currentDelay(); d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-closed:
+					t.Stop()
+					return
+				}
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
