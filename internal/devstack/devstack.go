@@ -292,7 +292,7 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	leaves["notifications"]["SMTP_ADDR"] = s.urls.SMTPAddr
 	leaves["notifications"]["REPORT_EMAIL"] = o.Admin.Email // the daily sales report goes to the seeded admin
-	leaves["inventory"]["SEED_CATALOGUE"] = "true" // the demo catalogue, loaded once
+	leaves["inventory"]["SEED_CATALOGUE"] = "true"          // the demo catalogue, loaded once
 	if err := s.startPrograms(ctx, leaves); err != nil {
 		return err
 	}
