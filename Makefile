@@ -20,9 +20,10 @@ test: lint
 test-unit:
 	$(GO) test -short $(TEST_FLAGS) $(PKGS)
 
-## bench: the benchmarks (see docs/benchmarks.md)
+## bench: the benchmarks, one package at a time so they do not share the cores
+## (see docs/benchmarks.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) test -p 1 -run '^$$' -bench . $(PKGS)
 
 ## lint: gofmt and go vet must be clean
 lint:
