@@ -210,5 +210,7 @@ func subject(kind Kind, d Details) string {
 	return "A message from Bazaar"
 }
 
-// short is the first block of an id, the way a customer reads an order number.
-func short(id uuid.UUID) string { return strings.ToUpper(id.String()[:8]) }
+// short is the last block's tail of an id, the way a customer reads an order number.
+// Not the first block: Bazaar's ids are UUIDv7, whose first bits are a timestamp, so
+// orders placed close together would share it; the tail is random.
+func short(id uuid.UUID) string { s := id.String(); return strings.ToUpper(s[len(s)-8:]) }

@@ -12,10 +12,10 @@ import (
 
 var (
 	at      = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
-	orderID = uuid.MustParse("1a2b3c4d-0000-4000-8000-000000000001")
+	orderID = uuid.MustParse("00000000-0000-4000-8000-00001a2b3c4d")
 	payID   = uuid.MustParse("9f8e7d6c-0000-4000-8000-000000000002")
-	prodA   = uuid.MustParse("aaaaaaaa-0000-4000-8000-00000000000a")
-	prodB   = uuid.MustParse("bbbbbbbb-0000-4000-8000-00000000000b")
+	prodA   = uuid.MustParse("00000000-0000-4000-8000-0000aaaaaaaa")
+	prodB   = uuid.MustParse("00000000-0000-4000-8000-0000bbbbbbbb")
 )
 
 func recipient(t *testing.T, name string) notification.Recipient {
