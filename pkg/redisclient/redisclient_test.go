@@ -1,0 +1,38 @@
+package redisclient_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+func TestOpenTalksToTheDatabaseInTheURL(t *testing.T) {
+	t.Parallel()
+	url := redistest.New(t)
+	c, err := redisclient.Open(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Options().DB; got == 0 {
+		t.Fatalf("client on database %d; the leased URL %s names another", got, url)
+	}
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+}
+
+func TestOpenRefusesABadURL(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"http://localhost:6379", "redis://localhost:6379/notanumber", "::"} {
+		if _, err := redisclient.Open(u); err == nil {
+			t.Errorf("Open(%q) accepted it", u)
+		}
+	}
+}
