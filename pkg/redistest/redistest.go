@@ -36,6 +36,9 @@ func serverURL() string {
 // be free. The database is flushed and the lease returned when t ends.
 func New(t testing.TB) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs Redis; skipped by -short (make test-unit)")
+	}
 	u, release, err := Lease(context.Background())
 	if err != nil {
 		t.Fatal(err)
