@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -111,29 +110,14 @@ func openDB(t *testing.T, dbURL string) *pgxpool.Pool {
 	return pool
 }
 
-// response is what came back from a call.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
+// response is a programtest.Response whose problem also wants what every inventory
+// problem carries: a type under problem.TypePrefix and a detail.
+type response struct{ programtest.Response }
 
-func (r response) json(t *testing.T, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
-
-// problem decodes a problem response, failing unless it is one with the status.
 func (r response) problem(t *testing.T, status int) problem.Details {
 	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
-		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
-	}
-	var d problem.Details
-	r.json(t, &d)
-	if d.Status != status || d.RequestID == "" || !strings.HasPrefix(d.Type, problem.TypePrefix) || d.Detail == "" {
+	d := r.Problem(t, status)
+	if !strings.HasPrefix(d.Type, problem.TypePrefix) || d.Detail == "" {
 		t.Errorf("problem document %+v", d)
 	}
 	return d
@@ -150,33 +134,8 @@ func fields(d problem.Details) []string {
 
 func call(t *testing.T, method, u, body string, header ...string) response {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{programtest.Call(t, method, u, body, header...)}
 }
-
-func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
 func (s stack) count(t *testing.T, table string) int {
 	t.Helper()
@@ -218,12 +177,12 @@ func (s stack) create(t *testing.T, sku string, priceCents int64, currency strin
 	t.Helper()
 	r := call(t, http.MethodPost, s.url+"/api/v1/products",
 		fmt.Sprintf(`{"sku":%q,"name":"Product %s","price_cents":%d,"currency":%q,"stock":%d}`, sku, sku, priceCents, currency, stock),
-		bearer(s.admin)...)
-	if r.status != http.StatusCreated {
-		t.Fatalf("create %s: %d %s", sku, r.status, r.body)
+		programtest.Bearer(s.admin)...)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create %s: %d %s", sku, r.Status, r.Body)
 	}
 	var p productBody
-	r.json(t, &p)
+	r.JSON(t, &p)
 	return p
 }
 
@@ -233,26 +192,26 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 
 	r := call(t, http.MethodPost, s.url+"/api/v1/products",
 		`{"sku":"  BZR-MUG-001 ","name":" Stoneware Mug ","description":"350 ml.\nDishwasher safe.","price_cents":1800,"currency":"USD","stock":12}`,
-		bearer(s.admin)...)
-	if r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.body)
+		programtest.Bearer(s.admin)...)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	var mug productBody
-	r.json(t, &mug)
+	r.JSON(t, &mug)
 	if _, err := uuid.Parse(mug.ID); err != nil || mug.SKU != "BZR-MUG-001" || mug.Name != "Stoneware Mug" ||
 		mug.Description != "350 ml.\nDishwasher safe." || mug.PriceCents != 1800 || mug.Currency != "USD" || mug.Stock != 12 ||
 		time.Since(mug.CreatedAt) > time.Minute || !mug.UpdatedAt.Equal(mug.CreatedAt) {
 		t.Errorf("created %+v", mug)
 	}
-	if loc := r.header.Get("Location"); loc != "/api/v1/products/"+mug.ID {
+	if loc := r.Header.Get("Location"); loc != "/api/v1/products/"+mug.ID {
 		t.Errorf("Location %q", loc)
 	}
-	r = call(t, http.MethodGet, s.url+r.header.Get("Location"), "")
+	r = call(t, http.MethodGet, s.url+r.Header.Get("Location"), "")
 	var got productBody
-	if r.status != http.StatusOK {
-		t.Fatalf("get: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("get: %d %s", r.Status, r.Body)
 	}
-	r.json(t, &got)
+	r.JSON(t, &got)
 	if got != mug {
 		t.Errorf("GET = %+v, want %+v", got, mug)
 	}
@@ -264,17 +223,17 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 
 	// The same SKU again is a conflict.
 	r = call(t, http.MethodPost, s.url+"/api/v1/products",
-		`{"sku":"BZR-MUG-001","name":"Another","price_cents":1,"currency":"USD","stock":1}`, bearer(s.admin)...)
+		`{"sku":"BZR-MUG-001","name":"Another","price_cents":1,"currency":"USD","stock":1}`, programtest.Bearer(s.admin)...)
 	if d := r.problem(t, http.StatusConflict); d.Type != "urn:bazaar:problem:conflict" {
 		t.Errorf("duplicate sku problem %+v", d)
 	}
 
 	// A patch changes what it names.
-	r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+mug.ID, `{"name":"Big Mug","description":" Now 500 ml. ","stock":0,"price_cents":2100}`, bearer(s.admin)...)
-	if r.status != http.StatusOK {
-		t.Fatalf("patch: %d %s", r.status, r.body)
+	r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+mug.ID, `{"name":"Big Mug","description":" Now 500 ml. ","stock":0,"price_cents":2100}`, programtest.Bearer(s.admin)...)
+	if r.Status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.Status, r.Body)
 	}
-	r.json(t, &got)
+	r.JSON(t, &got)
 	want := mug
 	want.Name, want.Description, want.Stock, want.PriceCents, want.UpdatedAt = "Big Mug", "Now 500 ml.", 0, 2100, got.UpdatedAt
 	if got != want || !got.UpdatedAt.After(mug.UpdatedAt) {
@@ -286,17 +245,17 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 		t.Errorf("%d product.updated events", updated)
 	}
 	// An empty patch changes nothing and publishes nothing.
-	r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+mug.ID, `{}`, bearer(s.admin)...)
+	r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+mug.ID, `{}`, programtest.Bearer(s.admin)...)
 	var same productBody
-	if r.status != http.StatusOK {
-		t.Fatalf("empty patch: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("empty patch: %d %s", r.Status, r.Body)
 	}
-	r.json(t, &same)
+	r.JSON(t, &same)
 	if same != got || s.count(t, "outbox") != 2 {
 		t.Errorf("empty patch gave %+v and %d events", same, s.count(t, "outbox"))
 	}
 	for _, id := range []string{uuid.NewString(), "not-a-uuid"} {
-		call(t, http.MethodPatch, s.url+"/api/v1/products/"+id, `{"name":"X"}`, bearer(s.admin)...).problem(t, http.StatusNotFound)
+		call(t, http.MethodPatch, s.url+"/api/v1/products/"+id, `{"name":"X"}`, programtest.Bearer(s.admin)...).problem(t, http.StatusNotFound)
 	}
 }
 
@@ -315,11 +274,11 @@ func TestCatalogueListsPagesAndGets(t *testing.T) {
 			t.Fatal("more than 3 pages of 2 for 5 products")
 		}
 		r := call(t, http.MethodGet, next, "")
-		if r.status != http.StatusOK {
-			t.Fatalf("list: %d %s", r.status, r.body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("list: %d %s", r.Status, r.Body)
 		}
 		var l listBody
-		r.json(t, &l)
+		r.JSON(t, &l)
 		for _, p := range l.Items {
 			got = append(got, p.ID)
 		}
@@ -334,8 +293,8 @@ func TestCatalogueListsPagesAndGets(t *testing.T) {
 
 	// The default page holds them all; the last page says so with a null cursor.
 	r := call(t, http.MethodGet, s.url+"/api/v1/products", "")
-	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"next_cursor":null`) {
-		t.Errorf("default list: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"next_cursor":null`) {
+		t.Errorf("default list: %d %s", r.Status, r.Body)
 	}
 	for _, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=nonsense"} {
 		d := call(t, http.MethodGet, s.url+"/api/v1/products?"+q, "").problem(t, http.StatusUnprocessableEntity)
@@ -363,15 +322,15 @@ func TestProductWritesNeedAnAdmin(t *testing.T) {
 		status int
 	}{
 		{"no token", nil, http.StatusUnauthorized},
-		{"garbage token", bearer("not.a.token"), http.StatusUnauthorized},
-		{"foreign key", bearer(stranger), http.StatusUnauthorized},
-		{"customer", bearer(s.customer), http.StatusForbidden},
+		{"garbage token", programtest.Bearer("not.a.token"), http.StatusUnauthorized},
+		{"foreign key", programtest.Bearer(stranger), http.StatusUnauthorized},
+		{"customer", programtest.Bearer(s.customer), http.StatusForbidden},
 	} {
 		r := call(t, http.MethodPost, s.url+"/api/v1/products", body, c.header...)
 		r.problem(t, c.status)
 		r = call(t, http.MethodPatch, s.url+"/api/v1/products/"+p.ID, `{"stock":100}`, c.header...)
 		r.problem(t, c.status)
-		if c.status == http.StatusUnauthorized && r.header.Get("WWW-Authenticate") == "" {
+		if c.status == http.StatusUnauthorized && r.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
 		}
 	}
@@ -440,17 +399,17 @@ func TestBadProductInputIsRefusedAndWritesNothing(t *testing.T) {
 		if c.path != "" {
 			path += "/" + c.path
 		}
-		r := call(t, c.method, s.url+path, c.body, bearer(s.admin)...)
+		r := call(t, c.method, s.url+path, c.body, programtest.Bearer(s.admin)...)
 		d := r.problem(t, c.status)
 		if got := fields(d); !slices.Equal(got, c.fields) {
-			t.Errorf("%s %s: fields %v, want %v (%s)", c.method, c.body, got, c.fields, r.body)
+			t.Errorf("%s %s: fields %v, want %v (%s)", c.method, c.body, got, c.fields, r.Body)
 		}
 	}
 	if after := [2]int{s.count(t, "products"), s.count(t, "outbox")}; after != before {
 		t.Errorf("bad input changed products/outbox: %v → %v", before, after)
 	}
 	var got productBody
-	call(t, http.MethodGet, s.url+"/api/v1/products/"+p.ID, "").json(t, &got)
+	call(t, http.MethodGet, s.url+"/api/v1/products/"+p.ID, "").JSON(t, &got)
 	if got != p {
 		t.Errorf("the product changed: %+v, was %+v", got, p)
 	}
@@ -494,10 +453,10 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 		TotalCents int64      `json:"total_cents"`
 		Currency   string     `json:"currency"`
 	}
-	if r.status != http.StatusOK {
-		t.Fatalf("quote: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("quote: %d %s", r.Status, r.Body)
 	}
-	r.json(t, &q)
+	r.JSON(t, &q)
 	if q.TotalCents != 3*1800+2900 || q.Currency != "USD" || len(q.Items) != 2 ||
 		q.Items[0] != (lineBody{mug.ID, 3, 1800}) || q.Items[1] != (lineBody{tee.ID, 1, 2900}) {
 		t.Errorf("quote %+v", q)
@@ -522,11 +481,11 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	order := uuid.NewString()
 	body := reserveBody(order, mug.ID, 3, tee.ID, 2)
 	r = call(t, http.MethodPost, s.url+"/internal/reservations", body)
-	if r.status != http.StatusCreated || r.header.Get("Location") != "/internal/reservations/"+order {
-		t.Fatalf("reserve: %d %v %s", r.status, r.header, r.body)
+	if r.Status != http.StatusCreated || r.Header.Get("Location") != "/internal/reservations/"+order {
+		t.Fatalf("reserve: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	var res reservationBody
-	r.json(t, &res)
+	r.JSON(t, &res)
 	if res.OrderID != order || res.Status != "reserved" || res.TotalCents != 3*1800+2*2900 || res.Currency != "USD" ||
 		len(res.Items) != 2 || res.Items[1] != (lineBody{tee.ID, 2, 2900}) ||
 		res.ExpiresAt.Sub(time.Now()) < 9*time.Minute || res.ExpiresAt.Sub(time.Now()) > 10*time.Minute {
@@ -534,17 +493,17 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	}
 	r = call(t, http.MethodPost, s.url+"/internal/reservations", body)
 	var again reservationBody
-	if r.status != http.StatusOK {
-		t.Fatalf("repeat reserve: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("repeat reserve: %d %s", r.Status, r.Body)
 	}
-	r.json(t, &again)
+	r.JSON(t, &again)
 	if fmt.Sprint(again) != fmt.Sprint(res) || s.stock(t, mug.ID) != 7 || s.stock(t, tee.ID) != 0 {
 		t.Errorf("repeat gave %+v (want %+v), stock %d/%d", again, res, s.stock(t, mug.ID), s.stock(t, tee.ID))
 	}
 	r = call(t, http.MethodGet, s.url+"/internal/reservations/"+order, "")
-	r.json(t, &again)
-	if r.status != http.StatusOK || fmt.Sprint(again) != fmt.Sprint(res) {
-		t.Errorf("GET reservation: %d %s", r.status, r.body)
+	r.JSON(t, &again)
+	if r.Status != http.StatusOK || fmt.Sprint(again) != fmt.Sprint(res) {
+		t.Errorf("GET reservation: %d %s", r.Status, r.Body)
 	}
 
 	// The tee is sold out: another order for it is refused with out_of_stock, and
@@ -567,17 +526,17 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	// Commit, twice.
 	for range 2 {
 		r = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/commit", "")
-		r.json(t, &again)
-		if r.status != http.StatusOK || again.Status != "committed" || again.TotalCents != res.TotalCents {
-			t.Errorf("commit: %d %s", r.status, r.body)
+		r.JSON(t, &again)
+		if r.Status != http.StatusOK || again.Status != "committed" || again.TotalCents != res.TotalCents {
+			t.Errorf("commit: %d %s", r.Status, r.Body)
 		}
 	}
 	// Release (a customer cancels): the stock comes back, once.
 	for range 2 {
 		r = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/release", "")
-		r.json(t, &again)
-		if r.status != http.StatusOK || again.Status != "released" || len(again.Items) != 2 {
-			t.Errorf("release: %d %s", r.status, r.body)
+		r.JSON(t, &again)
+		if r.Status != http.StatusOK || again.Status != "released" || len(again.Items) != 2 {
+			t.Errorf("release: %d %s", r.Status, r.Body)
 		}
 	}
 	if s.stock(t, mug.ID) != 10 || s.stock(t, tee.ID) != 2 {
@@ -594,10 +553,10 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	call(t, http.MethodPost, s.url+"/internal/reservations/"+uuid.NewString()+"/commit", "").problem(t, http.StatusNotFound)
 	call(t, http.MethodGet, s.url+"/internal/reservations/"+never, "").problem(t, http.StatusNotFound)
 	r = call(t, http.MethodPost, s.url+"/internal/reservations/"+never+"/release", "")
-	r.json(t, &again)
-	if r.status != http.StatusOK || again.Status != "released" || again.OrderID != never || len(again.Items) != 0 ||
-		!strings.Contains(string(r.body), `"items":[]`) {
-		t.Errorf("release of nothing: %d %s", r.status, r.body)
+	r.JSON(t, &again)
+	if r.Status != http.StatusOK || again.Status != "released" || again.OrderID != never || len(again.Items) != 0 ||
+		!strings.Contains(string(r.Body), `"items":[]`) {
+		t.Errorf("release of nothing: %d %s", r.Status, r.Body)
 	}
 	for _, path := range []string{"/internal/reservations/nope", "/internal/reservations/nope/commit", "/internal/reservations/nope/release"} {
 		method := http.MethodPost
@@ -681,7 +640,7 @@ func TestSeededCatalogueIsAddedOnce(t *testing.T) {
 	}
 	r := call(t, http.MethodGet, first.url+"/api/v1/products?limit=100", "")
 	var l listBody
-	r.json(t, &l)
+	r.JSON(t, &l)
 	if len(l.Items) != len(want) {
 		t.Fatalf("listed %d products, want %d", len(l.Items), len(want))
 	}

@@ -23,7 +23,6 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
-	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
@@ -249,44 +248,14 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
-// response is what came back from a call.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (s *stack) get(t *testing.T, path, token string) response {
+// get is a GET of path, presenting token when there is one.
+func (s *stack) get(t *testing.T, path, token string) programtest.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, s.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var header []string
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header = programtest.Bearer(token)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
-func (r response) problem(t *testing.T, status int) problem.Details {
-	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
-		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
-	}
-	var d problem.Details
-	if err := json.Unmarshal(r.body, &d); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return programtest.Call(t, http.MethodGet, s.url+path, "", header...)
 }
 
 type listBody struct {
@@ -304,15 +273,15 @@ type listBody struct {
 func (s *stack) list(t *testing.T, token, query string) listBody {
 	t.Helper()
 	r := s.get(t, "/api/v1/notifications"+query, token)
-	if r.status != http.StatusOK {
-		t.Fatalf("list: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("list: %d %s", r.Status, r.Body)
 	}
 	var b listBody
-	if err := json.Unmarshal(r.body, &b); err != nil {
+	if err := json.Unmarshal(r.Body, &b); err != nil {
 		t.Fatal(err)
 	}
 	if b.Items == nil {
-		t.Fatalf("items is null, want a list: %s", r.body)
+		t.Fatalf("items is null, want a list: %s", r.Body)
 	}
 	return b
 }
@@ -385,7 +354,7 @@ func TestWelcomeEmailIsSentOnceAndListed(t *testing.T) {
 	if n := s.count(t, `SELECT count(*) FROM notifications WHERE user_id = $1`, ann.id); n != 1 {
 		t.Errorf("%d notifications for %s, want 1", n, ann.email)
 	}
-	if m := s.get(t, "/metrics", ""); !strings.Contains(string(m.body), `events_consumed_total{group="notifications",result="duplicate",stream="events.users"} 1`) {
+	if m := s.get(t, "/metrics", ""); !strings.Contains(string(m.Body), `events_consumed_total{group="notifications",result="duplicate",stream="events.users"} 1`) {
 		t.Errorf("the duplicate is not counted as one")
 	}
 
@@ -403,10 +372,10 @@ func TestWelcomeEmailIsSentOnceAndListed(t *testing.T) {
 		t.Errorf("a stranger's list: %+v", b)
 	}
 
-	s.get(t, "/api/v1/notifications", "").problem(t, http.StatusUnauthorized)
-	s.get(t, "/api/v1/notifications", "not-a-token").problem(t, http.StatusUnauthorized)
+	s.get(t, "/api/v1/notifications", "").Problem(t, http.StatusUnauthorized)
+	s.get(t, "/api/v1/notifications", "not-a-token").Problem(t, http.StatusUnauthorized)
 	for _, q := range []string{"?limit=0", "?limit=101", "?limit=ten", "?cursor=garbage"} {
-		d := s.get(t, "/api/v1/notifications"+q, s.issuer.token(t, ann.id)).problem(t, http.StatusUnprocessableEntity)
+		d := s.get(t, "/api/v1/notifications"+q, s.issuer.token(t, ann.id)).Problem(t, http.StatusUnprocessableEntity)
 		if len(d.Errors) != 1 {
 			t.Errorf("%s: %+v, want one field error", q, d)
 		}
@@ -502,7 +471,7 @@ func TestPoisonGoesToTheDLQAndLateRecipientsAreWaitedFor(t *testing.T) {
 	})
 	eventually(t, arrives, "the order event to fail for want of its recipient", func() bool {
 		m := s.get(t, "/metrics", "")
-		return strings.Contains(string(m.body), `events_consumed_total{group="notifications",result="failed",stream="events.orders"}`)
+		return strings.Contains(string(m.Body), `events_consumed_total{group="notifications",result="failed",stream="events.orders"}`)
 	})
 	// ...poison and misfits go to the DLQ, other types are ignored...
 	s.xadd(t, "events.users", map[string]any{"garbage": "yes"})

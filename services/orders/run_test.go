@@ -118,62 +118,13 @@ func (s *stack) count(t *testing.T, table string) int {
 	return n
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(t *testing.T, v any) {
+// call is programtest.Call presenting token, when there is one, before header.
+func call(t *testing.T, method, u, token, body string, header ...string) programtest.Response {
 	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
-
-// problem decodes a problem response, failing unless it is one with the status.
-func (r response) problem(t *testing.T, status int) problem.Details {
-	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
-		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
-	}
-	var d problem.Details
-	r.json(t, &d)
-	if d.Status != status || d.RequestID == "" || d.Type == "" {
-		t.Errorf("problem document %+v", d)
-	}
-	return d
-}
-
-func call(t *testing.T, method, u, token, body string, header ...string) response {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header = append(programtest.Bearer(token), header...)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return programtest.Call(t, method, u, body, header...)
 }
 
 type orderBody struct {
@@ -213,7 +164,7 @@ func (s *stack) waitFor(t *testing.T, token, id string, cond func(orderBody) boo
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		r := call(t, http.MethodGet, s.url+"/api/v1/orders/"+id, token, "")
 		o = orderBody{}
-		r.json(t, &o)
+		r.JSON(t, &o)
 		if cond(o) {
 			return o
 		}
@@ -232,57 +183,57 @@ func TestOrdersAPI(t *testing.T) {
 
 	// Create: 201 with the finished order, priced by inventory whatever the client says.
 	r := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_visa", apple, 2, pear, 1))
-	if r.status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	var o orderBody
-	r.json(t, &o)
-	if r.header.Get("Location") != "/api/v1/orders/"+o.ID || o.Status != "confirmed" || o.UserID != annID.String() ||
+	r.JSON(t, &o)
+	if r.Header.Get("Location") != "/api/v1/orders/"+o.ID || o.Status != "confirmed" || o.UserID != annID.String() ||
 		o.TotalCents != 540 || o.Currency != "USD" || len(o.Items) != 2 || o.Items[1].UnitPriceCents != 300 ||
 		o.CancelReason != nil || o.PaymentMethod != "pm_card_visa" || time.Since(o.CreatedAt) > time.Minute {
-		t.Errorf("created %d %v %+v", r.status, r.header, o)
+		t.Errorf("created %d %v %+v", r.Status, r.Header, o)
 	}
-	if !strings.Contains(string(r.body), `"cancel_reason":null`) {
-		t.Errorf("cancel_reason is not null: %s", r.body)
+	if !strings.Contains(string(r.Body), `"cancel_reason":null`) {
+		t.Errorf("cancel_reason is not null: %s", r.Body)
 	}
 
 	t.Run("get is owner only", func(t *testing.T) {
 		r := call(t, http.MethodGet, orders+"/"+o.ID, ann, "")
 		var got orderBody
-		r.json(t, &got)
-		if r.status != http.StatusOK || got.ID != o.ID || got.Status != "confirmed" || !got.CreatedAt.Equal(o.CreatedAt) || !got.UpdatedAt.Equal(o.UpdatedAt) {
-			t.Errorf("get: %d %+v", r.status, got)
+		r.JSON(t, &got)
+		if r.Status != http.StatusOK || got.ID != o.ID || got.Status != "confirmed" || !got.CreatedAt.Equal(o.CreatedAt) || !got.UpdatedAt.Equal(o.UpdatedAt) {
+			t.Errorf("get: %d %+v", r.Status, got)
 		}
-		call(t, http.MethodGet, orders+"/"+o.ID, bob, "").problem(t, http.StatusNotFound)
-		call(t, http.MethodGet, orders+"/"+uuid.NewString(), ann, "").problem(t, http.StatusNotFound)
-		call(t, http.MethodGet, orders+"/not-an-id", ann, "").problem(t, http.StatusNotFound)
-		call(t, http.MethodGet, orders+"/"+o.ID, "", "").problem(t, http.StatusUnauthorized)
-		call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", bob, "").problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/"+o.ID, bob, "").Problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/"+uuid.NewString(), ann, "").Problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/not-an-id", ann, "").Problem(t, http.StatusNotFound)
+		call(t, http.MethodGet, orders+"/"+o.ID, "", "").Problem(t, http.StatusUnauthorized)
+		call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", bob, "").Problem(t, http.StatusNotFound)
 	})
 
 	t.Run("list is the owner's, newest first, paged", func(t *testing.T) {
 		second := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_chargeDeclined", pear, 1))
 		var declined orderBody
-		second.json(t, &declined)
-		if second.status != http.StatusCreated || declined.Status != "cancelled" || declined.CancelReason == nil || *declined.CancelReason != "payment_declined" {
-			t.Fatalf("declined: %d %s", second.status, second.body)
+		second.JSON(t, &declined)
+		if second.Status != http.StatusCreated || declined.Status != "cancelled" || declined.CancelReason == nil || *declined.CancelReason != "payment_declined" {
+			t.Fatalf("declined: %d %s", second.Status, second.Body)
 		}
 		var page1, page2 listBody
-		call(t, http.MethodGet, orders+"?limit=1", ann, "").json(t, &page1)
+		call(t, http.MethodGet, orders+"?limit=1", ann, "").JSON(t, &page1)
 		if len(page1.Items) != 1 || page1.Items[0].ID != declined.ID || page1.NextCursor == nil {
 			t.Fatalf("page 1 %+v", page1)
 		}
-		call(t, http.MethodGet, orders+"?limit=1&cursor="+*page1.NextCursor, ann, "").json(t, &page2)
+		call(t, http.MethodGet, orders+"?limit=1&cursor="+*page1.NextCursor, ann, "").JSON(t, &page2)
 		if len(page2.Items) != 1 || page2.Items[0].ID != o.ID || page2.NextCursor != nil {
 			t.Errorf("page 2 %+v", page2)
 		}
 		var others listBody
 		r := call(t, http.MethodGet, orders, bob, "")
-		r.json(t, &others)
-		if len(others.Items) != 0 || !strings.Contains(string(r.body), `"next_cursor":null`) || !strings.Contains(string(r.body), `"items":[]`) {
-			t.Errorf("bob's list %s", r.body)
+		r.JSON(t, &others)
+		if len(others.Items) != 0 || !strings.Contains(string(r.Body), `"next_cursor":null`) || !strings.Contains(string(r.Body), `"items":[]`) {
+			t.Errorf("bob's list %s", r.Body)
 		}
-		call(t, http.MethodGet, orders+"?limit=0", ann, "").problem(t, http.StatusUnprocessableEntity)
+		call(t, http.MethodGet, orders+"?limit=0", ann, "").Problem(t, http.StatusUnprocessableEntity)
 	})
 
 	t.Run("bad input is refused and writes nothing", func(t *testing.T) {
@@ -323,7 +274,7 @@ func TestOrdersAPI(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				d := call(t, http.MethodPost, orders, ann, c.body, c.header...).problem(t, c.status)
+				d := call(t, http.MethodPost, orders, ann, c.body, c.header...).Problem(t, c.status)
 				var got []string
 				for _, f := range d.Errors {
 					got = append(got, f.Field)
@@ -336,32 +287,32 @@ func TestOrdersAPI(t *testing.T) {
 		if after := counts(); !slices.Equal(after, before) {
 			t.Errorf("rows of %v went from %v to %v", tables, before, after)
 		}
-		call(t, http.MethodPost, orders, "", orderJSON("pm_card_visa", apple, 1)).problem(t, http.StatusUnauthorized)
+		call(t, http.MethodPost, orders, "", orderJSON("pm_card_visa", apple, 1)).Problem(t, http.StatusUnauthorized)
 	})
 
 	t.Run("Idempotency-Key replays the first answer", func(t *testing.T) {
 		body := orderJSON("pm_card_visa", apple, 1)
 		first := call(t, http.MethodPost, orders, ann, body, "Idempotency-Key", "order-42")
 		again := call(t, http.MethodPost, orders, ann, " "+body, "Idempotency-Key", "order-42")
-		if first.status != http.StatusCreated || again.status != first.status || string(again.body) != string(first.body) ||
-			again.header.Get("Location") != first.header.Get("Location") || again.header.Get("Idempotent-Replayed") != "true" {
-			t.Fatalf("first %d %s\nagain %d %v %s", first.status, first.body, again.status, again.header, again.body)
+		if first.Status != http.StatusCreated || again.Status != first.Status || string(again.Body) != string(first.Body) ||
+			again.Header.Get("Location") != first.Header.Get("Location") || again.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatalf("first %d %s\nagain %d %v %s", first.Status, first.Body, again.Status, again.Header, again.Body)
 		}
 		var fo orderBody
-		first.json(t, &fo)
+		first.JSON(t, &fo)
 		if s.pay.Captures(uuid.MustParse(fo.ID)) != 1 || s.pay.Calls("charge", uuid.MustParse(fo.ID)) != 1 {
 			t.Errorf("captures %d", s.pay.Captures(uuid.MustParse(fo.ID)))
 		}
-		d := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_visa", apple, 2), "Idempotency-Key", "order-42").problem(t, http.StatusUnprocessableEntity)
+		d := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_visa", apple, 2), "Idempotency-Key", "order-42").Problem(t, http.StatusUnprocessableEntity)
 		if len(d.Errors) != 1 || d.Errors[0].Field != "Idempotency-Key" {
 			t.Errorf("mismatch problem %+v", d)
 		}
 		// Keys are per user: bob's order-42 is his own order.
 		other := call(t, http.MethodPost, orders, bob, body, "Idempotency-Key", "order-42")
 		var bo orderBody
-		other.json(t, &bo)
-		if other.status != http.StatusCreated || bo.ID == fo.ID || other.header.Get("Idempotent-Replayed") != "" {
-			t.Errorf("bob's order %d %s", other.status, other.body)
+		other.JSON(t, &bo)
+		if other.Status != http.StatusCreated || bo.ID == fo.ID || other.Header.Get("Idempotent-Replayed") != "" {
+			t.Errorf("bob's order %d %s", other.Status, other.Body)
 		}
 	})
 
@@ -370,15 +321,15 @@ func TestOrdersAPI(t *testing.T) {
 		defer s.inv.SetSlow(0)
 		carol, carolID := s.token(t, auth.RoleCustomer)
 		body := orderJSON("pm_card_visa", pear, 3)
-		answers := make([]response, 10)
+		answers := make([]programtest.Response, 10)
 		var wg sync.WaitGroup
 		for i := range answers {
 			wg.Go(func() { answers[i] = call(t, http.MethodPost, orders, carol, body, "Idempotency-Key", "same") })
 		}
 		wg.Wait()
 		for i, a := range answers {
-			if a.status != http.StatusCreated || string(a.body) != string(answers[0].body) {
-				t.Errorf("answer %d: %d %s (first %s)", i, a.status, a.body, answers[0].body)
+			if a.Status != http.StatusCreated || string(a.Body) != string(answers[0].Body) {
+				t.Errorf("answer %d: %d %s (first %s)", i, a.Status, a.Body, answers[0].Body)
 			}
 		}
 		var n int
@@ -386,7 +337,7 @@ func TestOrdersAPI(t *testing.T) {
 			t.Errorf("%d orders, want 1 (%v)", n, err)
 		}
 		var co orderBody
-		answers[0].json(t, &co)
+		answers[0].JSON(t, &co)
 		if id := uuid.MustParse(co.ID); s.pay.Captures(id) != 1 || s.pay.Calls("charge", id) != 1 || s.inv.Calls("reserve", id) != 1 {
 			t.Errorf("captures %d, charges %d, reserves %d", s.pay.Captures(id), s.pay.Calls("charge", id), s.inv.Calls("reserve", id))
 		}
@@ -395,23 +346,23 @@ func TestOrdersAPI(t *testing.T) {
 	t.Run("cancel a confirmed order", func(t *testing.T) {
 		r := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, "")
 		var c orderBody
-		r.json(t, &c)
-		if r.status != http.StatusOK || c.Status != "cancelled" || c.CancelReason == nil || *c.CancelReason != "customer_request" {
-			t.Fatalf("cancel: %d %s", r.status, r.body)
+		r.JSON(t, &c)
+		if r.Status != http.StatusOK || c.Status != "cancelled" || c.CancelReason == nil || *c.CancelReason != "customer_request" {
+			t.Fatalf("cancel: %d %s", r.Status, r.Body)
 		}
 		id := uuid.MustParse(o.ID)
 		if p, _ := s.pay.Payment(id); p.Status != "refunded" || s.inv.Reservation(id) != "released" {
 			t.Errorf("payment %q, reservation %q", p.Status, s.inv.Reservation(id))
 		}
-		if again := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, ""); again.status != http.StatusOK {
-			t.Errorf("cancelling again: %d %s", again.status, again.body)
+		if again := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, ""); again.Status != http.StatusOK {
+			t.Errorf("cancelling again: %d %s", again.Status, again.Body)
 		}
 		// Not confirmed (cancelled for another reason): 409.
 		var list listBody
-		call(t, http.MethodGet, orders+"?limit=100", ann, "").json(t, &list)
+		call(t, http.MethodGet, orders+"?limit=100", ann, "").JSON(t, &list)
 		for _, it := range list.Items {
 			if it.CancelReason != nil && *it.CancelReason == "payment_declined" {
-				d := call(t, http.MethodPost, orders+"/"+it.ID+"/cancel", ann, "").problem(t, http.StatusConflict)
+				d := call(t, http.MethodPost, orders+"/"+it.ID+"/cancel", ann, "").Problem(t, http.StatusConflict)
 				if d.Type != problem.TypePrefix+"not_cancellable" {
 					t.Errorf("type %q", d.Type)
 				}
@@ -422,8 +373,8 @@ func TestOrdersAPI(t *testing.T) {
 	t.Run("admin views sagas; customers may not", func(t *testing.T) {
 		admin, _ := s.token(t, auth.RoleAdmin)
 		sagas := s.url + "/api/v1/admin/sagas"
-		call(t, http.MethodGet, sagas, ann, "").problem(t, http.StatusForbidden)
-		d := call(t, http.MethodGet, sagas+"?state=stuck", admin, "").problem(t, http.StatusUnprocessableEntity)
+		call(t, http.MethodGet, sagas, ann, "").Problem(t, http.StatusForbidden)
+		d := call(t, http.MethodGet, sagas+"?state=stuck", admin, "").Problem(t, http.StatusUnprocessableEntity)
 		if len(d.Errors) != 1 || d.Errors[0].Field != "state" {
 			t.Errorf("bad state problem %+v", d)
 		}
@@ -437,12 +388,12 @@ func TestOrdersAPI(t *testing.T) {
 			} `json:"items"`
 		}
 		r := call(t, http.MethodGet, sagas+"?state=done&limit=100", admin, "")
-		r.json(t, &done)
-		if r.status != http.StatusOK || len(done.Items) < 4 || done.Items[0].OrderID != o.ID || len(done.Items[0].Steps) < 5 {
-			t.Errorf("done sagas: %d %s", r.status, r.body)
+		r.JSON(t, &done)
+		if r.Status != http.StatusOK || len(done.Items) < 4 || done.Items[0].OrderID != o.ID || len(done.Items[0].Steps) < 5 {
+			t.Errorf("done sagas: %d %s", r.Status, r.Body)
 		}
 		var unfinished listBody
-		call(t, http.MethodGet, sagas, admin, "").json(t, &unfinished)
+		call(t, http.MethodGet, sagas, admin, "").JSON(t, &unfinished)
 		if len(unfinished.Items) != 0 {
 			t.Errorf("unfinished sagas %+v", unfinished)
 		}
@@ -451,18 +402,18 @@ func TestOrdersAPI(t *testing.T) {
 	t.Run("sales report runs as a task", func(t *testing.T) {
 		admin, _ := s.token(t, auth.RoleAdmin)
 		reports := s.url + "/api/v1/admin/reports/sales"
-		call(t, http.MethodPost, reports+"?from=2025-01-01&to=2025-01-31", ann, "").problem(t, http.StatusForbidden)
+		call(t, http.MethodPost, reports+"?from=2025-01-01&to=2025-01-31", ann, "").Problem(t, http.StatusForbidden)
 		for _, q := range []string{"", "?from=2025-01-31&to=2025-01-01", "?from=yesterday&to=2025-01-01", "?from=2020-01-01&to=2025-01-01"} {
-			call(t, http.MethodPost, reports+q, admin, "").problem(t, http.StatusUnprocessableEntity)
+			call(t, http.MethodPost, reports+q, admin, "").Problem(t, http.StatusUnprocessableEntity)
 		}
 		today := time.Now().UTC().Format(time.DateOnly)
 		r := call(t, http.MethodPost, reports+"?from="+today+"&to="+today, admin, "")
 		var task struct {
 			TaskID string `json:"task_id"`
 		}
-		r.json(t, &task)
-		if r.status != http.StatusAccepted || task.TaskID == "" || r.header.Get("Location") != "/api/v1/admin/tasks/"+task.TaskID {
-			t.Fatalf("enqueue: %d %v %s", r.status, r.header, r.body)
+		r.JSON(t, &task)
+		if r.Status != http.StatusAccepted || task.TaskID == "" || r.Header.Get("Location") != "/api/v1/admin/tasks/"+task.TaskID {
+			t.Fatalf("enqueue: %d %v %s", r.Status, r.Header, r.Body)
 		}
 		in, err := tasks.NewInspector(s.redisURL, "orders")
 		if err != nil {
@@ -539,7 +490,7 @@ func TestOrdersAPI(t *testing.T) {
 			`circuit_breaker_state{service="payments"} 0`,
 			`downstream_attempts_total{result="ok",service="payments"}`,
 		} {
-			if !strings.Contains(string(r.body), want) {
+			if !strings.Contains(string(r.Body), want) {
 				t.Errorf("/metrics lacks %s", want)
 			}
 		}
@@ -595,14 +546,14 @@ func TestPendingOrdersAreFinishedByRecoveryAndStreamed(t *testing.T) {
 	start := time.Now()
 	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 2))
 	var o orderBody
-	r.json(t, &o)
-	if r.status != http.StatusAccepted || o.Status != "pending" || r.header.Get("Location") != "/api/v1/orders/"+o.ID {
-		t.Fatalf("create with reservations failing: %d %v %s", r.status, r.header, r.body)
+	r.JSON(t, &o)
+	if r.Status != http.StatusAccepted || o.Status != "pending" || r.Header.Get("Location") != "/api/v1/orders/"+o.ID {
+		t.Fatalf("create with reservations failing: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	if took := time.Since(start); took > 2500*time.Millisecond {
 		t.Errorf("the 202 took %s", took)
 	}
-	if d := call(t, http.MethodGet, s.url+"/api/v1/orders/"+o.ID+"/events", bob, "").problem(t, http.StatusNotFound); d.Detail == "" {
+	if d := call(t, http.MethodGet, s.url+"/api/v1/orders/"+o.ID+"/events", bob, "").Problem(t, http.StatusNotFound); d.Detail == "" {
 		t.Errorf("someone else's stream: %+v", d)
 	}
 

@@ -89,29 +89,14 @@ func (s stack) count(t *testing.T, query string, args ...any) int {
 	return n
 }
 
-// response is what came back from a call.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
+// response is a programtest.Response whose problem also wants the instance every
+// payments problem names.
+type response struct{ programtest.Response }
 
-func (r response) json(t *testing.T, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
-
-// problem decodes a problem response, failing unless it is one with the status.
 func (r response) problem(t *testing.T, status int) problem.Details {
 	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
-		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
-	}
-	var d problem.Details
-	r.json(t, &d)
-	if d.Status != status || d.RequestID == "" || d.Type == "" || d.Instance == "" {
+	d := r.Problem(t, status)
+	if d.Instance == "" {
 		t.Errorf("problem document %+v", d)
 	}
 	return d
@@ -119,30 +104,7 @@ func (r response) problem(t *testing.T, status int) problem.Details {
 
 func call(t *testing.T, method, u, body string, header ...string) response {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return response{programtest.Call(t, method, u, body, header...)}
 }
 
 // paymentBody is the internal API's payment.
@@ -182,11 +144,11 @@ func (s stack) charge(t *testing.T, c chargeBody) response {
 
 func (s stack) payment(t *testing.T, r response, status int) paymentBody {
 	t.Helper()
-	if r.status != status {
-		t.Fatalf("got %d %s; want %d", r.status, r.body, status)
+	if r.Status != status {
+		t.Fatalf("got %d %s; want %d", r.Status, r.Body, status)
 	}
 	var p paymentBody
-	r.json(t, &p)
+	r.JSON(t, &p)
 	return p
 }
 
@@ -198,10 +160,10 @@ func TestAVisaChargeIsCapturedOnceAndPublished(t *testing.T) {
 	r := s.charge(t, c)
 	p := s.payment(t, r, http.StatusCreated)
 	if _, err := uuid.Parse(p.ID); err != nil || p.OrderID != c.OrderID || p.UserID != c.UserID || p.AmountCents != 2599 ||
-		p.Currency != "USD" || p.Status != "captured" || p.DeclineCode != "" || !strings.Contains(string(r.body), `"decline_code":null`) {
-		t.Errorf("charge answered %s", r.body)
+		p.Currency != "USD" || p.Status != "captured" || p.DeclineCode != "" || !strings.Contains(string(r.Body), `"decline_code":null`) {
+		t.Errorf("charge answered %s", r.Body)
 	}
-	if loc := r.header.Get("Location"); loc != "/internal/charges/"+c.OrderID {
+	if loc := r.Header.Get("Location"); loc != "/internal/charges/"+c.OrderID {
 		t.Errorf("Location %q", loc)
 	}
 	// The retry: the same answer, no second payment.
@@ -308,9 +270,9 @@ func TestRefundIsIdempotent(t *testing.T) {
 	late := newCharge("pm_card_visa")
 	r := call(t, http.MethodPost, s.url+"/internal/charges/"+late.OrderID+"/refund", "")
 	var none map[string]any
-	r.json(t, &none)
-	if r.status != http.StatusOK || none["order_id"] != late.OrderID || none["status"] != "none" {
-		t.Errorf("refund of an order never charged: %d %s", r.status, r.body)
+	r.JSON(t, &none)
+	if r.Status != http.StatusOK || none["order_id"] != late.OrderID || none["status"] != "none" {
+		t.Errorf("refund of an order never charged: %d %s", r.Status, r.Body)
 	}
 	// The refund voided the order: a charge arriving late (sent before the saga gave up
 	// and compensated) takes no money.
@@ -401,7 +363,7 @@ func TestBadChargesAreRefusedAndChangeNothing(t *testing.T) {
 			got = append(got, f.Field)
 		}
 		if fmt.Sprint(got) != fmt.Sprint(c.fields) {
-			t.Errorf("%s: field errors %v, want %v (%s)", c.name, got, c.fields, r.body)
+			t.Errorf("%s: field errors %v, want %v (%s)", c.name, got, c.fields, r.Body)
 		}
 	}
 	if n, e := s.count(t, `SELECT count(*) FROM payments`), s.count(t, `SELECT count(*) FROM outbox`); n != 1 || e != 1 {
@@ -428,26 +390,26 @@ func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
 	c := newCharge("pm_card_visa")
 	p := s.payment(t, s.charge(t, c), http.StatusCreated)
 	list := func(token, query string) response {
-		return call(t, http.MethodGet, s.url+"/api/v1/payments"+query, "", "Authorization", "Bearer "+token)
+		return call(t, http.MethodGet, s.url+"/api/v1/payments"+query, "", programtest.Bearer(token)...)
 	}
 
 	owner := s.token(t, c.UserID)
 	r := list(owner, "?order_id="+c.OrderID)
 	var got listBody
-	r.json(t, &got)
+	r.JSON(t, &got)
 	want := map[string]any{"id": p.ID, "order_id": c.OrderID, "amount_cents": float64(2599), "currency": "USD", "status": "captured"}
-	if r.status != http.StatusOK || len(got.Items) != 1 || got.NextCursor != nil || !strings.Contains(string(r.body), `"next_cursor":null`) ||
+	if r.Status != http.StatusOK || len(got.Items) != 1 || got.NextCursor != nil || !strings.Contains(string(r.Body), `"next_cursor":null`) ||
 		fmt.Sprint(got.Items[0]) != fmt.Sprint(want) {
-		t.Errorf("owner's list: %d %s", r.status, r.body)
+		t.Errorf("owner's list: %d %s", r.Status, r.Body)
 	}
-	if r.header.Get("Cache-Control") != "no-store" {
-		t.Errorf("Cache-Control %q", r.header.Get("Cache-Control"))
+	if r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control %q", r.Header.Get("Cache-Control"))
 	}
 
 	// A refund shows in the owner's list.
 	call(t, http.MethodPost, s.url+"/internal/charges/"+c.OrderID+"/refund", "")
 	got = listBody{}
-	list(owner, "?order_id="+c.OrderID+"&limit=1").json(t, &got)
+	list(owner, "?order_id="+c.OrderID+"&limit=1").JSON(t, &got)
 	if len(got.Items) != 1 || got.Items[0]["status"] != "refunded" || got.NextCursor != nil {
 		t.Errorf("owner's list after the refund: %+v", got)
 	}
@@ -456,14 +418,14 @@ func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
 	// would tell them the order exists.
 	r = list(s.token(t, uuid.NewString()), "?order_id="+c.OrderID)
 	got = listBody{}
-	r.json(t, &got)
-	if r.status != http.StatusOK || got.Items == nil || len(got.Items) != 0 || !strings.Contains(string(r.body), `"items":[]`) {
-		t.Errorf("another user's list: %d %s", r.status, r.body)
+	r.JSON(t, &got)
+	if r.Status != http.StatusOK || got.Items == nil || len(got.Items) != 0 || !strings.Contains(string(r.Body), `"items":[]`) {
+		t.Errorf("another user's list: %d %s", r.Status, r.Body)
 	}
 
-	if r := call(t, http.MethodGet, s.url+"/api/v1/payments?order_id="+c.OrderID, ""); r.status != http.StatusUnauthorized {
-		t.Errorf("no token: %d %s", r.status, r.body)
-	} else if r.header.Get("WWW-Authenticate") == "" {
+	if r := call(t, http.MethodGet, s.url+"/api/v1/payments?order_id="+c.OrderID, ""); r.Status != http.StatusUnauthorized {
+		t.Errorf("no token: %d %s", r.Status, r.Body)
+	} else if r.Header.Get("WWW-Authenticate") == "" {
 		t.Error("401 without WWW-Authenticate")
 	}
 	list("not-a-token", "?order_id="+c.OrderID).problem(t, http.StatusUnauthorized)

@@ -57,65 +57,9 @@ func openDB(t *testing.T, dbURL string) *pgxpool.Pool {
 	return pool
 }
 
-// response is what came back from a call.
-type response struct {
-	status int
-	header http.Header
-	body   []byte
+func post(t *testing.T, u, body string) programtest.Response {
+	return programtest.Call(t, http.MethodPost, u, body)
 }
-
-func (r response) json(t *testing.T, v any) {
-	t.Helper()
-	if err := json.Unmarshal(r.body, v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-}
-
-// problem decodes a problem response, failing unless it is one with the status.
-func (r response) problem(t *testing.T, status int) problem.Details {
-	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != problem.ContentType {
-		t.Fatalf("got %d %s %s; want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
-	}
-	var d problem.Details
-	r.json(t, &d)
-	if d.Status != status || d.RequestID == "" || d.Type == "" {
-		t.Errorf("problem document %+v", d)
-	}
-	return d
-}
-
-func call(t *testing.T, method, u, body string, header ...string) response {
-	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, u, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
-}
-
-func post(t *testing.T, u, body string) response { return call(t, http.MethodPost, u, body) }
-
-func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
 type userBody struct {
 	ID        string    `json:"id"`
@@ -135,22 +79,22 @@ type tokenBody struct {
 func (s stack) register(t *testing.T, email, password, name string) userBody {
 	t.Helper()
 	r := post(t, s.url+"/api/v1/auth/register", `{"email":"`+email+`","password":"`+password+`","name":"`+name+`"}`)
-	if r.status != http.StatusCreated {
-		t.Fatalf("register: %d %s", r.status, r.body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("register: %d %s", r.Status, r.Body)
 	}
 	var u userBody
-	r.json(t, &u)
+	r.JSON(t, &u)
 	return u
 }
 
 func (s stack) login(t *testing.T, email, password string) tokenBody {
 	t.Helper()
 	r := post(t, s.url+"/api/v1/auth/login", `{"email":"`+email+`","password":"`+password+`"}`)
-	if r.status != http.StatusOK {
-		t.Fatalf("login: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("login: %d %s", r.Status, r.Body)
 	}
 	var tok tokenBody
-	r.json(t, &tok)
+	r.JSON(t, &tok)
 	return tok
 }
 
@@ -168,17 +112,17 @@ func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
 	s := startUsers(t, nil)
 
 	r := post(t, s.url+"/api/v1/auth/register", `{"email":"  Ann@Example.com ","password":"correct horse","name":" Ann Lee "}`)
-	if r.status != http.StatusCreated || r.header.Get("Location") != "/api/v1/users/me" {
-		t.Fatalf("register: %d %v %s", r.status, r.header, r.body)
+	if r.Status != http.StatusCreated || r.Header.Get("Location") != "/api/v1/users/me" {
+		t.Fatalf("register: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	var ann userBody
-	r.json(t, &ann)
+	r.JSON(t, &ann)
 	if _, err := uuid.Parse(ann.ID); err != nil || ann.Email != "ann@example.com" || ann.Name != "Ann Lee" ||
 		ann.Role != "customer" || time.Since(ann.CreatedAt) > time.Minute {
 		t.Errorf("registered user %+v", ann)
 	}
-	if strings.Contains(string(r.body), "password") || strings.Contains(string(r.body), "argon2") {
-		t.Errorf("register answer shows the password or its hash: %s", r.body)
+	if strings.Contains(string(r.Body), "password") || strings.Contains(string(r.Body), "argon2") {
+		t.Errorf("register answer shows the password or its hash: %s", r.Body)
 	}
 	var event struct{ Type, Subject, Data string }
 	err := s.db.QueryRow(context.Background(), `SELECT type, subject, data::text FROM outbox`).Scan(&event.Type, &event.Subject, &event.Data)
@@ -193,11 +137,11 @@ func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
 
 	// Log in with the e-mail in another case: addresses are case-insensitive.
 	r = post(t, s.url+"/api/v1/auth/login", `{"email":"ANN@example.COM","password":"correct horse"}`)
-	if r.status != http.StatusOK || r.header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("login: %d %v %s", r.status, r.header, r.body)
+	if r.Status != http.StatusOK || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("login: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	var first tokenBody
-	r.json(t, &first)
+	r.JSON(t, &first)
 	if first.TokenType != "Bearer" || first.ExpiresIn != 900 || first.AccessToken == "" || len(first.RefreshToken) != 43 {
 		t.Errorf("tokens %+v", first)
 	}
@@ -206,33 +150,33 @@ func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
 		t.Errorf("%d stored refresh token hashes (%v), want 1", tokenHashes, err)
 	}
 
-	r = call(t, http.MethodGet, s.url+"/api/v1/users/me", "", bearer(first.AccessToken)...)
+	r = programtest.Call(t, http.MethodGet, s.url+"/api/v1/users/me", "", programtest.Bearer(first.AccessToken)...)
 	var me userBody
-	if r.status != http.StatusOK {
-		t.Fatalf("me: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("me: %d %s", r.Status, r.Body)
 	}
-	r.json(t, &me)
+	r.JSON(t, &me)
 	if me != ann {
 		t.Errorf("me = %+v, want %+v", me, ann)
 	}
 
 	r = post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`)
-	if r.status != http.StatusOK {
-		t.Fatalf("refresh: %d %s", r.status, r.body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", r.Status, r.Body)
 	}
 	var second tokenBody
-	r.json(t, &second)
+	r.JSON(t, &second)
 	if second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken || second.TokenType != "Bearer" {
 		t.Errorf("refreshed %+v", second)
 	}
-	if r := call(t, http.MethodGet, s.url+"/api/v1/users/me", "", bearer(second.AccessToken)...); r.status != http.StatusOK {
-		t.Errorf("me with the refreshed token: %d %s", r.status, r.body)
+	if r := programtest.Call(t, http.MethodGet, s.url+"/api/v1/users/me", "", programtest.Bearer(second.AccessToken)...); r.Status != http.StatusOK {
+		t.Errorf("me with the refreshed token: %d %s", r.Status, r.Body)
 	}
 
 	// The first refresh token again: reuse. 401, and the session's family ends, so
 	// the second (never used) refresh token stops working as well.
-	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`).problem(t, http.StatusUnauthorized)
-	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+second.RefreshToken+`"}`).problem(t, http.StatusUnauthorized)
+	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
+	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+second.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
 	// A fresh login still works: only that family was revoked.
 	s.login(t, "ann@example.com", "correct horse")
 }
@@ -301,7 +245,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			if c.authorization != "" {
 				header = []string{"Authorization", c.authorization}
 			}
-			d := call(t, c.method, s.url+c.path, c.body, header...).problem(t, c.status)
+			d := programtest.Call(t, c.method, s.url+c.path, c.body, header...).Problem(t, c.status)
 			details[c.name] = d
 			var got []string
 			for _, f := range d.Errors {
@@ -322,8 +266,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		t.Errorf("rows (users, outbox, refresh_tokens) went from %v to %v", before, after)
 	}
 	// The forged tokens did not damage the real one.
-	if r := call(t, http.MethodGet, s.url+me, "", bearer(tok.AccessToken)...); r.status != http.StatusOK {
-		t.Errorf("me with the real token: %d %s", r.status, r.body)
+	if r := programtest.Call(t, http.MethodGet, s.url+me, "", programtest.Bearer(tok.AccessToken)...); r.Status != http.StatusOK {
+		t.Errorf("me with the real token: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -398,14 +342,14 @@ func TestJWKSVerifiesIssuedTokens(t *testing.T) {
 	ann := s.register(t, "ann@example.com", "correct horse", "Ann")
 	tok := s.login(t, "ann@example.com", "correct horse")
 
-	r := call(t, http.MethodGet, s.url+"/.well-known/jwks.json", "")
-	if r.status != http.StatusOK || !strings.Contains(r.header.Get("Cache-Control"), "max-age=") {
-		t.Fatalf("jwks: %d %v %s", r.status, r.header, r.body)
+	r := programtest.Call(t, http.MethodGet, s.url+"/.well-known/jwks.json", "")
+	if r.Status != http.StatusOK || !strings.Contains(r.Header.Get("Cache-Control"), "max-age=") {
+		t.Fatalf("jwks: %d %v %s", r.Status, r.Header, r.Body)
 	}
 	var set auth.KeySet
-	r.json(t, &set)
+	r.JSON(t, &set)
 	if len(set.Keys) != 1 || set.Keys[0].Alg != "EdDSA" || set.Keys[0].Crv != "Ed25519" || set.Keys[0].Kid == "" {
-		t.Fatalf("key set %s", r.body)
+		t.Fatalf("key set %s", r.Body)
 	}
 	// Verify the way the gateway and the other services do: from the JWKS URL.
 	v := auth.NewVerifier(auth.NewJWKS(s.url+"/.well-known/jwks.json", nil))
@@ -444,11 +388,11 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 	}
 	first := stack{url: programtest.Start(t, run, env()).URL, db: openDB(t, dbURL)}
 	tok := first.login(t, "admin@bazaar.local", "bazaar-admin")
-	r := call(t, http.MethodGet, first.url+"/api/v1/users/me", "", bearer(tok.AccessToken)...)
+	r := programtest.Call(t, http.MethodGet, first.url+"/api/v1/users/me", "", programtest.Bearer(tok.AccessToken)...)
 	var admin userBody
-	r.json(t, &admin)
-	if r.status != http.StatusOK || admin.Role != "admin" || admin.Email != "admin@bazaar.local" || admin.Name != "Bazaar Admin" {
-		t.Fatalf("me: %d %s", r.status, r.body)
+	r.JSON(t, &admin)
+	if r.Status != http.StatusOK || admin.Role != "admin" || admin.Email != "admin@bazaar.local" || admin.Name != "Bazaar Admin" {
+		t.Fatalf("me: %d %s", r.Status, r.Body)
 	}
 
 	// A second replica on the same database starts cleanly, adds no second admin or
@@ -460,11 +404,11 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 	if n := second.count(t, "signing_keys"); n != 1 {
 		t.Errorf("%d signing keys, want 1", n)
 	}
-	if r := call(t, http.MethodGet, second.url+"/api/v1/users/me", "", bearer(tok.AccessToken)...); r.status != http.StatusOK {
-		t.Errorf("second replica refused the first's token: %d %s", r.status, r.body)
+	if r := programtest.Call(t, http.MethodGet, second.url+"/api/v1/users/me", "", programtest.Bearer(tok.AccessToken)...); r.Status != http.StatusOK {
+		t.Errorf("second replica refused the first's token: %d %s", r.Status, r.Body)
 	}
-	if r := post(t, second.url+"/api/v1/auth/refresh", `{"refresh_token":"`+tok.RefreshToken+`"}`); r.status != http.StatusOK {
-		t.Errorf("second replica refused the first's refresh token: %d %s", r.status, r.body)
+	if r := post(t, second.url+"/api/v1/auth/refresh", `{"refresh_token":"`+tok.RefreshToken+`"}`); r.Status != http.StatusOK {
+		t.Errorf("second replica refused the first's refresh token: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -502,15 +446,15 @@ func proxied(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
 // readiness polls /readyz until it reports want with code, or fails after a deadline.
 func readiness(t *testing.T, base string, want health.Status, code int) health.Report {
 	t.Helper()
-	var last response
+	var last programtest.Response
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		last = call(t, http.MethodGet, base+"/readyz", "")
+		last = programtest.Call(t, http.MethodGet, base+"/readyz", "")
 		var rep health.Report
-		if json.Unmarshal(last.body, &rep) == nil && rep.Status == want && last.status == code {
+		if json.Unmarshal(last.Body, &rep) == nil && rep.Status == want && last.Status == code {
 			return rep
 		}
 	}
-	t.Fatalf("readiness never became %s/%d; last %d %s", want, code, last.status, last.body)
+	t.Fatalf("readiness never became %s/%d; last %d %s", want, code, last.Status, last.Body)
 	return health.Report{}
 }
 
@@ -546,20 +490,20 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 	if rep.Checks["postgres"] != health.Unhealthy {
 		t.Errorf("with Postgres cut: %+v", rep)
 	}
-	d := post(t, s.url+"/api/v1/auth/login", `{"email":"ann@example.com","password":"correct horse"}`).problem(t, http.StatusServiceUnavailable)
+	d := post(t, s.url+"/api/v1/auth/login", `{"email":"ann@example.com","password":"correct horse"}`).Problem(t, http.StatusServiceUnavailable)
 	if !strings.Contains(d.Detail, "database") {
 		t.Errorf("503 detail %q does not name the database", d.Detail)
 	}
-	post(t, s.url+"/api/v1/auth/register", `{"email":"bob@example.com","password":"correct horse","name":"Bob"}`).problem(t, http.StatusServiceUnavailable)
-	if r := call(t, http.MethodGet, s.url+"/healthz", ""); r.status != http.StatusOK {
-		t.Errorf("liveness while Postgres is cut: %d", r.status)
+	post(t, s.url+"/api/v1/auth/register", `{"email":"bob@example.com","password":"correct horse","name":"Bob"}`).Problem(t, http.StatusServiceUnavailable)
+	if r := programtest.Call(t, http.MethodGet, s.url+"/healthz", ""); r.Status != http.StatusOK {
+		t.Errorf("liveness while Postgres is cut: %d", r.Status)
 	}
 	pg.Restore()
 	readiness(t, s.url, health.Healthy, http.StatusOK)
 
 	// Recovered by itself: the session still works and sign-ups resume.
-	if r := call(t, http.MethodGet, s.url+"/api/v1/users/me", "", bearer(tok.AccessToken)...); r.status != http.StatusOK {
-		t.Errorf("me after recovery: %d %s", r.status, r.body)
+	if r := programtest.Call(t, http.MethodGet, s.url+"/api/v1/users/me", "", programtest.Bearer(tok.AccessToken)...); r.Status != http.StatusOK {
+		t.Errorf("me after recovery: %d %s", r.Status, r.Body)
 	}
 	bob := s.register(t, "bob@example.com", "correct horse", "Bob")
 	if n := s.count(t, "users"); n != 2 {
