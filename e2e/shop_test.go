@@ -323,8 +323,9 @@ func (sh shop) checkInvariants(t *testing.T, products ...string) {
 	invariants.Check(t, sh.dbs, opts...)
 }
 
-// shortID is how e-mails name an order: the first block of its id, upper case.
-func shortID(id string) string { return strings.ToUpper(id[:8]) }
+// shortID is how e-mails name an order: the last 8 characters of its id, upper case
+// (the random tail of a UUIDv7; its head is a timestamp that orders share).
+func shortID(id string) string { return strings.ToUpper(id[len(id)-8:]) }
 
 // outcome is one request sent from a goroutine.
 type outcome struct {
