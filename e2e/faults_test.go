@@ -70,7 +70,9 @@ func startStack(t *testing.T, cfg faultConfig) faultStack {
 	logs := &syncBuffer{}
 	opts := stackOptions(root, redisURL, logs)
 	opts.Ports = cfg.ports
-	opts.ProgramEnv = cfg.programEnv
+	for program, env := range cfg.programEnv { // on top of the suite's own (rate limits off)
+		opts.ProgramEnv[program] = env
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	stack, err := devstack.Start(ctx, opts)

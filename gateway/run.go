@@ -19,6 +19,7 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
+	"github.com/bazaar-shop/bazaar/gateway/internal/ratelimit"
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -62,6 +63,10 @@ type Config struct {
 	// "gateway@<host name>". It must be stable across restarts and unique among
 	// replicas.
 	ConsumerName string
+	// RateLimits (RATE_IP, RATE_IP_BURST, RATE_USER, RATE_USER_BURST,
+	// RATE_AUTH_IP_PER_MIN, RATE_AUTH_EMAIL_PER_MIN) are the public API's rate
+	// limits; 0 turns one off.
+	RateLimits ratelimit.Limits
 }
 
 // loadConfig reads the gateway's settings; the error names every bad variable.
@@ -83,6 +88,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		ProductCacheTTL:   env.Duration("PRODUCT_CACHE_TTL", time.Minute),
 		OpsSessionTTL:     env.Duration("OPS_SESSION_TTL", 8*time.Hour),
 		ConsumerName:      env.String("CONSUMER_NAME", ""),
+		RateLimits: ratelimit.Limits{
+			IP:              env.Int("RATE_IP", 20, 0, 1_000_000),
+			IPBurst:         env.Int("RATE_IP_BURST", 40, 0, 1_000_000),
+			User:            env.Int("RATE_USER", 50, 0, 1_000_000),
+			UserBurst:       env.Int("RATE_USER_BURST", 100, 0, 1_000_000),
+			AuthIPPerMin:    env.Int("RATE_AUTH_IP_PER_MIN", 10, 0, 1_000_000),
+			AuthEmailPerMin: env.Int("RATE_AUTH_EMAIL_PER_MIN", 5, 0, 1_000_000),
+		},
 	}
 	if c.ConsumerName == "" {
 		host, _ := os.Hostname()
@@ -110,6 +123,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("product_cache_ttl", c.ProductCacheTTL.String()),
 		slog.String("ops_session_ttl", c.OpsSessionTTL.String()),
 		slog.String("consumer_name", c.ConsumerName),
+		slog.Any("rate_limits", c.RateLimits),
 	)
 }
 
@@ -174,6 +188,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	cache := productcache.New(cacheRDB, productcache.Options{TTL: cfg.ProductCacheTTL, Log: log, Registerer: reg})
 	invalidator := productcache.NewInvalidator(cache, rdb, productcache.InvalidatorOptions{Name: cfg.ConsumerName, Log: log})
 
+	// The rate limiter has Redis connections of its own too, which give up sooner
+	// still: without Redis, requests are let through.
+	limitRDB, err := ratelimit.Open(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	defer limitRDB.Close()
+	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log})
+
 	inspector, err := tasks.NewInspector(cfg.RedisURL, "") // every service's queues
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -205,6 +228,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			Home:     httpapi.TaskMonitorPath,
 		}),
 		TaskMonitor: monitor,
+		RateLimit:   limiter,
 	})
 
 	// Background work stops with the server, and is waited for before the Redis

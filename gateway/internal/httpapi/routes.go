@@ -20,22 +20,40 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
 	r.Method(http.MethodGet, "/health", d.SystemHealth)
 
-	// Tokens are checked here first, and roles too, so that a request that cannot
-	// succeed never reaches a service; each service checks both again.
+	// Every API route is one of three kinds: anonymous, a user's, an admin's. Tokens
+	// are checked here first, and roles too, so that a request that cannot succeed
+	// never reaches a service; each service checks both again. Then come the rate
+	// limits, before anything is forwarded: per user once a token has been verified
+	// (so the user is known), per client IP on the anonymous routes.
 	requireUser := d.Verifier.Require(d.Log)
-	user := r.With(requireUser)
-	admin := r.With(requireUser, auth.RequireRole(d.Log, auth.RoleAdmin))
+	limit := d.RateLimit.PerCaller
+	user := r.With(requireUser, limit)
+	admin := r.With(requireUser, auth.RequireRole(d.Log, auth.RoleAdmin), limit)
 	up := d.Upstreams
 
-	// Users. Sign-up, log-in and refresh are anonymous by nature; users owns the
-	// paths under /auth, so any method and path there is its to answer.
-	r.Handle("/api/v1/auth/*", up.Users)
+	// The anonymous routes, limited per client IP.
+	r.Group(func(r chi.Router) {
+		r.Use(limit)
+
+		// Users. Sign-up, log-in and refresh are anonymous by nature; users owns
+		// the paths under /auth, so any method and path there is its to answer.
+		// Log-in and sign-up have tighter limits too, per IP and per e-mail address.
+		r.Group(func(r chi.Router) {
+			r.Use(d.RateLimit.SignIn)
+			r.Method(http.MethodPost, "/api/v1/auth/login", up.Users)
+			r.Method(http.MethodPost, "/api/v1/auth/register", up.Users)
+		})
+		r.Handle("/api/v1/auth/*", up.Users)
+
+		// Inventory. The catalogue is public and read through the product cache.
+		r.Method(http.MethodGet, "/api/v1/products", d.Products.List(up.Inventory))
+		r.Method(http.MethodGet, "/api/v1/products/{id}", d.Products.Product(up.Inventory))
+	})
+
+	// Users: a user's own account.
 	user.Method(http.MethodGet, "/api/v1/users/me", up.Users)
 
-	// Inventory. The catalogue is public and read through the product cache;
-	// changing it is for admins.
-	r.Method(http.MethodGet, "/api/v1/products", d.Products.List(up.Inventory))
-	r.Method(http.MethodGet, "/api/v1/products/{id}", d.Products.Product(up.Inventory))
+	// Inventory: changing the catalogue is for admins.
 	admin.Method(http.MethodPost, "/api/v1/products", up.Inventory)
 	admin.Method(http.MethodPatch, "/api/v1/products/{id}", up.Inventory)
 

@@ -71,6 +71,18 @@ type Deps struct {
 	Ops *opsauth.Auth
 	// TaskMonitor is asynqmon, serving its pages and API under TaskMonitorPath.
 	TaskMonitor http.Handler
+	// RateLimit limits the public API's callers (a *ratelimit.Limiter in the gateway).
+	RateLimit RateLimit
+}
+
+// RateLimit is the public API's rate limiting, as middleware. Each answers a 429
+// problem to a request over its limits.
+type RateLimit interface {
+	// PerCaller limits per user when a verified principal is in the request's
+	// context, else per client IP.
+	PerCaller(next http.Handler) http.Handler
+	// SignIn is the tighter limit of log-in and sign-up, per client IP and e-mail.
+	SignIn(next http.Handler) http.Handler
 }
 
 // TaskMonitorPath is where the task monitor lives; asynqmon must be given it as its

@@ -1,0 +1,286 @@
+// Package ratelimit is the gateway's rate limiting (DESIGN.md, "Gateway"): GCRA limits
+// kept in Redis with redis_rate, per user when the caller's token has been verified and
+// per client IP otherwise, and tighter ones on log-in and sign-up, per client IP and
+// per e-mail address. A request over a limit is a 429 problem with Retry-After.
+//
+// Limits protect the services; they are not worth an outage. When Redis is down or
+// slow every request is let through (fail open), and that is logged now and then.
+package ratelimit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+)
+
+// KeyPrefix starts every key the limiter keeps in Redis.
+const KeyPrefix = "gateway:rl:"
+
+// DefaultOpTimeout bounds each Redis call; past it the request is let through.
+const DefaultOpTimeout = 100 * time.Millisecond
+
+// warnEvery is the least time between two warnings about Redis failing.
+const warnEvery = 5 * time.Second
+
+// Limits are the configured rates. A zero rate (or burst) turns that limit off.
+type Limits struct {
+	IP, IPBurst     int // per client IP, requests per second and burst (RATE_IP, RATE_IP_BURST)
+	User, UserBurst int // per user, requests per second and burst (RATE_USER, RATE_USER_BURST)
+	AuthIPPerMin    int // log-ins and sign-ups per client IP a minute (RATE_AUTH_IP_PER_MIN)
+	AuthEmailPerMin int // log-ins and sign-ups per e-mail address a minute (RATE_AUTH_EMAIL_PER_MIN)
+}
+
+// Options tune a Limiter.
+type Options struct {
+	Log *slog.Logger
+	// OpTimeout bounds each Redis call; default DefaultOpTimeout.
+	OpTimeout time.Duration
+}
+
+// Open is a Redis client for the limiter at url: like the product cache's, a call
+// gives up at its context's deadline and a refused connection is not dialled twice.
+func Open(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = time.Second
+	opt.WriteTimeout = time.Second
+	opt.DialerRetries = 1
+	return redis.NewClient(opt), nil
+}
+
+// Limiter checks requests against Limits. Its middleware are safe for concurrent use.
+type Limiter struct {
+	rl        *redis_rate.Limiter
+	limits    Limits
+	log       *slog.Logger
+	opTimeout time.Duration
+	lastWarn  atomic.Int64 // unix nanoseconds of the last warning
+}
+
+// New is a Limiter keeping its counters in rdb.
+func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.OpTimeout <= 0 {
+		opts.OpTimeout = DefaultOpTimeout
+	}
+	return &Limiter{
+		rl:        redis_rate.NewLimiter(prefixed{rdb}),
+		limits:    limits,
+		log:       opts.Log,
+		opTimeout: opts.OpTimeout,
+	}
+}
+
+// PerCaller limits each caller: the user whose verified token is in the request's
+// context (auth.Verifier.Require must run first), else the client IP. Routes that do
+// not verify tokens are therefore limited per IP, token or not.
+func (l *Limiter) PerCaller(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var key string
+		var limit redis_rate.Limit
+		if p, ok := auth.FromContext(r.Context()); ok {
+			key, limit = "user:"+p.UserID.String(), perSecond(l.limits.User, l.limits.UserBurst)
+		} else {
+			key, limit = "ip:"+clientIP(r), perSecond(l.limits.IP, l.limits.IPBurst)
+		}
+		if !l.check(w, r, checkOf(key, limit)) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// SignIn is the tighter limit of log-in and sign-up, per client IP and per e-mail
+// address (the lower-cased "email" of the JSON body). It reads the body, which the
+// router has already bounded, and gives it back unchanged to the handlers after it.
+func (l *Limiter) SignIn(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		checks := []check{checkOf("auth-ip:"+clientIP(r), perMinute(l.limits.AuthIPPerMin))}
+		if l.limits.AuthEmailPerMin > 0 {
+			if email := peekEmail(r); email != "" {
+				checks = append(checks, checkOf("auth-email:"+hashed(email), perMinute(l.limits.AuthEmailPerMin)))
+			}
+		}
+		if !l.check(w, r, checks...) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type check struct {
+	key   string
+	limit redis_rate.Limit
+}
+
+func checkOf(key string, limit redis_rate.Limit) check { return check{key, limit} }
+
+func perSecond(rate, burst int) redis_rate.Limit {
+	if rate <= 0 || burst <= 0 {
+		return redis_rate.Limit{}
+	}
+	return redis_rate.Limit{Rate: rate, Burst: burst, Period: time.Second}
+}
+
+func perMinute(rate int) redis_rate.Limit {
+	if rate <= 0 {
+		return redis_rate.Limit{}
+	}
+	return redis_rate.PerMinute(rate)
+}
+
+// check runs the checks in order, skipping those turned off, until one refuses; then
+// it answers the 429 and reports false. The last result sets the RateLimit headers.
+func (l *Limiter) check(w http.ResponseWriter, r *http.Request, checks ...check) bool {
+	for _, c := range checks {
+		if c.limit.IsZero() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), l.opTimeout)
+		res, err := l.rl.Allow(ctx, c.key, c.limit)
+		cancel()
+		if err != nil {
+			if r.Context().Err() == nil {
+				l.warn(r.Context(), err)
+			}
+			continue // fail open
+		}
+		h := w.Header()
+		h.Set("RateLimit-Limit", strconv.Itoa(c.limit.Burst))
+		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
+		if res.Allowed == 0 {
+			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
+			problem.Write(w, r, l.log, apperr.E(apperr.RateLimited, "too many requests; retry later"))
+			return false
+		}
+	}
+	return true
+}
+
+func ceilSeconds(d time.Duration) int {
+	if d <= 0 {
+		return 0
+	}
+	return int(math.Ceil(d.Seconds()))
+}
+
+// warn logs a Redis failure, at most once every warnEvery.
+func (l *Limiter) warn(ctx context.Context, err error) {
+	now := time.Now().UnixNano()
+	last := l.lastWarn.Load()
+	if now-last < int64(warnEvery) || !l.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.WarnContext(ctx, "rate limiting is off: redis failed; requests are let through", "err", err)
+}
+
+// clientIP is the TCP peer's address. X-Forwarded-For and the like are not trusted:
+// anyone can send them.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// peekEmail is the lower-cased "email" of a JSON body, or "". The body is put back as
+// it was, an error in reading it included, for the handler after.
+func peekEmail(r *http.Request) string {
+	if r.Body == nil || r.Body == http.NoBody {
+		return ""
+	}
+	buf, err := io.ReadAll(r.Body)
+	rest := io.Reader(bytes.NewReader(buf))
+	if err != nil {
+		rest = io.MultiReader(rest, errReader{err})
+	}
+	r.Body = readCloser{rest, r.Body}
+	if err != nil {
+		return ""
+	}
+	var body struct {
+		Email string `json:"email"`
+	}
+	if json.Unmarshal(buf, &body) != nil {
+		return ""
+	}
+	return strings.ToLower(strings.TrimSpace(body.Email))
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// readCloser reads the restored body and closes the original one.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// hashed keeps e-mail addresses out of Redis keys.
+func hashed(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
+}
+
+// libPrefix is what redis_rate puts before every key; prefixed swaps it for KeyPrefix.
+const libPrefix = "rate:"
+
+// prefixed is the Redis client as redis_rate sees it, with the keys it names moved
+// under KeyPrefix.
+type prefixed struct{ *redis.Client }
+
+func rekey(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = KeyPrefix + strings.TrimPrefix(k, libPrefix)
+	}
+	return out
+}
+
+func (p prefixed) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.Client.Eval(ctx, script, rekey(keys), args...)
+}
+
+func (p prefixed) EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.Client.EvalSha(ctx, sha1, rekey(keys), args...)
+}
+
+func (p prefixed) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
+	return p.Client.EvalRO(ctx, script, rekey(keys), args...)
+}
+
+func (p prefixed) EvalShaRO(ctx context.Context, sha1 string, keys []string, args ...any) *redis.Cmd {
+	return p.Client.EvalShaRO(ctx, sha1, rekey(keys), args...)
+}
+
+func (p prefixed) Del(ctx context.Context, keys ...string) *redis.IntCmd {
+	return p.Client.Del(ctx, rekey(keys)...)
+}

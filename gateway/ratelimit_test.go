@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/problem"
+)
+
+// login posts a log-in for email.
+func login(t *testing.T, gw, email string) (*http.Response, []byte) {
+	t.Helper()
+	return send(t, http.MethodPost, gw+"/api/v1/auth/login", fmt.Sprintf(`{"email":%q,"password":"pw-123456"}`, email), "", nil)
+}
+
+// expect429 checks a rate-limited answer: a problem with a whole Retry-After.
+func expect429(t *testing.T, resp *http.Response, body []byte) {
+	t.Helper()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d, want 429; body %s", resp.StatusCode, body)
+	}
+	if d := decodeProblem(t, resp, body); d.Status != http.StatusTooManyRequests {
+		t.Fatalf("problem %+v", d)
+	}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+		t.Fatalf("Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
+	}
+}
+
+func TestLoginIsLimitedPerIP(t *testing.T) {
+	t.Parallel()
+	users := newUpstream(t, "users", nil)
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL}).URL
+	for i := range 10 {
+		resp, body := login(t, gw, fmt.Sprintf("u%d@example.com", i))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("log-in %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := login(t, gw, "u10@example.com")
+	expect429(t, resp, body)
+	// Sign-up shares the limit; other auth paths only have the per-IP one.
+	resp, body = send(t, http.MethodPost, gw+"/api/v1/auth/register", `{"email":"new@example.com"}`, "", nil)
+	expect429(t, resp, body)
+	if resp, body := send(t, http.MethodPost, gw+"/api/v1/auth/refresh", `{"refresh_token":"x"}`, "", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh: %d %s", resp.StatusCode, body)
+	}
+	if n := users.callsTo("/api/v1/auth/login"); n != 10 {
+		t.Fatalf("users got %d log-ins, want 10", n)
+	}
+	// The body reached users intact.
+	if c := users.calls()[0]; !strings.Contains(c.body, `"email":"u0@example.com"`) {
+		t.Fatalf("users got body %q", c.body)
+	}
+}
+
+func TestLoginIsLimitedPerEmail(t *testing.T) {
+	t.Parallel()
+	users := newUpstream(t, "users", nil)
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL, "RATE_AUTH_IP_PER_MIN": "0"}).URL
+	for i := range 5 {
+		// Case does not make another address.
+		if resp, body := login(t, gw, []string{"Ann@Example.com", "ann@example.com"}[i%2]); resp.StatusCode != http.StatusOK {
+			t.Fatalf("log-in %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := login(t, gw, "ANN@example.com")
+	expect429(t, resp, body)
+	if resp, body := login(t, gw, "bob@example.com"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another address: %d %s", resp.StatusCode, body)
+	}
+	if n := users.callsTo("/api/v1/auth/login"); n != 6 {
+		t.Fatalf("users got %d log-ins, want 6", n)
+	}
+}
+
+func TestSignedInCallsAreLimitedPerUser(t *testing.T) {
+	t.Parallel()
+	users := newFakeUsers(t)
+	orders := newUpstream(t, "orders", nil)
+	gw := startGateway(t, map[string]string{
+		"USERS_URL": users.URL, "ORDERS_URL": orders.URL,
+		"RATE_USER": "2", "RATE_USER_BURST": "2",
+	}).URL
+	ann, bob := users.sign(t, time.Hour), users.sign(t, time.Hour)
+	for i := range 2 {
+		if resp, body := send(t, http.MethodGet, gw+"/api/v1/orders", "", ann, nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("call %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := send(t, http.MethodGet, gw+"/api/v1/orders", "", ann, nil)
+	expect429(t, resp, body)
+	if resp.Header.Get("RateLimit-Remaining") != "0" {
+		t.Fatalf("RateLimit-Remaining %q", resp.Header.Get("RateLimit-Remaining"))
+	}
+	if resp, body := send(t, http.MethodGet, gw+"/api/v1/orders", "", bob, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("another user: %d %s", resp.StatusCode, body)
+	}
+	if n := orders.callsTo("/api/v1/orders"); n != 3 {
+		t.Fatalf("orders got %d calls, want 3", n)
+	}
+}
+
+func TestAnonymousCallsAreLimitedPerIP(t *testing.T) {
+	t.Parallel()
+	inventory := newUpstream(t, "inventory", nil)
+	gw := startGateway(t, map[string]string{"INVENTORY_URL": inventory.URL, "RATE_IP": "1", "RATE_IP_BURST": "3"}).URL
+	for i := range 3 {
+		if resp, body := get(t, gw+"/api/v1/products", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("call %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	// X-Forwarded-For is not believed.
+	resp, body := get(t, gw+"/api/v1/products", http.Header{"X-Forwarded-For": {"203.0.113.9"}})
+	expect429(t, resp, body)
+	if ct := resp.Header.Get("Content-Type"); ct != problem.ContentType {
+		t.Fatalf("content type %q", ct)
+	}
+	// The gateway's own routes are not limited.
+	if resp, _ := get(t, gw+"/healthz", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz: %d", resp.StatusCode)
+	}
+}
+
+func TestZeroTurnsLimitsOff(t *testing.T) {
+	t.Parallel()
+	users := newUpstream(t, "users", nil)
+	gw := startGateway(t, map[string]string{
+		"USERS_URL": users.URL, "RATE_IP": "0", "RATE_USER": "0",
+		"RATE_AUTH_IP_PER_MIN": "0", "RATE_AUTH_EMAIL_PER_MIN": "0",
+	}).URL
+	for i := range 60 {
+		if resp, body := login(t, gw, "ann@example.com"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("log-in %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestLimitsFailOpenWithoutRedis(t *testing.T) {
+	t.Parallel()
+	users := newUpstream(t, "users", nil)
+	closedRedis := "redis://" + strings.TrimPrefix(closedURL(t), "http://") + "/0"
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL, "REDIS_URL": closedRedis}).URL
+	for i := range 15 {
+		if resp, body := login(t, gw, "ann@example.com"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("log-in %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+}
