@@ -152,6 +152,22 @@ type Fields []FieldError
 // Add records that field is invalid.
 func (f *Fields) Add(field, message string) { *f = append(*f, FieldError{field, message}) }
 
+// Parse runs parser on one field's value; when it fails, the failure's client-safe
+// message is recorded under field and the zero value returned, so that a request is
+// parsed into typed values with every invalid field reported at once.
+func Parse[In, Out any](f *Fields, field string, value In, parser func(In) (Out, error)) Out {
+	v, err := parser(value)
+	if err != nil {
+		msg := "is invalid"
+		var e *Error
+		if errors.As(err, &e) && e.Message != "" {
+			msg = e.Message
+		}
+		f.Add(field, msg)
+	}
+	return v
+}
+
 // Err is nil when no field was invalid, else an Invalid error listing them.
 func (f Fields) Err() error {
 	if len(f) == 0 {

@@ -55,3 +55,22 @@ func TestFields(t *testing.T) {
 		t.Fatalf("got %#v", f.Err())
 	}
 }
+
+func TestParseCollectsFieldErrors(t *testing.T) {
+	t.Parallel()
+	positive := func(n int) (int, error) {
+		if n <= 0 {
+			return 0, E(Invalid, "must be positive")
+		}
+		return n, nil
+	}
+	var f Fields
+	if got := Parse(&f, "quantity", 3, positive); got != 3 || f.Err() != nil {
+		t.Fatalf("Parse(3) = %d, %v", got, f.Err())
+	}
+	Parse(&f, "items[0].quantity", -1, positive)
+	Parse(&f, "price", "x", func(string) (int, error) { return 0, errors.New("internal detail") })
+	if len(f) != 2 || f[0] != (FieldError{"items[0].quantity", "must be positive"}) || f[1] != (FieldError{"price", "is invalid"}) {
+		t.Fatalf("fields = %+v", f)
+	}
+}

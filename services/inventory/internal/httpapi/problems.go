@@ -1,28 +1,12 @@
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 )
-
-// parse runs a domain parser on one field, recording its message under the field's
-// JSON name when it fails.
-func parse[In, Out any](f *apperr.Fields, field string, value In, parser func(In) (Out, error)) Out {
-	v, err := parser(value)
-	if err != nil {
-		msg := "is invalid"
-		var ae *apperr.Error
-		if errors.As(err, &ae) {
-			msg = ae.Message
-		}
-		f.Add(field, msg)
-	}
-	return v
-}
 
 // parseID reads a UUID in a request body; a bad one is a field error.
 func parseID(f *apperr.Fields, field, s string) uuid.UUID {

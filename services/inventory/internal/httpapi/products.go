@@ -105,20 +105,20 @@ type createProductRequest struct {
 func (req createProductRequest) toNew() (product.New, error) {
 	var f apperr.Fields
 	n := product.New{
-		SKU:         parse(&f, "sku", req.SKU, product.ParseSKU),
-		Name:        parse(&f, "name", req.Name, product.ParseName),
-		Description: parse(&f, "description", req.Description, product.ParseDescription),
-		Currency:    parse(&f, "currency", req.Currency, product.ParseCurrency),
+		SKU:         apperr.Parse(&f, "sku", req.SKU, product.ParseSKU),
+		Name:        apperr.Parse(&f, "name", req.Name, product.ParseName),
+		Description: apperr.Parse(&f, "description", req.Description, product.ParseDescription),
+		Currency:    apperr.Parse(&f, "currency", req.Currency, product.ParseCurrency),
 	}
 	if req.PriceCents == nil {
 		f.Add("price_cents", "is required")
 	} else {
-		n.Price = parse(&f, "price_cents", *req.PriceCents, product.ParsePrice)
+		n.Price = apperr.Parse(&f, "price_cents", *req.PriceCents, product.ParsePrice)
 	}
 	if req.Stock == nil {
 		f.Add("stock", "is required")
 	} else {
-		n.Stock = parse(&f, "stock", *req.Stock, product.ParseStock)
+		n.Stock = apperr.Parse(&f, "stock", *req.Stock, product.ParseStock)
 	}
 	return n, f.Err()
 }
@@ -198,7 +198,7 @@ func patchField[In, Out any](f *apperr.Fields, name string, v field[In], parser 
 		return nil
 	}
 	before := len(*f)
-	out := parse(f, name, v.Value, parser)
+	out := apperr.Parse(f, name, v.Value, parser)
 	if len(*f) > before {
 		return nil
 	}

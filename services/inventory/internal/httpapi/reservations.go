@@ -28,7 +28,7 @@ func toBasket(f *apperr.Fields, items []itemRequest) reservation.Basket {
 	for i, it := range items {
 		parsed[i] = reservation.Item{
 			ProductID: parseID(f, fmt.Sprintf("items[%d].product_id", i), it.ProductID),
-			Quantity:  parse(f, fmt.Sprintf("items[%d].quantity", i), it.Quantity, reservation.ParseQuantity),
+			Quantity:  apperr.Parse(f, fmt.Sprintf("items[%d].quantity", i), it.Quantity, reservation.ParseQuantity),
 		}
 	}
 	if len(*f) > before && len(items) > 0 {

@@ -28,15 +28,15 @@ type chargeRequest struct {
 func (req chargeRequest) toCharge(key string) (payment.ChargeRequest, error) {
 	var f apperr.Fields
 	c := payment.ChargeRequest{
-		OrderID: parse(&f, "order_id", req.OrderID, payment.ParseID),
-		UserID:  parse(&f, "user_id", req.UserID, payment.ParseID),
+		OrderID: apperr.Parse(&f, "order_id", req.OrderID, payment.ParseID),
+		UserID:  apperr.Parse(&f, "user_id", req.UserID, payment.ParseID),
 		Amount: payment.Money{
-			Cents:    parse(&f, "amount_cents", req.AmountCents, payment.ParseAmount),
-			Currency: parse(&f, "currency", req.Currency, payment.ParseCurrency),
+			Cents:    apperr.Parse(&f, "amount_cents", req.AmountCents, payment.ParseAmount),
+			Currency: apperr.Parse(&f, "currency", req.Currency, payment.ParseCurrency),
 		},
-		Method: parse(&f, "payment_method", req.PaymentMethod, payment.ParseMethod),
+		Method: apperr.Parse(&f, "payment_method", req.PaymentMethod, payment.ParseMethod),
 	}
-	parse(&f, "Idempotency-Key", key, func(k string) (string, error) { return payment.ParseKey(k, c.OrderID) })
+	apperr.Parse(&f, "Idempotency-Key", key, func(k string) (string, error) { return payment.ParseKey(k, c.OrderID) })
 	return c, f.Err()
 }
 
@@ -151,19 +151,4 @@ func refund(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 func orderIDParam(r *http.Request) (uuid.UUID, bool) {
 	id, err := payment.ParseID(chi.URLParam(r, "order_id"))
 	return id, err == nil
-}
-
-// parse runs a domain parser on one field, recording its message under the field's
-// name when it fails.
-func parse[In, Out any](f *apperr.Fields, field string, value In, parser func(In) (Out, error)) Out {
-	v, err := parser(value)
-	if err != nil {
-		msg := "is invalid"
-		var ae *apperr.Error
-		if errors.As(err, &ae) {
-			msg = ae.Message
-		}
-		f.Add(field, msg)
-	}
-	return v
 }

@@ -53,7 +53,7 @@ func list(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 		}
 		q := r.URL.Query()
 		var f apperr.Fields
-		order := parse(&f, "order_id", q.Get("order_id"), payment.ParseID)
+		order := apperr.Parse(&f, "order_id", q.Get("order_id"), payment.ParseID)
 		pr, err := page.Parse(q)
 		var pageErr *apperr.Error
 		if errors.As(err, &pageErr) {

@@ -21,9 +21,9 @@ type registerRequest struct {
 func (req registerRequest) toRegistration() (user.Registration, error) {
 	var f apperr.Fields
 	reg := user.Registration{
-		Email:    parse(&f, "email", req.Email, user.ParseEmail),
-		Password: parse(&f, "password", req.Password, user.ParsePassword),
-		Name:     parse(&f, "name", req.Name, user.ParseName),
+		Email:    apperr.Parse(&f, "email", req.Email, user.ParseEmail),
+		Password: apperr.Parse(&f, "password", req.Password, user.ParsePassword),
+		Name:     apperr.Parse(&f, "name", req.Name, user.ParseName),
 	}
 	return reg, f.Err()
 }
@@ -138,21 +138,6 @@ func writeTokens(w http.ResponseWriter, t user.Tokens) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
 	httpjson.Write(w, http.StatusOK, toTokenResponse(t))
-}
-
-// parse runs a domain parser on one field, recording its message under the field's
-// JSON name when it fails.
-func parse[T any](f *apperr.Fields, field, value string, parser func(string) (T, error)) T {
-	v, err := parser(value)
-	if err != nil {
-		msg := "is invalid"
-		var ae *apperr.Error
-		if errors.As(err, &ae) {
-			msg = ae.Message
-		}
-		f.Add(field, msg)
-	}
-	return v
 }
 
 func required(f *apperr.Fields, field, value string) {
