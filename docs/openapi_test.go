@@ -124,7 +124,7 @@ func checkAccess(t *testing.T, doc *openapi3.T, r route, op *openapi3.Operation)
 }
 
 // TestOpenAPIResponsesFollowConventions checks the HTTP conventions every operation
-// shares (DESIGN.md): X-Request-ID on every response, errors as problem+json, and no
+// shares (docs/contract.md): X-Request-ID on every response, errors as problem+json, and no
 // 402, which only the internal payments API answers.
 func TestOpenAPIResponsesFollowConventions(t *testing.T) {
 	doc := loadSpec(t)

@@ -74,7 +74,7 @@ func (o orderDoc) reason() string {
 func (o orderDoc) terminal() bool { return o.Status == "confirmed" || o.Status == "cancelled" }
 
 // inProgress are the statuses of an order whose saga has not finished: the saga's
-// steps (DESIGN.md's state machine).
+// steps (docs/saga.md's state machine).
 var inProgress = []string{"pending", "reserved", "paid"}
 
 type paymentDoc struct {
@@ -96,7 +96,7 @@ type orderRequest struct {
 	PaymentMethod string `json:"payment_method,omitempty"`
 }
 
-// The Stripe test payment methods (DESIGN.md).
+// The Stripe test payment methods (docs/contract.md).
 const (
 	visa              = "pm_card_visa"
 	declined          = "pm_card_chargeDeclined"
@@ -172,7 +172,7 @@ func (sh shop) placeOrder(t *testing.T, c customer, pm string, items ...item) (o
 	return o, r
 }
 
-// checkPlaced checks a POST /orders answer as DESIGN.md has it and returns its order.
+// checkPlaced checks a POST /orders answer as docs/contract.md has it and returns its order.
 func checkPlaced(t *testing.T, r response, c customer) orderDoc {
 	t.Helper()
 	var o orderDoc
@@ -307,7 +307,7 @@ func (sh shop) mailWithSubject(t *testing.T, addr, part string) mailpitMessage {
 }
 
 // checkInvariants waits until every order of the products (all orders, with none
-// named) is settled and asserts DESIGN.md's saga invariants on the databases. It
+// named) is settled and asserts the saga invariants of docs/contract.md on the databases. It
 // says so and checks nothing on a stack that is not this run's.
 func (sh shop) checkInvariants(t *testing.T, products ...string) {
 	t.Helper()

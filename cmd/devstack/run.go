@@ -46,7 +46,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	return c, env.Err()
 }
 
-// run builds and starts the local stack on the fixed ports of DESIGN.md, with the
+// run builds and starts the local stack on the fixed ports of docs/contract.md, with the
 // databases bazaar_<service> (kept between runs), and serves until ctx ends (Ctrl-C)
 // or a program dies; then it stops everything. It fails when Postgres or Redis is
 // unreachable (saying how to start it), a port is taken, or a program fails.

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// Mailpit is built from its module at this version (DESIGN.md pins it) when its binary
+// Mailpit is built from its module at this version (docs/contract.md names it) when its binary
 // is missing.
 const (
 	MailpitModule  = "github.com/axllent/mailpit"

@@ -36,7 +36,7 @@ type Login struct {
 	Email, Password, Name string
 }
 
-// DefaultAdmin and DefaultShopper are the demo logins (DESIGN.md), for local use only.
+// DefaultAdmin and DefaultShopper are the demo logins (docs/contract.md), for local use only.
 var (
 	DefaultAdmin   = Login{Email: "admin@bazaar.local", Password: "bazaar-admin", Name: "Bazaar Admin"}
 	DefaultShopper = Login{Email: "shopper@bazaar.local", Password: "bazaar-shopper", Name: "Demo Shopper"}
@@ -48,7 +48,7 @@ type Ports struct {
 	MailpitWeb, MailpitSMTP                                    int
 }
 
-// DefaultPorts are the ports of DESIGN.md's local shape.
+// DefaultPorts are the ports of docs/contract.md, "Programs".
 var DefaultPorts = Ports{
 	Gateway: 8080, Users: 8081, Inventory: 8082, Payments: 8083, Orders: 8084, Notifications: 8085,
 	MailpitWeb: 8025, MailpitSMTP: 1025,

@@ -1,6 +1,6 @@
 // Package invariants checks from outside that the create-order saga lost nothing. It
 // reads the inventory, payments and orders databases of a running stack (as each
-// service's own role) and asserts the invariants of DESIGN.md's Create-order saga:
+// service's own role) and asserts the invariants of the create-order saga (docs/contract.md):
 //
 //   - every confirmed order has exactly one payment, captured (not refunded), for its
 //     total in its currency, and a committed reservation of exactly its lines;
@@ -12,7 +12,7 @@
 //   - for each product, its initial stock = its stock + the quantities held by
 //     reservations (reserved or committed). Once every order is settled the held ones
 //     are exactly the confirmed orders' lines (the per-order rules above), so this is
-//     DESIGN's "initial stock = stock + quantities in confirmed orders".
+//     docs/contract.md's "initial stock = stock + quantities in confirmed orders".
 //
 // The initial stock of a product is the stock in its product.created event in
 // inventory's outbox: written in the same transaction as the product, it is the stock

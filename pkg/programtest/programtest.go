@@ -1,5 +1,5 @@
 // Package programtest runs a program's run function inside a test, the way main would
-// (STYLE.md: "tests call run on port :0"), and hands back its base URL.
+// (docs/style.md: tests call the same run, on port 0), and hands back its base URL.
 package programtest
 
 import (

@@ -357,7 +357,7 @@ func TestJWKSVerifiesIssuedTokens(t *testing.T) {
 	if err != nil || p.UserID.String() != ann.ID || p.Role != auth.RoleCustomer || p.TokenID == "" {
 		t.Errorf("Verify = %+v, %v", p, err)
 	}
-	// The token carries the kid that the JWKS publishes and the claims DESIGN names.
+	// The token carries the kid that the JWKS publishes and the claims docs/contract.md names.
 	var claims jwt.MapClaims
 	parsed, _, err := jwt.NewParser().ParseUnverified(tok.AccessToken, &claims)
 	if err != nil {

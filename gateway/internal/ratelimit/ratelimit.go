@@ -1,4 +1,4 @@
-// Package ratelimit is the gateway's rate limiting (DESIGN.md, "Gateway"): GCRA limits
+// Package ratelimit is the gateway's rate limiting (docs/contract.md, "The gateway"): GCRA limits
 // kept in Redis with redis_rate, per user when the caller's token has been verified and
 // per client IP otherwise, and tighter ones on log-in and sign-up, per client IP and
 // per e-mail address. A request over a limit is a 429 problem with Retry-After.

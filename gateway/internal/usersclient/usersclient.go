@@ -25,7 +25,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
 
-// loginPath is the users service's log-in endpoint (DESIGN.md, Public API).
+// loginPath is the users service's log-in endpoint (docs/openapi.yaml).
 const loginPath = "/api/v1/auth/login"
 
 // maxAnswerBytes bounds how much of a token answer is read; a token pair is far

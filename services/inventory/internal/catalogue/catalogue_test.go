@@ -9,7 +9,7 @@ func TestCatalogueParsesAndIsUsable(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(ps) < 20 {
-		t.Errorf("%d products, want at least 20 (DESIGN.md)", len(ps))
+		t.Errorf("%d products, want at least 20 (docs/contract.md)", len(ps))
 	}
 	skus := map[string]bool{}
 	for _, p := range ps {

@@ -22,7 +22,7 @@ func parseID(f *apperr.Fields, field, s string) uuid.UUID {
 }
 
 // pathID reads the UUID in a path segment. A malformed id names nothing that exists,
-// so it is notFound, the same answer as an unknown one (DESIGN.md).
+// so it is notFound, the same answer as an unknown one (docs/contract.md).
 func pathID(s string, notFound error) (uuid.UUID, error) {
 	id, err := uuid.Parse(s)
 	if err != nil {

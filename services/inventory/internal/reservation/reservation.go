@@ -50,7 +50,7 @@ var (
 	}
 )
 
-// Limits of a basket, the same as an order's (DESIGN.md).
+// Limits of a basket, the same as an order's (docs/contract.md).
 const (
 	MaxQuantity = 100
 	MaxItems    = 50

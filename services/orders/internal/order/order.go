@@ -111,7 +111,7 @@ func ParseCancelReason(s string) (CancelReason, error) {
 }
 
 // PaymentMethod is one of the Stripe test payment methods the payments service
-// processes (DESIGN.md).
+// processes (docs/contract.md).
 type PaymentMethod string
 
 // The payment methods accepted.

@@ -158,7 +158,7 @@ type Money struct {
 }
 
 // Method is a payment method the processor knows. They follow Stripe's test payment
-// methods (DESIGN.md).
+// methods (docs/contract.md).
 type Method string
 
 // The payment methods.
