@@ -259,6 +259,72 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 	}
 }
 
+// An admin can correct a product's SKU: the product keeps its id (which orders and
+// reservations refer to), the change goes out as product.updated, and a SKU another
+// product has is the same 409 as on create, with nothing of the patch written.
+func TestAdminChangesAProductsSKU(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	p := s.create(t, "TYPO-SKU", 1500, "USD", 9)
+	other := s.create(t, "TAKEN-SKU", 100, "USD", 1)
+	patch := func(body string) response {
+		t.Helper()
+		return call(t, http.MethodPatch, s.url+"/api/v1/products/"+p.ID, body, programtest.Bearer(s.admin)...)
+	}
+
+	r := patch(`{"sku":"  FIXED-SKU "}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("patch sku: %d %s", r.Status, r.Body)
+	}
+	var got productBody
+	r.JSON(t, &got)
+	want := p
+	want.SKU, want.UpdatedAt = "FIXED-SKU", got.UpdatedAt // trimmed, as on create
+	if got != want || !got.UpdatedAt.After(p.UpdatedAt) {
+		t.Errorf("patched %+v, want %+v", got, want)
+	}
+	var read productBody
+	call(t, http.MethodGet, s.url+"/api/v1/products/"+p.ID, "").JSON(t, &read)
+	if read != got {
+		t.Errorf("GET after the patch = %+v, want %+v", read, got)
+	}
+	var updated int
+	_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'product.updated'
+		AND subject = $1 AND data->>'sku' = 'FIXED-SKU'`, p.ID).Scan(&updated)
+	if updated != 1 {
+		t.Errorf("%d product.updated events with the new sku; want 1", updated)
+	}
+
+	// Another product's SKU: the create's conflict, and the name sent with it is not
+	// written either.
+	dup := call(t, http.MethodPost, s.url+"/api/v1/products",
+		`{"sku":"TAKEN-SKU","name":"Again","price_cents":1,"currency":"USD","stock":1}`, programtest.Bearer(s.admin)...).problem(t, http.StatusConflict)
+	events := s.count(t, "outbox")
+	d := patch(`{"sku":"TAKEN-SKU","name":"Should not stick"}`).problem(t, http.StatusConflict)
+	if d.Type != dup.Type || d.Title != dup.Title || d.Detail != dup.Detail {
+		t.Errorf("patching to a taken sku: %+v; want the create's problem %+v", d, dup)
+	}
+	call(t, http.MethodGet, s.url+"/api/v1/products/"+p.ID, "").JSON(t, &read)
+	if read != got || s.count(t, "outbox") != events {
+		t.Errorf("the refused patch changed something: %+v (was %+v), %d events (were %d)", read, got, s.count(t, "outbox"), events)
+	}
+
+	// SKUs are compared exactly, as on create: another case is another SKU. And the
+	// product's own SKU is no conflict with itself.
+	for _, sku := range []string{"taken-sku" /* another case */, "taken-sku" /* now its own */} {
+		if r := patch(`{"sku":"` + sku + `"}`); r.Status != http.StatusOK {
+			t.Errorf("patch sku %s: %d %s", sku, r.Status, r.Body)
+		}
+	}
+	// The old SKU is free again.
+	s.create(t, "TYPO-SKU", 100, "USD", 1)
+	var stillOther productBody
+	call(t, http.MethodGet, s.url+"/api/v1/products/"+other.ID, "").JSON(t, &stillOther)
+	if stillOther != other {
+		t.Errorf("the other product changed: %+v, was %+v", stillOther, other)
+	}
+}
+
 func TestCatalogueListsPagesAndGets(t *testing.T) {
 	t.Parallel()
 	s := startInventory(t, "", nil)
@@ -390,7 +456,13 @@ func TestBadProductInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"PATCH", p.ID, `{"stock":-1}`, 422, []string{"stock"}},
 		{"PATCH", p.ID, `{"price_cents":0,"name":""}`, 422, []string{"name", "price_cents"}},
 		{"PATCH", p.ID, `{"name":"Fine","stock":-1}`, 422, []string{"stock"}},
-		{"PATCH", p.ID, `{"sku":"RENAMED"}`, 400, nil},
+		// The SKU may change (TestAdminChangesAProductsSKU), under the create's rules.
+		{"PATCH", p.ID, `{"sku":""}`, 422, []string{"sku"}},
+		{"PATCH", p.ID, `{"sku":"has space"}`, 422, []string{"sku"}},
+		{"PATCH", p.ID, `{"sku":"` + strings.Repeat("x", 65) + `"}`, 422, []string{"sku"}},
+		{"PATCH", p.ID, `{"sku":null}`, 422, []string{"sku"}},
+		{"PATCH", p.ID, `{"sku":"FINE","stock":-1}`, 422, []string{"stock"}},
+		{"PATCH", p.ID, `{"sku":7}`, 400, nil},
 		{"PATCH", p.ID, `{"currency":"EUR"}`, 400, nil},
 		{"PATCH", p.ID, `{"stock":"3"}`, 400, nil},
 		{"PATCH", p.ID, `not json`, 400, nil},

@@ -168,8 +168,10 @@ func (f *field[T]) UnmarshalJSON(b []byte) error {
 }
 
 // patchProductRequest changes some of a product: members left out stay as they are.
-// The SKU and currency cannot change; sending them (or any other member) is a 400.
+// The currency cannot change; sending it (or any other unknown member) is a 400. A new
+// SKU follows the create's rules: 422 when invalid, 409 when another product has it.
 type patchProductRequest struct {
+	SKU         field[string] `json:"sku"`
 	Name        field[string] `json:"name"`
 	Description field[string] `json:"description"`
 	PriceCents  field[int64]  `json:"price_cents"`
@@ -180,6 +182,7 @@ type patchProductRequest struct {
 func (req patchProductRequest) toPatch() (product.Patch, error) {
 	var f apperr.Fields
 	var p product.Patch
+	p.SKU = patchField(&f, "sku", req.SKU, product.ParseSKU)
 	p.Name = patchField(&f, "name", req.Name, product.ParseName)
 	p.Description = patchField(&f, "description", req.Description, product.ParseDescription)
 	p.Price = patchField(&f, "price_cents", req.PriceCents, product.ParsePrice)
@@ -229,7 +232,7 @@ func updateProduct(log *slog.Logger, products *product.Service) http.HandlerFunc
 			problem.Write(w, r, log, err)
 			return
 		}
-		log.InfoContext(r.Context(), "product updated", "product_id", p.ID)
+		log.InfoContext(r.Context(), "product updated", "product_id", p.ID, "sku", p.SKU)
 		httpjson.Write(w, http.StatusOK, toProductResponse(p))
 	}
 }

@@ -74,25 +74,31 @@ func (s *Store) CreateProduct(ctx context.Context, p product.Product) error {
 
 // UpdateProduct implements product.Store. It is one UPDATE, so the fields the patch
 // leaves alone, the stock above all, keep whatever a concurrent transaction committed.
+// A SKU another product has is refused by the unique constraint, as on create, which
+// rolls the whole patch back; two patches racing for one SKU are decided there too.
 func (s *Store) UpdateProduct(ctx context.Context, id uuid.UUID, patch product.Patch, now time.Time) (product.Product, error) {
 	var p product.Product
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		p, err = scanProduct(tx.QueryRow(ctx,
 			`UPDATE products SET
-			     name        = COALESCE($2, name),
-			     description = COALESCE($3, description),
-			     price_cents = COALESCE($4, price_cents),
-			     stock       = COALESCE($5, stock),
-			     updated_at  = $6
+			     sku         = COALESCE($2, sku),
+			     name        = COALESCE($3, name),
+			     description = COALESCE($4, description),
+			     price_cents = COALESCE($5, price_cents),
+			     stock       = COALESCE($6, stock),
+			     updated_at  = $7
 			 WHERE id = $1
 			 RETURNING `+productColumns,
-			id, patch.Name, patch.Description, patch.Price, patch.Stock, now))
+			id, patch.SKU, patch.Name, patch.Description, patch.Price, patch.Stock, now))
 		if err != nil {
 			return err
 		}
 		return writeProductEvent(ctx, tx, TypeProductUpdated, p)
 	})
+	if pgdb.IsUniqueViolation(err, "products_sku_key") {
+		return product.Product{}, product.ErrSKUTaken
+	}
 	if err != nil {
 		return product.Product{}, dbError(err, "update product")
 	}

@@ -187,6 +187,54 @@ func TestProductsAreCreatedUpdatedAndPublished(t *testing.T) {
 	}
 }
 
+// A patch may change the SKU: to a free one it is stored and published like any other
+// change; to another product's it is ErrSKUTaken, as on create, and nothing of the
+// patch is written, its other fields included.
+func TestUpdateProductChangesTheSKUUnlessAnotherProductHasIt(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	p := newProduct(t, store, "OLD-SKU", 4, 900, "USD")
+	other := newProduct(t, store, "TAKEN", 1, 100, "USD")
+
+	sku, at := product.SKU("NEW-SKU"), now()
+	up, err := store.UpdateProduct(ctx, p.ID, product.Patch{SKU: &sku}, at)
+	want := p
+	want.SKU, want.UpdatedAt = sku, at
+	if err != nil || up != want {
+		t.Fatalf("UpdateProduct(sku) = %+v, %v; want %+v", up, err, want)
+	}
+	if got, _ := store.Product(ctx, p.ID); got != want {
+		t.Errorf("stored %+v; want %+v", got, want)
+	}
+	var data []byte
+	if err := pool.QueryRow(ctx, `SELECT data FROM outbox WHERE type = 'product.updated' AND subject = $1`, p.ID.String()).Scan(&data); err != nil {
+		t.Fatal(err)
+	}
+	var body map[string]any
+	_ = json.Unmarshal(data, &body)
+	if body["sku"] != "NEW-SKU" || body["id"] != p.ID.String() {
+		t.Errorf("product.updated data %s; want the new sku", data)
+	}
+
+	// Another product's SKU: refused with the create's error, and the name in the same
+	// patch is not written either.
+	name := product.Name("Renamed")
+	taken := other.SKU
+	_, err = store.UpdateProduct(ctx, p.ID, product.Patch{SKU: &taken, Name: &name}, now())
+	if !errors.Is(err, product.ErrSKUTaken) {
+		t.Errorf("UpdateProduct(another's sku) = %v; want ErrSKUTaken", err)
+	}
+	if got, _ := store.Product(ctx, p.ID); got != want {
+		t.Errorf("after the refused patch the product is %+v; want %+v", got, want)
+	}
+	if n := events(t, pool, "product.updated"); n != 1 {
+		t.Errorf("%d product.updated events; want 1 (the refused patch publishes nothing)", n)
+	}
+
+	// The old SKU is free again.
+	newProduct(t, store, "OLD-SKU", 1, 100, "USD")
+}
+
 func TestProductsPageInCreationOrder(t *testing.T) {
 	t.Parallel()
 	store, _ := newStore(t)

@@ -170,8 +170,11 @@ type Product struct {
 }
 
 // Patch is a change to a product: each field that is not nil replaces the product's.
-// A product's SKU and currency never change (orders and reservations refer to them).
+// The SKU may change (to correct a typo, say): orders and reservations refer to a
+// product by its id, never its SKU, and a new SKU is unique like a created one. The
+// currency never changes: reservations and orders priced in it would no longer add up.
 type Patch struct {
+	SKU         *SKU
 	Name        *Name
 	Description *Description
 	Price       *Price
@@ -180,11 +183,14 @@ type Patch struct {
 
 // IsEmpty reports whether the patch changes nothing.
 func (p Patch) IsEmpty() bool {
-	return p.Name == nil && p.Description == nil && p.Price == nil && p.Stock == nil
+	return p.SKU == nil && p.Name == nil && p.Description == nil && p.Price == nil && p.Stock == nil
 }
 
 // Apply returns pr with the patch's fields replaced (UpdatedAt is left alone).
 func (p Patch) Apply(pr Product) Product {
+	if p.SKU != nil {
+		pr.SKU = *p.SKU
+	}
 	if p.Name != nil {
 		pr.Name = *p.Name
 	}
@@ -209,7 +215,8 @@ type Store interface {
 	CreateProduct(ctx context.Context, p Product) error
 	// UpdateProduct applies patch to the product with the id, setting its UpdatedAt to
 	// now, and in the same transaction writes its product.updated event; it returns
-	// the product as changed, or ErrNotFound. A concurrent reservation's stock change
+	// the product as changed, ErrNotFound, or ErrSKUTaken (and changes nothing) when
+	// the patch's SKU is another product's. A concurrent reservation's stock change
 	// is never lost unless the patch itself sets the stock.
 	UpdateProduct(ctx context.Context, id uuid.UUID, patch Patch, now time.Time) (Product, error)
 	// Product returns the product, or ErrNotFound.
@@ -244,8 +251,9 @@ func (s *Service) Create(ctx context.Context, n New) (Product, error) {
 	return p, nil
 }
 
-// Update changes a product and returns it as changed, or ErrNotFound. An empty patch
-// changes nothing (and publishes nothing): it returns the product as it is.
+// Update changes a product and returns it as changed, ErrNotFound, or ErrSKUTaken when
+// the patch's SKU is in use by another product. An empty patch changes nothing (and
+// publishes nothing): it returns the product as it is.
 func (s *Service) Update(ctx context.Context, id uuid.UUID, patch Patch) (Product, error) {
 	if patch.IsEmpty() {
 		return s.store.Product(ctx, id)

@@ -117,16 +117,16 @@ func TestParsePriceCurrencyStock(t *testing.T) {
 func TestPatchApply(t *testing.T) {
 	t.Parallel()
 	p := Product{ID: uuid.New(), SKU: "A", Name: "Old", Description: "old", Price: 100, Currency: "USD", Stock: 5}
-	if !(Patch{}).IsEmpty() || (Patch{Stock: new(Stock(0))}).IsEmpty() {
+	if !(Patch{}).IsEmpty() || (Patch{Stock: new(Stock(0))}).IsEmpty() || (Patch{SKU: new(SKU("B"))}).IsEmpty() {
 		t.Error("IsEmpty is wrong")
 	}
 	if got := (Patch{}).Apply(p); got != p {
 		t.Errorf("an empty patch changed %+v to %+v", p, got)
 	}
-	name, price := Name("New"), Price(250)
-	got := Patch{Name: &name, Price: &price, Stock: new(Stock(0))}.Apply(p)
+	name, price, sku := Name("New"), Price(250), SKU("B")
+	got := Patch{SKU: &sku, Name: &name, Price: &price, Stock: new(Stock(0))}.Apply(p)
 	want := p
-	want.Name, want.Price, want.Stock = "New", 250, 0
+	want.SKU, want.Name, want.Price, want.Stock = "B", "New", 250, 0
 	if got != want {
 		t.Errorf("Apply = %+v, want %+v", got, want)
 	}
@@ -187,6 +187,10 @@ func TestServiceStampsTimesAndOrdersTheSeed(t *testing.T) {
 	}
 	if _, err := s.Update(ctx, p.ID, Patch{Stock: new(Stock(3))}); err != nil || store.updated != 1 {
 		t.Errorf("patch: updated %d, %v", store.updated, err)
+	}
+	// A patch of the SKU alone is a change too.
+	if _, err := s.Update(ctx, p.ID, Patch{SKU: new(SKU("B"))}); err != nil || store.updated != 2 {
+		t.Errorf("sku patch: updated %d, %v", store.updated, err)
 	}
 
 	n, err := s.Seed(ctx, []New{{SKU: "A"}, {SKU: "B"}, {SKU: "C"}})
