@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hibiken/asynq"
 
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
@@ -223,5 +224,39 @@ func TestOutboxCleanupDeletesOnlyOldPublishedRows(t *testing.T) {
 	pool.Close()
 	if _, err := deletePublished(ctx, pool, OutboxRetention, 2); err == nil || !strings.Contains(err.Error(), "outbox cleanup") {
 		t.Errorf("cleanup on a closed pool: %v, want a named error", err)
+	}
+}
+
+// A task with its own RetryCap backs off up to that cap; the worker's other tasks keep
+// the worker's.
+func TestRetryCapPerTask(t *testing.T) {
+	t.Parallel()
+	// The worker never starts, so it never connects.
+	w, err := NewWorker("redis://127.0.0.1:6379/0", slog.New(slog.DiscardHandler), Config{Service: "svc", RetryCap: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.rdb.Close()
+	patient := Task{Type: "test:patient", RetryCap: 15 * time.Minute}
+	plain := Task{Type: "test:plain"}
+	noop := func(context.Context, []byte) error { return nil }
+	w.Handle(patient, noop)
+	w.Handle(plain, noop)
+	delay := w.retryDelay(time.Second, 5*time.Minute)
+	for _, tc := range []struct {
+		task Task
+		cap  time.Duration
+	}{{patient, 15 * time.Minute}, {plain, 5 * time.Minute}, {Task{Type: "test:unregistered"}, 5 * time.Minute}} {
+		longest := time.Duration(0)
+		for range 200 {
+			d := delay(30, nil, asynq.NewTask(tc.task.Type, nil))
+			if d < tc.cap/2+time.Second || d > tc.cap+time.Second {
+				t.Fatalf("%s: retry 30 waits %s, want within [%s, %s] + 1s", tc.task.Type, d, tc.cap/2, tc.cap)
+			}
+			longest = max(longest, d)
+		}
+		if longest < tc.cap*3/4 {
+			t.Errorf("%s: longest of 200 waits %s, want near its cap %s", tc.task.Type, longest, tc.cap)
+		}
 	}
 }

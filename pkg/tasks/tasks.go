@@ -23,7 +23,7 @@
 // # Retries and time limits
 //
 // A failed run is retried after between half and all of 1s·2^n (capped at 5
-// minutes), up to the Task's MaxRetry; then it is archived, asynq's "failed". A
+// minutes, or at the Task's RetryCap), up to the Task's MaxRetry; then it is archived, asynq's "failed". A
 // handler that knows a retry cannot help returns SkipRetry(err). Each run has the Task's Timeout twice over: as
 // asynq's task timeout, set at enqueue, and as a context deadline the worker puts on
 // the handler, so that a task enqueued with a longer timeout (or none) is still cut
@@ -112,6 +112,11 @@ type Task struct {
 	// Retention keeps a completed task (and its result) readable by the Inspector for
 	// this long; 0 deletes it on success.
 	Retention time.Duration
+	// RetryCap, when set, is this task's longest wait between retries, in place of the
+	// worker's (Config.RetryCap): a task that goes on retrying through an outage of
+	// hours (e-mail while the mail server is down) should knock every few minutes,
+	// not every few seconds, yet the worker's other tasks keep their own cap.
+	RetryCap time.Duration
 }
 
 func (t Task) queue() string {

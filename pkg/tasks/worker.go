@@ -116,7 +116,7 @@ func NewWorker(redisURL string, log *slog.Logger, cfg Config) (*Worker, error) {
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency:              cfg.Concurrency,
 		Queues:                   queues,
-		RetryDelayFunc:           backoff(cfg.RetryBase, cfg.RetryCap),
+		RetryDelayFunc:           w.retryDelay(cfg.RetryBase, cfg.RetryCap),
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
 		Logger:                   asynqLogger{log.With("component", "asynq")},
 		LogLevel:                 level,
@@ -226,6 +226,19 @@ func (w *Worker) handleError(ctx context.Context, at *asynq.Task, err error) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), onFinalTimeout)
 	defer cancel()
 	h.onFinal(hctx, at.Payload(), err)
+}
+
+// retryDelay is the backoff of each task type: base·2^n with jitter, capped at the
+// type's Task.RetryCap when it has one and at limit otherwise. It reads the handlers,
+// which Handle writes before Run and nothing writes after.
+func (w *Worker) retryDelay(base, limit time.Duration) asynq.RetryDelayFunc {
+	fallback := backoff(base, limit)
+	return func(n int, err error, at *asynq.Task) time.Duration {
+		if h, ok := w.handlers[at.Type()]; ok && h.task.RetryCap > 0 {
+			return backoff(base, h.task.RetryCap)(n, err, at)
+		}
+		return fallback(n, err, at)
+	}
 }
 
 // backoff is exponential backoff with "equal jitter": retry n waits between half and
