@@ -19,8 +19,7 @@ import (
 type settings struct {
 	platform.Config
 	// ProcessorTimeout bounds each call to the payment processor (PROCESSOR_TIMEOUT).
-	// The payment's row stays locked meanwhile, so it also bounds how long a repeat of
-	// the same charge waits.
+	// Nothing of the database is held meanwhile (see the payment package doc).
 	ProcessorTimeout time.Duration
 }
 

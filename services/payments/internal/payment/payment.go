@@ -8,26 +8,33 @@
 // # Charging exactly once
 //
 // The processor is the outside world: a call to it cannot be part of a database
-// transaction. So a charge is recorded in three steps:
+// transaction, and it may take up to PROCESSOR_TIMEOUT to answer, so nothing of the
+// database (a row lock, an open transaction, a pool connection) is held while it is
+// asked. A charge is recorded in three steps:
 //
-//  1. a pending payment is inserted in its own transaction, unless the order already
-//     has one (the order id is unique);
-//  2. the payment's row is locked (SELECT ... FOR UPDATE) and, while it is still
-//     pending, the processor is called with the payment's id as its idempotency key;
-//  3. the outcome and its event are written and committed, releasing the lock.
+//  1. a pending payment is inserted in its own short transaction, unless the order
+//     already has one (the order id is unique), and read back;
+//  2. while it is pending, the processor is called, with no transaction open, with
+//     the payment's id as its idempotency key and the request stored with it;
+//  3. the outcome and its event are written in one short transaction by a
+//     conditional update (WHERE status = 'pending'). If that finds the payment moved
+//     on already, another request recorded the outcome first: nothing is written and
+//     the stored payment is the answer.
 //
-// Concurrent identical charges queue on the row lock: one calls the processor, the
-// others find the outcome when the lock is released. A process that dies during step 2
-// or before step 3 commits leaves a pending row behind (the lock dies with its
-// connection). Whoever touches that payment next — the saga retrying the same charge,
-// looking it up, or refunding it — runs step 2 again. That is safe because a Processor
-// must be idempotent on the key (as Stripe's Idempotency-Key is): asking again answers
-// the first outcome and never charges twice. A refund is protected the same way.
+// Concurrent identical charges may all reach step 2; that is safe because a Processor
+// must be idempotent on the key (as Stripe's Idempotency-Key is): every call answers
+// the first outcome and money moves once. Step 3 stores one outcome and one event. A
+// refund works the same way: it calls the processor with the key "refund_" + payment
+// id while the payment is captured, then records it WHERE status = 'captured'.
 //
+// A process that dies during step 2 or before step 3 commits, or a processor that
+// fails, leaves a pending row behind. Whoever touches that payment next — the saga
+// retrying the same charge, looking it up, or refunding it — runs steps 2 and 3 again.
 // So a look-up of a pending payment finishes the charge the saga asked for (the
 // pending row records a valid request) rather than guessing its outcome, and a refund
-// of one first learns whether money was taken. While the processor cannot be reached
-// these answer 503 and the payment stays pending; nothing is lost.
+// of one first learns whether money was taken. While the processor cannot be
+// reached these answer 503 (504 past PROCESSOR_TIMEOUT) and the payment stays
+// pending; nothing is lost.
 package payment
 
 import (

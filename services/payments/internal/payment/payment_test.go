@@ -198,6 +198,11 @@ func TestStripeTestFollowsTheTestPaymentMethods(t *testing.T) {
 	if err := (payment.StripeTest{}).Refund(ctx, "r", p); err != nil {
 		t.Errorf("refund of a captured payment: %v", err)
 	}
+	// A repeat of the refund's key answers the same: the Service repeats it when a
+	// refund's outcome went unrecorded, or when refunds of one payment overlap.
+	if err := (payment.StripeTest{}).Refund(ctx, "r", p); err != nil {
+		t.Errorf("repeated refund of a captured payment: %v", err)
+	}
 }
 
 func TestDeclinesAre402sWithTheirCodeAsReason(t *testing.T) {

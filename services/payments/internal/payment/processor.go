@@ -15,8 +15,13 @@ type Outcome struct {
 
 // Processor moves the money: the payment provider, the outside world. Both calls must
 // be idempotent on key: a second call with a key answers the first call's outcome and
-// moves no more money (Stripe's Idempotency-Key works this way). The Service relies on
-// that to finish a charge or refund whose outcome a crash left unrecorded.
+// moves no more money (Stripe's Idempotency-Key works this way), even while the first
+// is still running. The Service relies on that twice: to finish a charge or refund
+// whose outcome a crash left unrecorded, and to call it with no lock held, so that
+// concurrent requests for one payment (identical charges, a look-up, the sweep) may
+// each ask. The Service sends one request per key: a charge's key is its payment's id
+// and its request the one stored with the payment; a refund's key is "refund_" and
+// the payment's id.
 //
 // An error means the outcome is unknown (the processor could not be reached or did
 // not answer in time): nothing is recorded and the call may be repeated with the key.
@@ -29,10 +34,14 @@ type Processor interface {
 
 // StripeTest is the processor of Stripe's test mode, in process: pm_card_visa is
 // captured, pm_card_chargeDeclined is declined (payment_declined) and
-// pm_card_chargeDeclinedInsufficientFunds is declined for insufficient funds. Its
-// answers depend only on the method, so it is idempotent on any key as Processor
-// requires; the reference it returns is derived from the key, as a real provider's
-// replayed answer would carry the first charge's id.
+// pm_card_chargeDeclinedInsufficientFunds is declined for insufficient funds. It keeps
+// no state: its answer is a function of the request alone, and the reference it
+// returns is derived from the key, as a real provider's replayed answer carries the
+// first charge's id. So a repeat of a key with its request, concurrent or days later,
+// in this process or another, answers exactly what the first call did and (being a
+// test mode) moves no money: idempotent on the key as Processor requires, given one
+// request per key, which the Service keeps to. (Stripe refuses a key reused with other
+// parameters; nothing here sends one.)
 type StripeTest struct{}
 
 var _ Processor = StripeTest{}

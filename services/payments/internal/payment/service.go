@@ -25,13 +25,13 @@ type Store interface {
 	// Void marks order as never to be charged, unless it has a payment; it reports
 	// whether the order is now void. It and CreatePending exclude each other per order.
 	Void(ctx context.Context, order uuid.UUID, at time.Time) (bool, error)
-	// Update locks the payment of order for as long as change runs, so changes to one
-	// payment happen one at a time, even across processes. It stores what change
-	// returns, with the event of its new status, when the status differs from the one
-	// change was given, and returns the payment as it now stands. It returns
-	// ErrNotFound when the order has no payment, and change's error (storing nothing)
-	// when change fails.
-	Update(ctx context.Context, order uuid.UUID, change func(Payment) (Payment, error)) (Payment, error)
+	// Record stores next, a payment the processor has just moved out of status from,
+	// with the event of its new status, provided the stored payment is still in status
+	// from; it returns next. When the stored payment has moved on already (a
+	// concurrent request recorded the same processor outcome first), it stores nothing
+	// and returns the payment as stored. It returns ErrNotFound when there is no such
+	// payment. It holds nothing once it returns: it is one short transaction.
+	Record(ctx context.Context, from Status, next Payment) (Payment, error)
 	// ByOrder returns the payment of order, or ErrNotFound.
 	ByOrder(ctx context.Context, order uuid.UUID) (Payment, error)
 	// ListByOrder returns user's settled payments (not pending ones) for order, oldest
@@ -63,24 +63,26 @@ func (s *Service) Charge(ctx context.Context, c ChargeRequest) (Payment, error) 
 	if err := s.store.CreatePending(ctx, NewPending(newID(), c, s.stamp())); err != nil {
 		return Payment{}, err
 	}
-	return s.store.Update(ctx, c.OrderID, func(p Payment) (Payment, error) {
-		if !p.Matches(c) {
-			return Payment{}, ErrKeyReused
-		}
-		return s.settle(ctx, p)
-	})
+	p, err := s.store.ByOrder(ctx, c.OrderID)
+	if err != nil {
+		return Payment{}, err
+	}
+	if !p.Matches(c) {
+		return Payment{}, ErrKeyReused
+	}
+	return s.settle(ctx, p)
 }
 
-// Payment returns the payment of order, or ErrNotFound. A pending payment (one whose
-// charge was interrupted) is settled first by asking the processor again, so that the
-// caller learns the real outcome; a charge still in progress is waited for. When the
+// Payment returns the payment of order, or ErrNotFound. A pending payment (a charge
+// interrupted, or still in progress) is settled first by asking the processor again
+// with the charge's key, so that the caller learns the real outcome. When the
 // processor cannot be reached the error is apperr.Unavailable (or Timeout).
 func (s *Service) Payment(ctx context.Context, order uuid.UUID) (Payment, error) {
 	p, err := s.store.ByOrder(ctx, order)
-	if err != nil || p.Status != StatusPending {
-		return p, err
+	if err != nil {
+		return Payment{}, err
 	}
-	return s.store.Update(ctx, order, func(p Payment) (Payment, error) { return s.settle(ctx, p) })
+	return s.settle(ctx, p)
 }
 
 // Refund gives back the money of order's captured payment, once: repeats, and refunds
@@ -90,7 +92,7 @@ func (s *Service) Payment(ctx context.Context, order uuid.UUID) (Payment, error)
 // is ErrVoided), and apperr.Unavailable (or Timeout) when the processor cannot be
 // reached.
 func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) {
-	_, err := s.Payment(ctx, order)
+	p, err := s.Payment(ctx, order)
 	if errors.Is(err, ErrNotFound) {
 		// Nothing charged (yet). Void the order, so that a charge still on its way —
 		// sent before the saga gave up and compensated — cannot take money for an
@@ -99,22 +101,24 @@ func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) 
 		if verr != nil || voided {
 			return Payment{}, cmp.Or(verr, err)
 		}
-		_, err = s.Payment(ctx, order) // a charge got in first: refund it like any other
+		p, err = s.Payment(ctx, order) // a charge got in first: refund it like any other
 	}
+	if err != nil || p.Status != StatusCaptured {
+		return p, err
+	}
+	// No transaction is open here: concurrent refunds may all reach the processor,
+	// which refunds once per key, and Record keeps one of their outcomes.
+	pctx, cancel := context.WithTimeout(ctx, s.timeout)
+	err = s.processor.Refund(pctx, "refund_"+p.ID.String(), p)
+	cancel()
+	if err != nil {
+		return Payment{}, processorError(err, "refund")
+	}
+	next, err := p.Refund(s.stamp())
 	if err != nil {
 		return Payment{}, err
 	}
-	return s.store.Update(ctx, order, func(p Payment) (Payment, error) {
-		if p.Status != StatusCaptured {
-			return p, nil
-		}
-		ctx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		if err := s.processor.Refund(ctx, "refund_"+p.ID.String(), p); err != nil {
-			return Payment{}, processorError(err, "refund")
-		}
-		return p.Refund(s.stamp())
-	})
+	return s.record(ctx, StatusCaptured, next)
 }
 
 // List returns user's payments for order, a page at a time (see Store.ListByOrder);
@@ -124,18 +128,37 @@ func (s *Service) List(ctx context.Context, user, order uuid.UUID, pr page.Reque
 }
 
 // settle asks the processor for the outcome of a pending payment and records it; any
-// other payment is returned as it is. It runs under the payment's row lock.
+// other payment is returned as it is. No transaction is open during the processor
+// call, so concurrent settles of one payment (identical charges, a look-up, a refund,
+// the sweep) may all ask: the processor answers each the same, as the key is the
+// payment's, and Record stores one outcome and one event.
 func (s *Service) settle(ctx context.Context, p Payment) (Payment, error) {
 	if p.Status != StatusPending {
 		return p, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	o, err := s.processor.Charge(ctx, p.ID.String(), p.Request())
+	pctx, cancel := context.WithTimeout(ctx, s.timeout)
+	o, err := s.processor.Charge(pctx, p.ID.String(), p.Request())
+	cancel()
 	if err != nil {
 		return Payment{}, processorError(err, "charge")
 	}
-	return p.Settle(o, s.stamp())
+	next, err := p.Settle(o, s.stamp())
+	if err != nil {
+		return Payment{}, err
+	}
+	return s.record(ctx, StatusPending, next)
+}
+
+// recordTimeout bounds recording an outcome the processor has given.
+const recordTimeout = 5 * time.Second
+
+// record stores an outcome the processor has given (see Store.Record). The processor
+// has acted by now, so the caller hanging up must not stop the outcome from being
+// written: it would stay pending until the next request or the sweep asked again.
+func (s *Service) record(ctx context.Context, from Status, next Payment) (Payment, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	return s.store.Record(ctx, from, next)
 }
 
 // processorError names the processor as the failing dependency, so the answer is a

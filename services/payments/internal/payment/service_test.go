@@ -14,7 +14,7 @@ import (
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
 )
 
-// fakeStore keeps payments in memory; one mutex stands in for the row lock. The SQL
+// fakeStore keeps payments in memory; one mutex stands in for a transaction. The SQL
 // store has its own tests, concurrency included.
 type fakeStore struct {
 	mu       sync.Mutex
@@ -50,22 +50,19 @@ func (s *fakeStore) Void(_ context.Context, order uuid.UUID, _ time.Time) (bool,
 	return s.voided[order], nil
 }
 
-func (s *fakeStore) Update(_ context.Context, order uuid.UUID, change func(payment.Payment) (payment.Payment, error)) (payment.Payment, error) {
+func (s *fakeStore) Record(_ context.Context, from payment.Status, next payment.Payment) (payment.Payment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur, ok := s.payments[order]
-	if !ok {
+	cur, ok := s.payments[next.OrderID]
+	if !ok || cur.ID != next.ID {
 		return payment.Payment{}, payment.ErrNotFound
 	}
-	next, err := change(cur)
-	if err != nil {
-		return payment.Payment{}, err
+	if cur.Status != from {
+		return cur, nil
 	}
-	if next.Status != cur.Status {
-		s.payments[order] = next
-		s.events = append(s.events, next.Status)
-	}
-	return s.payments[order], nil
+	s.payments[next.OrderID] = next
+	s.events = append(s.events, next.Status)
+	return next, nil
 }
 
 func (s *fakeStore) ByOrder(_ context.Context, order uuid.UUID) (payment.Payment, error) {

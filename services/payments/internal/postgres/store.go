@@ -120,43 +120,35 @@ func lockOrder(ctx context.Context, tx pgx.Tx, order uuid.UUID) (bool, error) {
 	return voided, err
 }
 
-// Update implements payment.Store with SELECT ... FOR UPDATE: the row stays locked
-// until the transaction ends, so a concurrent Update of the same order waits and then
-// sees this one's result. change may call the outside world (the processor) under the
-// lock; it must not use this store, whose pool connection the lock is holding.
-func (s *Store) Update(ctx context.Context, order uuid.UUID, change func(payment.Payment) (payment.Payment, error)) (payment.Payment, error) {
-	var out payment.Payment
+// Record implements payment.Store with one conditional UPDATE (WHERE status = from)
+// and the event, in one short transaction. Concurrent Records of one payment queue on
+// its row only for the length of that transaction, never across a processor call; the
+// first moves it, and the UPDATE of each later one, re-checked against the row it
+// waited for, matches nothing, so it writes nothing and returns the row as stored.
+func (s *Store) Record(ctx context.Context, from payment.Status, next payment.Payment) (payment.Payment, error) {
+	if next.Status == from {
+		return payment.Payment{}, fmt.Errorf("record a %s payment as %s: %w", from, next.Status, payment.ErrBadTransition)
+	}
+	out := next
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		cur, err := scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM payments WHERE order_id = $1 FOR UPDATE`, order))
-		if err != nil {
-			return err
-		}
-		next, err := change(cur)
-		if err != nil {
-			return err
-		}
-		if next.Status == cur.Status {
-			out = cur
-			return nil
-		}
-		if next.ID != cur.ID {
-			return fmt.Errorf("update payment %s: change returned payment %s", cur.ID, next.ID)
-		}
-		_, err = tx.Exec(ctx, `UPDATE payments SET status = $2, decline_code = $3, processor_ref = $4,
-			settled_at = $5, refunded_at = $6 WHERE id = $1`,
-			next.ID, next.Status, nullString(string(next.DeclineCode)), nullString(next.ProcessorRef),
+		tag, err := tx.Exec(ctx, `UPDATE payments SET status = $3, decline_code = $4, processor_ref = $5,
+			settled_at = $6, refunded_at = $7 WHERE id = $1 AND status = $2`,
+			next.ID, from, next.Status, nullString(string(next.DeclineCode)), nullString(next.ProcessorRef),
 			nullTime(next.SettledAt), nullTime(next.RefundedAt))
 		if err != nil {
 			return err
 		}
-		if err := outbox.Write(ctx, tx, event(next)); err != nil {
+		if tag.RowsAffected() == 0 {
+			// Moved on already (or never existed): what is stored is the answer. This
+			// statement sees the change it waited for, as read committed takes a new
+			// snapshot per statement.
+			out, err = scan(tx.QueryRow(ctx, `SELECT `+columns+` FROM payments WHERE id = $1`, next.ID))
 			return err
 		}
-		out = next
-		return nil
+		return outbox.Write(ctx, tx, event(next))
 	})
 	if err != nil {
-		return payment.Payment{}, dbError(err, "update payment")
+		return payment.Payment{}, dbError(err, "record payment")
 	}
 	return out, nil
 }

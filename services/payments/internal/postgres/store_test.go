@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -20,13 +23,32 @@ import (
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
 )
 
-// countingProcessor is StripeTest that counts its calls. With a gate, every call
-// waits for the gate to open (or its context to end) before it answers; with fail set,
-// calls fail.
+// countingProcessor is StripeTest that counts its calls and remembers the key of
+// each. With a gate, every call waits for the gate to open (or its context to end)
+// before it answers; with fail set, calls fail.
 type countingProcessor struct {
 	charges, refunds atomic.Int32
 	gate             chan struct{}
 	fail             atomic.Bool
+	mu               sync.Mutex
+	keys             map[string]int // calls per idempotency key
+}
+
+// saw counts a call with key.
+func (p *countingProcessor) saw(key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.keys == nil {
+		p.keys = map[string]int{}
+	}
+	p.keys[key]++
+}
+
+// keysSeen is how many calls the processor got per key.
+func (p *countingProcessor) keysSeen() map[string]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return maps.Clone(p.keys)
 }
 
 var _ payment.Processor = (*countingProcessor)(nil)
@@ -48,6 +70,7 @@ func (p *countingProcessor) wait(ctx context.Context) error {
 
 func (p *countingProcessor) Charge(ctx context.Context, key string, c payment.ChargeRequest) (payment.Outcome, error) {
 	p.charges.Add(1)
+	p.saw(key)
 	if err := p.wait(ctx); err != nil {
 		return payment.Outcome{}, err
 	}
@@ -56,6 +79,7 @@ func (p *countingProcessor) Charge(ctx context.Context, key string, c payment.Ch
 
 func (p *countingProcessor) Refund(ctx context.Context, key string, pay payment.Payment) error {
 	p.refunds.Add(1)
+	p.saw(key)
 	if err := p.wait(ctx); err != nil {
 		return err
 	}
@@ -279,7 +303,11 @@ func TestTheSameKeyWithAnotherRequestChangesNothing(t *testing.T) {
 	}
 }
 
-func TestConcurrentIdenticalChargesCallTheProcessorOnce(t *testing.T) {
+// Identical charges that arrive together do not queue behind one another: no lock is
+// held across the processor call, so each may ask the processor, all with the
+// payment's id as the key, which the processor charges once. One outcome and one event
+// are stored, and every caller answers the same payment.
+func TestConcurrentIdenticalChargesStoreOneOutcome(t *testing.T) {
 	t.Parallel()
 	gate := make(chan struct{})
 	var open sync.Once
@@ -302,10 +330,9 @@ func TestConcurrentIdenticalChargesCallTheProcessorOnce(t *testing.T) {
 			results <- p
 		})
 	}
-	// The processor holds the first call while the other nine queue on the payment's
-	// row lock: then, and only then, is every caller inside Charge at once.
-	eventually(t, "one processor call with nine callers waiting on the lock", func() bool {
-		return e.proc.charges.Load() == 1 && lockWaiters(t, e.pool) == callers-1
+	// Every caller is inside the processor at once, and none waits on a lock.
+	eventually(t, "ten processor calls with no caller waiting on a lock", func() bool {
+		return e.proc.charges.Load() == callers && lockWaiters(t, e.pool) == 0
 	})
 	release()
 	wg.Wait()
@@ -324,8 +351,11 @@ func TestConcurrentIdenticalChargesCallTheProcessorOnce(t *testing.T) {
 			break
 		}
 	}
-	if n, m, calls := count(t, e.pool, "payments"), count(t, e.pool, "outbox"), e.proc.charges.Load(); n != 1 || m != 1 || calls != 1 {
-		t.Errorf("%d payments, %d events, %d processor calls; want 1 each", n, m, calls)
+	if keys := e.proc.keysSeen(); len(keys) != 1 || keys[ids[0].String()] != callers {
+		t.Errorf("processor keys %v, want all %d calls with the payment's id %s", keys, callers, ids[0])
+	}
+	if n, m := count(t, e.pool, "payments"), count(t, e.pool, "outbox"); n != 1 || m != 1 {
+		t.Errorf("%d payments, %d events; want 1 and 1", n, m)
 	}
 }
 
@@ -393,7 +423,10 @@ func TestALookUpSettlesAPaymentACrashLeftPending(t *testing.T) {
 	}
 }
 
-func TestConcurrentRefundsRefundOnce(t *testing.T) {
+// Concurrent refunds of one payment do not queue behind one another either: each may
+// ask the processor, all with the key "refund_"+payment id, which the processor
+// refunds once; one refund and one payment.refunded event are stored.
+func TestConcurrentRefundsRecordOneRefund(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, &countingProcessor{})
 	c := charge(payment.MethodVisa)
@@ -421,8 +454,8 @@ func TestConcurrentRefundsRefundOnce(t *testing.T) {
 			results <- p
 		})
 	}
-	eventually(t, "one processor refund with nine callers waiting on the lock", func() bool {
-		return e.proc.refunds.Load() == 1 && lockWaiters(t, e.pool) == callers-1
+	eventually(t, "ten processor refunds with no caller waiting on a lock", func() bool {
+		return e.proc.refunds.Load() == callers && lockWaiters(t, e.pool) == 0
 	})
 	release()
 	wg.Wait()
@@ -432,8 +465,8 @@ func TestConcurrentRefundsRefundOnce(t *testing.T) {
 			t.Errorf("a refund answered %+v", p)
 		}
 	}
-	if n := e.proc.refunds.Load(); n != 1 {
-		t.Errorf("%d processor refunds, want 1", n)
+	if keys := e.proc.keysSeen(); len(keys) != 2 || keys[charged.ID.String()] != 1 || keys["refund_"+charged.ID.String()] != callers {
+		t.Errorf("processor keys %v, want the charge's once and all %d refunds with refund_%s", keys, callers, charged.ID)
 	}
 	evs := events(t, e.pool)
 	if len(evs) != 2 || evs[0].Type != "payment.captured" || evs[1].Type != "payment.refunded" {
@@ -537,5 +570,148 @@ func TestChargeAndVoidOfOneOrderExcludeEachOther(t *testing.T) {
 		default:
 			t.Fatalf("charge: %v, refund: %v", chargeErr, refundErr)
 		}
+	}
+}
+
+// The processor is the outside world and may take up to PROCESSOR_TIMEOUT to answer:
+// nothing of the database may be held meanwhile, or a slow processor would queue every
+// other request for the payment behind a row lock and pin pool connections and open
+// transactions (vacuum waits on those). So while a charge, a look-up and a refund are
+// each held inside the processor, the test locks the payment's row itself, without
+// waiting, and finds no transaction open and no pool connection taken.
+func TestNothingIsHeldWhileTheProcessorIsAsked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	captured := charge(payment.MethodVisa)
+	if _, err := e.svc.Charge(ctx, captured); err != nil {
+		t.Fatal(err)
+	}
+	interrupted := charge(payment.MethodVisa) // a charge a crash left pending
+	if err := e.store.CreatePending(ctx, payment.NewPending(uuid.New(), interrupted, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	fresh := charge(payment.MethodVisa)
+
+	// The test's own connection, outside the service's pool.
+	own, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { own.Close(context.Background()) })
+
+	cases := []struct {
+		name   string
+		order  uuid.UUID
+		call   func() (payment.Payment, error)
+		calls  *atomic.Int32 // the processor's counter the call goes through
+		status payment.Status
+	}{
+		{"charge", fresh.OrderID, func() (payment.Payment, error) { return e.svc.Charge(ctx, fresh) }, &e.proc.charges, payment.StatusCaptured},
+		{"look-up", interrupted.OrderID, func() (payment.Payment, error) { return e.svc.Payment(ctx, interrupted.OrderID) }, &e.proc.charges, payment.StatusCaptured},
+		{"refund", captured.OrderID, func() (payment.Payment, error) { return e.svc.Refund(ctx, captured.OrderID) }, &e.proc.refunds, payment.StatusRefunded},
+	}
+	for _, c := range cases {
+		gate := make(chan struct{})
+		var open sync.Once
+		release := func() { open.Do(func() { close(gate) }) }
+		e.proc.gate = gate // the previous case's call has returned: nobody reads it now
+		before := c.calls.Load()
+		done := make(chan payment.Payment, 1)
+		var wg sync.WaitGroup
+		t.Cleanup(func() { release(); wg.Wait() })
+		wg.Go(func() {
+			p, err := c.call()
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+			done <- p
+		})
+		eventually(t, c.name+" held inside the processor", func() bool { return c.calls.Load() == before+1 })
+
+		tx, err := own.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id uuid.UUID
+		err = tx.QueryRow(ctx, `SELECT id FROM payments WHERE order_id = $1 FOR UPDATE NOWAIT`, c.order).Scan(&id)
+		if rerr := tx.Rollback(ctx); rerr != nil {
+			t.Fatal(rerr)
+		}
+		if err != nil {
+			t.Errorf("%s: the payment's row cannot be locked while the processor is asked: %v", c.name, err)
+		}
+		var idle int
+		if err := own.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND state LIKE 'idle in transaction%'`).Scan(&idle); err != nil {
+			t.Fatal(err)
+		}
+		if idle != 0 {
+			t.Errorf("%s: %d connections idle in transaction while the processor is asked, want 0", c.name, idle)
+		}
+		if n := e.pool.Stat().AcquiredConns(); n != 0 {
+			t.Errorf("%s: %d pool connections taken while the processor is asked, want 0", c.name, n)
+		}
+
+		release()
+		if p := <-done; p.OrderID != c.order || p.Status != c.status {
+			t.Errorf("%s answered %+v, want %s", c.name, p, c.status)
+		}
+		wg.Wait()
+	}
+	// Each call recorded its outcome once: three captures (the first charge, the fresh
+	// one, the interrupted one) and one refund.
+	evs := events(t, e.pool)
+	types := map[string]int{}
+	for _, ev := range evs {
+		types[ev.Type]++
+	}
+	if len(evs) != 4 || types["payment.captured"] != 3 || types["payment.refunded"] != 1 {
+		t.Errorf("events %v, want 3 payment.captured and 1 payment.refunded", types)
+	}
+}
+
+// Record is the only way an outcome is stored, and it moves a payment only from the
+// status the caller saw: a second outcome for a payment that has moved on (a
+// concurrent request's, a stale snapshot's) writes nothing and answers what is stored.
+func TestRecordMovesAPaymentOnlyFromTheStatusItWasIn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	pending := payment.NewPending(uuid.New(), charge(payment.MethodDeclined), at)
+	if err := e.store.CreatePending(ctx, pending); err != nil {
+		t.Fatal(err)
+	}
+	declined, err := pending.Settle(payment.Outcome{Status: payment.StatusDeclined, DeclineCode: payment.DeclinePaymentDeclined, Reference: "ch_1"}, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.store.Record(ctx, payment.StatusPending, declined); err != nil || !reflect.DeepEqual(got, declined) {
+		t.Fatalf("Record(pending → declined) = %+v, %v", got, err)
+	}
+
+	captured, _ := pending.Settle(payment.Outcome{Status: payment.StatusCaptured, Reference: "ch_2"}, at.Add(time.Second))
+	if got, err := e.store.Record(ctx, payment.StatusPending, captured); err != nil || got.Status != payment.StatusDeclined || got.ProcessorRef != "ch_1" {
+		t.Errorf("a second outcome for a settled payment: %+v, %v; want the stored decline", got, err)
+	}
+	refunded := captured
+	refunded.Status, refunded.RefundedAt = payment.StatusRefunded, at
+	if got, err := e.store.Record(ctx, payment.StatusCaptured, refunded); err != nil || got.Status != payment.StatusDeclined {
+		t.Errorf("a refund of a declined payment: %+v, %v; want the stored decline", got, err)
+	}
+	if stored, _ := e.store.ByOrder(ctx, pending.OrderID); !reflect.DeepEqual(stored, declined) {
+		t.Errorf("stored %+v, want %+v", stored, declined)
+	}
+	if evs := events(t, e.pool); len(evs) != 1 || evs[0].Type != "payment.declined" {
+		t.Errorf("events %+v, want one payment.declined", evs)
+	}
+
+	other, _ := payment.NewPending(uuid.New(), charge(payment.MethodVisa), at).Settle(payment.Outcome{Status: payment.StatusCaptured}, at)
+	if _, err := e.store.Record(ctx, payment.StatusPending, other); !errors.Is(err, payment.ErrNotFound) {
+		t.Errorf("Record of a payment never stored: %v, want ErrNotFound", err)
+	}
+	if _, err := e.store.Record(ctx, payment.StatusDeclined, declined); !errors.Is(err, payment.ErrBadTransition) {
+		t.Errorf("Record to the status it is in: %v, want ErrBadTransition", err)
 	}
 }
