@@ -18,8 +18,11 @@ import (
 // plus its own.
 type settings struct {
 	platform.Config
-	// ProcessorTimeout bounds each call to the payment processor (PROCESSOR_TIMEOUT).
-	// Nothing of the database is held meanwhile (see the payment package doc).
+	// ProcessorTimeout bounds each call to the payment processor (PROCESSOR_TIMEOUT,
+	// default 3s). Nothing of the database is held meanwhile (see the payment package
+	// doc). It must stay below what a caller gives one payments call (the orders saga:
+	// 5s per attempt), so that payments answers 504 (or 503), and the caller knows the
+	// processor was the trouble, rather than the caller timing out and having to guess.
 	ProcessorTimeout time.Duration
 }
 
@@ -28,7 +31,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
 		Config:           platform.LoadConfig(env, "payments", ":8083"),
-		ProcessorTimeout: env.Duration("PROCESSOR_TIMEOUT", 10*time.Second),
+		ProcessorTimeout: env.Duration("PROCESSOR_TIMEOUT", 3*time.Second),
 	}
 	if err := env.Err(); err != nil {
 		return settings{}, err

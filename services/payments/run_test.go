@@ -458,3 +458,18 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		}
 	}
 }
+
+// The processor call is bounded well inside the 5s the orders saga gives each payments
+// call (docs/internal-api.md), so payments always answers — 504 past the bound — before
+// its caller gives up and has to guess.
+func TestSettingsDefaults(t *testing.T) {
+	t.Parallel()
+	s, err := loadSettings(func(string) string { return "" })
+	if err != nil || s.ProcessorTimeout != 3*time.Second || s.HTTPAddr != ":8083" {
+		t.Errorf("defaults: %+v, %v; want PROCESSOR_TIMEOUT 3s on :8083", s, err)
+	}
+	s, err = loadSettings(func(k string) string { return map[string]string{"PROCESSOR_TIMEOUT": "1500ms"}[k] })
+	if err != nil || s.ProcessorTimeout != 1500*time.Millisecond {
+		t.Errorf("PROCESSOR_TIMEOUT=1500ms: %v, %v", s.ProcessorTimeout, err)
+	}
+}

@@ -48,7 +48,9 @@ type Service struct {
 	timeout   time.Duration
 }
 
-// NewService makes the service. Each processor call may take up to timeout.
+// NewService makes the service. The processor calls of one request may take up to
+// timeout together; then the request fails with apperr.Timeout. Recording the outcome
+// adds at most a second, so a request answers within timeout plus its database work.
 func NewService(store Store, processor Processor, now func() time.Time, timeout time.Duration) *Service {
 	return &Service{store: store, processor: processor, now: now, timeout: timeout}
 }
@@ -92,6 +94,11 @@ func (s *Service) Payment(ctx context.Context, order uuid.UUID) (Payment, error)
 // is ErrVoided), and apperr.Unavailable (or Timeout) when the processor cannot be
 // reached.
 func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) {
+	// One processor budget for the whole refund: settling a pending payment and then
+	// refunding it are two calls, and together they must still answer within the
+	// time the caller allows (see NewService).
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
 	p, err := s.Payment(ctx, order)
 	if errors.Is(err, ErrNotFound) {
 		// Nothing charged (yet). Void the order, so that a charge still on its way —
@@ -108,10 +115,7 @@ func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) 
 	}
 	// No transaction is open here: concurrent refunds may all reach the processor,
 	// which refunds once per key, and Record keeps one of their outcomes.
-	pctx, cancel := context.WithTimeout(ctx, s.timeout)
-	err = s.processor.Refund(pctx, "refund_"+p.ID.String(), p)
-	cancel()
-	if err != nil {
+	if err := s.processor.Refund(ctx, "refund_"+p.ID.String(), p); err != nil {
 		return Payment{}, processorError(err, "refund")
 	}
 	next, err := p.Refund(s.stamp())
@@ -149,8 +153,11 @@ func (s *Service) settle(ctx context.Context, p Payment) (Payment, error) {
 	return s.record(ctx, StatusPending, next)
 }
 
-// recordTimeout bounds recording an outcome the processor has given.
-const recordTimeout = 5 * time.Second
+// recordTimeout bounds recording an outcome the processor has given: one short
+// transaction, normally milliseconds. Kept small so that a request still answers
+// within what its caller allows (see NewService); an outcome not recorded in time is
+// recorded by the next request or the sweep.
+const recordTimeout = time.Second
 
 // record stores an outcome the processor has given (see Store.Record). The processor
 // has acted by now, so the caller hanging up must not stop the outcome from being

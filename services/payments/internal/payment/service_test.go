@@ -79,12 +79,14 @@ func (s *fakeStore) ListByOrder(context.Context, uuid.UUID, uuid.UUID, page.Requ
 }
 
 // flakyProcessor is StripeTest behind a switch: while err is set every call fails
-// with it; block makes calls wait for their context to end.
+// with it; block makes calls wait for their context to end. It notes each call's
+// deadline.
 type flakyProcessor struct {
 	mu               sync.Mutex
 	err              error
 	block            bool
 	charges, refunds int
+	deadlines        []time.Time
 }
 
 var _ payment.Processor = (*flakyProcessor)(nil)
@@ -98,6 +100,8 @@ func (p *flakyProcessor) fail(err error) {
 func (p *flakyProcessor) call(ctx context.Context, count *int) error {
 	p.mu.Lock()
 	*count++
+	deadline, _ := ctx.Deadline()
+	p.deadlines = append(p.deadlines, deadline)
 	err, block := p.err, p.block
 	p.mu.Unlock()
 	if block {
@@ -214,5 +218,29 @@ func TestRefundSettlesAnInterruptedChargeFirst(t *testing.T) {
 
 	if _, err := svc.Refund(ctx, uuid.New()); !errors.Is(err, payment.ErrNotFound) {
 		t.Errorf("refund of an order never charged: %v, want ErrNotFound", err)
+	}
+}
+
+// PROCESSOR_TIMEOUT bounds the processor's part of a request, not each call, so that a
+// refund of a pending payment, which asks the processor twice (the charge's outcome,
+// then the refund), still answers within the time its caller allows.
+func TestARequestAsksTheProcessorWithinOneTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store, proc := newFakeStore(), &flakyProcessor{}
+	const timeout = time.Minute
+	svc := payment.NewService(store, proc, time.Now, timeout)
+	c := visaCharge()
+	if err := store.CreatePending(ctx, payment.NewPending(uuid.New(), c, time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if p, err := svc.Refund(ctx, c.OrderID); err != nil || p.Status != payment.StatusRefunded {
+		t.Fatalf("refund of a pending payment: %+v, %v", p, err)
+	}
+	end := time.Now()
+	if len(proc.deadlines) != 2 || !proc.deadlines[0].Equal(proc.deadlines[1]) ||
+		proc.deadlines[0].Before(start.Add(timeout)) || proc.deadlines[0].After(end.Add(timeout)) {
+		t.Errorf("processor call deadlines %v, want both the same, %s after the refund started (%v)", proc.deadlines, timeout, start)
 	}
 }
