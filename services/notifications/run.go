@@ -32,9 +32,17 @@ type settings struct {
 	platform.Config
 	SMTPAddr string          // SMTP_ADDR: the mail server (Mailpit locally)
 	MailFrom netmail.Address // MAIL_FROM: the sender of every e-mail
-	// EmailMaxRetry is how many times a failed email:send is retried before its
-	// notification is marked failed (EMAIL_MAX_RETRY; 0 = no retries).
+	// EmailMaxRetry is how many times, at least, an e-mail that fails for a reason
+	// that may pass (the mail server down, a 4xx reply) is retried before it may be
+	// given up (EMAIL_MAX_RETRY).
 	EmailMaxRetry int
+	// EmailGiveUpAfter is how old, at least, such an e-mail must be before it is given
+	// up and its notification marked failed (EMAIL_GIVE_UP_AFTER): the longest mail
+	// server outage that loses no e-mail. Both it and EmailMaxRetry must be reached.
+	EmailGiveUpAfter time.Duration
+	// EmailRetryCap is the longest wait between two tries of an e-mail
+	// (EMAIL_RETRY_CAP).
+	EmailRetryCap time.Duration
 	// ConsumerName names this replica in the consumer group (CONSUMER_NAME); empty
 	// means "notifications@<host name>". It must be stable across restarts, so that
 	// a restarted replica takes back its own unacknowledged entries at once, and
@@ -46,6 +54,10 @@ type settings struct {
 	ReportEmail string
 }
 
+// maxGiveUpAfter bounds EMAIL_GIVE_UP_AFTER: a notification still queued after a
+// month is news nobody wants any more, and the task's retry budget grows with it.
+const maxGiveUpAfter = 30 * 24 * time.Hour
+
 // reportsOff is the REPORT_EMAIL value that turns report e-mails off. An empty
 // variable cannot: getenv cannot tell it from an unset one, which means the default.
 const reportsOff = "off"
@@ -54,10 +66,19 @@ const reportsOff = "off"
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:        platform.LoadConfig(env, "notifications", ":8085"),
-		SMTPAddr:      env.Addr("SMTP_ADDR", "127.0.0.1:1025"),
-		EmailMaxRetry: env.Int("EMAIL_MAX_RETRY", tasks.DefaultMaxRetry, 0, 25),
-		ConsumerName:  env.String("CONSUMER_NAME", ""),
+		Config:           platform.LoadConfig(env, "notifications", ":8085"),
+		SMTPAddr:         env.Addr("SMTP_ADDR", "127.0.0.1:1025"),
+		EmailMaxRetry:    env.Int("EMAIL_MAX_RETRY", notification.DefaultGiveUp.Retries, 0, 25),
+		EmailGiveUpAfter: env.Duration("EMAIL_GIVE_UP_AFTER", notification.DefaultGiveUp.After),
+		EmailRetryCap:    env.Duration("EMAIL_RETRY_CAP", emailtask.DefaultRetryCap),
+		ConsumerName:     env.String("CONSUMER_NAME", ""),
+	}
+	var limitErrs []error
+	if s.EmailGiveUpAfter > maxGiveUpAfter {
+		limitErrs = append(limitErrs, fmt.Errorf("bad configuration: EMAIL_GIVE_UP_AFTER=%s: want at most %s", s.EmailGiveUpAfter, maxGiveUpAfter))
+	}
+	if s.EmailRetryCap < time.Second || s.EmailRetryCap > time.Hour {
+		limitErrs = append(limitErrs, fmt.Errorf("bad configuration: EMAIL_RETRY_CAP=%s: want from 1s to 1h", s.EmailRetryCap))
 	}
 	from := env.String("MAIL_FROM", "Bazaar <no-reply@bazaar.local>")
 	var fromErr error
@@ -74,7 +95,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	default:
 		s.ReportEmail = report
 	}
-	if err := errors.Join(env.Err(), fromErr, reportErr); err != nil {
+	if err := errors.Join(append([]error{env.Err(), fromErr, reportErr}, limitErrs...)...); err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -108,7 +129,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		reportEmail = reportsOff
 	}
 	p.Log.Info("notifications settings", "smtp_addr", cfg.SMTPAddr, "mail_from", cfg.MailFrom.String(),
-		"email_max_retry", cfg.EmailMaxRetry, "consumer_name", cfg.ConsumerName, "report_email", reportEmail)
+		"email_max_retry", cfg.EmailMaxRetry, "email_give_up_after", cfg.EmailGiveUpAfter.String(),
+		"email_retry_cap", cfg.EmailRetryCap.String(), "consumer_name", cfg.ConsumerName, "report_email", reportEmail)
 
 	store := postgres.NewStore(p.Pool)
 	mailer := mail.New(cfg.SMTPAddr, cfg.MailFrom, 10*time.Second)
@@ -120,8 +142,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	task := emailtask.Task(cfg.EmailMaxRetry)
-	emailtask.Register(queue.Worker, task, notification.NewSender(store, mailer, time.Now), p.Log)
+	giveUp := notification.GiveUp{Retries: cfg.EmailMaxRetry, After: cfg.EmailGiveUpAfter}
+	task := emailtask.Task(giveUp, cfg.EmailRetryCap)
+	emailtask.Register(queue.Worker, task, notification.NewSender(store, mailer, time.Now, giveUp), p.Log)
 	inspector, err := tasks.NewInspector(cfg.RedisURL, cfg.Name)
 	if err != nil {
 		return err

@@ -29,6 +29,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/smtptest"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/emailtask"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres/migrations"
 )
 
@@ -297,9 +298,9 @@ func TestRunServesOperationalRoutes(t *testing.T) {
 func TestBadSettingsStopTheStart(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"SMTP_ADDR": "no-port", "MAIL_FROM": "not an address", "EMAIL_MAX_RETRY": "99",
-		"REPORT_EMAIL": "Admin <admin@bazaar.local>"}
+		"REPORT_EMAIL": "Admin <admin@bazaar.local>", "EMAIL_GIVE_UP_AFTER": "2000h", "EMAIL_RETRY_CAP": "2h"}
 	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
-	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY", "REPORT_EMAIL"} {
+	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY", "REPORT_EMAIL", "EMAIL_GIVE_UP_AFTER", "EMAIL_RETRY_CAP"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("run = %v; want it to name %s", err, name)
 		}
@@ -533,9 +534,37 @@ func TestSMTPOutageIsRetriedUntilItRecovers(t *testing.T) {
 	}
 }
 
+// An SMTP outage that outlasts the retry count is not the e-mail's fault: with one
+// retry allowed, the notification still waits, queued, through more attempts than
+// that (and the dispatcher's sweeps), and goes out once when the server is back.
+func TestSMTPOutageOutlastingTheRetriesLosesNoEmail(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, map[string]string{"EMAIL_MAX_RETRY": "1"})
+	s.smtp.Refuse()
+	dee := newUser("Dee")
+	ev := s.register(t, dee)
+	r := s.waitRow(t, ev.ID, "more failed attempts than 1 + EMAIL_MAX_RETRY, or the row given up",
+		func(r row) bool { return r.attempts >= 4 || r.status != "queued" })
+	if r.status != "queued" || !strings.Contains(r.err, "421") || r.sentAt != nil {
+		t.Fatalf("row after %d attempts in an SMTP outage: %+v; want it still queued", r.attempts, r)
+	}
+
+	s.smtp.Recover()
+	s.waitMail(t, dee.email, 1)
+	r = s.waitRow(t, ev.ID, "sent after SMTP came back", func(r row) bool { return r.status == "sent" })
+	if r.sentAt == nil || r.attempts < 5 {
+		t.Errorf("row after recovery: %+v", r)
+	}
+	if n := len(s.smtp.To(dee.email)); n != 1 {
+		t.Errorf("%d e-mails to %s, want 1", n, dee.email)
+	}
+}
+
+// A notification is given up once it has had EMAIL_MAX_RETRY retries and is
+// EMAIL_GIVE_UP_AFTER old; here the age is no obstacle, so the retries decide.
 func TestSMTPFailingUntilTheLastRetryMarksItFailed(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, map[string]string{"EMAIL_MAX_RETRY": "2"})
+	s := startStack(t, map[string]string{"EMAIL_MAX_RETRY": "2", "EMAIL_GIVE_UP_AFTER": "1ms"})
 	s.smtp.FailMail(451, "4.3.0 mailbox busy, try again later")
 	cat := newUser("Cat")
 	ev := s.register(t, cat)
@@ -567,7 +596,7 @@ func TestDispatcherRepairsLostTasks(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer client.Close()
-	if _, err := client.Enqueue(ctx, emailtask.Task(5), emailtask.Payload{NotificationID: doomed},
+	if _, err := client.Enqueue(ctx, emailtask.Task(notification.DefaultGiveUp, 0), emailtask.Payload{NotificationID: doomed},
 		asynq.TaskID(emailtask.TaskID(doomed)), asynq.ProcessIn(time.Hour)); err != nil {
 		t.Fatal(err)
 	}

@@ -22,19 +22,34 @@ import (
 // Type is the task's type name.
 const Type = "email:send"
 
-// Task declares email:send with maxRetry retries (0 means none): on the critical
-// queue, 30 s per attempt, and kept for a day once completed so that its id — the
-// notification id — goes on refusing a second enqueue of the same notification.
-func Task(maxRetry int) tasks.Task {
-	if maxRetry <= 0 {
-		maxRetry = tasks.NoRetry
+// DefaultRetryCap is the longest wait between two tries of an e-mail: through a long
+// outage of the mail server each waiting e-mail knocks about every 8 to 15 minutes,
+// instead of hammering it, and goes out within a quarter of an hour of its return.
+const DefaultRetryCap = 15 * time.Minute
+
+// Task declares email:send for a Sender that gives up as giveUp says, retrying with
+// backoff capped at retryCap: on the critical queue, 30 s per attempt, and kept for a
+// day once completed so that its id — the notification id — goes on refusing a second
+// enqueue of the same notification.
+//
+// The Sender, not asynq's retry count, decides when to give up, since it must wait out
+// an outage of giveUp.After however many tries fail meanwhile. So the task's retry
+// budget is set beyond anything the Sender can use: giveUp.Retries, plus the retries
+// that can fit in giveUp.After (each waits at least half of retryCap, and at least a
+// second, once the backoff has grown to the cap), plus 64 for that growth. asynq
+// archiving the task for lack of retries would mark the notification failed early.
+func Task(giveUp notification.GiveUp, retryCap time.Duration) tasks.Task {
+	if retryCap <= 0 {
+		retryCap = DefaultRetryCap
 	}
+	perRetry := max(retryCap/2, time.Second)
 	return tasks.Task{
 		Type:      Type,
 		Queue:     tasks.QueueCritical,
-		MaxRetry:  maxRetry,
+		MaxRetry:  max(giveUp.Retries, 0) + int(giveUp.After/perRetry) + 64,
 		Timeout:   30 * time.Second,
 		Retention: 24 * time.Hour,
+		RetryCap:  retryCap,
 	}
 }
 
@@ -87,14 +102,16 @@ func (e *Enqueuer) FailedTask(ctx context.Context, id uuid.UUID) (string, bool, 
 }
 
 // Register makes w run email:send (declared as task) with sender: a failure is retried
-// with backoff unless it cannot pass (notification.ErrNotFound, ErrUndeliverable), and
-// after the last attempt the notification is marked failed. If the process dies
-// between the last failure and that mark, the dispatcher's stale sweep finds the row
-// still queued with its task failed, and marks it.
+// with backoff unless retrying is over (notification.ErrNotFound, ErrUndeliverable,
+// ErrGaveUp), and once the task fails for good the notification is marked failed
+// (the Sender has mostly done so already). If the process dies between the last
+// failure and that mark, the dispatcher's stale sweep finds the row still queued with
+// its task failed, and marks it.
 func Register(w *tasks.Worker, task tasks.Task, sender *notification.Sender, log *slog.Logger) {
 	w.Handle(task, tasks.JSON(func(ctx context.Context, p Payload) error {
 		err := sender.Send(ctx, p.NotificationID)
-		if errors.Is(err, notification.ErrNotFound) || errors.Is(err, notification.ErrUndeliverable) {
+		if errors.Is(err, notification.ErrNotFound) || errors.Is(err, notification.ErrUndeliverable) ||
+			errors.Is(err, notification.ErrGaveUp) {
 			return tasks.SkipRetry(err)
 		}
 		return err

@@ -50,9 +50,11 @@ type DispatcherOptions struct {
 	// woken (default 1s): wake-ups are hints that can be lost.
 	Poll time.Duration
 	// StaleAfter is how long a queued notification's task may be in the queue before
-	// the Dispatcher looks at it again (default 5m). It must be well above the time
-	// a task takes through all its retries, so that a healthy, retrying task is not
-	// disturbed (and if it is, the task id keeps it single).
+	// the Dispatcher looks at it again (default 5m), and then again every StaleAfter.
+	// A task that is still there, waiting or retrying (through a mail server outage of
+	// days), is left alone: the task id refuses a second one and only a task that has
+	// failed for good gets its row marked failed. So the sweep costs a lookup per
+	// waiting row, never a duplicate or an early failure.
 	StaleAfter time.Duration
 	// Batch is the most notifications handled per pass (default 100).
 	Batch int

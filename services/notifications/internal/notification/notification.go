@@ -41,7 +41,7 @@ var Kinds = []Kind{KindWelcome, KindOrderConfirmed, KindOrderCancelled, KindPaym
 type Status string
 
 // The statuses. A notification is queued until its e-mail is handed to the mail server
-// (sent) or its last retry fails (failed).
+// (sent), or the server refuses it for good or the Sender gives up on it (failed).
 const (
 	StatusQueued Status = "queued"
 	StatusSent   Status = "sent"
@@ -58,6 +58,9 @@ var (
 	// ErrUndeliverable means the mail server refused the message for good (a 5xx
 	// reply): retrying cannot help.
 	ErrUndeliverable = errors.New("the mail server refused the message")
+	// ErrGaveUp means the message could not be handed to the mail server for longer
+	// than the Sender waits (GiveUp): retrying is over.
+	ErrGaveUp = errors.New("gave up sending")
 	// ErrAlreadyEnqueued means the notification's email:send task already exists.
 	ErrAlreadyEnqueued = errors.New("the notification's task is already enqueued")
 )

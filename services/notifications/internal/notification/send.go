@@ -45,17 +45,41 @@ type SendStore interface {
 	MarkFailed(ctx context.Context, id uuid.UUID, reason string) error
 }
 
+// GiveUp says when the Sender stops trying to deliver a notification whose attempts
+// fail for a reason that may pass (the mail server is down, unreachable, or answers
+// "try again later"): only once the notification has had at least Retries retries
+// and is at least After old. The age is what protects e-mail from an outage: an
+// outage shorter than After delays mail and loses none, however many attempts fail
+// meanwhile; the count keeps a young notification from being given up on a single
+// unlucky try when After is set short. A permanent refusal (ErrUndeliverable) is
+// final at once, whatever this says.
+type GiveUp struct {
+	Retries int           // EMAIL_MAX_RETRY
+	After   time.Duration // EMAIL_GIVE_UP_AFTER, from the notification's creation
+}
+
+// DefaultGiveUp waits out a mail server outage of up to three days.
+var DefaultGiveUp = GiveUp{Retries: 5, After: 72 * time.Hour}
+
+// due reports whether a notification n whose latest attempt just failed at now has
+// waited long enough to be given up. n.Attempts counts the attempts before this one,
+// so it is the number of retries this attempt completes.
+func (g GiveUp) due(n Notification, now time.Time) bool {
+	return n.Attempts >= g.Retries && now.Sub(n.CreatedAt) >= g.After
+}
+
 // Sender delivers notifications: the work of one email:send task.
 type Sender struct {
 	store  SendStore
 	mailer Mailer
 	now    func() time.Time
+	giveUp GiveUp
 }
 
 // NewSender sends through mailer, keeping the outcome in store; now is the clock
-// (time.Now).
-func NewSender(store SendStore, mailer Mailer, now func() time.Time) *Sender {
-	return &Sender{store: store, mailer: mailer, now: now}
+// (time.Now), giveUp when transient failures end in failed.
+func NewSender(store SendStore, mailer Mailer, now func() time.Time, giveUp GiveUp) *Sender {
+	return &Sender{store: store, mailer: mailer, now: now, giveUp: giveUp}
 }
 
 // recordTimeout bounds the write that records an attempt's outcome.
@@ -76,9 +100,13 @@ const maxReason = 1000
 // id, so mail clients and people can recognise it. Closing the window would need the
 // mail server to take part in our transaction, which SMTP cannot.
 //
-// Send fails with an error wrapping ErrNotFound or ErrUndeliverable when no retry can
-// help (the notification is then already marked failed, where it exists), and with
-// another error when a retry may; each failed attempt is recorded on the row.
+// A failure that may pass (the server is down, or said "try again later") leaves the
+// notification queued for the next try until the Sender's GiveUp says it has waited
+// long enough; a permanent refusal (a 5xx reply) fails it at once.
+//
+// Send fails with an error wrapping ErrNotFound, ErrUndeliverable or ErrGaveUp when no
+// retry can help (the notification is then already marked failed, where it exists),
+// and with another error when a retry may; each failed attempt is recorded on the row.
 func (s *Sender) Send(ctx context.Context, id uuid.UUID) error {
 	n, err := s.store.Notification(ctx, id)
 	if err != nil {
@@ -104,9 +132,19 @@ func (s *Sender) Send(ctx context.Context, id uuid.UUID) error {
 	if sendErr != nil {
 		sendErr = fmt.Errorf("send notification %s: %w", id, sendErr)
 		var recErr error
-		if errors.Is(sendErr, ErrUndeliverable) {
+		switch now := s.now(); {
+		case errors.Is(sendErr, ErrUndeliverable):
 			recErr = s.store.MarkFailed(ctx, id, reason(sendErr))
-		} else {
+		case s.giveUp.due(n, now):
+			sendErr = fmt.Errorf("%w after %d attempts in %s: %w", ErrGaveUp, n.Attempts+1,
+				now.Sub(n.CreatedAt).Round(time.Second), sendErr)
+			// Counted, then given up: should the second write fail, the row is still
+			// queued and the task's final-failure hook (or the dispatcher) marks it.
+			recErr = s.store.RecordFailure(ctx, id, reason(sendErr))
+			if recErr == nil {
+				recErr = s.store.MarkFailed(ctx, id, reason(sendErr))
+			}
+		default:
 			recErr = s.store.RecordFailure(ctx, id, reason(sendErr))
 		}
 		return errors.Join(sendErr, recErr)
@@ -118,8 +156,10 @@ func (s *Sender) Send(ctx context.Context, id uuid.UUID) error {
 	return nil
 }
 
-// Fail marks notification id failed with reason after its last attempt failed. A
-// notification no longer queued is left alone.
+// Fail marks notification id failed with reason once its task has failed for good
+// (a permanent refusal, giving up, or the task's own retries running out, which the
+// task is declared never to reach before GiveUp does). A notification no longer
+// queued is left alone.
 func (s *Sender) Fail(ctx context.Context, id uuid.UUID, why error) error {
 	return s.store.MarkFailed(ctx, id, reason(why))
 }

@@ -144,7 +144,7 @@ func TestSendSendsOnceAndMarksSent(t *testing.T) {
 	t.Parallel()
 	n := queued(t)
 	store, mailer := newFakeStore(n), &fakeMailer{}
-	s := notification.NewSender(store, mailer, clock)
+	s := notification.NewSender(store, mailer, clock, notification.DefaultGiveUp)
 	if err := s.Send(t.Context(), n.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestSendFailureIsRecordedAndRetryable(t *testing.T) {
 	t.Parallel()
 	n := queued(t)
 	store, mailer := newFakeStore(n), &fakeMailer{err: errors.New("smtp: 451 try again later")}
-	s := notification.NewSender(store, mailer, clock)
+	s := notification.NewSender(store, mailer, clock, notification.DefaultGiveUp)
 	for range 2 {
 		err := s.Send(t.Context(), n.ID)
 		if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "451") {
@@ -196,12 +196,66 @@ func TestSendFailureIsRecordedAndRetryable(t *testing.T) {
 	}
 }
 
+// Failures that may pass (the server down, "try again later") keep a notification
+// queued however many there are, until it is both retried GiveUp.Retries times and
+// GiveUp.After old; then it is failed, with the attempts counted and the last error.
+func TestSendGivesUpOnlyWhenOldAndRetriedEnough(t *testing.T) {
+	t.Parallel()
+	n, late, young := queued(t), queued(t), queued(t)
+	store, mailer := newFakeStore(n, late, young), &fakeMailer{err: errors.New("smtp greeting: 421 service not available")}
+	now := at
+	s := notification.NewSender(store, mailer, func() time.Time { return now }, notification.GiveUp{Retries: 3, After: 24 * time.Hour})
+	send := func(id uuid.UUID) error {
+		t.Helper()
+		err := s.Send(t.Context(), id)
+		if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "421") {
+			t.Fatalf("Send = %v, want the SMTP error", err)
+		}
+		return err
+	}
+	// An outage just short of a day: tries every 15 minutes all fail, and it waits.
+	for now.Sub(at) < 24*time.Hour-15*time.Minute {
+		if err := send(n.ID); errors.Is(err, notification.ErrGaveUp) {
+			t.Fatalf("gave up %s after creation: %v", now.Sub(at), err)
+		}
+		now = now.Add(15 * time.Minute)
+	}
+	if got := store.get(n.ID); got.Status != notification.StatusQueued || got.Attempts != 95 {
+		t.Fatalf("after a 23h45m outage: %+v; want queued with 95 attempts", got)
+	}
+	// A day old and retried enough: the next failure is the last.
+	now = at.Add(24 * time.Hour)
+	err := send(n.ID)
+	if !errors.Is(err, notification.ErrGaveUp) || !strings.Contains(err.Error(), "96 attempts in 24h0m0s") {
+		t.Fatalf("Send a day on = %v, want ErrGaveUp after 96 attempts in 24h", err)
+	}
+	if got := store.get(n.ID); got.Status != notification.StatusFailed || got.Attempts != 96 ||
+		!strings.Contains(got.Error, "gave up") || !strings.Contains(got.Error, "421") {
+		t.Errorf("given-up row: %+v", got)
+	}
+
+	// Old, but not yet retried GiveUp.Retries times (its task was lost and only now
+	// re-enqueued, say): it is tried that often first.
+	now = at.Add(72 * time.Hour)
+	for i := range 4 {
+		if gaveUp := errors.Is(send(late.ID), notification.ErrGaveUp); gaveUp != (i == 3) {
+			t.Fatalf("attempt %d of an old notification: gave up %v", i+1, gaveUp)
+		}
+	}
+
+	// Once the server is back, a notification still queued goes out, however old.
+	mailer.err = nil
+	if err := s.Send(t.Context(), young.ID); err != nil || len(mailer.sent) != 1 {
+		t.Errorf("Send after the outage = %v, %d sent", err, len(mailer.sent))
+	}
+}
+
 func TestSendUndeliverableFailsAtOnce(t *testing.T) {
 	t.Parallel()
 	n := queued(t)
 	store := newFakeStore(n)
 	mailer := &fakeMailer{err: errors.Join(notification.ErrUndeliverable, errors.New("550 no such user"))}
-	err := notification.NewSender(store, mailer, clock).Send(t.Context(), n.ID)
+	err := notification.NewSender(store, mailer, clock, notification.DefaultGiveUp).Send(t.Context(), n.ID)
 	if !errors.Is(err, notification.ErrUndeliverable) {
 		t.Fatalf("Send = %v, want ErrUndeliverable", err)
 	}
@@ -212,7 +266,7 @@ func TestSendUndeliverableFailsAtOnce(t *testing.T) {
 
 func TestSendUnknownNotification(t *testing.T) {
 	t.Parallel()
-	err := notification.NewSender(newFakeStore(), &fakeMailer{}, clock).Send(t.Context(), uuid.New())
+	err := notification.NewSender(newFakeStore(), &fakeMailer{}, clock, notification.DefaultGiveUp).Send(t.Context(), uuid.New())
 	if !errors.Is(err, notification.ErrNotFound) {
 		t.Errorf("Send = %v, want ErrNotFound", err)
 	}
@@ -223,7 +277,7 @@ func TestSendWhenMarkingFailsReturnsAnError(t *testing.T) {
 	n := queued(t)
 	store, mailer := newFakeStore(n), &fakeMailer{}
 	store.failNext = errors.New("connection reset")
-	s := notification.NewSender(store, mailer, clock)
+	s := notification.NewSender(store, mailer, clock, notification.DefaultGiveUp)
 	// Sent but not recorded: the error makes the task run again, which sends a
 	// second copy (the documented at-least-once window) and records it.
 	if err := s.Send(t.Context(), n.ID); err == nil {
