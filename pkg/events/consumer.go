@@ -44,9 +44,18 @@ type ConsumerOptions struct {
 	RetryDelay time.Duration
 	// MaxDeliveries is how many failed deliveries send an entry to the DLQ (default 5).
 	MaxDeliveries int64
+	// DLQMaxLen trims the DLQ to about this many entries as they are added
+	// (XADD MAXLEN ~; default DefaultDLQMaxLen): a flood of poison messages must not
+	// fill Redis, and under noeviction a full Redis stops every stream.
+	DLQMaxLen int64
 	// Registerer receives the consumer's metrics (nil: none).
 	Registerer prometheus.Registerer
 }
+
+// DefaultDLQMaxLen is the DLQ's default MAXLEN: far more dead letters than anyone
+// reads through, few enough that they cost Redis little. Past it the oldest are
+// dropped; events_dlq_entries says when the DLQ needs a human long before that.
+const DefaultDLQMaxLen = 10_000
 
 // Consumer reads streams with a consumer group and applies each event exactly once in
 // effect: at-least-once delivery, deduplicated by the inbox table
@@ -86,6 +95,9 @@ func NewConsumer(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, h Hand
 	}
 	if opts.MaxDeliveries <= 0 {
 		opts.MaxDeliveries = 5
+	}
+	if opts.DLQMaxLen <= 0 {
+		opts.DLQMaxLen = DefaultDLQMaxLen
 	}
 	c := &Consumer{
 		pool: pool, redis: rdb, handler: h, opts: opts,
@@ -334,7 +346,8 @@ func (c *Consumer) safeHandle(ctx context.Context, tx pgx.Tx, env Envelope) (err
 }
 
 // deadLetter moves an entry to the DLQ with why it failed, and acknowledges it, in one
-// MULTI so that it is never both lost and acknowledged.
+// MULTI so that it is never both lost and acknowledged. The DLQ is trimmed to about
+// DLQMaxLen on the way, oldest entries first.
 func (c *Consumer) deadLetter(ctx context.Context, log *slog.Logger, stream string, m redis.XMessage, delivery int64, reason string) {
 	values := map[string]any{}
 	for k, v := range m.Values {
@@ -347,7 +360,7 @@ func (c *Consumer) deadLetter(ctx context.Context, log *slog.Logger, stream stri
 	values[dlqPrefix+"deliveries"] = strconv.FormatInt(delivery, 10)
 	values[dlqPrefix+"time"] = time.Now().UTC().Format(time.RFC3339Nano)
 	_, err := c.redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: DLQStream, Values: values})
+		p.XAdd(ctx, &redis.XAddArgs{Stream: DLQStream, MaxLen: c.opts.DLQMaxLen, Approx: true, Values: values})
 		p.XAck(ctx, stream, c.opts.Group, m.ID)
 		return nil
 	})

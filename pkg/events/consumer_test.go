@@ -352,3 +352,63 @@ func TestDatabaseOutageDoesNotDeadLetter(t *testing.T) {
 		t.Fatalf("the outage sent %d entries to the DLQ: %+v", len(dlq), dlq)
 	}
 }
+
+// The DLQ is trimmed as entries are added to it, to about its MAXLEN (10 000 by
+// default), so that a flood of poison messages cannot fill Redis: a DLQ already past
+// it is cut back at the next dead letter, oldest entries first.
+func TestDLQIsTrimmedToItsMaxLen(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	const old = 12_000
+	pipe := f.redis.Pipeline()
+	for i := range old {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: events.DLQStream, Values: map[string]any{"old": i}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.start(t, record, events.ConsumerOptions{})
+	f.redis.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{"garbage": "yes"}})
+	eventually(t, "the poison entry dead-lettered", func() bool {
+		last, err := f.redis.XRevRangeN(ctx, events.DLQStream, "+", "-", 1).Result()
+		return err == nil && len(last) == 1 && last[0].Values["garbage"] == "yes"
+	})
+	// Approximate trimming removes whole nodes of up to 100 entries, so it may keep
+	// a node's worth more than asked.
+	if n := f.redis.XLen(ctx, events.DLQStream).Val(); n < events.DefaultDLQMaxLen || n > events.DefaultDLQMaxLen+100 {
+		t.Errorf("DLQ holds %d entries after a dead letter, want about 10 000", n)
+	}
+	first, err := f.redis.XRangeN(ctx, events.DLQStream, "-", "+", 1).Result()
+	if err != nil || len(first) != 1 || first[0].Values["old"] == "0" {
+		t.Errorf("oldest DLQ entry %v (%v), want the oldest ones trimmed", first, err)
+	}
+}
+
+func TestDLQMaxLenIsConfigurable(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	f.start(t, record, events.ConsumerOptions{DLQMaxLen: 200})
+	pipe := f.redis.Pipeline()
+	for range 1_000 {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{"garbage": "yes"}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "every poison entry dead-lettered", func() bool { return f.pendingCount(t) == 0 && f.lag(t) == 0 })
+	if n := f.redis.XLen(ctx, events.DLQStream).Val(); n < 200 || n > 300 {
+		t.Errorf("DLQ holds %d entries after 1 000 dead letters, want about 200", n)
+	}
+}
+
+// lag is how many entries of the stream the group has not been delivered yet.
+func (f fixture) lag(t *testing.T) int64 {
+	t.Helper()
+	groups, err := f.redis.XInfoGroups(context.Background(), stream).Result()
+	if err != nil || len(groups) != 1 {
+		return -1
+	}
+	return groups[0].Lag
+}
