@@ -182,8 +182,7 @@ func (cl *client) openOnce(ctx context.Context, c call) (*http.Response, error) 
 	sctx, cancel := context.WithCancelCause(ctx)
 	stopTimer := func() bool { return true }
 	if cl.timeout > 0 {
-		t := time.AfterFunc(cl.timeout, func() { cancel(context.DeadlineExceeded) })
-		stopTimer = t.Stop
+		stopTimer = cl.clock.AfterFunc(cl.timeout, func() { cancel(context.DeadlineExceeded) })
 	}
 	resp, err := cl.send(sctx, c)
 	if !stopTimer() && err == nil {

@@ -13,6 +13,9 @@ type clock interface {
 	// Sleep waits d (not at all when d ≤ 0) or until ctx ends, and returns ctx.Err()
 	// in that case.
 	Sleep(ctx context.Context, d time.Duration) error
+	// AfterFunc calls f in its own goroutine once d has passed, unless stop is called
+	// first; stop reports whether it stopped f.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
 }
 
 type realClock struct{}
@@ -32,6 +35,8 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+func (realClock) AfterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 
 // bucket is a token bucket: rate tokens a second, at most burst saved up. It paces the
 // requests the gateway limits per client IP, so that the run stays under those limits
