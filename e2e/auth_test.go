@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -104,7 +105,16 @@ func TestSeededAccountsCanLogIn(t *testing.T) {
 	} {
 		t.Run(c.wantRole, func(t *testing.T) {
 			t.Parallel()
-			tok := login(t, c.account.Email, c.account.Password)
+			r := do(t, loginRequest(c.account.Email, c.account.Password))
+			if r.StatusCode == http.StatusUnauthorized && c.wantRole == "customer" && os.Getenv("E2E_BASE_URL") != "" {
+				// make run seeds the shopper; docker compose does not (only the admin,
+				// through BOOTSTRAP_ADMIN_*). Said so rather than failed, for a stack
+				// this run did not start; the suite's own stacks are devstack's and
+				// always check it.
+				t.Skipf("the stack at E2E_BASE_URL has no shopper %s with the password the suite was given "+
+					"(docker compose seeds none; for make run, set BAZAAR_SHOPPER_EMAIL and BAZAAR_SHOPPER_PASSWORD as it had them)", c.account.Email)
+			}
+			tok := loggedIn(t, r)
 			if u := me(t, tok.AccessToken); u.Role != c.wantRole || !strings.EqualFold(u.Email, c.account.Email) {
 				t.Errorf("%s is %+v; want role %s", c.account.Email, u, c.wantRole)
 			}

@@ -8,13 +8,41 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // client is what every test talks to the gateway with; no test reuses another's state.
 var client = &http.Client{Timeout: 30 * time.Second}
+
+// retryUntil bounds how long send waits out 429s: the test binary's deadline less a
+// margin, so that a test still refused then fails with the 429 rather than panics
+// with a time-out. Zero (no -timeout) is no bound. Set by TestMain.
+var retryUntil time.Time
+
+// rateLimited counts the answers that were 429 and were sent again.
+var rateLimited atomic.Int64
+
+// signInTurns holds one turn per gateway for log-ins and sign-ups, which the gateway
+// limits hardest (make run's default: 10 a minute per client IP, 5 per e-mail).
+// Taking turns paces them: one request at a time, and one that is refused waits out
+// its Retry-After before the next is sent, instead of every waiting test trying at
+// the same moment and all but one being refused again.
+var signInTurns sync.Map // gateway base URL → chan struct{} (capacity 1)
+
+func signInTurn(base string) chan struct{} {
+	c, _ := signInTurns.LoadOrStore(base, make(chan struct{}, 1))
+	return c.(chan struct{})
+}
+
+// isSignIn reports whether r is one of the requests the gateway's SignIn limit counts.
+func isSignIn(r request) bool {
+	return r.Method == http.MethodPost && (r.Path == "/api/v1/auth/login" || r.Path == "/api/v1/auth/register")
+}
 
 // setup marks t parallel and skips it when there is no stack (-short).
 func setup(t *testing.T) {
@@ -55,7 +83,66 @@ func do(t *testing.T, r request) response {
 }
 
 // send is do for any goroutine: it returns what went wrong instead of failing a test.
+//
+// A 429 is the gateway's rate limit, against a stack with its default limits (such as
+// make run's): send waits as its Retry-After says and sends the request again, for as
+// long as ctx and retryUntil allow; then it returns the last 429. Sending again is
+// safe for every method: a 429 is answered before the request reaches a service.
 func send(ctx context.Context, r request) (response, error) {
+	base := r.Base
+	if base == "" {
+		base = baseURL
+	}
+	if isSignIn(r) {
+		turn := signInTurn(base)
+		select {
+		case turn <- struct{}{}:
+		case <-ctx.Done():
+			return response{}, fmt.Errorf("%s %s: waiting for a turn to sign in: %w", r.Method, r.Path, ctx.Err())
+		}
+		defer func() { <-turn }()
+	}
+	for {
+		resp, err := sendOnce(ctx, base, r)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+			return resp, err
+		}
+		wait, ok := retryAfter(resp)
+		if !ok || !mayWait(ctx, wait) {
+			return resp, nil // the caller sees the 429 and says so
+		}
+		rateLimited.Add(1)
+		timer := time.NewTimer(wait)
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return resp, nil
+		}
+	}
+}
+
+// retryAfter is a 429's Retry-After in seconds (the only form the gateway sends).
+func retryAfter(r response) (time.Duration, bool) {
+	n, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// mayWait reports whether waiting d still leaves time to send again before ctx's
+// deadline and retryUntil.
+func mayWait(ctx context.Context, d time.Duration) bool {
+	until := time.Now().Add(d)
+	if dl, ok := ctx.Deadline(); ok && until.After(dl) {
+		return false
+	}
+	return retryUntil.IsZero() || until.Before(retryUntil)
+}
+
+// sendOnce sends r to the gateway at base once.
+func sendOnce(ctx context.Context, base string, r request) (response, error) {
 	var body io.Reader
 	switch b := r.Body.(type) {
 	case nil:
@@ -69,10 +156,6 @@ func send(ctx context.Context, r request) (response, error) {
 			return response{}, err
 		}
 		body = bytes.NewReader(j)
-	}
-	base := r.Base
-	if base == "" {
-		base = baseURL
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.Path, body)
 	if err != nil {
@@ -201,9 +284,18 @@ func register(t *testing.T, email, password, name string) userDoc {
 
 func login(t *testing.T, email, password string) tokensDoc {
 	t.Helper()
+	return loggedIn(t, do(t, loginRequest(email, password)))
+}
+
+func loginRequest(email, password string) request {
+	return request{Method: "POST", Path: "/api/v1/auth/login", Body: map[string]string{"email": email, "password": password}}
+}
+
+// loggedIn checks that r is a successful log-in and returns its tokens.
+func loggedIn(t *testing.T, r response) tokensDoc {
+	t.Helper()
 	var tok tokensDoc
-	decode(t, do(t, request{Method: "POST", Path: "/api/v1/auth/login",
-		Body: map[string]string{"email": email, "password": password}}), http.StatusOK, &tok)
+	decode(t, r, http.StatusOK, &tok)
 	if tok.AccessToken == "" || tok.RefreshToken == "" || tok.TokenType != "Bearer" || tok.ExpiresIn <= 0 {
 		t.Fatalf("login answered %+v; want both tokens, type Bearer and a positive expires_in", tok)
 	}

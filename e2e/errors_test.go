@@ -54,10 +54,10 @@ func TestBadRegistrationsAreRejectedAndChangeNothing(t *testing.T) {
 
 func TestBadTokensAreRejectedAtTheGateway(t *testing.T) {
 	setup(t)
-	email := newEmail(t)
-	register(t, email, "correct horse battery", "Token Tester")
-	good := login(t, email, "correct horse battery").AccessToken
-	other := login(t, admin.Email, admin.Password).AccessToken
+	sh := sharedShop()
+	c := sh.shopper(t) // any customer's token will do
+	email, good := c.Email, c.Token
+	other := sh.adminToken(t)
 	parts := strings.Split(good, ".")
 	if len(parts) != 3 {
 		t.Fatalf("access token %q is not a JWS", good)

@@ -47,7 +47,7 @@ func runMain(m *testing.M) int {
 		// A stack started by `make run` seeds the logins its environment names.
 		override(&admin, "BAZAAR_ADMIN_EMAIL", "BAZAAR_ADMIN_PASSWORD")
 		override(&shopper, "BAZAAR_SHOPPER_EMAIL", "BAZAAR_SHOPPER_PASSWORD")
-		return m.Run()
+		return run(m)
 	}
 	if testing.Short() {
 		return m.Run() // every test skips: there is no stack
@@ -83,7 +83,7 @@ func runMain(m *testing.M) int {
 	admin, shopper = stack.URLs().Admin, stack.URLs().Shopper
 	sharedDBs = invariants.FromStack(stack.URLs().Databases)
 
-	code := m.Run()
+	code := run(m)
 
 	if err := stack.Err(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: the stack failed during the tests: %v\n", err)
@@ -95,6 +95,24 @@ func runMain(m *testing.M) int {
 	}
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "\ne2e: the stack's output:\n%s", logs)
+	}
+	return code
+}
+
+// run runs the tests, waiting out 429s until shortly before -timeout (retryUntil), and
+// says how many there were: against a stack with its default rate limits there are
+// some, and a run that takes long is then waiting on the limits rather than stuck.
+func run(m *testing.M) int {
+	// The -timeout alarm starts with m.Run, so this is its deadline give or take the
+	// moment between here and there.
+	if f := flag.Lookup("test.timeout"); f != nil {
+		if d, ok := f.Value.(flag.Getter).Get().(time.Duration); ok && d > 0 {
+			retryUntil = time.Now().Add(d - min(30*time.Second, d/10))
+		}
+	}
+	code := m.Run()
+	if n := rateLimited.Load(); n > 0 {
+		fmt.Printf("e2e: the gateway answered 429 Too Many Requests %d times; each request was sent again after its Retry-After\n", n)
 	}
 	return code
 }

@@ -91,12 +91,11 @@ func TestWelcomeEmailArrivesAndIsListedAsSent(t *testing.T) {
 	}
 
 	// Another user sees none of it.
-	other := newEmail(t)
-	register(t, other, "correct horse", "Other")
+	other := sharedShop().shopper(t)
 	var theirs struct {
 		Items []notificationDoc `json:"items"`
 	}
-	decode(t, do(t, request{Method: "GET", Path: "/api/v1/notifications", Token: login(t, other, "correct horse").AccessToken}), http.StatusOK, &theirs)
+	decode(t, do(t, request{Method: "GET", Path: "/api/v1/notifications", Token: other.Token}), http.StatusOK, &theirs)
 	for _, x := range theirs.Items {
 		if x.ID == n.ID {
 			t.Fatal("another user sees this user's notification")

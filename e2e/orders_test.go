@@ -71,7 +71,7 @@ func TestBrowsingTheCatalogueIsPagedAndCached(t *testing.T) {
 	problem(t, do(t, request{Method: "GET", Path: "/api/v1/products/not-an-id"}), http.StatusNotFound)
 
 	// Writing the catalogue is the admin's.
-	c := sh.newCustomer(t)
+	c := sh.shopper(t)
 	body := map[string]any{"sku": "E2E-NOPE-" + randomHex(3), "name": "Nope", "price_cents": 100, "currency": "USD", "stock": 1}
 	problem(t, do(t, request{Method: "POST", Path: "/api/v1/products", Body: body}), http.StatusUnauthorized)
 	problem(t, do(t, request{Method: "POST", Path: "/api/v1/products", Body: body, Token: c.Token}), http.StatusForbidden)
@@ -127,7 +127,7 @@ func TestDeclinedCardsCancelTheOrderAndGiveTheStockBack(t *testing.T) {
 	setup(t)
 	sh := sharedShop()
 	p := sh.createProduct(t, 5, 800)
-	c := sh.newCustomer(t)
+	c := sh.shopper(t)
 
 	for _, tc := range []struct{ method, reason string }{
 		{declined, "payment_declined"},
@@ -153,7 +153,7 @@ func TestTwentyConcurrentOrdersForFiveInStockSellFive(t *testing.T) {
 	setup(t)
 	sh := sharedShop()
 	p := sh.createProduct(t, 5, 999)
-	c := sh.newCustomer(t)
+	c := sh.shopper(t)
 
 	out := concurrently(t.Context(), 20, func(int) request {
 		return sh.order(c.Token, orderRequest{Items: []item{{p.ID, 1}}, PaymentMethod: visa}, "")
@@ -243,7 +243,7 @@ func TestTheSameIdempotencyKeyTenTimesAtOnceMakesOneOrder(t *testing.T) {
 		t.Errorf("the 422 names %v; want Idempotency-Key", pr.fields())
 	}
 	// Another customer's key of the same name is theirs.
-	other := sh.newCustomer(t)
+	other := sh.shopper(t)
 	var theirs orderDoc
 	r := do(t, sh.order(other.Token, body, key))
 	if r.StatusCode != http.StatusCreated && r.StatusCode != http.StatusAccepted {
@@ -305,7 +305,7 @@ func TestBadOrdersAreClearProblemsAndWriteNothing(t *testing.T) {
 	}
 
 	// Someone else's order is not found, whatever one does with it.
-	owner := sh.newCustomer(t)
+	owner := sh.shopper(t)
 	theirs, _ := sh.placeOrder(t, owner, visa, line(1))
 	for _, r := range []request{
 		{Method: "GET", Path: "/api/v1/orders/" + theirs.ID, Token: c.Token},

@@ -103,32 +103,49 @@ const (
 	insufficientFunds = "pm_card_chargeDeclinedInsufficientFunds"
 )
 
-// customer is a user registered for one test.
+// customer is a user a test orders as: its own (newCustomer) or one lent from the
+// pool (shopper).
 type customer struct {
 	ID, Email, Token string
 }
 
-// newCustomer registers and logs in a user no other test uses.
+// newCustomer registers and logs in a user no other test uses, for a test that needs
+// a customer with no history (one that counts the customer's orders, say). Each costs
+// two of the gateway's sign-ins (see accounts_test.go); shopper costs none once the
+// pool has one to lend.
 func (sh shop) newCustomer(t *testing.T) customer {
 	t.Helper()
 	email := newEmail(t)
+	u := sh.register(t, email, "correct horse battery", "Shopper "+randomHex(2))
+	return customer{ID: u.ID, Email: email, Token: sh.login(t, email, "correct horse battery")}
+}
+
+func (sh shop) register(t *testing.T, email, password, name string) userDoc {
+	t.Helper()
 	var u userDoc
 	decode(t, do(t, request{Base: sh.base, Method: "POST", Path: "/api/v1/auth/register",
-		Body: map[string]string{"email": email, "password": "correct horse battery", "name": "Shopper " + randomHex(2)}}), http.StatusCreated, &u)
-	return customer{ID: u.ID, Email: email, Token: sh.login(t, email, "correct horse battery")}
+		Body: map[string]string{"email": email, "password": password, "name": name}}), http.StatusCreated, &u)
+	return u
 }
 
 func (sh shop) login(t *testing.T, email, password string) string {
 	t.Helper()
+	return sh.tokens(t, email, password).AccessToken
+}
+
+// tokens logs in and returns the whole answer.
+func (sh shop) tokens(t *testing.T, email, password string) tokensDoc {
+	t.Helper()
 	var tok tokensDoc
 	decode(t, do(t, request{Base: sh.base, Method: "POST", Path: "/api/v1/auth/login",
 		Body: map[string]string{"email": email, "password": password}}), http.StatusOK, &tok)
-	return tok.AccessToken
+	return tok
 }
 
+// adminToken is the seeded admin's access token, from one log-in per stack and run.
 func (sh shop) adminToken(t *testing.T) string {
 	t.Helper()
-	return sh.login(t, admin.Email, admin.Password)
+	return sh.accounts().admin.accessToken(t, sh)
 }
 
 // createProduct adds a product of the test's own, as the seeded admin: the only way
