@@ -3,7 +3,8 @@
 // service's own role) and asserts the invariants of the create-order saga (docs/contract.md):
 //
 //   - every confirmed order has exactly one payment, captured (not refunded), for its
-//     total in its currency, and a committed reservation of exactly its lines;
+//     total in its currency, and a committed reservation of exactly its lines at the
+//     prices it was quoted (and charged) at;
 //   - every cancelled order nets zero money (no payment, a declined one, or a refunded
 //     one) and its stock is back (no reservation, or a released or rejected one);
 //   - no money is held and no stock reserved for an order the orders service does not
@@ -98,6 +99,7 @@ const (
 	RuleUnsettled      = "unsettled"          // an order or saga not finished
 	RuleConfirmedMoney = "confirmed-money"    // a confirmed order without exactly one captured payment of its total
 	RuleConfirmedStock = "confirmed-stock"    // a confirmed order without a committed reservation of its lines
+	RuleConfirmedPrice = "confirmed-price"    // a confirmed order whose reservation has other prices than its quote
 	RuleCancelledMoney = "cancelled-money"    // a cancelled order whose money was kept
 	RuleCancelledStock = "cancelled-stock"    // a cancelled order whose stock is still held
 	RuleOrphanMoney    = "orphan-money"       // money taken for an order orders does not know
@@ -436,6 +438,8 @@ func judge(w world) ([]Violation, Report) {
 				add(RuleConfirmedStock, o.id, "", "reservation %s, want committed", or(res.status, "missing"))
 			} else if !sameLines(res.lines, o.lines) {
 				add(RuleConfirmedStock, o.id, "", "reservation holds %v, the order has %v", quantities(res.lines), quantities(o.lines))
+			} else if rp, op := prices(res.lines), prices(o.lines); !maps.Equal(rp, op) {
+				add(RuleConfirmedPrice, o.id, "", "reserved at %v, quoted and charged at %v", rp, op)
 			}
 		case "cancelled":
 			rep.Cancelled++
@@ -508,6 +512,15 @@ func quantities(ls []line) map[string]int {
 	m := map[string]int{}
 	for _, l := range ls {
 		m[l.product] += l.quantity
+	}
+	return m
+}
+
+// prices is each line's unit price by product.
+func prices(ls []line) map[string]int64 {
+	m := make(map[string]int64, len(ls))
+	for _, l := range ls {
+		m[l.product] = l.price
 	}
 	return m
 }

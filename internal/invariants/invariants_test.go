@@ -232,6 +232,9 @@ func TestEachBrokenInvariantIsReported(t *testing.T) {
 			f.exec(f.inv, `UPDATE reservation_lines SET quantity = 1 WHERE order_id = $1`, w.confirmed)
 			f.setStock(w.a, 9)
 		}, invariants.RuleConfirmedStock},
+		{"confirmed at other prices than reserved", func(f *fixture, w world) {
+			f.exec(f.inv, `UPDATE reservation_lines SET unit_price_cents = unit_price_cents + 1 WHERE order_id = $1`, w.confirmed)
+		}, invariants.RuleConfirmedPrice},
 		{"cancelled with the money kept", func(f *fixture, w world) {
 			f.exec(f.pay, `UPDATE payments SET status = 'captured', refunded_at = NULL WHERE order_id = $1`, w.customer)
 		}, invariants.RuleCancelledMoney},

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -37,11 +35,18 @@ type settings struct {
 	// ChargeBudget is how long after its creation an order may still be charged;
 	// later it is compensated and cancelled as timed out (CHARGE_BUDGET).
 	ChargeBudget time.Duration
-	// RecoverEvery is the period of saga:recover, whole seconds (RECOVER_EVERY).
+	// RecoverEvery is the period of the in-process saga recovery pass (RECOVER_EVERY).
 	RecoverEvery time.Duration
-	// DownstreamTimeout bounds one attempt at a call to inventory or payments
-	// (DOWNSTREAM_TIMEOUT).
+	// SagaAlarmAfter is how long a saga's step may keep failing before the saga is
+	// marked stuck or compensation_failed for operators (SAGA_ALARM_AFTER).
+	SagaAlarmAfter time.Duration
+	// DownstreamTimeout bounds one attempt at a call to inventory (DOWNSTREAM_TIMEOUT).
 	DownstreamTimeout time.Duration
+	// PaymentsTimeout bounds one attempt at a call to payments (PAYMENTS_TIMEOUT). It
+	// must outlast payments' own PROCESSOR_TIMEOUT (3s), so that payments answers
+	// (504 when its processor is slow) before the saga gives up and has to treat the
+	// charge as unknown.
+	PaymentsTimeout time.Duration
 	// BreakerCooldown is how long an open circuit breaker fails calls at once before
 	// a trial call (BREAKER_COOLDOWN).
 	BreakerCooldown time.Duration
@@ -57,14 +62,12 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		SagaInlineTimeout: env.Duration("SAGA_INLINE_TIMEOUT", 3*time.Second),
 		ChargeBudget:      env.Duration("CHARGE_BUDGET", 2*time.Minute),
 		RecoverEvery:      env.Duration("RECOVER_EVERY", 15*time.Second),
+		SagaAlarmAfter:    env.Duration("SAGA_ALARM_AFTER", order.DefaultPolicy.AlarmAfter),
 		DownstreamTimeout: env.Duration("DOWNSTREAM_TIMEOUT", 2*time.Second),
+		PaymentsTimeout:   env.Duration("PAYMENTS_TIMEOUT", 5*time.Second),
 		BreakerCooldown:   env.Duration("BREAKER_COOLDOWN", 5*time.Second),
 	}
-	var errs []error
-	if s.RecoverEvery%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("bad configuration: RECOVER_EVERY=%s: want a whole number of seconds", s.RecoverEvery))
-	}
-	if err := errors.Join(append([]error{env.Err()}, errs...)...); err != nil {
+	if err := env.Err(); err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -84,19 +87,20 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	defer p.Close()
 	p.Log.Info("orders settings", "inventory_url", cfg.InventoryURL, "payments_url", cfg.PaymentsURL,
 		"saga_inline_timeout", cfg.SagaInlineTimeout.String(), "charge_budget", cfg.ChargeBudget.String(),
-		"recover_every", cfg.RecoverEvery.String(), "downstream_timeout", cfg.DownstreamTimeout.String(),
+		"recover_every", cfg.RecoverEvery.String(), "saga_alarm_after", cfg.SagaAlarmAfter.String(),
+		"downstream_timeout", cfg.DownstreamTimeout.String(), "payments_timeout", cfg.PaymentsTimeout.String(),
 		"breaker_cooldown", cfg.BreakerCooldown.String())
 
 	store := postgres.NewStore(p.Pool)
-	client := func(name, url string) downstream.Config {
-		return downstream.Config{Name: name, BaseURL: url, Timeout: cfg.DownstreamTimeout, BreakerCooldown: cfg.BreakerCooldown,
+	client := func(name, url string, timeout time.Duration) downstream.Config {
+		return downstream.Config{Name: name, BaseURL: url, Timeout: timeout, BreakerCooldown: cfg.BreakerCooldown,
 			Log: p.Log, Registerer: p.Metrics, Tracing: p.Tracing}
 	}
-	inv, err := inventory.New(client("inventory", cfg.InventoryURL))
+	inv, err := inventory.New(client("inventory", cfg.InventoryURL, cfg.DownstreamTimeout))
 	if err != nil {
 		return err
 	}
-	pay, err := payments.New(client("payments", cfg.PaymentsURL))
+	pay, err := payments.New(client("payments", cfg.PaymentsURL, cfg.PaymentsTimeout))
 	if err != nil {
 		return err
 	}
@@ -108,8 +112,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	p.Background("status feed", feed.Run)
 	deps := order.Deps{Store: store, Inventory: inv, Payments: pay, Notifier: feed, Recorder: recorder, Log: p.Log}
 	policy := order.DefaultPolicy
-	policy.ChargeBudget = cfg.ChargeBudget
+	policy.ChargeBudget, policy.AlarmAfter = cfg.ChargeBudget, cfg.SagaAlarmAfter
 	saga := order.NewOrchestrator(deps, order.OrchestratorConfig{Policy: policy, Owner: owner()})
+	// Recovery runs in the process, at start (for the sagas a previous run left
+	// unfinished) and every RECOVER_EVERY, with or without Redis.
+	p.Background("saga recovery", func(ctx context.Context) error {
+		saga.RecoverEvery(ctx, cfg.RecoverEvery)
+		return nil
+	})
 	orders := order.NewService(deps, saga, cfg.SagaInlineTimeout)
 
 	// Order events leave through the outbox relay; while Redis is down they wait in
@@ -121,15 +131,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	if err := jobs.Register(t, jobs.Deps{Saga: saga, Reports: store, Log: p.Log}, cfg.RecoverEvery); err != nil {
+	if err := jobs.Register(t, jobs.Deps{Reports: store, Log: p.Log}); err != nil {
 		return err
 	}
-	// One recovery pass at start, for the sagas a previous run left unfinished.
-	ectx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if _, err := t.Client.Enqueue(ectx, jobs.RecoverSagas, nil); err != nil {
-		p.Log.Warn("start-up saga recovery not enqueued; the periodic one will run", "err", err)
-	}
-	cancel()
 
 	r := p.Router()
 	httpapi.Mount(r, httpapi.Deps{

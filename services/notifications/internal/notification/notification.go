@@ -136,6 +136,7 @@ const (
 	ReasonInsufficientFunds CancelReason = "insufficient_funds"
 	ReasonCustomerRequest   CancelReason = "customer_request"
 	ReasonTimeout           CancelReason = "timeout"
+	ReasonPriceChanged      CancelReason = "price_changed"
 )
 
 // Words says the reason to a customer, completing "We cancelled it because ...". A
@@ -153,6 +154,8 @@ func (r CancelReason) Words() string {
 		return "you asked us to cancel it"
 	case ReasonTimeout:
 		return "we could not complete it in time"
+	case ReasonPriceChanged:
+		return "a price changed while we were placing it, so we did not charge the price we quoted"
 	}
 	return "we could not complete it"
 }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -35,6 +36,9 @@ type reservation struct {
 	OrderID uuid.UUID
 	Status  string // reserved, committed, released
 	Items   []item
+	// Prices are the unit prices when reserved, by product: what the order is
+	// committed at, whatever the catalogue says later.
+	Prices map[uuid.UUID]int64
 }
 
 type item struct {
@@ -44,9 +48,35 @@ type item struct {
 
 // switches are the faults a fake can be told to show.
 type switches struct {
-	down  bool          // answer 503 to everything
-	slow  time.Duration // wait this long before answering
-	fails map[string]bool
+	down    bool          // answer 503 to everything
+	slow    time.Duration // wait this long before answering
+	fails   map[string]bool
+	answers map[string]int // kind → the status to answer instead (a 401, a 400)
+}
+
+// answer writes the fault the switches call for on a call of kind, and reports
+// whether it did.
+func (sw switches) answer(w http.ResponseWriter, r *http.Request, kind, service string) bool {
+	switch code := sw.answers[kind]; {
+	case sw.down || sw.fails[kind]:
+		problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "%s is down (fake)", service))
+	case code != 0:
+		problem.Write(w, r, nil, apperr.E(apperr.FromStatus(code), "%s answers %d (fake)", service, code))
+	default:
+		return false
+	}
+	return true
+}
+
+func newSwitches() switches {
+	return switches{fails: map[string]bool{}, answers: map[string]int{}}
+}
+
+// snapshot is a copy of the switches to read without the fake's lock.
+func (sw switches) snapshot() switches {
+	c := sw
+	c.fails, c.answers = maps.Clone(sw.fails), maps.Clone(sw.answers)
+	return c
 }
 
 // Inventory is a fake inventory service.
@@ -65,7 +95,7 @@ type Inventory struct {
 func NewInventory(t testing.TB) *Inventory {
 	t.Helper()
 	f := &Inventory{
-		sw:           switches{fails: map[string]bool{}},
+		sw:           newSwitches(),
 		products:     map[uuid.UUID]*Product{},
 		reservations: map[uuid.UUID]*reservation{},
 		refused:      map[uuid.UUID]bool{},
@@ -90,6 +120,13 @@ func (f *Inventory) AddProduct(priceCents int64, stock int) uuid.UUID {
 	id := uuid.New()
 	f.products[id] = &Product{ID: id, PriceCents: priceCents, Currency: "USD", Stock: stock}
 	return id
+}
+
+// SetPrice changes the product's price, as an admin's PATCH would.
+func (f *Inventory) SetPrice(id uuid.UUID, priceCents int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.products[id].PriceCents = priceCents
 }
 
 // Stock is the product's stock now.
@@ -132,6 +169,13 @@ func (f *Inventory) SetFailing(kind string, failing bool) {
 	f.sw.fails[kind] = failing
 }
 
+// SetAnswer makes calls of one kind answer status (0: work again).
+func (f *Inventory) SetAnswer(kind string, status int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sw.answers[kind] = status
+}
+
 // Calls is how many calls of kind (reserve, commit, release, get) were made for the
 // order, or of any order when orderID is uuid.Nil; quotes count under uuid.Nil.
 func (f *Inventory) Calls(kind string, orderID uuid.UUID) int {
@@ -163,14 +207,9 @@ func (f *Inventory) guard(kind string, h func(w http.ResponseWriter, r *http.Req
 		if orderID != uuid.Nil {
 			f.calls[kind+" "+orderID.String()]++
 		}
-		sw := f.sw
-		failing := f.sw.fails[kind]
+		sw := f.sw.snapshot()
 		f.mu.Unlock()
-		if !wait(r.Context(), sw.slow) {
-			return
-		}
-		if sw.down || failing {
-			problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "inventory is down (fake)"))
+		if !wait(r.Context(), sw.slow) || sw.answer(w, r, kind, "inventory") {
 			return
 		}
 		h(w, r, orderID)
@@ -253,10 +292,11 @@ func (f *Inventory) reserve(w http.ResponseWriter, r *http.Request, orderID uuid
 			return
 		}
 	}
+	res := &reservation{OrderID: req.OrderID, Status: "reserved", Items: req.Items, Prices: map[uuid.UUID]int64{}}
 	for _, it := range req.Items {
 		f.products[it.ProductID].Stock -= it.Quantity
+		res.Prices[it.ProductID] = f.products[it.ProductID].PriceCents
 	}
-	res := &reservation{OrderID: req.OrderID, Status: "reserved", Items: req.Items}
 	f.reservations[req.OrderID] = res
 	f.writeReservation(w, http.StatusCreated, res)
 }
@@ -310,11 +350,18 @@ func (f *Inventory) get(w http.ResponseWriter, r *http.Request, orderID uuid.UUI
 	f.writeReservation(w, http.StatusOK, res)
 }
 
-// writeReservation answers with res priced; f.mu is held.
+// writeReservation answers with res at its reserved prices; f.mu is held.
 func (f *Inventory) writeReservation(w http.ResponseWriter, status int, res *reservation) {
 	lines, total, currency, _ := f.price(res.Items)
 	if lines == nil {
 		lines = []quoteLine{}
+	}
+	if res.Prices != nil {
+		total = 0
+		for i := range lines {
+			lines[i].UnitPriceCents = res.Prices[lines[i].ProductID]
+			total += lines[i].UnitPriceCents * int64(lines[i].Quantity)
+		}
 	}
 	httpjson.Write(w, status, map[string]any{
 		"order_id": res.OrderID, "status": res.Status, "items": lines, "total_cents": total, "currency": currency,

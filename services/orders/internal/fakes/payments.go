@@ -35,8 +35,10 @@ type Payments struct {
 	mu       sync.Mutex
 	sw       switches
 	dropping bool // charge, then drop the connection instead of answering
+	failing  bool // charge, then answer 503 (a processor error or a lost commit)
 	payments map[uuid.UUID]*Payment
-	captures map[uuid.UUID]int // how many times money was taken, per order
+	voided   map[uuid.UUID]bool // orders refunded before any charge: never to be charged
+	captures map[uuid.UUID]int  // how many times money was taken, per order
 	calls    map[string]int
 }
 
@@ -44,8 +46,9 @@ type Payments struct {
 func NewPayments(t testing.TB) *Payments {
 	t.Helper()
 	f := &Payments{
-		sw:       switches{fails: map[string]bool{}},
+		sw:       newSwitches(),
 		payments: map[uuid.UUID]*Payment{},
+		voided:   map[uuid.UUID]bool{},
 		captures: map[uuid.UUID]int{},
 		calls:    map[string]int{},
 	}
@@ -75,6 +78,11 @@ func (f *Payments) SetFailing(kind string, failing bool) {
 // SetDropping makes charges take effect and then drop the connection without an
 // answer: the charge's outcome is lost on the way back.
 func (f *Payments) SetDropping(drop bool) { f.mu.Lock(); f.dropping = drop; f.mu.Unlock() }
+
+// SetFailingAfterCharge makes charges take effect and then answer 503, as the real
+// service does when the processor took the money but its answer, or the commit that
+// records it, failed.
+func (f *Payments) SetFailingAfterCharge(fail bool) { f.mu.Lock(); f.failing = fail; f.mu.Unlock() }
 
 // Payment is the order's payment, if any.
 func (f *Payments) Payment(orderID uuid.UUID) (Payment, bool) {
@@ -117,14 +125,9 @@ func (f *Payments) guard(kind string, h func(w http.ResponseWriter, r *http.Requ
 		if orderID != uuid.Nil {
 			f.calls[kind+" "+orderID.String()]++
 		}
-		sw := f.sw
-		failing := f.sw.fails[kind]
+		sw := f.sw.snapshot()
 		f.mu.Unlock()
-		if !wait(r.Context(), sw.slow) {
-			return
-		}
-		if sw.down || failing {
-			problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "payments is down (fake)"))
+		if !wait(r.Context(), sw.slow) || sw.answer(w, r, kind, "payments") {
 			return
 		}
 		h(w, r, orderID)
@@ -152,6 +155,10 @@ func (f *Payments) charge(w http.ResponseWriter, r *http.Request, key uuid.UUID)
 	f.mu.Lock()
 	p, seen := f.payments[req.OrderID]
 	switch {
+	case !seen && f.voided[req.OrderID]:
+		f.mu.Unlock()
+		problem.Write(w, r, nil, apperr.R(apperr.Conflict, "order_voided", "this order was cancelled before it was charged"))
+		return
 	case seen && (p.AmountCents != req.AmountCents || p.Currency != req.Currency || p.PaymentMethod != req.PaymentMethod || p.UserID != req.UserID):
 		f.mu.Unlock()
 		problem.Write(w, r, nil, apperr.E(apperr.Invalid, "this Idempotency-Key was used with a different charge"))
@@ -176,8 +183,12 @@ func (f *Payments) charge(w http.ResponseWriter, r *http.Request, key uuid.UUID)
 		f.payments[req.OrderID] = p
 	}
 	answer := *p
-	dropping := f.dropping
+	dropping, failing := f.dropping, f.failing
 	f.mu.Unlock()
+	if failing {
+		problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "the payment processor is unavailable (fake)"))
+		return
+	}
 	if dropping {
 		// The charge happened; the answer never arrives.
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -198,6 +209,8 @@ func (f *Payments) refund(w http.ResponseWriter, r *http.Request, orderID uuid.U
 	p, ok := f.payments[orderID]
 	if !ok {
 		// Nothing to refund is still a success: a compensation must always finish.
+		// The order is voided, so that a charge still on its way takes no money.
+		f.voided[orderID] = true
 		httpjson.Write(w, http.StatusOK, map[string]any{"order_id": orderID, "status": "none"})
 		return
 	}

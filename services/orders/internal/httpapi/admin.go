@@ -33,6 +33,7 @@ type sagaResponse struct {
 	Reserved     bool           `json:"reserved"`
 	Attempts     int            `json:"attempts"`
 	Failures     int            `json:"failures"`
+	FailingSince *time.Time     `json:"failing_since"`
 	LastError    string         `json:"last_error,omitempty"`
 	Leased       bool           `json:"leased"`
 	CreatedAt    time.Time      `json:"created_at"`
@@ -55,6 +56,9 @@ func toSagaResponse(v order.SagaView) sagaResponse {
 	if s.Reason != order.ReasonNone {
 		reason := string(s.Reason)
 		r.CancelReason = &reason
+	}
+	if !s.FailingSince.IsZero() {
+		r.FailingSince = &s.FailingSince
 	}
 	if !s.FinishedAt.IsZero() {
 		r.FinishedAt = &s.FinishedAt

@@ -131,9 +131,16 @@ func createOrder(d Deps) http.HandlerFunc {
 		o, err := d.Orders.Create(ctx, p.UserID, id, n)
 		if err != nil {
 			if key != "" {
-				// Nothing was stored: let the client try again with the same key.
+				// Let the client try again with the same key at once. When the order may
+				// have been stored after all, the key stays bound to this request's
+				// fingerprint: a retry of the same request finds the order (its id comes
+				// from the key), another request with the key is still refused.
 				dctx, cancel := detached(r.Context())
-				if aerr := d.Keys.AbandonKey(dctx, p.UserID, key); aerr != nil {
+				release := d.Keys.AbandonKey
+				if order.MaybeStored(err) {
+					release = d.Keys.UnlockKey
+				}
+				if aerr := release(dctx, p.UserID, key); aerr != nil {
 					d.Log.WarnContext(r.Context(), "idempotency key not released; it expires by itself", "err", aerr)
 				}
 				cancel()
@@ -280,7 +287,7 @@ func getOrder(d Deps) http.HandlerFunc {
 // cancelOrder answers POST /api/v1/orders/{id}/cancel: a confirmed order is refunded and
 // restocked and comes back cancelled (customer_request), 200; when the compensation
 // cannot finish within SAGA_INLINE_TIMEOUT it goes on in the background and the order
-// comes back still confirmed with 202. 409 for an order that is not confirmed.
+// comes back cancelling with 202. 409 for an order that is not confirmed.
 func cancelOrder(d Deps) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, id, ok := principalAndID(w, r, d)

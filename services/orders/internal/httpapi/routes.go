@@ -45,6 +45,7 @@ type IdempotencyKeys interface {
 	ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (postgres.Claim, error)
 	CompleteKey(ctx context.Context, userID uuid.UUID, key string, status int, body []byte, location string) error
 	AbandonKey(ctx context.Context, userID uuid.UUID, key string) error
+	UnlockKey(ctx context.Context, userID uuid.UUID, key string) error
 }
 
 // Subscriber subscribes to an order's live status changes.

@@ -84,20 +84,34 @@ func (c *Client) Quote(ctx context.Context, lines []order.WantedLine) (order.Quo
 		return order.Quote{}, err
 	}
 	q := order.Quote{TotalCents: resp.TotalCents, Currency: resp.Currency}
-	for i, it := range resp.Items {
-		if it.UnitPriceCents == nil {
-			return order.Quote{}, apperr.Wrap(fmt.Errorf("quote line %d has no unit_price_cents", i),
-				apperr.BadGateway, "the inventory service gave an answer that could not be read")
-		}
-		q.Lines = append(q.Lines, order.Line{ProductID: it.ProductID, Quantity: order.Quantity(it.Quantity), UnitPriceCents: *it.UnitPriceCents})
+	if q.Lines, err = toLines(resp.Items, "quote"); err != nil {
+		return order.Quote{}, err
 	}
 	return q, nil
 }
 
 // Reserve implements order.Inventory: POST /internal/reservations.
-func (c *Client) Reserve(ctx context.Context, orderID uuid.UUID, lines []order.WantedLine) error {
-	return c.c.Do(ctx, downstream.Call{Method: http.MethodPost, Path: "/internal/reservations",
-		Body: reservationRequest{OrderID: orderID, Items: toJSON(lines)}}, nil)
+func (c *Client) Reserve(ctx context.Context, orderID uuid.UUID, lines []order.WantedLine) ([]order.Line, error) {
+	var resp quoteResponse // a reservation carries its lines as a quote does
+	err := c.c.Do(ctx, downstream.Call{Method: http.MethodPost, Path: "/internal/reservations",
+		Body: reservationRequest{OrderID: orderID, Items: toJSON(lines)}}, &resp)
+	if err != nil {
+		return nil, err
+	}
+	return toLines(resp.Items, "reservation")
+}
+
+// toLines reads priced lines from an answer; what names the answer in errors.
+func toLines(items []lineJSON, what string) ([]order.Line, error) {
+	lines := make([]order.Line, 0, len(items))
+	for i, it := range items {
+		if it.UnitPriceCents == nil {
+			return nil, apperr.Wrap(fmt.Errorf("%s line %d has no unit_price_cents", what, i),
+				apperr.BadGateway, "the inventory service gave an answer that could not be read")
+		}
+		lines = append(lines, order.Line{ProductID: it.ProductID, Quantity: order.Quantity(it.Quantity), UnitPriceCents: *it.UnitPriceCents})
+	}
+	return lines, nil
 }
 
 // Commit implements order.Inventory: POST /internal/reservations/{order_id}/commit.

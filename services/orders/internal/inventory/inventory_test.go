@@ -43,13 +43,17 @@ func TestQuoteReserveCommitRelease(t *testing.T) {
 	}
 
 	id := uuid.New()
-	if err := c.Reserve(ctx, id, lines); err != nil {
+	reserved, err := c.Reserve(ctx, id, lines)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Reserve(ctx, id, lines); err != nil { // idempotent
+	if len(reserved) != 2 || reserved[0] != q.Lines[0] || reserved[1] != q.Lines[1] {
+		t.Errorf("reserved %+v, quoted %+v", reserved, q.Lines)
+	}
+	if _, err := c.Reserve(ctx, id, lines); err != nil { // idempotent
 		t.Errorf("repeat reserve: %v", err)
 	}
-	if err := c.Reserve(ctx, uuid.New(), lines); !errors.Is(err, inventory.ErrOutOfStock) {
+	if _, err := c.Reserve(ctx, uuid.New(), lines); !errors.Is(err, inventory.ErrOutOfStock) {
 		t.Errorf("reserve beyond stock: %v, want out_of_stock", err)
 	}
 	if err := c.Commit(ctx, id); err != nil {
@@ -66,7 +70,7 @@ func TestQuoteReserveCommitRelease(t *testing.T) {
 	}
 
 	expired := uuid.New()
-	if err := c.Reserve(ctx, expired, lines[:1]); err != nil {
+	if _, err := c.Reserve(ctx, expired, lines[:1]); err != nil {
 		t.Fatal(err)
 	}
 	f.Expire(expired)

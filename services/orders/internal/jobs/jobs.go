@@ -1,9 +1,6 @@
 // Package jobs declares the orders service's background tasks (pkg/tasks, on asynq)
 // and their handlers:
 //
-//   - saga:recover, every RECOVER_EVERY (15s) and once at start, drives every
-//     unfinished saga that no one holds to its end (or as far as its dependencies let
-//     it);
 //   - report:sales, enqueued by POST /admin/reports/sales, computes a sales report
 //     and stores it as the task's result, kept for a day for GET /admin/tasks/{id};
 //   - report:daily-sales, daily at 00:30 UTC, computes yesterday's report and writes it
@@ -13,7 +10,6 @@ package jobs
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -26,9 +22,6 @@ import (
 
 // The tasks.
 var (
-	// RecoverSagas is saga:recover. A failed pass is not retried: the next period's
-	// pass does the same work.
-	RecoverSagas = tasks.Task{Type: "saga:recover", Queue: tasks.QueueCritical, MaxRetry: tasks.NoRetry, Timeout: time.Minute}
 	// SalesReport is report:sales; its result is kept a day.
 	SalesReport = tasks.Task{Type: "report:sales", Queue: tasks.QueueLow, MaxRetry: 3, Timeout: 5 * time.Minute, Retention: 24 * time.Hour}
 	// DailySales is report:daily-sales.
@@ -41,25 +34,18 @@ const DailySalesAt = 30 * time.Minute
 
 // Deps are what the handlers need.
 type Deps struct {
-	Saga    *order.Orchestrator
 	Reports report.Store
 	Log     *slog.Logger
 	Clock   order.Clock
 }
 
 // Register adds the handlers to the service's worker and the periodic tasks to its
-// scheduler, recovery every recoverEvery (a whole number of seconds).
-func Register(t *platform.Tasks, d Deps, recoverEvery time.Duration) error {
+// scheduler. (Saga recovery is not a task: it runs in the process, so that sagas are
+// finished while Redis is down; see order.Orchestrator.RecoverEvery.)
+func Register(t *platform.Tasks, d Deps) error {
 	if d.Clock == nil {
 		d.Clock = order.SystemClock{}
 	}
-	t.Worker.Handle(RecoverSagas, func(ctx context.Context, _ []byte) error {
-		n, err := d.Saga.Recover(ctx)
-		if n > 0 {
-			d.Log.InfoContext(ctx, "saga recovery pass", "sagas", n)
-		}
-		return err
-	})
 	t.Worker.Handle(SalesReport, tasks.JSON(func(ctx context.Context, p SalesPayload) error {
 		sales, err := d.Reports.SalesReport(ctx, report.Range{From: p.From, To: p.To})
 		if err != nil {
@@ -85,9 +71,6 @@ func Register(t *platform.Tasks, d Deps, recoverEvery time.Duration) error {
 			"orders", sales.Orders, "confirmed", sales.Confirmed)
 		return nil
 	})
-	if err := t.Scheduler.Every(RecoverSagas, recoverEvery, nil); err != nil {
-		return fmt.Errorf("RECOVER_EVERY: %w", err)
-	}
 	return t.Scheduler.Daily(DailySales, DailySalesAt, nil)
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,7 +37,9 @@ type OrchestratorConfig struct {
 	Owner string
 	// LeaseTTL is how long a claimed saga stays claimed without a change being stored.
 	// It must outlast the longest step (a client call with its retries, twice for a
-	// charge whose answer was lost); each step is cut off at half of it. Default 30s.
+	// charge whose answer was lost); each step is cut off at half of it. Default 45s:
+	// a step then gets 22.5s, more than three 5s attempts at payments with their
+	// back-off (docs/saga.md, "Timeouts").
 	LeaseTTL time.Duration
 	// RecoverBatch is how many sagas one recovery pass looks at; default 500.
 	RecoverBatch int
@@ -60,14 +63,17 @@ func NewOrchestrator(d Deps, cfg OrchestratorConfig) *Orchestrator {
 	if cfg.Policy == (Policy{}) {
 		cfg.Policy = DefaultPolicy
 	}
-	if cfg.Policy.MaxCompensationFailures <= 0 {
-		cfg.Policy.MaxCompensationFailures = DefaultPolicy.MaxCompensationFailures
+	if cfg.Policy.MaxHardFailures <= 0 {
+		cfg.Policy.MaxHardFailures = DefaultPolicy.MaxHardFailures
+	}
+	if cfg.Policy.AlarmAfter <= 0 {
+		cfg.Policy.AlarmAfter = DefaultPolicy.AlarmAfter
 	}
 	if cfg.Owner == "" {
 		cfg.Owner = uuid.NewString()
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 30 * time.Second
+		cfg.LeaseTTL = 45 * time.Second
 	}
 	if cfg.RecoverBatch <= 0 {
 		cfg.RecoverBatch = 500
@@ -125,8 +131,10 @@ func (o *Orchestrator) Continue(ctx context.Context, lease Lease, ord Order, sag
 			o.log.WarnContext(ctx, "saga lease not released", "order_id", id, "err", err)
 		}
 	}()
+	// The compensation steps that failed in this pass: the others are still run.
+	var tried []Step
 	for ctx.Err() == nil {
-		step := Plan(ord, saga, o.now(), o.cfg.Policy)
+		step := Plan(ord, saga, o.now(), o.cfg.Policy, tried...)
 		if step == StepNone {
 			break
 		}
@@ -136,9 +144,13 @@ func (o *Orchestrator) Continue(ctx context.Context, lease Lease, ord Order, sag
 			return ord, err
 		}
 		o.observe(ctx, saga, c)
+		compensating := saga.State.Compensating()
 		ord, saga = c.Order, c.Saga
 		if out.Kind == OutcomeFailed {
-			break // the dependency is down or slow: recovery tries again later
+			if !compensating {
+				break // the dependency is down or slow: recovery tries again later
+			}
+			tried = append(tried, step)
 		}
 	}
 	return ord, nil
@@ -177,10 +189,11 @@ func (o *Orchestrator) observe(ctx context.Context, before Saga, c Change) {
 	if c.StatusChanged {
 		o.notifier.Notify(context.WithoutCancel(ctx), StatusChange{OrderID: c.Order.ID, Status: c.Order.Status, CancelReason: c.Order.CancelReason})
 	}
-	if before.State != SagaCompensationFailed && c.Saga.State == SagaCompensationFailed {
-		o.log.ErrorContext(ctx, "saga compensation keeps failing; an operator should look", "order_id", c.Order.ID,
-			"step", c.Log.Step, "failures", c.Saga.Failures, "err", c.Log.Error)
-		o.recorder.CompensationFailed()
+	if before.State != c.Saga.State && (c.Saga.State == SagaCompensationFailed || c.Saga.State == SagaStuck) {
+		o.log.ErrorContext(ctx, "saga step keeps failing; an operator should look", "order_id", c.Order.ID,
+			"state", c.Saga.State, "step", c.Log.Step, "attempts", c.Saga.Attempts, "failing_since", c.Saga.FailingSince,
+			"err", c.Log.Error)
+		o.recorder.Alarmed(c.Saga.State)
 	}
 	if before.State != SagaDone && c.Saga.State == SagaDone {
 		o.recorder.SagaEnded(c.Order.Status, c.Order.CancelReason, c.Saga.FinishedAt.Sub(c.Order.CreatedAt))
@@ -195,7 +208,7 @@ func (o *Orchestrator) run(ctx context.Context, step Step, ord Order, s Saga) Ou
 	defer cancel()
 	switch step {
 	case StepReserve:
-		return classify(o.inventory.Reserve(ctx, ord.ID, wanted(ord.Lines)), ReasonOutOfStock)
+		return o.reserve(ctx, ord)
 	case StepCharge:
 		return o.charge(ctx, ord, s)
 	case StepCommit:
@@ -205,11 +218,40 @@ func (o *Orchestrator) run(ctx context.Context, step Step, ord Order, s Saga) Ou
 	case StepRelease:
 		return classify(o.inventory.Release(ctx, ord.ID), ReasonNone)
 	case StepRefund:
-		return o.refund(ctx, ord, s)
+		return o.refund(ctx, ord)
 	case StepExpire:
 		return Outcome{Kind: OutcomeOK, Err: fmt.Errorf("not charged within the charge budget of %s", o.cfg.Policy.ChargeBudget)}
 	}
 	return Outcome{Kind: OutcomeFailed, Err: fmt.Errorf("no such step %q", step)}
+}
+
+// reserve reserves the order's stock and checks that the reservation's prices are
+// the ones the order was quoted at: the quoted total is what is charged, so a price
+// that changed in between cancels the order (and releases what was reserved) rather
+// than charging what the reservation does not say.
+func (o *Orchestrator) reserve(ctx context.Context, ord Order) Outcome {
+	lines, err := o.inventory.Reserve(ctx, ord.ID, wanted(ord.Lines))
+	if err != nil {
+		return classify(err, ReasonOutOfStock)
+	}
+	if err := samePrices(ord.Lines, lines); err != nil {
+		return Outcome{Kind: OutcomeRefused, Reason: ReasonPriceChanged, Reserved: true, Err: err}
+	}
+	return Outcome{Kind: OutcomeOK}
+}
+
+// samePrices reports how the reserved lines differ from the order's, if they do.
+func samePrices(ordered, reserved []Line) error {
+	if len(reserved) != len(ordered) {
+		return fmt.Errorf("the reservation has %d lines, the order %d", len(reserved), len(ordered))
+	}
+	for _, want := range ordered {
+		i := slices.IndexFunc(reserved, func(l Line) bool { return l.ProductID == want.ProductID })
+		if i < 0 || reserved[i] != want {
+			return fmt.Errorf("product %s was quoted as %d × %d cents, reserved as %v", want.ProductID, want.Quantity, want.UnitPriceCents, reserved)
+		}
+	}
+	return nil
 }
 
 // charge takes the payment. When an earlier charge's answer was lost, payments is
@@ -232,18 +274,17 @@ func (o *Orchestrator) charge(ctx context.Context, ord Order, s Saga) Outcome {
 		if apperr.CodeOf(err) == apperr.PaymentRequired {
 			return Outcome{Kind: OutcomeRefused, Reason: reason, Charge: ChargeDeclined, Err: err}
 		}
-		// Refused for another reason (a request payments finds invalid): whether a
-		// charge exists is then unknown, and compensation asks.
+		// Refused for another reason (a request payments finds invalid, an order it
+		// voided): whether a charge exists is then unknown, and compensation settles it.
 		return Outcome{Kind: OutcomeRefused, Reason: ReasonPaymentDeclined, Charge: ChargeUnknown, Err: err}
-	case maybeSent(err):
-		// The charge may have been made: ask payments at once. It keeps its answer
-		// if the charge's went missing on the way back.
-		if out, known := o.lookupCharge(ctx, ord.ID); known {
-			return out
-		}
-		return Outcome{Kind: OutcomeFailed, Charge: ChargeUnknown, Err: err}
 	}
-	return Outcome{Kind: OutcomeFailed, Err: err}
+	// The charge may have been made, whatever the failure: payments can answer 503
+	// after the processor took the money. Ask at once; payments keeps its answer if
+	// the charge's went missing on the way back.
+	if out, known := o.lookupCharge(ctx, ord.ID); known {
+		return out
+	}
+	return Outcome{Kind: OutcomeFailed, Charge: ChargeUnknown, Err: err, Hard: hard(err)}
 }
 
 // lookupCharge asks payments for the order's charge. known is false when payments
@@ -270,31 +311,16 @@ func chargeOutcome(p Payment) Outcome {
 	return Outcome{Kind: OutcomeFailed, Charge: ChargeUnknown, Err: fmt.Errorf("payments answered an unknown payment status %q", p.Status)}
 }
 
-// refund gives back a captured charge. A charge whose answer was lost is looked up
-// first; if payments has none, it is believed once the charge had time to land
-// (ChargeSettle), and a refund is still sent so that payments records that the order
-// is settled with nothing to refund.
-func (o *Orchestrator) refund(ctx context.Context, ord Order, s Saga) Outcome {
-	if s.Charge == ChargeUnknown {
-		p, err := o.payments.Lookup(ctx, ord.ID)
-		switch {
-		case errors.Is(err, apperr.E(apperr.NotFound, "")):
-			if wait := o.cfg.Policy.ChargeSettle - o.now().Sub(s.ChargeSentAt); wait > 0 {
-				return Outcome{Kind: OutcomeFailed, Waiting: true,
-					Err: fmt.Errorf("payments has no charge yet; waiting %s for a late one before deciding", wait.Round(time.Second))}
-			}
-		case err != nil:
-			return Outcome{Kind: OutcomeFailed, Err: err}
-		case p.Status == PaymentRefused:
-			return Outcome{Kind: OutcomeOK, Charge: ChargeDeclined}
-		case p.Status == PaymentRefunded:
-			return Outcome{Kind: OutcomeOK, Charge: ChargeRefunded}
-		}
-	}
+// refund settles the order's money: it gives back a captured charge, and when no
+// charge is known it makes sure none will be taken. Payments' refund does both: it
+// settles an interrupted charge with the processor first and refunds it, and for an
+// order with no charge it voids the order, so a charge request still on its way is
+// refused. So no waiting and no guessing: one idempotent call.
+func (o *Orchestrator) refund(ctx context.Context, ord Order) Outcome {
 	p, err := o.payments.Refund(ctx, ord.ID)
 	switch {
 	case err != nil:
-		return Outcome{Kind: OutcomeFailed, Err: err}
+		return Outcome{Kind: OutcomeFailed, Err: err, Hard: hard(err)}
 	case p.Status == PaymentRefunded:
 		return Outcome{Kind: OutcomeOK, Charge: ChargeRefunded}
 	case p.Status == PaymentCaptured:
@@ -303,7 +329,7 @@ func (o *Orchestrator) refund(ctx context.Context, ord Order, s Saga) Outcome {
 	case p.Status == PaymentRefused:
 		return Outcome{Kind: OutcomeOK, Charge: ChargeDeclined}
 	}
-	// Never charged: nothing to give back.
+	// Never charged, and now never to be: nothing to give back.
 	return Outcome{Kind: OutcomeOK, Charge: ChargeNone}
 }
 
@@ -337,8 +363,33 @@ func (o *Orchestrator) Recover(ctx context.Context) (int, error) {
 	return len(ids), ctx.Err()
 }
 
+// RecoverEvery runs a recovery pass at once and then every period until ctx ends.
+// It runs in the process, not as a queued task: finishing sagas must not depend on
+// Redis, whose outage may be what left them unfinished. Leases keep passes of several
+// replicas from driving one saga twice.
+func (o *Orchestrator) RecoverEvery(ctx context.Context, period time.Duration) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		n, err := o.Recover(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			o.log.WarnContext(ctx, "saga recovery pass failed; the next one retries", "err", err)
+		case n > 0:
+			o.log.InfoContext(ctx, "saga recovery pass", "sagas", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // classify turns a client's answer into an outcome: nil is ok, a business answer is
-// a refusal with reason, anything else a transient failure.
+// a refusal with reason, anything else a failure to retry.
 func classify(err error, reason CancelReason) Outcome {
 	switch {
 	case err == nil:
@@ -346,7 +397,18 @@ func classify(err error, reason CancelReason) Outcome {
 	case refused(err):
 		return Outcome{Kind: OutcomeRefused, Reason: reason, Err: err}
 	}
-	return Outcome{Kind: OutcomeFailed, Err: err}
+	return Outcome{Kind: OutcomeFailed, Err: err, Hard: hard(err)}
+}
+
+// hard reports whether a failure is the dependency refusing the call itself (400,
+// 401, 403, 405, 413): a bug or a misconfiguration, which retrying does not mend.
+// Time-outs, 5xx and an open breaker are not: they mend when the dependency does.
+func hard(err error) bool {
+	switch apperr.CodeOf(err) {
+	case apperr.Malformed, apperr.Unauthorized, apperr.Forbidden, apperr.NotAllowed, apperr.TooLarge:
+		return true
+	}
+	return false
 }
 
 // refused reports whether err is a business answer that will not change on a retry:
@@ -359,11 +421,6 @@ func refused(err error) bool {
 	}
 	return false
 }
-
-// maybeSent reports whether a failed call may have reached the service: all but
-// Unavailable, which the clients use for calls that never left (connection refused,
-// open breaker) or that the service refused to start (503).
-func maybeSent(err error) bool { return apperr.CodeOf(err) != apperr.Unavailable }
 
 func declineReason(code string) CancelReason {
 	if CancelReason(code) == ReasonInsufficientFunds {
@@ -387,4 +444,4 @@ func (noNotifier) Notify(context.Context, StatusChange) {}
 type noRecorder struct{}
 
 func (noRecorder) SagaEnded(Status, CancelReason, time.Duration) {}
-func (noRecorder) CompensationFailed()                           {}
+func (noRecorder) Alarmed(SagaState)                             {}

@@ -48,14 +48,16 @@ const (
 // Status is where an order is in its life.
 type Status string
 
-// The statuses. pending → reserved → paid → confirmed is the happy path; cancelled
-// can follow any of them.
+// The statuses. pending → reserved → paid → confirmed is the happy path; any of them
+// can turn to cancelling (stock being released and money given back), which ends in
+// cancelled.
 const (
-	StatusPending   Status = "pending"   // created; stock not yet reserved
-	StatusReserved  Status = "reserved"  // stock reserved; not yet paid
-	StatusPaid      Status = "paid"      // payment captured; stock not yet committed
-	StatusConfirmed Status = "confirmed" // paid and stock committed
-	StatusCancelled Status = "cancelled" // ended without a sale; see CancelReason
+	StatusPending    Status = "pending"    // created; stock not yet reserved
+	StatusReserved   Status = "reserved"   // stock reserved; not yet paid
+	StatusPaid       Status = "paid"       // payment captured; stock not yet committed
+	StatusConfirmed  Status = "confirmed"  // paid and stock committed
+	StatusCancelling Status = "cancelling" // being undone; the cancel reason follows
+	StatusCancelled  Status = "cancelled"  // ended without a sale; see CancelReason
 )
 
 // Terminal reports whether s ends the create saga (a confirmed order can still be
@@ -74,8 +76,10 @@ func (s Status) Rank() int {
 		return 2
 	case StatusConfirmed:
 		return 3
-	case StatusCancelled:
+	case StatusCancelling:
 		return 4
+	case StatusCancelled:
+		return 5
 	}
 	return -1
 }
@@ -99,12 +103,16 @@ const (
 	ReasonInsufficientFunds CancelReason = "insufficient_funds"
 	ReasonCustomerRequest   CancelReason = "customer_request"
 	ReasonTimeout           CancelReason = "timeout"
+	// ReasonPriceChanged: the reservation's prices are not the ones the order was
+	// quoted at (a price changed in between), so the quoted total is not charged.
+	ReasonPriceChanged CancelReason = "price_changed"
 )
 
 // ParseCancelReason reads a stored reason; "" is ReasonNone.
 func ParseCancelReason(s string) (CancelReason, error) {
 	switch r := CancelReason(s); r {
-	case ReasonNone, ReasonOutOfStock, ReasonPaymentDeclined, ReasonInsufficientFunds, ReasonCustomerRequest, ReasonTimeout:
+	case ReasonNone, ReasonOutOfStock, ReasonPaymentDeclined, ReasonInsufficientFunds, ReasonCustomerRequest, ReasonTimeout,
+		ReasonPriceChanged:
 		return r, nil
 	}
 	return "", fmt.Errorf("unknown cancel reason %q", s)

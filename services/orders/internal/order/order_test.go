@@ -126,7 +126,7 @@ func TestIdempotentIDIsPerUserAndKey(t *testing.T) {
 
 func TestStatusAndStateParsing(t *testing.T) {
 	t.Parallel()
-	for _, s := range []string{"pending", "reserved", "paid", "confirmed", "cancelled"} {
+	for _, s := range []string{"pending", "reserved", "paid", "confirmed", "cancelling", "cancelled"} {
 		if st, err := order.ParseStatus(s); err != nil || string(st) != s {
 			t.Errorf("ParseStatus(%q) = %q, %v", s, st, err)
 		}
@@ -134,12 +134,12 @@ func TestStatusAndStateParsing(t *testing.T) {
 	if _, err := order.ParseStatus("shipped"); err == nil {
 		t.Error("ParseStatus accepted shipped")
 	}
-	for _, s := range []string{"running", "compensating", "compensation_failed", "done"} {
+	for _, s := range []string{"running", "stuck", "compensating", "compensation_failed", "done"} {
 		if st, err := order.ParseSagaState(s); err != nil || string(st) != s {
 			t.Errorf("ParseSagaState(%q) = %q, %v", s, st, err)
 		}
 	}
-	if _, err := order.ParseSagaState("stuck"); apperr.CodeOf(err) != apperr.Invalid || !strings.Contains(err.Error(), "compensation_failed") {
-		t.Errorf("ParseSagaState(stuck) = %v", err)
+	if _, err := order.ParseSagaState("paused"); apperr.CodeOf(err) != apperr.Invalid || !strings.Contains(err.Error(), "compensation_failed") {
+		t.Errorf("ParseSagaState(paused) = %v", err)
 	}
 }

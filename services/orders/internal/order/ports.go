@@ -38,11 +38,11 @@ type Store interface {
 	// SagasToRecover lists up to limit unfinished sagas that no one holds, those
 	// left alone longest first.
 	SagasToRecover(ctx context.Context, limit int) ([]uuid.UUID, error)
-	// UpdateSaga runs fn on the order and saga with both locked, and stores the saga
-	// fn returns with the step log entry (when it has a Step), in one transaction. It
+	// UpdateSaga runs fn on the order and saga with both locked, and stores the
+	// change fn returns as Apply does (without a lease), in one transaction. It
 	// returns ErrNotFound, ErrSagaBusy while a lease is live, or fn's error (storing
 	// nothing).
-	UpdateSaga(ctx context.Context, id uuid.UUID, fn func(Order, Saga) (Saga, StepLog, error)) (Saga, error)
+	UpdateSaga(ctx context.Context, id uuid.UUID, fn func(Order, Saga) (Change, error)) (Change, error)
 	// Sagas lists sagas in states (every unfinished one when states is empty) with
 	// their orders and step logs, oldest first: up to p.Limit+1 after p.After.
 	Sagas(ctx context.Context, states []SagaState, p page.Request) ([]SagaView, error)
@@ -66,8 +66,9 @@ type Inventory interface {
 	// product is apperr.Invalid with a field error items[i].product_id.
 	Quote(ctx context.Context, lines []WantedLine) (Quote, error)
 	// Reserve reserves every line for the order, or none: apperr.Conflict with Reason
-	// "out_of_stock" when stock is short. Idempotent on the order id.
-	Reserve(ctx context.Context, orderID uuid.UUID, lines []WantedLine) error
+	// "out_of_stock" when stock is short. Idempotent on the order id. It returns the
+	// reservation's lines with the prices they were reserved at.
+	Reserve(ctx context.Context, orderID uuid.UUID, lines []WantedLine) ([]Line, error)
 	// Commit makes the reservation final: apperr.Conflict with Reason
 	// "reservation_released" when it expired, apperr.NotFound when there is none.
 	Commit(ctx context.Context, orderID uuid.UUID) error
@@ -136,8 +137,8 @@ type Recorder interface {
 	// SagaEnded records a saga that finished with the order's final status (and the
 	// cancel reason), took being the time since the order was created.
 	SagaEnded(status Status, reason CancelReason, took time.Duration)
-	// CompensationFailed records a saga that entered compensation_failed.
-	CompensationFailed()
+	// Alarmed records a saga that entered state stuck or compensation_failed.
+	Alarmed(state SagaState)
 }
 
 // Clock tells the time; tests set it.

@@ -2,6 +2,7 @@ package order
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,8 +14,9 @@ import (
 //
 //	pending --reserve--> reserved --charge--> paid --commit--> confirmed
 //	   | out_of_stock       | declined, or the      | reservation_released
-//	   v                    v charge budget spent    v (expired)
-//	cancelled <---------- release stock <------- refund (when a charge was captured)
+//	   | price_changed      v charge budget spent    v (expired)
+//	   v              cancelling: release stock and settle the money,
+//	cancelled <------ each on its own, until both are done
 //
 // This file is the pure part: the saga's persisted state, which step comes next
 // (Plan) and what a step's outcome changes (Advance). orchestrator.go runs the steps
@@ -27,11 +29,17 @@ type SagaState string
 const (
 	// SagaRunning drives the order forward: reserve, charge, commit.
 	SagaRunning SagaState = "running"
+	// SagaStuck is running whose next step keeps failing: refused by a dependency
+	// in a way a retry does not mend (a 400 or 401: a bug or a misconfiguration)
+	// MaxHardFailures times in a row, or failing for longer than AlarmAfter. An
+	// operator should look (GET /admin/sagas?state=stuck). Recovery keeps retrying
+	// it, and a step that then succeeds puts it back to running.
+	SagaStuck SagaState = "stuck"
 	// SagaCompensating undoes what was done (release, refund) before the order is
 	// cancelled with the saga's Reason.
 	SagaCompensating SagaState = "compensating"
-	// SagaCompensationFailed is compensating whose steps have failed
-	// MaxCompensationFailures times in a row: an operator should look (GET
+	// SagaCompensationFailed is compensating whose steps keep failing, by the same
+	// rule as SagaStuck: an operator should look (GET
 	// /admin/sagas?state=compensation_failed). Recovery keeps retrying it, and a step
 	// that then succeeds puts it back to compensating.
 	SagaCompensationFailed SagaState = "compensation_failed"
@@ -40,7 +48,7 @@ const (
 )
 
 // SagaStates lists every state, for the admin filter.
-var SagaStates = []SagaState{SagaRunning, SagaCompensating, SagaCompensationFailed, SagaDone}
+var SagaStates = []SagaState{SagaRunning, SagaStuck, SagaCompensating, SagaCompensationFailed, SagaDone}
 
 // ParseSagaState reads a saga state. It returns an apperr.Invalid error naming the
 // states.
@@ -50,8 +58,11 @@ func ParseSagaState(s string) (SagaState, error) {
 			return st, nil
 		}
 	}
-	return "", apperr.E(apperr.Invalid, "must be one of running, compensating, compensation_failed, done")
+	return "", apperr.E(apperr.Invalid, "must be one of running, stuck, compensating, compensation_failed, done")
 }
+
+// Running reports whether the saga is driving the order forward.
+func (s SagaState) Running() bool { return s == SagaRunning || s == SagaStuck }
 
 // Compensating reports whether the saga is undoing the order.
 func (s SagaState) Compensating() bool {
@@ -83,8 +94,11 @@ type ChargeState string
 const (
 	// ChargeNone: no charge was made (or one that might have been was voided).
 	ChargeNone ChargeState = "none"
-	// ChargeUnknown: a charge was sent but its answer never came. It is resolved by
-	// asking payments (GET /internal/charges/{order_id}), never by guessing.
+	// ChargeUnknown: a charge may have been made but its answer never came (a
+	// failed call, a 503 that came after the money was taken, a process that died
+	// while charging). Going forward it is resolved by asking payments (GET
+	// /internal/charges/{order_id}); a compensation settles it with a refund, which
+	// gives back money that was taken and voids the order if none was.
 	ChargeUnknown ChargeState = "unknown"
 	// ChargeCaptured: the money was taken.
 	ChargeCaptured ChargeState = "captured"
@@ -112,19 +126,21 @@ type Saga struct {
 	// Reason is the cancel reason the order will get once compensation finishes.
 	Reason CancelReason
 	Charge ChargeState
-	// ChargeSentAt is when the last charge whose answer was lost was sent.
-	ChargeSentAt time.Time
 	// Reserved means a reservation may exist and compensation must release it
 	// (releasing one that does not exist is harmless).
 	Reserved bool
 	// Attempts counts the failed attempts of the next step so far.
 	Attempts int
-	// Failures counts compensation attempts that failed in a row.
-	Failures   int
-	LastError  string
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
-	FinishedAt time.Time // zero until done
+	// Failures counts the hard failures in a row (Outcome.Hard): answers a retry
+	// does not mend.
+	Failures int
+	// FailingSince is when the current run of failed attempts began; zero while the
+	// saga is making progress.
+	FailingSince time.Time
+	LastError    string
+	CreatedAt    time.Time
+	UpdatedAt    time.Time
+	FinishedAt   time.Time // zero until done
 }
 
 // NewSaga is the saga of a freshly created order.
@@ -134,8 +150,13 @@ func NewSaga(o Order) Saga {
 
 // Next is the step the saga runs next for order o, StepNone when it has finished.
 func (s Saga) Next(o Order) Step {
-	switch s.State {
-	case SagaRunning:
+	if s.State.Compensating() {
+		if undo := s.Undo(); len(undo) > 0 {
+			return undo[0]
+		}
+		return StepNone
+	}
+	if s.State.Running() {
 		switch o.Status {
 		case StatusPending:
 			return StepReserve
@@ -144,15 +165,23 @@ func (s Saga) Next(o Order) Step {
 		case StatusPaid:
 			return StepCommit
 		}
-	case SagaCompensating, SagaCompensationFailed:
-		switch {
-		case s.Reserved:
-			return StepRelease
-		case s.Charge == ChargeCaptured || s.Charge == ChargeUnknown:
-			return StepRefund
-		}
 	}
 	return StepNone
+}
+
+// Undo lists the compensation steps still to run: release while stock may be held,
+// refund while money may be taken. They are independent of each other: each is
+// retried on its own, so that a customer's money does not wait for inventory, nor
+// stock for payments.
+func (s Saga) Undo() []Step {
+	var steps []Step
+	if s.Reserved {
+		steps = append(steps, StepRelease)
+	}
+	if s.Charge == ChargeCaptured || s.Charge == ChargeUnknown {
+		steps = append(steps, StepRefund)
+	}
+	return steps
 }
 
 // Policy tunes the saga.
@@ -161,21 +190,30 @@ type Policy struct {
 	// (CHARGE_BUDGET); a saga that has not charged by then compensates, and the order
 	// is cancelled with ReasonTimeout.
 	ChargeBudget time.Duration
-	// ChargeSettle is how long after a charge whose answer was lost payments' "no such
-	// charge" is believed: a slow request could still land before that. Until then a
-	// compensation that must know whether money was taken waits.
-	ChargeSettle time.Duration
-	// MaxCompensationFailures is how many compensation attempts may fail in a row
-	// before the saga is marked compensation_failed.
-	MaxCompensationFailures int
+	// AlarmAfter is how long a step may keep failing before the saga is marked stuck
+	// or compensation_failed (SAGA_ALARM_AFTER): long enough that a dependency's
+	// restart or a network blip does not call an operator.
+	AlarmAfter time.Duration
+	// MaxHardFailures is how many hard failures in a row (a dependency refusing the
+	// call itself: 400, 401, 403) mark the saga at once: waiting will not mend them.
+	MaxHardFailures int
 }
 
 // DefaultPolicy is the saga's policy unless configured otherwise.
-var DefaultPolicy = Policy{ChargeBudget: 2 * time.Minute, ChargeSettle: 30 * time.Second, MaxCompensationFailures: 3}
+var DefaultPolicy = Policy{ChargeBudget: 2 * time.Minute, AlarmAfter: 5 * time.Minute, MaxHardFailures: 3}
 
 // Plan is the step to run now: the next step, except that an order not yet charged
-// whose charge budget has run out expires instead.
-func Plan(o Order, s Saga, now time.Time, p Policy) Step {
+// whose charge budget has run out expires instead, and that a compensation skips the
+// steps that already failed in this pass (tried) to run the others.
+func Plan(o Order, s Saga, now time.Time, p Policy, tried ...Step) Step {
+	if s.State.Compensating() {
+		for _, step := range s.Undo() {
+			if !slices.Contains(tried, step) {
+				return step
+			}
+		}
+		return StepNone
+	}
 	step := s.Next(o)
 	if (step == StepReserve || step == StepCharge) && now.Sub(o.CreatedAt) > p.ChargeBudget {
 		return StepExpire
@@ -208,10 +246,12 @@ type Outcome struct {
 	Charge ChargeState
 	// Err is the failure or refusal, for the step log.
 	Err error
-	// Waiting marks a failed attempt that could not decide yet rather than one that
-	// broke (a lost charge answer still settling): it does not count towards
-	// compensation_failed.
-	Waiting bool
+	// Hard marks a failure a retry does not mend by itself: the dependency refused
+	// the call (400, 401, 403), so someone must fix a bug or a setting.
+	Hard bool
+	// Reserved marks a refused reserve that reserved all the same (the reservation's
+	// prices are not the quote's), so that compensation releases it.
+	Reserved bool
 }
 
 // EventType names an order event written to the outbox with a change.
@@ -258,42 +298,34 @@ func Advance(o Order, s Saga, step Step, out Outcome, now time.Time, p Policy) C
 		ns.Charge = out.Charge
 	}
 	if out.Kind == OutcomeFailed {
-		ns.Attempts++
-		ns.LastError = c.Log.Error
-		switch step {
-		case StepReserve:
-			// The reservation may have been made before the answer was lost.
-			ns.Reserved = true
-		case StepCharge:
-			if ns.Charge == ChargeUnknown && out.Charge == ChargeUnknown {
-				ns.ChargeSentAt = now
-			}
-		}
-		if ns.State.Compensating() && !out.Waiting {
-			ns.Failures++
-			if ns.Failures >= p.MaxCompensationFailures {
-				ns.State = SagaCompensationFailed
-			}
-		}
+		c.failed(step, out, now, p)
 		return c
 	}
-	// The step is over (done or refused): the next one starts afresh.
-	ns.Attempts, ns.LastError = 0, ""
+	// The step is over (done or refused): the next one starts afresh, and a saga
+	// marked for an operator is back on track.
+	ns.Attempts, ns.Failures, ns.FailingSince, ns.LastError = 0, 0, time.Time{}, ""
+	switch ns.State {
+	case SagaStuck:
+		ns.State = SagaRunning
+	case SagaCompensationFailed:
+		ns.State = SagaCompensating
+	}
 	switch step {
 	case StepReserve:
 		if out.Kind == OutcomeOK {
 			ns.Reserved = true
 			c.setStatus(StatusReserved, now)
 		} else {
-			// A refused reservation reserved nothing (all lines or none).
-			ns.Reserved = false
-			c.compensate(out.Reason)
+			// A refused reservation reserved nothing (all lines or none), unless it
+			// says otherwise.
+			ns.Reserved = out.Reserved
+			c.compensate(out.Reason, now)
 		}
 	case StepCharge:
 		if out.Kind == OutcomeOK {
 			c.setStatus(StatusPaid, now)
 		} else {
-			c.compensate(out.Reason)
+			c.compensate(out.Reason, now)
 		}
 	case StepCommit:
 		if out.Kind == OutcomeOK {
@@ -301,17 +333,30 @@ func Advance(o Order, s Saga, step Step, out Outcome, now time.Time, p Policy) C
 			ns.State, ns.FinishedAt = SagaDone, now
 			c.Event = EventConfirmed
 		} else {
-			c.compensate(out.Reason)
+			c.compensate(out.Reason, now)
 		}
 	case StepExpire:
-		c.compensate(ReasonTimeout)
+		// A process may have died during the last step, before it could store the
+		// answer: whatever that step may have done is undone too. Both undo steps
+		// are idempotent and harmless when there is nothing to undo.
+		switch o.Status {
+		case StatusPending:
+			ns.Reserved = true
+		case StatusReserved:
+			if ns.Charge == ChargeNone {
+				ns.Charge = ChargeUnknown
+			}
+		}
+		c.compensate(ReasonTimeout, now)
 	case StepRelease:
 		ns.Reserved = false
-		c.compensated()
 	case StepRefund:
-		c.compensated()
+		if ns.Charge == ChargeUnknown || ns.Charge == ChargeCaptured {
+			// Refund answered without learning more: nothing is taken any more.
+			ns.Charge = ChargeNone
+		}
 	}
-	if ns.State.Compensating() && ns.Next(c.Order) == StepNone {
+	if ns.State.Compensating() && len(ns.Undo()) == 0 {
 		// Nothing (more) to undo: the order is cancelled in this same change.
 		c.setStatus(StatusCancelled, now)
 		c.Order.CancelReason = ns.Reason
@@ -321,42 +366,73 @@ func Advance(o Order, s Saga, step Step, out Outcome, now time.Time, p Policy) C
 	return c
 }
 
+// failed records a failed attempt at step: it is retried later, and a run of
+// failures that a retry does not seem to mend marks the saga for an operator.
+func (c *Change) failed(step Step, out Outcome, now time.Time, p Policy) {
+	ns := &c.Saga
+	ns.Attempts++
+	ns.LastError = c.Log.Error
+	if ns.FailingSince.IsZero() {
+		ns.FailingSince = now
+	}
+	if out.Hard {
+		ns.Failures++
+	}
+	switch step {
+	case StepReserve:
+		// The reservation may have been made before the answer was lost.
+		ns.Reserved = true
+	case StepCharge:
+		// Whatever the failure, the charge may have been made: a 503 can come after
+		// the money was taken.
+		if ns.Charge == ChargeNone {
+			ns.Charge = ChargeUnknown
+		}
+	}
+	if ns.Failures >= p.MaxHardFailures || now.Sub(ns.FailingSince) >= p.AlarmAfter {
+		switch ns.State {
+		case SagaRunning:
+			ns.State = SagaStuck
+		case SagaCompensating:
+			ns.State = SagaCompensationFailed
+		}
+	}
+}
+
 func (c *Change) setStatus(st Status, now time.Time) {
 	c.Order.Status, c.Order.UpdatedAt = st, now
 	c.StatusChanged = true
 }
 
-func (c *Change) compensate(reason CancelReason) {
+// compensate turns the saga to undoing the order, which says so (cancelling) until
+// it is cancelled.
+func (c *Change) compensate(reason CancelReason, now time.Time) {
 	if reason == ReasonNone {
 		reason = ReasonTimeout
 	}
-	c.Saga.State, c.Saga.Reason, c.Saga.Failures = SagaCompensating, reason, 0
-}
-
-// compensated notes a compensation step that succeeded: a saga marked failed is
-// back on track.
-func (c *Change) compensated() {
-	c.Saga.State, c.Saga.Failures = SagaCompensating, 0
+	c.Saga.State, c.Saga.Reason = SagaCompensating, reason
+	c.setStatus(StatusCancelling, now)
 }
 
 // StartCancel turns the saga of a confirmed order into a compensation that refunds
 // the payment and restocks the products, ending with the order cancelled at the
-// customer's request. A cancellation already under way is returned as it is. It
-// returns ErrNotCancellable for an order that is not confirmed.
-func StartCancel(o Order, s Saga, now time.Time) (Saga, StepLog, error) {
-	if s.State.Compensating() && s.Reason == ReasonCustomerRequest {
-		return s, StepLog{}, nil
-	}
+// customer's request; the order is cancelling meanwhile. It returns
+// ErrNotCancellable for an order that is not confirmed (a cancellation under way
+// included).
+func StartCancel(o Order, s Saga, now time.Time) (Change, error) {
 	if o.Status != StatusConfirmed || s.State != SagaDone {
-		return s, StepLog{}, ErrNotCancellable
+		return Change{}, ErrNotCancellable
 	}
+	c := Change{Order: o, Saga: s}
 	// A confirmed order has a committed reservation and a captured charge; both are
 	// undone, and both undo steps are idempotent.
-	s.State, s.Reason = SagaCompensating, ReasonCustomerRequest
-	s.Reserved, s.Charge = true, ChargeCaptured
-	s.Attempts, s.Failures, s.LastError = 0, 0, ""
-	s.UpdatedAt, s.FinishedAt = now, time.Time{}
-	return s, StepLog{Step: StepCancel, Attempt: 1, Outcome: OutcomeOK, Error: "", At: now}, nil
+	ns := &c.Saga
+	ns.Reserved, ns.Charge = true, ChargeCaptured
+	ns.Attempts, ns.Failures, ns.FailingSince, ns.LastError = 0, 0, time.Time{}, ""
+	ns.UpdatedAt, ns.FinishedAt = now, time.Time{}
+	c.compensate(ReasonCustomerRequest, now)
+	c.Log = StepLog{Step: StepCancel, Attempt: 1, Outcome: OutcomeOK, At: now}
+	return c, nil
 }
 
 // SagaView is a saga as operators see it: with its order's status, its next step and

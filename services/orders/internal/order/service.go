@@ -47,7 +47,8 @@ func NewService(d Deps, saga *Orchestrator, inline time.Duration) *Service {
 // Errors: apperr.Invalid with field errors when inventory refuses the lines (an
 // unknown product: items[i].product_id; mixed currencies), apperr.Unavailable or
 // apperr.Timeout when inventory cannot price them, the store's errors. Nothing is
-// stored when it fails.
+// stored when it fails, except that a store error may hide a commit that happened
+// (MaybeStored reports it).
 func (s *Service) Create(ctx context.Context, userID, id uuid.UUID, n NewOrder) (Order, error) {
 	if existing, err := s.store.Order(ctx, id); err == nil {
 		return s.owned(existing, userID)
@@ -71,7 +72,8 @@ func (s *Service) Create(ctx context.Context, userID, id uuid.UUID, n NewOrder) 
 	sg := NewSaga(o)
 	o, lease, created, err := s.store.CreateOrder(ctx, o, sg, s.saga.NewLease(id))
 	if err != nil {
-		return Order{}, err
+		// A failed transaction may still have committed (its answer lost on the way).
+		return Order{}, maybeStored{err}
 	}
 	if !created {
 		return s.owned(o, userID)
@@ -93,6 +95,20 @@ func (s *Service) inlined(ctx context.Context, o Order, drive func(context.Conte
 		return o, nil
 	}
 	return driven, nil
+}
+
+// maybeStored marks an error after which the order may exist all the same.
+type maybeStored struct{ error }
+
+func (e maybeStored) Unwrap() error { return e.error }
+
+// MaybeStored reports whether Create failed in a way that may have stored the order:
+// the transaction that creates it failed, and its outcome is unknown. An
+// Idempotency-Key must then stay bound to its request, so that a retry with another
+// body is refused and a retry with the same one finds the order, if it exists.
+func MaybeStored(err error) bool {
+	var m maybeStored
+	return errors.As(err, &m)
 }
 
 func (s *Service) owned(o Order, userID uuid.UUID) (Order, error) {
@@ -143,34 +159,34 @@ func (s *Service) List(ctx context.Context, userID uuid.UUID, p page.Request) ([
 
 // Cancel cancels the user's confirmed order: a compensation saga refunds the payment
 // and restocks the products, then the order is cancelled with ReasonCustomerRequest.
-// The saga runs inline under the deadline; if it cannot finish, the order is returned
-// still confirmed with the cancellation under way, and recovery finishes it. Cancelling
-// an order already cancelled at the customer's request returns it as it is.
+// The order is cancelling from then on; the saga runs inline under the deadline, and
+// if it cannot finish, the order is returned still cancelling and recovery finishes it.
 //
-// Errors: ErrNotFound (none, or not the user's), ErrNotCancellable (not confirmed),
-// the store's.
+// Errors: ErrNotFound (none, or not the user's), ErrNotCancellable (not confirmed: a
+// cancellation under way or done included), the store's.
 func (s *Service) Cancel(ctx context.Context, userID, id uuid.UUID) (Order, error) {
 	o, err := s.Get(ctx, userID, id)
 	if err != nil {
 		return Order{}, err
 	}
-	switch {
-	case o.Status == StatusCancelled && o.CancelReason == ReasonCustomerRequest:
-		return o, nil
-	case o.Status != StatusConfirmed:
+	if o.Status != StatusConfirmed {
 		return Order{}, ErrNotCancellable
 	}
 	// StartCancel decides again with the rows locked: this read may be stale.
-	_, err = s.store.UpdateSaga(ctx, id, func(o Order, sg Saga) (Saga, StepLog, error) {
+	c, err := s.store.UpdateSaga(ctx, id, func(o Order, sg Saga) (Change, error) {
 		return StartCancel(o, sg, dbTime(s.clock.Now()))
 	})
-	// A confirmed order's saga is held by a worker only while a cancellation is
-	// being driven: that one goes on.
-	if err != nil && !errors.Is(err, ErrSagaBusy) {
+	switch {
+	case errors.Is(err, ErrSagaBusy):
+		// A confirmed order's saga is held by a worker only while a cancellation is
+		// being driven.
+		return Order{}, ErrNotCancellable
+	case err != nil:
 		return Order{}, err
 	}
 	s.log.InfoContext(ctx, "order cancellation requested", "order_id", id)
-	return s.inlined(ctx, o, func(ctx context.Context) (Order, error) { return s.saga.Drive(ctx, id) })
+	s.notifier.Notify(context.WithoutCancel(ctx), StatusChange{OrderID: id, Status: c.Order.Status})
+	return s.inlined(ctx, c.Order, func(ctx context.Context) (Order, error) { return s.saga.Drive(ctx, id) })
 }
 
 // Sagas lists sagas for operators: those in state, or every unfinished one when

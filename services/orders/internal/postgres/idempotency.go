@@ -100,3 +100,13 @@ func (s *Store) AbandonKey(ctx context.Context, userID uuid.UUID, key string) er
 	_, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE user_id = $1 AND key = $2 AND status IS NULL`, userID, key)
 	return dbError(err, "abandon idempotency key")
 }
+
+// UnlockKey ends the claim of a request that failed after it may have stored its order:
+// the key keeps its fingerprint, so a repeat of the same request takes it over at once
+// (and finds the order by its id), while another request with the key is refused.
+func (s *Store) UnlockKey(ctx context.Context, userID uuid.UUID, key string) error {
+	_, err := s.pool.Exec(ctx,
+		`UPDATE idempotency_keys SET locked_until = now() - interval '1 microsecond'
+		 WHERE user_id = $1 AND key = $2 AND status IS NULL`, userID, key)
+	return dbError(err, "unlock idempotency key")
+}

@@ -143,7 +143,7 @@ func (s *Store) Order(ctx context.Context, id uuid.UUID) (order.Order, error) {
 		return order.Order{}, dbError(err, "order")
 	}
 	orders := []order.Order{o}
-	if err := s.loadLines(ctx, orders); err != nil {
+	if err := loadLines(ctx, s.pool, orders); err != nil {
 		return order.Order{}, err
 	}
 	return orders[0], nil
@@ -168,14 +168,19 @@ func (s *Store) OrdersByUser(ctx context.Context, userID uuid.UUID, p page.Reque
 	if err != nil {
 		return nil, dbError(err, "orders by user")
 	}
-	if err := s.loadLines(ctx, orders); err != nil {
+	if err := loadLines(ctx, s.pool, orders); err != nil {
 		return nil, err
 	}
 	return orders, nil
 }
 
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // loadLines fills in the lines of orders with one query.
-func (s *Store) loadLines(ctx context.Context, orders []order.Order) error {
+func loadLines(ctx context.Context, q querier, orders []order.Order) error {
 	if len(orders) == 0 {
 		return nil
 	}
@@ -184,7 +189,7 @@ func (s *Store) loadLines(ctx context.Context, orders []order.Order) error {
 	for i, o := range orders {
 		ids[i], at[o.ID] = o.ID, i
 	}
-	rows, err := s.pool.Query(ctx,
+	rows, err := q.Query(ctx,
 		`SELECT order_id, product_id, quantity, unit_price_cents FROM order_lines
 		 WHERE order_id = ANY($1) ORDER BY order_id, line`, ids)
 	if err != nil {
@@ -228,7 +233,7 @@ func scanOrder(row pgx.Row) (order.Order, error) {
 
 // sagaColumnsOf lists the columns scanSaga reads, qualified by table (or alias) t.
 func sagaColumnsOf(t string) string {
-	return fmt.Sprintf(`%[1]s.order_id, %[1]s.state, coalesce(%[1]s.cancel_reason, ''), %[1]s.charge, %[1]s.charge_sent_at,
+	return fmt.Sprintf(`%[1]s.order_id, %[1]s.state, coalesce(%[1]s.cancel_reason, ''), %[1]s.charge, %[1]s.failing_since,
 		%[1]s.reserved, %[1]s.attempts, %[1]s.failures, %[1]s.last_error, %[1]s.created_at, %[1]s.updated_at, %[1]s.finished_at`, t)
 }
 
@@ -237,8 +242,8 @@ var sagaColumns = sagaColumnsOf("sagas")
 func scanSaga(row pgx.Row, extra ...any) (order.Saga, error) {
 	var sg order.Saga
 	var state, reason, charge string
-	var sentAt, finishedAt *time.Time
-	dest := append([]any{&sg.OrderID, &state, &reason, &charge, &sentAt, &sg.Reserved, &sg.Attempts, &sg.Failures,
+	var failingSince, finishedAt *time.Time
+	dest := append([]any{&sg.OrderID, &state, &reason, &charge, &failingSince, &sg.Reserved, &sg.Attempts, &sg.Failures,
 		&sg.LastError, &sg.CreatedAt, &sg.UpdatedAt, &finishedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return order.Saga{}, err
@@ -251,8 +256,8 @@ func scanSaga(row pgx.Row, extra ...any) (order.Saga, error) {
 	if sg.Charge, err = order.ParseChargeState(charge); err != nil {
 		return order.Saga{}, err
 	}
-	if sentAt != nil {
-		sg.ChargeSentAt = sentAt.UTC()
+	if failingSince != nil {
+		sg.FailingSince = failingSince.UTC()
 	}
 	if finishedAt != nil {
 		sg.FinishedAt = finishedAt.UTC()
@@ -263,11 +268,11 @@ func scanSaga(row pgx.Row, extra ...any) (order.Saga, error) {
 
 // sagaArgs are the columns a change writes, from $2 on.
 func sagaArgs(sg order.Saga) []any {
-	return []any{sg.State, nullable(string(sg.Reason)), sg.Charge, nullTime(sg.ChargeSentAt), sg.Reserved,
+	return []any{sg.State, nullable(string(sg.Reason)), sg.Charge, nullTime(sg.FailingSince), sg.Reserved,
 		sg.Attempts, sg.Failures, sg.LastError, sg.UpdatedAt, nullTime(sg.FinishedAt)}
 }
 
-const setSaga = `state = $2, cancel_reason = $3, charge = $4, charge_sent_at = $5, reserved = $6, attempts = $7,
+const setSaga = `state = $2, cancel_reason = $3, charge = $4, failing_since = $5, reserved = $6, attempts = $7,
 	failures = $8, last_error = $9, updated_at = $10, finished_at = $11`
 
 // ClaimSaga implements order.Store. The conditional UPDATE is the lease: of workers
@@ -317,29 +322,32 @@ func (s *Store) Apply(ctx context.Context, l order.Lease, c order.Change) error 
 		if tag.RowsAffected() == 0 {
 			return order.ErrLeaseLost
 		}
-		if c.StatusChanged {
-			if _, err := tx.Exec(ctx,
-				`UPDATE orders SET status = $2, cancel_reason = $3, updated_at = $4 WHERE id = $1`,
-				c.Order.ID, c.Order.Status, nullable(string(c.Order.CancelReason)), c.Order.UpdatedAt); err != nil {
-				return err
-			}
-		}
-		if err := insertStep(ctx, tx, l.OrderID, c.Log); err != nil {
-			return err
-		}
-		if c.Event != "" {
-			return writeEvent(ctx, tx, c.Event, c.Order, c.Log.At)
-		}
-		return nil
+		return writeChange(ctx, tx, c)
 	})
 	return dbError(err, "apply saga change")
 }
 
-func insertStep(ctx context.Context, tx pgx.Tx, id uuid.UUID, l order.StepLog) error {
-	_, err := tx.Exec(ctx,
-		`INSERT INTO saga_steps (order_id, step, attempt, outcome, error, at) VALUES ($1, $2, $3, $4, $5, $6)`,
-		id, l.Step, l.Attempt, l.Outcome, l.Error, l.At)
-	return err
+// writeChange writes what a change does besides the saga's row: the order's status,
+// the step log entry and the event.
+func writeChange(ctx context.Context, tx pgx.Tx, c order.Change) error {
+	if c.StatusChanged {
+		if _, err := tx.Exec(ctx,
+			`UPDATE orders SET status = $2, cancel_reason = $3, updated_at = $4 WHERE id = $1`,
+			c.Order.ID, c.Order.Status, nullable(string(c.Order.CancelReason)), c.Order.UpdatedAt); err != nil {
+			return err
+		}
+	}
+	if c.Log.Step != order.StepNone {
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO saga_steps (order_id, step, attempt, outcome, error, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			c.Order.ID, c.Log.Step, c.Log.Attempt, c.Log.Outcome, c.Log.Error, c.Log.At); err != nil {
+			return err
+		}
+	}
+	if c.Event != "" {
+		return writeEvent(ctx, tx, c.Event, c.Order, c.Log.At)
+	}
+	return nil
 }
 
 // ReleaseSaga implements order.Store.
@@ -364,8 +372,8 @@ func (s *Store) SagasToRecover(ctx context.Context, limit int) ([]uuid.UUID, err
 }
 
 // UpdateSaga implements order.Store.
-func (s *Store) UpdateSaga(ctx context.Context, id uuid.UUID, fn func(order.Order, order.Saga) (order.Saga, order.StepLog, error)) (order.Saga, error) {
-	var next order.Saga
+func (s *Store) UpdateSaga(ctx context.Context, id uuid.UUID, fn func(order.Order, order.Saga) (order.Change, error)) (order.Change, error) {
+	var c order.Change
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		o, err := scanOrder(tx.QueryRow(ctx, `SELECT `+orderColumns+` FROM orders WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
@@ -383,22 +391,22 @@ func (s *Store) UpdateSaga(ctx context.Context, id uuid.UUID, fn func(order.Orde
 		if busy {
 			return order.ErrSagaBusy
 		}
-		var log order.StepLog
-		if next, log, err = fn(o, sg); err != nil {
+		orders := []order.Order{o}
+		if err := loadLines(ctx, tx, orders); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE sagas SET `+setSaga+` WHERE order_id = $1`, append([]any{id}, sagaArgs(next)...)...); err != nil {
+		if c, err = fn(orders[0], sg); err != nil {
 			return err
 		}
-		if log.Step != order.StepNone {
-			return insertStep(ctx, tx, id, log)
+		if _, err := tx.Exec(ctx, `UPDATE sagas SET `+setSaga+` WHERE order_id = $1`, append([]any{id}, sagaArgs(c.Saga)...)...); err != nil {
+			return err
 		}
-		return nil
+		return writeChange(ctx, tx, c)
 	})
 	if err != nil {
-		return order.Saga{}, dbError(err, "update saga")
+		return order.Change{}, dbError(err, "update saga")
 	}
-	return next, nil
+	return c, nil
 }
 
 // maxStepsShown bounds the step log shown per saga: a saga retried every 15 seconds

@@ -196,9 +196,9 @@ func TestUpdateSagaLeavesAHeldSagaAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	called := false
-	_, err = s.UpdateSaga(ctx, o.ID, func(order.Order, order.Saga) (order.Saga, order.StepLog, error) {
+	_, err = s.UpdateSaga(ctx, o.ID, func(order.Order, order.Saga) (order.Change, error) {
 		called = true
-		return order.Saga{}, order.StepLog{}, nil
+		return order.Change{}, nil
 	})
 	if !errors.Is(err, order.ErrSagaBusy) || called {
 		t.Errorf("update of a held saga: %v (fn called: %t)", err, called)
@@ -206,7 +206,7 @@ func TestUpdateSagaLeavesAHeldSagaAlone(t *testing.T) {
 	if err := s.ReleaseSaga(ctx, l); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.UpdateSaga(ctx, o.ID, func(o order.Order, sg order.Saga) (order.Saga, order.StepLog, error) {
+	_, err = s.UpdateSaga(ctx, o.ID, func(o order.Order, sg order.Saga) (order.Change, error) {
 		return order.StartCancel(o, sg, time.Now())
 	})
 	if !errors.Is(err, order.ErrNotCancellable) {

@@ -20,7 +20,7 @@ var _ order.Recorder = (*Recorder)(nil)
 
 // New registers the saga metrics with reg:
 //
-//	saga_outcomes_total{result="confirmed|cancelled|compensation_failed",reason="...|"}
+//	saga_outcomes_total{result="confirmed|cancelled|compensation_failed|stuck",reason="...|"}
 //	saga_duration_seconds{result="confirmed|cancelled"} (not customer cancellations)
 //
 // It fails when they clash with metrics already registered.
@@ -28,7 +28,7 @@ func New(reg prometheus.Registerer) (*Recorder, error) {
 	r := &Recorder{
 		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "saga_outcomes_total",
-			Help: "Create-order sagas that ended, by result (confirmed, cancelled) and cancel reason; compensation_failed counts sagas whose compensation kept failing (they are retried).",
+			Help: "Create-order sagas that ended, by result (confirmed, cancelled) and cancel reason; compensation_failed and stuck count sagas whose compensation or forward step kept failing (they are retried; GET /admin/sagas lists them).",
 		}, []string{"result", "reason"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "saga_duration_seconds",
@@ -55,7 +55,7 @@ func (r *Recorder) SagaEnded(status order.Status, reason order.CancelReason, too
 	r.duration.WithLabelValues(string(status)).Observe(took.Seconds())
 }
 
-// CompensationFailed implements order.Recorder.
-func (r *Recorder) CompensationFailed() {
-	r.outcomes.WithLabelValues(string(order.SagaCompensationFailed), "").Inc()
+// Alarmed implements order.Recorder.
+func (r *Recorder) Alarmed(state order.SagaState) {
+	r.outcomes.WithLabelValues(string(state), "").Inc()
 }
