@@ -9,6 +9,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
@@ -40,7 +41,8 @@ func loadSettings(getenv func(string) string) (settings, error) {
 }
 
 // run starts the payments service: it charges orders for the saga, once per order,
-// refunds them, and lists a user's payments. The processor is Stripe's test mode.
+// refunds them, and lists a user's payments, and sweeps up charges left pending. The
+// processor is Stripe's test mode.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
@@ -60,6 +62,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 
 	payments := payment.NewService(postgres.NewStore(p.Pool), payment.StripeTest{}, time.Now, cfg.ProcessorTimeout)
+	// Charges interrupted before their outcome was recorded are settled every minute,
+	// with or without Redis.
+	p.Background("pending payments sweep", func(ctx context.Context) error { return jobs.RunSweep(ctx, payments, p.Log) })
 	r := p.Router()
 	httpapi.Mount(r, httpapi.Deps{
 		Log:      p.Log,

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +26,10 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
 )
 
 // The payments service starts on its own fresh database, applies its migrations and
@@ -471,5 +477,98 @@ func TestSettingsDefaults(t *testing.T) {
 	s, err = loadSettings(func(k string) string { return map[string]string{"PROCESSOR_TIMEOUT": "1500ms"}[k] })
 	if err != nil || s.ProcessorTimeout != 1500*time.Millisecond {
 		t.Errorf("PROCESSOR_TIMEOUT=1500ms: %v, %v", s.ProcessorTimeout, err)
+	}
+}
+
+// A charge whose process died between recording the pending payment and recording the
+// processor's answer is settled by the sweep, even if nobody asks about it again, and
+// even while Redis is down: the sweep runs in process (see internal/jobs).
+func TestTheSweepSettlesPaymentsLeftPendingWithoutRedis(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	pool, err := pgdb.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgdb.Migrate(ctx, pool, migrations.FS, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	// What dead processes left behind two minutes ago, and a charge in progress now.
+	store := postgres.NewStore(pool)
+	left := map[payment.Method]uuid.UUID{}
+	for _, m := range []payment.Method{payment.MethodVisa, payment.MethodDeclined} {
+		p := payment.NewPending(uuid.New(), payment.ChargeRequest{OrderID: uuid.New(), UserID: uuid.New(),
+			Amount: payment.Money{Cents: 999, Currency: "EUR"}, Method: m}, time.Now().Add(-2*time.Minute))
+		if err := store.CreatePending(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		left[m] = p.ID
+	}
+	recent := payment.NewPending(uuid.New(), payment.ChargeRequest{OrderID: uuid.New(), UserID: uuid.New(),
+		Amount: payment.Money{Cents: 999, Currency: "EUR"}, Method: payment.MethodVisa}, time.Now())
+	if err := store.CreatePending(ctx, recent); err != nil {
+		t.Fatal(err)
+	}
+
+	// Redis behind a proxy that lets nothing through.
+	redisURL, err := url.Parse(redistest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	redis, err := tcpproxy.New(redisURL.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { redis.Close() })
+	redis.Cut()
+	redisURL.Host = redis.Addr()
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL.String()})
+
+	status := func(id uuid.UUID) string {
+		var st string
+		if err := pool.QueryRow(ctx, `SELECT status FROM payments WHERE id = $1`, id).Scan(&st); err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	for deadline := time.Now().Add(30 * time.Second); status(left[payment.MethodVisa]) == "pending" || status(left[payment.MethodDeclined]) == "pending"; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after 30s: visa %s, declined %s", status(left[payment.MethodVisa]), status(left[payment.MethodDeclined]))
+		}
+	}
+	if st := status(left[payment.MethodVisa]); st != "captured" {
+		t.Errorf("the visa charge left pending is %s, want captured", st)
+	}
+	if st := status(left[payment.MethodDeclined]); st != "declined" {
+		t.Errorf("the declined charge left pending is %s, want declined", st)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(prog.Logs(), `"msg":"pending payments settled"`) || !strings.Contains(prog.Logs(), `"settled":2`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep did not log how many payments it settled")
+		}
+	}
+	if st := status(recent.ID); st != "pending" {
+		t.Errorf("the charge in progress is %s; the sweep must leave it to its request", st)
+	}
+	var events []string
+	rows, err := pool.Query(ctx, `SELECT type || ' ' || subject FROM outbox ORDER BY type`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var e string
+		if err := rows.Scan(&e); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"payment.captured " + left[payment.MethodVisa].String(), "payment.declined " + left[payment.MethodDeclined].String()}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", events, want)
 	}
 }

@@ -29,10 +29,12 @@
 //
 // A process that dies during step 2 or before step 3 commits, or a processor that
 // fails, leaves a pending row behind. Whoever touches that payment next — the saga
-// retrying the same charge, looking it up, or refunding it — runs steps 2 and 3 again.
-// So a look-up of a pending payment finishes the charge the saga asked for (the
-// pending row records a valid request) rather than guessing its outcome, and a refund
-// of one first learns whether money was taken. While the processor cannot be
+// retrying the same charge, looking it up, or refunding it — runs steps 2 and 3 again,
+// and so does a sweep every minute for the payments pending for over a minute, in
+// case nobody does (Service.SettlePending). So a look-up of a pending payment
+// finishes the charge the saga asked for (the pending row records a valid request)
+// rather than guessing its outcome, and a refund of one first learns whether money
+// was taken. While the processor cannot be
 // reached these answer 503 (504 past PROCESSOR_TIMEOUT) and the payment stays
 // pending; nothing is lost.
 package payment

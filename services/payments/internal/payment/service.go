@@ -32,6 +32,9 @@ type Store interface {
 	// and returns the payment as stored. It returns ErrNotFound when there is no such
 	// payment. It holds nothing once it returns: it is one short transaction.
 	Record(ctx context.Context, from Status, next Payment) (Payment, error)
+	// Pending returns the payments still pending that were created before before,
+	// oldest first (created_at, then id), after the cursor when set, up to limit.
+	Pending(ctx context.Context, before time.Time, after *page.Cursor, limit int) ([]Payment, error)
 	// ByOrder returns the payment of order, or ErrNotFound.
 	ByOrder(ctx context.Context, order uuid.UUID) (Payment, error)
 	// ListByOrder returns user's settled payments (not pending ones) for order, oldest
@@ -123,6 +126,55 @@ func (s *Service) Refund(ctx context.Context, order uuid.UUID) (Payment, error) 
 		return Payment{}, err
 	}
 	return s.record(ctx, StatusCaptured, next)
+}
+
+// SweepBatch is how many pending payments the sweep reads at a time.
+const SweepBatch = 100
+
+// SettlePending settles every payment pending for longer than age — one whose charge
+// was interrupted (its process died, or the processor failed) and that nobody asked
+// about since — by asking the processor again with its key and recording the outcome
+// and its event, as a look-up would. Payments younger than age are left to the
+// request charging them. It goes oldest first and returns how many it settled. It
+// stops at the first payment the processor or the database cannot settle for being
+// unreachable (the next sweep tries again; nothing is lost meanwhile), and carries on
+// past any other failure, which it reports, with how many failed, when it is done.
+// Running it concurrently with anything, itself included, is safe.
+func (s *Service) SettlePending(ctx context.Context, age time.Duration) (int, error) {
+	before := s.stamp().Add(-age)
+	var after *page.Cursor
+	settled, failed := 0, 0
+	var first error
+	for {
+		batch, err := s.store.Pending(ctx, before, after, SweepBatch)
+		if err != nil {
+			return settled, err
+		}
+		for _, p := range batch {
+			// By order, not the batch's copy: it may have been settled meanwhile.
+			got, err := s.Payment(ctx, p.OrderID)
+			switch code := apperr.CodeOf(err); {
+			case err == nil:
+				if got.Status != StatusPending {
+					settled++
+				}
+			case code == apperr.Unavailable || code == apperr.Timeout || ctx.Err() != nil:
+				return settled, fmt.Errorf("settle payment %s: %w", p.ID, err)
+			default:
+				failed++
+				first = cmp.Or(first, fmt.Errorf("settle payment %s: %w", p.ID, err))
+			}
+		}
+		if len(batch) < SweepBatch {
+			break
+		}
+		last := batch[len(batch)-1]
+		after = &page.Cursor{Time: last.CreatedAt, ID: last.ID}
+	}
+	if first != nil {
+		return settled, fmt.Errorf("%d pending payments not settled, the first: %w", failed, first)
+	}
+	return settled, nil
 }
 
 // List returns user's payments for order, a page at a time (see Store.ListByOrder);

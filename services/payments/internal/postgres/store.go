@@ -180,6 +180,26 @@ func (s *Store) ByOrder(ctx context.Context, order uuid.UUID) (payment.Payment, 
 	return p, dbError(err, "payment by order")
 }
 
+// Pending implements payment.Store, on the partial index payments_pending.
+func (s *Store) Pending(ctx context.Context, before time.Time, after *page.Cursor, limit int) ([]payment.Payment, error) {
+	var rows pgx.Rows
+	var err error
+	if after == nil {
+		rows, err = s.pool.Query(ctx, `SELECT `+columns+` FROM payments
+			WHERE status = 'pending' AND created_at < $1
+			ORDER BY created_at, id LIMIT $2`, before, limit)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+columns+` FROM payments
+			WHERE status = 'pending' AND created_at < $1 AND (created_at, id) > ($2, $3)
+			ORDER BY created_at, id LIMIT $4`, before, after.Time, after.ID, limit)
+	}
+	if err != nil {
+		return nil, dbError(err, "pending payments")
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (payment.Payment, error) { return scan(row) })
+	return list, dbError(err, "pending payments")
+}
+
 // ListByOrder implements payment.Store.
 func (s *Store) ListByOrder(ctx context.Context, user, order uuid.UUID, pr page.Request) ([]payment.Payment, error) {
 	var rows pgx.Rows

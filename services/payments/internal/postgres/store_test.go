@@ -715,3 +715,89 @@ func TestRecordMovesAPaymentOnlyFromTheStatusItWasIn(t *testing.T) {
 		t.Errorf("Record to the status it is in: %v, want ErrBadTransition", err)
 	}
 }
+
+// The sweep finishes the charges dead processes left pending, oldest first and a batch
+// at a time, and leaves alone a charge still in progress. While the processor is down
+// it stops at once and changes nothing; a second sweep has nothing left to do.
+func TestTheSweepSettlesPaymentsLeftPending(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	old := time.Now().Add(-2 * time.Minute)
+	want := map[uuid.UUID]payment.Status{} // payment id → its status after the sweep
+	leave := func(m payment.Method, at time.Time, then payment.Status) {
+		t.Helper()
+		p := payment.NewPending(uuid.New(), charge(m), at)
+		if err := e.store.CreatePending(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		want[p.ID] = then
+	}
+	for range payment.SweepBatch + 1 { // more than one batch
+		leave(payment.MethodVisa, old, payment.StatusCaptured)
+	}
+	leave(payment.MethodDeclined, old, payment.StatusDeclined)
+	leave(payment.MethodInsufficientFunds, old.Add(time.Second), payment.StatusDeclined)
+	leave(payment.MethodVisa, time.Now(), payment.StatusPending) // a charge in progress
+	const left = payment.SweepBatch + 3
+
+	statuses := func() map[uuid.UUID]payment.Status {
+		t.Helper()
+		rows, err := e.pool.Query(ctx, `SELECT id, status FROM payments`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		got := map[uuid.UUID]payment.Status{}
+		for rows.Next() {
+			var id uuid.UUID
+			var st payment.Status
+			if err := rows.Scan(&id, &st); err != nil {
+				t.Fatal(err)
+			}
+			got[id] = st
+		}
+		return got
+	}
+
+	e.proc.fail.Store(true)
+	if n, err := e.svc.SettlePending(ctx, time.Minute); n != 0 || apperr.CodeOf(err) != apperr.Unavailable {
+		t.Errorf("sweep with the processor down: %d, %v; want 0 and unavailable", n, err)
+	}
+	if calls := e.proc.charges.Load(); calls != 1 {
+		t.Errorf("%d processor calls with the processor down, want 1 (the sweep stops at the first)", calls)
+	}
+	for id, st := range statuses() {
+		if st != payment.StatusPending {
+			t.Errorf("payment %s is %s after a failed sweep", id, st)
+		}
+	}
+
+	e.proc.fail.Store(false)
+	if n, err := e.svc.SettlePending(ctx, time.Minute); n != left || err != nil {
+		t.Errorf("sweep: %d, %v; want %d settled", n, err, left)
+	}
+	got := statuses()
+	for id, st := range want {
+		if got[id] != st {
+			t.Errorf("payment %s is %s, want %s", id, got[id], st)
+		}
+	}
+	perPayment := map[string]int{}
+	for _, ev := range events(t, e.pool) {
+		perPayment[ev.Subject]++
+	}
+	if len(perPayment) != left {
+		t.Errorf("events about %d payments, want %d", len(perPayment), left)
+	}
+	for id, n := range perPayment {
+		if n != 1 {
+			t.Errorf("%d events about payment %s, want 1", n, id)
+		}
+	}
+
+	calls := e.proc.charges.Load()
+	if n, err := e.svc.SettlePending(ctx, time.Minute); n != 0 || err != nil || e.proc.charges.Load() != calls || count(t, e.pool, "outbox") != left {
+		t.Errorf("second sweep: %d, %v, %d more processor calls, %d events", n, err, e.proc.charges.Load()-calls, count(t, e.pool, "outbox"))
+	}
+}
