@@ -248,6 +248,18 @@ func (p *Platform) RelayOutbox() error {
 	return t.Scheduler.Daily(tasks.OutboxCleanup, tasks.OutboxCleanupAt, nil)
 }
 
+// CleanInbox schedules the daily inbox:cleanup of a service that consumes events with
+// pkg/events: the ids of events handled more than retention ago are deleted from its
+// inbox table (tasks.DefaultInboxRetention explains how long is long enough).
+func (p *Platform) CleanInbox(retention time.Duration) error {
+	t, err := p.Tasks()
+	if err != nil {
+		return err
+	}
+	t.Worker.Handle(tasks.InboxCleanup, tasks.CleanInbox(p.Pool, p.Log, retention))
+	return t.Scheduler.Daily(tasks.InboxCleanup, tasks.InboxCleanupAt, nil)
+}
+
 // Tasks is a service's background task queue (asynq): a client to enqueue with, a
 // worker serving the service's own queues, and the periodic scheduler.
 type Tasks struct {

@@ -260,3 +260,61 @@ func TestRetryCapPerTask(t *testing.T) {
 		}
 	}
 }
+
+const inboxDDL = `-- +goose Up
+CREATE TABLE inbox (
+    event_id   uuid PRIMARY KEY,
+    stream     text NOT NULL,
+    type       text NOT NULL,
+    handled_at timestamptz NOT NULL DEFAULT now()
+);
+-- +goose Down
+DROP TABLE inbox;
+`
+
+func TestInboxCleanupDeletesOnlyOldRows(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t, fstest.MapFS{"00001_inbox.sql": {Data: []byte(inboxDDL)}})
+	ctx := t.Context()
+	insert := func(n int, handled string) {
+		t.Helper()
+		for range n {
+			_, err := pool.Exec(ctx, `INSERT INTO inbox (event_id, stream, type, handled_at)
+				VALUES ($1, 'events.test', 'thing.done', `+handled+`)`, uuid.New())
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	insert(5, "now() - interval '11 days'")
+	insert(1, "now() - interval '10 days' + interval '1 hour'") // not yet 10 days old
+	insert(1, "now()")
+
+	// Batches of 2 take three statements for the five old rows.
+	n, err := deleteHandled(ctx, pool, DefaultInboxRetention, 2)
+	if err != nil || n != 5 {
+		t.Fatalf("deleted %d (%v), want 5", n, err)
+	}
+	var kept int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM inbox`).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept != 2 {
+		t.Errorf("kept %d rows, want 2", kept)
+	}
+
+	// The task's handler does the same with its retention, and says how much it removed.
+	insert(3, "now() - interval '2 hours'")
+	var log bytes.Buffer
+	if err := CleanInbox(pool, slog.New(slog.NewJSONHandler(&log, nil)), time.Hour)(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), `"deleted":4`) {
+		t.Errorf("cleanup log %q does not report 4 deleted (the 3 two hours old, the one 10 days less an hour)", log.String())
+	}
+
+	pool.Close()
+	if _, err := deleteHandled(ctx, pool, DefaultInboxRetention, 2); err == nil || !strings.Contains(err.Error(), "inbox cleanup") {
+		t.Errorf("cleanup on a closed pool: %v, want a named error", err)
+	}
+}

@@ -48,6 +48,11 @@ type settings struct {
 	// a restarted replica takes back its own unacknowledged entries at once, and
 	// unique among replicas.
 	ConsumerName string
+	// InboxRetention is how long the ids of handled events are kept to recognise a
+	// redelivery (INBOX_RETENTION).
+	InboxRetention time.Duration
+	// DLQMaxLen trims events.dlq to about this many entries (DLQ_MAXLEN).
+	DLQMaxLen int
 	// ReportEmail is where the daily sales report goes (REPORT_EMAIL): a bare address
 	// that must be a registered user's, the admin's. "" (REPORT_EMAIL=off) means
 	// reports are not mailed.
@@ -72,10 +77,17 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		EmailGiveUpAfter: env.Duration("EMAIL_GIVE_UP_AFTER", notification.DefaultGiveUp.After),
 		EmailRetryCap:    env.Duration("EMAIL_RETRY_CAP", emailtask.DefaultRetryCap),
 		ConsumerName:     env.String("CONSUMER_NAME", ""),
+		InboxRetention:   env.Duration("INBOX_RETENTION", tasks.DefaultInboxRetention),
+		DLQMaxLen:        env.Int("DLQ_MAXLEN", events.DefaultDLQMaxLen, 100, 10_000_000),
 	}
 	var limitErrs []error
 	if s.EmailGiveUpAfter > maxGiveUpAfter {
 		limitErrs = append(limitErrs, fmt.Errorf("bad configuration: EMAIL_GIVE_UP_AFTER=%s: want at most %s", s.EmailGiveUpAfter, maxGiveUpAfter))
+	}
+	if s.InboxRetention < time.Hour {
+		// Redeliveries come minutes apart (retries, XAUTOCLAIM after 30 s): an inbox
+		// that forgets within the hour would let them through as new events.
+		limitErrs = append(limitErrs, fmt.Errorf("bad configuration: INBOX_RETENTION=%s: want at least 1h", s.InboxRetention))
 	}
 	if s.EmailRetryCap < time.Second || s.EmailRetryCap > time.Hour {
 		limitErrs = append(limitErrs, fmt.Errorf("bad configuration: EMAIL_RETRY_CAP=%s: want from 1s to 1h", s.EmailRetryCap))
@@ -130,7 +142,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	p.Log.Info("notifications settings", "smtp_addr", cfg.SMTPAddr, "mail_from", cfg.MailFrom.String(),
 		"email_max_retry", cfg.EmailMaxRetry, "email_give_up_after", cfg.EmailGiveUpAfter.String(),
-		"email_retry_cap", cfg.EmailRetryCap.String(), "consumer_name", cfg.ConsumerName, "report_email", reportEmail)
+		"email_retry_cap", cfg.EmailRetryCap.String(), "consumer_name", cfg.ConsumerName, "report_email", reportEmail,
+		"inbox_retention", cfg.InboxRetention.String(), "dlq_maxlen", cfg.DLQMaxLen)
 
 	store := postgres.NewStore(p.Pool)
 	mailer := mail.New(cfg.SMTPAddr, cfg.MailFrom, 10*time.Second)
@@ -158,8 +171,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 
 	consumer := events.NewConsumer(p.Pool, p.Redis, p.Log,
 		intake.Handler(func(tx pgx.Tx) intake.Store { return store.InTx(tx) }, time.Now, intake.Options{ReportEmail: cfg.ReportEmail}),
-		events.ConsumerOptions{Group: "notifications", Name: cfg.ConsumerName, Streams: intake.Streams, Registerer: p.Metrics})
+		events.ConsumerOptions{Group: "notifications", Name: cfg.ConsumerName, Streams: intake.Streams,
+			DLQMaxLen: int64(cfg.DLQMaxLen), Registerer: p.Metrics})
 	p.Background("event consumer", consumer.Run)
+	// The inbox would otherwise keep every event id for ever. Past the retention a
+	// redelivered event still writes no second notification: event_id is unique there.
+	if err := p.CleanInbox(cfg.InboxRetention); err != nil {
+		return err
+	}
 
 	p.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "notifications_queued", Help: "Notifications not yet sent or failed: the e-mail backlog.",

@@ -298,9 +298,11 @@ func TestRunServesOperationalRoutes(t *testing.T) {
 func TestBadSettingsStopTheStart(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"SMTP_ADDR": "no-port", "MAIL_FROM": "not an address", "EMAIL_MAX_RETRY": "99",
-		"REPORT_EMAIL": "Admin <admin@bazaar.local>", "EMAIL_GIVE_UP_AFTER": "2000h", "EMAIL_RETRY_CAP": "2h"}
+		"REPORT_EMAIL": "Admin <admin@bazaar.local>", "EMAIL_GIVE_UP_AFTER": "2000h", "EMAIL_RETRY_CAP": "2h",
+		"INBOX_RETENTION": "30m", "DLQ_MAXLEN": "10"}
 	err := run(t.Context(), nil, func(k string) string { return env[k] }, io.Discard)
-	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY", "REPORT_EMAIL", "EMAIL_GIVE_UP_AFTER", "EMAIL_RETRY_CAP"} {
+	for _, name := range []string{"SMTP_ADDR", "MAIL_FROM", "EMAIL_MAX_RETRY", "REPORT_EMAIL", "EMAIL_GIVE_UP_AFTER", "EMAIL_RETRY_CAP",
+		"INBOX_RETENTION", "DLQ_MAXLEN"} {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("run = %v; want it to name %s", err, name)
 		}
@@ -860,3 +862,33 @@ func TestDailySalesReportIsNotMailedWhenReportEmailIsOff(t *testing.T) {
 
 // ref is how an e-mail names an order or product: the upper-cased tail of its id.
 func ref(id uuid.UUID) string { s := id.String(); return strings.ToUpper(s[len(s)-8:]) }
+
+// The inbox keeps the ids of handled events only as long as a redelivery can come:
+// the daily inbox:cleanup (whose slot for today runs as soon as the service starts)
+// deletes those handled over INBOX_RETENTION (10 days) ago, and no other.
+func TestInboxIsCleanedOfOldEventIDs(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, nil)
+	ctx := context.Background()
+	if err := pgdb.Migrate(ctx, s.db, migrations.FS, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(n int, age string) {
+		t.Helper()
+		for range n {
+			if _, err := s.db.Exec(ctx, `INSERT INTO inbox (event_id, stream, type, handled_at)
+				VALUES ($1, 'events.users', 'user.registered', now() - $2::interval)`, uuid.New(), age); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	insert(3, "11 days")
+	insert(2, "9 days")
+	s.start(t, nil)
+	eventually(t, arrives, "the old inbox rows deleted", func() bool {
+		return s.count(t, `SELECT count(*) FROM inbox WHERE handled_at < now() - interval '10 days'`) == 0
+	})
+	if n := s.count(t, `SELECT count(*) FROM inbox`); n != 2 {
+		t.Errorf("%d inbox rows left, want the 2 younger than 10 days", n)
+	}
+}
