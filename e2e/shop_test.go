@@ -74,8 +74,8 @@ func (o orderDoc) reason() string {
 func (o orderDoc) terminal() bool { return o.Status == "confirmed" || o.Status == "cancelled" }
 
 // inProgress are the statuses of an order whose saga has not finished: the saga's
-// steps (docs/saga.md's state machine).
-var inProgress = []string{"pending", "reserved", "paid"}
+// steps, and cancelling while it is undone (docs/saga.md's state machine).
+var inProgress = []string{"pending", "reserved", "paid", "cancelling"}
 
 type paymentDoc struct {
 	ID          string `json:"id"`
