@@ -13,11 +13,12 @@
 // Errors come back as *apperr.Error values, so that callers branch with errors.Is and
 // apperr.ReasonOf, never on status numbers: a business answer keeps the code and
 // reason of the service's problem document (problem.FromResponse). A transient failure
-// that persists is apperr.Unavailable when no attempt can have had an effect (every
-// connection refused, the breaker open, or the service answered 503), and
-// apperr.Timeout otherwise: some attempt reached the service and its outcome is unknown
-// (sent and timed out, the connection dropped after sending, a 500). The saga relies on
-// that difference to know when to ask what became of a charge.
+// that persists is apperr.Unavailable when no attempt reached the service or it
+// answered 503 (every connection refused, the breaker open), and apperr.Timeout
+// otherwise: some attempt reached the service and its outcome is unknown (sent and
+// timed out, the connection dropped after sending, a 500). A 503 can still come after
+// the work was done (payments' processor took the money, then its answer was lost), so
+// the saga treats every failed charge as unknown whatever the code.
 package downstream
 
 import (
