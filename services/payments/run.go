@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 
@@ -25,6 +26,10 @@ type settings struct {
 	// 5s per attempt), so that payments answers 504 (or 503), and the caller knows the
 	// processor was the trouble, rather than the caller timing out and having to guess.
 	ProcessorTimeout time.Duration
+	// VoidRetention is how long a voided order stays void (VOID_RETENTION, default 30
+	// days, at least an hour): long past the last moment a charge request sent before
+	// the void could arrive. payments:voids-cleanup forgets older voids daily.
+	VoidRetention time.Duration
 }
 
 // loadSettings reads the configuration; the error names every bad variable.
@@ -33,16 +38,20 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	s := settings{
 		Config:           platform.LoadConfig(env, "payments", ":8083"),
 		ProcessorTimeout: env.Duration("PROCESSOR_TIMEOUT", 3*time.Second),
+		VoidRetention:    env.Duration("VOID_RETENTION", jobs.DefaultVoidRetention),
 	}
 	if err := env.Err(); err != nil {
 		return settings{}, err
+	}
+	if s.VoidRetention < jobs.MinVoidRetention {
+		return settings{}, fmt.Errorf("VOID_RETENTION=%q: want at least %s, or a charge sent before a void could outlive it", s.VoidRetention, jobs.MinVoidRetention)
 	}
 	return s, nil
 }
 
 // run starts the payments service: it charges orders for the saga, once per order,
-// refunds them, and lists a user's payments, and sweeps up charges left pending. The
-// processor is Stripe's test mode.
+// refunds them, and lists a user's payments; it sweeps up charges left pending and
+// forgets old voids. The processor is Stripe's test mode.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
@@ -53,7 +62,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	defer p.Close()
-	p.Log.Info("payments settings", "processor", "stripe-test", "processor_timeout", cfg.ProcessorTimeout.String())
+	p.Log.Info("payments settings", "processor", "stripe-test", "processor_timeout", cfg.ProcessorTimeout.String(),
+		"void_retention", cfg.VoidRetention.String())
 
 	// payment.captured, .declined and .refunded leave through the outbox relay; while
 	// Redis is down they wait in the outbox and payments carry on.
@@ -65,6 +75,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	// Charges interrupted before their outcome was recorded are settled every minute,
 	// with or without Redis.
 	p.Background("pending payments sweep", func(ctx context.Context) error { return jobs.RunSweep(ctx, payments, p.Log) })
+	queue, err := p.Tasks()
+	if err != nil {
+		return err
+	}
+	if err := jobs.RegisterVoidsCleanup(queue.Worker, queue.Scheduler, payments, cfg.VoidRetention, p.Log); err != nil {
+		return err
+	}
 	r := p.Router()
 	httpapi.Mount(r, httpapi.Deps{
 		Log:      p.Log,

@@ -572,3 +572,78 @@ func TestTheSweepSettlesPaymentsLeftPendingWithoutRedis(t *testing.T) {
 		t.Errorf("events %v, want %v", events, want)
 	}
 }
+
+// A void only has to outlive a charge request that was on its way when the saga gave
+// up, seconds or minutes; the daily payments:voids-cleanup forgets the voids older
+// than VOID_RETENTION (30 days), so the table does not grow forever.
+func TestTheDailyCleanupForgetsOldVoids(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	pool, err := pgdb.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgdb.Migrate(ctx, pool, migrations.FS, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewStore(pool)
+	old, recent := uuid.New(), uuid.New()
+	for order, at := range map[uuid.UUID]time.Time{old: time.Now().Add(-31 * 24 * time.Hour), recent: time.Now().Add(-29 * 24 * time.Hour)} {
+		if voided, err := store.Void(ctx, order, at); err != nil || !voided {
+			t.Fatalf("void: %v, %v", voided, err)
+		}
+	}
+	voided := func(order uuid.UUID) bool {
+		var n int
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM voided_orders WHERE order_id = $1`, order).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+
+	// The scheduler enqueues the current day's run as the program starts.
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)})
+	for deadline := time.Now().Add(30 * time.Second); voided(old); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the void older than 30 days is still there after 30s")
+		}
+	}
+	if !voided(recent) {
+		t.Error("the void younger than 30 days is gone")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(prog.Logs(), `"msg":"old voids forgotten"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cleanup did not log what it deleted")
+		}
+	}
+	// A charge of the forgotten order would now be taken: a charge request does not
+	// arrive a month late, so that is no longer a risk.
+	c := newCharge("pm_card_visa")
+	c.OrderID = old.String()
+	s := stack{url: prog.URL}
+	if p := s.payment(t, s.charge(t, c), http.StatusCreated); p.Status != "captured" {
+		t.Errorf("charge of an order whose void was forgotten: %+v", p)
+	}
+}
+
+func TestVoidRetentionIsAMonthAndAtLeastAnHour(t *testing.T) {
+	t.Parallel()
+	settingsOf := func(v string) (settings, error) {
+		return loadSettings(func(k string) string { return map[string]string{"VOID_RETENTION": v}[k] })
+	}
+	if s, err := settingsOf(""); err != nil || s.VoidRetention != 30*24*time.Hour {
+		t.Errorf("default: %v, %v; want 720h", s.VoidRetention, err)
+	}
+	if s, err := settingsOf("2h"); err != nil || s.VoidRetention != 2*time.Hour {
+		t.Errorf("VOID_RETENTION=2h: %v, %v", s.VoidRetention, err)
+	}
+	// Shorter than an hour, a void could be forgotten while a charge it must stop is
+	// still on its way.
+	for _, v := range []string{"30m", "soon", "-720h"} {
+		if _, err := settingsOf(v); err == nil || !strings.Contains(err.Error(), "VOID_RETENTION") {
+			t.Errorf("VOID_RETENTION=%s: %v, want an error naming it", v, err)
+		}
+	}
+}

@@ -37,6 +37,12 @@
 // was taken. While the processor cannot be
 // reached these answer 503 (504 past PROCESSOR_TIMEOUT) and the payment stays
 // pending; nothing is lost.
+//
+// An order refunded before any charge arrived is voided: a charge for it arriving
+// later is ErrVoided. The void and the first pending insert take the same per-order
+// lock, so exactly one of them wins. A void is kept for a retention (VOID_RETENTION,
+// 30 days; see Service.ForgetVoids), long past the moment any charge request sent
+// before it could still arrive.
 package payment
 
 import (

@@ -32,6 +32,9 @@ type Store interface {
 	// and returns the payment as stored. It returns ErrNotFound when there is no such
 	// payment. It holds nothing once it returns: it is one short transaction.
 	Record(ctx context.Context, from Status, next Payment) (Payment, error)
+	// DeleteVoids deletes the voids made before before and returns how many it
+	// deleted; those orders can be charged again.
+	DeleteVoids(ctx context.Context, before time.Time) (int64, error)
 	// Pending returns the payments still pending that were created before before,
 	// oldest first (created_at, then id), after the cursor when set, up to limit.
 	Pending(ctx context.Context, before time.Time, after *page.Cursor, limit int) ([]Payment, error)
@@ -175,6 +178,14 @@ func (s *Service) SettlePending(ctx context.Context, age time.Duration) (int, er
 		return settled, fmt.Errorf("%d pending payments not settled, the first: %w", failed, first)
 	}
 	return settled, nil
+}
+
+// ForgetVoids deletes the voids older than retention and returns how many it deleted.
+// A void stops a charge request that was still on its way when the saga gave up and
+// refunded: such a request arrives within seconds or minutes, never days later, so a
+// void older than a generous retention protects nothing and only takes space.
+func (s *Service) ForgetVoids(ctx context.Context, retention time.Duration) (int64, error) {
+	return s.store.DeleteVoids(ctx, s.stamp().Add(-retention))
 }
 
 // List returns user's payments for order, a page at a time (see Store.ListByOrder);

@@ -74,6 +74,10 @@ func (s *fakeStore) ByOrder(_ context.Context, order uuid.UUID) (payment.Payment
 	return payment.Payment{}, payment.ErrNotFound
 }
 
+func (s *fakeStore) DeleteVoids(context.Context, time.Time) (int64, error) {
+	return 0, errors.New("not used")
+}
+
 func (s *fakeStore) Pending(context.Context, time.Time, *page.Cursor, int) ([]payment.Payment, error) {
 	return nil, errors.New("not used")
 }

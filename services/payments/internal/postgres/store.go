@@ -109,6 +109,27 @@ func (s *Store) Void(ctx context.Context, order uuid.UUID, at time.Time) (bool, 
 	return voided, dbError(err, "void order")
 }
 
+// voidsBatch bounds the voids one DELETE removes, so that no statement holds locks or
+// builds WAL for long.
+const voidsBatch = 10_000
+
+// DeleteVoids implements payment.Store, a batch per statement (each its own
+// transaction), so a failure keeps the batches done before it.
+func (s *Store) DeleteVoids(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM voided_orders WHERE order_id IN (
+			SELECT order_id FROM voided_orders WHERE voided_at < $1 LIMIT $2)`, before, voidsBatch)
+		if err != nil {
+			return total, dbError(err, "delete old voids")
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < voidsBatch {
+			return total, nil
+		}
+	}
+}
+
 // lockOrder takes order's transaction-scoped advisory lock, which serialises a first
 // charge against a void, and reports whether the order is void.
 func lockOrder(ctx context.Context, tx pgx.Tx, order uuid.UUID) (bool, error) {

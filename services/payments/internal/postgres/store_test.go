@@ -801,3 +801,30 @@ func TestTheSweepSettlesPaymentsLeftPending(t *testing.T) {
 		t.Errorf("second sweep: %d, %v, %d more processor calls, %d events", n, err, e.proc.charges.Load()-calls, count(t, e.pool, "outbox"))
 	}
 }
+
+// Voids older than the retention are forgotten, and the younger ones keep refusing
+// charges; a repeat has nothing left to do.
+func TestForgetVoidsDeletesOnlyTheOldOnes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, &countingProcessor{})
+	ctx := context.Background()
+	const retention = 30 * 24 * time.Hour
+	old, recent := charge(payment.MethodVisa), charge(payment.MethodVisa)
+	for c, at := range map[*payment.ChargeRequest]time.Time{&old: time.Now().Add(-retention - time.Hour), &recent: time.Now().Add(-retention + time.Hour)} {
+		if voided, err := e.store.Void(ctx, c.OrderID, at); err != nil || !voided {
+			t.Fatalf("void: %v, %v", voided, err)
+		}
+	}
+	if n, err := e.svc.ForgetVoids(ctx, retention); n != 1 || err != nil {
+		t.Errorf("ForgetVoids = %d, %v; want 1", n, err)
+	}
+	if n, err := e.svc.ForgetVoids(ctx, retention); n != 0 || err != nil {
+		t.Errorf("second ForgetVoids = %d, %v; want 0", n, err)
+	}
+	if _, err := e.svc.Charge(ctx, recent); !errors.Is(err, payment.ErrVoided) {
+		t.Errorf("charge of an order voided within the retention: %v, want ErrVoided", err)
+	}
+	if p, err := e.svc.Charge(ctx, old); err != nil || p.Status != payment.StatusCaptured {
+		t.Errorf("charge of an order whose void was forgotten: %+v, %v", p, err)
+	}
+}
