@@ -59,23 +59,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	env := map[string]string{}
-	if cfg.OTLPEndpoint != "" {
-		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = cfg.OTLPEndpoint
-	}
-	stack, err := devstack.Start(ctx, devstack.Options{
-		RepoDir:          root,
-		AdminDatabaseURL: cfg.AdminDatabaseURL,
-		RedisURL:         cfg.RedisURL,
-		DatabasePrefix:   "bazaar_",
-		Ports:            devstack.DefaultPorts,
-		LogLevel:         cfg.LogLevel,
-		Env:              env,
-		Admin:            cfg.Admin,
-		Shopper:          cfg.Shopper,
-		Output:           stdout,
-		Color:            !cfg.NoColor && isTerminal(stdout),
-	})
+	stack, err := devstack.Start(ctx, stackOptions(cfg, root, stdout))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // Ctrl-C while starting: Start has stopped what it started
@@ -97,6 +81,30 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	fmt.Fprintln(stdout, "Bazaar stopped; its databases bazaar_* are kept for the next run.")
 	return nil
+}
+
+// stackOptions are make run's stack: the fixed ports, the databases bazaar_<service>,
+// and the programs with their own defaults for everything else (the gateway's rate
+// limits included). The test that runs the e2e suite against a stack like make run's
+// starts it from these too, changing only where it runs.
+func stackOptions(cfg Config, root string, stdout io.Writer) devstack.Options {
+	env := map[string]string{}
+	if cfg.OTLPEndpoint != "" {
+		env["OTEL_EXPORTER_OTLP_ENDPOINT"] = cfg.OTLPEndpoint
+	}
+	return devstack.Options{
+		RepoDir:          root,
+		AdminDatabaseURL: cfg.AdminDatabaseURL,
+		RedisURL:         cfg.RedisURL,
+		DatabasePrefix:   "bazaar_",
+		Ports:            devstack.DefaultPorts,
+		LogLevel:         cfg.LogLevel,
+		Env:              env,
+		Admin:            cfg.Admin,
+		Shopper:          cfg.Shopper,
+		Output:           stdout,
+		Color:            !cfg.NoColor && isTerminal(stdout),
+	}
 }
 
 func banner(w io.Writer, u devstack.URLs) {

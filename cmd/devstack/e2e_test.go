@@ -1,0 +1,202 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+// againstMakeRun are the e2e tests run against a stack like make run's. Between them
+// they meet every limit the gateway has by default: sign-ups and log-ins (fresh users,
+// the seeded logins, the admin and the shopper pool), anonymous reads per client IP
+// (the catalogue and its cache), a user's requests (twenty orders at once), and they
+// read Mailpit through E2E_MAILPIT_URL. The rest of the suite runs on the e2e
+// package's own stack, limits off; here each sign-in costs up to 6 s of the limit's
+// 10 a minute, so the tests that sign in most (bad registrations, refresh, login
+// failures: a dozen and more) are left out to keep make test short. The fault tests
+// and the benchmark skip against a stack they did not start.
+var againstMakeRun = []string{
+	"TestHealthShowsAllSixProgramsHealthy",
+	"TestSeededAccountsCanLogIn",
+	"TestRegisterLogInAndReadMe",
+	"TestBadTokensAreRejectedAtTheGateway",
+	"TestWelcomeEmailArrivesAndIsListedAsSent",
+	"TestBrowsingTheCatalogueIsPagedAndCached",
+	"TestAnOrderIsConfirmedEmailedAndCancelledByItsCustomer",
+	"TestTwentyConcurrentOrdersForFiveInStockSellFive",
+}
+
+// The README says E2E_BASE_URL points the e2e suite at a running stack, such as make
+// run's, whose gateway keeps its default rate limits. This starts a stack from make
+// run's own options (stackOptions), moved to free ports, databases of its own and a
+// Redis logical database of its own so that it collides with nothing, runs part of
+// the e2e suite against it in a `go test` of its own with E2E_BASE_URL set, and then
+// checks that the limits were really on.
+func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole stack; skipped by -short (make test-unit)")
+	}
+	t.Parallel()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH")
+	}
+	root, err := devstack.FindRepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"BAZAAR_ADMIN_DATABASE_URL": pgtest.AdminURL(),
+		"REDIS_URL":                 redistest.New(t),
+		"LOG_LEVEL":                 "info",
+	}
+	cfg, err := loadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	opts := stackOptions(cfg, root, logs)
+	// Where it runs is all that differs from make run.
+	opts.Ports = devstack.Ports{}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	opts.DatabasePrefix = "bazaar_makerun_" + hex.EncodeToString(b[:]) + "_"
+	opts.DropDatabases = true
+	// Binaries of its own, so that the build never races the e2e package's (which runs
+	// at the same time under make test) nor replaces a running make run's; Mailpit is
+	// make run's, which nothing rebuilds.
+	opts.BinDir = filepath.Join(root, "bin", "makerun-e2e")
+	opts.MailpitBin = devstack.DefaultMailpitBin(filepath.Join(root, "bin"))
+	opts.AdminDatabaseURLVar, opts.RedisURLVar = "TEST_DATABASE_URL", "TEST_REDIS_URL"
+	opts.ReadyTimeout = 3 * time.Minute
+	if len(opts.ProgramEnv) != 0 {
+		t.Fatalf("make run's options set program variables %v; this test assumes the programs' defaults", opts.ProgramEnv)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if dl, ok := t.Deadline(); ok {
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-30*time.Second))
+		defer cancel()
+	}
+	stack, err := devstack.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("the stack did not start: %v\n%s", err, logs)
+	}
+	t.Cleanup(func() {
+		if err := stack.Err(); err != nil {
+			t.Errorf("the stack failed: %v", err)
+		}
+		if err := stack.Stop(context.Background()); err != nil {
+			t.Errorf("stopping the stack: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("the stack's output:\n%s", logs)
+		}
+	})
+	u := stack.URLs()
+
+	args := []string{"test", "-count=1", "-v", "-run", "^(" + strings.Join(againstMakeRun, "|") + ")$"}
+	if raceEnabled {
+		args = append(args, "-race") // as this test was built, so that the build cache serves it
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		args = append(args, "-timeout", time.Until(dl).Round(time.Second).String())
+	}
+	cmd := exec.CommandContext(ctx, goBin, append(args, "./e2e/")...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(),
+		"E2E_BASE_URL="+u.Gateway,
+		"E2E_MAILPIT_URL="+u.Mailpit,
+		"BAZAAR_ADMIN_EMAIL="+u.Admin.Email, "BAZAAR_ADMIN_PASSWORD="+u.Admin.Password,
+		"BAZAAR_SHOPPER_EMAIL="+u.Shopper.Email, "BAZAAR_SHOPPER_PASSWORD="+u.Shopper.Password,
+	)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	t.Logf("go %s (%s):\n%s", strings.Join(args, " "), time.Since(start).Round(time.Second), summary(out))
+	if err != nil {
+		t.Fatalf("the e2e tests failed against the stack: %v\n%s", err, out)
+	}
+	// Every test named ran and passed: none was skipped, none is missing (a renamed
+	// test would otherwise match nothing and pass silently).
+	for _, name := range againstMakeRun {
+		if !regexp.MustCompile(`(?m)^--- PASS: ` + name + ` `).Match(out) {
+			t.Errorf("%s did not pass (renamed? then update againstMakeRun)", name)
+		}
+	}
+	if bytes.Contains(out, []byte("--- SKIP")) {
+		t.Errorf("some tests skipped against a stack like make run's:\n%s", summary(out))
+	}
+
+	// The limits were make run's: the sign-in limit (10 a minute per client IP) refuses
+	// the 11th log-in within a minute at the latest, with a Retry-After. Different
+	// e-mail addresses, so that the per-address limit is not the one met.
+	client := &http.Client{Timeout: 10 * time.Second}
+	for i := range 11 {
+		email := fmt.Sprintf("limit-probe-%s-%d@e2e.bazaar.test", hex.EncodeToString(b[:]), i)
+		body, _ := json.Marshal(map[string]string{"email": email, "password": "not the password"})
+		resp, err := client.Post(u.Gateway+"/api/v1/auth/login", "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusTooManyRequests {
+			if resp.Header.Get("Retry-After") == "" {
+				t.Error("a 429 without Retry-After")
+			}
+			return
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("log-in probe %d: %s; want 401 or 429", i, resp.Status)
+		}
+	}
+	t.Error("11 log-ins in a row were all let through: the stack does not have make run's sign-in limit, so the e2e tests above did not run against it")
+}
+
+// summary is the lines of go test -v output that say how each test ended, and the
+// suite's own lines ("e2e: ..."), without the tests' logs.
+func summary(out []byte) string {
+	var b strings.Builder
+	for line := range strings.Lines(string(out)) {
+		trimmed := strings.TrimLeft(line, " ")
+		if strings.HasPrefix(trimmed, "--- ") || strings.HasPrefix(line, "e2e:") || strings.HasPrefix(line, "ok ") ||
+			strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "PASS") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// syncBuffer collects the stack's output, written from one goroutine per program.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
