@@ -24,6 +24,9 @@ type settings struct {
 	platform.Config
 	AccessTokenTTL  time.Duration // ACCESS_TOKEN_TTL
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_TTL
+	// RefreshTokenRetention is how long a dead session's refresh tokens are kept
+	// (REFRESH_TOKEN_RETENTION).
+	RefreshTokenRetention time.Duration
 	// Admin, when set, is an admin account ensured at start (BOOTSTRAP_ADMIN_EMAIL,
 	// BOOTSTRAP_ADMIN_PASSWORD, BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo
 	// admin with it.
@@ -34,9 +37,10 @@ type settings struct {
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:          platform.LoadConfig(env, "users", ":8081"),
-		AccessTokenTTL:  env.Duration("ACCESS_TOKEN_TTL", 15*time.Minute),
-		RefreshTokenTTL: env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
+		Config:                platform.LoadConfig(env, "users", ":8081"),
+		AccessTokenTTL:        env.Duration("ACCESS_TOKEN_TTL", 15*time.Minute),
+		RefreshTokenTTL:       env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
+		RefreshTokenRetention: env.Duration("REFRESH_TOKEN_RETENTION", defaultRefreshTokenRetention),
 	}
 	adminErr := s.loadAdmin(env)
 	if err := errors.Join(env.Err(), adminErr); err != nil {
@@ -94,7 +98,8 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		adminEmail = cfg.Admin.Email.String()
 	}
 	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
-		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "bootstrap_admin_email", adminEmail)
+		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "refresh_token_retention", cfg.RefreshTokenRetention.String(),
+		"bootstrap_admin_email", adminEmail)
 
 	store := postgres.NewStore(p.Pool)
 	// Every replica loads the same keys from the database, so any of them verifies
@@ -119,6 +124,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	// user.registered and later events leave through the outbox relay; while Redis is
 	// down they wait in the outbox and registration carries on.
 	if err := p.RelayOutbox(); err != nil {
+		return err
+	}
+	if err := scheduleRefreshTokenCleanup(p, store, cfg.RefreshTokenRetention); err != nil {
 		return err
 	}
 

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -26,6 +28,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
+	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
 )
 
 // stack is one users service under test with a direct line to its database.
@@ -419,6 +422,7 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		"BOOTSTRAP_ADMIN_EMAIL":    {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
 		"ACCESS_TOKEN_TTL":         {"ACCESS_TOKEN_TTL": "soon"},
 		"REFRESH_TOKEN_TTL":        {"REFRESH_TOKEN_TTL": "-1h"},
+		"REFRESH_TOKEN_RETENTION":  {"REFRESH_TOKEN_RETENTION": "a week"},
 	} {
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -536,5 +540,77 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 	}
 	if len(subjects) != 2 || subjects[0] != ann.ID || subjects[1] != bob.ID {
 		t.Fatalf("events.users subjects = %v, want [%s %s]", subjects, ann.ID, bob.ID)
+	}
+}
+
+// Refresh tokens do not pile up: the daily refresh-tokens:cleanup (whose slot for today
+// runs as soon as the service starts) deletes a session's tokens once every one of
+// them has been expired or revoked for REFRESH_TOKEN_RETENTION (7 days), and keeps a
+// session that is still alive whole, its used tokens included, so that their reuse is
+// still detected.
+func TestDeadSessionsRefreshTokensAreCleanedUp(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	db := openDB(t, dbURL)
+	ctx := context.Background()
+	if err := pgdb.Migrate(ctx, db, migrations.FS, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	userID := uuid.New()
+	if _, err := db.Exec(ctx, `INSERT INTO users (id, email, name, role, password_hash, created_at)
+		VALUES ($1, 'old@example.com', 'Old', 'customer', '$argon2id$x', now() - interval '90 days')`, userID); err != nil {
+		t.Fatal(err)
+	}
+	// family adds a chain of tokens, each the parent of the next, created daysAgo and
+	// expiring expiresIn days after that; all but the last are used; revokedAgo, when
+	// set, is when the whole family was revoked.
+	family := func(n int, daysAgo, expiresIn int, revokedAgo *int) uuid.UUID {
+		t.Helper()
+		famID := uuid.New()
+		var parent *uuid.UUID
+		for i := range n {
+			id := famID
+			if i > 0 {
+				id = uuid.New()
+			}
+			used := i < n-1
+			hash := sha256.Sum256(id[:])
+			_, err := db.Exec(ctx, `INSERT INTO refresh_tokens
+				(id, token_hash, user_id, family_id, parent_id, created_at, expires_at, used_at, revoked_at)
+				VALUES ($1, $9, $2, $3, $4,
+				        now() - make_interval(days => $5), now() - make_interval(days => $5) + make_interval(days => $6),
+				        CASE WHEN $7 THEN now() - make_interval(days => $5) END,
+				        CASE WHEN $8::int IS NOT NULL THEN now() - make_interval(days => $8::int) END)`,
+				id, userID, famID, parent, daysAgo-i, expiresIn, used, revokedAgo, hash[:])
+			if err != nil {
+				t.Fatal(err)
+			}
+			parent = &id
+		}
+		return famID
+	}
+	eight := 8
+	expired := family(3, 45, 30, nil)    // its last token expired 13 days ago
+	revoked := family(2, 20, 30, &eight) // reuse ended it 8 days ago, before its tokens expired
+	alive := family(3, 20, 30, nil)      // its used root expired 10 days ago, but the newest token has 12 days to go
+	recent := family(1, 35, 30, nil)     // expired 5 days ago: kept a while yet
+
+	programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)})
+	left := func(fam uuid.UUID) int {
+		var n int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM refresh_tokens WHERE family_id = $1`, fam).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(time.Minute)
+	for left(expired)+left(revoked) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead sessions' tokens not deleted within a minute: %d and %d left", left(expired), left(revoked))
+		}
+		time.Sleep(25 * time.Millisecond) // polling interval
+	}
+	if a, r := left(alive), left(recent); a != 3 || r != 1 {
+		t.Errorf("live session kept %d of 3 tokens, recently expired one %d of 1", a, r)
 	}
 }

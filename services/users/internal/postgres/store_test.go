@@ -338,3 +338,71 @@ func TestAnUnreachableDatabaseIsUnavailable(t *testing.T) {
 		t.Errorf("err = %v, want an unavailable error", err)
 	}
 }
+
+// A session's tokens go only when all of them are long dead; a live session keeps its
+// used tokens, however old, so that a stolen one presented later still ends it.
+func TestDeleteDeadRefreshTokensKeepsLiveSessionsWhole(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	now := time.Now()
+	age := func(id uuid.UUID, set string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `UPDATE refresh_tokens SET `+set+` WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A live session whose first token was used long ago and has expired since.
+	rootHash, root := session(t, store, now.Add(time.Hour))
+	child, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(30*24*time.Hour)), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	age(root.ID, `expires_at = now() - interval '20 days'`)
+	// A session that expired 10 days ago, one revoked 10 days ago (with a token that
+	// has not expired), one revoked yesterday.
+	_, expired := session(t, store, now.Add(-10*24*time.Hour))
+	_, revoked := session(t, store, now.Add(24*time.Hour))
+	age(revoked.ID, `revoked_at = now() - interval '10 days'`)
+	_, recent := session(t, store, now.Add(24*time.Hour))
+	age(recent.ID, `revoked_at = now() - interval '1 day'`)
+
+	n, err := store.DeleteDeadRefreshTokens(ctx, 7*24*time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("deleted %d (%v), want the 2 long-dead sessions' tokens", n, err)
+	}
+	var left []uuid.UUID
+	rows, err := pool.Query(ctx, `SELECT id FROM refresh_tokens ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, id)
+	}
+	if rows.Err() != nil || len(left) != 3 {
+		t.Fatalf("left %v (%v), want the live session's 2 and the recently revoked 1", left, rows.Err())
+	}
+	for _, gone := range []uuid.UUID{expired.ID, revoked.ID} {
+		for _, id := range left {
+			if id == gone {
+				t.Errorf("token %s of a dead session is still there", gone)
+			}
+		}
+	}
+
+	// The old used token is still recognised: presented again, it ends its session.
+	if _, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(time.Hour)), now); !errors.Is(err, user.ErrRefreshTokenReused) {
+		t.Fatalf("reuse of the old token after cleanup: %v, want ErrRefreshTokenReused", err)
+	}
+	if _, err := store.RotateRefreshToken(ctx, child.Hash, next(now.Add(time.Hour)), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("the live token after the reuse: %v, want ErrRefreshTokenInvalid", err)
+	}
+	if n, err := store.DeleteDeadRefreshTokens(ctx, 7*24*time.Hour); err != nil || n != 0 {
+		t.Errorf("a second run deleted %d (%v): the session revoked just now is kept", n, err)
+	}
+}
