@@ -647,3 +647,50 @@ func TestVoidRetentionIsAMonthAndAtLeastAnHour(t *testing.T) {
 		}
 	}
 }
+
+// A compensation's refund of a charge a crash left pending learns the charge's outcome
+// first: money the interrupted charge took comes back, a decline stays as it is, and
+// repeats change nothing.
+func TestRefundSettlesAChargeLeftPending(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	ctx := context.Background()
+	store := postgres.NewStore(s.db)
+	left := map[payment.Method]uuid.UUID{}
+	orders := map[payment.Method]uuid.UUID{}
+	for _, m := range []payment.Method{payment.MethodVisa, payment.MethodInsufficientFunds} {
+		p := payment.NewPending(uuid.New(), payment.ChargeRequest{OrderID: uuid.New(), UserID: uuid.New(),
+			Amount: payment.Money{Cents: 1250, Currency: "USD"}, Method: m}, time.Now())
+		if err := store.CreatePending(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		left[m], orders[m] = p.ID, p.OrderID
+	}
+	refund := func(m payment.Method) paymentBody {
+		t.Helper()
+		return s.payment(t, call(t, http.MethodPost, s.url+"/internal/charges/"+orders[m].String()+"/refund", ""), http.StatusOK)
+	}
+
+	for range 2 {
+		if p := refund(payment.MethodVisa); p.ID != left[payment.MethodVisa].String() || p.Status != "refunded" {
+			t.Errorf("refund of a pending visa charge: %+v, want it refunded", p)
+		}
+		if p := refund(payment.MethodInsufficientFunds); p.ID != left[payment.MethodInsufficientFunds].String() ||
+			p.Status != "declined" || p.DeclineCode != "insufficient_funds" {
+			t.Errorf("refund of a pending declined charge: %+v, want it declined as it is", p)
+		}
+	}
+	// Exactly one event per change, whatever the repeats.
+	for _, e := range []struct{ typ, subject string }{
+		{"payment.captured", left[payment.MethodVisa].String()},
+		{"payment.refunded", left[payment.MethodVisa].String()},
+		{"payment.declined", left[payment.MethodInsufficientFunds].String()},
+	} {
+		if n := s.count(t, `SELECT count(*) FROM outbox WHERE type = $1 AND subject = $2`, e.typ, e.subject); n != 1 {
+			t.Errorf("%d %s events about %s, want 1", n, e.typ, e.subject)
+		}
+	}
+	if n := s.count(t, `SELECT count(*) FROM outbox`); n != 3 {
+		t.Errorf("%d events, want 3", n)
+	}
+}

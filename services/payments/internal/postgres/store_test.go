@@ -828,3 +828,42 @@ func TestForgetVoidsDeletesOnlyTheOldOnes(t *testing.T) {
 		t.Errorf("charge of an order whose void was forgotten: %+v, %v", p, err)
 	}
 }
+
+// A compensation's refund can arrive while the charge it undoes is still waiting for
+// the processor (the saga gave up on the answer). Neither waits for the other: the
+// refund asks the processor for the charge's outcome itself (same key), records it,
+// and refunds it; the charge's own answer then finds the payment moved on. The money
+// comes back, and each event is written once.
+func TestARefundDuringTheChargeTakesTheMoneyBack(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	var open sync.Once
+	release := func() { open.Do(func() { close(gate) }) }
+	e := newEnv(t, &countingProcessor{gate: gate})
+	c := charge(payment.MethodVisa)
+
+	var wg sync.WaitGroup
+	t.Cleanup(func() { release(); wg.Wait() })
+	var charged, refunded payment.Payment
+	var chargeErr, refundErr error
+	wg.Go(func() { charged, chargeErr = e.svc.Charge(context.Background(), c) })
+	eventually(t, "the charge inside the processor", func() bool { return e.proc.charges.Load() == 1 })
+	wg.Go(func() { refunded, refundErr = e.svc.Refund(context.Background(), c.OrderID) })
+	eventually(t, "the refund asking for the charge's outcome", func() bool { return e.proc.charges.Load() == 2 })
+	release()
+	wg.Wait()
+
+	if refundErr != nil || refunded.Status != payment.StatusRefunded {
+		t.Errorf("refund: %+v, %v; want refunded", refunded, refundErr)
+	}
+	if chargeErr != nil || charged.ID != refunded.ID || (charged.Status != payment.StatusCaptured && charged.Status != payment.StatusRefunded) {
+		t.Errorf("charge: %+v, %v", charged, chargeErr)
+	}
+	if stored, err := e.store.ByOrder(context.Background(), c.OrderID); err != nil || stored.Status != payment.StatusRefunded {
+		t.Errorf("stored %+v, %v; want refunded", stored, err)
+	}
+	evs := events(t, e.pool)
+	if len(evs) != 2 || evs[0].Type != "payment.captured" || evs[1].Type != "payment.refunded" {
+		t.Errorf("events %+v, want captured then refunded", evs)
+	}
+}
