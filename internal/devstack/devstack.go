@@ -80,6 +80,10 @@ type Options struct {
 	// MailpitBin is the Mailpit binary, built there when missing (default
 	// DefaultMailpitBin(BinDir)).
 	MailpitBin string
+	// MailpitArgs are more arguments for Mailpit, after the stack's own (its
+	// addresses): a chaos run keeps every message with "--max", "0" rather than
+	// Mailpit's default of the last 500.
+	MailpitArgs []string
 
 	AdminDatabaseURL string // a Postgres role that may create roles and databases (default postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable)
 	RedisURL         string // every program's REDIS_URL (default redis://127.0.0.1:6379/0)
@@ -245,12 +249,12 @@ func (s *Stack) start(ctx context.Context) error {
 	webPort, smtpPort, usersPort := ports[0], ports[1], ports[2]
 	s.urls.Mailpit = "http://127.0.0.1:" + strconv.Itoa(webPort)
 	s.urls.SMTPAddr = "127.0.0.1:" + strconv.Itoa(smtpPort)
-	mailpit, err := startProcess("mailpit", o.MailpitBin, []string{
+	mailpit, err := startProcess("mailpit", o.MailpitBin, append([]string{
 		"--listen", "127.0.0.1:" + strconv.Itoa(webPort),
 		"--smtp", "127.0.0.1:" + strconv.Itoa(smtpPort),
 		"--disable-version-check", // no calls home from a dev stack or a test
 		"--smtp-disable-rdns",
-	}, []string{}, s.out)
+	}, o.MailpitArgs...), []string{}, s.out)
 	if err != nil {
 		return err
 	}
