@@ -72,21 +72,34 @@ func buildPrograms(ctx context.Context, repoDir, binDir string, out *sink) error
 }
 
 // ensureMailpit builds Mailpit into the directory of bin with go install, unless bin is
-// already there.
+// already there. Two stacks may start at once on a fresh clone (make test runs the e2e
+// package and cmd/devstack's test side by side) and both build it: each installs into
+// a directory of its own and renames the result into place, so that neither can start
+// a binary the other is still writing.
 func ensureMailpit(ctx context.Context, repoDir, bin string, out *sink) error {
 	if _, err := os.Stat(bin); err == nil {
 		return nil
 	}
-	out.printf("building Mailpit %s into %s (about a minute the first time)", MailpitVersion, filepath.Dir(bin))
-	env := []string{"GOBIN=" + filepath.Dir(bin)}
-	err := goCommand(ctx, repoDir, env, []string{"install", MailpitModule + "@" + MailpitVersion}, out, "building Mailpit")
+	dir := filepath.Dir(bin)
+	out.printf("building Mailpit %s into %s (about a minute the first time)", MailpitVersion, dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(dir, ".install-")
 	if err != nil {
 		return err
 	}
-	if _, err := os.Stat(bin); err != nil {
-		return fmt.Errorf("go install %s@%s did not produce %s", MailpitModule, MailpitVersion, bin)
+	defer os.RemoveAll(tmp)
+	env := []string{"GOBIN=" + tmp}
+	err = goCommand(ctx, repoDir, env, []string{"install", MailpitModule + "@" + MailpitVersion}, out, "building Mailpit")
+	if err != nil {
+		return err
 	}
-	return nil
+	built := filepath.Join(tmp, filepath.Base(bin))
+	if _, err := os.Stat(built); err != nil {
+		return fmt.Errorf("go install %s@%s did not produce %s", MailpitModule, MailpitVersion, built)
+	}
+	return os.Rename(built, bin)
 }
 
 // goCommand runs the go tool with extra env on top of ours (the go tool needs HOME,
