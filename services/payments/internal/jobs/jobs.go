@@ -29,7 +29,7 @@ type Settler interface {
 	SettlePending(ctx context.Context, age time.Duration) (int, error)
 }
 
-// RunSweep settles the payments left pending: once at once, for what a previous run
+// RunSweep settles the payments left pending: once at start, for what a previous run
 // of the service left behind, then every SweepEvery, until ctx ends; it returns nil.
 // A pass is cut off when the next is due, and a failed pass is only logged: the next
 // one does the same work.

@@ -55,8 +55,9 @@ type Service struct {
 }
 
 // NewService makes the service. The processor calls of one request may take up to
-// timeout together; then the request fails with apperr.Timeout. Recording the outcome
-// adds at most a second, so a request answers within timeout plus its database work.
+// timeout together; then the request fails with apperr.Timeout. Recording each
+// outcome adds at most a second (recordTimeout), so a request answers within timeout
+// plus its database work.
 func NewService(store Store, processor Processor, now func() time.Time, timeout time.Duration) *Service {
 	return &Service{store: store, processor: processor, now: now, timeout: timeout}
 }
@@ -66,7 +67,8 @@ func NewService(store Store, processor Processor, now func() time.Time, timeout 
 // with the order's key but other content is ErrKeyReused. A declined charge is not an
 // error: the payment comes back with StatusDeclined (see Payment.Declined). When the
 // processor cannot be reached the error is apperr.Unavailable (or Timeout) and the
-// payment stays pending: repeating the request finishes it. See the package doc.
+// payment stays pending: repeating the request (or the sweep, SettlePending) finishes
+// it. See the package doc.
 func (s *Service) Charge(ctx context.Context, c ChargeRequest) (Payment, error) {
 	if err := s.store.CreatePending(ctx, NewPending(newID(), c, s.stamp())); err != nil {
 		return Payment{}, err
