@@ -95,7 +95,8 @@ type env struct {
 }
 
 // newEnv migrates a fresh database and opens a pool big enough for ten concurrent
-// callers plus the test's own queries, so that they queue on row locks, not on the pool.
+// callers plus the test's own queries, so that nothing a test sees (a lock waiter, a
+// slow answer) comes from waiting for a pool connection.
 func newEnv(t *testing.T, proc *countingProcessor) env {
 	t.Helper()
 	small := pgtest.New(t, migrations.FS)
