@@ -50,6 +50,9 @@ type settings struct {
 	// BreakerCooldown is how long an open circuit breaker fails calls at once before
 	// a trial call (BREAKER_COOLDOWN).
 	BreakerCooldown time.Duration
+	// Retention is how long step logs and Idempotency-Keys are kept
+	// (SAGA_STEPS_RETENTION, SAGA_STEPS_KEEP, IDEMPOTENCY_KEY_RETENTION).
+	Retention postgres.Retention
 }
 
 // loadSettings reads the configuration; the error names every bad variable.
@@ -66,6 +69,11 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		DownstreamTimeout: env.Duration("DOWNSTREAM_TIMEOUT", 2*time.Second),
 		PaymentsTimeout:   env.Duration("PAYMENTS_TIMEOUT", 5*time.Second),
 		BreakerCooldown:   env.Duration("BREAKER_COOLDOWN", 5*time.Second),
+		Retention: postgres.Retention{
+			SagaSteps:       env.Duration("SAGA_STEPS_RETENTION", postgres.DefaultRetention.SagaSteps),
+			KeepFailedSteps: env.Int("SAGA_STEPS_KEEP", postgres.DefaultRetention.KeepFailedSteps, 1, 10_000),
+			IdempotencyKeys: env.Duration("IDEMPOTENCY_KEY_RETENTION", postgres.DefaultRetention.IdempotencyKeys),
+		},
 	}
 	if err := env.Err(); err != nil {
 		return settings{}, err
@@ -131,7 +139,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	if err := jobs.Register(t, jobs.Deps{Reports: store, Log: p.Log}); err != nil {
+	if err := jobs.Register(t, jobs.Deps{Reports: store, Log: p.Log, Cleanup: store.Cleanup(cfg.Retention, p.Log)}); err != nil {
 		return err
 	}
 

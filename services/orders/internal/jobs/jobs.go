@@ -5,7 +5,9 @@
 //     and stores it as the task's result, kept for a day for GET /admin/tasks/{id};
 //   - report:daily-sales, daily at 00:30 UTC, computes yesterday's report and writes it
 //     to the outbox as a report.daily_sales event, which notifications e-mails to the
-//     admin.
+//     admin;
+//   - retention:cleanup, daily at 03:45 UTC, deletes old saga step logs and
+//     Idempotency-Keys (postgres.Retention).
 package jobs
 
 import (
@@ -26,7 +28,12 @@ var (
 	SalesReport = tasks.Task{Type: "report:sales", Queue: tasks.QueueLow, MaxRetry: 3, Timeout: 5 * time.Minute, Retention: 24 * time.Hour}
 	// DailySales is report:daily-sales.
 	DailySales = tasks.Task{Type: "report:daily-sales", Queue: tasks.QueueLow, MaxRetry: 5, Timeout: 5 * time.Minute}
+	// Cleanup is retention:cleanup.
+	Cleanup = tasks.Task{Type: "retention:cleanup", Queue: tasks.QueueLow, MaxRetry: 3, Timeout: 10 * time.Minute}
 )
+
+// CleanupAt is when the daily cleanup runs, UTC: the quiet hour of the outbox cleanup.
+const CleanupAt = 3*time.Hour + 45*time.Minute
 
 // DailySalesAt is when the daily report runs, UTC: after midnight, so that yesterday
 // is complete.
@@ -37,6 +44,8 @@ type Deps struct {
 	Reports report.Store
 	Log     *slog.Logger
 	Clock   order.Clock
+	// Cleanup is retention:cleanup's handler (postgres.Store.Cleanup); nil runs none.
+	Cleanup tasks.HandlerFunc
 }
 
 // Register adds the handlers to the service's worker and the periodic tasks to its
@@ -71,6 +80,12 @@ func Register(t *platform.Tasks, d Deps) error {
 			"orders", sales.Orders, "confirmed", sales.Confirmed)
 		return nil
 	})
+	if d.Cleanup != nil {
+		t.Worker.Handle(Cleanup, d.Cleanup)
+		if err := t.Scheduler.Daily(Cleanup, CleanupAt, nil); err != nil {
+			return err
+		}
+	}
 	return t.Scheduler.Daily(DailySales, DailySalesAt, nil)
 }
 
