@@ -19,8 +19,17 @@
 // inventory's outbox: written in the same transaction as the product, it is the stock
 // before any order, with no need to record anything before a test. A product whose
 // stock an admin set later (a product.updated event) has no such baseline: the
-// conservation rule skips it (and says so), the others still apply. The outbox keeps
+// conservation rule skips it (and says so), the others still apply — unless the
+// check is asked to AccountStockChanges, which replays the product's events to learn
+// by how much each update changed its stock (see ledger.go). The outbox keeps
 // published rows for 7 days, so on a long-lived stack older products are skipped too.
+//
+// Two more sets of rules span the whole stack rather than the saga: CheckEvents
+// (every outbox row published, every event handled by each consumer group, the DLQ
+// holding only what was expected) and CheckMail (every notification sent, and exactly
+// one e-mail per order outcome, per notification and per event that owes one). They
+// read Redis, Mailpit and the users and notifications databases, and are meant for a
+// stack of one's own (a chaos run), since OnlyProducts cannot narrow them.
 //
 // The rules hold for settled orders only: an order whose saga is still running may
 // hold stock or money in between. Check therefore reports unsettled orders as
@@ -44,9 +53,12 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 )
 
-// Databases are the URLs of the three databases the invariants span.
+// Databases are the URLs of the three databases the invariants span, and of the two
+// more that the delivery rules read (CheckEvents, CheckMail): users' outbox, and
+// notifications' inbox and notifications.
 type Databases struct {
 	Inventory, Payments, Orders string
+	Users, Notifications        string
 }
 
 // FromStack picks the three databases out of a devstack's (URLs().Databases).
@@ -60,6 +72,10 @@ func FromStack(dbs []devstack.Database) Databases {
 			d.Payments = db.URL
 		case "orders":
 			d.Orders = db.URL
+		case "users":
+			d.Users = db.URL
+		case "notifications":
+			d.Notifications = db.URL
 		}
 	}
 	return d
@@ -70,6 +86,9 @@ type Option func(*scope)
 
 type scope struct {
 	products []string // nil: every product and order
+	ledger   bool     // AccountStockChanges
+	events   *eventsCheck
+	mailpit  string // CheckMail
 }
 
 // OnlyProducts limits the checks to these products and the orders with a line of any
@@ -108,6 +127,15 @@ const (
 	RuleConservation   = "stock-conservation" // initial stock != stock + held quantities
 	RuleOrderTotal     = "order-total"        // an order's total is not the sum of its lines
 	RuleMissingSaga    = "missing-saga"       // an order without a saga
+	// With AccountStockChanges:
+	RuleStockLedger = "stock-ledger" // a product's stock is not what its events in inventory's outbox add up to
+	// With CheckEvents:
+	RuleUnpublished = "outbox-unpublished" // an outbox row never published
+	RuleUnconsumed  = "event-unconsumed"   // an event a consumer group has not handled (pending, behind, or missing from its inbox)
+	RuleDeadLetter  = "dead-letter"        // a DLQ entry that was not expected, or an expected one missing
+	// With CheckMail:
+	RuleEmailUnsent = "email-unsent" // a notification not sent
+	RuleEmailOnce   = "email-once"   // not exactly one e-mail for an order's outcome, a notification or an event
 )
 
 func (v Violation) String() string {
@@ -127,6 +155,14 @@ type Report struct {
 	Products                     int
 	// Skipped lists the products the conservation rule could not check, and why.
 	Skipped []string
+	// Rules are the rules applied, each once, in a fixed order: the saga's always,
+	// the ledger and delivery ones when their options ask for them.
+	Rules []string
+	// AdminChanges counts the product.updated events the conservation rule accounted
+	// for (AccountStockChanges).
+	AdminChanges int
+	// Delivery is what the event and mail rules looked at (CheckEvents, CheckMail).
+	Delivery DeliveryReport
 }
 
 // Check asserts every invariant (see the package doc) on the databases, reporting
@@ -240,6 +276,7 @@ type world struct {
 	stock        map[string]int // product → stock
 	initial      map[string]int // product → stock at creation
 	patched      map[string]bool
+	ledger       map[string]*ledger // product → its stock replayed from the outbox (AccountStockChanges)
 }
 
 // Violations reads the databases and returns every broken invariant (see the package
@@ -253,7 +290,7 @@ func Violations(ctx context.Context, dbs Databases, opts ...Option) ([]Violation
 	// its saga reserves or charges, so every reservation and payment read here has its
 	// order in the later read, and none is mistaken for an orphan.
 	w := world{payments: map[string][]paymentRow{}, reservations: map[string]reservationRow{},
-		stock: map[string]int{}, initial: map[string]int{}, patched: map[string]bool{}}
+		stock: map[string]int{}, initial: map[string]int{}, patched: map[string]bool{}, ledger: map[string]*ledger{}}
 	if err := readInventory(ctx, dbs.Inventory, sc, &w); err != nil {
 		return nil, Report{}, fmt.Errorf("inventory database: %w", err)
 	}
@@ -263,7 +300,16 @@ func Violations(ctx context.Context, dbs Databases, opts ...Option) ([]Violation
 	if err := readOrders(ctx, dbs.Orders, sc, &w); err != nil {
 		return nil, Report{}, fmt.Errorf("orders database: %w", err)
 	}
-	vs, rep := judge(w)
+	vs, rep := judge(w, sc)
+	if sc.events != nil || sc.mailpit != "" {
+		dvs, drep, err := deliveryViolations(ctx, dbs, sc, &w)
+		if err != nil {
+			return nil, Report{}, err
+		}
+		vs = append(vs, dvs...)
+		rep.Delivery = drep
+	}
+	rep.Rules = rulesOf(sc)
 	return vs, rep, nil
 }
 
@@ -290,6 +336,11 @@ func readInventory(ctx context.Context, url string, sc scope, w *world) error {
 			return err
 		}
 
+		if sc.ledger {
+			if err := readLedger(ctx, tx, w); err != nil {
+				return err
+			}
+		}
 		var typ string
 		var stock *int
 		rows, err = tx.Query(ctx, `SELECT subject, type, (data->>'stock')::int FROM outbox
@@ -402,7 +453,7 @@ func readOrders(ctx context.Context, url string, sc scope, w *world) error {
 }
 
 // judge applies the rules to what was read.
-func judge(w world) ([]Violation, Report) {
+func judge(w world, sc scope) ([]Violation, Report) {
 	var vs []Violation
 	add := func(rule, order, product, format string, args ...any) {
 		vs = append(vs, Violation{Rule: rule, OrderID: order, Product: product, Detail: fmt.Sprintf(format, args...)})
@@ -484,6 +535,17 @@ func judge(w world) ([]Violation, Report) {
 			add(RuleNegativeStock, "", p, "stock %d", stock)
 		}
 		initial, ok := w.initial[p]
+		if l := w.ledger[p]; sc.ledger && ok && l != nil {
+			rep.AdminChanges += l.changes
+			if l.stock != stock {
+				add(RuleStockLedger, "", p, "its events in inventory's outbox add up to %d in stock, the product has %d", l.stock, stock)
+			}
+			if l.baseline != stock+held[p] {
+				add(RuleConservation, "", p, "created with %d, changed by admins by %+d (%d updates), now %d in stock + %d held by reservations = %d",
+					initial, l.baseline-initial, l.changes, stock, held[p], stock+held[p])
+			}
+			continue
+		}
 		switch {
 		case !ok:
 			rep.Skipped = append(rep.Skipped, p+": no product.created event in the outbox")
