@@ -154,9 +154,9 @@ func (r *runner) loadCatalogue(ctx context.Context) error {
 		}
 		var page productPage
 		var err error
-		for try := range 4 {
+		for try := range 3 {
 			if try > 0 {
-				if err := r.backoff(ctx, try+1); err != nil {
+				if err := r.backoff(ctx, try); err != nil {
 					return err
 				}
 			}
