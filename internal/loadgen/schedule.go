@@ -65,6 +65,11 @@ func (s schedule) open(ctx context.Context, work func(i int), dropped func()) (i
 			break
 		}
 		if !end.IsZero() && !next.Before(end) {
+			// No arrival is due before the end: wait for it, so that the phase lasts
+			// the duration (and the last second is reported like the others).
+			if s.clock.Sleep(ctx, end.Sub(s.clock.Now())) != nil {
+				end = s.clock.Now()
+			}
 			next = end
 			break
 		}

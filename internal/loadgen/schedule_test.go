@@ -109,10 +109,13 @@ func TestOpenLoopSpacesArrivalsEvenlyForTheDuration(t *testing.T) {
 	if load != 2*time.Second {
 		t.Errorf("load phase %s; want 2s", load)
 	}
-	// The first arrival is at once, then one every 100 ms.
-	want := slices.Repeat([]time.Duration{100 * time.Millisecond}, 19)
+	// The first arrival is at once, then one every 100 ms, then the wait for the end.
+	want := slices.Repeat([]time.Duration{100 * time.Millisecond}, 20)
 	if got := clk.sleeps(); !slices.Equal(got, want) {
-		t.Errorf("slept %v; want 19 × 100ms", got)
+		t.Errorf("slept %v; want 20 × 100ms", got)
+	}
+	if got := clk.Now().Sub(newFakeClock().Now()); got != 2*time.Second {
+		t.Errorf("returned after %s; want at the end of the 2s", got)
 	}
 }
 

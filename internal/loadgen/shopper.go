@@ -76,12 +76,13 @@ func (r *runner) shop(ctx context.Context, rng *rand.Rand) outcome {
 	if err != nil {
 		return outcome{status: "failed", reason: kindOf(err)}
 	}
-	if p.browse {
-		r.browse(ctx, rng)
-	}
 	lines := r.cat.pick(rng, r.cfg.MaxLines, r.cfg.MaxQuantity)
 	if p.browse {
-		lines = r.look(ctx, rng, lines)
+		complete := r.browse(ctx, rng)
+		lines, complete = r.look(ctx, rng, lines, complete)
+		if !complete {
+			r.stats.skipBrowse()
+		}
 	}
 	if len(lines) == 0 {
 		r.stats.error(ErrNoProducts)
@@ -136,14 +137,14 @@ func (r *runner) shop(ctx context.Context, rng *rand.Rand) outcome {
 }
 
 // browse looks at a few pages of the catalogue, as far as the anonymous pace allows
-// (skipping the rest, never waiting), and notes what it saw.
-func (r *runner) browse(ctx context.Context, rng *rand.Rand) {
+// (skipping the rest, never waiting), and notes what it saw. It reports false when it
+// skipped pages for the pace.
+func (r *runner) browse(ctx context.Context, rng *rand.Rand) bool {
 	limit := 5 + rng.IntN(16)
 	cursor := ""
 	for range 1 + rng.IntN(3) {
 		if !r.anon.try() {
-			r.stats.skipBrowse()
-			return
+			return false
 		}
 		path := "/api/v1/products?limit=" + strconv.Itoa(limit)
 		if cursor != "" {
@@ -151,26 +152,30 @@ func (r *runner) browse(ctx context.Context, rng *rand.Rand) {
 		}
 		page, err := r.productPage(ctx, path)
 		if err != nil || page.NextCursor == nil {
-			return
+			return true
 		}
 		cursor = *page.NextCursor
 	}
+	return true
 }
 
-// look opens the page of each product about to be ordered, as far as the anonymous
-// pace allows, and drops the lines of those it sees without the stock; when none is
-// left it picks again from what it now knows.
-func (r *runner) look(ctx context.Context, rng *rand.Rand, lines []line) []line {
+// look opens the page of each product about to be ordered, unless the pace has already
+// cut browsing short (complete false) or now does, and drops the lines of those it
+// sees without the stock; when none is left it picks again from what it now knows.
+// It reports whether it looked at every product.
+func (r *runner) look(ctx context.Context, rng *rand.Rand, lines []line, complete bool) ([]line, bool) {
+	if !complete {
+		return lines, false
+	}
 	var kept []line
 	for _, l := range lines {
 		if !r.anon.try() {
-			r.stats.skipBrowse()
-			return lines
+			return lines, false
 		}
 		c := call{endpoint: "get_product", method: http.MethodGet, path: "/api/v1/products/" + url.PathEscape(l.ProductID)}
 		ans, err := r.cl.do(ctx, c)
 		if err != nil {
-			return lines
+			return lines, true
 		}
 		var p product
 		if ans.status != http.StatusOK {
@@ -179,7 +184,7 @@ func (r *runner) look(ctx context.Context, rng *rand.Rand, lines []line) []line 
 		}
 		if err := ans.decode(c, &p); err != nil {
 			r.stats.error(ErrProtocol)
-			return lines
+			return lines, true
 		}
 		r.cat.update(p)
 		if p.Stock >= l.Quantity {
@@ -187,9 +192,9 @@ func (r *runner) look(ctx context.Context, rng *rand.Rand, lines []line) []line 
 		}
 	}
 	if len(kept) == 0 {
-		return r.cat.pick(rng, r.cfg.MaxLines, r.cfg.MaxQuantity)
+		return r.cat.pick(rng, r.cfg.MaxLines, r.cfg.MaxQuantity), true
 	}
-	return kept
+	return kept, true
 }
 
 // productPage gets one page of the catalogue and notes its products.

@@ -64,8 +64,8 @@ type Summary struct {
 	// Streams counts status streams followed; Polls the GETs of pending orders.
 	Streams int `json:"streams"`
 	Polls   int `json:"polls"`
-	// BrowseSkipped counts shoppers who would have browsed but did not, to keep the
-	// catalogue requests under AnonymousPerSecond.
+	// BrowseSkipped counts shoppers who would have browsed but cut it short (or did
+	// not start) to keep the catalogue requests under AnonymousPerSecond.
 	BrowseSkipped int `json:"browse_skipped"`
 
 	// Warnings are problems that did not stop the run (a token cache that could not
