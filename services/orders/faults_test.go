@@ -99,3 +99,34 @@ func TestCancellingTwiceIsAConflict(t *testing.T) {
 		t.Errorf("second cancel: %+v", d)
 	}
 }
+
+// An Idempotency-Key names its order for good: once the key's row is gone (after its
+// retention, or released after an unknown commit) a different request with the key is
+// still refused, not answered with the order another request made.
+func TestAForgottenKeyStillCannotFetchAnotherRequestsOrder(t *testing.T) {
+	t.Parallel()
+	s := startOrders(t, nil)
+	apple := s.inv.AddProduct(100, 10)
+	pear := s.inv.AddProduct(120, 10)
+	ann, _ := s.token(t, auth.RoleCustomer)
+	key := []string{"Idempotency-Key", "k-forgotten"}
+	var first orderBody
+	if r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 1), key...); r.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	} else {
+		r.JSON(t, &first)
+	}
+	if _, err := s.db.Exec(context.Background(), `DELETE FROM idempotency_keys`); err != nil {
+		t.Fatal(err)
+	}
+	d := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", pear, 1), key...).Problem(t, http.StatusUnprocessableEntity)
+	if len(d.Errors) != 1 || d.Errors[0].Field != "Idempotency-Key" {
+		t.Errorf("another body with a forgotten key: %+v", d)
+	}
+	var again orderBody
+	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 1), key...)
+	r.JSON(t, &again)
+	if r.Status != http.StatusCreated || again.ID != first.ID {
+		t.Errorf("the same body with a forgotten key: %d %s", r.Status, r.Body)
+	}
+}

@@ -198,8 +198,7 @@ func claimKey(w http.ResponseWriter, r *http.Request, d Deps, userID uuid.UUID, 
 			writeStored(w, c.Status, c.Body, c.Location)
 			return false
 		case postgres.ClaimMismatch:
-			problem.Write(w, r, d.Log, &apperr.Error{Code: apperr.Invalid, Message: "this Idempotency-Key was used with a different request",
-				Fields: []apperr.FieldError{{Field: "Idempotency-Key", Message: "was used with a different request body; use a new key for a new order"}}})
+			problem.Write(w, r, d.Log, order.ErrKeyReused)
 			return false
 		}
 		select {

@@ -230,7 +230,7 @@ func (o *Orchestrator) run(ctx context.Context, step Step, ord Order, s Saga) Ou
 // that changed in between cancels the order (and releases what was reserved) rather
 // than charging what the reservation does not say.
 func (o *Orchestrator) reserve(ctx context.Context, ord Order) Outcome {
-	lines, err := o.inventory.Reserve(ctx, ord.ID, wanted(ord.Lines))
+	lines, err := o.inventory.Reserve(ctx, ord.ID, ord.Request().Lines)
 	if err != nil {
 		return classify(err, ReasonOutOfStock)
 	}
@@ -427,14 +427,6 @@ func declineReason(code string) CancelReason {
 		return ReasonInsufficientFunds
 	}
 	return ReasonPaymentDeclined
-}
-
-func wanted(lines []Line) []WantedLine {
-	w := make([]WantedLine, len(lines))
-	for i, l := range lines {
-		w[i] = WantedLine{ProductID: l.ProductID, Quantity: l.Quantity}
-	}
-	return w
 }
 
 type noNotifier struct{}

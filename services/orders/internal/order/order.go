@@ -274,6 +274,16 @@ func ParseNewOrder(raw RawNewOrder) (NewOrder, error) {
 	return n, nil
 }
 
+// Request is the create request the order was made from: its lines and payment
+// method, without prices.
+func (o Order) Request() NewOrder {
+	n := NewOrder{PaymentMethod: o.PaymentMethod, Lines: make([]WantedLine, len(o.Lines))}
+	for i, l := range o.Lines {
+		n.Lines[i] = WantedLine{ProductID: l.ProductID, Quantity: l.Quantity}
+	}
+	return n
+}
+
 // Fingerprint identifies what the request asks for, whatever the JSON spelling or the
 // order of its lines: two requests with the same Idempotency-Key must have the same
 // fingerprint to be the same request.

@@ -51,7 +51,7 @@ func NewService(d Deps, saga *Orchestrator, inline time.Duration) *Service {
 // (MaybeStored reports it).
 func (s *Service) Create(ctx context.Context, userID, id uuid.UUID, n NewOrder) (Order, error) {
 	if existing, err := s.store.Order(ctx, id); err == nil {
-		return s.owned(existing, userID)
+		return s.repeated(existing, userID, n)
 	} else if apperr.CodeOf(err) != apperr.NotFound {
 		return Order{}, err
 	}
@@ -76,7 +76,7 @@ func (s *Service) Create(ctx context.Context, userID, id uuid.UUID, n NewOrder) 
 		return Order{}, maybeStored{err}
 	}
 	if !created {
-		return s.owned(o, userID)
+		return s.repeated(o, userID, n)
 	}
 	s.log.InfoContext(ctx, "order created", "order_id", o.ID, "user_id", userID, "total_cents", o.TotalCents)
 	s.notifier.Notify(context.WithoutCancel(ctx), StatusChange{OrderID: o.ID, Status: o.Status})
@@ -109,6 +109,26 @@ func (e maybeStored) Unwrap() error { return e.error }
 func MaybeStored(err error) bool {
 	var m maybeStored
 	return errors.As(err, &m)
+}
+
+// ErrKeyReused means an Idempotency-Key names an order made from another request.
+var ErrKeyReused = &apperr.Error{Code: apperr.Invalid, Message: "this Idempotency-Key was used with a different request",
+	Fields: []apperr.FieldError{{Field: "Idempotency-Key", Message: "was used with a different request body; use a new key for a new order"}}}
+
+// repeated answers a create whose order exists already (its id comes from the same
+// user and Idempotency-Key): the order, when the request is the one that made it.
+// The order itself is the check, not only the stored key: a key forgotten after its
+// retention, or released after an unknown commit, still cannot fetch an order that
+// another request made.
+func (s *Service) repeated(o Order, userID uuid.UUID, n NewOrder) (Order, error) {
+	o, err := s.owned(o, userID)
+	if err != nil {
+		return Order{}, err
+	}
+	if o.Request().Fingerprint() != n.Fingerprint() {
+		return Order{}, ErrKeyReused
+	}
+	return o, nil
 }
 
 func (s *Service) owned(o Order, userID uuid.UUID) (Order, error) {

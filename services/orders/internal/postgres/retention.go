@@ -82,8 +82,9 @@ func (s *Store) PruneFailedSagaSteps(ctx context.Context, keep int) (int64, erro
 // now (a late repeat took it over) stays. A request repeating a deleted key claims it
 // afresh and creates nothing new: its order id is derived from the user and the key
 // (order.IdempotentID), so the create finds the order the first request made and
-// answers with it as it now stands. What is lost is the replay of the very first
-// answer, and the 422 for a different request under the same key.
+// answers with it as it now stands; a different request under the key is still 422,
+// because the order itself is compared with the request (order.Service.Create). What
+// is lost is only the replay of the very first answer, byte for byte.
 func (s *Store) DeleteIdempotencyKeys(ctx context.Context, age time.Duration) (int64, error) {
 	return s.deleteInBatches(ctx, "delete idempotency keys",
 		`DELETE FROM idempotency_keys WHERE (user_id, key) IN (
