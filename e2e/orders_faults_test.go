@@ -171,7 +171,7 @@ func TestOrdersKilledMidSagaFinishEverySagaAfterRestart(t *testing.T) {
 	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(2 * time.Millisecond) {
 		var moved, running int
 		err := watch.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE status <> 'pending'),
-			count(*) FILTER (WHERE status IN ('pending', 'reserved', 'paid')) FROM orders`).Scan(&moved, &running)
+			count(*) FILTER (WHERE status IN ('pending', 'reserved', 'paid', 'cancelling')) FROM orders`).Scan(&moved, &running)
 		if err != nil {
 			t.Fatal(err)
 		}
