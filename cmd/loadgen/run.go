@@ -30,8 +30,14 @@ The shoppers share -accounts accounts, <prefix>-<n>@bazaar.test, registered on f
 use and reused by later runs; their tokens are kept in -token-cache. Sign-ins are paced
 under the gateway's default limits, and 429s are waited out.
 
+The demo catalogue's stock runs out after a few thousand orders (they then end
+out_of_stock): -restock N has the admin set every product below N back to N before the
+run and every 5 s during it (products whose stock an admin set are no longer checked
+for stock conservation by internal/invariants).
+
 Environment: LOADGEN_URL (the default of -url), LOADGEN_PASSWORD (the accounts'
-password), LOADGEN_TOKEN_CACHE (the default of -token-cache).
+password), LOADGEN_TOKEN_CACHE (the default of -token-cache), BAZAAR_ADMIN_EMAIL and
+BAZAAR_ADMIN_PASSWORD (the admin for -restock; default the demo admin).
 
 Flags:
 `
@@ -57,6 +63,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if v := getenv("LOADGEN_PASSWORD"); v != "" {
 		cfg.Password = v
 	}
+	if v := getenv("BAZAAR_ADMIN_EMAIL"); v != "" {
+		cfg.AdminEmail = v
+	}
+	if v := getenv("BAZAAR_ADMIN_PASSWORD"); v != "" {
+		cfg.AdminPassword = v
+	}
 	fs.StringVar(&cfg.BaseURL, "url", baseURL, "the gateway's base URL")
 	rate := fs.Float64("rate", 0, "open loop: orders a second (default 5 unless -c is given)")
 	fs.IntVar(&cfg.Concurrency, "c", 0, "closed loop: this many shoppers at once, instead of -rate")
@@ -68,6 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&cfg.AccountPrefix, "account-prefix", def.AccountPrefix, "accounts are <prefix>-<n>@bazaar.test")
 	fs.StringVar(&cfg.TokenCache, "token-cache", tokenCache, `file keeping the accounts' tokens between runs ("off": none)`)
 	payments := fs.String("payments", "visa=90,declined=6,insufficient=4", "payment methods and their weights (visa, declined, insufficient, or pm_card_* names)")
+	fs.IntVar(&cfg.Restock, "restock", 0, "as the admin, keep every product's stock at least N/2, topping it up to N (0: never)")
 	fs.IntVar(&cfg.MaxLines, "max-lines", def.MaxLines, "most lines in an order")
 	fs.IntVar(&cfg.MaxQuantity, "max-quantity", def.MaxQuantity, "most units in a line")
 	fs.Float64Var(&cfg.Browse, "browse", def.Browse, "fraction of shoppers who browse the catalogue first")

@@ -31,10 +31,12 @@ type tokens struct {
 // account is one of the shared accounts. Its tokens are read by every shopper using
 // it; signing in (refresh, log-in, sign-up) is done by one at a time.
 type account struct {
-	n     int
-	email string
-	key   string        // its token cache key
-	lock  chan struct{} // held while signing in
+	n        int
+	email    string
+	password string
+	key      string        // its token cache key
+	lock     chan struct{} // held while signing in
+	noSignUp bool          // never register it (the admin)
 
 	mu    sync.Mutex
 	tok   tokens
@@ -87,7 +89,7 @@ func newPool(cfg Config, cl *client, signIns, anon *bucket, cache *tokenCache) *
 	p := &pool{cfg: cfg, cl: cl, clock: cfg.clock, signIns: signIns, anon: anon, cache: cache,
 		readyCh: make(chan struct{}), doneCh: make(chan struct{})}
 	for n := 1; n <= cfg.Accounts; n++ {
-		a := &account{n: n, email: cfg.email(n), lock: make(chan struct{}, 1)}
+		a := &account{n: n, email: cfg.email(n), password: cfg.Password, lock: make(chan struct{}, 1)}
 		a.key = cfg.BaseURL + " " + a.email
 		if t, ok := cache.get(a.key); ok {
 			a.tok, a.known = t, true
@@ -217,14 +219,14 @@ func (p *pool) signIn(ctx context.Context, a *account) error {
 		}
 	}
 	err := p.login(ctx, a)
-	if errors.Is(err, errRejected) && known {
+	if errors.Is(err, errRejected) && known && !a.noSignUp {
 		if err = p.register(ctx, a); err == nil {
 			err = p.login(ctx, a)
 		}
 	}
 	if errors.Is(err, errRejected) {
 		p.cl.stats.error(ErrAuth)
-		return &requestError{ErrAuth, http.StatusUnauthorized, fmt.Errorf("%s cannot log in with the load generator's password", a.email)}
+		return &requestError{ErrAuth, http.StatusUnauthorized, fmt.Errorf("%s cannot log in with the password given", a.email)}
 	}
 	return err
 }
@@ -280,7 +282,7 @@ func (p *pool) login(ctx context.Context, a *account) error {
 		return &requestError{ErrInterrupted, 0, err}
 	}
 	c := call{endpoint: "login", method: http.MethodPost, path: "/api/v1/auth/login",
-		body: map[string]string{"email": a.email, "password": p.cfg.Password}}
+		body: map[string]string{"email": a.email, "password": a.password}}
 	ans, err := p.cl.do(ctx, c)
 	switch {
 	case err != nil:
@@ -299,7 +301,7 @@ func (p *pool) register(ctx context.Context, a *account) error {
 		return &requestError{ErrInterrupted, 0, err}
 	}
 	c := call{endpoint: "register", method: http.MethodPost, path: "/api/v1/auth/register",
-		body: map[string]string{"email": a.email, "password": p.cfg.Password, "name": fmt.Sprintf("Load Generator %d", a.n)}}
+		body: map[string]string{"email": a.email, "password": a.password, "name": fmt.Sprintf("Load Generator %d", a.n)}}
 	ans, err := p.cl.do(ctx, c)
 	switch {
 	case err != nil:

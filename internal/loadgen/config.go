@@ -15,6 +15,13 @@ import (
 // DefaultBaseURL is the gateway of `make run` and of docker compose.
 const DefaultBaseURL = "http://localhost:8080"
 
+// DefaultAdminEmail and DefaultAdminPassword are the demo admin that `make run` and
+// docker compose seed (internal/devstack.DefaultAdmin).
+const (
+	DefaultAdminEmail    = "admin@bazaar.local"
+	DefaultAdminPassword = "bazaar-admin"
+)
+
 // DefaultPassword is the password of every load-generator account. The accounts are
 // test accounts on a local stack; the password is fixed so that any run can sign in to
 // the accounts an earlier one registered.
@@ -186,6 +193,17 @@ type Config struct {
 	// names the usual place.
 	TokenCache string
 
+	// Restock, when above zero, has the admin (AdminEmail, AdminPassword) set the
+	// stock of every product below Restock to Restock before the first order, and
+	// again every 5 s for those fallen below half of it, so that long or repeated runs
+	// do not end every order out_of_stock. Beware: a stock set by an admin is a new
+	// baseline, so internal/invariants no longer checks those products' stock
+	// conservation.
+	Restock int
+	// AdminEmail and AdminPassword sign the admin in for Restock (default
+	// DefaultAdminEmail and DefaultAdminPassword, the local stack's demo admin).
+	AdminEmail, AdminPassword string
+
 	// Payments is the mix of payment methods (default DefaultPaymentMix).
 	Payments PaymentMix
 	// MaxLines and MaxQuantity bound an order: 1..MaxLines lines of distinct
@@ -293,6 +311,12 @@ func (c Config) normalize() (Config, error) {
 	if c.Password == "" {
 		c.Password = DefaultPassword
 	}
+	if c.AdminEmail == "" {
+		c.AdminEmail = DefaultAdminEmail
+	}
+	if c.AdminPassword == "" {
+		c.AdminPassword = DefaultAdminPassword
+	}
 	if c.Payments == nil {
 		c.Payments = DefaultPaymentMix
 	}
@@ -359,6 +383,9 @@ func (c Config) normalize() (Config, error) {
 	}
 	if len(c.Password) < 8 {
 		bad("the password must have at least 8 characters")
+	}
+	if c.Restock < 0 || c.Restock > 1_000_000_000 {
+		bad("restock %d: must be 0 (off) to 1000000000", c.Restock)
 	}
 	if err := c.Payments.validate(); err != nil {
 		bad("payment mix: %w", err)

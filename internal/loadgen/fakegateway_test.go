@@ -54,6 +54,7 @@ type fakeAnswer struct {
 func newFakeGateway(t *testing.T) *fakeGateway {
 	g := &fakeGateway{t: t, users: map[string]string{}, access: map[string]string{}, refresh: map[string]string{},
 		orders: map[string]*fakeOrder{}, keys: map[string]fakeAnswer{}, requests: map[string]int{}, expiresIn: 900}
+	g.users[DefaultAdminEmail] = DefaultAdminPassword
 	for i := range 7 {
 		g.products = append(g.products, product{ID: fmt.Sprintf("0196f000-0000-7000-8000-%012d", i), PriceCents: 100 + int64(i),
 			Currency: "USD", Stock: 1000})
@@ -76,6 +77,7 @@ func (g *fakeGateway) start() *httptest.Server {
 	handle("POST /api/v1/auth/refresh", g.refreshTokens)
 	handle("GET /api/v1/products", g.listProducts)
 	handle("GET /api/v1/products/{id}", g.getProduct)
+	handle("PATCH /api/v1/products/{id}", g.patchProduct)
 	handle("POST /api/v1/orders", g.createOrder)
 	handle("GET /api/v1/orders/{id}", g.getOrder)
 	handle("POST /api/v1/orders/{id}/cancel", g.cancelOrder)
@@ -222,6 +224,43 @@ func (g *fakeGateway) getProduct(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeProblem(w, http.StatusNotFound)
+}
+
+func (g *fakeGateway) patchProduct(w http.ResponseWriter, r *http.Request) {
+	email := g.user(w, r)
+	if email == "" {
+		return
+	}
+	if email != DefaultAdminEmail {
+		writeProblem(w, http.StatusForbidden)
+		return
+	}
+	var b struct {
+		Stock *int `json:"stock"`
+	}
+	if !g.body(r, &b) || b.Stock == nil {
+		writeProblem(w, http.StatusUnprocessableEntity)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, p := range g.products {
+		if p.ID == r.PathValue("id") {
+			g.products[i].Stock = *b.Stock
+			writeJSON(w, http.StatusOK, g.products[i])
+			return
+		}
+	}
+	writeProblem(w, http.StatusNotFound)
+}
+
+// setStock sets every product's stock.
+func (g *fakeGateway) setStock(stock ...int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i := range g.products {
+		g.products[i].Stock = stock[i%len(stock)]
+	}
 }
 
 func (o *fakeOrder) doc() map[string]any {

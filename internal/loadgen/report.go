@@ -77,7 +77,7 @@ func WriteTable(w io.Writer, s Summary) error {
 		mode = fmt.Sprintf("open loop, %g orders/s", s.Rate)
 	}
 	p("Load run against %s", s.BaseURL)
-	p("  mode\t%s (%d accounts, seed %d)", mode, s.Accounts, s.Seed)
+	p("  mode\t%s (%s, seed %d)", mode, plural(s.Accounts, "account"), s.Seed)
 	p("  time\t%.1fs of new orders, %.1fs in all", s.LoadTime.Seconds(), s.Elapsed.Seconds())
 	p("  orders\t%d started, %d created (%.1f/s), %d dropped", s.Orders, s.Created, s.Throughput, s.Dropped)
 	p("")
@@ -143,9 +143,20 @@ func WriteTable(w io.Writer, s Summary) error {
 	if n := len(s.Unsettled); n > 0 {
 		fmt.Fprintf(&extra, "not settled (%d): %s\n", n, strings.Join(s.Unsettled[:min(n, 20)], " "))
 	}
+	if out := s.Outcomes.Cancelled["out_of_stock"]; s.Restock == 0 && out > 0 && out*4 >= s.Orders {
+		fmt.Fprintf(&extra, "hint: %d of %d orders found their products out of stock; -restock N (Config.Restock) has the admin top the stock up\n", out, s.Orders)
+	}
 	for _, m := range s.Warnings {
 		fmt.Fprintf(&extra, "warning: %s\n", m)
 	}
 	_, err := io.WriteString(w, extra.String())
 	return err
+}
+
+// plural is "1 account", "2 accounts".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

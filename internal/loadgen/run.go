@@ -86,6 +86,19 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	if err := r.loadCatalogue(ctx); err != nil {
 		return Summary{}, fmt.Errorf("loadgen: reading the catalogue at %s (is the stack running?): %w", r.cfg.BaseURL, err)
 	}
+	if r.cfg.Restock > 0 {
+		restockCtx, stopRestock := context.WithCancel(ctx)
+		var restocking sync.WaitGroup
+		first := make(chan error, 1)
+		restocking.Go(func() { newRestocker(r).run(restockCtx, first) })
+		defer func() {
+			stopRestock()
+			restocking.Wait()
+		}()
+		if err := <-first; err != nil {
+			return Summary{}, fmt.Errorf("loadgen: %w", errAdmin(r.cfg.AdminEmail, err))
+		}
+	}
 	if err := r.pool.waitReady(ctx); err != nil {
 		return Summary{}, fmt.Errorf("loadgen: %w", err)
 	}
@@ -114,7 +127,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	}
 
 	s := r.stats.summary()
-	s.BaseURL, s.Accounts, s.Seed = r.cfg.BaseURL, r.cfg.Accounts, r.cfg.Seed
+	s.BaseURL, s.Accounts, s.Seed, s.Restock = r.cfg.BaseURL, r.cfg.Accounts, r.cfg.Seed, r.cfg.Restock
 	if r.cfg.Rate > 0 {
 		s.Mode, s.Rate = "open", r.cfg.Rate
 	} else {

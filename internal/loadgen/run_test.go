@@ -268,3 +268,38 @@ func editCache(t *testing.T, path string, f func(*tokens)) {
 		t.Fatal(err)
 	}
 }
+
+func TestRunRestocksAsTheAdmin(t *testing.T) {
+	t.Parallel()
+	g := newFakeGateway(t)
+	g.setStock(0, 3, 50) // the fake's orders take no stock
+	srv := g.start()
+	cfg := fakeConfig(t, srv.URL)
+	cfg.Orders, cfg.Restock = 5, 10
+	s, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests["restock"] != 5 || s.Restock != 10 {
+		t.Errorf("restock requests %d (summary's restock %d); want the 5 products below 10 topped up", s.Requests["restock"], s.Restock)
+	}
+	g.mu.Lock()
+	for _, p := range g.products {
+		if p.Stock != 10 && p.Stock != 50 {
+			t.Errorf("product %s has %d in stock; want 10, or its 50", p.ID, p.Stock)
+		}
+	}
+	g.mu.Unlock()
+	if g.count("POST /api/v1/auth/register") != 3 {
+		t.Errorf("%d sign-ups; want the 3 shoppers', never the admin's", g.count("POST /api/v1/auth/register"))
+	}
+
+	// The admin signs in only when a product needs it.
+	g.setStock(0)
+	cfg.AdminPassword = "not the admin's"
+	cfg.TokenCache = "" // no cached admin token
+	_, err = Run(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "restocking needs the admin "+DefaultAdminEmail) {
+		t.Fatalf("err = %v; want the admin's failed sign-in", err)
+	}
+}

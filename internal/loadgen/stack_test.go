@@ -66,6 +66,9 @@ func TestLoadOnARealStack(t *testing.T) {
 		}
 	})
 
+	if a := stack.URLs().Admin; a.Email != DefaultAdminEmail || a.Password != DefaultAdminPassword {
+		t.Errorf("the stack's admin is %s / %s; DefaultAdminEmail and DefaultAdminPassword want updating", a.Email, a.Password)
+	}
 	cfg := DefaultConfig()
 	cfg.BaseURL = stack.URLs().Gateway
 	cfg.Rate, cfg.Orders, cfg.Duration = 10, 50, 0

@@ -19,6 +19,7 @@ type Summary struct {
 	Concurrency int     `json:"concurrency,omitempty"`
 	Accounts    int     `json:"accounts"`
 	Seed        uint64  `json:"seed"`
+	Restock     int     `json:"restock,omitempty"` // Config.Restock
 
 	Started time.Time `json:"started"`
 	// Elapsed is from the first order to the end of the run, the last orders'
