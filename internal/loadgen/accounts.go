@@ -81,7 +81,8 @@ type pool struct {
 	ready   []*account
 	readyCh chan struct{} // closed when the first account is ready
 	doneCh  chan struct{} // closed when warm has finished
-	warmErr error         // why accounts could not sign in
+	warmErr error         // why accounts could not sign in, once warm has finished
+	failed  []string      // the accounts that could not, and why
 	next    atomic.Uint64
 }
 
@@ -118,6 +119,11 @@ func (p *pool) warm(ctx context.Context) {
 	}
 	slices.SortStableFunc(order, func(a, b *account) int { return cmp.Compare(rank(a), rank(b)) })
 	var errs []error
+	defer func() {
+		p.mu.Lock()
+		p.warmErr = errors.Join(errs...)
+		p.mu.Unlock()
+	}()
 	for _, a := range order {
 		var err error
 		for try := range 3 {
@@ -130,22 +136,27 @@ func (p *pool) warm(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			errs = append(errs, ctx.Err())
-			break
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", a.email, err))
-			continue
+			return
 		}
 		p.mu.Lock()
-		p.ready = append(p.ready, a)
-		if len(p.ready) == 1 {
-			close(p.readyCh)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.email, err))
+			p.failed = append(p.failed, fmt.Sprintf("account %s was not used: %v", a.email, err))
+		} else {
+			p.ready = append(p.ready, a)
+			if len(p.ready) == 1 {
+				close(p.readyCh)
+			}
 		}
 		p.mu.Unlock()
 	}
+}
+
+// failures describes the accounts that could not sign in so far.
+func (p *pool) failures() []string {
 	p.mu.Lock()
-	p.warmErr = errors.Join(errs...)
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.failed)
 }
 
 // waitReady waits until an account is ready, and fails when none will be.

@@ -137,6 +137,7 @@ func (r *runner) run(ctx context.Context) (Summary, error) {
 	if load > 0 {
 		s.Throughput = float64(s.Created) / load.Seconds()
 	}
+	s.Warnings = append(s.Warnings, r.pool.failures()...)
 	if err := r.cache.Err(); err != nil {
 		s.Warnings = append(s.Warnings, "token cache "+r.cfg.TokenCache+": "+err.Error())
 	}

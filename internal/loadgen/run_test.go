@@ -247,6 +247,16 @@ func TestAccountsWithAnotherPasswordFailTheRun(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "no account could sign in") || !strings.Contains(err.Error(), "cannot log in") {
 		t.Fatalf("err = %v; want no account able to sign in", err)
 	}
+
+	// With another account that can, the run goes on without the first, and says so.
+	cfg.Accounts, cfg.Orders = 2, 3
+	s, err := Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Created != 3 || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], cfg.AccountPrefix+"-1@bazaar.test") {
+		t.Errorf("created %d, warnings %q; want 3 orders and a warning about the first account", s.Created, s.Warnings)
+	}
 }
 
 // editCache changes every entry of the token file.
