@@ -11,7 +11,10 @@ import (
 
 // FormatProgress renders p as one line (without a newline), such as
 //
-//	12s  9.9 orders/s  p50 41ms p99 180ms | confirmed 98  cancelled 14 (payment_declined 7, customer_request 7)  pending 1  failed 0 | errors: none | 429 waited 3 | in flight 4
+//	12s  9.9 orders/s  p50 41ms p99 180ms | confirmed 98  cancelled 14 (customer_request 7, payment_declined 7)  pending 1  failed 0 | errors: none | 429 waited 3 | in flight 4
+//
+// where pending counts the orders answered 202 and still followed, with those given up
+// on after it.
 func FormatProgress(p Progress) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%4.0fs  %.1f orders/s  p50 %s p99 %s | confirmed %d  cancelled %d",
@@ -19,7 +22,11 @@ func FormatProgress(p Progress) string {
 	if len(p.Outcomes.Cancelled) > 0 {
 		fmt.Fprintf(&b, " (%s)", counts(p.Outcomes.Cancelled))
 	}
-	fmt.Fprintf(&b, "  pending %d  failed %d", p.Outcomes.Pending, p.Outcomes.FailedTotal())
+	fmt.Fprintf(&b, "  pending %d", p.PendingNow)
+	if p.Outcomes.Pending > 0 {
+		fmt.Fprintf(&b, " (+%d given up)", p.Outcomes.Pending)
+	}
+	fmt.Fprintf(&b, "  failed %d", p.Outcomes.FailedTotal())
 	if len(p.Outcomes.Failed) > 0 {
 		fmt.Fprintf(&b, " (%s)", counts(p.Outcomes.Failed))
 	}

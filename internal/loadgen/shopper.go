@@ -102,6 +102,10 @@ func (r *runner) shop(ctx context.Context, rng *rand.Rand) outcome {
 	}
 
 	// Follow the order to its end: its stream, or polls while it is pending.
+	if !o.terminal() {
+		r.stats.following(1)
+		defer r.stats.following(-1) // once the visit is over, whatever became of it
+	}
 	if p.stream {
 		if s, err := r.stream(ctx, a, o.ID); err == nil || s.Status != "" {
 			o.Status, o.CancelReason = s.Status, s.CancelReason

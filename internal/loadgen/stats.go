@@ -16,6 +16,7 @@ type stats struct {
 	outcomes      Outcomes
 	orders        int
 	inFlight      int
+	pendingNow    int // created unfinished (202) and being followed
 	dropped       int
 	ids           []string
 	unsettled     []string
@@ -51,6 +52,7 @@ func (s *stats) dropArrival()                { s.locked(func() { s.dropped++ }) 
 func (s *stats) stream()                     { s.locked(func() { s.streams++ }) }
 func (s *stats) poll()                       { s.locked(func() { s.polls++ }) }
 func (s *stats) skipBrowse()                 { s.locked(func() { s.browseSkipped++ }) }
+func (s *stats) following(d int)             { s.locked(func() { s.pendingNow += d }) }
 
 // error counts a failed request; a run stopping is not a failure.
 func (s *stats) error(kind string) {
@@ -137,6 +139,7 @@ func (s *stats) progress(elapsed, period time.Duration) Progress {
 		Orders:      s.orders,
 		Created:     created,
 		InFlight:    s.inFlight,
+		PendingNow:  s.pendingNow,
 		Dropped:     s.dropped,
 		Outcomes:    s.outcomes.clone(),
 		Errors:      maps.Clone(s.errors),

@@ -234,7 +234,10 @@ type Progress struct {
 	Created  int
 	Rate     float64 // orders created per second over the last period
 	InFlight int     // shoppers busy now
-	Dropped  int
+	// PendingNow counts the orders answered 202 whose shoppers are still following
+	// them to their end (Outcomes.Pending counts those given up on).
+	PendingNow int
+	Dropped    int
 	// P50 and P99 are of the POST latency of the orders created so far.
 	P50, P99    time.Duration
 	Outcomes    Outcomes

@@ -166,9 +166,9 @@ func TestReportsShowTheCounts(t *testing.T) {
 	}
 
 	line := FormatProgress(Progress{Elapsed: 12 * time.Second, Rate: 9.94, P50: millis(41), P99: millis(180),
-		Outcomes: s.Outcomes, Errors: map[string]int{ErrServer: 2, ErrRateLimited: 1}, RateLimited: 3, InFlight: 4})
+		Outcomes: s.Outcomes, Errors: map[string]int{ErrServer: 2, ErrRateLimited: 1}, RateLimited: 3, InFlight: 4, PendingNow: 2})
 	for _, want := range []string{"12s", "9.9 orders/s", "p50 41ms p99 180ms", "confirmed 2", "cancelled 2 (customer_request 1, payment_declined 1)",
-		"pending 1", "failed 1 (timeout 1)", "errors: 429 1, 5xx 2", "429 waited 3", "in flight 4"} {
+		"pending 2 (+1 given up)", "failed 1 (timeout 1)", "errors: 429 1, 5xx 2", "429 waited 3", "in flight 4"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("progress line lacks %q: %s", want, line)
 		}
