@@ -11,7 +11,7 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 run:
 	$(GO) build -o bin/devstack ./cmd/devstack
 	./bin/devstack
-loadgen: ; $(GO) build -o bin/loadgen ./cmd/loadgen && ./bin/loadgen $(ARGS)
+loadgen: ; @$(GO) build -o bin/loadgen ./cmd/loadgen && ./bin/loadgen $(ARGS)
 
 ## test: lint, then every test (unit, integration against Postgres and Redis, e2e)
 test: lint
