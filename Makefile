@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: run test test-unit bench lint up down
+.PHONY: run test test-unit bench lint up down chaos
 
 ## run: build and start the whole system locally with demo data (Ctrl-C stops it)
 # Built, then run (not `go run`, which exits 1 after Ctrl-C even when the program
@@ -25,6 +25,15 @@ test-unit:
 ## (see docs/benchmarks.md)
 bench:
 	$(GO) test -p 1 -run '^$$' -bench . $(PKGS)
+
+## chaos: the long chaos run (about 25 minutes): a private stack (its own Postgres and
+## Redis) broken under load, then judged; exits non-zero on any violation. Flags go in
+## CHAOS_FLAGS (-orders, -duration, -rate, -seed; see go run ./cmd/chaos -h), the
+## table is read in docs/reliability.md
+CHAOS_FLAGS ?=
+chaos:
+	$(GO) build -o bin/chaos ./cmd/chaos
+	./bin/chaos $(CHAOS_FLAGS)
 
 ## lint: gofmt and go vet must be clean
 lint:

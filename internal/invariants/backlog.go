@@ -15,14 +15,15 @@ type Backlog struct {
 	Unpublished int // outbox rows not yet published, over the four outboxes
 	Unhandled   int // stream entries the groups have not acknowledged or not yet been delivered
 	Queued      int // notifications neither sent nor failed
+	Charging    int // payments pending: charges interrupted that payments has yet to settle
 }
 
 // Zero reports whether nothing is in hand.
 func (b Backlog) Zero() bool { return b == Backlog{} }
 
 func (b Backlog) String() string {
-	return fmt.Sprintf("%d orders unsettled, %d outbox rows unpublished, %d stream entries unhandled, %d e-mails queued",
-		b.Unsettled, b.Unpublished, b.Unhandled, b.Queued)
+	return fmt.Sprintf("%d orders unsettled, %d payments pending, %d outbox rows unpublished, %d stream entries unhandled, %d e-mails queued",
+		b.Unsettled, b.Charging, b.Unpublished, b.Unhandled, b.Queued)
 }
 
 // ReadBacklog counts what the stack at dbs (all five databases) and redisURL still
@@ -45,6 +46,11 @@ func ReadBacklog(ctx context.Context, dbs Databases, redisURL string) (Backlog, 
 	if err := count(dbs.Orders, `SELECT count(*) FROM orders o LEFT JOIN sagas s ON s.order_id = o.id
 		WHERE o.status NOT IN ('confirmed', 'cancelled') OR s.state IS DISTINCT FROM 'done'`, &b.Unsettled); err != nil {
 		return b, fmt.Errorf("orders database: %w", err)
+	}
+	if dbs.Payments != "" {
+		if err := count(dbs.Payments, `SELECT count(*) FROM payments WHERE status = 'pending'`, &b.Charging); err != nil {
+			return b, fmt.Errorf("payments database: %w", err)
+		}
 	}
 	for _, db := range []struct{ name, url string }{
 		{"users", dbs.Users}, {"inventory", dbs.Inventory}, {"payments", dbs.Payments}, {"orders", dbs.Orders},
