@@ -69,7 +69,7 @@ func toSagaResponse(v order.SagaView) sagaResponse {
 	return r
 }
 
-// listSagas answers GET /api/v1/admin/sagas?state=: the sagas in state (running,
+// listSagas answers GET /api/v1/admin/sagas?state=: the sagas in state (running, stuck,
 // compensating, compensation_failed, done), or every unfinished one without state,
 // oldest first, each with its latest step log entries.
 func listSagas(d Deps) http.HandlerFunc {
