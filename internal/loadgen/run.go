@@ -50,10 +50,11 @@ func newRunner(cfg Config) *runner {
 // Run drives Bazaar through its gateway as a crowd of shoppers would, until cfg's
 // bounds (Duration, Orders) or ctx ends, and returns what happened.
 //
-// It first reads the catalogue and signs the accounts in (reusing cached tokens,
-// refreshing them, logging in, registering the accounts that do not exist yet),
-// pacing sign-ins under the gateway's limits; orders start once one account is ready,
-// the others joining as they become ready. Then each order is one shopper's visit: it
+// It first reads the catalogue (and with Restock tops its stock up as the admin) and
+// signs the accounts in (reusing cached tokens, refreshing them, logging in,
+// registering the accounts that do not exist yet), pacing sign-ins under the
+// gateway's limits; orders start once one account is ready, the others joining as
+// they become ready. Then each order is one shopper's visit: it
 // may browse the catalogue and open the products' pages, orders 1 to MaxLines lines
 // with a payment method from the mix and an Idempotency-Key, may send the same order
 // again and check the replay, follows a pending order (status stream or polls) to its
@@ -65,7 +66,8 @@ func newRunner(cfg Config) *runner {
 // within SettleTimeout; when ctx ends, everything stops at once and orders not
 // finished count as pending or failed (interrupted). Run returns an error only when
 // the run could not start: a bad Config, a gateway that cannot be reached, an empty
-// catalogue, or no account able to sign in. The failures of orders are in the Summary.
+// catalogue, no account able to sign in, or (with Restock) no admin. The failures of
+// orders, and the accounts that could not sign in, are in the Summary.
 func Run(ctx context.Context, cfg Config) (Summary, error) {
 	cfg, err := cfg.normalize()
 	if err != nil {
