@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 )
 
 // InboxCleanup is the inbox:cleanup task every service that consumes events with
@@ -48,22 +50,16 @@ func CleanInbox(pool *pgxpool.Pool, log *slog.Logger, retention time.Duration) H
 }
 
 // deleteHandled deletes inbox rows handled more than age ago, at most batch per
-// statement, until none is left; it returns how many it deleted.
+// statement; it returns how many it deleted.
 func deleteHandled(ctx context.Context, pool *pgxpool.Pool, age time.Duration, batch int) (int64, error) {
-	var total int64
-	for {
-		tag, err := pool.Exec(ctx,
-			`DELETE FROM inbox WHERE event_id IN (
-			     SELECT event_id FROM inbox
-			     WHERE handled_at < now() - make_interval(secs => $1)
-			     LIMIT $2)`,
-			age.Seconds(), batch)
-		if err != nil {
-			return total, fmt.Errorf("inbox cleanup: delete: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < int64(batch) {
-			return total, nil
-		}
+	n, err := pgdb.DeleteInBatches(ctx, pool,
+		`DELETE FROM inbox WHERE event_id IN (
+		     SELECT event_id FROM inbox
+		     WHERE handled_at < now() - make_interval(secs => $1)
+		     LIMIT $2)`,
+		age.Seconds(), batch)
+	if err != nil {
+		return n, fmt.Errorf("inbox cleanup: delete: %w", err)
 	}
+	return n, nil
 }

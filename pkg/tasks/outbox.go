@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 )
 
 // OutboxCleanup is the outbox:cleanup task every service with an outbox runs daily at
@@ -43,22 +45,16 @@ func CleanOutbox(pool *pgxpool.Pool, log *slog.Logger) HandlerFunc {
 }
 
 // deletePublished deletes rows published more than age ago, at most batch per
-// statement, until none is left; it returns how many it deleted.
+// statement; it returns how many it deleted.
 func deletePublished(ctx context.Context, pool *pgxpool.Pool, age time.Duration, batch int) (int64, error) {
-	var total int64
-	for {
-		tag, err := pool.Exec(ctx,
-			`DELETE FROM outbox WHERE id IN (
-			     SELECT id FROM outbox
-			     WHERE published_at < now() - make_interval(secs => $1)
-			     LIMIT $2)`,
-			age.Seconds(), batch)
-		if err != nil {
-			return total, fmt.Errorf("outbox cleanup: delete: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < int64(batch) {
-			return total, nil
-		}
+	n, err := pgdb.DeleteInBatches(ctx, pool,
+		`DELETE FROM outbox WHERE id IN (
+		     SELECT id FROM outbox
+		     WHERE published_at < now() - make_interval(secs => $1)
+		     LIMIT $2)`,
+		age.Seconds(), batch)
+	if err != nil {
+		return n, fmt.Errorf("outbox cleanup: delete: %w", err)
 	}
+	return n, nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 )
 
 // Retention says how long the orders database keeps what only operators and repeated
@@ -95,20 +97,10 @@ func (s *Store) DeleteIdempotencyKeys(ctx context.Context, age time.Duration) (i
 		age.Seconds(), retentionBatch)
 }
 
-// deleteInBatches runs a DELETE until it deletes nothing and returns the rows it
-// deleted; a batch that fails leaves the earlier ones done, so a retry resumes.
+// deleteInBatches is pgdb.DeleteInBatches on the store's pool, its error named op.
 func (s *Store) deleteInBatches(ctx context.Context, op, query string, args ...any) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.pool.Exec(ctx, query, args...)
-		if err != nil {
-			return total, dbError(err, op)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() == 0 {
-			return total, nil
-		}
-	}
+	n, err := pgdb.DeleteInBatches(ctx, s.pool, query, args...)
+	return n, dbError(err, op)
 }
 
 // Cleanup is the handler of the daily retention:cleanup task (jobs.Cleanup): it

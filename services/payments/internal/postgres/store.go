@@ -116,18 +116,9 @@ const voidsBatch = 10_000
 // DeleteVoids implements payment.Store, a batch per statement (each its own
 // transaction), so a failure keeps the batches done before it.
 func (s *Store) DeleteVoids(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM voided_orders WHERE order_id IN (
-			SELECT order_id FROM voided_orders WHERE voided_at < $1 LIMIT $2)`, before, voidsBatch)
-		if err != nil {
-			return total, dbError(err, "delete old voids")
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < voidsBatch {
-			return total, nil
-		}
-	}
+	n, err := pgdb.DeleteInBatches(ctx, s.pool, `DELETE FROM voided_orders WHERE order_id IN (
+		SELECT order_id FROM voided_orders WHERE voided_at < $1 LIMIT $2)`, before, voidsBatch)
+	return n, dbError(err, "delete old voids")
 }
 
 // lockOrder takes order's transaction-scoped advisory lock, which serialises a first

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 )
 
 // refreshTokenBatch bounds the sessions one DELETE removes, so that no statement holds
@@ -21,23 +23,14 @@ const refreshTokenBatch = 1_000
 // their children (parent_id ... ON DELETE CASCADE), so deleting an old used root
 // would take the live tokens after it with it.
 func (s *Store) DeleteDeadRefreshTokens(ctx context.Context, age time.Duration) (int64, error) {
-	var total int64
-	for {
-		// least() skips NULLs: a token's death is its expiry, or its revocation if
-		// earlier. A family is dead since its last token died.
-		tag, err := s.pool.Exec(ctx,
-			`DELETE FROM refresh_tokens WHERE family_id IN (
-			     SELECT family_id FROM refresh_tokens
-			     GROUP BY family_id
-			     HAVING max(least(expires_at, revoked_at)) < now() - make_interval(secs => $1)
-			     LIMIT $2)`,
-			age.Seconds(), refreshTokenBatch)
-		if err != nil {
-			return total, dbError(err, "delete dead refresh tokens")
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() == 0 {
-			return total, nil
-		}
-	}
+	// least() skips NULLs: a token's death is its expiry, or its revocation if
+	// earlier. A family is dead since its last token died.
+	n, err := pgdb.DeleteInBatches(ctx, s.pool,
+		`DELETE FROM refresh_tokens WHERE family_id IN (
+		     SELECT family_id FROM refresh_tokens
+		     GROUP BY family_id
+		     HAVING max(least(expires_at, revoked_at)) < now() - make_interval(secs => $1)
+		     LIMIT $2)`,
+		age.Seconds(), refreshTokenBatch)
+	return n, dbError(err, "delete dead refresh tokens")
 }
