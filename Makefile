@@ -3,7 +3,7 @@ GO        ?= go
 PKGS      ?= ./...
 TEST_FLAGS ?= -race -count=1 -timeout 30m
 
-.PHONY: run test test-unit bench lint up down chaos
+.PHONY: run test test-unit bench lint up down chaos loadgen
 
 ## run: build and start the whole system locally with demo data (Ctrl-C stops it)
 # Built, then run (not `go run`, which exits 1 after Ctrl-C even when the program
@@ -11,7 +11,11 @@ TEST_FLAGS ?= -race -count=1 -timeout 30m
 run:
 	$(GO) build -o bin/devstack ./cmd/devstack
 	./bin/devstack
-loadgen: ; @$(GO) build -o bin/loadgen ./cmd/loadgen && ./bin/loadgen $(ARGS)
+
+## loadgen: drive a running system (make run) with a crowd of shoppers; flags go in
+## ARGS, e.g. make loadgen ARGS="-rate 20 -duration 1m" (./bin/loadgen -h lists them)
+loadgen:
+	@$(GO) build -o bin/loadgen ./cmd/loadgen && ./bin/loadgen $(ARGS)
 
 ## test: lint, then every test (unit, integration against Postgres and Redis, e2e)
 test: lint
