@@ -1,7 +1,10 @@
 // Package auth issues and verifies Bazaar's access tokens: EdDSA (Ed25519) JWTs with a
 // key id, whose public keys the users service publishes as a JWKS. Every service and
 // the gateway verify with the same code here, so going round the gateway gets nobody
-// in: the algorithm is pinned, and iss, aud and exp are checked.
+// in: the algorithm is pinned; iss, aud, exp and iat are checked; the header must say
+// the token is an access token (typ at+jwt, RFC 9068) and carry no crit extensions
+// (RFC 8725); a token may not live longer than a cap; and, given a revocation list,
+// the tokens of an ended session are refused.
 package auth
 
 import (
@@ -11,6 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -24,7 +30,19 @@ const (
 	Issuer    = "bazaar-users"
 	Audience  = "bazaar"
 	Algorithm = "EdDSA"
+	// TokenType is the typ header of an access token (RFC 9068 §2.1). Checking it
+	// keeps any other JWT that the same key might ever sign from passing for one.
+	TokenType = "at+jwt"
 )
+
+// DefaultMaxLifetime is the longest a token may live (exp − iat) for a Verifier that
+// was not given another cap. The users service's ACCESS_TOKEN_TTL may not exceed it. A
+// token that claims to live longer was not issued by Bazaar as configured: a leaked
+// signing key's forgery, or a bug, and refusing it bounds the damage either can do.
+const DefaultMaxLifetime = time.Hour
+
+// Leeway is the clock skew tolerated on exp, nbf and iat.
+const Leeway = 30 * time.Second
 
 // Role is what a user may do.
 type Role string
@@ -43,12 +61,17 @@ type Principal struct {
 	UserID  uuid.UUID
 	Role    Role
 	TokenID string // jti
+	// SessionID (the sid claim) names the log-in the token descends from: the users
+	// service's refresh-token family. Ending the session revokes it. Empty for a
+	// token that belongs to no session.
+	SessionID string
 }
 
 // claims is the token's wire form.
 type claims struct {
 	jwt.RegisteredClaims
-	Role Role `json:"role"`
+	Role      Role   `json:"role"`
+	SessionID string `json:"sid,omitempty"`
 }
 
 // Signer issues tokens with one private key.
@@ -64,10 +87,16 @@ func NewSigner(kid string, key ed25519.PrivateKey, ttl time.Duration) *Signer {
 	return &Signer{kid: kid, key: key, ttl: ttl, now: time.Now}
 }
 
+// WithClock makes the signer tell the time with now (tests set it); it returns s.
+func (s *Signer) WithClock(now func() time.Time) *Signer {
+	s.now = now
+	return s
+}
+
 // TTL is how long the tokens this signer issues are valid.
 func (s *Signer) TTL() time.Duration { return s.ttl }
 
-// Sign issues a token for p; a fresh jti is minted.
+// Sign issues a token for p, typed as an access token; a fresh jti is minted.
 func (s *Signer) Sign(p Principal) (string, error) {
 	now := s.now()
 	var jti [16]byte
@@ -81,9 +110,11 @@ func (s *Signer) Sign(p Principal) (string, error) {
 			ExpiresAt: jwt.NewNumericDate(now.Add(s.ttl)),
 			ID:        hex.EncodeToString(jti[:]),
 		},
-		Role: p.Role,
+		Role:      p.Role,
+		SessionID: p.SessionID,
 	})
 	tok.Header["kid"] = s.kid
+	tok.Header["typ"] = TokenType
 	signed, err := tok.SignedString(s.key)
 	if err != nil {
 		return "", fmt.Errorf("sign token: %w", err)
@@ -111,31 +142,104 @@ func (s StaticKeys) Key(_ context.Context, kid string) (ed25519.PublicKey, error
 	return nil, ErrUnknownKey
 }
 
-// Verifier checks tokens against a key set.
+// Verifier checks tokens against a key set and, optionally, a revocation list. Its
+// With methods return a changed copy, so a verifier can be shared while another is
+// derived from it.
 type Verifier struct {
-	keys   Keys
-	parser *jwt.Parser
+	keys        Keys
+	maxLifetime time.Duration
+	now         func() time.Time
+	revocations Revocations
+	log         *slog.Logger
+	warned      *atomic.Int64 // unix nanoseconds of the last revocation warning, shared by copies
 }
 
-// NewVerifier verifies with keys, accepting only EdDSA tokens from Issuer for Audience
-// that carry an expiry, with 30 s of leeway for clock skew.
+// NewVerifier verifies with keys, accepting only EdDSA access tokens (typ at+jwt, no
+// crit header) from Issuer for Audience that carry an expiry and an issue time no more
+// than DefaultMaxLifetime apart, with Leeway for clock skew.
 func NewVerifier(keys Keys) *Verifier {
-	return &Verifier{keys: keys, parser: jwt.NewParser(
+	return &Verifier{keys: keys, maxLifetime: DefaultMaxLifetime, now: time.Now, warned: new(atomic.Int64)}
+}
+
+// WithMaxLifetime is a copy of v that accepts tokens living (exp − iat) up to d.
+func (v *Verifier) WithMaxLifetime(d time.Duration) *Verifier {
+	c := *v
+	c.maxLifetime = d
+	return &c
+}
+
+// WithClock is a copy of v that tells the time with now (tests set it).
+func (v *Verifier) WithClock(now func() time.Time) *Verifier {
+	c := *v
+	c.now = now
+	return &c
+}
+
+// WithRevocations is a copy of v that also refuses the tokens of sessions r says have
+// ended. When r fails, the token is accepted on its signature and claims alone and
+// the failure is logged (see Verify).
+func (v *Verifier) WithRevocations(r Revocations) *Verifier {
+	c := *v
+	c.revocations = r
+	return &c
+}
+
+// WithLogger is a copy of v that logs to log (a revocation list it cannot read). Without
+// one, Require logs to its own logger and Verify to slog.Default.
+func (v *Verifier) WithLogger(log *slog.Logger) *Verifier {
+	c := *v
+	c.log = log
+	return &c
+}
+
+// errNotAccessToken is why a token with the wrong header is refused; it is logged, the
+// client sees only "invalid".
+var errNotAccessToken = errors.New("not an access token: typ must be at+jwt and there must be no crit header")
+
+// checkHeader enforces RFC 8725 §3.11 and RFC 9068 §2.1 (typ) and RFC 7515 §4.1.11
+// (crit: Bazaar understands no extension, so any crit header must fail the token).
+func checkHeader(h map[string]any) error {
+	if _, ok := h["crit"]; ok {
+		return errNotAccessToken
+	}
+	typ, _ := h["typ"].(string)
+	typ = strings.ToLower(typ)
+	if typ != TokenType && typ != "application/"+TokenType {
+		return errNotAccessToken
+	}
+	return nil
+}
+
+// Verify checks a token and returns its principal. A bad, expired, tampered or foreign
+// token is apperr.Unauthorized, and so is one that is not typed as an access token,
+// has a crit header, lacks iat, lives longer than the cap, or (with revocations)
+// belongs to an ended session; an unreachable key source is apperr.Unavailable.
+//
+// A revocation list that cannot be read does not refuse the token: revocation fails
+// open, and the failure is logged (at most every few seconds). The trade-off: while
+// Redis is down, a session ended meanwhile keeps working until its access tokens
+// expire (ACCESS_TOKEN_TTL), as before revocation existed; failing closed instead
+// would log every user out whenever Redis blinks.
+func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
+	return v.verify(ctx, token, nil)
+}
+
+func (v *Verifier) verify(ctx context.Context, token string, log *slog.Logger) (Principal, error) {
+	var c claims
+	var keyErr error
+	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{Algorithm}),
 		jwt.WithIssuer(Issuer),
 		jwt.WithAudience(Audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
-		jwt.WithLeeway(30*time.Second),
-	)}
-}
-
-// Verify checks a token and returns its principal. A bad, expired, tampered or foreign
-// token is apperr.Unauthorized; an unreachable key source is apperr.Unavailable.
-func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
-	var c claims
-	var keyErr error
-	_, err := v.parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(v.now),
+	)
+	_, err := parser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		if err := checkHeader(t.Header); err != nil {
+			return nil, err
+		}
 		kid, _ := t.Header["kid"].(string)
 		if kid == "" {
 			return nil, errors.New("token has no kid")
@@ -150,9 +254,42 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) 
 		}
 		return Principal{}, apperr.Wrap(err, apperr.Unauthorized, "the access token is invalid or expired")
 	}
+	// The parser checks iat only when present; an access token must have it (RFC 9068
+	// §2.2), or its lifetime could not be bounded.
+	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > v.maxLifetime {
+		return Principal{}, apperr.E(apperr.Unauthorized, "the access token is invalid or expired")
+	}
 	id, err := uuid.Parse(c.Subject)
 	if err != nil || !c.Role.Valid() {
 		return Principal{}, apperr.E(apperr.Unauthorized, "the access token is invalid or expired")
 	}
-	return Principal{UserID: id, Role: c.Role, TokenID: c.ID}, nil
+	if v.revocations != nil && c.SessionID != "" {
+		revoked, err := v.revocations.Revoked(ctx, c.SessionID)
+		switch {
+		case err != nil:
+			v.warnRevocations(ctx, log, err)
+		case revoked:
+			return Principal{}, apperr.E(apperr.Unauthorized, "the session has ended; log in again")
+		}
+	}
+	return Principal{UserID: id, Role: c.Role, TokenID: c.ID, SessionID: c.SessionID}, nil
+}
+
+// revocationWarnEvery is the least time between two warnings about an unreadable
+// revocation list: often enough to be seen, seldom enough not to flood the log.
+const revocationWarnEvery = 5 * time.Second
+
+func (v *Verifier) warnRevocations(ctx context.Context, log *slog.Logger, err error) {
+	now := time.Now().UnixNano()
+	last := v.warned.Load()
+	if now-last < int64(revocationWarnEvery) || !v.warned.CompareAndSwap(last, now) {
+		return
+	}
+	switch {
+	case v.log != nil:
+		log = v.log
+	case log == nil:
+		log = slog.Default()
+	}
+	log.WarnContext(ctx, "session revocations cannot be checked; tokens are accepted on their signature and expiry alone", "err", err)
 }

@@ -30,11 +30,22 @@ func newKey(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey) {
 	return pub, priv
 }
 
-// forge signs arbitrary claims with key (nil key: alg none).
-func forge(t *testing.T, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims) string {
+// forge signs arbitrary claims with key (nil key: alg none), under the header an access
+// token has (typ at+jwt) unless header edits say otherwise: a nil value deletes.
+func forge(t *testing.T, method jwt.SigningMethod, kid string, key any, c jwt.MapClaims, header ...map[string]any) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(method, c)
 	tok.Header["kid"] = kid
+	tok.Header["typ"] = "at+jwt"
+	for _, h := range header {
+		for k, v := range h {
+			if v == nil {
+				delete(tok.Header, k)
+			} else {
+				tok.Header[k] = v
+			}
+		}
+	}
 	s, err := tok.SignedString(key)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +91,23 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 	payload, _ := json.Marshal(with("role", "admin"))
 	tampered[1] = base64.RawURLEncoding.EncodeToString(payload)
 
+	hdr := func(k string, v any) map[string]any { return map[string]any{k: v} }
 	cases := map[string]string{
+		// RFC 8725 §3.11 and RFC 9068 §2.1: a token must say it is an access token, so
+		// that an ID token or any other JWT signed with the same key cannot pass for one.
+		"typ JWT":     forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub), hdr("typ", "JWT")),
+		"no typ":      forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub), hdr("typ", nil)),
+		"typ number":  forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub), hdr("typ", 1)),
+		"typ at+jwt+": forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub), hdr("typ", "at+jwt+x")),
+		// RFC 7515 §4.1.11: an extension the verifier does not understand must fail it.
+		"crit":       forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub), hdr("crit", []string{"exp"})),
+		"crit empty": forge(t, jwt.SigningMethodEdDSA, "k1", priv, goodClaims(sub), hdr("crit", []string{})),
+		// A token that lives ten years is a stolen key's forgery or a bug: refused
+		// however well signed.
+		"ten years":      forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("exp", time.Now().AddDate(10, 0, 0).Unix())),
+		"over the cap":   forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("exp", time.Now().Add(DefaultMaxLifetime+2*time.Second).Unix())),
+		"no iat":         forge(t, jwt.SigningMethodEdDSA, "k1", priv, without("iat")),
+		"iat in future":  forge(t, jwt.SigningMethodEdDSA, "k1", priv, with("iat", time.Now().Add(time.Hour).Unix())),
 		"alg none":       forge(t, jwt.SigningMethodNone, "k1", jwt.UnsafeAllowNoneSignatureType, goodClaims(sub)),
 		"hmac with pub":  forge(t, jwt.SigningMethodHS256, "k1", []byte(pub), goodClaims(sub)),
 		"other key":      forge(t, jwt.SigningMethodEdDSA, "k1", otherPriv, goodClaims(sub)),
@@ -103,6 +130,83 @@ func TestVerifyRefusesBadTokens(t *testing.T) {
 				t.Fatalf("Verify = %v, want unauthorized", err)
 			}
 		})
+	}
+}
+
+func TestVerifyAcceptsEveryAccessTokenSpelling(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	v := NewVerifier(StaticKeys{"k1": pub})
+	c := goodClaims(uuid.New())
+	c["exp"] = time.Now().Add(DefaultMaxLifetime - time.Minute).Unix() // just under the cap
+	for _, typ := range []string{"at+jwt", "AT+JWT", "application/at+jwt", "Application/At+JWT"} {
+		tok := forge(t, jwt.SigningMethodEdDSA, "k1", priv, c, map[string]any{"typ": typ})
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Errorf("typ %q: %v", typ, err)
+		}
+	}
+}
+
+func TestSignerMarksAccessTokens(t *testing.T) {
+	t.Parallel()
+	_, priv := newKey(t)
+	tok, err := NewSigner("k1", priv, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer, SessionID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c jwt.MapClaims
+	parsed, _, err := jwt.NewParser().ParseUnverified(tok, &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parsed.Header["typ"] != "at+jwt" || parsed.Header["kid"] != "k1" || parsed.Header["crit"] != nil {
+		t.Errorf("header %v", parsed.Header)
+	}
+	if c["sid"] != "s1" {
+		t.Errorf("claims %v", c)
+	}
+}
+
+func TestMaxLifetimeIsConfigurable(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	long, err := NewSigner("k1", priv, 3*time.Hour).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict := NewVerifier(StaticKeys{"k1": pub})
+	if _, err := strict.Verify(context.Background(), long); apperr.CodeOf(err) != apperr.Unauthorized {
+		t.Errorf("a 3-hour token with the default cap: %v, want unauthorized", err)
+	}
+	if _, err := strict.WithMaxLifetime(4*time.Hour).Verify(context.Background(), long); err != nil {
+		t.Errorf("a 3-hour token with a 4-hour cap: %v", err)
+	}
+	// WithMaxLifetime makes a new verifier; the first keeps its cap.
+	if _, err := strict.Verify(context.Background(), long); err == nil {
+		t.Error("WithMaxLifetime changed the verifier it was called on")
+	}
+}
+
+// A token signed with a key that has since been superseded verifies while it lives, and
+// not a moment (beyond the leeway) after.
+func TestVerifyWithAClock(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	issued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	s := NewSigner("k1", priv, 15*time.Minute).WithClock(func() time.Time { return issued })
+	tok, err := s.Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(d time.Duration) error {
+		_, err := NewVerifier(StaticKeys{"k1": pub}).WithClock(func() time.Time { return issued.Add(d) }).Verify(context.Background(), tok)
+		return err
+	}
+	if err := at(15*time.Minute - time.Second); err != nil {
+		t.Errorf("just before expiry: %v", err)
+	}
+	if err := at(15*time.Minute + Leeway + time.Second); apperr.CodeOf(err) != apperr.Unauthorized {
+		t.Errorf("after expiry and leeway: %v, want unauthorized", err)
 	}
 }
 

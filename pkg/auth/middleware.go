@@ -34,6 +34,7 @@ func BearerToken(r *http.Request) string {
 
 // Require lets a request through only with a valid bearer token, putting its principal
 // in the context; otherwise it answers a 401 problem (503 when the keys cannot be had).
+// A revocation list that cannot be read is logged to log (unless v has a logger).
 func (v *Verifier) Require(log *slog.Logger) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -43,7 +44,7 @@ func (v *Verifier) Require(log *slog.Logger) func(http.Handler) http.Handler {
 				problem.Write(w, r, log, apperr.E(apperr.Unauthorized, "a bearer access token is required"))
 				return
 			}
-			p, err := v.Verify(r.Context(), token)
+			p, err := v.verify(r.Context(), token, log)
 			if err != nil {
 				if apperr.CodeOf(err) == apperr.Unauthorized {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="bazaar", error="invalid_token"`)

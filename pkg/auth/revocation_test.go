@@ -1,0 +1,159 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+)
+
+// fakeRevocations is a set of ended sessions, or a failure.
+type fakeRevocations struct {
+	mu      sync.Mutex
+	revoked map[string]bool
+	asked   []string
+	err     error
+}
+
+var _ Revocations = (*fakeRevocations)(nil)
+
+func (f *fakeRevocations) Revoked(_ context.Context, sid string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, sid)
+	return f.revoked[sid], f.err
+}
+
+// syncBuffer is a log destination the verifier may write from any goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRevokedSessionsAreRefused(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	signer := NewSigner("k1", priv, time.Minute)
+	sign := func(sid string) string {
+		tok, err := signer.Sign(Principal{UserID: uuid.New(), Role: RoleCustomer, SessionID: sid})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	revs := &fakeRevocations{revoked: map[string]bool{"ended": true}}
+	base := NewVerifier(StaticKeys{"k1": pub})
+	v := base.WithRevocations(revs)
+	ctx := context.Background()
+
+	if _, err := v.Verify(ctx, sign("ended")); apperr.CodeOf(err) != apperr.Unauthorized {
+		t.Errorf("a revoked session's token: %v, want unauthorized", err)
+	}
+	p, err := v.Verify(ctx, sign("live"))
+	if err != nil || p.SessionID != "live" {
+		t.Errorf("a live session's token: %+v, %v", p, err)
+	}
+	// The verifier WithRevocations was called on does not check.
+	if _, err := base.Verify(ctx, sign("ended")); err != nil {
+		t.Errorf("the verifier without revocations: %v", err)
+	}
+	// A token without a session cannot have been revoked; it is not looked up.
+	revs.asked = nil
+	if _, err := v.Verify(ctx, sign("")); err != nil || len(revs.asked) != 0 {
+		t.Errorf("a token without sid: %v, looked up %v", err, revs.asked)
+	}
+	// A bad token is refused before anyone is asked about its session.
+	if _, err := v.Verify(ctx, "junk"); apperr.CodeOf(err) != apperr.Unauthorized || len(revs.asked) != 0 {
+		t.Errorf("junk: %v, looked up %v", err, revs.asked)
+	}
+}
+
+// When the revocation list cannot be read, tokens are let through on their signature
+// and expiry (fail open for revocation only), and that is logged, not silent.
+func TestRevocationFailureFailsOpenAndIsLogged(t *testing.T) {
+	t.Parallel()
+	pub, priv := newKey(t)
+	tok, _ := NewSigner("k1", priv, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer, SessionID: "s"})
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	v := NewVerifier(StaticKeys{"k1": pub}).WithRevocations(&fakeRevocations{err: errors.New("redis: connection refused")}).WithLogger(log)
+	for range 3 {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatalf("Verify = %v, want the token accepted while revocations cannot be read", err)
+		}
+	}
+	if got := logs.String(); !strings.Contains(got, "revocation") || !strings.Contains(got, "connection refused") {
+		t.Errorf("logs %q do not say that revocations could not be checked", got)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings for 3 failures in a row, want 1 (they are rate limited)", n)
+	}
+}
+
+func TestRedisRevocations(t *testing.T) {
+	t.Parallel()
+	rdb, err := redisclient.Open(redistest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	revs := RedisRevocations(rdb)
+	ctx := context.Background()
+
+	if revoked, err := revs.Revoked(ctx, "s1"); err != nil || revoked {
+		t.Fatalf("before revocation: %t, %v", revoked, err)
+	}
+	if err := revs.Revoke(ctx, "s1", 16*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if revoked, err := revs.Revoked(ctx, "s1"); err != nil || !revoked {
+		t.Fatalf("after revocation: %t, %v", revoked, err)
+	}
+	if revoked, _ := revs.Revoked(ctx, "s2"); revoked {
+		t.Error("another session is revoked too")
+	}
+	// The key others read is part of the contract (the gateway reads the same one),
+	// and it goes once every token of the session has expired.
+	val, err := rdb.Get(ctx, "auth:revoked:s1").Result()
+	ttl := rdb.TTL(ctx, "auth:revoked:s1").Val()
+	if err != nil || val != "1" || ttl <= 15*time.Minute || ttl > 16*time.Minute {
+		t.Errorf("auth:revoked:s1 = %q (%v), ttl %v", val, err, ttl)
+	}
+	if err := revs.Revoke(ctx, "", time.Minute); err == nil {
+		t.Error("revoked the empty session id")
+	}
+}
+
+func TestRedisRevocationsDown(t *testing.T) {
+	t.Parallel()
+	rdb, err := redisclient.Open("redis://127.0.0.1:1/0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	if _, err := RedisRevocations(rdb).Revoked(context.Background(), "s1"); err == nil {
+		t.Error("Revoked answered without Redis")
+	}
+}
