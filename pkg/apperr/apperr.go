@@ -32,6 +32,10 @@ const (
 	Timeout         Code = "timeout"          // 504: an upstream did not answer in time
 )
 
+// UnsupportedMediaType (415) is a body of a type the endpoint does not take: a JSON
+// endpoint given no Content-Type, or text/plain.
+const UnsupportedMediaType Code = "unsupported_media_type"
+
 var statuses = map[Code]int{
 	Malformed:       http.StatusBadRequest,
 	Unauthorized:    http.StatusUnauthorized,
@@ -47,6 +51,8 @@ var statuses = map[Code]int{
 	BadGateway:      http.StatusBadGateway,
 	Unavailable:     http.StatusServiceUnavailable,
 	Timeout:         http.StatusGatewayTimeout,
+
+	UnsupportedMediaType: http.StatusUnsupportedMediaType,
 }
 
 // Status is the HTTP status for a code; an unknown code is a 500.

@@ -1,6 +1,7 @@
 package httpjson
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -33,6 +34,7 @@ func TestDecode(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			r := httptest.NewRequest("POST", "/", strings.NewReader(c.in))
+			r.Header.Set("Content-Type", "application/json")
 			r.Body = http.MaxBytesReader(httptest.NewRecorder(), r.Body, 1024)
 			var b body
 			err := Decode(r, &b)
@@ -49,11 +51,81 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestDecodeRefusesOtherContentTypes(t *testing.T) {
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+func TestDecodeWantsApplicationJSON(t *testing.T) {
 	t.Parallel()
-	r := httptest.NewRequest("POST", "/", strings.NewReader(`{}`))
+	const in = `{"email":"a@b.c","age":3}`
+	for _, tc := range []struct {
+		contentType string // "" sends none
+		ok          bool
+	}{
+		{"application/json", true},
+		{"application/json; charset=utf-8", true},
+		{"application/json;charset=UTF-8", true},
+		{"Application/JSON", true}, // media types are case-insensitive
+		{"", false},
+		{"application/jsonfoo", false},
+		{"application/json-patch+json", false},
+		{"text/plain", false},
+		{"text/plain; charset=utf-8", false},
+		{"application/x-www-form-urlencoded", false},
+		{"multipart/form-data; boundary=x", false},
+		{"application/json; charset", false}, // not a media type
+		{"json", false},
+	} {
+		src := &countingReader{r: strings.NewReader(in)}
+		r := httptest.NewRequest("POST", "/", src)
+		if tc.contentType != "" {
+			r.Header.Set("Content-Type", tc.contentType)
+		}
+		var b body
+		err := Decode(r, &b)
+		if tc.ok {
+			if err != nil || b.Email != "a@b.c" {
+				t.Errorf("%q: Decode = %v, %+v; want it decoded", tc.contentType, err, b)
+			}
+			continue
+		}
+		if apperr.CodeOf(err) != apperr.UnsupportedMediaType || apperr.UnsupportedMediaType.Status() != http.StatusUnsupportedMediaType {
+			t.Errorf("%q: Decode = %v, want unsupported_media_type (415)", tc.contentType, err)
+		}
+		// Refused before anything is read: the body is not looked at, let alone used.
+		if src.n != 0 || b != (body{}) {
+			t.Errorf("%q: read %d bytes, decoded %+v; want nothing read", tc.contentType, src.n, b)
+		}
+	}
+}
+
+func TestDecodeWithoutABody(t *testing.T) {
+	t.Parallel()
+	// No body at all and no type: there is no body whose type could be wrong, so the
+	// answer says what is missing, like any empty body.
+	r := httptest.NewRequest("POST", "/", nil)
+	if err := Decode(r, &body{}); apperr.CodeOf(err) != apperr.Malformed || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("no body, no type: Decode = %v, want malformed: empty", err)
+	}
+	// A declared type is checked even on an empty body.
+	r = httptest.NewRequest("POST", "/", nil)
 	r.Header.Set("Content-Type", "text/plain")
-	if apperr.CodeOf(Decode(r, &body{})) != apperr.Malformed {
-		t.Fatal("want malformed")
+	if err := Decode(r, &body{}); apperr.CodeOf(err) != apperr.UnsupportedMediaType {
+		t.Errorf("no body, text/plain: Decode = %v, want unsupported_media_type", err)
+	}
+	// A body of unknown length (chunked) with no type is refused unread.
+	src := &countingReader{r: strings.NewReader(`{"email":"a@b.c"}`)}
+	r = httptest.NewRequest("POST", "/", src)
+	r.ContentLength = -1
+	if err := Decode(r, &body{}); apperr.CodeOf(err) != apperr.UnsupportedMediaType || src.n != 0 {
+		t.Errorf("chunked body, no type: Decode = %v after reading %d bytes, want unsupported_media_type unread", err, src.n)
 	}
 }
