@@ -210,7 +210,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	defer monitor.Close()
 
 	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil))
-	h := httpapi.NewServer(httpapi.Deps{
+	h, err := httpapi.NewServer(httpapi.Deps{
 		Log:          log,
 		Metrics:      reg,
 		Tracing:      tracing,
@@ -230,6 +230,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		TaskMonitor: monitor,
 		RateLimit:   limiter,
 	})
+	if err != nil {
+		return err
+	}
 
 	// Background work stops with the server, and is waited for before the Redis
 	// clients it uses are closed (the defers above run after this one).

@@ -75,6 +75,7 @@ func TestRequestIDEchoedAndLogged(t *testing.T) {
 	t.Parallel()
 	srv, logs := newTestRouter(t)
 	req, _ := http.NewRequest("POST", srv.URL+"/echo", strings.NewReader(`{"a":1}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(RequestIDHeader, "abc-123")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -91,6 +92,7 @@ func TestRequestIDEchoedAndLogged(t *testing.T) {
 
 	// An insane id is replaced.
 	req, _ = http.NewRequest("POST", srv.URL+"/echo", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(RequestIDHeader, "<script>")
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
@@ -107,6 +109,9 @@ func TestProblemsFromMiddleware(t *testing.T) {
 	srv, logs := newTestRouter(t)
 	get := func(method, path string, body io.Reader) *http.Response {
 		req, _ := http.NewRequest(method, srv.URL+path, body)
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -81,14 +81,16 @@ func addRoutes(r chi.Router, d Deps) {
 	// the browser a session cookie (bearer tokens do not work there), and the task
 	// monitor behind it, which also takes an admin's bearer token for scripts. The
 	// cookie is ambient, so every state-changing request here must come from the
-	// gateway's own pages (opsauth.SameOrigin says why).
+	// gateway's own pages (opsauth.SameOrigin says why). Every answer has a
+	// Content-Security-Policy that lets nobody frame it: the sign-in page's and the
+	// monitor's allow what each needs (csp.go), the rest nothing at all.
 	r.Group(func(r chi.Router) {
-		r.Use(opsauth.SameOrigin(d.Log))
+		r.Use(withPolicy(opsPolicy), opsauth.SameOrigin(d.Log))
 		r.Get("/ops/login", d.Ops.LoginForm())
 		r.Post("/ops/login", d.Ops.Login())
 		r.Post("/ops/logout", d.Ops.Logout())
 		r.Method(http.MethodGet, "/ops/tasks", http.RedirectHandler(TaskMonitorPath, http.StatusMovedPermanently))
 		// asynqmon: its pages, their assets, and its API under /ops/tasks/api/.
-		r.With(d.Ops.RequireAdmin).Handle(TaskMonitorPath+"*", d.TaskMonitor)
+		r.With(d.Ops.RequireAdmin, withPolicy(d.monitorPolicy)).Handle(TaskMonitorPath+"*", d.TaskMonitor)
 	})
 }

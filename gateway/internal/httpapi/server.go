@@ -73,6 +73,9 @@ type Deps struct {
 	TaskMonitor http.Handler
 	// RateLimit limits the public API's callers (a *ratelimit.Limiter in the gateway).
 	RateLimit RateLimit
+
+	// monitorPolicy is the task monitor's Content-Security-Policy, made by NewServer.
+	monitorPolicy string
 }
 
 // RateLimit is the public API's rate limiting, as middleware. Each answers a 429
@@ -89,9 +92,17 @@ type RateLimit interface {
 // root path, since its pages link to and call their API below it.
 const TaskMonitorPath = "/ops/tasks/"
 
-// NewServer is the gateway's handler.
-func NewServer(d Deps) http.Handler {
+// NewServer is the gateway's handler. Every answer carries the security headers
+// (httpserver.SecurityHeaders), outermost so that even a recovered panic's does. It
+// fails when the task monitor's page cannot be rendered to derive its security
+// policy from.
+func NewServer(d Deps) (http.Handler, error) {
+	policy, err := monitorPolicy(d.TaskMonitor)
+	if err != nil {
+		return nil, err
+	}
+	d.monitorPolicy = policy
 	r := httpserver.NewRouter(httpserver.Deps{Log: d.Log, Metrics: d.Metrics, Tracing: d.Tracing})
 	addRoutes(r, d)
-	return r
+	return httpserver.SecurityHeaders(r), nil
 }

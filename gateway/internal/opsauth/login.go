@@ -155,9 +155,9 @@ func (a *Auth) render(w http.ResponseWriter, r *http.Request, status int, p page
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
+	// The gateway adds nosniff, no-referrer and DENY framing to every answer
+	// (httpserver.SecurityHeaders).
 	h.Set("Content-Security-Policy", pageSecurityPolicy)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	_, _ = w.Write(b.Bytes())
 }
