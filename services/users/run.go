@@ -22,7 +22,7 @@ import (
 // its own.
 type settings struct {
 	platform.Config
-	AccessTokenTTL  time.Duration // ACCESS_TOKEN_TTL
+	AccessTokenTTL  time.Duration // ACCESS_TOKEN_TTL, at most auth.DefaultMaxLifetime
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_TTL
 	// RefreshTokenRetention is how long a dead session's refresh tokens are kept
 	// (REFRESH_TOKEN_RETENTION).
@@ -42,8 +42,14 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		RefreshTokenTTL:       env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
 		RefreshTokenRetention: env.Duration("REFRESH_TOKEN_RETENTION", defaultRefreshTokenRetention),
 	}
+	var ttlErr error
+	if s.AccessTokenTTL > auth.DefaultMaxLifetime {
+		// Every verifier (the gateway's, each service's) refuses a longer-lived token.
+		ttlErr = fmt.Errorf("bad configuration: ACCESS_TOKEN_TTL=%s: want at most %s, the longest lifetime token verifiers accept",
+			s.AccessTokenTTL, auth.DefaultMaxLifetime)
+	}
 	adminErr := s.loadAdmin(env)
-	if err := errors.Join(env.Err(), adminErr); err != nil {
+	if err := errors.Join(env.Err(), ttlErr, adminErr); err != nil {
 		return settings{}, err
 	}
 	return s, nil

@@ -237,6 +237,13 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"me: wrong audience", "GET", me, ``, forged(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), 401, nil},
 		{"me: wrong issuer", "GET", me, ``, forged(func(c jwt.MapClaims) { c["iss"] = "evil" }), 401, nil},
 		{"me: no expiry", "GET", me, ``, forged(func(c jwt.MapClaims) { delete(c, "exp") }), 401, nil},
+		// Signed with the service's own key, but not an access token as RFC 8725 and
+		// RFC 9068 have it, or one that lives far too long.
+		{"me: crit header", "GET", me, ``, "Bearer " + key.signWithHeader(t, ann.ID, func(h map[string]any) { h["crit"] = []string{"exp"} }, nil), 401, nil},
+		{"me: typ JWT", "GET", me, ``, "Bearer " + key.signWithHeader(t, ann.ID, func(h map[string]any) { h["typ"] = "JWT" }, nil), 401, nil},
+		{"me: no typ", "GET", me, ``, "Bearer " + key.signWithHeader(t, ann.ID, func(h map[string]any) { delete(h, "typ") }, nil), 401, nil},
+		{"me: expires in ten years", "GET", me, ``, forged(func(c jwt.MapClaims) { c["exp"] = time.Now().AddDate(10, 0, 0).Unix() }), 401, nil},
+		{"me: no iat", "GET", me, ``, forged(func(c jwt.MapClaims) { delete(c, "iat") }), 401, nil},
 		{"me: alg none", "GET", me, ``, "Bearer " + unsigned(t, key.kid, ann.ID), 401, nil},
 		{"me: another key under our kid", "GET", me, ``, "Bearer " + signingKeyPair{key.kid, otherKey}.sign(t, ann.ID, nil), 401, nil},
 		{"me: unknown kid", "GET", me, ``, "Bearer " + signingKeyPair{"nope", key.priv}.sign(t, ann.ID, nil), 401, nil},
@@ -268,6 +275,11 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	if after != before {
 		t.Errorf("rows (users, outbox, refresh_tokens) went from %v to %v", before, after)
 	}
+	// The forger itself is sound: untouched, its token is accepted, so each refusal
+	// above is for the one thing its case changed.
+	if r := programtest.Call(t, http.MethodGet, s.url+me, "", "Authorization", forged(nil)); r.Status != http.StatusOK {
+		t.Errorf("me with an unaltered forged token: %d %s", r.Status, r.Body)
+	}
 	// The forged tokens did not damage the real one.
 	if r := programtest.Call(t, http.MethodGet, s.url+me, "", programtest.Bearer(tok.AccessToken)...); r.Status != http.StatusOK {
 		t.Errorf("me with the real token: %d %s", r.Status, r.Body)
@@ -295,6 +307,12 @@ func signingKey(t *testing.T, s stack) signingKeyPair {
 // sign makes a token with the standard claims for userID, as edited by edit.
 func (k signingKeyPair) sign(t *testing.T, userID string, edit func(jwt.MapClaims)) string {
 	t.Helper()
+	return k.signWithHeader(t, userID, nil, edit)
+}
+
+// signWithHeader is sign with the header (an access token's: typ at+jwt) edited too.
+func (k signingKeyPair) signWithHeader(t *testing.T, userID string, editHeader func(map[string]any), edit func(jwt.MapClaims)) string {
+	t.Helper()
 	now := time.Now()
 	c := jwt.MapClaims{"iss": auth.Issuer, "aud": auth.Audience, "sub": userID, "role": "customer",
 		"iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "jti": "test"}
@@ -303,6 +321,10 @@ func (k signingKeyPair) sign(t *testing.T, userID string, edit func(jwt.MapClaim
 	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
 	tok.Header["kid"] = k.kid
+	tok.Header["typ"] = "at+jwt"
+	if editHeader != nil {
+		editHeader(tok.Header)
+	}
 	s, err := tok.SignedString(k.priv)
 	if err != nil {
 		t.Fatal(err)
@@ -421,8 +443,10 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		"BOOTSTRAP_ADMIN_PASSWORD": {"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"},
 		"BOOTSTRAP_ADMIN_EMAIL":    {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
 		"ACCESS_TOKEN_TTL":         {"ACCESS_TOKEN_TTL": "soon"},
-		"REFRESH_TOKEN_TTL":        {"REFRESH_TOKEN_TTL": "-1h"},
-		"REFRESH_TOKEN_RETENTION":  {"REFRESH_TOKEN_RETENTION": "a week"},
+		// Verifiers refuse tokens that live longer than auth.DefaultMaxLifetime.
+		"ACCESS_TOKEN_TTL=2h0m0s": {"ACCESS_TOKEN_TTL": "2h"},
+		"REFRESH_TOKEN_TTL":       {"REFRESH_TOKEN_TTL": "-1h"},
+		"REFRESH_TOKEN_RETENTION": {"REFRESH_TOKEN_RETENTION": "a week"},
 	} {
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), name) {
