@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	settle := fs.Duration("settle", 10*time.Minute, "how long the stack may take to come to rest after the load")
 	logPath := fs.String("log", "", "file for every program's output (default: chaos-<time>.log in the temporary directory)")
 	maxViolations := fs.Int("max-violations", 50, "violations listed in full")
+	wipe := fs.Bool("redis-wipe", false, "make the first Redis restart lose all of Redis's data (see docs/reliability.md)")
 	if len(args) > 0 {
 		args = args[1:]
 	}
@@ -73,6 +74,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		// While orders is down (two budgets and a bit in each cycle of the plan, about
 		// a fifth of the time) no order is made: allow for it.
 		load = time.Duration(math.Ceil(float64(*orders)/(*rate)/0.78)) * time.Second
+	}
+
+	plan, err := chaos.Plan(load, *budget)
+	if err != nil {
+		return err
+	}
+	if *wipe {
+		for i := range plan {
+			if plan[i].Kind == chaos.KindRedisRestart {
+				plan[i].Wipe = true
+				break
+			}
+		}
 	}
 
 	root, err := devstack.FindRepoRoot(".")
@@ -96,6 +110,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Rate:          *rate,
 		Seed:          *seed,
 		ChargeBudget:  *budget,
+		Plan:          plan,
 		RestockEvery:  30 * time.Second,
 		SettleTimeout: *settle,
 		Log:           log,

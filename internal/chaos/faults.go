@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -57,9 +58,12 @@ func (e *faultEnv) inject(ctx context.Context, t0 time.Time, f Fault) FaultRecor
 	case KindKill, KindDown:
 		detail, err = e.killAndRestart(ctx, f)
 	case KindRedisRestart:
-		e.redis.Stop(f.Crash)
+		e.redis.Stop(f.Crash || f.Wipe)
+		if f.Wipe {
+			err = e.redis.Wipe()
+		}
 		wait(ctx, f.For)
-		err = e.redis.Start(context.WithoutCancel(ctx))
+		err = errors.Join(err, e.redis.Start(context.WithoutCancel(ctx)))
 	case KindPostgresRestart:
 		e.pg.Stop(f.Crash)
 		wait(ctx, f.For)

@@ -41,6 +41,11 @@ type Fault struct {
 	// acknowledged) and a postgres-restart an immediate shutdown (recovery from the
 	// WAL at start), rather than a graceful stop.
 	Crash bool
+	// Wipe makes a redis-restart lose everything: Redis is SIGKILLed, its files
+	// deleted, and it comes back empty (no streams, groups or task queues), as a Redis
+	// without persistence does after any restart. Not in the default plan: see
+	// docs/reliability.md for what it costs.
+	Wipe bool
 	// MidSaga makes a kill or down of orders wait (up to 10 s) until sagas are in
 	// flight, so that it interrupts some.
 	MidSaga bool
@@ -62,6 +67,9 @@ func (f Fault) String() string {
 		}
 		return fmt.Sprintf("%s, down %s (> CHARGE_BUDGET)", s, f.For)
 	case KindRedisRestart:
+		if f.Wipe {
+			return fmt.Sprintf("Redis restarted EMPTY (SIGKILL, files deleted), down %s", f.For)
+		}
 		how := "SIGTERM"
 		if f.Crash {
 			how = "SIGKILL"
