@@ -8,12 +8,14 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -329,7 +331,9 @@ func TestOpsSignInRefusals(t *testing.T) {
 		message               string
 		askUsers              bool
 	}{
-		{"customer", shopperEmail, shopperPass, http.StatusForbidden, "admins only", true},
+		// A customer's right password is answered like a wrong one: the form is not
+		// an oracle that confirms a guessed password.
+		{"customer", shopperEmail, shopperPass, http.StatusUnauthorized, "Wrong e-mail address or password.", true},
 		{"wrong password", adminEmail, "not-the-password", http.StatusUnauthorized, "Wrong e-mail address or password.", true},
 		{"unknown e-mail", "nobody@bazaar.test", adminPassword, http.StatusUnauthorized, "Wrong e-mail address or password.", true},
 		{"blank password", adminEmail, "", http.StatusBadRequest, "Enter your e-mail address and password.", false},
@@ -527,5 +531,88 @@ func TestOpsRefusesCrossOriginWrites(t *testing.T) {
 		"Origin": {s.gw.URL}, "Sec-Fetch-Site": {"same-origin"}, "Referer": {s.gw.URL + "/ops/tasks/"}}))
 	if resp.StatusCode != http.StatusNoContent || !paused() {
 		t.Fatalf("same-origin pause: got %d %s, want 204 and the queue paused", resp.StatusCode, body)
+	}
+}
+
+func TestOpsSignInDoesNotConfirmACustomersPassword(t *testing.T) {
+	t.Parallel()
+	s := startOps(t, nil)
+	right, rightBody := s.login(t, shopperEmail, shopperPass, nil)
+	wrong, wrongBody := s.login(t, shopperEmail, "not-the-password", nil)
+	if right.StatusCode != wrong.StatusCode || rightBody != wrongBody || right.StatusCode != http.StatusUnauthorized {
+		t.Errorf("a customer's right password: %d\n%s\nand a wrong one: %d\n%s\nwant the same 401 page", right.StatusCode, rightBody, wrong.StatusCode, wrongBody)
+	}
+	for _, h := range []string{"Content-Type", "Cache-Control", "Content-Security-Policy", "Set-Cookie", "Retry-After"} {
+		if right.Header.Get(h) != wrong.Header.Get(h) {
+			t.Errorf("%s: %q for the right password, %q for a wrong one", h, right.Header.Get(h), wrong.Header.Get(h))
+		}
+	}
+	// The password was checked both times (the same work, so the same time class).
+	if n := s.accounts.logins.Load(); n != 2 {
+		t.Errorf("users asked %d times, want 2", n)
+	}
+}
+
+// expectOps429 checks a sign-in turned away by a rate limit: the form again, 429,
+// with a whole Retry-After, and no call to the users service.
+func expectOps429(t *testing.T, s *opsStack, resp *http.Response, body string, loginsBefore int32) {
+	t.Helper()
+	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(body, "Too many sign-in attempts") || !strings.Contains(body, `<form method="post"`) {
+		t.Fatalf("got %d, want 429 and the form with a message:\n%s", resp.StatusCode, body)
+	}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || secs < 1 {
+		t.Errorf("Retry-After %q, want whole seconds", resp.Header.Get("Retry-After"))
+	}
+	if s.accounts.logins.Load() != loginsBefore {
+		t.Error("a sign-in over the limit reached the users service")
+	}
+	if c := sessionCookie(resp); c != nil {
+		t.Errorf("got a session cookie %v", c)
+	}
+}
+
+func TestOpsSignInIsLimitedPerIP(t *testing.T) {
+	t.Parallel()
+	s := startOps(t, nil) // the defaults: 10 a minute per address, 5 per e-mail
+	for i := range 10 {
+		resp, body := s.login(t, fmt.Sprintf("guess-%d@bazaar.test", i), "password-guess", nil)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("attempt %d: got %d, want 401:\n%s", i+1, resp.StatusCode, body)
+		}
+	}
+	before := s.accounts.logins.Load()
+	resp, body := s.login(t, "guess-10@bazaar.test", "password-guess", nil)
+	expectOps429(t, s, resp, body, before)
+	// Even the admin's right password waits: the limit is on attempts, not failures.
+	resp, body = s.login(t, adminEmail, adminPassword, nil)
+	expectOps429(t, s, resp, body, before)
+}
+
+func TestOpsSignInIsLimitedPerEmailTogetherWithTheAPI(t *testing.T) {
+	t.Parallel()
+	s := startOps(t, map[string]string{"RATE_AUTH_IP_PER_MIN": "0"})
+	// Five attempts on one address, some through the API's log-in, some through the
+	// form, in any letter case: one budget, so that neither door doubles it.
+	for i := range 5 {
+		email := []string{adminEmail, strings.ToUpper(adminEmail)}[i%2]
+		if i < 2 {
+			resp, body := send(t, http.MethodPost, s.gw.URL+"/api/v1/auth/login", fmt.Sprintf(`{"email":%q,"password":"guess-%d"}`, email, i), "", nil)
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("API attempt %d: %d %s", i+1, resp.StatusCode, body)
+			}
+			continue
+		}
+		if resp, body := s.login(t, email, fmt.Sprint("guess-", i), nil); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("form attempt %d: got %d:\n%s", i+1, resp.StatusCode, body)
+		}
+	}
+	before := s.accounts.logins.Load()
+	resp, body := s.login(t, adminEmail, adminPassword, nil)
+	expectOps429(t, s, resp, body, before)
+	resp, apiBody := send(t, http.MethodPost, s.gw.URL+"/api/v1/auth/login", fmt.Sprintf(`{"email":%q,"password":%q}`, adminEmail, adminPassword), "", nil)
+	expect429(t, resp, apiBody)
+	// Another address still gets its answer.
+	if resp, body := s.login(t, shopperEmail, "wrong", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("another address: got %d:\n%s", resp.StatusCode, body)
 	}
 }

@@ -225,6 +225,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 			Verifier: verifier,
 			Users:    usersclient.New(cfg.UsersURL, cfg.UpstreamTimeout),
 			Sessions: opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
+			Limiter:  limiter,
 			Home:     httpapi.TaskMonitorPath,
 		}),
 		TaskMonitor: monitor,

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	_ "embed"
 	"html/template"
+	"math"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -21,12 +23,12 @@ var loginPage = template.Must(template.New("login").Parse(loginHTML))
 const pageSecurityPolicy = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; " +
 	"frame-ancestors 'none'; base-uri 'none'"
 
-// The messages of the sign-in page. Wrong e-mail and wrong password share one, as on
-// the API, so that the form does not tell which addresses have accounts.
+// The messages of the sign-in page. Wrong e-mail, wrong password and a customer's
+// right password share one, so that the form tells nobody which addresses have
+// accounts or which guess was right.
 const (
 	msgMissing      = "Enter your e-mail address and password."
 	msgWrong        = "Wrong e-mail address or password."
-	msgAdminsOnly   = "This sign-in is for admins only."
 	msgTooMany      = "Too many sign-in attempts. Wait a minute, then try again."
 	msgUnavailable  = "Signing in is not possible right now. Try again in a moment."
 	msgLogoutFailed = "Signing out is not possible right now. Try again in a moment."
@@ -53,9 +55,12 @@ func (a *Auth) LoginForm() http.HandlerFunc {
 
 // Login answers POST /ops/login (a form with email and password). An administrator
 // gets a new session cookie and a 303 to the monitor. Otherwise the form comes back
-// with a message: 400 for a blank field, 401 for wrong credentials, 403 for a user who
-// is not an admin, 429 when the users service turns the attempt away, and 503 (or 502)
-// when the users service or Redis fails.
+// with a message: 400 for a blank field; 401 for wrong credentials, and for a user who
+// is not an admin, whose right password is answered exactly like a wrong one (the
+// same page, after the same password check) so that the form confirms no guess; 429
+// with Retry-After over the sign-in limits (the API log-in's, per address and per
+// e-mail, counted together with it) or when the users service turns the attempt
+// away; and 503 (or 502) when the users service or Redis fails.
 func (a *Auth) Login() http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -67,6 +72,15 @@ func (a *Auth) Login() http.HandlerFunc {
 		password := r.PostForm.Get("password")
 		if email == "" || password == "" {
 			a.render(w, r, http.StatusBadRequest, page{Error: msgMissing, Email: email})
+			return
+		}
+
+		// Counted before the password is checked, as the API's log-in is: what is
+		// limited is guessing, right or wrong.
+		if wait, ok := a.limiter.SignInAttempt(r, email); !ok {
+			a.log.InfoContext(ctx, "ops sign-in refused: over the sign-in limits")
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			a.render(w, r, http.StatusTooManyRequests, page{Error: msgTooMany, Email: email})
 			return
 		}
 
@@ -101,8 +115,10 @@ func (a *Auth) Login() http.HandlerFunc {
 			return
 		}
 		if p.Role != auth.RoleAdmin {
+			// The same answer as a wrong password: anything else would confirm that
+			// the guess was right. The log says what happened.
 			a.log.InfoContext(ctx, "ops sign-in refused: not an admin", "user_id", p.UserID)
-			a.render(w, r, http.StatusForbidden, page{Error: msgAdminsOnly, Email: email})
+			a.render(w, r, http.StatusUnauthorized, page{Error: msgWrong, Email: email})
 			return
 		}
 

@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -46,6 +47,14 @@ type Authenticator interface {
 	Login(ctx context.Context, email, password string) (accessToken string, err error)
 }
 
+// Limiter counts sign-in attempts (a *ratelimit.Limiter in the gateway), so that the
+// form is no faster a way to guess passwords than the API's log-in.
+type Limiter interface {
+	// SignInAttempt counts an attempt to sign in as email from r's client; when it is
+	// over a limit it reports false and how long to wait.
+	SignInAttempt(r *http.Request, email string) (retryAfter time.Duration, ok bool)
+}
+
 // Options are what Auth needs.
 type Options struct {
 	Log *slog.Logger
@@ -54,6 +63,9 @@ type Options struct {
 	Verifier *auth.Verifier
 	Users    Authenticator
 	Sessions *Sessions
+	// Limiter limits sign-in attempts, with the same limits and counters as the
+	// API's log-in.
+	Limiter Limiter
 	// Home is where a signed-in administrator is sent, e.g. /ops/tasks/.
 	Home string
 }
@@ -64,12 +76,13 @@ type Auth struct {
 	verifier *auth.Verifier
 	users    Authenticator
 	sessions *Sessions
+	limiter  Limiter
 	home     string
 }
 
 // New is the sign-in of the operations pages.
 func New(o Options) *Auth {
-	return &Auth{log: o.Log, verifier: o.Verifier, users: o.Users, sessions: o.Sessions, home: o.Home}
+	return &Auth{log: o.Log, verifier: o.Verifier, users: o.Users, sessions: o.Sessions, limiter: o.Limiter, home: o.Home}
 }
 
 // RequireAdmin lets a request through to next only from an administrator: one with a

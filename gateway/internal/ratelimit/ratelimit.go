@@ -116,21 +116,42 @@ func (l *Limiter) PerCaller(next http.Handler) http.Handler {
 }
 
 // SignIn is the tighter limit of log-in and sign-up, per client IP and per e-mail
-// address (the lower-cased "email" of the JSON body). It reads the body, which the
-// router has already bounded, and gives it back unchanged to the handlers after it.
+// address (the "email" of the JSON body). It reads the body, which the router has
+// already bounded, and gives it back unchanged to the handlers after it.
 func (l *Limiter) SignIn(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		checks := []check{checkOf("auth-ip:"+clientIP(r), perMinute(l.limits.AuthIPPerMin))}
+		email := ""
 		if l.limits.AuthEmailPerMin > 0 {
-			if email := peekEmail(r); email != "" {
-				checks = append(checks, checkOf("auth-email:"+hashed(email), perMinute(l.limits.AuthEmailPerMin)))
-			}
+			email = peekEmail(r)
 		}
-		if !l.check(w, r, checks...) {
+		if !l.check(w, r, l.signInChecks(r, email)...) {
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// SignInAttempt counts one attempt to sign in as email from r's client against the
+// same limits, and the same counters, as SignIn: a sign-in form elsewhere (the
+// operations pages) must not double the guesses an address or an account gets. When
+// the attempt is over a limit it reports false and how long to wait; the caller
+// answers. Like every limit it fails open.
+func (l *Limiter) SignInAttempt(r *http.Request, email string) (retryAfter time.Duration, ok bool) {
+	res, refused := l.run(r.Context(), l.signInChecks(r, email)...)
+	if refused {
+		return max(time.Second, res.RetryAfter), false
+	}
+	return 0, true
+}
+
+// signInChecks are the limits of one sign-in attempt as email ("" for none known).
+// Addresses are compared without regard to case or surrounding space, as users does.
+func (l *Limiter) signInChecks(r *http.Request, email string) []check {
+	checks := []check{checkOf("auth-ip:"+clientIP(r), perMinute(l.limits.AuthIPPerMin))}
+	if email = strings.ToLower(strings.TrimSpace(email)); email != "" {
+		checks = append(checks, checkOf("auth-email:"+hashed(email), perMinute(l.limits.AuthEmailPerMin)))
+	}
+	return checks
 }
 
 type check struct {
@@ -157,30 +178,46 @@ func perMinute(rate int) redis_rate.Limit {
 // check runs the checks in order, skipping those turned off, until one refuses; then
 // it answers the 429 and reports false. The last result sets the RateLimit headers.
 func (l *Limiter) check(w http.ResponseWriter, r *http.Request, checks ...check) bool {
+	res, refused := l.run(r.Context(), checks...)
+	if res == nil {
+		return true // every limit off, or Redis failed
+	}
+	h := w.Header()
+	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit.Burst))
+	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
+	if refused {
+		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
+		problem.Write(w, r, l.log, apperr.E(apperr.RateLimited, "too many requests; retry later"))
+		return false
+	}
+	return true
+}
+
+// run runs the checks in order, skipping those turned off and those Redis failed
+// (fail open), until one refuses. It returns the last result, nil when none ran, and
+// whether it refused.
+func (l *Limiter) run(ctx context.Context, checks ...check) (*redis_rate.Result, bool) {
+	var last *redis_rate.Result
 	for _, c := range checks {
 		if c.limit.IsZero() {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), l.opTimeout)
-		res, err := l.rl.Allow(ctx, c.key, c.limit)
+		cctx, cancel := context.WithTimeout(ctx, l.opTimeout)
+		res, err := l.rl.Allow(cctx, c.key, c.limit)
 		cancel()
 		if err != nil {
-			if r.Context().Err() == nil {
-				l.warn(r.Context(), err)
+			if ctx.Err() == nil {
+				l.warn(ctx, err)
 			}
 			continue // fail open
 		}
-		h := w.Header()
-		h.Set("RateLimit-Limit", strconv.Itoa(c.limit.Burst))
-		h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-		h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
+		last = res
 		if res.Allowed == 0 {
-			h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
-			problem.Write(w, r, l.log, apperr.E(apperr.RateLimited, "too many requests; retry later"))
-			return false
+			return res, true
 		}
 	}
-	return true
+	return last, false
 }
 
 func ceilSeconds(d time.Duration) int {
@@ -210,8 +247,8 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// peekEmail is the lower-cased "email" of a JSON body, or "". The body is put back as
-// it was, an error in reading it included, for the handler after.
+// peekEmail is the "email" of a JSON body, or "". The body is put back as it was, an
+// error in reading it included, for the handler after.
 func peekEmail(r *http.Request) string {
 	if r.Body == nil || r.Body == http.NoBody {
 		return ""
@@ -231,7 +268,7 @@ func peekEmail(r *http.Request) string {
 	if json.Unmarshal(buf, &body) != nil {
 		return ""
 	}
-	return strings.ToLower(strings.TrimSpace(body.Email))
+	return body.Email
 }
 
 type errReader struct{ err error }
