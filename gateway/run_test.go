@@ -176,7 +176,8 @@ func with(m map[string]any, k string, v any) map[string]any {
 	return out
 }
 
-var eddsa = map[string]any{"alg": "EdDSA", "typ": "JWT", "kid": kid}
+// eddsa is an access token's header (typ at+jwt, as auth.Signer writes it).
+var eddsa = map[string]any{"alg": "EdDSA", "typ": auth.TokenType, "kid": kid}
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
