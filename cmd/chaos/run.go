@@ -71,9 +71,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	load := *duration
 	if load == 0 {
-		// While orders is down (two budgets and a bit in each cycle of the plan, about
-		// a fifth of the time) no order is made: allow for it.
-		load = time.Duration(math.Ceil(float64(*orders)/(*rate)/0.78)) * time.Second
+		// No order is made while orders is down (two budgets and a bit in each cycle
+		// of the plan, about a fifth of the time), and fewer while the stack is
+		// starved: allow for both.
+		load = time.Duration(math.Ceil(float64(*orders)/(*rate)/0.7)) * time.Second
 	}
 
 	plan, err := chaos.Plan(load, *budget)
