@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
@@ -24,6 +26,9 @@ type settings struct {
 	platform.Config
 	AccessTokenTTL  time.Duration // ACCESS_TOKEN_TTL, at most auth.DefaultMaxLifetime
 	RefreshTokenTTL time.Duration // REFRESH_TOKEN_TTL
+	// SessionMaxAge (SESSION_MAX_AGE) is the longest a session lives from its log-in,
+	// however often it is refreshed.
+	SessionMaxAge time.Duration
 	// RefreshTokenRetention is how long a dead session's refresh tokens are kept
 	// (REFRESH_TOKEN_RETENTION).
 	RefreshTokenRetention time.Duration
@@ -40,6 +45,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		Config:                platform.LoadConfig(env, "users", ":8081"),
 		AccessTokenTTL:        env.Duration("ACCESS_TOKEN_TTL", 15*time.Minute),
 		RefreshTokenTTL:       env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
+		SessionMaxAge:         env.Duration("SESSION_MAX_AGE", 30*24*time.Hour),
 		RefreshTokenRetention: env.Duration("REFRESH_TOKEN_RETENTION", defaultRefreshTokenRetention),
 	}
 	var ttlErr error
@@ -104,8 +110,18 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		adminEmail = cfg.Admin.Email.String()
 	}
 	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
-		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "refresh_token_retention", cfg.RefreshTokenRetention.String(),
+		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "session_max_age", cfg.SessionMaxAge.String(),
+		"refresh_token_retention", cfg.RefreshTokenRetention.String(),
 		"bootstrap_admin_email", adminEmail)
+
+	// Session revocations have a Redis client of their own that gives up quickly: a
+	// look-up on every /users/me must not hang on a Redis that does.
+	fastRedis, err := openFastRedis(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	defer fastRedis.Close()
+	revocations := auth.RedisRevocations(fastRedis)
 
 	store := postgres.NewStore(p.Pool)
 	// Every replica loads the same keys from the database, so any of them verifies
@@ -115,7 +131,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return fmt.Errorf("load signing keys: %w", err)
 	}
 	signer := auth.NewSigner(keys.Current().ID, keys.Current().Private, cfg.AccessTokenTTL)
-	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, cfg.RefreshTokenTTL)
+	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, user.Sessions{
+		RefreshTTL: cfg.RefreshTokenTTL,
+		MaxAge:     cfg.SessionMaxAge,
+		Revoker:    revocations,
+	})
 	if err != nil {
 		return err
 	}
@@ -140,8 +160,24 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	httpapi.Mount(r, httpapi.Deps{
 		Log:      p.Log,
 		Users:    users,
-		Verifier: auth.NewVerifier(keys.Verification()),
+		Verifier: auth.NewVerifier(keys.Verification()).WithRevocations(revocations).WithLogger(p.Log),
 		KeySet:   keys.KeySet(),
 	})
 	return p.Serve(ctx, r)
+}
+
+// openFastRedis is a Redis client whose calls end at their context's deadline and that
+// does not dial a refused connection twice, for work on the request path that must
+// give up quickly when Redis is down or hangs.
+func openFastRedis(url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	opt.DialTimeout = time.Second
+	opt.ReadTimeout = time.Second
+	opt.WriteTimeout = time.Second
+	opt.DialerRetries = 1
+	return redis.NewClient(opt), nil
 }

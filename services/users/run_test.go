@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	bazaarevents "github.com/bazaar-shop/bazaar/pkg/events"
@@ -31,23 +32,52 @@ import (
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
 )
 
-// stack is one users service under test with a direct line to its database.
+// stack is one users service under test with a direct line to its database and Redis.
 type stack struct {
-	url string
-	db  *pgxpool.Pool
+	url      string
+	db       *pgxpool.Pool
+	redisURL string
 }
 
 // startUsers runs the service on a fresh database and Redis; extra adds or overrides
 // environment variables.
 func startUsers(t *testing.T, extra map[string]string) stack {
 	t.Helper()
-	dbURL := pgtest.NewDatabase(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)}
+	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL}
 	for k, v := range extra {
 		env[k] = v
 	}
 	prog := programtest.Start(t, run, env)
-	return stack{url: prog.URL, db: openDB(t, dbURL)}
+	return stack{url: prog.URL, db: openDB(t, dbURL), redisURL: redisURL}
+}
+
+func (s stack) redis(t *testing.T) *redis.Client {
+	t.Helper()
+	rdb, err := redisclient.Open(s.redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func (s stack) me(t *testing.T, accessToken string) programtest.Response {
+	t.Helper()
+	return programtest.Call(t, http.MethodGet, s.url+"/api/v1/users/me", "", programtest.Bearer(accessToken)...)
+}
+
+// eventuallyRefused polls /users/me with accessToken until it is a 401, or fails after
+// a deadline: revocation reaches verifiers through Redis, within seconds.
+func (s stack) eventuallyRefused(t *testing.T, accessToken, why string) {
+	t.Helper()
+	var last programtest.Response
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if last = s.me(t, accessToken); last.Status == http.StatusUnauthorized {
+			return
+		}
+	}
+	t.Fatalf("%s: the access token still works: %d %s", why, last.Status, last.Body)
 }
 
 func openDB(t *testing.T, dbURL string) *pgxpool.Pool {
@@ -182,6 +212,114 @@ func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
 	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+second.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
 	// A fresh login still works: only that family was revoked.
 	s.login(t, "ann@example.com", "correct horse")
+}
+
+// Logging out ends the session everywhere: its refresh tokens at once, and its access
+// tokens within seconds, at every verifier that reads the revocation list.
+func TestLogoutEndsTheSession(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, nil)
+	s.register(t, "ann@example.com", "correct horse", "Ann")
+	phone := s.login(t, "ann@example.com", "correct horse")
+	laptop := s.login(t, "ann@example.com", "correct horse")
+	if r := s.me(t, phone.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("me before logout: %d %s", r.Status, r.Body)
+	}
+	var claims jwt.MapClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(phone.AccessToken, &claims); err != nil {
+		t.Fatal(err)
+	}
+	sid, _ := claims["sid"].(string)
+	var family string
+	if err := s.db.QueryRow(context.Background(), `SELECT family_id::text FROM refresh_tokens ORDER BY created_at, id LIMIT 1`).Scan(&family); err != nil || sid != family {
+		t.Fatalf("the access token's sid %q is not its session's id %q (%v)", sid, family, err)
+	}
+
+	r := post(t, s.url+"/api/v1/auth/logout", `{"refresh_token":"`+phone.RefreshToken+`"}`)
+	if r.Status != http.StatusNoContent || len(r.Body) != 0 {
+		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	}
+	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+phone.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
+	s.eventuallyRefused(t, phone.AccessToken, "after logout")
+	ttl := s.redis(t).TTL(context.Background(), "auth:revoked:"+sid).Val()
+	if ttl <= 15*time.Minute || ttl > 16*time.Minute {
+		t.Errorf("auth:revoked:%s lives %v, want the access-token lifetime and a minute", sid, ttl)
+	}
+
+	// The other session carries on.
+	if r := s.me(t, laptop.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("me in the other session: %d %s", r.Status, r.Body)
+	}
+	if r := post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+laptop.RefreshToken+`"}`); r.Status != http.StatusOK {
+		t.Errorf("refresh in the other session: %d %s", r.Status, r.Body)
+	}
+	// Again, or with what is no token of ours: the same 204. Without one: 422.
+	for _, tok := range []string{phone.RefreshToken, "garbage", base64.RawURLEncoding.EncodeToString(make([]byte, 32))} {
+		if r := post(t, s.url+"/api/v1/auth/logout", `{"refresh_token":"`+tok+`"}`); r.Status != http.StatusNoContent {
+			t.Errorf("logout with %q: %d %s", tok, r.Status, r.Body)
+		}
+	}
+	post(t, s.url+"/api/v1/auth/logout", `{}`).Problem(t, http.StatusUnprocessableEntity)
+}
+
+// A reused refresh token ends its session's access tokens too, the thief's and the
+// client's alike.
+func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, nil)
+	s.register(t, "ann@example.com", "correct horse", "Ann")
+	first := s.login(t, "ann@example.com", "correct horse")
+	r := post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`)
+	var second tokenBody
+	r.JSON(t, &second)
+	if r := s.me(t, second.AccessToken); r.Status != http.StatusOK {
+		t.Fatalf("me with the refreshed token: %d %s", r.Status, r.Body)
+	}
+	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+first.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
+	s.eventuallyRefused(t, second.AccessToken, "after reuse")
+	s.eventuallyRefused(t, first.AccessToken, "after reuse")
+}
+
+// A session lives SESSION_MAX_AGE from its log-in, however often it is refreshed.
+func TestASessionOlderThanItsMaximumAgeCannotRefresh(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, map[string]string{"SESSION_MAX_AGE": "1h"})
+	s.register(t, "ann@example.com", "correct horse", "Ann")
+	young := s.login(t, "ann@example.com", "correct horse")
+	old := s.login(t, "ann@example.com", "correct horse")
+	if _, err := s.db.Exec(context.Background(), `UPDATE refresh_tokens SET session_started_at = now() - interval '61 minutes'
+		WHERE token_hash = $1`, hashOf(t, old.RefreshToken)); err != nil {
+		t.Fatal(err)
+	}
+	d := post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+old.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
+	if !strings.Contains(d.Detail, "maximum age") {
+		t.Errorf("detail %q does not say why", d.Detail)
+	}
+	r := post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+young.RefreshToken+`"}`)
+	if r.Status != http.StatusOK {
+		t.Fatalf("a young session's refresh: %d %s", r.Status, r.Body)
+	}
+	// Its new refresh token ends with the session, not REFRESH_TOKEN_TTL (30 days) on.
+	var left time.Duration
+	var secs float64
+	if err := s.db.QueryRow(context.Background(),
+		`SELECT extract(epoch FROM max(expires_at) - min(session_started_at)) FROM refresh_tokens WHERE family_id = (
+		     SELECT family_id FROM refresh_tokens WHERE token_hash = $1)`, hashOf(t, young.RefreshToken)).Scan(&secs); err != nil {
+		t.Fatal(err)
+	}
+	if left = time.Duration(secs * float64(time.Second)); left != time.Hour {
+		t.Errorf("the session's tokens expire %v after its log-in, want 1h", left)
+	}
+}
+
+func hashOf(t *testing.T, refreshToken string) []byte {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(refreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	return sum[:]
 }
 
 func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
@@ -508,6 +646,10 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 		t.Errorf("%d user.registered events waiting for %s (%v), want 1", events, ann.ID, err)
 	}
 	tok := s.login(t, "ann@example.com", "correct horse")
+	// Revocations cannot be checked: tokens are judged on their signature alone.
+	if r := s.me(t, tok.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("me with Redis cut: %d %s", r.Status, r.Body)
+	}
 	rd.Restore()
 	readiness(t, s.url, health.Healthy, http.StatusOK)
 
@@ -600,12 +742,12 @@ func TestDeadSessionsRefreshTokensAreCleanedUp(t *testing.T) {
 			used := i < n-1
 			hash := sha256.Sum256(id[:])
 			_, err := db.Exec(ctx, `INSERT INTO refresh_tokens
-				(id, token_hash, user_id, family_id, parent_id, created_at, expires_at, used_at, revoked_at)
-				VALUES ($1, $9, $2, $3, $4,
+				(id, token_hash, user_id, family_id, parent_id, session_started_at, created_at, expires_at, used_at, revoked_at)
+				VALUES ($1, $9, $2, $3, $4, now() - make_interval(days => $10),
 				        now() - make_interval(days => $5), now() - make_interval(days => $5) + make_interval(days => $6),
 				        CASE WHEN $7 THEN now() - make_interval(days => $5) END,
 				        CASE WHEN $8::int IS NOT NULL THEN now() - make_interval(days => $8::int) END)`,
-				id, userID, famID, parent, daysAgo-i, expiresIn, used, revokedAgo, hash[:])
+				id, userID, famID, parent, daysAgo-i, expiresIn, used, revokedAgo, hash[:], daysAgo)
 			if err != nil {
 				t.Fatal(err)
 			}

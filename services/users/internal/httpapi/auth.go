@@ -123,13 +123,40 @@ func refresh(log *slog.Logger, users *user.Service) http.HandlerFunc {
 		t, err := users.Refresh(r.Context(), req.RefreshToken)
 		if err != nil {
 			if errors.Is(err, user.ErrRefreshTokenReused) {
-				// Worth an operator's attention: a token may have been stolen.
-				log.WarnContext(r.Context(), "refresh token reused; its family is revoked")
+				// Worth an operator's attention: a token may have been stolen. The
+				// error says too if the session's access tokens could not be revoked.
+				log.WarnContext(r.Context(), "refresh token reused; its family is revoked", "err", err)
 			}
 			problem.Write(w, r, log, err)
 			return
 		}
 		writeTokens(w, t)
+	}
+}
+
+// logout answers POST /api/v1/auth/logout: 204 once the session of the refresh token
+// sent has ended (its refresh tokens at once, its access tokens within seconds). A
+// token that is not one of ours, or of a session already ended, is a 204 too: the
+// answer says nothing about tokens (RFC 7009 §2.2).
+func logout(log *slog.Logger, users *user.Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req refreshRequest
+		if err := httpjson.Decode(r, &req); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		var f apperr.Fields
+		required(&f, "refresh_token", req.RefreshToken)
+		if err := f.Err(); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		if err := users.Logout(r.Context(), req.RefreshToken); err != nil {
+			problem.Write(w, r, log, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusNoContent)
 	}
 }
 

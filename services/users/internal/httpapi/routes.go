@@ -16,7 +16,7 @@ import (
 type Deps struct {
 	Log      *slog.Logger
 	Users    *user.Service
-	Verifier *auth.Verifier // checks access tokens against this service's own keys
+	Verifier *auth.Verifier // checks access tokens against this service's own keys and the revocation list
 	KeySet   auth.KeySet    // the public keys published at /.well-known/jwks.json
 }
 
@@ -26,6 +26,7 @@ func Mount(r chi.Router, d Deps) {
 	r.Post("/api/v1/auth/register", register(d.Log, d.Users))
 	r.Post("/api/v1/auth/login", login(d.Log, d.Users))
 	r.Post("/api/v1/auth/refresh", refresh(d.Log, d.Users))
+	r.Post("/api/v1/auth/logout", logout(d.Log, d.Users))
 	r.With(d.Verifier.Require(d.Log)).Get("/api/v1/users/me", me(d.Log, d.Users))
 	r.Get("/.well-known/jwks.json", jwks(d.KeySet))
 }

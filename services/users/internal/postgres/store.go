@@ -135,29 +135,29 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t user.RefreshToken) err
 }
 
 const insertRefreshToken = `INSERT INTO refresh_tokens
-	(id, token_hash, user_id, family_id, parent_id, created_at, expires_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	(id, token_hash, user_id, family_id, parent_id, session_started_at, created_at, expires_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
 
 func refreshTokenArgs(t user.RefreshToken) []any {
 	var parent *uuid.UUID
 	if t.ParentID != uuid.Nil {
 		parent = &t.ParentID
 	}
-	return []any{t.ID, t.Hash, t.UserID, t.FamilyID, parent, t.CreatedAt, t.ExpiresAt}
+	return []any{t.ID, t.Hash, t.UserID, t.FamilyID, parent, t.SessionStartedAt, t.CreatedAt, t.ExpiresAt}
 }
 
 // RotateRefreshToken implements user.Store. The old token's row is locked (SELECT ...
 // FOR UPDATE) for the whole transaction, so a concurrent rotation of the same token
 // waits, then finds it used and is treated as reuse.
-func (s *Store) RotateRefreshToken(ctx context.Context, old []byte, next user.RefreshToken, now time.Time) (user.RefreshToken, error) {
+func (s *Store) RotateRefreshToken(ctx context.Context, old []byte, next user.RefreshToken, now time.Time, sessionMaxAge time.Duration) (user.RefreshToken, error) {
 	var reused bool
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var usedAt, revokedAt *time.Time
 		var expiresAt time.Time
 		err := tx.QueryRow(ctx,
-			`SELECT id, user_id, family_id, expires_at, used_at, revoked_at
+			`SELECT id, user_id, family_id, session_started_at, expires_at, used_at, revoked_at
 			 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE`, old).
-			Scan(&next.ParentID, &next.UserID, &next.FamilyID, &expiresAt, &usedAt, &revokedAt)
+			Scan(&next.ParentID, &next.UserID, &next.FamilyID, &next.SessionStartedAt, &expiresAt, &usedAt, &revokedAt)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return user.ErrRefreshTokenInvalid
@@ -174,6 +174,16 @@ func (s *Store) RotateRefreshToken(ctx context.Context, old []byte, next user.Re
 		case revokedAt != nil || !now.Before(expiresAt):
 			return user.ErrRefreshTokenInvalid
 		}
+		// The limit is applied from the start time, not stored as an end, so that a
+		// SESSION_MAX_AGE lowered later binds the sessions already open too.
+		next.SessionStartedAt = next.SessionStartedAt.UTC()
+		end := next.SessionStartedAt.Add(sessionMaxAge)
+		if !now.Before(end) {
+			return user.ErrSessionExpired
+		}
+		if next.ExpiresAt.After(end) {
+			next.ExpiresAt = end
+		}
 		if _, err := tx.Exec(ctx, `UPDATE refresh_tokens SET used_at = $2 WHERE id = $1`, next.ParentID, now); err != nil {
 			return err
 		}
@@ -184,9 +194,33 @@ func (s *Store) RotateRefreshToken(ctx context.Context, old []byte, next user.Re
 	case err != nil:
 		return user.RefreshToken{}, dbError(err, "rotate refresh token")
 	case reused:
-		return user.RefreshToken{}, user.ErrRefreshTokenReused
+		return user.RefreshToken{ID: next.ParentID, UserID: next.UserID, FamilyID: next.FamilyID}, user.ErrRefreshTokenReused
 	}
 	return next, nil
+}
+
+// RevokeRefreshTokenFamily implements user.Store.
+func (s *Store) RevokeRefreshTokenFamily(ctx context.Context, token []byte, now time.Time) (user.RefreshToken, error) {
+	var t user.RefreshToken
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx,
+			`SELECT id, user_id, family_id, session_started_at FROM refresh_tokens WHERE token_hash = $1`, token).
+			Scan(&t.ID, &t.UserID, &t.FamilyID, &t.SessionStartedAt)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return user.ErrRefreshTokenInvalid
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx,
+			`UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL`, t.FamilyID, now)
+		return err
+	})
+	if err != nil {
+		return user.RefreshToken{}, dbError(err, "revoke refresh token family")
+	}
+	t.SessionStartedAt = t.SessionStartedAt.UTC()
+	return t, nil
 }
 
 // signingKeysLock is the advisory lock key under which the first signing key is made,

@@ -178,12 +178,15 @@ func session(t *testing.T, store *postgres.Store, expires time.Time) ([]byte, us
 	}
 	hash := randomHash()
 	id := uuid.New()
-	tok := user.RefreshToken{ID: id, Hash: hash, UserID: u.ID, FamilyID: id, CreatedAt: created, ExpiresAt: expires}
+	tok := user.RefreshToken{ID: id, Hash: hash, UserID: u.ID, FamilyID: id, SessionStartedAt: created, CreatedAt: created, ExpiresAt: expires}
 	if err := store.CreateRefreshToken(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
 	return hash, tok
 }
+
+// forever is a session age limit that none of these tests reaches.
+const forever = 100 * 365 * 24 * time.Hour
 
 func randomHash() []byte {
 	sum := sha256.Sum256([]byte(rand.Text()))
@@ -202,33 +205,110 @@ func TestRotationAndFamilyRevocation(t *testing.T) {
 	later := now.Add(time.Hour)
 	rootHash, root := session(t, store, later)
 
-	child, err := store.RotateRefreshToken(ctx, rootHash, next(later), now)
+	child, err := store.RotateRefreshToken(ctx, rootHash, next(later), now, forever)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if child.ParentID != root.ID || child.FamilyID != root.FamilyID || child.UserID != root.UserID {
 		t.Errorf("child = %+v, root = %+v", child, root)
 	}
-	grandchild, err := store.RotateRefreshToken(ctx, child.Hash, next(later), now)
+	grandchild, err := store.RotateRefreshToken(ctx, child.Hash, next(later), now, forever)
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	// The root again: reuse. It ends the family, the live grandchild included.
-	if _, err := store.RotateRefreshToken(ctx, rootHash, next(later), now); !errors.Is(err, user.ErrRefreshTokenReused) {
+	// The root again: reuse. It ends the family, the live grandchild included, and
+	// names the family (the session to end everywhere else too).
+	reused, err := store.RotateRefreshToken(ctx, rootHash, next(later), now, forever)
+	if !errors.Is(err, user.ErrRefreshTokenReused) {
 		t.Fatalf("reuse: %v, want ErrRefreshTokenReused", err)
 	}
-	if _, err := store.RotateRefreshToken(ctx, grandchild.Hash, next(later), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+	if reused.FamilyID != root.FamilyID || reused.UserID != root.UserID {
+		t.Errorf("reuse reported %+v, want the family %s", reused, root.FamilyID)
+	}
+	if _, err := store.RotateRefreshToken(ctx, grandchild.Hash, next(later), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("grandchild after reuse: %v, want ErrRefreshTokenInvalid", err)
 	}
 
 	// Another family of the same kind is untouched by it.
 	otherHash, _ := session(t, store, later)
-	if _, err := store.RotateRefreshToken(ctx, otherHash, next(later), now); err != nil {
+	if _, err := store.RotateRefreshToken(ctx, otherHash, next(later), now, forever); err != nil {
 		t.Errorf("unrelated family: %v", err)
 	}
-	if _, err := store.RotateRefreshToken(ctx, randomHash(), next(later), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+	if _, err := store.RotateRefreshToken(ctx, randomHash(), next(later), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("unknown token: %v", err)
+	}
+}
+
+// A session lives at most maxAge from its log-in, however often it is refreshed: a
+// refresh never gives a token that outlives it, and past it the session cannot refresh.
+func TestSessionsHaveAMaximumAge(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	ctx := context.Background()
+	const maxAge = 10 * time.Hour
+	end := created.Add(maxAge)
+	rootHash, root := session(t, store, created.Add(30*24*time.Hour))
+
+	now := created.Add(9 * time.Hour)
+	child, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(30*24*time.Hour)), now, maxAge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !child.ExpiresAt.Equal(end) || !child.SessionStartedAt.Equal(root.SessionStartedAt) {
+		t.Errorf("child expires %v (want the session's end %v), session started %v", child.ExpiresAt, end, child.SessionStartedAt)
+	}
+	// The stored child says the same, so that the next rotation sees it.
+	grandchild, err := store.RotateRefreshToken(ctx, child.Hash, next(now.Add(30*24*time.Hour)), now.Add(time.Minute), maxAge)
+	if err != nil || !grandchild.SessionStartedAt.Equal(created) || !grandchild.ExpiresAt.Equal(end) {
+		t.Fatalf("grandchild %+v, %v", grandchild, err)
+	}
+	// At its end a session's live token is refused, and so it is under a limit lowered
+	// since the log-in.
+	otherHash, _ := session(t, store, created.Add(30*24*time.Hour))
+	if _, err := store.RotateRefreshToken(ctx, otherHash, next(end.Add(time.Hour)), end, maxAge); !errors.Is(err, user.ErrSessionExpired) {
+		t.Errorf("at the session's end: %v, want ErrSessionExpired", err)
+	}
+	if _, err := store.RotateRefreshToken(ctx, otherHash, next(end.Add(time.Hour)), created.Add(time.Hour), time.Minute); !errors.Is(err, user.ErrSessionExpired) {
+		t.Errorf("with the limit lowered since the log-in: %v, want ErrSessionExpired", err)
+	}
+}
+
+// Logging out ends a family from any of its tokens, used or not; doing it again, or with
+// a token nobody issued, changes nothing.
+func TestRevokeRefreshTokenFamily(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	now := created.Add(time.Minute)
+	later := now.Add(time.Hour)
+	rootHash, root := session(t, store, later)
+	child, err := store.RotateRefreshToken(ctx, rootHash, next(later), now, forever)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherHash, other := session(t, store, later)
+
+	got, err := store.RevokeRefreshTokenFamily(ctx, rootHash, now) // the used root
+	if err != nil || got.FamilyID != root.FamilyID || got.UserID != root.UserID {
+		t.Fatalf("RevokeRefreshTokenFamily = %+v, %v", got, err)
+	}
+	if _, err := store.RotateRefreshToken(ctx, child.Hash, next(later), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("the live child after logout: %v, want ErrRefreshTokenInvalid", err)
+	}
+	if again, err := store.RevokeRefreshTokenFamily(ctx, child.Hash, now.Add(time.Minute)); err != nil || again.FamilyID != root.FamilyID {
+		t.Errorf("a second logout: %+v, %v", again, err)
+	}
+	var revokedAt time.Time
+	if err := pool.QueryRow(ctx, `SELECT max(revoked_at) FROM refresh_tokens WHERE family_id = $1`, root.FamilyID).Scan(&revokedAt); err != nil || !revokedAt.Equal(now) {
+		t.Errorf("revoked_at %v (%v); a second logout must not move it", revokedAt, err)
+	}
+	if _, err := store.RevokeRefreshTokenFamily(ctx, randomHash(), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("an unknown token: %v, want ErrRefreshTokenInvalid", err)
+	}
+	// Another session is untouched.
+	if _, err := store.RotateRefreshToken(ctx, otherHash, next(later), now, forever); err != nil {
+		t.Errorf("another session (%s): %v", other.FamilyID, err)
 	}
 }
 
@@ -238,7 +318,7 @@ func TestAnExpiredRefreshTokenIsInvalid(t *testing.T) {
 	ctx := context.Background()
 	now := created.Add(time.Hour)
 	hash, _ := session(t, store, now) // expires exactly now
-	if _, err := store.RotateRefreshToken(ctx, hash, next(now.Add(time.Hour)), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+	if _, err := store.RotateRefreshToken(ctx, hash, next(now.Add(time.Hour)), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("expired token: %v, want ErrRefreshTokenInvalid", err)
 	}
 	if n := count(t, pool, "refresh_tokens"); n != 1 {
@@ -260,7 +340,7 @@ func TestConcurrentRefreshesExactlyOneWins(t *testing.T) {
 	for range racers {
 		wg.Go(func() {
 			<-start
-			_, err := store.RotateRefreshToken(ctx, hash, next(now.Add(time.Hour)), now)
+			_, err := store.RotateRefreshToken(ctx, hash, next(now.Add(time.Hour)), now, forever)
 			errs <- err
 		})
 	}
@@ -355,7 +435,7 @@ func TestDeleteDeadRefreshTokensKeepsLiveSessionsWhole(t *testing.T) {
 
 	// A live session whose first token was used long ago and has expired since.
 	rootHash, root := session(t, store, now.Add(time.Hour))
-	child, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(30*24*time.Hour)), now)
+	child, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(30*24*time.Hour)), now, forever)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -396,10 +476,10 @@ func TestDeleteDeadRefreshTokensKeepsLiveSessionsWhole(t *testing.T) {
 	}
 
 	// The old used token is still recognised: presented again, it ends its session.
-	if _, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(time.Hour)), now); !errors.Is(err, user.ErrRefreshTokenReused) {
+	if _, err := store.RotateRefreshToken(ctx, rootHash, next(now.Add(time.Hour)), now, forever); !errors.Is(err, user.ErrRefreshTokenReused) {
 		t.Fatalf("reuse of the old token after cleanup: %v, want ErrRefreshTokenReused", err)
 	}
-	if _, err := store.RotateRefreshToken(ctx, child.Hash, next(now.Add(time.Hour)), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+	if _, err := store.RotateRefreshToken(ctx, child.Hash, next(now.Add(time.Hour)), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("the live token after the reuse: %v, want ErrRefreshTokenInvalid", err)
 	}
 	if n, err := store.DeleteDeadRefreshTokens(ctx, 7*24*time.Hour); err != nil || n != 0 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 )
 
@@ -33,12 +34,20 @@ type Store interface {
 	// CreateRefreshToken stores the first token of a new family.
 	CreateRefreshToken(ctx context.Context, t RefreshToken) error
 	// RotateRefreshToken uses the token whose hash is old, once: in one transaction it
-	// marks it used and stores next as its child (same user and family; next's ID,
-	// Hash, CreatedAt and ExpiresAt are taken as given) and returns the child. Of
+	// marks it used and stores next as its child (same user, family and session start;
+	// next's ID, Hash and CreatedAt are taken as given, its ExpiresAt too but never past
+	// the session's end, SessionStartedAt + sessionMaxAge) and returns the child. Of
 	// concurrent calls with the same token at most one succeeds. A token that was
-	// already used is ErrRefreshTokenReused, and its whole family is revoked first; an
-	// unknown, revoked or expired (at now) token is ErrRefreshTokenInvalid.
-	RotateRefreshToken(ctx context.Context, old []byte, next RefreshToken, now time.Time) (RefreshToken, error)
+	// already used is ErrRefreshTokenReused, and its whole family is revoked first (the
+	// token returned with the error names the family and user); an unknown, revoked or
+	// expired (at now) token is ErrRefreshTokenInvalid; a token of a session that has
+	// reached sessionMaxAge at now is ErrSessionExpired.
+	RotateRefreshToken(ctx context.Context, old []byte, next RefreshToken, now time.Time, sessionMaxAge time.Duration) (RefreshToken, error)
+	// RevokeRefreshTokenFamily revokes, at now, every token of the family of the token
+	// whose hash is given, whether that token is live, used, revoked or expired, and
+	// returns that token (its family and user). Tokens revoked already keep their time.
+	// An unknown token is ErrRefreshTokenInvalid.
+	RevokeRefreshTokenFamily(ctx context.Context, token []byte, now time.Time) (RefreshToken, error)
 }
 
 // Hasher turns passwords into encoded hashes and checks them.
@@ -53,6 +62,14 @@ type Hasher interface {
 type TokenSigner interface {
 	Sign(p auth.Principal) (string, error)
 	TTL() time.Duration
+}
+
+// SessionRevoker tells every token verifier (the gateway's, each service's) that a
+// session has ended, so that the access tokens it was given stop working before they
+// expire. *auth.RedisRevocationStore is one.
+type SessionRevoker interface {
+	// Revoke ends session sid for ttl, which outlasts each of its access tokens.
+	Revoke(ctx context.Context, sid string, ttl time.Duration) error
 }
 
 // Clock tells the time; tests set it.
@@ -72,26 +89,44 @@ type Tokens struct {
 	RefreshToken string
 }
 
-// Service registers users, logs them in and refreshes their sessions.
+// Sessions are the rules and seams of sessions, for NewService.
+type Sessions struct {
+	// RefreshTTL is how long each refresh token lives from its issue (REFRESH_TOKEN_TTL).
+	RefreshTTL time.Duration
+	// MaxAge is the longest a session lives from its log-in, however often it is
+	// refreshed (SESSION_MAX_AGE).
+	MaxAge time.Duration
+	// Revoker ends the access tokens of a session that is logged out or whose refresh
+	// token was reused. Required.
+	Revoker SessionRevoker
+}
+
+// Service registers users, logs them in and refreshes and ends their sessions.
 type Service struct {
-	store      Store
-	hasher     Hasher
-	signer     TokenSigner
-	clock      Clock
-	refreshTTL time.Duration
+	store    Store
+	hasher   Hasher
+	signer   TokenSigner
+	clock    Clock
+	sessions Sessions
 	// dummyHash is checked against when a login names an unknown e-mail, so that the
 	// answer takes as long as a wrong password and timing does not reveal accounts.
 	dummyHash string
 }
 
-// NewService makes the service; refresh tokens live for refreshTTL. It fails only when
-// the hasher does.
-func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, refreshTTL time.Duration) (*Service, error) {
+// NewService makes the service. It fails when a required seam is missing or the hasher
+// fails.
+func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, sessions Sessions) (*Service, error) {
+	if sessions.Revoker == nil {
+		return nil, errors.New("user service: no session revoker")
+	}
+	if sessions.RefreshTTL <= 0 || sessions.MaxAge <= 0 {
+		return nil, errors.New("user service: the refresh-token lifetime and session age must be positive")
+	}
 	dummy, err := hasher.Hash(rand.Text())
 	if err != nil {
 		return nil, fmt.Errorf("hash the dummy password: %w", err)
 	}
-	return &Service{store: store, hasher: hasher, signer: signer, clock: clock, refreshTTL: refreshTTL, dummyHash: dummy}, nil
+	return &Service{store: store, hasher: hasher, signer: signer, clock: clock, sessions: sessions, dummyHash: dummy}, nil
 }
 
 // Register creates a customer account. It returns ErrEmailTaken when the e-mail has
@@ -161,16 +196,17 @@ func (s *Service) Login(ctx context.Context, email, password string) (Tokens, er
 	}
 
 	raw, hashed := newRefreshToken()
-	now := s.clock.Now().UTC()
+	// Postgres keeps microseconds; truncating keeps the session's start exact.
+	now := s.clock.Now().UTC().Truncate(time.Microsecond)
 	family := newID()
 	err = s.store.CreateRefreshToken(ctx, RefreshToken{
-		ID: family, Hash: hashed, UserID: u.ID, FamilyID: family,
-		CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL),
+		ID: family, Hash: hashed, UserID: u.ID, FamilyID: family, SessionStartedAt: now,
+		CreatedAt: now, ExpiresAt: now.Add(min(s.sessions.RefreshTTL, s.sessions.MaxAge)),
 	})
 	if err != nil {
 		return Tokens{}, err
 	}
-	return s.tokens(u, raw)
+	return s.tokens(u, family, raw)
 }
 
 // lookup finds the user with the e-mail; an e-mail that cannot be valid is simply
@@ -192,18 +228,28 @@ func (s *Service) lookup(ctx context.Context, email string) (User, bool, error) 
 
 // Refresh trades a refresh token for a new access token and a new refresh token; the
 // old one stops working. It returns ErrRefreshTokenInvalid for an unknown, expired or
-// revoked token, and ErrRefreshTokenReused (after ending the token's whole session
-// family) for one that was used before.
+// revoked token, ErrSessionExpired for one whose session has reached its maximum age,
+// and ErrRefreshTokenReused for one that was used before: then the token's whole
+// session has been ended, its access tokens included. When those access tokens could
+// not be revoked the error is ErrRefreshTokenReused joined with why.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	old, ok := HashRefreshToken(refreshToken)
 	if !ok {
 		return Tokens{}, ErrRefreshTokenInvalid
 	}
 	raw, hashed := newRefreshToken()
-	now := s.clock.Now().UTC()
+	now := s.clock.Now().UTC().Truncate(time.Microsecond)
 	next, err := s.store.RotateRefreshToken(ctx, old, RefreshToken{
-		ID: newID(), Hash: hashed, CreatedAt: now, ExpiresAt: now.Add(s.refreshTTL),
-	}, now)
+		ID: newID(), Hash: hashed, CreatedAt: now, ExpiresAt: now.Add(s.sessions.RefreshTTL),
+	}, now, s.sessions.MaxAge)
+	if errors.Is(err, ErrRefreshTokenReused) {
+		// Whoever holds the session's access tokens, the client or a thief, they stop
+		// working now rather than when they expire.
+		if rerr := s.revoke(ctx, next.FamilyID); rerr != nil {
+			return Tokens{}, errors.Join(err, rerr)
+		}
+		return Tokens{}, err
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -212,7 +258,37 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	if err != nil {
 		return Tokens{}, err
 	}
-	return s.tokens(u, raw)
+	return s.tokens(u, next.FamilyID, raw)
+}
+
+// Logout ends the session a refresh token belongs to: every refresh token of it stops
+// working, and so, within seconds, do the access tokens it was given. Any token of the
+// session will do, used or not. A token that is not one of ours, or whose session
+// has ended already, is no error: the outcome the caller wants holds (RFC 7009 §2.2).
+// It returns an apperr.Unavailable error when the access tokens could not be revoked
+// (the refresh tokens have been; calling again finishes the job).
+func (s *Service) Logout(ctx context.Context, refreshToken string) error {
+	hash, ok := HashRefreshToken(refreshToken)
+	if !ok {
+		return nil
+	}
+	t, err := s.store.RevokeRefreshTokenFamily(ctx, hash, s.clock.Now().UTC())
+	if errors.Is(err, ErrRefreshTokenInvalid) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.revoke(ctx, t.FamilyID); err != nil {
+		return apperr.Wrap(err, apperr.Unavailable, "the session's access tokens could not be revoked; log out again")
+	}
+	return nil
+}
+
+// revoke ends a session's access tokens: for as long as the last of them can live, with
+// a minute more for the verifiers' clock-skew leeway.
+func (s *Service) revoke(ctx context.Context, family uuid.UUID) error {
+	return s.sessions.Revoker.Revoke(ctx, family.String(), s.signer.TTL()+time.Minute)
 }
 
 // Me returns the user with the id (the caller's, from their access token), or ErrNotFound.
@@ -220,8 +296,9 @@ func (s *Service) Me(ctx context.Context, id uuid.UUID) (User, error) {
 	return s.store.UserByID(ctx, id)
 }
 
-func (s *Service) tokens(u User, refresh string) (Tokens, error) {
-	access, err := s.signer.Sign(auth.Principal{UserID: u.ID, Role: u.Role})
+// tokens are the access token for u in session and the refresh token that goes with it.
+func (s *Service) tokens(u User, session uuid.UUID, refresh string) (Tokens, error) {
+	access, err := s.signer.Sign(auth.Principal{UserID: u.ID, Role: u.Role, SessionID: session.String()})
 	if err != nil {
 		return Tokens{}, err
 	}

@@ -23,13 +23,18 @@ type fakeStore struct {
 	mu      sync.Mutex
 	users   map[uuid.UUID]user.User
 	tokens  []user.RefreshToken
-	rotated [][]byte // the old hashes RotateRefreshToken was asked for
-	err     error    // when set, every call fails with it
+	rotated [][]byte        // the old hashes RotateRefreshToken was asked for
+	maxAges []time.Duration // the session ages it was given
+	used    map[uuid.UUID]bool
+	revoked map[uuid.UUID]bool // families
+	err     error              // when set, every call fails with it
 }
 
 var _ user.Store = (*fakeStore)(nil)
 
-func newFakeStore() *fakeStore { return &fakeStore{users: map[uuid.UUID]user.User{}} }
+func newFakeStore() *fakeStore {
+	return &fakeStore{users: map[uuid.UUID]user.User{}, used: map[uuid.UUID]bool{}, revoked: map[uuid.UUID]bool{}}
+}
 
 func (s *fakeStore) CreateUser(_ context.Context, u user.User) error {
 	s.mu.Lock()
@@ -87,18 +92,74 @@ func (s *fakeStore) CreateRefreshToken(_ context.Context, t user.RefreshToken) e
 	return s.err
 }
 
-func (s *fakeStore) RotateRefreshToken(_ context.Context, old []byte, next user.RefreshToken, _ time.Time) (user.RefreshToken, error) {
+// RotateRefreshToken keeps the rules of user.Store's contract that the service relies
+// on (use once, reuse revokes the family, revoked is invalid, the session's age); the
+// SQL store's tests hold it to the rest.
+func (s *fakeStore) RotateRefreshToken(_ context.Context, old []byte, next user.RefreshToken, now time.Time, maxAge time.Duration) (user.RefreshToken, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.rotated = append(s.rotated, old)
+	s.maxAges = append(s.maxAges, maxAge)
 	for _, t := range s.tokens {
-		if bytes.Equal(t.Hash, old) {
-			next.UserID, next.FamilyID, next.ParentID = t.UserID, t.FamilyID, t.ID
-			s.tokens = append(s.tokens, next)
-			return next, nil
+		if !bytes.Equal(t.Hash, old) {
+			continue
+		}
+		switch {
+		case s.used[t.ID]:
+			s.revoked[t.FamilyID] = true
+			return user.RefreshToken{ID: t.ID, UserID: t.UserID, FamilyID: t.FamilyID}, user.ErrRefreshTokenReused
+		case s.revoked[t.FamilyID]:
+			return user.RefreshToken{}, user.ErrRefreshTokenInvalid
+		case !now.Before(t.SessionStartedAt.Add(maxAge)):
+			return user.RefreshToken{}, user.ErrSessionExpired
+		}
+		s.used[t.ID] = true
+		next.UserID, next.FamilyID, next.ParentID, next.SessionStartedAt = t.UserID, t.FamilyID, t.ID, t.SessionStartedAt
+		s.tokens = append(s.tokens, next)
+		return next, nil
+	}
+	return user.RefreshToken{}, user.ErrRefreshTokenInvalid
+}
+
+func (s *fakeStore) RevokeRefreshTokenFamily(_ context.Context, token []byte, _ time.Time) (user.RefreshToken, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return user.RefreshToken{}, s.err
+	}
+	for _, t := range s.tokens {
+		if bytes.Equal(t.Hash, token) {
+			s.revoked[t.FamilyID] = true
+			return t, nil
 		}
 	}
 	return user.RefreshToken{}, user.ErrRefreshTokenInvalid
+}
+
+// fakeRevoker records the sessions it ended, or fails.
+type fakeRevoker struct {
+	mu      sync.Mutex
+	revoked map[string]time.Duration // sid: ttl
+	err     error
+}
+
+var _ user.SessionRevoker = (*fakeRevoker)(nil)
+
+func (r *fakeRevoker) Revoke(_ context.Context, sid string, ttl time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	r.revoked[sid] = ttl
+	return nil
+}
+
+func (r *fakeRevoker) ttl(sid string) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ttl, ok := r.revoked[sid]
+	return ttl, ok
 }
 
 // fakeHasher "hashes" by prefixing, and records what it was asked to verify against.
@@ -123,7 +184,7 @@ type fakeSigner struct{}
 var _ user.TokenSigner = fakeSigner{}
 
 func (fakeSigner) Sign(p auth.Principal) (string, error) {
-	return "access:" + p.UserID.String() + ":" + string(p.Role), nil
+	return "access:" + p.UserID.String() + ":" + string(p.Role) + ":" + p.SessionID, nil
 }
 func (fakeSigner) TTL() time.Duration { return 15 * time.Minute }
 
@@ -135,12 +196,21 @@ var now = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
 func newService(t *testing.T) (*user.Service, *fakeStore, *fakeHasher) {
 	t.Helper()
-	store, hasher := newFakeStore(), &fakeHasher{}
-	svc, err := user.NewService(store, hasher, fakeSigner{}, fixedClock{now}, 720*time.Hour)
+	svc, store, hasher, _ := newServiceWith(t, fixedClock{now}, 90*24*time.Hour)
+	return svc, store, hasher
+}
+
+// newServiceWith is a service on clock whose sessions last at most maxAge.
+func newServiceWith(t *testing.T, clock user.Clock, maxAge time.Duration) (*user.Service, *fakeStore, *fakeHasher, *fakeRevoker) {
+	t.Helper()
+	store, hasher, revoker := newFakeStore(), &fakeHasher{}, &fakeRevoker{revoked: map[string]time.Duration{}}
+	svc, err := user.NewService(store, hasher, fakeSigner{}, clock, user.Sessions{
+		RefreshTTL: 720 * time.Hour, MaxAge: maxAge, Revoker: revoker,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return svc, store, hasher
+	return svc, store, hasher, revoker
 }
 
 func registration(t *testing.T, email, password, name string) user.Registration {
@@ -227,7 +297,7 @@ func TestLoginIssuesTokensAndStoresOnlyTheRefreshTokensHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok.AccessToken != "access:"+u.ID.String()+":customer" || tok.ExpiresIn != 15*time.Minute {
+	if tok.AccessToken != "access:"+u.ID.String()+":customer:"+store.tokens[0].FamilyID.String() || tok.ExpiresIn != 15*time.Minute {
 		t.Errorf("tokens = %+v", tok)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok.RefreshToken)
@@ -238,10 +308,11 @@ func TestLoginIssuesTokensAndStoresOnlyTheRefreshTokensHash(t *testing.T) {
 		t.Fatalf("stored %d tokens", len(store.tokens))
 	}
 	st, sum := store.tokens[0], sha256.Sum256(raw)
-	if !bytes.Equal(st.Hash, sum[:]) || st.UserID != u.ID || st.FamilyID != st.ID || st.ParentID != uuid.Nil {
+	if !bytes.Equal(st.Hash, sum[:]) || st.UserID != u.ID || st.FamilyID != st.ID || st.ParentID != uuid.Nil ||
+		!st.SessionStartedAt.Equal(now.Truncate(time.Microsecond)) {
 		t.Errorf("stored token = %+v", st)
 	}
-	if !st.ExpiresAt.Equal(now.Add(720 * time.Hour)) {
+	if !st.ExpiresAt.Equal(now.Truncate(time.Microsecond).Add(720 * time.Hour)) {
 		t.Errorf("expires_at = %v", st.ExpiresAt)
 	}
 }
@@ -269,7 +340,8 @@ func TestRefreshRotatesAndReadsTheCurrentRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if next.RefreshToken == first.RefreshToken || next.AccessToken != "access:"+u.ID.String()+":admin" {
+	// Same session, so the same sid.
+	if next.RefreshToken == first.RefreshToken || next.AccessToken != "access:"+u.ID.String()+":admin:"+store.tokens[0].FamilyID.String() {
 		t.Errorf("refreshed = %+v", next)
 	}
 	if st := store.tokens[len(store.tokens)-1]; st.ParentID != store.tokens[0].ID || st.FamilyID != store.tokens[0].FamilyID {
@@ -302,5 +374,159 @@ func TestStoreFailuresPassThrough(t *testing.T) {
 	// A database outage must not pass for bad credentials.
 	if _, err := svc.Login(ctx, "ann@example.com", "correct horse"); !errors.Is(err, down) {
 		t.Errorf("login: %v", err)
+	}
+}
+
+func TestLogoutEndsTheSessionAndItsAccessTokens(t *testing.T) {
+	t.Parallel()
+	svc, store, _, revoker := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := store.tokens[0].FamilyID.String()
+	second, err := svc.Refresh(ctx, first.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The used first token still names the session: logging out with it ends it.
+	if err := svc.Logout(ctx, first.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if ttl, ok := revoker.ttl(sid); !ok || ttl != 16*time.Minute {
+		t.Errorf("session %s revoked: %t for %v; want for the access-token lifetime and a minute", sid, ok, ttl)
+	}
+	if _, err := svc.Refresh(ctx, second.RefreshToken); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("refresh after logout: %v, want ErrRefreshTokenInvalid", err)
+	}
+	// The other session carries on.
+	if _, err := svc.Refresh(ctx, other.RefreshToken); err != nil {
+		t.Errorf("the other session: %v", err)
+	}
+	// Logging out again, or with something that is no token of ours, is no error.
+	for _, tok := range []string{second.RefreshToken, "junk", base64.RawURLEncoding.EncodeToString(make([]byte, 32))} {
+		if err := svc.Logout(ctx, tok); err != nil {
+			t.Errorf("Logout(%q) = %v", tok, err)
+		}
+	}
+}
+
+func TestLogoutSaysWhenAccessTokensCannotBeRevoked(t *testing.T) {
+	t.Parallel()
+	svc, _, _, revoker := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoker.err = errors.New("redis: connection refused")
+	if err := svc.Logout(ctx, tok.RefreshToken); apperr.CodeOf(err) != apperr.Unavailable {
+		t.Errorf("Logout = %v, want unavailable", err)
+	}
+	// The refresh tokens are ended all the same, and a second try finishes the job.
+	if _, err := svc.Refresh(ctx, tok.RefreshToken); !errors.Is(err, user.ErrRefreshTokenInvalid) {
+		t.Errorf("refresh after a half-done logout: %v", err)
+	}
+	revoker.err = nil
+	if err := svc.Logout(ctx, tok.RefreshToken); err != nil {
+		t.Errorf("the second logout: %v", err)
+	}
+	if len(revoker.revoked) != 1 {
+		t.Errorf("revoked %v", revoker.revoked)
+	}
+}
+
+func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
+	t.Parallel()
+	svc, store, _, revoker := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Refresh(ctx, first.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Refresh(ctx, first.RefreshToken); !errors.Is(err, user.ErrRefreshTokenReused) {
+		t.Fatalf("reuse: %v", err)
+	}
+	if _, ok := revoker.ttl(store.tokens[0].FamilyID.String()); !ok {
+		t.Error("reuse did not revoke the session's access tokens")
+	}
+	// When that revocation fails the answer is still the reuse's 401, with the cause.
+	second, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Refresh(ctx, second.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	revoker.err = errors.New("redis: connection refused")
+	_, err = svc.Refresh(ctx, second.RefreshToken)
+	if !errors.Is(err, user.ErrRefreshTokenReused) || apperr.CodeOf(err) != apperr.Unauthorized || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("reuse with revocation failing: %v", err)
+	}
+}
+
+type movableClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *movableClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *movableClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
+	t.Parallel()
+	clock := &movableClock{t: now}
+	svc, store, _, _ := newServiceWith(t, clock, 10*time.Hour)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first refresh token does not outlive the session either.
+	if end := now.Truncate(time.Microsecond).Add(10 * time.Hour); !store.tokens[0].ExpiresAt.Equal(end) {
+		t.Errorf("the first refresh token expires %v, want the session's end %v", store.tokens[0].ExpiresAt, end)
+	}
+	clock.advance(9 * time.Hour)
+	if tok, err = svc.Refresh(ctx, tok.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(time.Hour)
+	if _, err := svc.Refresh(ctx, tok.RefreshToken); !errors.Is(err, user.ErrSessionExpired) {
+		t.Errorf("a refresh at the session's end: %v, want ErrSessionExpired", err)
+	}
+	for _, age := range store.maxAges {
+		if age != 10*time.Hour {
+			t.Errorf("the store was given a session age of %v", age)
+		}
 	}
 }

@@ -33,6 +33,9 @@ var (
 	// ErrRefreshTokenReused means the refresh token had been used already. That is
 	// what a stolen token looks like, so its whole family has been revoked.
 	ErrRefreshTokenReused = apperr.E(apperr.Unauthorized, "the refresh token was already used; the session has been ended, log in again")
+	// ErrSessionExpired means the session has reached its maximum age (SESSION_MAX_AGE
+	// from its log-in), which no refresh extends.
+	ErrSessionExpired = apperr.E(apperr.Unauthorized, "the session has reached its maximum age; log in again")
 )
 
 // Limits on input.
@@ -139,15 +142,17 @@ type User struct {
 }
 
 // RefreshToken is the stored side of a refresh token: its SHA-256, never the token.
-// Tokens descending from one login share a FamilyID.
+// Tokens descending from one login share a FamilyID, which is the session's id (the
+// sid claim of its access tokens), and the time of that login.
 type RefreshToken struct {
-	ID        uuid.UUID
-	Hash      []byte
-	UserID    uuid.UUID
-	FamilyID  uuid.UUID
-	ParentID  uuid.UUID // uuid.Nil for the first token of a family
-	CreatedAt time.Time
-	ExpiresAt time.Time
+	ID               uuid.UUID
+	Hash             []byte
+	UserID           uuid.UUID
+	FamilyID         uuid.UUID
+	ParentID         uuid.UUID // uuid.Nil for the first token of a family
+	SessionStartedAt time.Time // the login's time, the same for the whole family
+	CreatedAt        time.Time
+	ExpiresAt        time.Time
 }
 
 func invalid(format string, args ...any) error { return apperr.E(apperr.Invalid, format, args...) }
