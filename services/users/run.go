@@ -1,10 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -32,6 +34,12 @@ type settings struct {
 	// RefreshTokenRetention is how long a dead session's refresh tokens are kept
 	// (REFRESH_TOKEN_RETENTION).
 	RefreshTokenRetention time.Duration
+	// SigningKEK seals the signing keys in the database (SIGNING_KEK, or the file
+	// SIGNING_KEK_FILE); nil keeps them in plain, which only SIGNING_KEYS_PLAINTEXT
+	// allows.
+	SigningKEK *signing.KEK
+	// SigningKEKSource is the variable SigningKEK came from, for the log and errors.
+	SigningKEKSource string
 	// Admin, when set, is an admin account ensured at start (BOOTSTRAP_ADMIN_EMAIL,
 	// BOOTSTRAP_ADMIN_PASSWORD, BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo
 	// admin with it.
@@ -54,11 +62,57 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		ttlErr = fmt.Errorf("bad configuration: ACCESS_TOKEN_TTL=%s: want at most %s, the longest lifetime token verifiers accept",
 			s.AccessTokenTTL, auth.DefaultMaxLifetime)
 	}
+	kekErr := s.loadKEK(env)
 	adminErr := s.loadAdmin(env)
-	if err := errors.Join(env.Err(), ttlErr, adminErr); err != nil {
+	if err := errors.Join(env.Err(), ttlErr, kekErr, adminErr); err != nil {
 		return settings{}, err
 	}
 	return s, nil
+}
+
+// plaintextKeysByDefault is SIGNING_KEYS_PLAINTEXT's default: whether users starts,
+// keeping its signing keys unencrypted, when no key-encryption key is configured. It is
+// true only until the local stack (internal/devstack), the end-to-end suite and the
+// compose file pass SIGNING_KEK; then false, so that a deployment that forgets the
+// KEK refuses to start instead of storing the key that mints every token in plain.
+const plaintextKeysByDefault = true
+
+// kekHelp says how to configure a key-encryption key, for start-up errors.
+const kekHelp = "set SIGNING_KEK or SIGNING_KEK_FILE (the path of a file holding it) to a key-encryption key: " +
+	"the base64 of 32 random bytes, as openssl rand -base64 32 makes"
+
+// loadKEK reads the key-encryption key of the signing keys: from SIGNING_KEK or the
+// file SIGNING_KEK_FILE (one, not both), or none when SIGNING_KEYS_PLAINTEXT allows
+// it. Errors name the variables and never show a key.
+func (s *settings) loadKEK(env *config.Env) error {
+	value := env.Secret("SIGNING_KEK", "")
+	file := env.String("SIGNING_KEK_FILE", "")
+	plainSet := env.String("SIGNING_KEYS_PLAINTEXT", "") != ""
+	plain := env.Bool("SIGNING_KEYS_PLAINTEXT", plaintextKeysByDefault)
+	var err error
+	switch {
+	case value != "" && file != "":
+		return errors.New("bad configuration: SIGNING_KEK and SIGNING_KEK_FILE are both set; set one")
+	case value != "":
+		s.SigningKEKSource = "SIGNING_KEK"
+		s.SigningKEK, err = signing.ParseKEK(value)
+	case file != "":
+		s.SigningKEKSource = "SIGNING_KEK_FILE"
+		var b []byte
+		if b, err = os.ReadFile(file); err == nil {
+			s.SigningKEK, err = signing.ParseKEK(string(b))
+		}
+	case !plain:
+		return errors.New("bad configuration: no key-encryption key for the signing keys: " + kekHelp +
+			" (or SIGNING_KEYS_PLAINTEXT=true to keep them unencrypted, for local development only)")
+	}
+	if err != nil {
+		return fmt.Errorf("bad configuration: %s: %w", s.SigningKEKSource, err)
+	}
+	if s.SigningKEK != nil && plainSet && plain {
+		return fmt.Errorf("bad configuration: SIGNING_KEYS_PLAINTEXT=true contradicts %s; unset one", s.SigningKEKSource)
+	}
+	return nil
 }
 
 // loadAdmin reads the bootstrap admin: all or nothing, so that a half-set pair is a
@@ -111,7 +165,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
 		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "session_max_age", cfg.SessionMaxAge.String(),
-		"refresh_token_retention", cfg.RefreshTokenRetention.String(),
+		"refresh_token_retention", cfg.RefreshTokenRetention.String(), "signing_kek_from", cmp.Or(cfg.SigningKEKSource, "none"),
 		"bootstrap_admin_email", adminEmail)
 
 	// Session revocations have a Redis client of their own that gives up quickly: a
@@ -124,11 +178,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	revocations := auth.RedisRevocations(fastRedis)
 
 	store := postgres.NewStore(p.Pool)
-	// Every replica loads the same keys from the database, so any of them verifies
-	// what another signed, and a restart does not log anybody out.
-	keys, err := store.SigningKeys(ctx, signing.Generate)
+	keys, err := loadSigningKeys(ctx, p, store, cfg)
 	if err != nil {
-		return fmt.Errorf("load signing keys: %w", err)
+		return err
 	}
 	signer := auth.NewSigner(keys.Current().ID, keys.Current().Private, cfg.AccessTokenTTL)
 	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, user.Sessions{
@@ -164,6 +216,34 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		KeySet:   keys.KeySet(),
 	})
 	return p.Serve(ctx, r)
+}
+
+// loadSigningKeys seals any plain signing key when there is a key-encryption key, and
+// loads the keys. Every replica loads the same keys from the database, so any of them
+// verifies what another signed, and a restart does not log anybody out.
+func loadSigningKeys(ctx context.Context, p *platform.Platform, store *postgres.Store, cfg settings) (signing.Ring, error) {
+	if cfg.SigningKEK == nil {
+		p.Log.Warn("SIGNING KEYS ARE STORED UNENCRYPTED: anyone who reads the users database (a backup, a dump) can mint " +
+			"access tokens for any user; " + kekHelp)
+	} else {
+		n, err := store.SealSigningKeys(ctx, cfg.SigningKEK)
+		if err != nil {
+			return nil, fmt.Errorf("encrypt the signing keys: %w", err)
+		}
+		if n > 0 {
+			p.Log.Info("signing keys encrypted in place", "keys", n, "kek_from", cfg.SigningKEKSource)
+		}
+	}
+	keys, err := store.SigningKeys(ctx, signing.Generate, cfg.SigningKEK)
+	switch {
+	case errors.Is(err, signing.ErrNoKEK):
+		return nil, fmt.Errorf("load signing keys: %w: %s", err, kekHelp)
+	case errors.Is(err, signing.ErrWrongKEK):
+		return nil, fmt.Errorf("load signing keys: %w: check %s", err, cfg.SigningKEKSource)
+	case err != nil:
+		return nil, fmt.Errorf("load signing keys: %w", err)
+	}
+	return keys, nil
 }
 
 // openFastRedis is a Redis client whose calls end at their context's deadline and that

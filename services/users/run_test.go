@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,6 +34,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
+	"github.com/bazaar-shop/bazaar/services/users/internal/signing"
 )
 
 // stack is one users service under test with a direct line to its database and Redis.
@@ -39,12 +44,25 @@ type stack struct {
 	redisURL string
 }
 
-// startUsers runs the service on a fresh database and Redis; extra adds or overrides
-// environment variables.
+// testKEK is the key-encryption key the tests' services seal their signing keys with.
+var testKEK = bytes.Repeat([]byte{0x5a}, 32)
+
+func kekOf(t *testing.T, key []byte) *signing.KEK {
+	t.Helper()
+	k, err := signing.NewKEK(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// startUsers runs the service on a fresh database and Redis, its signing keys sealed
+// with testKEK; extra adds or overrides environment variables.
 func startUsers(t *testing.T, extra map[string]string) stack {
 	t.Helper()
 	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL}
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL,
+		"SIGNING_KEK": base64.StdEncoding.EncodeToString(testKEK)}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -434,9 +452,15 @@ type signingKeyPair struct {
 func signingKey(t *testing.T, s stack) signingKeyPair {
 	t.Helper()
 	var k signingKeyPair
-	var seed []byte
-	if err := s.db.QueryRow(context.Background(), `SELECT kid, seed FROM signing_keys`).Scan(&k.kid, &seed); err != nil {
+	var seed, sealed []byte
+	if err := s.db.QueryRow(context.Background(), `SELECT kid, seed, sealed_seed FROM signing_keys`).Scan(&k.kid, &seed, &sealed); err != nil {
 		t.Fatal(err)
+	}
+	if seed == nil {
+		var err error
+		if seed, err = kekOf(t, testKEK).Open(k.kid, sealed); err != nil {
+			t.Fatal(err)
+		}
 	}
 	k.priv = ed25519.NewKeyFromSeed(seed)
 	return k
@@ -577,10 +601,21 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 
 func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 	t.Parallel()
+	kek := base64.StdEncoding.EncodeToString(testKEK)
+	kekFile := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(kekFile, []byte(kek+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for name, env := range map[string]map[string]string{
-		"BOOTSTRAP_ADMIN_PASSWORD": {"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"},
-		"BOOTSTRAP_ADMIN_EMAIL":    {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
-		"ACCESS_TOKEN_TTL":         {"ACCESS_TOKEN_TTL": "soon"},
+		"SIGNING_KEK":                      {"SIGNING_KEK": "c2hvcnQ="},
+		"SIGNING_KEK and SIGNING_KEK_FILE": {"SIGNING_KEK": kek, "SIGNING_KEK_FILE": kekFile},
+		"SIGNING_KEK_FILE":                 {"SIGNING_KEK_FILE": filepath.Join(t.TempDir(), "missing")},
+		"SIGNING_KEK or SIGNING_KEK_FILE":  {"SIGNING_KEYS_PLAINTEXT": "false"},
+		"SIGNING_KEYS_PLAINTEXT=true":      {"SIGNING_KEK": kek, "SIGNING_KEYS_PLAINTEXT": "true"},
+		"SIGNING_KEYS_PLAINTEXT=\"maybe\"": {"SIGNING_KEYS_PLAINTEXT": "maybe"},
+		"BOOTSTRAP_ADMIN_PASSWORD":         {"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"},
+		"BOOTSTRAP_ADMIN_EMAIL":            {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
+		"ACCESS_TOKEN_TTL":                 {"ACCESS_TOKEN_TTL": "soon"},
 		// Verifiers refuse tokens that live longer than auth.DefaultMaxLifetime.
 		"ACCESS_TOKEN_TTL=2h0m0s": {"ACCESS_TOKEN_TTL": "2h"},
 		"REFRESH_TOKEN_TTL":       {"REFRESH_TOKEN_TTL": "-1h"},
@@ -589,6 +624,151 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%v: err = %v, want it to name %s", env, err, name)
+		}
+		if err != nil && env["SIGNING_KEK"] != "" && strings.Contains(err.Error(), env["SIGNING_KEK"]) {
+			t.Errorf("%v: the error %q shows the key", env, err)
+		}
+	}
+}
+
+// startFails runs the service expecting it to refuse to start, and returns why.
+func startFails(t *testing.T, env map[string]string) error {
+	t.Helper()
+	env["HTTP_ADDR"] = "127.0.0.1:0"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("the service started: %v", err)
+	}
+	return err
+}
+
+// The signing keys are sealed in the database with the key-encryption key. Keys stored
+// in plain before there was one are sealed in place at the first start with it, and
+// the tokens they signed still work; from then on a start without the key, or with
+// another, is refused with a message that says which setting to fix.
+func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
+	t.Parallel()
+	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
+	db := openDB(t, dbURL)
+	env := func(extra ...string) map[string]string {
+		m := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL}
+		for i := 0; i < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	plainProg := programtest.Start(t, run, env("SIGNING_KEYS_PLAINTEXT", "true"))
+	plain := stack{url: plainProg.URL, db: db}
+	if !strings.Contains(plainProg.Logs(), "SIGNING KEYS ARE STORED UNENCRYPTED") {
+		t.Errorf("no warning that the keys are stored in plain; logs:\n%s", plainProg.Logs())
+	}
+	plain.register(t, "ann@example.com", "correct horse", "Ann")
+	tok := plain.login(t, "ann@example.com", "correct horse")
+	var kid string
+	var seed, sealed []byte
+	row := func() {
+		t.Helper()
+		if err := db.QueryRow(context.Background(), `SELECT kid, seed, sealed_seed FROM signing_keys`).Scan(&kid, &seed, &sealed); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if row(); len(seed) != 32 || sealed != nil {
+		t.Fatalf("without a KEK: seed %x, sealed %x", seed, sealed)
+	}
+	plainSeed := seed
+
+	kekFile := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(kekFile, []byte(base64.StdEncoding.EncodeToString(testKEK)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sealedProg := programtest.Start(t, run, env("SIGNING_KEK_FILE", kekFile))
+	if row(); seed != nil || len(sealed) == 0 || bytes.Contains(sealed, plainSeed) {
+		t.Fatalf("with a KEK: seed %x, sealed %x", seed, sealed)
+	}
+	if opened, err := kekOf(t, testKEK).Open(kid, sealed); err != nil || !bytes.Equal(opened, plainSeed) {
+		t.Fatalf("the sealed key is not the same key: %v", err)
+	}
+	if !strings.Contains(sealedProg.Logs(), "signing keys encrypted in place") {
+		t.Errorf("the sealing is not logged; logs:\n%s", sealedProg.Logs())
+	}
+	sealedStack := stack{url: sealedProg.URL, db: db}
+	if r := sealedStack.me(t, tok.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("a token signed before the keys were sealed: %d %s", r.Status, r.Body)
+	}
+	sealedStack.login(t, "ann@example.com", "correct horse")
+
+	// Sealed keys need the KEK: without it, or with another, no start.
+	if err := startFails(t, env("SIGNING_KEYS_PLAINTEXT", "true")); !strings.Contains(err.Error(), "SIGNING_KEK") {
+		t.Errorf("a start without the KEK: %v; want it to say to set SIGNING_KEK", err)
+	}
+	other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	if err := startFails(t, env("SIGNING_KEK", other)); !strings.Contains(err.Error(), "SIGNING_KEK") || !errors.Is(err, signing.ErrWrongKEK) {
+		t.Errorf("a start with another KEK: %v; want it to say SIGNING_KEK is wrong", err)
+	}
+	if row(); seed != nil {
+		t.Error("a failed start unsealed the key")
+	}
+}
+
+// With no KEK and no SIGNING_KEYS_PLAINTEXT, users refuses to start, or (until the
+// local stack passes a KEK) starts with a loud warning.
+func TestWithoutAKEK(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}
+	if !plaintextKeysByDefault {
+		if err := startFails(t, env); !strings.Contains(err.Error(), "SIGNING_KEK") {
+			t.Errorf("err = %v, want it to name SIGNING_KEK", err)
+		}
+		return
+	}
+	prog := programtest.Start(t, run, env)
+	if !strings.Contains(prog.Logs(), "SIGNING KEYS ARE STORED UNENCRYPTED") {
+		t.Errorf("no warning; logs:\n%s", prog.Logs())
+	}
+}
+
+// Rotation: a key added to the ring (newest first) signs from the next start on, and
+// the tokens the older key signed keep working (it stays in the ring and the JWKS).
+func TestATokenSignedBeforeARotationStillVerifies(t *testing.T) {
+	t.Parallel()
+	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "SIGNING_KEK": base64.StdEncoding.EncodeToString(testKEK)}
+	before := stack{url: programtest.Start(t, run, env).URL, db: openDB(t, dbURL)}
+	before.register(t, "ann@example.com", "correct horse", "Ann")
+	old := before.login(t, "ann@example.com", "correct horse")
+
+	next, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := before.db.Exec(context.Background(),
+		`INSERT INTO signing_keys (kid, sealed_seed, created_at) VALUES ($1, $2, now() + interval '1 second')`,
+		next.ID, kekOf(t, testKEK).Seal(next.ID, next.Private.Seed())); err != nil {
+		t.Fatal(err)
+	}
+	after := stack{url: programtest.Start(t, run, env).URL, db: before.db}
+	fresh := after.login(t, "ann@example.com", "correct horse")
+	kidOf := func(tok string) string {
+		parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kid, _ := parsed.Header["kid"].(string)
+		return kid
+	}
+	if kidOf(fresh.AccessToken) != next.ID || kidOf(old.AccessToken) == next.ID {
+		t.Fatalf("after the rotation tokens are signed by %s, before by %s; want %s after", kidOf(fresh.AccessToken), kidOf(old.AccessToken), next.ID)
+	}
+	if r := after.me(t, old.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("a token signed before the rotation: %d %s", r.Status, r.Body)
+	}
+	// Other verifiers get both keys from the JWKS.
+	v := auth.NewVerifier(auth.NewJWKS(after.url+"/.well-known/jwks.json", nil))
+	for _, tok := range []string{old.AccessToken, fresh.AccessToken} {
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Errorf("verifying %s through the JWKS: %v", kidOf(tok), err)
 		}
 	}
 }

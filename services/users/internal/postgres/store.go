@@ -228,25 +228,35 @@ func (s *Store) RevokeRefreshTokenFamily(ctx context.Context, token []byte, now 
 // lock uses a different key.)
 const signingKeysLock int64 = 0x62617a7573657273 // "bazusers"
 
-// SigningKeys returns the stored signing keys, newest first. When there are none it
-// makes one with generate and stores it; replicas that start together get the same key.
-func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, error)) (signing.Ring, error) {
+// SigningKeys returns the stored signing keys, newest first, opening sealed seeds with
+// kek. When there are none it makes one with generate and stores it, sealed when kek is
+// set and in plain when it is nil; replicas that start together get the same key. A
+// sealed key without a kek is signing.ErrNoKEK; one that kek does not open is
+// signing.ErrWrongKEK.
+func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, error), kek *signing.KEK) (signing.Ring, error) {
 	var ring signing.Ring
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, signingKeysLock); err != nil {
 			return err
 		}
 		var err error
-		if ring, err = loadKeys(ctx, tx); err != nil || len(ring) > 0 {
+		if ring, err = loadKeys(ctx, tx, kek); err != nil || len(ring) > 0 {
 			return err
 		}
 		k, err := generate()
 		if err != nil {
 			return err
 		}
+		var plain, sealed []byte
+		if kek != nil {
+			sealed = kek.Seal(k.ID, k.Private.Seed())
+		} else {
+			plain = k.Private.Seed()
+		}
 		err = tx.QueryRow(ctx,
-			`INSERT INTO signing_keys (kid, seed) VALUES ($1, $2) RETURNING created_at`,
-			k.ID, k.Private.Seed()).Scan(&k.CreatedAt)
+			`INSERT INTO signing_keys (kid, seed, sealed_seed) VALUES ($1, $2, $3) RETURNING created_at`,
+			k.ID, plain, sealed).Scan(&k.CreatedAt)
+		k.CreatedAt = k.CreatedAt.UTC()
 		ring = signing.Ring{k}
 		return err
 	})
@@ -256,8 +266,61 @@ func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, e
 	return ring, nil
 }
 
-func loadKeys(ctx context.Context, tx pgx.Tx) (signing.Ring, error) {
-	rows, err := tx.Query(ctx, `SELECT kid, seed, created_at FROM signing_keys ORDER BY created_at DESC, kid`)
+// SealSigningKeys seals with kek, in place, every signing key stored in plain (from
+// before there was a KEK), and returns how many it sealed. A key keeps its kid and
+// creation time, so tokens it signed still verify.
+func (s *Store) SealSigningKeys(ctx context.Context, kek *signing.KEK) (int, error) {
+	var n int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The lock SigningKeys takes: a replica loading keys meanwhile sees every
+		// row either before or after.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, signingKeysLock); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT kid, seed FROM signing_keys WHERE seed IS NOT NULL`)
+		if err != nil {
+			return err
+		}
+		plain := map[string][]byte{}
+		for rows.Next() {
+			var kid string
+			var seed []byte
+			if err := rows.Scan(&kid, &seed); err != nil {
+				rows.Close()
+				return err
+			}
+			plain[kid] = seed
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for kid, seed := range plain {
+			// Checked before it is sealed, so that a damaged row is not hidden under a
+			// seal that would then open to a key that is not the kid's.
+			k, err := signing.FromSeed(seed)
+			if err != nil {
+				return err
+			}
+			if k.ID != kid {
+				return fmt.Errorf("signing key %s: stored kid does not match its key", kid)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE signing_keys SET seed = NULL, sealed_seed = $2 WHERE kid = $1`,
+				kid, kek.Seal(kid, seed)); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, dbError(err, "seal signing keys")
+	}
+	return n, nil
+}
+
+func loadKeys(ctx context.Context, tx pgx.Tx, kek *signing.KEK) (signing.Ring, error) {
+	rows, err := tx.Query(ctx, `SELECT kid, seed, sealed_seed, created_at FROM signing_keys ORDER BY created_at DESC, kid`)
 	if err != nil {
 		return nil, err
 	}
@@ -265,10 +328,18 @@ func loadKeys(ctx context.Context, tx pgx.Tx) (signing.Ring, error) {
 	var ring signing.Ring
 	for rows.Next() {
 		var kid string
-		var seed []byte
+		var seed, sealed []byte
 		var created time.Time
-		if err := rows.Scan(&kid, &seed, &created); err != nil {
+		if err := rows.Scan(&kid, &seed, &sealed, &created); err != nil {
 			return nil, err
+		}
+		if seed == nil {
+			if kek == nil {
+				return nil, fmt.Errorf("signing key %s: %w", kid, signing.ErrNoKEK)
+			}
+			if seed, err = kek.Open(kid, sealed); err != nil {
+				return nil, err
+			}
 		}
 		k, err := signing.FromSeed(seed)
 		if err != nil {

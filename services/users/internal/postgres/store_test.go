@@ -1,6 +1,7 @@
 package postgres_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -379,7 +380,7 @@ func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
 	var wg sync.WaitGroup
 	for range replicas {
 		wg.Go(func() {
-			ring, err := store.SigningKeys(ctx, signing.Generate)
+			ring, err := store.SigningKeys(ctx, signing.Generate, nil)
 			if err != nil || len(ring) != 1 {
 				t.Errorf("SigningKeys = %v, %v", ring, err)
 				return
@@ -399,9 +400,96 @@ func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
 		t.Errorf("%d signing keys, want 1", n)
 	}
 	// A restart loads the same key rather than making one.
-	ring, err := store.SigningKeys(ctx, func() (signing.Key, error) { return signing.Key{}, errors.New("must not generate") })
+	ring, err := store.SigningKeys(ctx, mustNotGenerate, nil)
 	if err != nil || ring.Current().ID != first || ring.Current().CreatedAt.IsZero() {
 		t.Errorf("reload = %v, %v", ring, err)
+	}
+}
+
+func mustNotGenerate() (signing.Key, error) { return signing.Key{}, errors.New("must not generate") }
+
+func kek(t *testing.T, fill byte) *signing.KEK {
+	t.Helper()
+	k, err := signing.NewKEK(bytes.Repeat([]byte{fill}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// storedSeed is what the row of kid holds: the plaintext seed, the sealed one.
+func storedSeed(t *testing.T, pool *pgxpool.Pool, kid string) (plain, sealed []byte) {
+	t.Helper()
+	if err := pool.QueryRow(context.Background(), `SELECT seed, sealed_seed FROM signing_keys WHERE kid = $1`, kid).Scan(&plain, &sealed); err != nil {
+		t.Fatal(err)
+	}
+	return plain, sealed
+}
+
+func TestSigningKeysAreSealedWithAKEK(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	ring, err := store.SigningKeys(ctx, signing.Generate, kek(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := ring.Current()
+	plain, sealed := storedSeed(t, pool, k.ID)
+	if plain != nil || len(sealed) == 0 || bytes.Contains(sealed, k.Private.Seed()) {
+		t.Fatalf("stored seed %x, sealed %x: the seed is readable", plain, sealed)
+	}
+	again, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1))
+	if err != nil || again.Current().ID != k.ID || !again.Current().Private.Equal(k.Private) {
+		t.Fatalf("reload = %v, %v", again, err)
+	}
+	if _, err := store.SigningKeys(ctx, mustNotGenerate, nil); !errors.Is(err, signing.ErrNoKEK) {
+		t.Errorf("reload without a KEK: %v, want ErrNoKEK", err)
+	}
+	if _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2)); !errors.Is(err, signing.ErrWrongKEK) {
+		t.Errorf("reload with another KEK: %v, want ErrWrongKEK", err)
+	}
+	// Nothing was sealed twice or rewritten by the failed loads.
+	if p2, s2 := storedSeed(t, pool, k.ID); p2 != nil || !bytes.Equal(s2, sealed) {
+		t.Errorf("the row changed: %x %x", p2, s2)
+	}
+}
+
+// Keys stored before there was a KEK are sealed in place once one is configured, and
+// stay the same keys (tokens signed with them still verify).
+func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	ring, err := store.SigningKeys(ctx, signing.Generate, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := ring.Current()
+	if plain, sealed := storedSeed(t, pool, k.ID); !bytes.Equal(plain, k.Private.Seed()) || sealed != nil {
+		t.Fatalf("without a KEK: seed %x, sealed %x", plain, sealed)
+	}
+	n, err := store.SealSigningKeys(ctx, kek(t, 1))
+	if err != nil || n != 1 {
+		t.Fatalf("SealSigningKeys = %d, %v; want 1", n, err)
+	}
+	if plain, sealed := storedSeed(t, pool, k.ID); plain != nil || len(sealed) == 0 {
+		t.Fatalf("after sealing: seed %x, sealed %x", plain, sealed)
+	}
+	sealedRing, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1))
+	if err != nil || sealedRing.Current().ID != k.ID || !sealedRing.Current().Private.Equal(k.Private) ||
+		!sealedRing.Current().CreatedAt.Equal(k.CreatedAt) {
+		t.Fatalf("after sealing: %v, %v", sealedRing, err)
+	}
+	if n, err := store.SealSigningKeys(ctx, kek(t, 1)); err != nil || n != 0 {
+		t.Errorf("a second SealSigningKeys = %d, %v; want 0", n, err)
+	}
+	// The table itself refuses a row with both forms, or neither.
+	if _, err := pool.Exec(ctx, `UPDATE signing_keys SET seed = $1`, k.Private.Seed()); err == nil {
+		t.Error("stored a key with both a plaintext and a sealed seed")
+	}
+	if _, err := pool.Exec(ctx, `UPDATE signing_keys SET sealed_seed = NULL`); err == nil {
+		t.Error("stored a key with no seed at all")
 	}
 }
 
