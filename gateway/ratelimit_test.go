@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
 
@@ -149,5 +152,95 @@ func TestLimitsFailOpenWithoutRedis(t *testing.T) {
 		if resp, body := login(t, gw, "ann@example.com"); resp.StatusCode != http.StatusOK {
 			t.Fatalf("log-in %d: %d %s", i+1, resp.StatusCode, body)
 		}
+	}
+}
+
+func TestBadTokensAreLimitedPerAddressBeforeTheyAreVerified(t *testing.T) {
+	t.Parallel()
+	users := newFakeUsers(t)
+	orders := newUpstream(t, "orders", nil)
+	gw := startGateway(t, map[string]string{
+		"USERS_URL": users.URL, "ORDERS_URL": orders.URL,
+		// Low enough that a flood of 150 cannot outrun the refill on a slow machine.
+		"RATE_EDGE_IP": "2", "RATE_EDGE_IP_BURST": "50",
+	}).URL
+	badlySigned := signWith(t, otherKey(t), auth.RoleCustomer, time.Hour)
+
+	// 150 badly signed tokens at once: once the address's burst is spent the rest
+	// are turned away before their signatures are checked (a 429, where a check
+	// would have said 401).
+	const flood = 150
+	codes := make([]int, flood)
+	var wg sync.WaitGroup
+	for i := range flood {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodGet, gw+"/api/v1/users/me", nil)
+			req.Header.Set("Authorization", "Bearer "+badlySigned)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			codes[i] = resp.StatusCode
+			if resp.StatusCode == http.StatusTooManyRequests {
+				if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
+					t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	count := map[int]int{}
+	for _, c := range codes {
+		count[c]++
+	}
+	if count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != flood || count[http.StatusTooManyRequests] < flood/2 {
+		t.Fatalf("answers by status %v; want only 401s and 429s, mostly 429s", count)
+	}
+
+	// Every route that checks a token is behind it: a user's, an admin's, the
+	// monitor's bearer tokens; anonymous routes too. Probes are not.
+	for _, path := range []string{"/api/v1/orders", "/api/v1/admin/sagas", "/ops/tasks/api/queues", "/api/v1/products", "/api/v1/nothing-here"} {
+		resp, body := send(t, http.MethodGet, gw+path, "", badlySigned, nil)
+		expect429(t, resp, body)
+	}
+	if resp, _ := get(t, gw+"/healthz", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %d", resp.StatusCode)
+	}
+	if n := len(users.calls()); n != 0 {
+		t.Errorf("users got %d calls", n)
+	}
+	if n := len(orders.calls()); n != 0 {
+		t.Errorf("orders got %d calls", n)
+	}
+}
+
+func TestLoginLimitHoldsUnderAParallelFlood(t *testing.T) {
+	t.Parallel()
+	users := newUpstream(t, "users", nil)
+	// The per-address limit off, so that the sign-in limit alone is tested: a check
+	// that waits too long for Redis fails open, and must not under a burst.
+	gw := startGateway(t, map[string]string{"USERS_URL": users.URL, "RATE_EDGE_IP": "0"}).URL
+	const flood = 150
+	var wg sync.WaitGroup
+	for i := range flood {
+		wg.Go(func() {
+			req, _ := http.NewRequest(http.MethodPost, gw+"/api/v1/auth/login",
+				strings.NewReader(fmt.Sprintf(`{"email":"victim@example.com","password":"guess-%d"}`, i)))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if n := users.callsTo("/api/v1/auth/login"); n != 5 {
+		t.Fatalf("users got %d of %d parallel log-ins for one address, want 5 (RATE_AUTH_EMAIL_PER_MIN)", n, flood)
 	}
 }

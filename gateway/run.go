@@ -63,9 +63,9 @@ type Config struct {
 	// "gateway@<host name>". It must be stable across restarts and unique among
 	// replicas.
 	ConsumerName string
-	// RateLimits (RATE_IP, RATE_IP_BURST, RATE_USER, RATE_USER_BURST,
-	// RATE_AUTH_IP_PER_MIN, RATE_AUTH_EMAIL_PER_MIN) are the public API's rate
-	// limits; 0 turns one off.
+	// RateLimits (RATE_EDGE_IP, RATE_EDGE_IP_BURST, RATE_IP, RATE_IP_BURST,
+	// RATE_USER, RATE_USER_BURST, RATE_AUTH_IP_PER_MIN, RATE_AUTH_EMAIL_PER_MIN) are
+	// the public API's rate limits; 0 turns one off.
 	RateLimits ratelimit.Limits
 }
 
@@ -89,6 +89,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		OpsSessionTTL:     env.Duration("OPS_SESSION_TTL", 8*time.Hour),
 		ConsumerName:      env.String("CONSUMER_NAME", ""),
 		RateLimits: ratelimit.Limits{
+			EdgeIP:          env.Int("RATE_EDGE_IP", 100, 0, 1_000_000),
+			EdgeIPBurst:     env.Int("RATE_EDGE_IP_BURST", 100, 0, 1_000_000),
 			IP:              env.Int("RATE_IP", 20, 0, 1_000_000),
 			IPBurst:         env.Int("RATE_IP_BURST", 40, 0, 1_000_000),
 			User:            env.Int("RATE_USER", 50, 0, 1_000_000),

@@ -485,6 +485,8 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		"OPS_SESSION_TTL":     "0s",
 		"PRODUCT_CACHE_TTL":   "-1m",
 		"STREAM_IDLE_TIMEOUT": "forever",
+		"RATE_EDGE_IP":        "lots",
+		"RATE_EDGE_IP_BURST":  "-1",
 	}
 	err := run(context.Background(), nil, func(k string) string { return bad[k] }, io.Discard)
 	if err == nil {
@@ -511,6 +513,11 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 		cfg.OpsSessionTTL != 8*time.Hour || cfg.ProductCacheTTL != time.Minute || cfg.StreamIdleTimeout != time.Minute ||
 		!strings.HasPrefix(cfg.ConsumerName, "gateway@") {
 		t.Errorf("defaults: %+v", cfg)
+	}
+	// The per-address limit in front of token checks: a lone user meets their own
+	// limit first, and a flood of 150 bad tokens at once cannot fit in its burst.
+	if l := cfg.RateLimits; l.EdgeIP != 100 || l.EdgeIPBurst != 100 || l.EdgeIP < l.User || l.EdgeIPBurst < l.UserBurst {
+		t.Errorf("RATE_EDGE_IP, RATE_EDGE_IP_BURST default to %d, %d; want 100, 100", l.EdgeIP, l.EdgeIPBurst)
 	}
 
 	env := map[string]string{"USERS_URL": "http://users.internal:8081/", "REDIS_URL": "redis://:hunter2@redis:6379/0"}

@@ -14,6 +14,11 @@ import (
 // unchanged: each service serves its API under the same /api/v1 paths. Anything not
 // listed, under /api/v1 or not, is the router's 404 problem.
 func addRoutes(r chi.Router, d Deps) {
+	// Every request but a probe is first limited per client address, before any
+	// token is looked at: what is refused with a 401 must cost something too.
+	// Unknown paths included: the router's 404s and 405s come after it.
+	r.Use(exceptProbes(d.RateLimit.PerAddress))
+
 	// The gateway's own operational routes, and the whole system's health.
 	r.Method(http.MethodGet, "/healthz", health.Live())
 	r.Method(http.MethodGet, "/readyz", d.Ready.Ready())
@@ -93,4 +98,21 @@ func addRoutes(r chi.Router, d Deps) {
 		// asynqmon: its pages, their assets, and its API under /ops/tasks/api/.
 		r.With(d.Ops.RequireAdmin, withPolicy(d.monitorPolicy)).Handle(TaskMonitorPath+"*", d.TaskMonitor)
 	})
+}
+
+// exceptProbes applies mw to every request but the liveness and readiness probes,
+// which orchestrators call from a few addresses on a schedule and which must never
+// be turned away.
+func exceptProbes(mw func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		limited := mw(next)
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/healthz", "/readyz":
+				next.ServeHTTP(w, r)
+			default:
+				limited.ServeHTTP(w, r)
+			}
+		})
+	}
 }

@@ -81,6 +81,8 @@ type Deps struct {
 // RateLimit is the public API's rate limiting, as middleware. Each answers a 429
 // problem to a request over its limits.
 type RateLimit interface {
+	// PerAddress limits per client IP, before any token is checked.
+	PerAddress(next http.Handler) http.Handler
 	// PerCaller limits per user when a verified principal is in the request's
 	// context, else per client IP.
 	PerCaller(next http.Handler) http.Handler

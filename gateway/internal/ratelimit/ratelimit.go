@@ -1,10 +1,15 @@
-// Package ratelimit is the gateway's rate limiting (docs/contract.md, "The gateway"): GCRA limits
-// kept in Redis with redis_rate, per user when the caller's token has been verified and
-// per client IP otherwise, and tighter ones on log-in and sign-up, per client IP and
-// per e-mail address. A request over a limit is a 429 problem with Retry-After.
+// Package ratelimit is the gateway's rate limiting (docs/contract.md, "The gateway"): GCRA
+// limits. First, per client IP on every request before any token is looked at
+// (PerAddress), kept in the process, so that a flood of forged or stale tokens is
+// throttled before each costs a signature check, whatever state Redis is in. Then,
+// kept in Redis with redis_rate and so shared by every replica: per user when the
+// caller's token has been verified and per client IP otherwise (PerCaller), and
+// tighter ones on log-in and sign-up, per client IP and per e-mail address (SignIn). A
+// request over a limit is a 429 problem with Retry-After.
 //
 // Limits protect the services; they are not worth an outage. When Redis is down or
-// slow every request is let through (fail open), and that is logged now and then.
+// slow the Redis limits let every request through (fail open), and that is logged now
+// and then; the per-address limit in front still holds.
 package ratelimit
 
 import (
@@ -38,15 +43,25 @@ const KeyPrefix = "gateway:rl:"
 // DefaultOpTimeout bounds each Redis call; past it the request is let through.
 const DefaultOpTimeout = 100 * time.Millisecond
 
+// DefaultSignInOpTimeout bounds each Redis call of the sign-in limits. It is longer:
+// a log-in spends a password hash's time anyway, and these limits are what stands
+// between one address and a password-guessing run, so they should fail open only
+// when Redis is really down, not when it is a little slow under a burst.
+const DefaultSignInOpTimeout = time.Second
+
 // warnEvery is the least time between two warnings about Redis failing.
 const warnEvery = 5 * time.Second
 
 // Limits are the configured rates. A zero rate (or burst) turns that limit off.
 type Limits struct {
-	IP, IPBurst     int // per client IP, requests per second and burst (RATE_IP, RATE_IP_BURST)
-	User, UserBurst int // per user, requests per second and burst (RATE_USER, RATE_USER_BURST)
-	AuthIPPerMin    int // log-ins and sign-ups per client IP a minute (RATE_AUTH_IP_PER_MIN)
-	AuthEmailPerMin int // log-ins and sign-ups per e-mail address a minute (RATE_AUTH_EMAIL_PER_MIN)
+	// EdgeIP, EdgeIPBurst: per client IP on every request, before tokens are checked,
+	// requests per second and burst (RATE_EDGE_IP, RATE_EDGE_IP_BURST). It must let
+	// one signed-in user's own limit be reached first.
+	EdgeIP, EdgeIPBurst int
+	IP, IPBurst         int // per client IP, requests per second and burst (RATE_IP, RATE_IP_BURST)
+	User, UserBurst     int // per user, requests per second and burst (RATE_USER, RATE_USER_BURST)
+	AuthIPPerMin        int // log-ins and sign-ups per client IP a minute (RATE_AUTH_IP_PER_MIN)
+	AuthEmailPerMin     int // log-ins and sign-ups per e-mail address a minute (RATE_AUTH_EMAIL_PER_MIN)
 }
 
 // Options tune a Limiter.
@@ -54,6 +69,9 @@ type Options struct {
 	Log *slog.Logger
 	// OpTimeout bounds each Redis call; default DefaultOpTimeout.
 	OpTimeout time.Duration
+	// SignInOpTimeout bounds each Redis call of the sign-in limits; default
+	// DefaultSignInOpTimeout.
+	SignInOpTimeout time.Duration
 }
 
 // Open is a Redis client for the limiter at url: like the product cache's, a call
@@ -68,16 +86,30 @@ func Open(url string) (*redis.Client, error) {
 	opt.ReadTimeout = time.Second
 	opt.WriteTimeout = time.Second
 	opt.DialerRetries = 1
+	// Enough connections, some kept open, that a burst of requests does not queue
+	// for one past OpTimeout: a check that times out fails open, so a pool too small
+	// would let a parallel flood of log-ins through the very limit meant for it.
+	opt.PoolSize = poolSize
+	opt.MinIdleConns = minIdleConns
 	return redis.NewClient(opt), nil
 }
+
+// The limiter's Redis connections: at most poolSize, minIdleConns kept ready.
+const (
+	poolSize     = 128
+	minIdleConns = 16
+)
 
 // Limiter checks requests against Limits. Its middleware are safe for concurrent use.
 type Limiter struct {
 	rl        *redis_rate.Limiter
+	edge      *local // nil when the per-address limit is off
 	limits    Limits
 	log       *slog.Logger
 	opTimeout time.Duration
-	lastWarn  atomic.Int64 // unix nanoseconds of the last warning
+	// signInOpTimeout replaces opTimeout for the sign-in limits.
+	signInOpTimeout time.Duration
+	lastWarn        atomic.Int64 // unix nanoseconds of the last warning
 }
 
 // New is a Limiter keeping its counters in rdb.
@@ -88,12 +120,40 @@ func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
 	if opts.OpTimeout <= 0 {
 		opts.OpTimeout = DefaultOpTimeout
 	}
+	if opts.SignInOpTimeout <= 0 {
+		opts.SignInOpTimeout = DefaultSignInOpTimeout
+	}
 	return &Limiter{
 		rl:        redis_rate.NewLimiter(prefixed{rdb}),
+		edge:      newLocal(limits.EdgeIP, limits.EdgeIPBurst, time.Second),
 		limits:    limits,
 		log:       opts.Log,
 		opTimeout: opts.OpTimeout,
+
+		signInOpTimeout: opts.SignInOpTimeout,
 	}
+}
+
+// PerAddress limits each client IP across everything it asks, and runs before any
+// token is verified. Without it a request refused with 401 is never counted (the
+// per-user limit needs a verified user), so forged or stale tokens could be sent as
+// fast as the gateway can check signatures, and a token with an unknown key id sends
+// the gateway to the users service's key set.
+//
+// It is kept in this process, not in Redis: it costs a map look-up, and it cannot be
+// made to fail open, neither by Redis being down nor by the flood it is there for
+// (thousands of parallel checks would queue for Redis connections past their time
+// limit). The price is that each replica counts on its own.
+func (l *Limiter) PerAddress(next http.Handler) http.Handler {
+	if l.edge == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.answer(w, r, l.edge.allow("edge-ip:"+clientIP(r), time.Now())) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // PerCaller limits each caller: the user whose verified token is in the request's
@@ -151,15 +211,19 @@ func (l *Limiter) signInChecks(r *http.Request, email string) []check {
 	if email = strings.ToLower(strings.TrimSpace(email)); email != "" {
 		checks = append(checks, checkOf("auth-email:"+hashed(email), perMinute(l.limits.AuthEmailPerMin)))
 	}
+	for i := range checks {
+		checks[i].timeout = l.signInOpTimeout
+	}
 	return checks
 }
 
 type check struct {
-	key   string
-	limit redis_rate.Limit
+	key     string
+	limit   redis_rate.Limit
+	timeout time.Duration // 0: the limiter's OpTimeout
 }
 
-func checkOf(key string, limit redis_rate.Limit) check { return check{key, limit} }
+func checkOf(key string, limit redis_rate.Limit) check { return check{key: key, limit: limit} }
 
 func perSecond(rate, burst int) redis_rate.Limit {
 	if rate <= 0 || burst <= 0 {
@@ -182,12 +246,28 @@ func (l *Limiter) check(w http.ResponseWriter, r *http.Request, checks ...check)
 	if res == nil {
 		return true // every limit off, or Redis failed
 	}
+	return l.answer(w, r, outcome{
+		burst: res.Limit.Burst, remaining: res.Remaining,
+		resetAfter: res.ResetAfter, retryAfter: res.RetryAfter, refused: refused,
+	})
+}
+
+// outcome is a limit's verdict on a request.
+type outcome struct {
+	burst, remaining       int
+	resetAfter, retryAfter time.Duration
+	refused                bool
+}
+
+// answer sets the RateLimit headers of o and, when o refused the request, answers
+// the 429 and reports false.
+func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, o outcome) bool {
 	h := w.Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(res.Limit.Burst))
-	h.Set("RateLimit-Remaining", strconv.Itoa(res.Remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(res.ResetAfter)))
-	if refused {
-		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(res.RetryAfter))))
+	h.Set("RateLimit-Limit", strconv.Itoa(o.burst))
+	h.Set("RateLimit-Remaining", strconv.Itoa(o.remaining))
+	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(o.resetAfter)))
+	if o.refused {
+		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(o.retryAfter))))
 		problem.Write(w, r, l.log, apperr.E(apperr.RateLimited, "too many requests; retry later"))
 		return false
 	}
@@ -203,7 +283,11 @@ func (l *Limiter) run(ctx context.Context, checks ...check) (*redis_rate.Result,
 		if c.limit.IsZero() {
 			continue
 		}
-		cctx, cancel := context.WithTimeout(ctx, l.opTimeout)
+		timeout := c.timeout
+		if timeout <= 0 {
+			timeout = l.opTimeout
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
 		res, err := l.rl.Allow(cctx, c.key, c.limit)
 		cancel()
 		if err != nil {
