@@ -673,3 +673,23 @@ func TestTaskStatusWithoutRedisIs503(t *testing.T) {
 		t.Errorf("got %d %+v, want a 503 naming the task queue", resp.StatusCode, d)
 	}
 }
+
+func TestProductListRefusesParametersTheAPIDoesNotDefine(t *testing.T) {
+	t.Parallel()
+	s := startCacheStack(t)
+	for i := range 20 {
+		uri := fmt.Sprintf("/api/v1/products?limit=2&nocache=%d", i)
+		resp, body := get(t, s.gw+uri, nil)
+		d := decodeProblem(t, resp, body)
+		if resp.StatusCode != http.StatusUnprocessableEntity || len(d.Errors) != 1 || d.Errors[0].Field != "nocache" {
+			t.Fatalf("GET %s: %d %+v, want 422 naming nocache", uri, resp.StatusCode, d)
+		}
+	}
+	if n := len(s.inventory.calls()); n != 0 {
+		t.Errorf("inventory got %d calls", n)
+	}
+	keys, err := s.rdb.Keys(context.Background(), "gateway:products:list:*").Result()
+	if err != nil || len(keys) != 0 {
+		t.Errorf("list keys %v (%v), want none", keys, err)
+	}
+}

@@ -7,9 +7,12 @@
 // Only an upstream's 200 answers, with their Content-Type, and only when they are
 // under 1 MiB, not compressed and not marked no-store or private. A product is kept
 // under its id (in canonical form, so that the id an event names finds it), a list
-// page under a hash of its query. Every copy expires after the TTL, a safety net for
-// an event the gateway never sees. Every answer says where it came from in X-Cache:
-// HIT or MISS.
+// page under a hash of its query in canonical form: the parameters the API defines
+// (ListParams), each once, in a fixed order, empty ones left out. A list query with
+// any other parameter is refused (422) before the cache or the service is asked, so
+// that junk parameters cannot each make a copy of a page. Every copy expires after the
+// TTL, a safety net for an event the gateway never sees. Every answer says where it
+// came from in X-Cache: HIT or MISS.
 //
 // # Dropping, and the race it must not lose
 //
@@ -41,8 +44,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -51,6 +56,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
 
 // Header is the response header that says whether the answer came from the cache.
@@ -144,14 +152,53 @@ func productSlot(id uuid.UUID) slot {
 	return slot{kind: "product", key: k, gen: k + ":gen"}
 }
 
+// ListParams are the query parameters of GET /api/v1/products, as docs/openapi.yaml
+// defines them (a test holds the two together), sorted. A list page is kept under
+// these alone.
+var ListParams = []string{"cursor", "limit"}
+
 // listGen is the generation of every list page.
 const listGen = keyPrefix + "list:gen"
 
-func listSlot(query url.Values) slot {
-	// Encode sorts the parameters, so ?limit=5&cursor=x and ?cursor=x&limit=5 share
-	// a copy. Hashing bounds the key's length whatever the query.
-	sum := sha256.Sum256([]byte(query.Encode()))
+// listSlot is where the page of the canonical query (listQuery) is kept. Hashing
+// bounds the key's length whatever the query.
+func listSlot(canonical string) slot {
+	sum := sha256.Sum256([]byte(canonical))
 	return slot{kind: "list", key: keyPrefix + "list:" + hex.EncodeToString(sum[:]), gen: listGen}
+}
+
+// listQuery is the canonical form of a list's raw query: its ListParams, each once, in
+// a fixed order (url.Values.Encode sorts them), escaped one way, and an empty value
+// left out, as the service reads it as absent. So ?limit=5&cursor=x, ?cursor=x&limit=5
+// and ?cursor=%78&limit=5 are one page with one copy, and nothing else reaches the
+// key. It fails with apperr.Malformed for a query that does not parse, and with
+// apperr.Invalid naming every parameter the API does not define and every one given
+// more than once (which of two values the service would read is not for the gateway
+// to guess).
+func listQuery(raw string) (string, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return "", apperr.E(apperr.Malformed, "the query string cannot be parsed")
+	}
+	var f apperr.Fields
+	for _, name := range slices.Sorted(maps.Keys(q)) {
+		switch {
+		case !slices.Contains(ListParams, name):
+			f.Add(name, "is not a parameter of this list (it takes "+strings.Join(ListParams, " and ")+")")
+		case len(q[name]) > 1:
+			f.Add(name, "is given more than once")
+		}
+	}
+	if err := f.Err(); err != nil {
+		return "", err
+	}
+	canonical := url.Values{}
+	for _, name := range ListParams {
+		if v := q.Get(name); v != "" {
+			canonical.Set(name, v)
+		}
+	}
+	return canonical.Encode(), nil
 }
 
 // Product serves GET /api/v1/products/{id} through the cache, with next (the
@@ -170,17 +217,19 @@ func (c *Cache) Product(next http.Handler) http.Handler {
 }
 
 // List serves GET /api/v1/products (a page of the catalogue) through the cache, one
-// copy per query, with next (the inventory proxy) behind it. A query that does not
-// parse is passed through uncached.
+// copy per canonical query, with next (the inventory proxy) behind it; the request is
+// forwarded as it came. A query with a parameter the API does not define, or one
+// given twice, is a 422 problem, and one that does not parse a 400; neither reaches
+// the cache or next, whether or not Redis is up.
 func (c *Cache) List(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		q, err := url.ParseQuery(r.URL.RawQuery)
+		canonical, err := listQuery(r.URL.RawQuery)
 		if err != nil {
 			w.Header().Set(Header, Miss)
-			next.ServeHTTP(w, r)
+			problem.Write(w, r, c.log, err)
 			return
 		}
-		c.serve(w, r, listSlot(q), next)
+		c.serve(w, r, listSlot(canonical), next)
 	})
 }
 

@@ -9,11 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -21,6 +23,7 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
+	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
@@ -179,8 +182,10 @@ func TestAnswerReadBeforeAChangeIsNeverServedAfterIt(t *testing.T) {
 
 func TestOnlyWhole200sAreKept(t *testing.T) {
 	t.Parallel()
+	// The case is named by the cursor: a list takes no parameter the API does not
+	// define.
 	f := newFixture(t, redistest.New(t), func(w http.ResponseWriter, r *http.Request, n int) {
-		switch r.URL.Query().Get("case") {
+		switch r.URL.Query().Get("cursor") {
 		case "404":
 			w.WriteHeader(http.StatusNotFound)
 		case "503":
@@ -196,7 +201,7 @@ func TestOnlyWhole200sAreKept(t *testing.T) {
 		fmt.Fprintf(w, "read %d", n)
 	})
 	for _, c := range []string{"404", "503", "no-store", "compressed", "large"} {
-		path := "/api/v1/products?case=" + c
+		path := "/api/v1/products?cursor=" + c
 		for range 2 {
 			if _, x, _, _ := f.get(t, path); x != productcache.Miss {
 				t.Errorf("%s: X-Cache %s, want MISS", c, x)
@@ -544,5 +549,113 @@ func TestLookupsAreCounted(t *testing.T) {
 	want := map[string]float64{"product/miss": 2, "product/hit": 2, "list/miss": 1, "list/hit": 1}
 	if !maps.Equal(got, want) {
 		t.Errorf("lookups counted %v, want %v", got, want)
+	}
+}
+
+// listKeys are the list pages kept in Redis.
+func (f *fixture) listKeys(t *testing.T) []string {
+	t.Helper()
+	keys, err := f.rdb.Keys(context.Background(), "gateway:products:list:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.DeleteFunc(keys, func(k string) bool { return strings.HasSuffix(k, ":gen") })
+}
+
+// problemOf reads a problem+json answer.
+func problemOf(t *testing.T, f *fixture, path string) (int, problem.Details) {
+	t.Helper()
+	status, x, ct, body := f.get(t, path)
+	if ct != problem.ContentType {
+		t.Fatalf("GET %s: %d %s %q, want a problem", path, status, ct, body)
+	}
+	if x != productcache.Miss {
+		t.Errorf("GET %s: X-Cache %q", path, x)
+	}
+	var d problem.Details
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	return status, d
+}
+
+func TestListKeysAreMadeOnlyFromTheAPIsParameters(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), product)
+
+	// Junk parameters are refused before the cache or the service is asked, so each
+	// one cannot make a copy of its own.
+	for i := range 30 {
+		path := fmt.Sprintf("/api/v1/products?limit=2&junk%d=x", i)
+		status, d := problemOf(t, f, path)
+		if status != http.StatusUnprocessableEntity || len(d.Errors) != 1 || d.Errors[0].Field != fmt.Sprint("junk", i) {
+			t.Fatalf("GET %s: %d %+v, want 422 naming junk%d", path, status, d, i)
+		}
+	}
+	status, d := problemOf(t, f, "/api/v1/products?b=1&limit=2&a=2")
+	if fields := []string{d.Errors[0].Field, d.Errors[1].Field}; status != http.StatusUnprocessableEntity || len(d.Errors) != 2 || !slices.Equal(fields, []string{"a", "b"}) {
+		t.Errorf("two unknown parameters: %d %+v, want 422 naming a and b", status, d)
+	}
+	// One value each: which of two the service would read is not the gateway's guess.
+	if status, d := problemOf(t, f, "/api/v1/products?limit=2&limit=3"); status != http.StatusUnprocessableEntity || len(d.Errors) != 1 || d.Errors[0].Field != "limit" {
+		t.Errorf("limit twice: %d %+v, want 422 naming limit", status, d)
+	}
+	if status, _ := problemOf(t, f, "/api/v1/products?limit=%zz"); status != http.StatusBadRequest {
+		t.Errorf("an unparsable query: %d, want 400", status)
+	}
+	if keys := f.listKeys(t); len(keys) != 0 {
+		t.Fatalf("refused queries left copies: %v", keys)
+	}
+	if len(f.up.calls) != 0 {
+		t.Fatalf("the service was asked %v", f.up.calls)
+	}
+
+	// Spellings of one query share one copy: any order, escaped or not, an empty
+	// parameter the same as none (as the service reads them).
+	first := "/api/v1/products?limit=2&cursor=abc"
+	f.expect(t, first, productcache.Miss, read(first, 1))
+	for _, same := range []string{"/api/v1/products?cursor=abc&limit=2", "/api/v1/products?cursor=a%62c&limit=2", "/api/v1/products?limit=2&cursor=abc&"} {
+		f.expect(t, same, productcache.Hit, read(first, 1))
+	}
+	whole := "/api/v1/products"
+	f.expect(t, whole, productcache.Miss, read(whole, 1))
+	for _, same := range []string{"/api/v1/products?", "/api/v1/products?limit=&cursor="} {
+		f.expect(t, same, productcache.Hit, read(whole, 1))
+	}
+	if keys := f.listKeys(t); len(keys) != 2 {
+		t.Errorf("%d copies for two queries: %v", len(keys), keys)
+	}
+}
+
+func TestListParametersAreRefusedWithoutRedisToo(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "redis://" + ln.Addr().String() + "/0"
+	ln.Close()
+	f := newFixture(t, closed, product)
+	if status, d := problemOf(t, f, "/api/v1/products?utm_source=x"); status != http.StatusUnprocessableEntity || len(d.Errors) != 1 {
+		t.Errorf("got %d %+v, want 422: the API does not change with Redis's health", status, d)
+	}
+}
+
+func TestListParametersAreTheDocumentedOnes(t *testing.T) {
+	t.Parallel()
+	doc, err := openapi3.NewLoader().LoadFromFile("../../../docs/openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := doc.Paths.Find("/api/v1/products").Get
+	var documented []string
+	for _, p := range op.Parameters {
+		if p.Value.In == openapi3.ParameterInQuery {
+			documented = append(documented, p.Value.Name)
+		}
+	}
+	slices.Sort(documented)
+	if !slices.Equal(productcache.ListParams, documented) {
+		t.Errorf("the cache keys lists on %v, docs/openapi.yaml documents %v for GET /api/v1/products", productcache.ListParams, documented)
 	}
 }
