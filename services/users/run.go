@@ -19,6 +19,7 @@ import (
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
 	"github.com/bazaar-shop/bazaar/services/users/internal/signing"
+	"github.com/bazaar-shop/bazaar/services/users/internal/throttle"
 	"github.com/bazaar-shop/bazaar/services/users/internal/user"
 )
 
@@ -34,6 +35,12 @@ type settings struct {
 	// RefreshTokenRetention is how long a dead session's refresh tokens are kept
 	// (REFRESH_TOKEN_RETENTION).
 	RefreshTokenRetention time.Duration
+	// LoginPolicy is how failed log-ins slow down further ones (LOGIN_EMAIL_FAILURES,
+	// LOGIN_ADDRESS_FAILURES, LOGIN_FRESH_BUDGET, LOGIN_FAILURE_WINDOW,
+	// LOGIN_BASE_DELAY, LOGIN_MAX_DELAY).
+	LoginPolicy throttle.Policy
+	// TrustedProxies (TRUSTED_PROXIES) may say the client's address in X-Forwarded-For.
+	TrustedProxies httpapi.TrustedProxies
 	// SigningKEK seals the signing keys in the database (SIGNING_KEK, or the file
 	// SIGNING_KEK_FILE); nil keeps them in plain, which only SIGNING_KEYS_PLAINTEXT
 	// allows.
@@ -55,6 +62,19 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		RefreshTokenTTL:       env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
 		SessionMaxAge:         env.Duration("SESSION_MAX_AGE", 30*24*time.Hour),
 		RefreshTokenRetention: env.Duration("REFRESH_TOKEN_RETENTION", defaultRefreshTokenRetention),
+		LoginPolicy: throttle.Policy{
+			EmailFailures:   env.Int("LOGIN_EMAIL_FAILURES", throttle.DefaultPolicy.EmailFailures, 1, 1000),
+			AddressFailures: env.Int("LOGIN_ADDRESS_FAILURES", throttle.DefaultPolicy.AddressFailures, 1, 1_000_000),
+			FreshBudget:     env.Int("LOGIN_FRESH_BUDGET", throttle.DefaultPolicy.FreshBudget, 0, 1000),
+			Window:          env.Duration("LOGIN_FAILURE_WINDOW", throttle.DefaultPolicy.Window),
+			BaseDelay:       env.Duration("LOGIN_BASE_DELAY", throttle.DefaultPolicy.BaseDelay),
+			MaxDelay:        env.Duration("LOGIN_MAX_DELAY", throttle.DefaultPolicy.MaxDelay),
+		},
+	}
+	var proxiesErr error
+	s.TrustedProxies, proxiesErr = httpapi.ParseTrustedProxies(env.String("TRUSTED_PROXIES", httpapi.DefaultTrustedProxies))
+	if proxiesErr != nil {
+		proxiesErr = fmt.Errorf("bad configuration: TRUSTED_PROXIES: %w", proxiesErr)
 	}
 	var ttlErr error
 	if s.AccessTokenTTL > auth.DefaultMaxLifetime {
@@ -64,7 +84,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	}
 	kekErr := s.loadKEK(env)
 	adminErr := s.loadAdmin(env)
-	if err := errors.Join(env.Err(), ttlErr, kekErr, adminErr); err != nil {
+	if err := errors.Join(env.Err(), ttlErr, proxiesErr, kekErr, adminErr); err != nil {
 		return settings{}, err
 	}
 	return s, nil
@@ -166,10 +186,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
 		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "session_max_age", cfg.SessionMaxAge.String(),
 		"refresh_token_retention", cfg.RefreshTokenRetention.String(), "signing_kek_from", cmp.Or(cfg.SigningKEKSource, "none"),
-		"bootstrap_admin_email", adminEmail)
+		"bootstrap_admin_email", adminEmail, "login_policy", cfg.LoginPolicy.String(),
+		"trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 
-	// Session revocations have a Redis client of their own that gives up quickly: a
-	// look-up on every /users/me must not hang on a Redis that does.
+	// Session revocations and log-in throttling have a Redis client of their own that
+	// gives up quickly: a request must not hang on a Redis that does.
 	fastRedis, err := openFastRedis(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -183,7 +204,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	signer := auth.NewSigner(keys.Current().ID, keys.Current().Private, cfg.AccessTokenTTL)
-	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, user.Sessions{
+	// Failed log-ins are counted in Redis, in this process while Redis is down.
+	guard := throttle.New(fastRedis, cfg.LoginPolicy, throttle.Options{Log: p.Log})
+	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, guard, user.Sessions{
 		RefreshTTL: cfg.RefreshTokenTTL,
 		MaxAge:     cfg.SessionMaxAge,
 		Revoker:    revocations,
@@ -214,6 +237,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Users:    users,
 		Verifier: auth.NewVerifier(keys.Verification()).WithRevocations(revocations).WithLogger(p.Log),
 		KeySet:   keys.KeySet(),
+		Proxies:  cfg.TrustedProxies,
 	})
 	return p.Serve(ctx, r)
 }

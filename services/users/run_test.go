@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -338,6 +339,67 @@ func hashOf(t *testing.T, refreshToken string) []byte {
 	}
 	sum := sha256.Sum256(raw)
 	return sum[:]
+}
+
+// loginFrom posts a log-in as the gateway forwards it, from the client address from.
+func (s stack) loginFrom(t *testing.T, email, password, from string) programtest.Response {
+	t.Helper()
+	return programtest.Call(t, http.MethodPost, s.url+"/api/v1/auth/login",
+		`{"email":"`+email+`","password":"`+password+`"}`, "X-Forwarded-For", from)
+}
+
+// tooSoon asserts a 429 problem with a Retry-After of whole seconds, and returns it.
+func tooSoon(t *testing.T, r programtest.Response) int {
+	t.Helper()
+	d := r.Problem(t, http.StatusTooManyRequests)
+	secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	if err != nil || secs < 1 || secs > 15*60 || !strings.HasSuffix(d.Type, "rate_limited") {
+		t.Fatalf("Retry-After %q, problem %+v", r.Header.Get("Retry-After"), d)
+	}
+	return secs
+}
+
+// Calling users directly gains an attacker nothing over the gateway: it slows guessing
+// itself. An e-mail guessed at from many addresses does not lock its owner out.
+func TestGuessingPasswordsIsSlowedButTheOwnerGetsIn(t *testing.T) {
+	t.Parallel()
+	// Delays long enough that no slow machine sees one pass during the test.
+	s := startUsers(t, map[string]string{"LOGIN_ADDRESS_FAILURES": "8", "LOGIN_BASE_DELAY": "10m"})
+	s.register(t, "ann@example.com", "correct horse", "Ann")
+	s.register(t, "bob@example.com", "correct horse", "Bob")
+
+	// Six wrong passwords for Ann from six addresses: her e-mail is now delayed...
+	for i := 1; i <= 6; i++ {
+		s.loginFrom(t, "ann@example.com", "wrong horse", "198.51.100."+strconv.Itoa(i)).Problem(t, http.StatusUnauthorized)
+	}
+	tooSoon(t, s.loginFrom(t, "ann@example.com", "correct horse", "198.51.100.1"))
+	// ...but Ann, from a seventh address, gets in.
+	if r := s.loginFrom(t, "ann@example.com", "correct horse", "203.0.113.7"); r.Status != http.StatusOK {
+		t.Fatalf("the owner from a fresh address: %d %s", r.Status, r.Body)
+	}
+
+	// A flood from one address, over many e-mails, is slowed as well.
+	for i := range 8 {
+		s.loginFrom(t, "nobody"+strconv.Itoa(i)+"@example.com", "wrong horse", "192.0.2.1").Problem(t, http.StatusUnauthorized)
+	}
+	tooSoon(t, s.loginFrom(t, "bob@example.com", "correct horse", "192.0.2.1"))
+	// Bob from elsewhere is not.
+	if r := s.loginFrom(t, "bob@example.com", "correct horse", "192.0.2.2"); r.Status != http.StatusOK {
+		t.Fatalf("bob from another address: %d %s", r.Status, r.Body)
+	}
+}
+
+// X-Forwarded-For is believed only from TRUSTED_PROXIES: a client that writes its own
+// gets no fresh allowance with each made-up address.
+func TestAForgedForwardedForGainsNothing(t *testing.T) {
+	t.Parallel()
+	s := startUsers(t, map[string]string{"TRUSTED_PROXIES": "10.0.0.0/8", "LOGIN_BASE_DELAY": "10m"}) // not this test's loopback
+	s.register(t, "ann@example.com", "correct horse", "Ann")
+	for i := 1; i <= 5; i++ {
+		s.loginFrom(t, "ann@example.com", "wrong horse", "198.51.100."+strconv.Itoa(i)).Problem(t, http.StatusUnauthorized)
+	}
+	// All of them came from 127.0.0.1, whatever they said: that address must wait.
+	tooSoon(t, s.loginFrom(t, "ann@example.com", "correct horse", "203.0.113.7"))
 }
 
 func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {

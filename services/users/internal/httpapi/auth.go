@@ -3,7 +3,9 @@ package httpapi
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
@@ -78,9 +80,10 @@ func register(log *slog.Logger, users *user.Service) http.HandlerFunc {
 	}
 }
 
-// login answers POST /api/v1/auth/login: 200 with a token pair, or one 401 for every
-// wrong e-mail or password.
-func login(log *slog.Logger, users *user.Service) http.HandlerFunc {
+// login answers POST /api/v1/auth/login: 200 with a token pair, one 401 for every
+// wrong e-mail or password, or a 429 with Retry-After for an attempt too soon after
+// failed ones (from the client address proxies say).
+func login(log *slog.Logger, users *user.Service, proxies TrustedProxies) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req loginRequest
 		if err := httpjson.Decode(r, &req); err != nil {
@@ -96,7 +99,12 @@ func login(log *slog.Logger, users *user.Service) http.HandlerFunc {
 			problem.Write(w, r, log, err)
 			return
 		}
-		t, err := users.Login(r.Context(), req.Email, req.Password)
+		t, err := users.Login(r.Context(), req.Email, req.Password, proxies.ClientAddr(r))
+		var tooSoon *user.TooManyAttemptsError
+		if errors.As(err, &tooSoon) {
+			// Whole seconds, rounded up: an early retry would only be refused again.
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(tooSoon.RetryAfter.Seconds()))))
+		}
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"time"
 	"unicode/utf8"
 
@@ -72,6 +73,16 @@ type SessionRevoker interface {
 	Revoke(ctx context.Context, sid string, ttl time.Duration) error
 }
 
+// Throttle slows down password guessing: it is asked before a password is checked.
+// The throttle package has the rule.
+type Throttle interface {
+	// Admit returns a *TooManyAttemptsError when an attempt to log in as email from the
+	// client address from must wait. Otherwise the attempt counts as a failure unless
+	// the release it returns is called (the password was right, or the check failed
+	// for a reason that is not the caller's).
+	Admit(ctx context.Context, email string, from netip.Addr) (func(context.Context), error)
+}
+
 // Clock tells the time; tests set it.
 type Clock interface{ Now() time.Time }
 
@@ -107,6 +118,7 @@ type Service struct {
 	hasher   Hasher
 	signer   TokenSigner
 	clock    Clock
+	throttle Throttle
 	sessions Sessions
 	// dummyHash is checked against when a login names an unknown e-mail, so that the
 	// answer takes as long as a wrong password and timing does not reveal accounts.
@@ -115,7 +127,10 @@ type Service struct {
 
 // NewService makes the service. It fails when a required seam is missing or the hasher
 // fails.
-func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, sessions Sessions) (*Service, error) {
+func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, throttle Throttle, sessions Sessions) (*Service, error) {
+	if throttle == nil {
+		return nil, errors.New("user service: no log-in throttle")
+	}
 	if sessions.Revoker == nil {
 		return nil, errors.New("user service: no session revoker")
 	}
@@ -126,7 +141,7 @@ func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, ses
 	if err != nil {
 		return nil, fmt.Errorf("hash the dummy password: %w", err)
 	}
-	return &Service{store: store, hasher: hasher, signer: signer, clock: clock, sessions: sessions, dummyHash: dummy}, nil
+	return &Service{store: store, hasher: hasher, signer: signer, clock: clock, throttle: throttle, sessions: sessions, dummyHash: dummy}, nil
 }
 
 // Register creates a customer account. It returns ErrEmailTaken when the e-mail has
@@ -170,15 +185,31 @@ func (s *Service) newUser(r Registration, role auth.Role) (User, error) {
 	}, nil
 }
 
-// Login checks an e-mail and password and starts a session. Every failure that is
-// the caller's is ErrBadCredentials, the same for an unknown e-mail as for a wrong
-// password, and takes the same time.
-func (s *Service) Login(ctx context.Context, email, password string) (Tokens, error) {
+// Login checks an e-mail and password, tried from the client address from, and starts
+// a session. Every failure that is the caller's is ErrBadCredentials, the same for an
+// unknown e-mail as for a wrong password, and takes the same time. An attempt too soon
+// after failed ones is a *TooManyAttemptsError, whatever its password: it is refused
+// before the password is checked.
+func (s *Service) Login(ctx context.Context, email, password string, from netip.Addr) (Tokens, error) {
 	// An over-long password cannot be right (none can be set) and would only cost
 	// hashing time; refusing it says nothing about whether the e-mail exists.
 	if utf8.RuneCountInString(password) > MaxPasswordLen {
 		return Tokens{}, ErrBadCredentials
 	}
+	release, err := s.throttle.Admit(ctx, email, from)
+	if err != nil {
+		return Tokens{}, err
+	}
+	t, err := s.login(ctx, email, password)
+	if !errors.Is(err, ErrBadCredentials) {
+		// Only a wrong guess counts as a failure: not a success, and not a database
+		// that was down.
+		release(ctx)
+	}
+	return t, err
+}
+
+func (s *Service) login(ctx context.Context, email, password string) (Tokens, error) {
 	u, found, err := s.lookup(ctx, email)
 	if err != nil {
 		return Tokens{}, err

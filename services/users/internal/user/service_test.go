@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,9 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/services/users/internal/throttle"
 	"github.com/bazaar-shop/bazaar/services/users/internal/user"
 )
 
@@ -200,11 +204,21 @@ func newService(t *testing.T) (*user.Service, *fakeStore, *fakeHasher) {
 	return svc, store, hasher
 }
 
-// newServiceWith is a service on clock whose sessions last at most maxAge.
+// home is the client address of the tests' log-ins.
+var home = netip.MustParseAddr("203.0.113.1")
+
+// newServiceWith is a service on clock whose sessions last at most maxAge, throttling
+// log-ins by the default policy in a fresh Redis.
 func newServiceWith(t *testing.T, clock user.Clock, maxAge time.Duration) (*user.Service, *fakeStore, *fakeHasher, *fakeRevoker) {
 	t.Helper()
 	store, hasher, revoker := newFakeStore(), &fakeHasher{}, &fakeRevoker{revoked: map[string]time.Duration{}}
-	svc, err := user.NewService(store, hasher, fakeSigner{}, clock, user.Sessions{
+	rdb, err := redisclient.Open(redistest.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rdb.Close() })
+	guard := throttle.New(rdb, throttle.DefaultPolicy, throttle.Options{Now: clock.Now})
+	svc, err := user.NewService(store, hasher, fakeSigner{}, clock, guard, user.Sessions{
 		RefreshTTL: 720 * time.Hour, MaxAge: maxAge, Revoker: revoker,
 	})
 	if err != nil {
@@ -264,7 +278,7 @@ func TestLoginFailsTheSameWayForUnknownEmailAndWrongPassword(t *testing.T) {
 		"over-long passwd": {"ann@example.com", strings.Repeat("x", user.MaxPasswordLen+1)},
 	}
 	for name, c := range cases {
-		_, err := svc.Login(ctx, c[0], c[1])
+		_, err := svc.Login(ctx, c[0], c[1], home)
 		if err != user.ErrBadCredentials { //nolint:errorlint // the very same error value, not just the same code
 			t.Errorf("%s: %v, want ErrBadCredentials", name, err)
 		}
@@ -293,7 +307,7 @@ func TestLoginIssuesTokensAndStoresOnlyTheRefreshTokensHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := svc.Login(ctx, " ANN@example.com", "correct horse")
+	tok, err := svc.Login(ctx, " ANN@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +339,7 @@ func TestRefreshRotatesAndReadsTheCurrentRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	first, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,7 +386,7 @@ func TestStoreFailuresPassThrough(t *testing.T) {
 		t.Errorf("register: %v", err)
 	}
 	// A database outage must not pass for bad credentials.
-	if _, err := svc.Login(ctx, "ann@example.com", "correct horse"); !errors.Is(err, down) {
+	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); !errors.Is(err, down) {
 		t.Errorf("login: %v", err)
 	}
 }
@@ -384,11 +398,11 @@ func TestLogoutEndsTheSessionAndItsAccessTokens(t *testing.T) {
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
 	}
-	first, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	first, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	other, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -427,7 +441,7 @@ func TestLogoutSaysWhenAccessTokensCannotBeRevoked(t *testing.T) {
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	tok, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +469,7 @@ func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
 	}
-	first, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	first, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,7 +483,7 @@ func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
 		t.Error("reuse did not revoke the session's access tokens")
 	}
 	// When that revocation fails the answer is still the reuse's 401, with the cause.
-	second, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	second, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,7 +522,7 @@ func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := svc.Login(ctx, "ann@example.com", "correct horse")
+	tok, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -528,5 +542,64 @@ func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 		if age != 10*time.Hour {
 			t.Errorf("the store was given a session age of %v", age)
 		}
+	}
+}
+
+// After failures from an address, even the right password from it waits out the delay
+// (its password is not even checked meanwhile), and gets in once the delay has passed.
+func TestACorrectPasswordAfterFailuresWaitsForTheDelay(t *testing.T) {
+	t.Parallel()
+	clock := &movableClock{t: now}
+	svc, _, hasher, _ := newServiceWith(t, clock, 30*24*time.Hour)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	for range throttle.DefaultPolicy.EmailFailures {
+		if _, err := svc.Login(ctx, "ann@example.com", "wrong horse", home); !errors.Is(err, user.ErrBadCredentials) {
+			t.Fatalf("a wrong password: %v", err)
+		}
+	}
+	checked := len(hasher.verified)
+	_, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
+	var tma *user.TooManyAttemptsError
+	if !errors.As(err, &tma) || tma.RetryAfter != time.Second || apperr.CodeOf(err) != apperr.RateLimited {
+		t.Fatalf("the right password at once: %v, want too many attempts, retry after 1s", err)
+	}
+	clock.advance(time.Second - time.Millisecond)
+	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); !errors.As(err, &tma) {
+		t.Fatalf("a millisecond early: %v, want too many attempts", err)
+	}
+	if len(hasher.verified) != checked {
+		t.Error("a refused attempt's password was checked")
+	}
+	clock.advance(time.Millisecond)
+	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); err != nil {
+		t.Fatalf("once the delay has passed: %v", err)
+	}
+}
+
+// A log-in that fails because the database is down is not a wrong guess: it does not
+// count towards a delay.
+func TestOutagesDoNotCountAsFailures(t *testing.T) {
+	t.Parallel()
+	svc, store, _, _ := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	ctx := context.Background()
+	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.err = apperr.E(apperr.Unavailable, "the users database is unavailable")
+	store.mu.Unlock()
+	for range 3 * throttle.DefaultPolicy.EmailFailures {
+		if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); apperr.CodeOf(err) != apperr.Unavailable {
+			t.Fatalf("login during the outage: %v", err)
+		}
+	}
+	store.mu.Lock()
+	store.err = nil
+	store.mu.Unlock()
+	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); err != nil {
+		t.Errorf("login after the outage: %v", err)
 	}
 }

@@ -5,6 +5,7 @@
 package user
 
 import (
+	"fmt"
 	"log/slog"
 	"net/mail"
 	"strings"
@@ -37,6 +38,20 @@ var (
 	// from its log-in), which no refresh extends.
 	ErrSessionExpired = apperr.E(apperr.Unauthorized, "the session has reached its maximum age; log in again")
 )
+
+// errTooManyAttempts is what a TooManyAttemptsError renders as.
+var errTooManyAttempts = apperr.E(apperr.RateLimited, "too many failed log-ins; try again later")
+
+// TooManyAttemptsError refuses a log-in attempt that comes too soon after failed ones.
+// It is an apperr.RateLimited error (a 429); RetryAfter is how long to wait.
+type TooManyAttemptsError struct{ RetryAfter time.Duration }
+
+func (e *TooManyAttemptsError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", errTooManyAttempts, e.RetryAfter)
+}
+
+// Unwrap makes it the apperr error it renders as.
+func (e *TooManyAttemptsError) Unwrap() error { return errTooManyAttempts }
 
 // Limits on input.
 const (
