@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -40,9 +42,22 @@ const (
 	serviceReadyTimeout = 2 * time.Second
 )
 
+// healthCacheTTL is how long GET /health gives the same report again: anyone may ask
+// it, and each check asks every service, so a second's staleness buys a bound on what
+// a crowd of callers costs them.
+const healthCacheTTL = time.Second
+
+// defaultOpsPort is OPS_ADDR's port when it is not set: the operations listener is on
+// loopback by default, so that only the machine (or a scraper beside it) reaches it.
+const defaultOpsPort = "9080"
+
 // Config is everything the gateway reads from its environment.
 type Config struct {
-	HTTPAddr         string        // HTTP_ADDR
+	HTTPAddr string // HTTP_ADDR
+	// OpsAddr (OPS_ADDR) is the operations listener: /metrics, and the probes again.
+	// By default 127.0.0.1:9080, or any free port when HTTP_ADDR asks for one (port
+	// 0), since such a gateway is one of many on the machine (a test's stack).
+	OpsAddr          string
 	RedisURL         string        // REDIS_URL: operations sessions, the product cache, the task queues
 	UsersURL         string        // USERS_URL
 	InventoryURL     string        // INVENTORY_URL
@@ -103,6 +118,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		host, _ := os.Hostname()
 		c.ConsumerName = "gateway@" + host
 	}
+	opsDefault := net.JoinHostPort("127.0.0.1", defaultOpsPort)
+	if _, port, err := net.SplitHostPort(c.HTTPAddr); err == nil && port == "0" {
+		opsDefault = "127.0.0.1:0"
+	}
+	c.OpsAddr = env.Addr("OPS_ADDR", opsDefault)
 	c.JWKSURL = env.URL("JWKS_URL", strings.TrimRight(c.UsersURL, "/")+"/.well-known/jwks.json", web...)
 	return c, env.Err()
 }
@@ -111,6 +131,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("ops_addr", c.OpsAddr),
 		slog.String("redis_url", config.Mask(c.RedisURL)),
 		slog.String("users_url", config.Mask(c.UsersURL)),
 		slog.String("inventory_url", config.Mask(c.InventoryURL)),
@@ -218,7 +239,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Tracing:      tracing,
 		Verifier:     verifier,
 		Ready:        ready,
-		SystemHealth: systemhealth.New(cfg.services(), ready.Check, serviceReadyTimeout, log),
+		SystemHealth: systemhealth.New(cfg.services(), ready.Check, serviceReadyTimeout, log).CacheFor(healthCacheTTL),
 		Upstreams:    upstreams,
 		Products:     cache,
 		Tasks:        inspector,
@@ -247,11 +268,56 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		wg.Wait()
 	}()
 
-	if err := httpserver.New(cfg.HTTPAddr, h, log).Run(ctx); err != nil {
+	// The operations listener binds first, so that a gateway whose OPS_ADDR is taken
+	// never starts serving the public.
+	opsLn, err := net.Listen("tcp", cfg.OpsAddr)
+	if err != nil {
+		return fmt.Errorf("OPS_ADDR: listen on %s: %w", cfg.OpsAddr, err)
+	}
+	ops := httpapi.NewOpsServer(httpapi.Deps{Log: log, Metrics: reg, Ready: ready})
+	if err := serveBoth(ctx, log, httpserver.New(cfg.HTTPAddr, h, log), opsLn, ops); err != nil {
 		return err
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// serveBoth serves the public server and, on opsLn, the operations handler until ctx
+// ends, then stops both. If either fails the other is stopped too and the error
+// returned.
+func serveBoth(ctx context.Context, log *slog.Logger, public *httpserver.Server, opsLn net.Listener, ops http.Handler) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opsSrv := &http.Server{
+		Handler:           ops,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	// Not "listening": that line names the public address, which tests and the local
+	// stack read from the log.
+	log.Info("ops listening", "addr", opsLn.Addr().String())
+	opsErr := make(chan error, 1)
+	go func() {
+		err := opsSrv.Serve(opsLn)
+		if !errors.Is(err, http.ErrServerClosed) {
+			cancel() // the public server stops too
+		}
+		opsErr <- err
+	}()
+
+	err := public.Run(ctx)
+	sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
+	if serr := opsSrv.Shutdown(sctx); serr != nil {
+		err = errors.Join(err, fmt.Errorf("ops shutdown: %w", serr))
+	}
+	if oerr := <-opsErr; !errors.Is(oerr, http.ErrServerClosed) {
+		err = errors.Join(err, fmt.Errorf("ops serve: %w", oerr))
+	}
+	return err
 }
 
 // newUpstreams are the proxies to the services. The orders service gets two: the

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -45,7 +46,7 @@ func closedURL(t *testing.T) string {
 // unless env names a REDIS_URL the test gets a logical database of its own.
 func startGateway(t *testing.T, env map[string]string) *programtest.Program {
 	t.Helper()
-	all := map[string]string{"LOG_LEVEL": "debug"}
+	all := map[string]string{"LOG_LEVEL": "debug", "OPS_ADDR": "127.0.0.1:0"}
 	for _, name := range []string{"USERS_URL", "INVENTORY_URL", "PAYMENTS_URL", "ORDERS_URL", "NOTIFICATIONS_URL"} {
 		all[name] = closedURL(t)
 	}
@@ -452,23 +453,67 @@ func equalReports(a, b health.Report) bool {
 	return a.Status == b.Status && maps.Equal(a.Checks, b.Checks)
 }
 
+// opsListening is the log line of the operations listener (OPS_ADDR).
+var opsListening = regexp.MustCompile(`"msg":"ops listening"[^\n]*?"addr":"([^"]+)"`)
+
+// opsURL is the base URL of gw's operations listener, read from its log.
+func opsURL(t *testing.T, gw *programtest.Program) string {
+	t.Helper()
+	m := opsListening.FindStringSubmatch(gw.Logs())
+	if m == nil {
+		t.Fatalf("no ops listener in the logs:\n%s", gw.Logs())
+	}
+	return "http://" + m[1]
+}
+
 func TestOperationalRoutes(t *testing.T) {
 	t.Parallel()
 	gw := startGateway(t, map[string]string{})
+	ops := opsURL(t, gw)
 
-	if resp, body := get(t, gw.URL+"/healthz", nil); resp.StatusCode != http.StatusOK {
-		t.Errorf("/healthz: %d %s", resp.StatusCode, body)
-	}
-	resp, body := get(t, gw.URL+"/readyz", nil)
-	var rep health.Report
-	if err := json.Unmarshal(body, &rep); err != nil || resp.StatusCode != http.StatusOK || rep.Checks["redis"] != health.Healthy {
-		t.Errorf("/readyz: %d %s (%v)", resp.StatusCode, body, err)
+	// The probes answer on both listeners: orchestrators and the local stack probe
+	// the public port; an operator's tools may keep to the operations one.
+	for _, base := range []string{gw.URL, ops} {
+		if resp, body := get(t, base+"/healthz", nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("%s/healthz: %d %s", base, resp.StatusCode, body)
+		}
+		resp, body := get(t, base+"/readyz", nil)
+		var rep health.Report
+		if err := json.Unmarshal(body, &rep); err != nil || resp.StatusCode != http.StatusOK || rep.Checks["redis"] != health.Healthy {
+			t.Errorf("%s/readyz: %d %s (%v)", base, resp.StatusCode, body, err)
+		}
 	}
 	get(t, gw.URL+"/api/v1/nothing-here", nil)
-	if resp, body := get(t, gw.URL+"/metrics", nil); resp.StatusCode != http.StatusOK ||
-		!bytes.Contains(body, []byte(`http_requests_total{code="404",method="GET",route="unmatched"}`)) {
-		t.Errorf("/metrics: %d, want the 404 counted:\n%s", resp.StatusCode, body)
+	// Metrics are for operators: not on the public port.
+	if resp, body := get(t, gw.URL+"/metrics", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("public /metrics: %d, want 404:\n%.300s", resp.StatusCode, body)
 	}
+	// It counts the public port's requests (the two 404s), not its own scrapes and
+	// probes, which are not traffic.
+	if resp, body := get(t, ops+"/metrics", nil); resp.StatusCode != http.StatusOK ||
+		!bytes.Contains(body, []byte(`http_requests_total{code="404",method="GET",route="unmatched"} 2`+"\n")) {
+		t.Errorf("ops /metrics: %d, want the public 404s counted:\n%s", resp.StatusCode, body)
+	}
+	// Nothing else is served there.
+	if resp, _ := get(t, ops+"/api/v1/products", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("ops /api/v1/products: %d, want 404", resp.StatusCode)
+	}
+}
+
+func TestHealthIsLimitedPerAddress(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"RATE_IP": "1", "RATE_IP_BURST": "2"}
+	for _, s := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+		env[strings.ToUpper(s)+"_URL"] = fakeService(t, health.Report{Status: health.Healthy, Checks: map[string]health.Status{}})
+	}
+	gw := startGateway(t, env)
+	for i := range 2 {
+		if resp, body := get(t, gw.URL+"/health", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("/health %d: %d %s", i+1, resp.StatusCode, body)
+		}
+	}
+	resp, body := get(t, gw.URL+"/health", nil)
+	expect429(t, resp, body)
 }
 
 func TestBadConfigNamesTheVariable(t *testing.T) {
@@ -485,6 +530,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		"OPS_SESSION_TTL":     "0s",
 		"PRODUCT_CACHE_TTL":   "-1m",
 		"STREAM_IDLE_TIMEOUT": "forever",
+		"OPS_ADDR":            "nowhere",
 		"RATE_EDGE_IP":        "lots",
 		"RATE_EDGE_IP_BURST":  "-1",
 	}
@@ -508,7 +554,7 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HTTPAddr != ":8080" || cfg.UsersURL != "http://127.0.0.1:8081" || cfg.NotificationsURL != "http://127.0.0.1:8085" ||
+	if cfg.HTTPAddr != ":8080" || cfg.OpsAddr != "127.0.0.1:9080" || cfg.UsersURL != "http://127.0.0.1:8081" || cfg.NotificationsURL != "http://127.0.0.1:8085" ||
 		cfg.JWKSURL != "http://127.0.0.1:8081/.well-known/jwks.json" || cfg.UpstreamTimeout != 10*time.Second ||
 		cfg.OpsSessionTTL != 8*time.Hour || cfg.ProductCacheTTL != time.Minute || cfg.StreamIdleTimeout != time.Minute ||
 		!strings.HasPrefix(cfg.ConsumerName, "gateway@") {
@@ -518,6 +564,20 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 	// limit first, and a flood of 150 bad tokens at once cannot fit in its burst.
 	if l := cfg.RateLimits; l.EdgeIP != 100 || l.EdgeIPBurst != 100 || l.EdgeIP < l.User || l.EdgeIPBurst < l.UserBurst {
 		t.Errorf("RATE_EDGE_IP, RATE_EDGE_IP_BURST default to %d, %d; want 100, 100", l.EdgeIP, l.EdgeIPBurst)
+	}
+
+	// A program told to take any free port is one of many on the machine (a test's
+	// stack): its operations listener takes any free port too, not a fixed one.
+	for httpAddr, want := range map[string]string{"127.0.0.1:0": "127.0.0.1:0", ":0": "127.0.0.1:0", "127.0.0.1:8080": "127.0.0.1:9080"} {
+		cfg, err := loadConfig(func(k string) string { return map[string]string{"HTTP_ADDR": httpAddr}[k] })
+		if err != nil || cfg.OpsAddr != want {
+			t.Errorf("HTTP_ADDR=%s: OPS_ADDR defaults to %q (%v), want %q", httpAddr, cfg.OpsAddr, err, want)
+		}
+	}
+	if cfg, _ := loadConfig(func(k string) string {
+		return map[string]string{"HTTP_ADDR": "127.0.0.1:0", "OPS_ADDR": "10.0.0.5:9999"}[k]
+	}); cfg.OpsAddr != "10.0.0.5:9999" {
+		t.Errorf("OPS_ADDR set: %q", cfg.OpsAddr)
 	}
 
 	env := map[string]string{"USERS_URL": "http://users.internal:8081/", "REDIS_URL": "redis://:hunter2@redis:6379/0"}

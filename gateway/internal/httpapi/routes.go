@@ -19,11 +19,10 @@ func addRoutes(r chi.Router, d Deps) {
 	// Unknown paths included: the router's 404s and 405s come after it.
 	r.Use(exceptProbes(d.RateLimit.PerAddress))
 
-	// The gateway's own operational routes, and the whole system's health.
+	// The gateway's own probes, for orchestrators and the local stack. Metrics are
+	// not here but on the operations listener (addOpsRoutes).
 	r.Method(http.MethodGet, "/healthz", health.Live())
 	r.Method(http.MethodGet, "/readyz", d.Ready.Ready())
-	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
-	r.Method(http.MethodGet, "/health", d.SystemHealth)
 
 	// Every API route is one of three kinds: anonymous, a user's, an admin's. Tokens
 	// are checked here first, and roles too, so that a request that cannot succeed
@@ -39,6 +38,10 @@ func addRoutes(r chi.Router, d Deps) {
 	// The anonymous routes, limited per client IP.
 	r.Group(func(r chi.Router) {
 		r.Use(limit)
+
+		// The whole system's health. Each check asks every service, so it is shared
+		// among callers for a second (systemhealth) as well as limited.
+		r.Method(http.MethodGet, "/health", d.SystemHealth)
 
 		// Users. Sign-up, log-in and refresh are anonymous by nature; users owns
 		// the paths under /auth, so any method and path there is its to answer.
@@ -98,6 +101,16 @@ func addRoutes(r chi.Router, d Deps) {
 		// asynqmon: its pages, their assets, and its API under /ops/tasks/api/.
 		r.With(d.Ops.RequireAdmin, withPolicy(d.monitorPolicy)).Handle(TaskMonitorPath+"*", d.TaskMonitor)
 	})
+}
+
+// addOpsRoutes lists the routes of the operations listener (OPS_ADDR), which is off
+// the public port: metrics tell whoever reads them the routes, the traffic, the error
+// rates and the cache's hit rate, which is for operators; and the probes again, so
+// that operators' tools need only this address.
+func addOpsRoutes(r chi.Router, d Deps) {
+	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
+	r.Method(http.MethodGet, "/healthz", health.Live())
+	r.Method(http.MethodGet, "/readyz", d.Ready.Ready())
 }
 
 // exceptProbes applies mw to every request but the liveness and readiness probes,

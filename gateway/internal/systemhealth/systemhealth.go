@@ -6,6 +6,11 @@
 // A service that gives no readiness report of its own is unhealthy, with one check
 // that says why: CheckReachable (no connection), CheckResponsive (no answer within the
 // timeout) or CheckReport (an answer that is not a readiness report).
+//
+// GET /health is public, and each call would otherwise fan out to every service: the
+// answer is shared (CacheFor). Callers that come while a check runs wait for it rather
+// than start another, and its report is given again until it is older than the cache's
+// time, so that however many ask, each service is asked at most about once per period.
 package systemhealth
 
 import (
@@ -58,6 +63,17 @@ type Aggregator struct {
 	timeout  time.Duration
 	client   *http.Client
 	log      *slog.Logger
+	ttl      time.Duration // how long a report is shared; 0: every call checks
+
+	mu     sync.Mutex
+	latest *flight // the latest shared check, running or done; nil before the first
+}
+
+// flight is one shared check.
+type flight struct {
+	done chan struct{} // closed once rep and at are set
+	rep  Report
+	at   time.Time // when it finished
 }
 
 // New reports on services and, as Self, on the gateway, whose readiness self returns.
@@ -82,6 +98,53 @@ func New(services []Service, self func(context.Context) health.Report, timeout t
 	}
 }
 
+// CacheFor makes Shared, and so ServeHTTP, give a report again to callers for ttl
+// after its check finished; it returns a. Callers during a check share it whatever
+// the ttl. Call it before the aggregator is used.
+func (a *Aggregator) CacheFor(ttl time.Duration) *Aggregator {
+	a.ttl = ttl
+	return a
+}
+
+// Shared is the report of a check shared with other callers: the latest one if it
+// finished less than the cache's time ago, else the one running now, else a new one
+// that the caller runs and later callers wait for. The check runs apart from the
+// caller's cancellation (others may be waiting for it; it is bounded by the timeout),
+// but with its values, so its probes carry the request id of the caller that started
+// it. It reports false, at once, when ctx ends while the caller waits.
+func (a *Aggregator) Shared(ctx context.Context) (Report, bool) {
+	a.mu.Lock()
+	f := a.latest
+	if f == nil || a.stale(f) {
+		f = &flight{done: make(chan struct{})}
+		a.latest = f
+		a.mu.Unlock()
+		rep := a.Check(context.WithoutCancel(ctx))
+		a.mu.Lock()
+		f.rep, f.at = rep, time.Now()
+		a.mu.Unlock()
+		close(f.done)
+		return rep, ctx.Err() == nil
+	}
+	a.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.rep, true
+	case <-ctx.Done():
+		return Report{}, false
+	}
+}
+
+// stale reports whether f is a finished check too old to give again. a.mu is held.
+func (a *Aggregator) stale(f *flight) bool {
+	select {
+	case <-f.done:
+		return time.Since(f.at) >= a.ttl
+	default:
+		return false // running: join it
+	}
+}
+
 // Check asks every service at once and sums up their answers. It takes at most about
 // the timeout, however many services are down.
 func (a *Aggregator) Check(ctx context.Context) Report {
@@ -102,10 +165,14 @@ func (a *Aggregator) Check(ctx context.Context) Report {
 	return rep
 }
 
-// ServeHTTP answers the report: 200 when every program is healthy or degraded, 503
-// when any is unhealthy.
+// ServeHTTP answers the shared report (Shared): 200 when every program is healthy or
+// degraded, 503 when any is unhealthy. A client that leaves while it waits gets
+// nothing.
 func (a *Aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rep := a.Check(r.Context())
+	rep, ok := a.Shared(r.Context())
+	if !ok {
+		return
+	}
 	status := http.StatusOK
 	if rep.Status == health.Unhealthy {
 		status = http.StatusServiceUnavailable

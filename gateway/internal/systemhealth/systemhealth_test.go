@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,5 +183,106 @@ func TestProbesCarryTheRequestID(t *testing.T) {
 	agg.Check(logging.WithRequestID(context.Background(), "health-1"))
 	if id := <-got; id != "health-1" {
 		t.Errorf("the service got request id %q, want health-1", id)
+	}
+}
+
+// counting is a healthy service that counts the readiness checks it gets, and holds
+// each until release is closed (nil: answers at once).
+func counting(t *testing.T, asked *atomic.Int32, release <-chan struct{}) string {
+	t.Helper()
+	return serve(t, func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		if release != nil {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		httpjson.Write(w, http.StatusOK, healthy)
+	})
+}
+
+func TestConcurrentCallersShareOneCheck(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int32
+	release := make(chan struct{})
+	// A cache that outlives the test: whoever comes while the check runs waits for
+	// it, whoever comes after is given its report; nobody starts a second one.
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: counting(t, &asked, release)}}, healthy, 5*time.Second).
+		CacheFor(time.Hour)
+
+	const callers = 20
+	reports := make([]int, callers)
+	var wg sync.WaitGroup
+	for i := range callers {
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			agg.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+			reports[i] = rec.Code
+		})
+	}
+	// The check is under way (the service has been asked) before it may finish.
+	for deadline := time.Now().Add(5 * time.Second); asked.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the service was never asked")
+		}
+	}
+	close(release)
+	wg.Wait()
+	if n := asked.Load(); n != 1 {
+		t.Errorf("%d callers made the service answer %d checks, want 1", callers, n)
+	}
+	for i, code := range reports {
+		if code != http.StatusOK {
+			t.Errorf("caller %d got %d", i, code)
+		}
+	}
+}
+
+func TestTheSharedReportIsCheckedAgainOnceItIsOld(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int32
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: counting(t, &asked, nil)}}, healthy, 5*time.Second).
+		CacheFor(20 * time.Millisecond)
+	if _, ok := agg.Shared(context.Background()); !ok || asked.Load() != 1 {
+		t.Fatalf("first check: asked %d", asked.Load())
+	}
+	for deadline := time.Now().Add(5 * time.Second); asked.Load() < 2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the report was never checked again")
+		}
+		agg.Shared(context.Background())
+	}
+	// Without a cache every call checks.
+	agg = newAggregator(t, []systemhealth.Service{{Name: "users", URL: counting(t, &asked, nil)}}, healthy, 5*time.Second)
+	before := asked.Load()
+	agg.Shared(context.Background())
+	agg.Shared(context.Background())
+	if n := asked.Load() - before; n != 2 {
+		t.Errorf("uncached: %d checks for 2 calls", n)
+	}
+}
+
+func TestAWaitingCallerCanLeave(t *testing.T) {
+	t.Parallel()
+	var asked atomic.Int32
+	release := make(chan struct{})
+	url := counting(t, &asked, release)
+	// Registered after the server's Close, so run before it: Close waits for the
+	// held answer.
+	t.Cleanup(func() { close(release) })
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: url}}, healthy, 5*time.Second).
+		CacheFor(time.Hour)
+	go agg.Shared(context.Background()) // the check that hangs until the test ends
+	for deadline := time.Now().Add(5 * time.Second); asked.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the service was never asked")
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, ok := agg.Shared(ctx); ok {
+		t.Error("a caller that left got a report")
 	}
 }
