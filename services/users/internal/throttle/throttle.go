@@ -359,6 +359,9 @@ func (r *redisStore) read(ctx context.Context, tx *redis.Tx, k keys) (state, tim
 	}
 	for i, c := range []*counter{&s.Email, &s.Pair, &s.Addr} {
 		vals := cmds[i].(*redis.SliceCmd).Val()
+		if len(vals) != 2 {
+			return state{}, 0, fmt.Errorf("read log-in failures: HMGET answered %d values", len(vals))
+		}
 		n, _ := vals[0].(string)
 		at, _ := vals[1].(string)
 		c.N, _ = strconv.Atoi(n)
