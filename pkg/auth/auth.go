@@ -143,53 +143,51 @@ func (s StaticKeys) Key(_ context.Context, kid string) (ed25519.PublicKey, error
 }
 
 // Verifier checks tokens against a key set and, optionally, a revocation list. Its
-// With methods return a changed copy, so a verifier can be shared while another is
-// derived from it.
+// With methods configure it in place and return it, for chaining; they are for
+// setting it up, before it verifies anything (they are not safe to call meanwhile).
+// In place rather than on a copy, so that a call whose result is dropped still takes
+// effect: a revocation check that silently did not would be a hole.
 type Verifier struct {
 	keys        Keys
 	maxLifetime time.Duration
 	now         func() time.Time
 	revocations Revocations
 	log         *slog.Logger
-	warned      *atomic.Int64 // unix nanoseconds of the last revocation warning, shared by copies
+	warned      atomic.Int64 // unix nanoseconds of the last revocation warning
 }
 
 // NewVerifier verifies with keys, accepting only EdDSA access tokens (typ at+jwt, no
 // crit header) from Issuer for Audience that carry an expiry and an issue time no more
 // than DefaultMaxLifetime apart, with Leeway for clock skew.
 func NewVerifier(keys Keys) *Verifier {
-	return &Verifier{keys: keys, maxLifetime: DefaultMaxLifetime, now: time.Now, warned: new(atomic.Int64)}
+	return &Verifier{keys: keys, maxLifetime: DefaultMaxLifetime, now: time.Now}
 }
 
-// WithMaxLifetime is a copy of v that accepts tokens living (exp − iat) up to d.
+// WithMaxLifetime makes v accept tokens living (exp − iat) up to d; it returns v.
 func (v *Verifier) WithMaxLifetime(d time.Duration) *Verifier {
-	c := *v
-	c.maxLifetime = d
-	return &c
+	v.maxLifetime = d
+	return v
 }
 
-// WithClock is a copy of v that tells the time with now (tests set it).
+// WithClock makes v tell the time with now (tests set it); it returns v.
 func (v *Verifier) WithClock(now func() time.Time) *Verifier {
-	c := *v
-	c.now = now
-	return &c
+	v.now = now
+	return v
 }
 
-// WithRevocations is a copy of v that also refuses the tokens of sessions r says have
-// ended. When r fails, the token is accepted on its signature and claims alone and
+// WithRevocations makes v also refuse the tokens of sessions r says have ended; it
+// returns v. When r fails, the token is accepted on its signature and claims alone and
 // the failure is logged (see Verify).
 func (v *Verifier) WithRevocations(r Revocations) *Verifier {
-	c := *v
-	c.revocations = r
-	return &c
+	v.revocations = r
+	return v
 }
 
-// WithLogger is a copy of v that logs to log (a revocation list it cannot read). Without
-// one, Require logs to its own logger and Verify to slog.Default.
+// WithLogger makes v log to log (a revocation list it cannot read); it returns v.
+// Without one, Require logs to its own logger and Verify to slog.Default.
 func (v *Verifier) WithLogger(log *slog.Logger) *Verifier {
-	c := *v
-	c.log = log
-	return &c
+	v.log = log
+	return v
 }
 
 // errNotAccessToken is why a token with the wrong header is refused; it is logged, the

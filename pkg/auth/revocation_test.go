@@ -64,8 +64,7 @@ func TestRevokedSessionsAreRefused(t *testing.T) {
 		return tok
 	}
 	revs := &fakeRevocations{revoked: map[string]bool{"ended": true}}
-	base := NewVerifier(StaticKeys{"k1": pub})
-	v := base.WithRevocations(revs)
+	v := NewVerifier(StaticKeys{"k1": pub}).WithRevocations(revs)
 	ctx := context.Background()
 
 	if _, err := v.Verify(ctx, sign("ended")); apperr.CodeOf(err) != apperr.Unauthorized {
@@ -75,9 +74,15 @@ func TestRevokedSessionsAreRefused(t *testing.T) {
 	if err != nil || p.SessionID != "live" {
 		t.Errorf("a live session's token: %+v, %v", p, err)
 	}
-	// The verifier WithRevocations was called on does not check.
-	if _, err := base.Verify(ctx, sign("ended")); err != nil {
+	// A verifier without revocations does not check; one given them, even with the
+	// result of the call dropped, does.
+	plain := NewVerifier(StaticKeys{"k1": pub})
+	if _, err := plain.Verify(ctx, sign("ended")); err != nil {
 		t.Errorf("the verifier without revocations: %v", err)
+	}
+	plain.WithRevocations(revs)
+	if _, err := plain.Verify(ctx, sign("ended")); apperr.CodeOf(err) != apperr.Unauthorized {
+		t.Errorf("after WithRevocations without using its result: %v, want unauthorized", err)
 	}
 	// A token without a session cannot have been revoked; it is not looked up.
 	revs.asked = nil
