@@ -48,6 +48,8 @@ type fakeAccounts struct {
 	URL    string
 	key    ed25519.PrivateKey
 	logins atomic.Int32
+	// forwardedFor is the X-Forwarded-For of the latest log-in.
+	forwardedFor atomic.Value
 }
 
 func newFakeAccounts(t *testing.T) *fakeAccounts {
@@ -67,6 +69,7 @@ func newFakeAccounts(t *testing.T) *fakeAccounts {
 	})
 	mux.HandleFunc("POST /api/v1/auth/login", func(w http.ResponseWriter, r *http.Request) {
 		f.logins.Add(1)
+		f.forwardedFor.Store(strings.Join(r.Header.Values("X-Forwarded-For"), "|"))
 		var req struct{ Email, Password string }
 		if err := httpjson.Decode(r, &req); err != nil {
 			problem.Write(w, r, nil, err)
@@ -614,5 +617,30 @@ func TestOpsSignInIsLimitedPerEmailTogetherWithTheAPI(t *testing.T) {
 	// Another address still gets its answer.
 	if resp, body := s.login(t, shopperEmail, "wrong", nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("another address: got %d:\n%s", resp.StatusCode, body)
+	}
+}
+
+func TestOpsSignInTellsUsersTheBrowsersAddress(t *testing.T) {
+	t.Parallel()
+	s := startOps(t, nil)
+	// A forged header is not passed on: the address is the one the gateway saw.
+	if resp, body := s.login(t, adminEmail, adminPassword, http.Header{"X-Forwarded-For": {"198.51.100.1"}}); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d\n%s", resp.StatusCode, body)
+	}
+	if got := s.accounts.forwardedFor.Load(); got != "127.0.0.1" {
+		t.Errorf("users got X-Forwarded-For %q, want the browser's address 127.0.0.1", got)
+	}
+}
+
+func TestOpsSignInPassesOnUsersRetryAfter(t *testing.T) {
+	t.Parallel()
+	users := newUpstream(t, "users", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "42")
+		problem.Write(w, r, nil, apperr.E(apperr.RateLimited, "slow down"))
+	})
+	s := &opsStack{gw: startGateway(t, map[string]string{"USERS_URL": users.URL}), accounts: &fakeAccounts{}}
+	resp, body := s.login(t, adminEmail, "a-guess", nil)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "42" || !strings.Contains(body, "Too many sign-in attempts") {
+		t.Errorf("got %d, Retry-After %q, want 429 after 42s:\n%s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 }

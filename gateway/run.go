@@ -232,7 +232,19 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	}
 	defer monitor.Close()
 
-	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil))
+	// Tokens of a session that has ended (logged out, or its refresh token reused) are
+	// refused before they expire: users marks the session in Redis. The look-up has a
+	// client of its own like the limiter's, bounded by its context's deadline, since
+	// every verified request makes one; when it fails the token is judged on its
+	// signature and claims alone (pkg/auth logs it).
+	revokeRDB, err := ratelimit.Open(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	defer revokeRDB.Close()
+	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)).
+		WithRevocations(auth.RedisRevocations(revokeRDB)).
+		WithLogger(log)
 	h, err := httpapi.NewServer(httpapi.Deps{
 		Log:          log,
 		Metrics:      reg,
@@ -244,12 +256,13 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Products:     cache,
 		Tasks:        inspector,
 		Ops: opsauth.New(opsauth.Options{
-			Log:      log,
-			Verifier: verifier,
-			Users:    usersclient.New(cfg.UsersURL, cfg.UpstreamTimeout),
-			Sessions: opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
-			Limiter:  limiter,
-			Home:     httpapi.TaskMonitorPath,
+			Log:        log,
+			Verifier:   verifier,
+			Users:      usersclient.New(cfg.UsersURL, cfg.UpstreamTimeout),
+			Sessions:   opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
+			Limiter:    limiter,
+			RetryAfter: usersclient.RetryAfter,
+			Home:       httpapi.TaskMonitorPath,
 		}),
 		TaskMonitor: monitor,
 		RateLimit:   limiter,

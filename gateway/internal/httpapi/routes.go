@@ -43,14 +43,17 @@ func addRoutes(r chi.Router, d Deps) {
 		// among callers for a second (systemhealth) as well as limited.
 		r.Method(http.MethodGet, "/health", d.SystemHealth)
 
-		// Users. Sign-up, log-in and refresh are anonymous by nature; users owns
-		// the paths under /auth, so any method and path there is its to answer.
-		// Log-in and sign-up have tighter limits too, per IP and per e-mail address.
+		// Users. Sign-up, log-in, refresh and log-out are anonymous by nature (the
+		// refresh token is the credential of the last two); users owns the paths
+		// under /auth, so any method and path there is its to answer. Log-in and
+		// sign-up have tighter limits too, per IP and per e-mail address.
 		r.Group(func(r chi.Router) {
 			r.Use(d.RateLimit.SignIn)
 			r.Method(http.MethodPost, "/api/v1/auth/login", up.Users)
 			r.Method(http.MethodPost, "/api/v1/auth/register", up.Users)
 		})
+		r.Method(http.MethodPost, "/api/v1/auth/refresh", up.Users)
+		r.Method(http.MethodPost, "/api/v1/auth/logout", up.Users)
 		r.Handle("/api/v1/auth/*", up.Users)
 
 		// Inventory. The catalogue is public and read through the product cache.

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -79,12 +80,11 @@ func (a *Auth) Login() http.HandlerFunc {
 		// limited is guessing, right or wrong.
 		if wait, ok := a.limiter.SignInAttempt(r, email); !ok {
 			a.log.InfoContext(ctx, "ops sign-in refused: over the sign-in limits")
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			a.render(w, r, http.StatusTooManyRequests, page{Error: msgTooMany, Email: email})
+			a.tooMany(w, r, wait, email)
 			return
 		}
 
-		token, err := a.users.Login(ctx, email, password)
+		token, err := a.users.Login(ctx, email, password, clientIP(r))
 		switch apperr.CodeOf(err) {
 		case apperr.Unauthorized, apperr.Invalid:
 			// Logged (without the address, which may be someone's) so that an operator
@@ -93,7 +93,8 @@ func (a *Auth) Login() http.HandlerFunc {
 			a.render(w, r, http.StatusUnauthorized, page{Error: msgWrong, Email: email})
 			return
 		case apperr.RateLimited:
-			a.render(w, r, http.StatusTooManyRequests, page{Error: msgTooMany, Email: email})
+			// users slows log-ins that keep failing, and says for how long.
+			a.tooMany(w, r, a.wait(err), email)
 			return
 		}
 		if err != nil {
@@ -157,6 +158,14 @@ func (a *Auth) Logout() http.HandlerFunc {
 		http.SetCookie(w, a.cookie(r, "", -1))
 		http.Redirect(w, r, LoginPath, http.StatusSeeOther)
 	}
+}
+
+// tooMany answers the sign-in page with a 429 and, when known, how long to wait.
+func (a *Auth) tooMany(w http.ResponseWriter, r *http.Request, wait time.Duration, email string) {
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	}
+	a.render(w, r, http.StatusTooManyRequests, page{Error: msgTooMany, Email: email})
 }
 
 // render answers the sign-in page with status.

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -41,11 +42,16 @@ const (
 
 // Authenticator checks credentials with the users service (a *usersclient.Client).
 type Authenticator interface {
-	// Login returns the access token for email and password. It fails with an
-	// apperr.Unauthorized error for wrong credentials; any other error means the
-	// check could not be made.
-	Login(ctx context.Context, email, password string) (accessToken string, err error)
+	// Login returns the access token for email and password, tried from the client
+	// address client. It fails with an apperr.Unauthorized error for wrong
+	// credentials and apperr.RateLimited when users turns the attempt away; any other
+	// error means the check could not be made.
+	Login(ctx context.Context, email, password, client string) (accessToken string, err error)
 }
+
+// RetryAfter reads how long an Authenticator's apperr.RateLimited error asks to wait
+// (usersclient.RetryAfter in the gateway); zero when it does not say.
+type RetryAfter func(error) time.Duration
 
 // Limiter counts sign-in attempts (a *ratelimit.Limiter in the gateway), so that the
 // form is no faster a way to guess passwords than the API's log-in.
@@ -66,6 +72,8 @@ type Options struct {
 	// Limiter limits sign-in attempts, with the same limits and counters as the
 	// API's log-in.
 	Limiter Limiter
+	// RetryAfter reads the wait out of Users' refusals; nil: they never say.
+	RetryAfter RetryAfter
 	// Home is where a signed-in administrator is sent, e.g. /ops/tasks/.
 	Home string
 }
@@ -77,12 +85,17 @@ type Auth struct {
 	users    Authenticator
 	sessions *Sessions
 	limiter  Limiter
+	wait     RetryAfter
 	home     string
 }
 
 // New is the sign-in of the operations pages.
 func New(o Options) *Auth {
-	return &Auth{log: o.Log, verifier: o.Verifier, users: o.Users, sessions: o.Sessions, limiter: o.Limiter, home: o.Home}
+	wait := o.RetryAfter
+	if wait == nil {
+		wait = func(error) time.Duration { return 0 }
+	}
+	return &Auth{log: o.Log, verifier: o.Verifier, users: o.Users, sessions: o.Sessions, limiter: o.Limiter, wait: wait, home: o.Home}
 }
 
 // RequireAdmin lets a request through to next only from an administrator: one with a
@@ -154,6 +167,16 @@ func (a *Auth) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
 		SameSite: http.SameSiteStrictMode,
 		Secure:   overTLS(r),
 	}
+}
+
+// clientIP is the address of the request's TCP peer, the browser (or what is in front
+// of it): X-Forwarded-For and the like are not trusted, as in the rate limits.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }
 
 // overTLS reports whether the browser reached the gateway over HTTPS, directly or

@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -71,13 +72,16 @@ type tokenResponse struct {
 
 // Login checks an e-mail address and password and returns the access token the users
 // service issues for them. The refresh token that comes with it is dropped: the
-// gateway keeps its own session and never acts as the user.
+// gateway keeps its own session and never acts as the user. client is the address
+// of the browser signing in, sent as X-Forwarded-For the way the gateway's proxy
+// sends it, so that users counts the attempt against the browser rather than the
+// gateway (which would make one address of every operator); "" sends none.
 //
 // Errors: apperr.Unauthorized for wrong credentials, the users service's own code for
-// any other refusal (apperr.Invalid, apperr.RateLimited, ...), apperr.Timeout when it
-// does not answer in time, apperr.Unavailable when it cannot be reached, and
-// apperr.BadGateway when its answer is not a token.
-func (c *Client) Login(ctx context.Context, email, password string) (string, error) {
+// any other refusal (apperr.Invalid, apperr.RateLimited with RetryAfter, ...),
+// apperr.Timeout when it does not answer in time, apperr.Unavailable when it cannot
+// be reached, and apperr.BadGateway when its answer is not a token.
+func (c *Client) Login(ctx context.Context, email, password, client string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	body, err := json.Marshal(loginRequest{Email: email, Password: password})
@@ -90,6 +94,9 @@ func (c *Client) Login(ctx context.Context, email, password string) (string, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	if client != "" {
+		req.Header.Set("X-Forwarded-For", client)
+	}
 	// So that the users service logs the call under the sign-in request's id.
 	if id := logging.RequestID(ctx); id != "" {
 		req.Header.Set(httpserver.RequestIDHeader, id)
@@ -103,7 +110,11 @@ func (c *Client) Login(ctx context.Context, email, password string) (string, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", problem.FromResponse(resp)
+		err := problem.FromResponse(resp)
+		if secs, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && secs > 0 {
+			err = &waitError{error: err, wait: time.Duration(secs) * time.Second}
+		}
+		return "", err
 	}
 	var t tokenResponse
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxAnswerBytes)).Decode(&t); err != nil {
@@ -114,4 +125,22 @@ func (c *Client) Login(ctx context.Context, email, password string) (string, err
 			apperr.BadGateway, "the users service did not give a valid answer")
 	}
 	return t.AccessToken, nil
+}
+
+// waitError is a refusal that said how long to wait before trying again.
+type waitError struct {
+	error
+	wait time.Duration
+}
+
+func (e *waitError) Unwrap() error { return e.error }
+
+// RetryAfter is how long the users service asked to wait before another attempt (its
+// Retry-After), or 0 when err did not say.
+func RetryAfter(err error) time.Duration {
+	var w *waitError
+	if errors.As(err, &w) {
+		return w.wait
+	}
+	return 0
 }

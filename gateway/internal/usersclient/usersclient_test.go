@@ -29,23 +29,33 @@ func TestLoginSendsTheCredentialsAndReturnsTheAccessToken(t *testing.T) {
 	t.Parallel()
 	type seen struct {
 		method, path, contentType, requestID string
+		forwardedFor                         []string
 		body                                 map[string]string
 	}
-	got := make(chan seen, 1)
+	got := make(chan seen, 2)
 	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]string
 		_ = json.NewDecoder(r.Body).Decode(&body)
-		got <- seen{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.Header.Get(httpserver.RequestIDHeader), body}
+		got <- seen{r.Method, r.URL.Path, r.Header.Get("Content-Type"), r.Header.Get(httpserver.RequestIDHeader), r.Header.Values("X-Forwarded-For"), body}
 		io.WriteString(w, `{"access_token":"tok","token_type":"Bearer","expires_in":900,"refresh_token":"r"}`)
 	})
 	ctx := logging.WithRequestID(context.Background(), "req-1")
-	tok, err := usersclient.New(url+"/", time.Second).Login(ctx, "ann@example.com", "secret-pass")
+	// The browser's address goes to users as the proxy sends it, so that users counts
+	// the attempt against the browser, not against the gateway.
+	tok, err := usersclient.New(url+"/", time.Second).Login(ctx, "ann@example.com", "secret-pass", "203.0.113.9")
 	if err != nil || tok != "tok" {
 		t.Fatalf("Login = %q, %v; want the access token", tok, err)
 	}
 	s := <-got
-	if s.method != http.MethodPost || s.path != "/api/v1/auth/login" || s.contentType != "application/json" || s.requestID != "req-1" {
+	if s.method != http.MethodPost || s.path != "/api/v1/auth/login" || s.contentType != "application/json" || s.requestID != "req-1" ||
+		len(s.forwardedFor) != 1 || s.forwardedFor[0] != "203.0.113.9" {
 		t.Errorf("users got %+v", s)
+	}
+	if _, err := usersclient.New(url, time.Second).Login(ctx, "ann@example.com", "secret-pass", ""); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-got; len(s.forwardedFor) != 0 {
+		t.Errorf("no client address, and users got X-Forwarded-For %q", s.forwardedFor)
 	}
 	if s.body["email"] != "ann@example.com" || s.body["password"] != "secret-pass" || len(s.body) != 2 {
 		t.Errorf("users got body %v", s.body)
@@ -86,7 +96,7 @@ func TestLoginErrorsCarryACode(t *testing.T) {
 		}), apperr.BadGateway},
 	} {
 		start := time.Now()
-		_, err := usersclient.New(tc.url, 300*time.Millisecond).Login(context.Background(), "a@b.c", "pw")
+		_, err := usersclient.New(tc.url, 300*time.Millisecond).Login(context.Background(), "a@b.c", "pw", "")
 		if code := apperr.CodeOf(err); code != tc.want {
 			t.Errorf("%s: got %v, want code %s", tc.name, err, tc.want)
 		}
@@ -107,7 +117,7 @@ func TestLoginDoesNotFollowRedirects(t *testing.T) {
 		// 307 would make a following client re-send the body, password and all.
 		http.Redirect(w, r, elsewhere+"/steal", http.StatusTemporaryRedirect)
 	})
-	_, err := usersclient.New(url, time.Second).Login(context.Background(), "a@b.c", "pw")
+	_, err := usersclient.New(url, time.Second).Login(context.Background(), "a@b.c", "pw", "")
 	if err == nil {
 		t.Fatal("Login succeeded on a redirect")
 	}
@@ -115,5 +125,20 @@ func TestLoginDoesNotFollowRedirects(t *testing.T) {
 	case body := <-stolen:
 		t.Fatalf("the credentials were sent on to the redirect's target: %s", body)
 	default:
+	}
+}
+
+func TestLoginTurnedAwaySaysHowLongToWait(t *testing.T) {
+	t.Parallel()
+	url := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		problem.Write(w, r, nil, apperr.E(apperr.RateLimited, "too many attempts"))
+	})
+	_, err := usersclient.New(url, time.Second).Login(context.Background(), "a@b.c", "pw", "")
+	if apperr.CodeOf(err) != apperr.RateLimited || usersclient.RetryAfter(err) != 7*time.Second {
+		t.Errorf("got %v, wait %s; want rate_limited, 7s", err, usersclient.RetryAfter(err))
+	}
+	if d := usersclient.RetryAfter(apperr.E(apperr.Unauthorized, "no")); d != 0 {
+		t.Errorf("RetryAfter of another error: %s", d)
 	}
 }
