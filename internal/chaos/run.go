@@ -25,7 +25,11 @@ type Config struct {
 	Rate float64       // orders a second, an open loop (default 10)
 	// Accounts is how many shoppers' accounts the load shares (default 20).
 	Accounts int
-	Seed     uint64 // the shoppers' and the admin's choices (default: random, in the Result)
+	// MaxInFlight bounds the shoppers at once (default 512): while payments is down
+	// every order waits out the budget, and an arrival that finds them all busy is
+	// dropped rather than made.
+	MaxInFlight int
+	Seed        uint64 // the shoppers' and the admin's choices (default: random, in the Result)
 
 	// ChargeBudget is orders' CHARGE_BUDGET in this stack (default 10s): short, so
 	// that a service down for longer than it fits in the run. RecoverEvery is its
@@ -62,6 +66,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Accounts == 0 {
 		c.Accounts = 20
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = 512
 	}
 	if c.ChargeBudget == 0 {
 		c.ChargeBudget = 10 * time.Second
@@ -303,6 +310,7 @@ func loadConfig(cfg Config, gateway string, progress func(loadgen.Progress)) loa
 	l.Rate = cfg.Rate
 	l.Duration = cfg.Load
 	l.Accounts = cfg.Accounts
+	l.MaxInFlight = cfg.MaxInFlight
 	l.AccountPrefix = "chaos"
 	l.TokenCache = ""
 	l.SignInsPerMinute = 0
