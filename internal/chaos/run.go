@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -146,10 +147,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	defer toSMTP.Close()
 
+	// The programs are built into a directory of the run's own: a run restarts them
+	// from there, and another run (make test's beside make chaos) must not replace
+	// them meanwhile.
+	binDir, err := os.MkdirTemp("", "bazaar-chaos-bin-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(binDir)
+
 	log.Info("starting the stack", "postgres", pg.AdminURL(), "redis", rd.URL())
 	stack, err := devstack.Start(ctx, devstack.Options{
 		RepoDir:    cfg.RepoDir,
-		BinDir:     filepath.Join(cfg.RepoDir, "bin", "chaos-stack"),
+		BinDir:     binDir,
 		MailpitBin: devstack.DefaultMailpitBin(filepath.Join(cfg.RepoDir, "bin")),
 		// Every message is counted at the end: Mailpit must not drop the oldest.
 		MailpitArgs:      []string{"--max", "0"},
