@@ -138,6 +138,7 @@ func stackOptions(root, redisURL string, logs *syncBuffer) devstack.Options {
 		// The suite signs dozens of users up and in from 127.0.0.1: the gateway's
 		// sign-in and per-IP limits are off, and the per-user one too.
 		ProgramEnv: map[string]map[string]string{"gateway": {
+			"RATE_EDGE_IP":            "0",
 			"RATE_AUTH_IP_PER_MIN":    "0",
 			"RATE_AUTH_EMAIL_PER_MIN": "0",
 			"RATE_IP":                 "0",

@@ -287,6 +287,10 @@ func (s *Stack) start(ctx context.Context) error {
 	usersEnv["BOOTSTRAP_ADMIN_EMAIL"] = o.Admin.Email
 	usersEnv["BOOTSTRAP_ADMIN_PASSWORD"] = o.Admin.Password
 	usersEnv["BOOTSTRAP_ADMIN_NAME"] = o.Admin.Name
+	// Users seals its signing keys with this key-encryption key. Fixed, like the demo
+	// passwords: make run keeps its database between runs, and keys sealed under one
+	// key cannot be opened with another. Local stacks only.
+	usersEnv["SIGNING_KEK"] = "YmF6YWFyLWxvY2FsLWRldi1zaWduaW5nLWtlay0zMmI="
 	if err := s.startPrograms(ctx, map[string]map[string]string{"users": usersEnv}); err != nil {
 		return err
 	}

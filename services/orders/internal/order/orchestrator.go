@@ -401,11 +401,12 @@ func classify(err error, reason CancelReason) Outcome {
 }
 
 // hard reports whether a failure is the dependency refusing the call itself (400,
-// 401, 403, 405, 413): a bug or a misconfiguration, which retrying does not mend.
+// 401, 403, 405, 413, 415): a bug or a misconfiguration, which retrying does not mend.
 // Time-outs, 5xx and an open breaker are not: they mend when the dependency does.
 func hard(err error) bool {
 	switch apperr.CodeOf(err) {
-	case apperr.Malformed, apperr.Unauthorized, apperr.Forbidden, apperr.NotAllowed, apperr.TooLarge:
+	case apperr.Malformed, apperr.Unauthorized, apperr.Forbidden, apperr.NotAllowed, apperr.TooLarge,
+		apperr.UnsupportedMediaType:
 		return true
 	}
 	return false
