@@ -112,8 +112,15 @@ func TestComposeGatewayReachesEveryService(t *testing.T) {
 		t.Errorf("gateway does not publish 8080: %+v", gw.Ports)
 	}
 	mp, _ := p.GetService("mailpit")
-	if !slices.ContainsFunc(mp.Ports, func(pc types.ServicePortConfig) bool { return pc.Published == "8025" }) {
-		t.Error("mailpit's web inbox is not published on 8025")
+	// Everyone's mail is in that inbox: it is published on this machine's loopback
+	// only, never to the network.
+	if !slices.ContainsFunc(mp.Ports, func(pc types.ServicePortConfig) bool { return pc.Published == "8025" && pc.HostIP == "127.0.0.1" }) {
+		t.Errorf("mailpit's web inbox is not published on 127.0.0.1:8025 alone: %+v", mp.Ports)
+	}
+	for _, pc := range mp.Ports {
+		if pc.HostIP != "127.0.0.1" {
+			t.Errorf("mailpit publishes %+v beyond loopback", pc)
+		}
 	}
 	users, _ := p.GetService("users")
 	if env(users, "BOOTSTRAP_ADMIN_EMAIL") != "admin@bazaar.local" || env(users, "BOOTSTRAP_ADMIN_PASSWORD") != "bazaar-admin" {
