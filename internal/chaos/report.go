@@ -222,7 +222,12 @@ func (r *Result) WriteTable(w io.Writer, maxViolations int) error {
 	}
 	p("  total\t%d", len(r.Violations))
 	if n := r.Report.Delivery.EmailCopies; n > 0 {
-		p("  (%d e-mails were second copies of one Message-ID, which at-least-once e-mail allows: %s)", n, strings.Join(r.Report.Delivery.CopiedEmails, ", "))
+		copied := r.Report.Delivery.CopiedEmails
+		more := ""
+		if len(copied) > 3 {
+			copied, more = copied[:3], ", …"
+		}
+		p("  (%d e-mails were second copies of one Message-ID, which at-least-once e-mail allows: %s%s)", n, strings.Join(copied, ", "), more)
 	}
 	if len(r.Report.Skipped) > 0 {
 		p("  (stock conservation not checked for %d products: %s)", len(r.Report.Skipped), strings.Join(r.Report.Skipped, "; "))
