@@ -30,7 +30,7 @@ test-unit:
 bench:
 	$(GO) test -p 1 -run '^$$' -bench . $(PKGS)
 
-## chaos: the long chaos run (about 25 minutes): a private stack (its own Postgres and
+## chaos: the long chaos run (about 20 minutes): a private stack (its own Postgres and
 ## Redis) broken under load, then judged; exits non-zero on any violation. Flags go in
 ## CHAOS_FLAGS (-orders, -duration, -rate, -seed; see go run ./cmd/chaos -h), the
 ## table is read in docs/reliability.md
