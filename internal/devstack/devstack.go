@@ -311,6 +311,12 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	gw := envFor("gateway", o.Ports.Gateway)
+	if o.Ports.Gateway == 0 {
+		// A stack on free ports puts the gateway's operations listener on one too: its
+		// default (9080) is make run's, and a restart (RestartProgram) gives the
+		// gateway its real port back, which would no longer imply a free ops port.
+		gw["OPS_ADDR"] = "127.0.0.1:0"
+	}
 	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
 		gw[strings.ToUpper(name)+"_URL"] = s.urls.Programs[name]
 	}
