@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -322,19 +323,23 @@ func TestWaitSettledWaitsForTheLastSaga(t *testing.T) {
 	f := newFixture(t)
 	w := goodWorld(f)
 	pending := f.order("pending", "", "running", line{w.b, 1})
-	settled := make(chan struct{})
+	// finishing is set just before the statement that settles the saga: the commit can
+	// be visible to WaitSettled before exec returns here, so the flag, not the end of
+	// the goroutine, marks the earliest moment WaitSettled may return.
+	var finishing atomic.Bool
+	done := make(chan struct{})
 	go func() {
-		defer close(settled)
+		defer close(done)
 		time.Sleep(300 * time.Millisecond) // the saga's work, as far as this test goes
 		f.exec(f.ord, `UPDATE orders SET status = 'cancelled', cancel_reason = 'out_of_stock' WHERE id = $1`, pending)
+		finishing.Store(true)
 		f.exec(f.ord, `UPDATE sagas SET state = 'done' WHERE order_id = $1`, pending)
 	}()
 	invariants.WaitSettled(t, f.dbs, 30*time.Second)
-	select {
-	case <-settled:
-	default:
-		t.Fatal("WaitSettled returned while an order was pending")
+	if !finishing.Load() {
+		t.Error("WaitSettled returned while an order was pending")
 	}
+	<-done
 }
 
 // fatalRecorder is a testing.TB whose Fatalf ends only the goroutine that calls it.
