@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,15 @@ type KeySet struct {
 // PublicJWK describes an Ed25519 public key for publication.
 func PublicJWK(kid string, pub ed25519.PublicKey) JWK {
 	return JWK{Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub), Kid: kid, Alg: Algorithm, Use: "sig"}
+}
+
+// Thumbprint is the RFC 7638 thumbprint of an Ed25519 public key, base64url: the key
+// id Bazaar gives its keys, derived from the key itself so that two parties always
+// agree on it.
+func Thumbprint(pub ed25519.PublicKey) string {
+	canonical := `{"crv":"Ed25519","kty":"OKP","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `"}`
+	sum := sha256.Sum256([]byte(canonical))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // StaticKeys returns the usable keys of the set: Ed25519 signing keys only.
