@@ -90,25 +90,19 @@ func loadSettings(getenv func(string) string) (settings, error) {
 	return s, nil
 }
 
-// plaintextKeysByDefault is SIGNING_KEYS_PLAINTEXT's default: whether users starts,
-// keeping its signing keys unencrypted, when no key-encryption key is configured. It is
-// true only until the local stack (internal/devstack), the end-to-end suite and the
-// compose file pass SIGNING_KEK; then false, so that a deployment that forgets the
-// KEK refuses to start instead of storing the key that mints every token in plain.
-const plaintextKeysByDefault = true
-
 // kekHelp says how to configure a key-encryption key, for start-up errors.
 const kekHelp = "set SIGNING_KEK or SIGNING_KEK_FILE (the path of a file holding it) to a key-encryption key: " +
 	"the base64 of 32 random bytes, as openssl rand -base64 32 makes"
 
 // loadKEK reads the key-encryption key of the signing keys: from SIGNING_KEK or the
-// file SIGNING_KEK_FILE (one, not both), or none when SIGNING_KEYS_PLAINTEXT allows
-// it. Errors name the variables and never show a key.
+// file SIGNING_KEK_FILE (one, not both). Without one users refuses to start unless
+// SIGNING_KEYS_PLAINTEXT=true is set explicitly, so that a deployment that forgets the
+// KEK stops rather than storing the key that mints every token in plain. Errors name
+// the variables and never show a key.
 func (s *settings) loadKEK(env *config.Env) error {
 	value := env.Secret("SIGNING_KEK", "")
 	file := env.String("SIGNING_KEK_FILE", "")
-	plainSet := env.String("SIGNING_KEYS_PLAINTEXT", "") != ""
-	plain := env.Bool("SIGNING_KEYS_PLAINTEXT", plaintextKeysByDefault)
+	plain := env.Bool("SIGNING_KEYS_PLAINTEXT", false)
 	var err error
 	switch {
 	case value != "" && file != "":
@@ -129,7 +123,7 @@ func (s *settings) loadKEK(env *config.Env) error {
 	if err != nil {
 		return fmt.Errorf("bad configuration: %s: %w", s.SigningKEKSource, err)
 	}
-	if s.SigningKEK != nil && plainSet && plain {
+	if s.SigningKEK != nil && plain {
 		return fmt.Errorf("bad configuration: SIGNING_KEYS_PLAINTEXT=true contradicts %s; unset one", s.SigningKEKSource)
 	}
 	return nil

@@ -45,8 +45,12 @@ type stack struct {
 	redisURL string
 }
 
-// testKEK is the key-encryption key the tests' services seal their signing keys with.
-var testKEK = bytes.Repeat([]byte{0x5a}, 32)
+// testKEK is the key-encryption key the tests' services seal their signing keys with;
+// testKEKBase64 is how SIGNING_KEK spells it.
+var (
+	testKEK       = bytes.Repeat([]byte{0x5a}, 32)
+	testKEKBase64 = base64.StdEncoding.EncodeToString(testKEK)
+)
 
 func kekOf(t *testing.T, key []byte) *signing.KEK {
 	t.Helper()
@@ -62,8 +66,7 @@ func kekOf(t *testing.T, key []byte) *signing.KEK {
 func startUsers(t *testing.T, extra map[string]string) stack {
 	t.Helper()
 	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL,
-		"SIGNING_KEK": base64.StdEncoding.EncodeToString(testKEK)}
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "SIGNING_KEK": testKEKBase64}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -631,7 +634,7 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 	dbURL := pgtest.NewDatabase(t)
 	env := func() map[string]string {
 		return map[string]string{
-			"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t),
+			"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "SIGNING_KEK": testKEKBase64,
 			"BOOTSTRAP_ADMIN_EMAIL": "Admin@Bazaar.local", "BOOTSTRAP_ADMIN_PASSWORD": "bazaar-admin",
 		}
 	}
@@ -663,7 +666,7 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 
 func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 	t.Parallel()
-	kek := base64.StdEncoding.EncodeToString(testKEK)
+	kek := testKEKBase64
 	kekFile := filepath.Join(t.TempDir(), "kek")
 	if err := os.WriteFile(kekFile, []byte(kek+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -742,7 +745,7 @@ func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
 	plainSeed := seed
 
 	kekFile := filepath.Join(t.TempDir(), "kek")
-	if err := os.WriteFile(kekFile, []byte(base64.StdEncoding.EncodeToString(testKEK)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(kekFile, []byte(testKEKBase64+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sealedProg := programtest.Start(t, run, env("SIGNING_KEK_FILE", kekFile))
@@ -774,20 +777,36 @@ func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
 	}
 }
 
-// With no KEK and no SIGNING_KEYS_PLAINTEXT, users refuses to start, or (until the
-// local stack passes a KEK) starts with a loud warning.
-func TestWithoutAKEK(t *testing.T) {
+// Given no KEK, users refuses to start, saying which variables to set, before it
+// touches the database: no key is ever made and stored in plain by omission.
+func TestWithoutAKEKUsersRefusesToStart(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}
-	if !plaintextKeysByDefault {
-		if err := startFails(t, env); !strings.Contains(err.Error(), "SIGNING_KEK") {
-			t.Errorf("err = %v, want it to name SIGNING_KEK", err)
+	dbURL := pgtest.NewDatabase(t)
+	err := startFails(t, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)})
+	for _, name := range []string{"SIGNING_KEK", "SIGNING_KEK_FILE", "SIGNING_KEYS_PLAINTEXT=true"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("err = %v, want it to name %s", err, name)
 		}
-		return
 	}
-	prog := programtest.Start(t, run, env)
+	var table *string
+	if err := openDB(t, dbURL).QueryRow(context.Background(), `SELECT to_regclass('signing_keys')::text`).Scan(&table); err != nil || table != nil {
+		t.Errorf("the refused start made the signing_keys table (%v, %v)", table, err)
+	}
+}
+
+// SIGNING_KEYS_PLAINTEXT=true, said explicitly, still lets users keep its signing keys
+// in plain (local development), with a loud warning.
+func TestSigningKeysPlaintextIsAnExplicitOptOut(t *testing.T) {
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "SIGNING_KEYS_PLAINTEXT": "true"})
 	if !strings.Contains(prog.Logs(), "SIGNING KEYS ARE STORED UNENCRYPTED") {
 		t.Errorf("no warning; logs:\n%s", prog.Logs())
+	}
+	var plain, sealed []byte
+	if err := openDB(t, dbURL).QueryRow(context.Background(), `SELECT seed, sealed_seed FROM signing_keys`).Scan(&plain, &sealed); err != nil ||
+		len(plain) != 32 || sealed != nil {
+		t.Errorf("stored seed %d bytes, sealed %x (%v); want the key in plain", len(plain), sealed, err)
 	}
 }
 
@@ -796,7 +815,7 @@ func TestWithoutAKEK(t *testing.T) {
 func TestATokenSignedBeforeARotationStillVerifies(t *testing.T) {
 	t.Parallel()
 	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "SIGNING_KEK": base64.StdEncoding.EncodeToString(testKEK)}
+	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "SIGNING_KEK": testKEKBase64}
 	before := stack{url: programtest.Start(t, run, env).URL, db: openDB(t, dbURL)}
 	before.register(t, "ann@example.com", "correct horse", "Ann")
 	old := before.login(t, "ann@example.com", "correct horse")
@@ -872,7 +891,7 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 	pg, proxiedDB := proxied(t, dbURL)
 	redisURL := redistest.New(t)
 	rd, proxiedRedis := proxied(t, redisURL)
-	s := stack{url: programtest.Start(t, run, map[string]string{"DATABASE_URL": proxiedDB, "REDIS_URL": proxiedRedis}).URL, db: openDB(t, dbURL)}
+	s := stack{url: programtest.Start(t, run, map[string]string{"DATABASE_URL": proxiedDB, "REDIS_URL": proxiedRedis, "SIGNING_KEK": testKEKBase64}).URL, db: openDB(t, dbURL)}
 	readiness(t, s.url, health.Healthy, http.StatusOK)
 
 	// Redis down: degraded, but sign-up works and its event waits in the outbox.
@@ -1003,7 +1022,7 @@ func TestDeadSessionsRefreshTokensAreCleanedUp(t *testing.T) {
 	alive := family(3, 20, 30, nil)      // its used root expired 10 days ago, but the newest token has 12 days to go
 	recent := family(1, 35, 30, nil)     // expired 5 days ago: kept a while yet
 
-	programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)})
+	programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "SIGNING_KEK": testKEKBase64})
 	left := func(fam uuid.UUID) int {
 		var n int
 		if err := db.QueryRow(ctx, `SELECT count(*) FROM refresh_tokens WHERE family_id = $1`, fam).Scan(&n); err != nil {
