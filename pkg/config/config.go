@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -40,6 +41,40 @@ func (e *Env) String(name, def string) string { return e.lookup(name, def) }
 // Secret is like String; it exists so that the call site says the value must not be
 // logged (see Mask).
 func (e *Env) Secret(name, def string) string { return e.lookup(name, def) }
+
+// SecretOrFile reads a secret given either in the variable name or in the file whose
+// path is in name+"_FILE", the way a mounted secret (Docker's, Kubernetes') or one an
+// init container generated is handed over, so that it need not sit in the environment
+// where process listings and inspect commands show it. Setting both is an error. Only
+// the file's line ends at its end (what echo and editors add) are trimmed: its other
+// characters are the secret. It returns the secret and the variable it came from, or
+// "" and "" when neither is set. A bad setting (both set, a file that cannot be read
+// or holds nothing) is left for Err, and it returns "" and the variable at fault, so
+// that the caller can tell a secret missing from one set wrongly. Errors name the file
+// but never show what it holds.
+func (e *Env) SecretOrFile(name string) (value, from string) {
+	fileVar := name + "_FILE"
+	value, path := e.lookup(name, ""), e.lookup(fileVar, "")
+	switch {
+	case value != "" && path != "":
+		e.errs = append(e.errs, fmt.Errorf("%s and %s are both set; set one", name, fileVar))
+		return "", name
+	case value != "":
+		return value, name
+	case path == "":
+		return "", ""
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		e.fail(fileVar, path, "cannot read it: "+err.Error())
+		return "", fileVar
+	}
+	if value = strings.TrimRight(string(b), "\r\n"); value == "" {
+		e.fail(fileVar, path, "the file is empty")
+		return "", fileVar
+	}
+	return value, fileVar
+}
 
 // OneOf is the variable, case-insensitively one of allowed (returned lower-case).
 func (e *Env) OneOf(name, def string, allowed ...string) string {

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,65 @@ func TestMask(t *testing.T) {
 	}
 	if got := Mask("redis://localhost:6379/0"); got != "redis://localhost:6379/0" {
 		t.Errorf("Mask = %q", got)
+	}
+}
+
+func TestSecretOrFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name       string
+		env        map[string]string
+		value, src string
+	}{
+		{"neither", map[string]string{}, "", ""},
+		{"the variable", map[string]string{"PASS": " hunter2 "}, "hunter2", "PASS"},
+		// What echo, an editor or a generator leaves at the end goes; the secret's own
+		// spaces stay.
+		{"a file with a newline", map[string]string{"PASS_FILE": file("nl", " hunter 2 \n")}, " hunter 2 ", "PASS_FILE"},
+		{"a file with CRLF", map[string]string{"PASS_FILE": file("crlf", "hunter2\r\n")}, "hunter2", "PASS_FILE"},
+		{"a file without a newline", map[string]string{"PASS_FILE": file("bare", "hunter2")}, "hunter2", "PASS_FILE"},
+	} {
+		e := New(env(c.env))
+		value, src := e.SecretOrFile("PASS")
+		if value != c.value || src != c.src || e.Err() != nil {
+			t.Errorf("%s: SecretOrFile = %q from %q, %v; want %q from %q", c.name, value, src, e.Err(), c.value, c.src)
+		}
+	}
+
+	secret := file("secret", "hunter2\n")
+	for _, c := range []struct {
+		name, src string
+		env       map[string]string
+		want      []string // in the error
+	}{
+		{"both", "PASS", map[string]string{"PASS": "hunter2", "PASS_FILE": secret}, []string{"PASS and PASS_FILE are both set"}},
+		{"a missing file", "PASS_FILE", map[string]string{"PASS_FILE": filepath.Join(dir, "missing")}, []string{"PASS_FILE=", "missing"}},
+		{"a directory", "PASS_FILE", map[string]string{"PASS_FILE": dir}, []string{"PASS_FILE="}},
+		{"an empty file", "PASS_FILE", map[string]string{"PASS_FILE": file("blank", "\n")}, []string{"PASS_FILE=", "is empty"}},
+	} {
+		e := New(env(c.env))
+		value, src := e.SecretOrFile("PASS")
+		err := e.Err()
+		if value != "" || src != c.src || err == nil {
+			t.Errorf("%s: SecretOrFile = %q from %q, %v; want nothing from %q and an error", c.name, value, src, err, c.src)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%s: error %q does not say %q", c.name, err, w)
+			}
+		}
+		if strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: error %q shows the secret", c.name, err)
+		}
 	}
 }

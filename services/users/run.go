@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -100,31 +99,22 @@ const kekHelp = "set SIGNING_KEK or SIGNING_KEK_FILE (the path of a file holding
 // KEK stops rather than storing the key that mints every token in plain. Errors name
 // the variables and never show a key.
 func (s *settings) loadKEK(env *config.Env) error {
-	value := env.Secret("SIGNING_KEK", "")
-	file := env.String("SIGNING_KEK_FILE", "")
+	value, from := env.SecretOrFile("SIGNING_KEK")
 	plain := env.Bool("SIGNING_KEYS_PLAINTEXT", false)
-	var err error
 	switch {
-	case value != "" && file != "":
-		return errors.New("bad configuration: SIGNING_KEK and SIGNING_KEK_FILE are both set; set one")
-	case value != "":
-		s.SigningKEKSource = "SIGNING_KEK"
-		s.SigningKEK, err = signing.ParseKEK(value)
-	case file != "":
-		s.SigningKEKSource = "SIGNING_KEK_FILE"
-		var b []byte
-		if b, err = os.ReadFile(file); err == nil {
-			s.SigningKEK, err = signing.ParseKEK(string(b))
-		}
-	case !plain:
+	case from == "" && !plain:
 		return errors.New("bad configuration: no key-encryption key for the signing keys: " + kekHelp +
 			" (or SIGNING_KEYS_PLAINTEXT=true to keep them unencrypted, for local development only)")
+	case from == "" || value == "":
+		return nil // none, as SIGNING_KEYS_PLAINTEXT allows; or set wrongly, which env reports
 	}
-	if err != nil {
-		return fmt.Errorf("bad configuration: %s: %w", s.SigningKEKSource, err)
+	var err error
+	s.SigningKEKSource = from
+	if s.SigningKEK, err = signing.ParseKEK(value); err != nil {
+		return fmt.Errorf("bad configuration: %s: %w", from, err)
 	}
-	if s.SigningKEK != nil && plain {
-		return fmt.Errorf("bad configuration: SIGNING_KEYS_PLAINTEXT=true contradicts %s; unset one", s.SigningKEKSource)
+	if plain {
+		return fmt.Errorf("bad configuration: SIGNING_KEYS_PLAINTEXT=true contradicts %s; unset one", from)
 	}
 	return nil
 }
