@@ -47,8 +47,8 @@ type settings struct {
 	// SigningKEKSource is the variable SigningKEK came from, for the log and errors.
 	SigningKEKSource string
 	// Admin, when set, is an admin account ensured at start (BOOTSTRAP_ADMIN_EMAIL,
-	// BOOTSTRAP_ADMIN_PASSWORD, BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo
-	// admin with it.
+	// BOOTSTRAP_ADMIN_PASSWORD or the file BOOTSTRAP_ADMIN_PASSWORD_FILE,
+	// BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo admin with it.
 	Admin *user.Registration
 }
 
@@ -120,18 +120,22 @@ func (s *settings) loadKEK(env *config.Env) error {
 }
 
 // loadAdmin reads the bootstrap admin: all or nothing, so that a half-set pair is a
-// mistake reported at start rather than an admin silently missing.
+// mistake reported at start rather than an admin silently missing. The password is in
+// BOOTSTRAP_ADMIN_PASSWORD or the file BOOTSTRAP_ADMIN_PASSWORD_FILE, so that a
+// deployment can hand over one generated on its first start rather than a known one.
 func (s *settings) loadAdmin(env *config.Env) error {
 	email := env.String("BOOTSTRAP_ADMIN_EMAIL", "")
-	pass := env.Secret("BOOTSTRAP_ADMIN_PASSWORD", "")
+	pass, passFrom := env.SecretOrFile("BOOTSTRAP_ADMIN_PASSWORD")
 	name := env.String("BOOTSTRAP_ADMIN_NAME", "Bazaar Admin")
 	switch {
-	case email == "" && pass == "":
+	case email == "" && passFrom == "":
 		return nil
 	case email == "":
-		return errors.New("bad configuration: BOOTSTRAP_ADMIN_EMAIL must be set with BOOTSTRAP_ADMIN_PASSWORD")
+		return fmt.Errorf("bad configuration: BOOTSTRAP_ADMIN_EMAIL must be set with %s", passFrom)
+	case passFrom == "":
+		return errors.New("bad configuration: BOOTSTRAP_ADMIN_PASSWORD or BOOTSTRAP_ADMIN_PASSWORD_FILE must be set with BOOTSTRAP_ADMIN_EMAIL")
 	case pass == "":
-		return errors.New("bad configuration: BOOTSTRAP_ADMIN_PASSWORD must be set with BOOTSTRAP_ADMIN_EMAIL")
+		return nil // set wrongly, which env reports
 	}
 	var errs []error
 	check := func(variable string, err error) {
@@ -144,7 +148,7 @@ func (s *settings) loadAdmin(env *config.Env) error {
 	reg.Email, err = user.ParseEmail(email)
 	check("BOOTSTRAP_ADMIN_EMAIL", err)
 	reg.Password, err = user.ParsePassword(pass)
-	check("BOOTSTRAP_ADMIN_PASSWORD", err)
+	check(passFrom, err)
 	reg.Name, err = user.ParseName(name)
 	check("BOOTSTRAP_ADMIN_NAME", err)
 	s.Admin = &reg

@@ -664,6 +664,59 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 	}
 }
 
+// The bootstrap admin's password may come from a file (BOOTSTRAP_ADMIN_PASSWORD_FILE),
+// such as one an init container generated on a stack's first start: its last newline is
+// not part of the password, and the password is never logged.
+func TestBootstrapAdminPasswordFromAFile(t *testing.T) {
+	t.Parallel()
+	generated := base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{0xa7}, 18)) // as an init container makes one
+	passFile := filepath.Join(t.TempDir(), "admin-password")
+	if err := os.WriteFile(passFile, []byte(generated+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dbURL := pgtest.NewDatabase(t)
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "SIGNING_KEK": testKEKBase64,
+		"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local", "BOOTSTRAP_ADMIN_PASSWORD_FILE": passFile})
+	s := stack{url: prog.URL, db: openDB(t, dbURL)}
+	tok := s.login(t, "admin@bazaar.local", generated)
+	r := s.me(t, tok.AccessToken)
+	var admin userBody
+	r.JSON(t, &admin)
+	if r.Status != http.StatusOK || admin.Role != "admin" {
+		t.Fatalf("me: %d %s", r.Status, r.Body)
+	}
+	if strings.Contains(prog.Logs(), generated) {
+		t.Errorf("the logs show the password:\n%s", prog.Logs())
+	}
+
+	// Set wrongly, it stops the start, naming the variable and not showing the file's
+	// contents.
+	short := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(short, []byte("hunter2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin1 := map[string]string{"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"}
+	for name, env := range map[string]map[string]string{
+		"BOOTSTRAP_ADMIN_PASSWORD and BOOTSTRAP_ADMIN_PASSWORD_FILE are both set": {"BOOTSTRAP_ADMIN_PASSWORD": "long enough", "BOOTSTRAP_ADMIN_PASSWORD_FILE": passFile},
+		"BOOTSTRAP_ADMIN_PASSWORD_FILE=":                                          {"BOOTSTRAP_ADMIN_PASSWORD_FILE": filepath.Join(t.TempDir(), "missing")},
+		"BOOTSTRAP_ADMIN_PASSWORD_FILE: ":                                         {"BOOTSTRAP_ADMIN_PASSWORD_FILE": short},
+		"BOOTSTRAP_ADMIN_EMAIL must be set":                                       {"BOOTSTRAP_ADMIN_PASSWORD_FILE": passFile, "BOOTSTRAP_ADMIN_EMAIL": ""},
+	} {
+		env["SIGNING_KEK"] = testKEKBase64
+		for k, v := range admin1 {
+			if _, ok := env[k]; !ok {
+				env[k] = v
+			}
+		}
+		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: err = %v, want it to say %q", env, err, name)
+		} else if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), generated) {
+			t.Errorf("%v: the error %q shows the password", env, err)
+		}
+	}
+}
+
 func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 	t.Parallel()
 	kek := testKEKBase64
