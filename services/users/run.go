@@ -46,6 +46,12 @@ type settings struct {
 	SigningKEK *signing.KEK
 	// SigningKEKSource is the variable SigningKEK came from, for the log and errors.
 	SigningKEKSource string
+	// PreviousKEK is the key-encryption key before a rotation (SIGNING_KEK_PREVIOUS, or
+	// the file SIGNING_KEK_PREVIOUS_FILE): keys still sealed under it are sealed again
+	// under SigningKEK at start. Nil when there is none.
+	PreviousKEK *signing.KEK
+	// PreviousKEKSource is the variable PreviousKEK came from.
+	PreviousKEKSource string
 	// Admin, when set, is an admin account ensured at start (BOOTSTRAP_ADMIN_EMAIL,
 	// BOOTSTRAP_ADMIN_PASSWORD or the file BOOTSTRAP_ADMIN_PASSWORD_FILE,
 	// BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo admin with it.
@@ -96,27 +102,41 @@ const kekHelp = "set SIGNING_KEK or SIGNING_KEK_FILE (the path of a file holding
 // loadKEK reads the key-encryption key of the signing keys: from SIGNING_KEK or the
 // file SIGNING_KEK_FILE (one, not both). Without one users refuses to start unless
 // SIGNING_KEYS_PLAINTEXT=true is set explicitly, so that a deployment that forgets the
-// KEK stops rather than storing the key that mints every token in plain. Errors name
-// the variables and never show a key.
+// KEK stops rather than storing the key that mints every token in plain. The KEK
+// before a rotation, if any, is read the same way from SIGNING_KEK_PREVIOUS or
+// SIGNING_KEK_PREVIOUS_FILE. Errors name the variables and never show a key.
 func (s *settings) loadKEK(env *config.Env) error {
 	value, from := env.SecretOrFile("SIGNING_KEK")
+	previous, previousFrom := env.SecretOrFile("SIGNING_KEK_PREVIOUS")
 	plain := env.Bool("SIGNING_KEYS_PLAINTEXT", false)
 	switch {
+	case from == "" && previousFrom != "":
+		// Keys cannot go from a KEK back to plain: the previous KEK only opens keys to
+		// seal them again under the current one.
+		return fmt.Errorf("bad configuration: %s is set without SIGNING_KEK or SIGNING_KEK_FILE: "+
+			"the previous key-encryption key opens the signing keys only to seal them again under the current one", previousFrom)
 	case from == "" && !plain:
 		return errors.New("bad configuration: no key-encryption key for the signing keys: " + kekHelp +
 			" (or SIGNING_KEYS_PLAINTEXT=true to keep them unencrypted, for local development only)")
 	case from == "" || value == "":
 		return nil // none, as SIGNING_KEYS_PLAINTEXT allows; or set wrongly, which env reports
 	}
+	var errs []error
 	var err error
 	s.SigningKEKSource = from
 	if s.SigningKEK, err = signing.ParseKEK(value); err != nil {
-		return fmt.Errorf("bad configuration: %s: %w", from, err)
+		errs = append(errs, fmt.Errorf("bad configuration: %s: %w", from, err))
 	}
 	if plain {
-		return fmt.Errorf("bad configuration: SIGNING_KEYS_PLAINTEXT=true contradicts %s; unset one", from)
+		errs = append(errs, fmt.Errorf("bad configuration: SIGNING_KEYS_PLAINTEXT=true contradicts %s; unset one", from))
 	}
-	return nil
+	if previous != "" {
+		s.PreviousKEKSource = previousFrom
+		if s.PreviousKEK, err = signing.ParseKEK(previous); err != nil {
+			errs = append(errs, fmt.Errorf("bad configuration: %s: %w", previousFrom, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // loadAdmin reads the bootstrap admin: all or nothing, so that a half-set pair is a
@@ -174,6 +194,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
 		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "session_max_age", cfg.SessionMaxAge.String(),
 		"refresh_token_retention", cfg.RefreshTokenRetention.String(), "signing_kek_from", cmp.Or(cfg.SigningKEKSource, "none"),
+		"signing_kek_previous_from", cmp.Or(cfg.PreviousKEKSource, "none"),
 		"bootstrap_admin_email", adminEmail, "login_policy", cfg.LoginPolicy.String(),
 		"trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 
@@ -231,6 +252,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 }
 
 // loadSigningKeys seals any plain signing key when there is a key-encryption key, and
+// any still sealed under the previous one (after a KEK rotation) again under it, and
 // loads the keys. Every replica loads the same keys from the database, so any of them
 // verifies what another signed, and a restart does not log anybody out.
 func loadSigningKeys(ctx context.Context, p *platform.Platform, store *postgres.Store, cfg settings) (signing.Ring, error) {
@@ -238,24 +260,44 @@ func loadSigningKeys(ctx context.Context, p *platform.Platform, store *postgres.
 		p.Log.Warn("SIGNING KEYS ARE STORED UNENCRYPTED: anyone who reads the users database (a backup, a dump) can mint " +
 			"access tokens for any user; " + kekHelp)
 	} else {
-		n, err := store.SealSigningKeys(ctx, cfg.SigningKEK)
+		sealed, resealed, err := store.SealSigningKeys(ctx, cfg.SigningKEK, cfg.PreviousKEK)
 		if err != nil {
-			return nil, fmt.Errorf("encrypt the signing keys: %w", err)
+			return nil, signingKeysError("seal the signing keys", err, cfg)
 		}
-		if n > 0 {
-			p.Log.Info("signing keys encrypted in place", "keys", n, "kek_from", cfg.SigningKEKSource)
+		if sealed > 0 {
+			p.Log.Info("signing keys encrypted in place", "keys", sealed, "kek_from", cfg.SigningKEKSource)
+		}
+		switch {
+		case resealed > 0:
+			p.Log.Info("signing keys sealed again under the new key-encryption key", "keys", resealed,
+				"kek_from", cfg.SigningKEKSource, "previous_kek_from", cfg.PreviousKEKSource,
+				"then", cfg.PreviousKEKSource+" can be removed; a replica given the old key-encryption key alone no longer starts")
+		case cfg.PreviousKEK != nil:
+			// Another replica sealed them, or an earlier start did.
+			p.Log.Info("every signing key opens with the key-encryption key: "+cfg.PreviousKEKSource+" is no longer needed and can be removed",
+				"kek_from", cfg.SigningKEKSource)
 		}
 	}
 	keys, err := store.SigningKeys(ctx, signing.Generate, cfg.SigningKEK)
-	switch {
-	case errors.Is(err, signing.ErrNoKEK):
-		return nil, fmt.Errorf("load signing keys: %w: %s", err, kekHelp)
-	case errors.Is(err, signing.ErrWrongKEK):
-		return nil, fmt.Errorf("load signing keys: %w: check %s", err, cfg.SigningKEKSource)
-	case err != nil:
-		return nil, fmt.Errorf("load signing keys: %w", err)
+	if err != nil {
+		return nil, signingKeysError("load signing keys", err, cfg)
 	}
 	return keys, nil
+}
+
+// signingKeysError says which setting to fix when the signing keys do not open.
+func signingKeysError(op string, err error, cfg settings) error {
+	switch {
+	case errors.Is(err, signing.ErrNoKEK):
+		return fmt.Errorf("%s: %w: %s", op, err, kekHelp)
+	case errors.Is(err, signing.ErrWrongKEK) && cfg.PreviousKEK != nil:
+		return fmt.Errorf("%s: %w: neither %s nor %s opens it; check both", op, err, cfg.SigningKEKSource, cfg.PreviousKEKSource)
+	case errors.Is(err, signing.ErrWrongKEK):
+		return fmt.Errorf("%s: %w: check %s; if the key-encryption key was changed on purpose, "+
+			"set the one before in SIGNING_KEK_PREVIOUS or SIGNING_KEK_PREVIOUS_FILE for a start, which seals the keys again under the new one",
+			op, err, cfg.SigningKEKSource)
+	}
+	return fmt.Errorf("%s: %w", op, err)
 }
 
 // openFastRedis is a Redis client whose calls end at their context's deadline and that

@@ -725,15 +725,20 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, env := range map[string]map[string]string{
-		"SIGNING_KEK":                      {"SIGNING_KEK": "c2hvcnQ="},
-		"SIGNING_KEK and SIGNING_KEK_FILE": {"SIGNING_KEK": kek, "SIGNING_KEK_FILE": kekFile},
-		"SIGNING_KEK_FILE":                 {"SIGNING_KEK_FILE": filepath.Join(t.TempDir(), "missing")},
-		"SIGNING_KEK or SIGNING_KEK_FILE":  {"SIGNING_KEYS_PLAINTEXT": "false"},
-		"SIGNING_KEYS_PLAINTEXT=true":      {"SIGNING_KEK": kek, "SIGNING_KEYS_PLAINTEXT": "true"},
-		"SIGNING_KEYS_PLAINTEXT=\"maybe\"": {"SIGNING_KEYS_PLAINTEXT": "maybe"},
-		"BOOTSTRAP_ADMIN_PASSWORD":         {"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"},
-		"BOOTSTRAP_ADMIN_EMAIL":            {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
-		"ACCESS_TOKEN_TTL":                 {"ACCESS_TOKEN_TTL": "soon"},
+		"SIGNING_KEK":                                                     {"SIGNING_KEK": "c2hvcnQ="},
+		"SIGNING_KEK and SIGNING_KEK_FILE":                                {"SIGNING_KEK": kek, "SIGNING_KEK_FILE": kekFile},
+		"SIGNING_KEK_FILE":                                                {"SIGNING_KEK_FILE": filepath.Join(t.TempDir(), "missing")},
+		"SIGNING_KEK or SIGNING_KEK_FILE":                                 {"SIGNING_KEYS_PLAINTEXT": "false"},
+		"SIGNING_KEK_PREVIOUS is set without SIGNING_KEK":                 {"SIGNING_KEK_PREVIOUS": kek},
+		"SIGNING_KEK_PREVIOUS_FILE is set without SIGNING_KEK":            {"SIGNING_KEK_PREVIOUS_FILE": kekFile},
+		"SIGNING_KEK_PREVIOUS: ":                                          {"SIGNING_KEK": kek, "SIGNING_KEK_PREVIOUS": "c2hvcnQ="},
+		"SIGNING_KEK_PREVIOUS and SIGNING_KEK_PREVIOUS_FILE are both set": {"SIGNING_KEK": kek, "SIGNING_KEK_PREVIOUS": kek, "SIGNING_KEK_PREVIOUS_FILE": kekFile},
+		"SIGNING_KEK_PREVIOUS_FILE=":                                      {"SIGNING_KEK": kek, "SIGNING_KEK_PREVIOUS_FILE": filepath.Join(t.TempDir(), "missing")},
+		"SIGNING_KEYS_PLAINTEXT=true":                                     {"SIGNING_KEK": kek, "SIGNING_KEYS_PLAINTEXT": "true"},
+		"SIGNING_KEYS_PLAINTEXT=\"maybe\"":                                {"SIGNING_KEYS_PLAINTEXT": "maybe"},
+		"BOOTSTRAP_ADMIN_PASSWORD":                                        {"BOOTSTRAP_ADMIN_EMAIL": "admin@bazaar.local"},
+		"BOOTSTRAP_ADMIN_EMAIL":                                           {"BOOTSTRAP_ADMIN_EMAIL": "not an e-mail", "BOOTSTRAP_ADMIN_PASSWORD": "long enough"},
+		"ACCESS_TOKEN_TTL":                                                {"ACCESS_TOKEN_TTL": "soon"},
 		// Verifiers refuse tokens that live longer than auth.DefaultMaxLifetime.
 		"ACCESS_TOKEN_TTL=2h0m0s": {"ACCESS_TOKEN_TTL": "2h"},
 		"REFRESH_TOKEN_TTL":       {"REFRESH_TOKEN_TTL": "-1h"},
@@ -743,8 +748,10 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%v: err = %v, want it to name %s", env, err, name)
 		}
-		if err != nil && env["SIGNING_KEK"] != "" && strings.Contains(err.Error(), env["SIGNING_KEK"]) {
-			t.Errorf("%v: the error %q shows the key", env, err)
+		for _, secret := range []string{env["SIGNING_KEK"], env["SIGNING_KEK_PREVIOUS"]} {
+			if err != nil && secret != "" && strings.Contains(err.Error(), secret) {
+				t.Errorf("%v: the error %q shows the key", env, err)
+			}
 		}
 	}
 }
@@ -828,6 +835,98 @@ func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
 	if row(); seed != nil {
 		t.Error("a failed start unsealed the key")
 	}
+}
+
+// Rotating the KEK: a start with the new one in SIGNING_KEK and the old one in
+// SIGNING_KEK_PREVIOUS seals every signing key again under the new one, the same keys,
+// so the tokens they signed still verify; from then on the new KEK alone starts users.
+// The new KEK alone before that is refused, as any wrong KEK is.
+func TestTheKEKIsRotatedWithSigningKEKPrevious(t *testing.T) {
+	t.Parallel()
+	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
+	db := openDB(t, dbURL)
+	kekA, kekB := testKEKBase64, base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x3c}, 32))
+	env := func(extra ...string) map[string]string {
+		m := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL}
+		for i := 0; i < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	underA := stack{url: programtest.Start(t, run, env("SIGNING_KEK", kekA)).URL, db: db}
+	underA.register(t, "ann@example.com", "correct horse", "Ann")
+	tok := underA.login(t, "ann@example.com", "correct horse")
+	// An older key too, superseded but still verifying: every key is sealed again.
+	older, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(context.Background(), `INSERT INTO signing_keys (kid, sealed_seed, created_at) VALUES ($1, $2, now() - interval '1 day')`,
+		older.ID, kekOf(t, testKEK).Seal(older.ID, older.Private.Seed())); err != nil {
+		t.Fatal(err)
+	}
+	// opensWith says which of A and B open every stored key.
+	opensWith := func() (a, b bool) {
+		t.Helper()
+		rows, err := db.Query(context.Background(), `SELECT kid, sealed_seed FROM signing_keys`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		a, b = true, true
+		n := 0
+		for rows.Next() {
+			var kid string
+			var sealed []byte
+			if err := rows.Scan(&kid, &sealed); err != nil {
+				t.Fatal(err)
+			}
+			n++
+			_, errA := kekOf(t, testKEK).Open(kid, sealed)
+			_, errB := kekOf(t, bytes.Repeat([]byte{0x3c}, 32)).Open(kid, sealed)
+			a, b = a && errA == nil, b && errB == nil
+		}
+		if n != 2 {
+			t.Fatalf("%d signing keys, want 2", n)
+		}
+		return a, b
+	}
+
+	err = startFails(t, env("SIGNING_KEK", kekB))
+	if !errors.Is(err, signing.ErrWrongKEK) || !strings.Contains(err.Error(), "SIGNING_KEK") || !strings.Contains(err.Error(), "SIGNING_KEK_PREVIOUS") {
+		t.Errorf("the new KEK alone before the rotation: %v; want the wrong-KEK error, saying to set SIGNING_KEK_PREVIOUS", err)
+	}
+	if a, b := opensWith(); !a || b {
+		t.Fatalf("a refused start changed the keys: they open with A %v, with B %v", a, b)
+	}
+
+	rotating := programtest.Start(t, run, env("SIGNING_KEK", kekB, "SIGNING_KEK_PREVIOUS", kekA))
+	if a, b := opensWith(); a || !b {
+		t.Errorf("after the rotation the keys open with A %v, with B %v; want B only", a, b)
+	}
+	logs := rotating.Logs()
+	if !strings.Contains(logs, `"msg":"signing keys sealed again under the new key-encryption key"`) || !strings.Contains(logs, `"keys":2`) {
+		t.Errorf("the rotation is not logged with its count; logs:\n%s", logs)
+	}
+	if strings.Contains(logs, kekA) || strings.Contains(logs, kekB) {
+		t.Errorf("the logs show a KEK:\n%s", logs)
+	}
+	rotated := stack{url: rotating.URL, db: db}
+	if r := rotated.me(t, tok.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("a token signed before the rotation: %d %s", r.Status, r.Body)
+	}
+	rotated.login(t, "ann@example.com", "correct horse")
+
+	// The previous KEK is no longer needed, and its start says so.
+	again := programtest.Start(t, run, env("SIGNING_KEK", kekB, "SIGNING_KEK_PREVIOUS", kekA))
+	if !strings.Contains(again.Logs(), "SIGNING_KEK_PREVIOUS is no longer needed") {
+		t.Errorf("a start with nothing left to seal again does not say the previous KEK can go; logs:\n%s", again.Logs())
+	}
+	after := stack{url: programtest.Start(t, run, env("SIGNING_KEK", kekB)).URL, db: db}
+	if r := after.me(t, tok.AccessToken); r.Status != http.StatusOK {
+		t.Errorf("a token signed before the rotation, with the new KEK alone: %d %s", r.Status, r.Body)
+	}
+	after.login(t, "ann@example.com", "correct horse")
 }
 
 // Given no KEK, users refuses to start, saying which variables to set, before it

@@ -266,57 +266,84 @@ func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, e
 	return ring, nil
 }
 
-// SealSigningKeys seals with kek, in place, every signing key stored in plain (from
-// before there was a KEK), and returns how many it sealed. A key keeps its kid and
-// creation time, so tokens it signed still verify.
-func (s *Store) SealSigningKeys(ctx context.Context, kek *signing.KEK) (int, error) {
-	var n int
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		// The lock SigningKeys takes: a replica loading keys meanwhile sees every
-		// row either before or after.
+// SealSigningKeys brings every stored signing key under kek, in one transaction: a key
+// stored in plain (from before there was a KEK) is sealed, and one sealed under
+// previous (the KEK before a rotation; nil when there is none) is sealed again under
+// kek. It returns how many keys it sealed and how many it sealed again. A sealed key
+// that opens with neither is signing.ErrWrongKEK, and then nothing changes, so that a
+// mistaken KEK never gets a key sealed under it. A key keeps its kid and creation
+// time, so tokens it signed still verify.
+func (s *Store) SealSigningKeys(ctx context.Context, kek, previous *signing.KEK) (sealed, resealed int, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The lock SigningKeys takes: a replica loading or sealing keys meanwhile sees
+		// every row either before or after, and replicas starting together seal once.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, signingKeysLock); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT kid, seed FROM signing_keys WHERE seed IS NOT NULL`)
+		type row struct {
+			kid          string
+			seed, sealed []byte
+		}
+		rows, err := tx.Query(ctx, `SELECT kid, seed, sealed_seed FROM signing_keys ORDER BY kid`)
 		if err != nil {
 			return err
 		}
-		plain := map[string][]byte{}
-		for rows.Next() {
-			var kid string
-			var seed []byte
-			if err := rows.Scan(&kid, &seed); err != nil {
-				rows.Close()
-				return err
-			}
-			plain[kid] = seed
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		stored, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			err := r.Scan(&x.kid, &x.seed, &x.sealed)
+			return x, err
+		})
+		if err != nil {
 			return err
 		}
-		for kid, seed := range plain {
+		// Every row is judged before any is written: one that opens with neither KEK
+		// stops the lot.
+		var updates []row
+		for _, r := range stored {
+			seed := r.seed
+			if seed == nil {
+				if _, err := kek.Open(r.kid, r.sealed); err == nil {
+					continue // already under kek
+				} else if previous == nil {
+					return err
+				}
+				if seed, err = previous.Open(r.kid, r.sealed); err != nil {
+					return err
+				}
+				resealed++
+			} else {
+				sealed++
+			}
 			// Checked before it is sealed, so that a damaged row is not hidden under a
 			// seal that would then open to a key that is not the kid's.
-			k, err := signing.FromSeed(seed)
-			if err != nil {
+			if err := checkSeed(r.kid, seed); err != nil {
 				return err
 			}
-			if k.ID != kid {
-				return fmt.Errorf("signing key %s: stored kid does not match its key", kid)
-			}
-			if _, err := tx.Exec(ctx, `UPDATE signing_keys SET seed = NULL, sealed_seed = $2 WHERE kid = $1`,
-				kid, kek.Seal(kid, seed)); err != nil {
+			updates = append(updates, row{kid: r.kid, sealed: kek.Seal(r.kid, seed)})
+		}
+		for _, u := range updates {
+			if _, err := tx.Exec(ctx, `UPDATE signing_keys SET seed = NULL, sealed_seed = $2 WHERE kid = $1`, u.kid, u.sealed); err != nil {
 				return err
 			}
-			n++
 		}
 		return nil
 	})
 	if err != nil {
-		return 0, dbError(err, "seal signing keys")
+		return 0, 0, dbError(err, "seal signing keys")
 	}
-	return n, nil
+	return sealed, resealed, nil
+}
+
+// checkSeed says whether seed is the key its row's kid names.
+func checkSeed(kid string, seed []byte) error {
+	k, err := signing.FromSeed(seed)
+	if err != nil {
+		return fmt.Errorf("signing key %s: %w", kid, err)
+	}
+	if k.ID != kid {
+		return fmt.Errorf("signing key %s: stored kid does not match its key", kid)
+	}
+	return nil
 }
 
 func loadKeys(ctx context.Context, tx pgx.Tx, kek *signing.KEK) (signing.Ring, error) {

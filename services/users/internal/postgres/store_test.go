@@ -469,9 +469,9 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 	if plain, sealed := storedSeed(t, pool, k.ID); !bytes.Equal(plain, k.Private.Seed()) || sealed != nil {
 		t.Fatalf("without a KEK: seed %x, sealed %x", plain, sealed)
 	}
-	n, err := store.SealSigningKeys(ctx, kek(t, 1))
-	if err != nil || n != 1 {
-		t.Fatalf("SealSigningKeys = %d, %v; want 1", n, err)
+	n, resealed, err := store.SealSigningKeys(ctx, kek(t, 1), nil)
+	if err != nil || n != 1 || resealed != 0 {
+		t.Fatalf("SealSigningKeys = %d, %d, %v; want 1 sealed", n, resealed, err)
 	}
 	if plain, sealed := storedSeed(t, pool, k.ID); plain != nil || len(sealed) == 0 {
 		t.Fatalf("after sealing: seed %x, sealed %x", plain, sealed)
@@ -481,8 +481,8 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 		!sealedRing.Current().CreatedAt.Equal(k.CreatedAt) {
 		t.Fatalf("after sealing: %v, %v", sealedRing, err)
 	}
-	if n, err := store.SealSigningKeys(ctx, kek(t, 1)); err != nil || n != 0 {
-		t.Errorf("a second SealSigningKeys = %d, %v; want 0", n, err)
+	if n, resealed, err := store.SealSigningKeys(ctx, kek(t, 1), nil); err != nil || n != 0 || resealed != 0 {
+		t.Errorf("a second SealSigningKeys = %d, %d, %v; want 0, 0", n, resealed, err)
 	}
 	// The table itself refuses a row with both forms, or neither.
 	if _, err := pool.Exec(ctx, `UPDATE signing_keys SET seed = $1`, k.Private.Seed()); err == nil {
@@ -490,6 +490,122 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 	}
 	if _, err := pool.Exec(ctx, `UPDATE signing_keys SET sealed_seed = NULL`); err == nil {
 		t.Error("stored a key with no seed at all")
+	}
+}
+
+// addKey stores a new signing key made createdAgo, sealed with k, or in plain when k is
+// nil, as an older start of the service would have; it returns the key.
+func addKey(t *testing.T, pool *pgxpool.Pool, k *signing.KEK, createdAgo time.Duration) signing.Key {
+	t.Helper()
+	key, err := signing.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plain, sealed []byte
+	if k == nil {
+		plain = key.Private.Seed()
+	} else {
+		sealed = k.Seal(key.ID, key.Private.Seed())
+	}
+	if _, err := pool.Exec(context.Background(),
+		`INSERT INTO signing_keys (kid, seed, sealed_seed, created_at) VALUES ($1, $2, $3, now() - make_interval(secs => $4))`,
+		key.ID, plain, sealed, createdAgo.Seconds()); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// After a KEK rotation, keys sealed under the previous KEK are sealed again under the
+// new one (and plain ones sealed), once, however many replicas start together; then
+// they open with the new KEK alone and are the same keys.
+func TestSigningKeysUnderThePreviousKEKAreSealedAgain(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	older, newer := addKey(t, pool, kek(t, 1), 2*time.Hour), addKey(t, pool, kek(t, 1), time.Hour)
+	plain := addKey(t, pool, nil, 3*time.Hour)
+	before, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const replicas = 4
+	var mu sync.Mutex
+	var sealed, resealed int
+	var wg sync.WaitGroup
+	for range replicas {
+		wg.Go(func() {
+			s, r, err := store.SealSigningKeys(ctx, kek(t, 2), kek(t, 1))
+			if err != nil {
+				t.Errorf("SealSigningKeys: %v", err)
+			}
+			mu.Lock()
+			sealed, resealed = sealed+s, resealed+r
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if sealed != 1 || resealed != 2 {
+		t.Errorf("%d replicas sealed %d keys and sealed again %d; want 1 and 2 in all", replicas, sealed, resealed)
+	}
+	for _, k := range []signing.Key{older, newer, plain} {
+		p, s := storedSeed(t, pool, k.ID)
+		if _, err := kek(t, 1).Open(k.ID, s); p != nil || err == nil {
+			t.Errorf("key %s: seed %x, and it still opens with the previous KEK (%v)", k.ID, p, err)
+		}
+		if seed, err := kek(t, 2).Open(k.ID, s); err != nil || !bytes.Equal(seed, k.Private.Seed()) {
+			t.Errorf("key %s does not open with the new KEK to itself: %v", k.ID, err)
+		}
+	}
+	after, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2))
+	if err != nil || len(after) != len(before) {
+		t.Fatalf("with the new KEK alone: %v, %v", after, err)
+	}
+	for i := range before {
+		if after[i].ID != before[i].ID || !after[i].Private.Equal(before[i].Private) || !after[i].CreatedAt.Equal(before[i].CreatedAt) {
+			t.Errorf("key %d changed: %s %v, was %s %v", i, after[i].ID, after[i].CreatedAt, before[i].ID, before[i].CreatedAt)
+		}
+	}
+	if s, r, err := store.SealSigningKeys(ctx, kek(t, 2), kek(t, 1)); s != 0 || r != 0 || err != nil {
+		t.Errorf("again: %d, %d, %v; want nothing to do", s, r, err)
+	}
+}
+
+// A sealed key that opens with neither KEK refuses the whole sealing: no plain key is
+// sealed under what may be a mistaken KEK, and no other key is sealed again.
+func TestSealingWithTheWrongKEKsChangesNothing(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	underOne, underTwo := addKey(t, pool, kek(t, 1), time.Hour), addKey(t, pool, kek(t, 2), 2*time.Hour)
+	plain := addKey(t, pool, nil, 3*time.Hour)
+	rows := func() map[string][2][]byte {
+		m := map[string][2][]byte{}
+		for _, k := range []signing.Key{underOne, underTwo, plain} {
+			p, s := storedSeed(t, pool, k.ID)
+			m[k.ID] = [2][]byte{p, s}
+		}
+		return m
+	}
+	want := rows()
+	for _, c := range []struct {
+		name          string
+		kek, previous *signing.KEK
+	}{
+		{"another KEK", kek(t, 3), nil},
+		{"another KEK and another previous", kek(t, 3), kek(t, 4)},
+		{"a KEK that opens some keys", kek(t, 1), nil},
+		{"a previous KEK that opens some keys", kek(t, 3), kek(t, 2)},
+	} {
+		s, r, err := store.SealSigningKeys(ctx, c.kek, c.previous)
+		if !errors.Is(err, signing.ErrWrongKEK) || s != 0 || r != 0 {
+			t.Errorf("%s: SealSigningKeys = %d, %d, %v; want ErrWrongKEK", c.name, s, r, err)
+		}
+		for kid, got := range rows() {
+			if !bytes.Equal(got[0], want[kid][0]) || !bytes.Equal(got[1], want[kid][1]) {
+				t.Errorf("%s: key %s changed", c.name, kid)
+			}
+		}
 	}
 }
 
