@@ -52,6 +52,11 @@ type settings struct {
 	PreviousKEK *signing.KEK
 	// PreviousKEKSource is the variable PreviousKEK came from.
 	PreviousKEKSource string
+	// SigningKeyMaxAge (SIGNING_KEY_MAX_AGE) is how old the newest signing key may be
+	// at a start before that start adds a new one to sign with: a rotation. 0, the
+	// default, never rotates. Older keys stay in the ring and the JWKS (none is ever
+	// dropped), so the tokens they signed verify until they expire.
+	SigningKeyMaxAge time.Duration
 	// Admin, when set, is an admin account ensured at start (BOOTSTRAP_ADMIN_EMAIL,
 	// BOOTSTRAP_ADMIN_PASSWORD or the file BOOTSTRAP_ADMIN_PASSWORD_FILE,
 	// BOOTSTRAP_ADMIN_NAME); the local stack seeds its demo admin with it.
@@ -86,6 +91,9 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		// Every verifier (the gateway's, each service's) refuses a longer-lived token.
 		ttlErr = fmt.Errorf("bad configuration: ACCESS_TOKEN_TTL=%s: want at most %s, the longest lifetime token verifiers accept",
 			s.AccessTokenTTL, auth.DefaultMaxLifetime)
+	}
+	if env.String("SIGNING_KEY_MAX_AGE", "") != "" {
+		s.SigningKeyMaxAge = env.Duration("SIGNING_KEY_MAX_AGE", 0)
 	}
 	kekErr := s.loadKEK(env)
 	adminErr := s.loadAdmin(env)
@@ -194,7 +202,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	p.Log.Info("users settings", "access_token_ttl", cfg.AccessTokenTTL.String(),
 		"refresh_token_ttl", cfg.RefreshTokenTTL.String(), "session_max_age", cfg.SessionMaxAge.String(),
 		"refresh_token_retention", cfg.RefreshTokenRetention.String(), "signing_kek_from", cmp.Or(cfg.SigningKEKSource, "none"),
-		"signing_kek_previous_from", cmp.Or(cfg.PreviousKEKSource, "none"),
+		"signing_kek_previous_from", cmp.Or(cfg.PreviousKEKSource, "none"), "signing_key_max_age", maxAge(cfg.SigningKeyMaxAge),
 		"bootstrap_admin_email", adminEmail, "login_policy", cfg.LoginPolicy.String(),
 		"trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 
@@ -278,11 +286,25 @@ func loadSigningKeys(ctx context.Context, p *platform.Platform, store *postgres.
 				"kek_from", cfg.SigningKEKSource)
 		}
 	}
-	keys, err := store.SigningKeys(ctx, signing.Generate, cfg.SigningKEK)
+	keys, added, err := store.SigningKeys(ctx, signing.Generate, cfg.SigningKEK, cfg.SigningKeyMaxAge)
 	if err != nil {
 		return nil, signingKeysError("load signing keys", err, cfg)
 	}
+	if added && len(keys) > 1 {
+		// Replicas that started before this one sign with the old key and know nothing
+		// of the new one until they restart.
+		p.Log.Info("signing key rotated", "kid", keys.Current().ID, "previous_kid", keys[1].ID,
+			"keys", len(keys), "signing_key_max_age", cfg.SigningKeyMaxAge.String())
+	}
 	return keys, nil
+}
+
+// maxAge is SIGNING_KEY_MAX_AGE for the log.
+func maxAge(d time.Duration) string {
+	if d <= 0 {
+		return "never"
+	}
+	return d.String()
 }
 
 // signingKeysError says which setting to fix when the signing keys do not open.

@@ -743,6 +743,7 @@ func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
 		"ACCESS_TOKEN_TTL=2h0m0s": {"ACCESS_TOKEN_TTL": "2h"},
 		"REFRESH_TOKEN_TTL":       {"REFRESH_TOKEN_TTL": "-1h"},
 		"REFRESH_TOKEN_RETENTION": {"REFRESH_TOKEN_RETENTION": "a week"},
+		"SIGNING_KEY_MAX_AGE":     {"SIGNING_KEY_MAX_AGE": "a quarter"},
 	} {
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), name) {
@@ -962,27 +963,18 @@ func TestSigningKeysPlaintextIsAnExplicitOptOut(t *testing.T) {
 	}
 }
 
-// Rotation: a key added to the ring (newest first) signs from the next start on, and
-// the tokens the older key signed keep working (it stays in the ring and the JWKS).
-func TestATokenSignedBeforeARotationStillVerifies(t *testing.T) {
+// Rotation: with SIGNING_KEY_MAX_AGE, a start that finds the newest signing key older
+// than that adds a new one, which signs from then on; the older key stays in the ring
+// and the JWKS, so the tokens it signed keep working until they expire.
+func TestAnOldSigningKeyIsRotatedAtStartAndItsTokensStillVerify(t *testing.T) {
 	t.Parallel()
 	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "SIGNING_KEK": testKEKBase64}
-	before := stack{url: programtest.Start(t, run, env).URL, db: openDB(t, dbURL)}
+	env := func() map[string]string {
+		return map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "SIGNING_KEK": testKEKBase64, "SIGNING_KEY_MAX_AGE": "24h"}
+	}
+	before := stack{url: programtest.Start(t, run, env()).URL, db: openDB(t, dbURL)}
 	before.register(t, "ann@example.com", "correct horse", "Ann")
 	old := before.login(t, "ann@example.com", "correct horse")
-
-	next, err := signing.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := before.db.Exec(context.Background(),
-		`INSERT INTO signing_keys (kid, sealed_seed, created_at) VALUES ($1, $2, now() + interval '1 second')`,
-		next.ID, kekOf(t, testKEK).Seal(next.ID, next.Private.Seed())); err != nil {
-		t.Fatal(err)
-	}
-	after := stack{url: programtest.Start(t, run, env).URL, db: before.db}
-	fresh := after.login(t, "ann@example.com", "correct horse")
 	kidOf := func(tok string) string {
 		parsed, _, err := jwt.NewParser().ParseUnverified(tok, jwt.MapClaims{})
 		if err != nil {
@@ -991,18 +983,47 @@ func TestATokenSignedBeforeARotationStillVerifies(t *testing.T) {
 		kid, _ := parsed.Header["kid"].(string)
 		return kid
 	}
-	if kidOf(fresh.AccessToken) != next.ID || kidOf(old.AccessToken) == next.ID {
-		t.Fatalf("after the rotation tokens are signed by %s, before by %s; want %s after", kidOf(fresh.AccessToken), kidOf(old.AccessToken), next.ID)
+	// A key younger than the maximum age is kept.
+	again := stack{url: programtest.Start(t, run, env()).URL, db: before.db}
+	if n := again.count(t, "signing_keys"); n != 1 {
+		t.Fatalf("a start with a young key: %d signing keys, want 1", n)
+	}
+
+	// A day and a minute later, as the key's age goes:
+	if _, err := before.db.Exec(context.Background(), `UPDATE signing_keys SET created_at = created_at - interval '24 hours 1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	prog := programtest.Start(t, run, env())
+	after := stack{url: prog.URL, db: before.db}
+	if n := after.count(t, "signing_keys"); n != 2 {
+		t.Fatalf("after a start with an old key: %d signing keys, want 2", n)
+	}
+	if !strings.Contains(prog.Logs(), `"msg":"signing key rotated"`) {
+		t.Errorf("the rotation is not logged; logs:\n%s", prog.Logs())
+	}
+	fresh := after.login(t, "ann@example.com", "correct horse")
+	if kidOf(fresh.AccessToken) == kidOf(old.AccessToken) {
+		t.Fatalf("after the rotation tokens are still signed by %s", kidOf(old.AccessToken))
 	}
 	if r := after.me(t, old.AccessToken); r.Status != http.StatusOK {
 		t.Errorf("a token signed before the rotation: %d %s", r.Status, r.Body)
 	}
-	// Other verifiers get both keys from the JWKS.
+	// The JWKS publishes both, and other verifiers accept both tokens through it.
+	var set auth.KeySet
+	programtest.Call(t, http.MethodGet, after.url+"/.well-known/jwks.json", "").JSON(t, &set)
+	if keys := set.StaticKeys(); len(keys) != 2 || keys[kidOf(old.AccessToken)] == nil || keys[kidOf(fresh.AccessToken)] == nil {
+		t.Errorf("the JWKS has %d keys: %v; want the old and the new", len(set.Keys), set.Keys)
+	}
 	v := auth.NewVerifier(auth.NewJWKS(after.url+"/.well-known/jwks.json", nil))
 	for _, tok := range []string{old.AccessToken, fresh.AccessToken} {
 		if _, err := v.Verify(context.Background(), tok); err != nil {
 			t.Errorf("verifying %s through the JWKS: %v", kidOf(tok), err)
 		}
+	}
+	// The next start keeps the new key.
+	programtest.Start(t, run, env())
+	if n := after.count(t, "signing_keys"); n != 2 {
+		t.Errorf("a start after the rotation: %d signing keys, want 2", n)
 	}
 }
 

@@ -229,19 +229,31 @@ func (s *Store) RevokeRefreshTokenFamily(ctx context.Context, token []byte, now 
 const signingKeysLock int64 = 0x62617a7573657273 // "bazusers"
 
 // SigningKeys returns the stored signing keys, newest first, opening sealed seeds with
-// kek. When there are none it makes one with generate and stores it, sealed when kek is
-// set and in plain when it is nil; replicas that start together get the same key. A
+// kek. It makes a key with generate and stores it (sealed when kek is set, in plain
+// when it is nil) when there is none, and, when maxAge is positive, when the newest is
+// older than maxAge by the database's clock: a rotation, after which the new key signs
+// and the older ones still verify what they signed. added says whether it made one.
+// Replicas that start together make one key, not one each, and get the same ring. A
 // sealed key without a kek is signing.ErrNoKEK; one that kek does not open is
 // signing.ErrWrongKEK.
-func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, error), kek *signing.KEK) (signing.Ring, error) {
-	var ring signing.Ring
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, error), kek *signing.KEK, maxAge time.Duration) (ring signing.Ring, added bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, signingKeysLock); err != nil {
 			return err
 		}
 		var err error
-		if ring, err = loadKeys(ctx, tx, kek); err != nil || len(ring) > 0 {
+		if ring, err = loadKeys(ctx, tx, kek); err != nil {
 			return err
+		}
+		if len(ring) > 0 {
+			if maxAge <= 0 {
+				return nil
+			}
+			var stale bool
+			if err := tx.QueryRow(ctx, `SELECT $1::timestamptz < now() - make_interval(secs => $2)`,
+				ring.Current().CreatedAt, maxAge.Seconds()).Scan(&stale); err != nil || !stale {
+				return err
+			}
 		}
 		k, err := generate()
 		if err != nil {
@@ -257,13 +269,13 @@ func (s *Store) SigningKeys(ctx context.Context, generate func() (signing.Key, e
 			`INSERT INTO signing_keys (kid, seed, sealed_seed) VALUES ($1, $2, $3) RETURNING created_at`,
 			k.ID, plain, sealed).Scan(&k.CreatedAt)
 		k.CreatedAt = k.CreatedAt.UTC()
-		ring = signing.Ring{k}
+		ring, added = append(signing.Ring{k}, ring...), true
 		return err
 	})
 	if err != nil {
-		return nil, dbError(err, "signing keys")
+		return nil, false, dbError(err, "signing keys")
 	}
-	return ring, nil
+	return ring, added, nil
 }
 
 // SealSigningKeys brings every stored signing key under kek, in one transaction: a key

@@ -380,7 +380,7 @@ func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
 	var wg sync.WaitGroup
 	for range replicas {
 		wg.Go(func() {
-			ring, err := store.SigningKeys(ctx, signing.Generate, nil)
+			ring, _, err := store.SigningKeys(ctx, signing.Generate, nil, 0)
 			if err != nil || len(ring) != 1 {
 				t.Errorf("SigningKeys = %v, %v", ring, err)
 				return
@@ -400,7 +400,7 @@ func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
 		t.Errorf("%d signing keys, want 1", n)
 	}
 	// A restart loads the same key rather than making one.
-	ring, err := store.SigningKeys(ctx, mustNotGenerate, nil)
+	ring, _, err := store.SigningKeys(ctx, mustNotGenerate, nil, 0)
 	if err != nil || ring.Current().ID != first || ring.Current().CreatedAt.IsZero() {
 		t.Errorf("reload = %v, %v", ring, err)
 	}
@@ -430,7 +430,7 @@ func TestSigningKeysAreSealedWithAKEK(t *testing.T) {
 	t.Parallel()
 	store, pool := newStore(t)
 	ctx := context.Background()
-	ring, err := store.SigningKeys(ctx, signing.Generate, kek(t, 1))
+	ring, _, err := store.SigningKeys(ctx, signing.Generate, kek(t, 1), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -439,14 +439,14 @@ func TestSigningKeysAreSealedWithAKEK(t *testing.T) {
 	if plain != nil || len(sealed) == 0 || bytes.Contains(sealed, k.Private.Seed()) {
 		t.Fatalf("stored seed %x, sealed %x: the seed is readable", plain, sealed)
 	}
-	again, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1))
+	again, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), 0)
 	if err != nil || again.Current().ID != k.ID || !again.Current().Private.Equal(k.Private) {
 		t.Fatalf("reload = %v, %v", again, err)
 	}
-	if _, err := store.SigningKeys(ctx, mustNotGenerate, nil); !errors.Is(err, signing.ErrNoKEK) {
+	if _, _, err := store.SigningKeys(ctx, mustNotGenerate, nil, 0); !errors.Is(err, signing.ErrNoKEK) {
 		t.Errorf("reload without a KEK: %v, want ErrNoKEK", err)
 	}
-	if _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2)); !errors.Is(err, signing.ErrWrongKEK) {
+	if _, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2), 0); !errors.Is(err, signing.ErrWrongKEK) {
 		t.Errorf("reload with another KEK: %v, want ErrWrongKEK", err)
 	}
 	// Nothing was sealed twice or rewritten by the failed loads.
@@ -461,7 +461,7 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 	t.Parallel()
 	store, pool := newStore(t)
 	ctx := context.Background()
-	ring, err := store.SigningKeys(ctx, signing.Generate, nil)
+	ring, _, err := store.SigningKeys(ctx, signing.Generate, nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,7 +476,7 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 	if plain, sealed := storedSeed(t, pool, k.ID); plain != nil || len(sealed) == 0 {
 		t.Fatalf("after sealing: seed %x, sealed %x", plain, sealed)
 	}
-	sealedRing, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1))
+	sealedRing, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), 0)
 	if err != nil || sealedRing.Current().ID != k.ID || !sealedRing.Current().Private.Equal(k.Private) ||
 		!sealedRing.Current().CreatedAt.Equal(k.CreatedAt) {
 		t.Fatalf("after sealing: %v, %v", sealedRing, err)
@@ -490,6 +490,63 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 	}
 	if _, err := pool.Exec(ctx, `UPDATE signing_keys SET sealed_seed = NULL`); err == nil {
 		t.Error("stored a key with no seed at all")
+	}
+}
+
+// With a maximum age, a start that finds the newest key older than that adds a new key,
+// which signs from then on; the older keys stay in the ring, so what they signed still
+// verifies. Replicas starting together add one key, not one each.
+func TestAnOldSigningKeyIsSupersededOnce(t *testing.T) {
+	t.Parallel()
+	store, pool := newStore(t)
+	ctx := context.Background()
+	old := addKey(t, pool, kek(t, 1), 2*time.Hour)
+	for _, maxAge := range []time.Duration{0, 3 * time.Hour} {
+		ring, added, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), maxAge)
+		if err != nil || added || len(ring) != 1 || ring.Current().ID != old.ID {
+			t.Errorf("with a maximum age of %v: %v, %v, %v; want the old key alone", maxAge, ring, added, err)
+		}
+	}
+
+	const replicas = 4
+	var mu sync.Mutex
+	var rings []signing.Ring
+	var wg sync.WaitGroup
+	for range replicas {
+		wg.Go(func() {
+			ring, added, err := store.SigningKeys(ctx, signing.Generate, kek(t, 1), time.Hour)
+			if err != nil {
+				t.Errorf("SigningKeys: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if added {
+				rings = append([]signing.Ring{ring}, rings...) // the adder's first
+			} else {
+				rings = append(rings, ring)
+			}
+		})
+	}
+	wg.Wait()
+	if len(rings) != replicas || count(t, pool, "signing_keys") != 2 {
+		t.Fatalf("%d rings, %d keys; want %d and 2", len(rings), count(t, pool, "signing_keys"), replicas)
+	}
+	current := rings[0].Current()
+	for _, ring := range rings {
+		if len(ring) != 2 || ring.Current().ID != current.ID || ring[1].ID != old.ID {
+			t.Errorf("ring %v; want the new key %s, then the old %s", ring, current.ID, old.ID)
+		}
+	}
+	if current.ID == old.ID || !current.CreatedAt.After(old.CreatedAt) {
+		t.Errorf("the current key %s (made %v) is not a new one", current.ID, current.CreatedAt)
+	}
+	if plain, sealed := storedSeed(t, pool, current.ID); plain != nil || len(sealed) == 0 {
+		t.Errorf("the new key is not sealed: seed %x", plain)
+	}
+	// It is young: the next start keeps it.
+	if ring, added, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), time.Hour); err != nil || added || ring.Current().ID != current.ID {
+		t.Errorf("a start after the rotation: %v, %v, %v", ring, added, err)
 	}
 }
 
@@ -524,7 +581,7 @@ func TestSigningKeysUnderThePreviousKEKAreSealedAgain(t *testing.T) {
 	ctx := context.Background()
 	older, newer := addKey(t, pool, kek(t, 1), 2*time.Hour), addKey(t, pool, kek(t, 1), time.Hour)
 	plain := addKey(t, pool, nil, 3*time.Hour)
-	before, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1))
+	before, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,7 +614,7 @@ func TestSigningKeysUnderThePreviousKEKAreSealedAgain(t *testing.T) {
 			t.Errorf("key %s does not open with the new KEK to itself: %v", k.ID, err)
 		}
 	}
-	after, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2))
+	after, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2), 0)
 	if err != nil || len(after) != len(before) {
 		t.Fatalf("with the new KEK alone: %v, %v", after, err)
 	}
