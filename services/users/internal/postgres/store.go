@@ -314,9 +314,11 @@ func (s *Store) SealSigningKeys(ctx context.Context, kek, previous *signing.KEK)
 		for _, r := range stored {
 			seed := r.seed
 			if seed == nil {
-				if _, err := kek.Open(r.kid, r.sealed); err == nil {
+				_, err := kek.Open(r.kid, r.sealed)
+				if err == nil {
 					continue // already under kek
-				} else if previous == nil {
+				}
+				if previous == nil {
 					return err
 				}
 				if seed, err = previous.Open(r.kid, r.sealed); err != nil {
