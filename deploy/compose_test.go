@@ -122,9 +122,116 @@ func TestComposeGatewayReachesEveryService(t *testing.T) {
 			t.Errorf("mailpit publishes %+v beyond loopback", pc)
 		}
 	}
+	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+		if got := env(gw, strings.ToUpper(name)+"_INTERNAL_URL"); got != "http://"+name+":9090" {
+			t.Errorf("gateway %s_INTERNAL_URL = %q: /health asks the internal listeners", strings.ToUpper(name), got)
+		}
+	}
+}
+
+// Finding: the compose file baked in the admin's password (and a KEK everyone knows).
+// Now both are generated on the first start by the secrets service and handed to
+// users as files; nothing secret is in the file.
+func TestComposeBakesInNoSecret(t *testing.T) {
+	t.Parallel()
+	p := loadProject(t)
 	users, _ := p.GetService("users")
-	if env(users, "BOOTSTRAP_ADMIN_EMAIL") != "admin@bazaar.local" || env(users, "BOOTSTRAP_ADMIN_PASSWORD") != "bazaar-admin" {
-		t.Error("users does not seed the demo admin")
+	if env(users, "BOOTSTRAP_ADMIN_EMAIL") != "admin@bazaar.local" {
+		t.Error("users does not seed the admin")
+	}
+	for _, v := range []string{"BOOTSTRAP_ADMIN_PASSWORD", "SIGNING_KEK"} {
+		if _, set := users.Environment[v]; set {
+			t.Errorf("users has %s in the compose file; want %s_FILE, generated", v, v)
+		}
+	}
+	wantFiles := map[string]string{
+		"BOOTSTRAP_ADMIN_PASSWORD_FILE": "/run/bazaar/users/admin-password",
+		"SIGNING_KEK_FILE":              "/run/bazaar/users/signing-kek",
+	}
+	for v, want := range wantFiles {
+		if env(users, v) != want {
+			t.Errorf("users %s = %q, want %q", v, env(users, v), want)
+		}
+	}
+	if !mounts(users, "/run/bazaar/users", "users") {
+		t.Errorf("users does not mount the secrets volume's users/ at /run/bazaar/users: %+v", users.Volumes)
+	}
+	raw, err := os.ReadFile("docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{"bazaar-admin", "YmF6YWFyLWxvY2FsLWRldi1zaWduaW5nLWtlay0zMmI="} {
+		if strings.Contains(string(raw), secret) {
+			t.Errorf("docker-compose.yml still holds %q", secret)
+		}
+	}
+	s, err := p.GetService("secrets")
+	if err != nil {
+		t.Fatal("no secrets service to create them")
+	}
+	if s.Build == nil || *s.Build.Args["PROGRAM"] != "cmd/bazaarctl" ||
+		strings.Join(s.Command, " ") != "secrets init -dir /secrets -owner 65532:65532" || !mounts(s, "/secrets", "") {
+		t.Errorf("the secrets service does not run bazaarctl secrets init on the volume: %+v %v", s.Build, s.Command)
+	}
+	if s.Restart != "no" && s.Restart != "" {
+		t.Errorf("the secrets service restarts (%q): it runs once per start", s.Restart)
+	}
+}
+
+// mounts reports whether s mounts the secrets volume's subpath (the whole volume for
+// "") at target, read-only unless it is the whole volume.
+func mounts(s types.ServiceConfig, target, subpath string) bool {
+	return slices.ContainsFunc(s.Volumes, func(v types.ServiceVolumeConfig) bool {
+		sub := ""
+		if v.Volume != nil {
+			sub = v.Volume.Subpath
+		}
+		return v.Type == types.VolumeTypeVolume && v.Source == "secrets" && v.Target == target && sub == subpath &&
+			(v.ReadOnly || subpath == "")
+	})
+}
+
+// Finding: every service's internal routes were reachable with no credential. Now
+// they are on a listener of their own (9090), published nowhere; each service holds
+// its own key alone and trusts the others' public keys; orders calls the internal
+// listeners; and every service starts after the secrets exist.
+func TestComposeInternalListenersAndServiceKeys(t *testing.T) {
+	t.Parallel()
+	p := loadProject(t)
+	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+		s, _ := p.GetService(name)
+		if env(s, "INTERNAL_ADDR") != ":9090" || env(s, "SERVICE_KEY_FILE") != "/run/bazaar/key/service.key" ||
+			env(s, "SERVICE_TRUST_DIR") != "/run/bazaar/trust" {
+			t.Errorf("%s: INTERNAL_ADDR=%q SERVICE_KEY_FILE=%q SERVICE_TRUST_DIR=%q", name,
+				env(s, "INTERNAL_ADDR"), env(s, "SERVICE_KEY_FILE"), env(s, "SERVICE_TRUST_DIR"))
+		}
+		if len(s.Ports) != 0 {
+			t.Errorf("%s publishes %+v: only the gateway is reachable from outside", name, s.Ports)
+		}
+		if !mounts(s, "/run/bazaar/key", "keys/"+name) || !mounts(s, "/run/bazaar/trust", "keys/public") {
+			t.Errorf("%s does not mount its own key and the public keys, read-only: %+v", name, s.Volumes)
+		}
+		for _, v := range s.Volumes {
+			if v.Source == "secrets" && v.Volume != nil && strings.HasPrefix(v.Volume.Subpath, "keys/") &&
+				v.Volume.Subpath != "keys/"+name && v.Volume.Subpath != "keys/public" {
+				t.Errorf("%s mounts another service's key: %s", name, v.Volume.Subpath)
+			}
+		}
+		if d, ok := s.DependsOn["secrets"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s does not wait for the secrets to be created", name)
+		}
+	}
+	orders, _ := p.GetService("orders")
+	for _, v := range []string{"INVENTORY_URL", "PAYMENTS_URL"} {
+		if u := env(orders, v); !strings.HasSuffix(u, ":9090") {
+			t.Errorf("orders %s = %q: the saga calls the internal listeners", v, u)
+		}
+	}
+	gw, _ := p.GetService("gateway")
+	for _, v := range gw.Volumes {
+		if v.Source == "secrets" {
+			t.Errorf("the gateway mounts %+v: it needs no service secret", v)
+		}
 	}
 }
 

@@ -332,7 +332,7 @@ func TestSlowInventoryNeverReservesAnOrderTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// orders → slowReservations → tcpproxy → inventory; the gateway reaches
+	// orders → slowReservations → tcpproxy → inventory's internal listener; the gateway reaches
 	// inventory directly.
 	tcp, err := tcpproxy.New("127.0.0.1:" + strconv.Itoa(ports[0]))
 	if err != nil {
@@ -342,7 +342,7 @@ func TestSlowInventoryNeverReservesAnOrderTwice(t *testing.T) {
 	slow := newSlowReservations(t, "http://"+tcp.Addr())
 	const timeout, delay = time.Second, 3 * time.Second
 	s := startStack(t, faultConfig{
-		ports: devstack.Ports{Inventory: ports[0]},
+		ports: devstack.Ports{InventoryInternal: ports[0]},
 		programEnv: map[string]map[string]string{"orders": {
 			"INVENTORY_URL": slow.URL, "DOWNSTREAM_TIMEOUT": timeout.String(), "SAGA_INLINE_TIMEOUT": "2s",
 			"BREAKER_COOLDOWN": "1s", "RECOVER_EVERY": "1s",

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -64,6 +65,10 @@ type Config struct {
 	PaymentsURL      string        // PAYMENTS_URL
 	OrdersURL        string        // ORDERS_URL
 	NotificationsURL string        // NOTIFICATIONS_URL
+	// ReadyURLs are the services' internal listeners (USERS_INTERNAL_URL and so on),
+	// where GET /health asks each for its /readyz: the probes are not on the public
+	// ports the gateway proxies to.
+	ReadyURLs map[string]string
 	JWKSURL          string        // JWKS_URL, by default the users service's key set
 	LogLevel         string        // LOG_LEVEL
 	OTLPEndpoint     string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
@@ -124,6 +129,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.OpsAddr = env.Addr("OPS_ADDR", opsDefault)
 	c.JWKSURL = env.URL("JWKS_URL", strings.TrimRight(c.UsersURL, "/")+"/.well-known/jwks.json", web...)
+	c.ReadyURLs = map[string]string{}
+	for i, name := range serviceNames {
+		c.ReadyURLs[name] = env.URL(strings.ToUpper(name)+"_INTERNAL_URL", "http://127.0.0.1:"+strconv.Itoa(9081+i), web...)
+	}
 	return c, env.Err()
 }
 
@@ -138,6 +147,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("payments_url", config.Mask(c.PaymentsURL)),
 		slog.String("orders_url", config.Mask(c.OrdersURL)),
 		slog.String("notifications_url", config.Mask(c.NotificationsURL)),
+		slog.Any("internal_urls", c.ReadyURLs),
 		slog.String("jwks_url", config.Mask(c.JWKSURL)),
 		slog.String("log_level", c.LogLevel),
 		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
@@ -150,15 +160,18 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// services are the programs GET /health reports on, besides the gateway.
+// serviceNames are the services behind the gateway, in the order of their ports
+// (8081 public, 9081 internal, and so on).
+var serviceNames = []string{"users", "inventory", "payments", "orders", "notifications"}
+
+// services are the programs GET /health reports on, besides the gateway: each asked
+// on its internal listener.
 func (c Config) services() []systemhealth.Service {
-	return []systemhealth.Service{
-		{Name: "users", URL: c.UsersURL},
-		{Name: "inventory", URL: c.InventoryURL},
-		{Name: "payments", URL: c.PaymentsURL},
-		{Name: "orders", URL: c.OrdersURL},
-		{Name: "notifications", URL: c.NotificationsURL},
+	out := make([]systemhealth.Service, 0, len(serviceNames))
+	for _, name := range serviceNames {
+		out = append(out, systemhealth.Service{Name: name, URL: c.ReadyURLs[name]})
 	}
+	return out
 }
 
 // run starts the gateway and serves until ctx ends. The gateway has no database, so

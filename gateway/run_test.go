@@ -401,11 +401,11 @@ func TestHealthAggregatesEveryService(t *testing.T) {
 	}{
 		{name: "all healthy", want: health.Healthy, wantCode: http.StatusOK},
 		{
-			name: "one degraded", override: map[string]string{"PAYMENTS_URL": fakeService(t, degraded)},
+			name: "one degraded", override: map[string]string{"PAYMENTS_INTERNAL_URL": fakeService(t, degraded)},
 			want: health.Degraded, wantCode: http.StatusOK, check: map[string]health.Report{"payments": degraded},
 		},
 		{
-			name: "one down", override: map[string]string{"ORDERS_URL": closedURL(t)},
+			name: "one down", override: map[string]string{"ORDERS_INTERNAL_URL": closedURL(t)},
 			want: health.Unhealthy, wantCode: http.StatusServiceUnavailable, check: map[string]health.Report{"orders": unreachable},
 		},
 		{
@@ -418,7 +418,7 @@ func TestHealthAggregatesEveryService(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{}
 			for _, s := range services {
-				env[strings.ToUpper(s)+"_URL"] = fakeService(t, healthy)
+				env[strings.ToUpper(s)+"_INTERNAL_URL"] = fakeService(t, healthy)
 			}
 			maps.Copy(env, tc.override)
 			gw := startGateway(t, env)
@@ -504,7 +504,7 @@ func TestHealthIsLimitedPerAddress(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{"RATE_IP": "1", "RATE_IP_BURST": "2"}
 	for _, s := range []string{"users", "inventory", "payments", "orders", "notifications"} {
-		env[strings.ToUpper(s)+"_URL"] = fakeService(t, health.Report{Status: health.Healthy, Checks: map[string]health.Status{}})
+		env[strings.ToUpper(s)+"_INTERNAL_URL"] = fakeService(t, health.Report{Status: health.Healthy, Checks: map[string]health.Status{}})
 	}
 	gw := startGateway(t, env)
 	for i := range 2 {

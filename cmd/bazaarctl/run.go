@@ -21,7 +21,10 @@ const usage = `usage:
   bazaarctl dlq replay ID... | -all      put them back on their streams
   bazaarctl outbox pending               count unpublished rows (DATABASE_URL)
   bazaarctl outbox republish -from T -to T
-                                         publish the rows written in [from, to) again (RFC 3339 times)`
+                                         publish the rows written in [from, to) again (RFC 3339 times)
+  bazaarctl secrets init -dir DIR [-owner UID:GID]
+                                         create a stack's service keys, KEK and admin password where missing
+  bazaarctl keys rotate -dir DIR SERVICE give a service a new key without refusing a call`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) < 3 {
@@ -34,6 +37,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	switch args[1] + " " + args[2] {
+	case "secrets init":
+		return secretsInit(args[3:], stdout)
+	case "keys rotate":
+		return keysRotate(args[3:], stdout)
 	case "dlq list":
 		return dlqList(ctx, redisURL, args[3:], stdout)
 	case "dlq replay":

@@ -72,8 +72,10 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	}
 	logs := &syncBuffer{}
 	opts := stackOptions(cfg, root, logs)
-	// Where it runs is all that differs from make run.
+	// Where it runs is all that differs from make run: its ports, and keys of its own
+	// (a temporary directory), so that a make run's keys are never touched.
 	opts.Ports = devstack.Ports{}
+	opts.KeysDir = ""
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	opts.DatabasePrefix = "bazaar_makerun_" + hex.EncodeToString(b[:]) + "_"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -97,13 +98,16 @@ func stackOptions(cfg Config, root string, stdout io.Writer) devstack.Options {
 		AdminDatabaseURL: cfg.AdminDatabaseURL,
 		RedisURL:         cfg.RedisURL,
 		DatabasePrefix:   "bazaar_",
-		Ports:            devstack.DefaultPorts,
-		LogLevel:         cfg.LogLevel,
-		Env:              env,
-		Admin:            cfg.Admin,
-		Shopper:          cfg.Shopper,
-		Output:           stdout,
-		Color:            !cfg.NoColor && isTerminal(stdout),
+		// Kept between runs like the databases, so that a key can be rotated by hand
+		// while the stack runs (docs/security.md, "Rotating a service key").
+		KeysDir:  filepath.Join(root, "var", "keys"),
+		Ports:    devstack.DefaultPorts,
+		LogLevel: cfg.LogLevel,
+		Env:      env,
+		Admin:    cfg.Admin,
+		Shopper:  cfg.Shopper,
+		Output:   stdout,
+		Color:    !cfg.NoColor && isTerminal(stdout),
 	}
 }
 
@@ -116,6 +120,7 @@ func banner(w io.Writer, u devstack.URLs) {
 	fmt.Fprintf(tw, "  health\t%s/health\n", u.Gateway)
 	fmt.Fprintf(tw, "  mailpit\t%s\t(the inbox every e-mail goes to)\n", u.Mailpit)
 	fmt.Fprintf(tw, "  tasks\t%s/ops/tasks/\t(the task monitor; sign in as the admin)\n", u.Gateway)
+	fmt.Fprintf(tw, "  keys\t%s\t(the services' keys for internal calls)\n", u.KeysDir)
 	fmt.Fprintln(tw, "")
 	fmt.Fprintf(tw, "  admin\t%s / %s\n", u.Admin.Email, u.Admin.Password)
 	fmt.Fprintf(tw, "  shopper\t%s / %s\n", u.Shopper.Email, u.Shopper.Password)

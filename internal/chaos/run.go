@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		AdminDatabaseURL: pg.AdminURL(),
 		RedisURL:         rd.URL(),
 		DatabasePrefix:   "bazaar_",
-		Ports:            devstack.Ports{Inventory: ports[0], Payments: ports[1], MailpitSMTP: ports[2]},
+		Ports:            devstack.Ports{InventoryInternal: ports[0], PaymentsInternal: ports[1], MailpitSMTP: ports[2]},
 		LogLevel:         "info",
 		Output:           cfg.StackOutput,
 		ReadyTimeout:     3 * time.Minute,

@@ -76,18 +76,17 @@ func (s *Stack) RestartProgram(ctx context.Context, name string) error {
 		}
 	}
 	env := old.env
-	var readyURL string
-	if name == "mailpit" {
-		readyURL = s.urls.Mailpit + "/readyz" // its addresses are in its arguments
-	} else {
+	if name != "mailpit" { // Mailpit's addresses are in its arguments
+		// Its addresses as it got them, not as asked: a program asked for port 0 must
+		// come back where its clients already point.
 		u, err := url.Parse(s.urls.Programs[name])
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("devstack: %s has no address to restart on", name)
 		}
-		// Its address as it got it, not as asked: a program asked for port 0 must
-		// come back where its clients already point.
 		env = setVar(env, "HTTP_ADDR", u.Host)
-		readyURL = s.urls.Programs[name] + "/readyz"
+		if in, ok := s.urls.Internal[name]; ok {
+			env = setVar(env, "INTERNAL_ADDR", strings.TrimPrefix(in, "http://"))
+		}
 	}
 	p, err := startProcess(name, old.path, old.args, env, s.out)
 	if err != nil {
@@ -109,14 +108,24 @@ func (s *Stack) RestartProgram(ctx context.Context, name string) error {
 	s.watch(p)
 	s.out.printf("%s restarted", name)
 
+	readyURL := s.urls.Mailpit + "/readyz"
 	if name != "mailpit" {
-		addr, err := s.waitListening(ctx, p)
+		addr, err := s.waitListening(ctx, p, p.listen)
 		if err != nil {
 			return err
 		}
 		if want := strings.TrimPrefix(s.urls.Programs[name], "http://"); addr != want {
 			return fmt.Errorf("devstack: %s came back on %s, not %s", name, addr, want)
 		}
+		if in, ok := s.urls.Internal[name]; ok {
+			if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
+				return err
+			}
+			if want := strings.TrimPrefix(in, "http://"); addr != want {
+				return fmt.Errorf("devstack: %s's internal listener came back on %s, not %s", name, addr, want)
+			}
+		}
+		readyURL = s.readyURL(name)
 	}
 	return s.waitReady(ctx, map[string]string{name: readyURL})
 }

@@ -23,12 +23,15 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 )
 
 // Login is a seeded account.
@@ -43,16 +46,42 @@ var (
 )
 
 // Ports are where the programs listen on 127.0.0.1. A zero port means any free one.
+// Each service has two listeners: the public one (Users, ...), which the gateway
+// proxies to, and the internal one (UsersInternal, ...) with the /internal routes and
+// the probes, which orders and the gateway's /health call.
 type Ports struct {
-	Gateway, Users, Inventory, Payments, Orders, Notifications int
-	MailpitWeb, MailpitSMTP                                    int
+	Gateway, Users, Inventory, Payments, Orders, Notifications                                int
+	UsersInternal, InventoryInternal, PaymentsInternal, OrdersInternal, NotificationsInternal int
+	MailpitWeb, MailpitSMTP                                                                   int
 }
 
 // DefaultPorts are the ports of docs/contract.md, "Programs".
 var DefaultPorts = Ports{
 	Gateway: 8080, Users: 8081, Inventory: 8082, Payments: 8083, Orders: 8084, Notifications: 8085,
+	UsersInternal: 9081, InventoryInternal: 9082, PaymentsInternal: 9083, OrdersInternal: 9084, NotificationsInternal: 9085,
 	MailpitWeb: 8025, MailpitSMTP: 1025,
 }
+
+// internalOf is the port of a service's internal listener.
+func (p Ports) internalOf(service string) int {
+	switch service {
+	case "users":
+		return p.UsersInternal
+	case "inventory":
+		return p.InventoryInternal
+	case "payments":
+		return p.PaymentsInternal
+	case "orders":
+		return p.OrdersInternal
+	case "notifications":
+		return p.NotificationsInternal
+	}
+	return 0
+}
+
+// services are the programs with an internal listener and a service key: all but
+// the gateway.
+var services = []string{"users", "inventory", "payments", "orders", "notifications"}
 
 func (p Ports) of(program string) int {
 	switch program {
@@ -95,6 +124,11 @@ type Options struct {
 	// DropDatabases drops the databases and roles on Stop (the e2e suite does; make run
 	// keeps them).
 	DropDatabases bool
+
+	// KeysDir is where the services' keys are kept (svcauth: each service's private
+	// key, and the public keys they trust), created on first start. Default: a new
+	// temporary directory, removed on Stop.
+	KeysDir string
 
 	// Ports are where the programs listen; zero ports are free ones. A test that must
 	// know a program's address before the stack starts (to put a proxy in front of
@@ -159,6 +193,8 @@ type URLs struct {
 	Mailpit   string            // Mailpit's web inbox
 	SMTPAddr  string            // Mailpit's SMTP host:port
 	Programs  map[string]string // every program's base URL, by name
+	Internal  map[string]string // every service's internal listener, by name
+	KeysDir   string            // the service keys (svcauth.KeyFile, svcauth.TrustDir)
 	RedisURL  string
 	Databases []Database
 	Admin     Login // the seeded accounts
@@ -175,6 +211,8 @@ type Stack struct {
 	failed   chan struct{} // closed when a program exited on its own
 	failOnce sync.Once
 	failErr  error
+
+	tempKeys string // the keys directory Start made, removed by Stop
 
 	mu       sync.Mutex
 	stopping bool
@@ -196,6 +234,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	s.urls.RedisURL = opts.RedisURL
 	s.urls.Admin, s.urls.Shopper = opts.Admin, opts.Shopper
 	s.urls.Programs = map[string]string{}
+	s.urls.Internal = map[string]string{}
 
 	if err := checkProgramEnv(opts.ProgramEnv); err != nil {
 		return nil, err
@@ -221,11 +260,37 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		return nil, err
 	}
 	s.urls.Databases = dbs
+	if err := s.ensureKeys(); err != nil {
+		_ = s.Stop(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	if err := s.start(ctx); err != nil {
 		_ = s.Stop(context.WithoutCancel(ctx))
 		return nil, err
 	}
 	return s, nil
+}
+
+// ensureKeys gives every service a key to prove itself with on internal calls, and
+// every service the others' public keys, as the compose file's init container does.
+func (s *Stack) ensureKeys() error {
+	dir := s.opts.KeysDir
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "bazaar-keys-")
+		if err != nil {
+			return fmt.Errorf("devstack: a directory for the service keys: %w", err)
+		}
+		dir, s.tempKeys = tmp, tmp
+	}
+	created, err := svcauth.EnsureKeys(dir, services...)
+	if err != nil {
+		return fmt.Errorf("devstack: service keys: %w", err)
+	}
+	if len(created) > 0 {
+		s.out.printf("service keys created in %s for %s", dir, strings.Join(created, ", "))
+	}
+	s.urls.KeysDir = dir
+	return nil
 }
 
 // build compiles the programs and Mailpit side by side: on a warm cache both are quick,
@@ -276,6 +341,11 @@ func (s *Stack) start(ctx context.Context) error {
 		if u, ok := dbURL[program]; ok {
 			env["DATABASE_URL"] = u
 		}
+		if slices.Contains(services, program) {
+			env["INTERNAL_ADDR"] = "127.0.0.1:" + strconv.Itoa(o.Ports.internalOf(program))
+			env["SERVICE_KEY_FILE"] = svcauth.KeyFile(s.urls.KeysDir, program)
+			env["SERVICE_TRUST_DIR"] = svcauth.TrustDir(s.urls.KeysDir)
+		}
 		return env
 	}
 
@@ -305,8 +375,8 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	orders := envFor("orders", o.Ports.Orders)
-	orders["INVENTORY_URL"] = s.urls.Programs["inventory"]
-	orders["PAYMENTS_URL"] = s.urls.Programs["payments"]
+	orders["INVENTORY_URL"] = s.urls.Internal["inventory"]
+	orders["PAYMENTS_URL"] = s.urls.Internal["payments"]
 	if err := s.startPrograms(ctx, map[string]map[string]string{"orders": orders}); err != nil {
 		return err
 	}
@@ -317,8 +387,9 @@ func (s *Stack) start(ctx context.Context) error {
 		// gateway its real port back, which would no longer imply a free ops port.
 		gw["OPS_ADDR"] = "127.0.0.1:0"
 	}
-	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+	for _, name := range services {
 		gw[strings.ToUpper(name)+"_URL"] = s.urls.Programs[name]
+		gw[strings.ToUpper(name)+"_INTERNAL_URL"] = s.urls.Internal[name]
 	}
 	if err := s.startPrograms(ctx, map[string]map[string]string{"gateway": gw}); err != nil {
 		return err
@@ -361,21 +432,28 @@ func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]st
 		started = append(started, p)
 	}
 	for _, p := range started {
-		addr, err := s.waitListening(ctx, p)
+		addr, err := s.waitListening(ctx, p, p.listen)
 		if err != nil {
 			return err
 		}
 		s.urls.Programs[p.name] = "http://" + addr
+		if slices.Contains(services, p.name) {
+			if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
+				return err
+			}
+			s.urls.Internal[p.name] = "http://" + addr
+		}
 	}
 	return nil
 }
 
-// waitListening waits until p has logged the address it listens on.
-func (s *Stack) waitListening(ctx context.Context, p *process) (string, error) {
+// waitListening waits until p has logged the address it listens on, on the channel
+// of one of its listeners (p.listen, p.internal).
+func (s *Stack) waitListening(ctx context.Context, p *process, listener chan string) (string, error) {
 	deadline := time.NewTimer(s.opts.ReadyTimeout)
 	defer deadline.Stop()
 	select {
-	case addr := <-p.listen:
+	case addr := <-listener:
 		return addr, nil
 	case <-p.done:
 		desc, _ := p.exitStatus()
@@ -423,10 +501,19 @@ func (s *Stack) watch(p *process) {
 // readyURLs are the /readyz of every program and Mailpit, by name.
 func (s *Stack) readyURLs() map[string]string {
 	pending := map[string]string{"mailpit": s.urls.Mailpit + "/readyz"}
-	for name, u := range s.urls.Programs {
-		pending[name] = u + "/readyz"
+	for name := range s.urls.Programs {
+		pending[name] = s.readyURL(name)
 	}
 	return pending
+}
+
+// readyURL is a program's /readyz: on a service's internal listener, on the gateway's
+// public one.
+func (s *Stack) readyURL(name string) string {
+	if u, ok := s.urls.Internal[name]; ok {
+		return u + "/readyz"
+	}
+	return s.urls.Programs[name] + "/readyz"
 }
 
 // waitReady polls each /readyz of pending (by program name) until it answers 200 with
@@ -626,6 +713,11 @@ func (s *Stack) stop(ctx context.Context) error {
 			s.out.printf("dropped databases and roles %s*", s.opts.DatabasePrefix)
 		}
 	}
+	if s.tempKeys != "" {
+		if err := os.RemoveAll(s.tempKeys); err != nil {
+			errs = append(errs, fmt.Errorf("remove the service keys: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -638,6 +730,9 @@ func checkPortsFree(p Ports) error {
 	}{
 		{"gateway", p.Gateway}, {"users", p.Users}, {"inventory", p.Inventory}, {"payments", p.Payments},
 		{"orders", p.Orders}, {"notifications", p.Notifications},
+		{"users internal", p.UsersInternal}, {"inventory internal", p.InventoryInternal},
+		{"payments internal", p.PaymentsInternal}, {"orders internal", p.OrdersInternal},
+		{"notifications internal", p.NotificationsInternal},
 		{"mailpit web", p.MailpitWeb}, {"mailpit smtp", p.MailpitSMTP},
 	}
 	var errs []error

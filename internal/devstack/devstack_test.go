@@ -58,7 +58,7 @@ func fakeProgram(mode, addr string) {
 		fmt.Println(err)
 		os.Exit(2)
 	}
-	go http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/env":
 			env := map[string]string{}
@@ -73,9 +73,20 @@ func fakeProgram(mode, addr string) {
 		default:
 			fmt.Fprint(w, `{"status":"healthy","checks":{}}`)
 		}
-	}))
+	})
+	go http.Serve(ln, handler)
 	if mode != "mailpit" {
 		fmt.Printf(`{"level":"INFO","msg":"listening","addr":%q}`+"\n", ln.Addr().String())
+	}
+	// A service's internal listener, as the real ones log it.
+	if in := os.Getenv("INTERNAL_ADDR"); in != "" {
+		iln, err := net.Listen("tcp", in)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(2)
+		}
+		go http.Serve(iln, handler)
+		fmt.Printf(`{"level":"INFO","msg":"internal listening","addr":%q}`+"\n", iln.Addr().String())
 	}
 	fmt.Fprint(os.Stderr, "a line on stderr\npartial line without newline")
 	for range sigs {
@@ -412,6 +423,10 @@ func fakeStack(t *testing.T, o Options) *Stack {
 	o.setDefaults()
 	s := &Stack{opts: o, out: &sink{w: out}, failed: make(chan struct{})}
 	s.urls.Programs = map[string]string{}
+	s.urls.Internal = map[string]string{}
+	if err := s.ensureKeys(); err != nil {
+		t.Fatal(err)
+	}
 	s.urls.Databases, err = Databases("postgres://postgres@127.0.0.1:1/postgres", "fake_")
 	if err != nil {
 		t.Fatal(err)
@@ -467,7 +482,9 @@ func TestStackStartsOrdersWithTheAddressesOfWhatItCalls(t *testing.T) {
 
 	orders := envOf(t, s, "orders")
 	for k, want := range map[string]string{
-		"INVENTORY_URL":       u.Programs["inventory"], // known only once inventory listened
+		"INVENTORY_URL":       u.Internal["inventory"], // known only once inventory listened
+		"SERVICE_KEY_FILE":    filepath.Join(u.KeysDir, "orders", "service.key"),
+		"SERVICE_TRUST_DIR":   filepath.Join(u.KeysDir, "public"),
 		"PAYMENTS_URL":        "http://127.0.0.1:9/proxy",
 		"SAGA_INLINE_TIMEOUT": "1s",
 		"LOG_LEVEL":           "warn", // the stack's own win over Options.Env
@@ -479,6 +496,10 @@ func TestStackStartsOrdersWithTheAddressesOfWhatItCalls(t *testing.T) {
 		}
 	}
 	gw := envOf(t, s, "gateway")
+	if gw["PAYMENTS_INTERNAL_URL"] != u.Internal["payments"] || gw["ORDERS_INTERNAL_URL"] != u.Internal["orders"] {
+		t.Errorf("gateway has PAYMENTS_INTERNAL_URL=%q ORDERS_INTERNAL_URL=%q; want the internal listeners %v",
+			gw["PAYMENTS_INTERNAL_URL"], gw["ORDERS_INTERNAL_URL"], u.Internal)
+	}
 	if gw["ORDERS_URL"] != u.Programs["orders"] || gw["PAYMENTS_URL"] != u.Programs["payments"] || gw["SHARED"] != "mine" {
 		t.Errorf("gateway has ORDERS_URL=%q PAYMENTS_URL=%q SHARED=%q; want the real addresses and its own SHARED",
 			gw["ORDERS_URL"], gw["PAYMENTS_URL"], gw["SHARED"])

@@ -26,6 +26,10 @@ type process struct {
 	// log line: programs started on port 0 say there which port they got.
 	listen     chan string
 	listenOnce sync.Once
+	// internal receives the address of a service's internal listener, from its
+	// {"msg":"internal listening","addr":...} line.
+	internal     chan string
+	internalOnce sync.Once
 
 	done       chan struct{} // closed once the child has exited and its output is drained
 	waitErr    error         // valid after done
@@ -44,7 +48,7 @@ type process struct {
 // environment), its output going line by line to out under name.
 func startProcess(name, path string, args, env []string, out *sink) (*process, error) {
 	p := &process{name: name, path: path, args: args, env: env,
-		listen: make(chan string, 1), done: make(chan struct{}), watched: make(chan struct{})}
+		listen: make(chan string, 1), internal: make(chan string, 1), done: make(chan struct{}), watched: make(chan struct{})}
 	stdout := &lineWriter{sink: out, name: name, onLine: p.onLine}
 	stderr := &lineWriter{sink: out, name: name, onLine: p.onLine}
 	p.cmd = exec.Command(path, args...)
@@ -89,12 +93,18 @@ func startProcess(name, path string, args, env []string, out *sink) (*process, e
 
 func (p *process) onLine(line string) {
 	p.tail.add(line)
-	if !strings.Contains(line, `"listening"`) {
+	if !strings.Contains(line, ` listening"`) && !strings.Contains(line, `"listening"`) {
 		return
 	}
 	var l struct{ Msg, Addr string }
-	if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Addr != "" {
+	if json.Unmarshal([]byte(line), &l) != nil || l.Addr == "" {
+		return
+	}
+	switch l.Msg {
+	case "listening":
 		p.listenOnce.Do(func() { p.listen <- l.Addr })
+	case "internal listening":
+		p.internalOnce.Do(func() { p.internal <- l.Addr })
 	}
 }
 

@@ -20,6 +20,10 @@ type Server struct {
 	log *slog.Logger
 	// ShutdownTimeout bounds how long in-flight requests may finish after the context ends.
 	ShutdownTimeout time.Duration
+	// Label names a listener other than the program's public one ("internal"): its
+	// start is logged as "<label> listening", so that the one line "listening" always
+	// names the public address, which tests and the local stack read from the log.
+	Label string
 }
 
 // New serves h on addr.
@@ -48,7 +52,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", s.srv.Addr, err)
 	}
 	s.srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
-	s.log.Info("listening", "addr", ln.Addr().String())
+	msg := "listening"
+	if s.Label != "" {
+		msg = s.Label + " listening"
+	}
+	s.log.Info(msg, "addr", ln.Addr().String())
 
 	errc := make(chan error, 1)
 	go func() { errc <- s.srv.Serve(ln) }()

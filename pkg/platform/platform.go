@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -28,6 +29,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
@@ -35,7 +37,19 @@ import (
 // Config is what every service reads from its environment.
 type Config struct {
 	Name         string
-	HTTPAddr     string // HTTP_ADDR
+	HTTPAddr     string // HTTP_ADDR: the public API, which the gateway proxies
+	// InternalAddr (INTERNAL_ADDR) is the internal listener: the /internal routes,
+	// which want a service credential, and the operations endpoints (/healthz,
+	// /readyz, /metrics), which want none and so must stay off the public network.
+	InternalAddr string
+	// ServiceKeyFile (SERVICE_KEY_FILE) is this service's private key, which signs its
+	// calls to other services' internal routes; needed only by a service that makes
+	// such calls.
+	ServiceKeyFile string
+	// ServiceTrustDir (SERVICE_TRUST_DIR) holds the public keys of the services
+	// allowed to call this one's internal routes, a <service>.pub file each; needed
+	// only by a service that has internal routes.
+	ServiceTrustDir string
 	DatabaseURL  string // DATABASE_URL
 	RedisURL     string // REDIS_URL
 	JWKSURL      string // JWKS_URL: where the users service publishes its signing keys
@@ -46,12 +60,16 @@ type Config struct {
 }
 
 // LoadConfig reads the shared settings of service name, whose local defaults are the
-// port and the database bazaar_<name> with its own role. Errors are left in env.
-func LoadConfig(env *config.Env, name, defaultAddr string) Config {
+// two listeners' addresses and the database bazaar_<name> with its own role. Errors
+// are left in env.
+func LoadConfig(env *config.Env, name, defaultAddr, defaultInternalAddr string) Config {
 	db := "bazaar_" + name
 	return Config{
-		Name:           name,
-		HTTPAddr:       env.Addr("HTTP_ADDR", defaultAddr),
+		Name:            name,
+		HTTPAddr:        env.Addr("HTTP_ADDR", defaultAddr),
+		InternalAddr:    env.Addr("INTERNAL_ADDR", defaultInternalAddr),
+		ServiceKeyFile:  env.String("SERVICE_KEY_FILE", ""),
+		ServiceTrustDir: env.String("SERVICE_TRUST_DIR", ""),
 		DatabaseURL:    env.URL("DATABASE_URL", "postgres://"+db+":"+db+"@127.0.0.1:5432/"+db+"?sslmode=disable", "postgres", "postgresql"),
 		RedisURL:       env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
 		JWKSURL:        env.URL("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "http", "https"),
@@ -65,6 +83,9 @@ func LoadConfig(env *config.Env, name, defaultAddr string) Config {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
+		slog.String("internal_addr", c.InternalAddr),
+		slog.String("service_key_file", c.ServiceKeyFile),
+		slog.String("service_trust_dir", c.ServiceTrustDir),
 		slog.String("database_url", config.Mask(c.DatabaseURL)),
 		slog.String("redis_url", config.Mask(c.RedisURL)),
 		slog.String("jwks_url", c.JWKSURL),
@@ -144,14 +165,60 @@ func (p *Platform) migrate(ctx context.Context) error {
 	}
 }
 
-// Router is a router with the standard middleware and the operational routes
-// (/healthz, /readyz, /metrics) already on it.
+// Router is a router with the standard middleware, for the public API.
 func (p *Platform) Router() *chi.Mux {
-	r := httpserver.NewRouter(httpserver.Deps{Log: p.Log, Metrics: p.Metrics, Tracing: p.Tracing})
+	return httpserver.NewRouter(httpserver.Deps{Log: p.Log, Metrics: p.Metrics, Tracing: p.Tracing})
+}
+
+// InternalRouter is a router with the standard middleware and the operational routes
+// (/healthz, /readyz, /metrics) already on it, for the internal listener. A service
+// mounts its /internal routes on it, each behind ServiceVerifier().Require.
+func (p *Platform) InternalRouter() *chi.Mux {
+	r := p.Router()
 	r.Method(http.MethodGet, "/healthz", health.Live())
 	r.Method(http.MethodGet, "/readyz", p.Health.Ready())
 	r.Method(http.MethodGet, "/metrics", p.Metrics.Handler())
 	return r
+}
+
+// TokenVerifier checks shoppers' and admins' access tokens on the public routes, as
+// the gateway did before: against the users service's published keys (JWKS_URL), and
+// refusing the tokens of sessions that have ended (the revocation list in Redis, read
+// with the platform's client; while Redis is down tokens are judged on their
+// signature and expiry alone, and that is logged). So a caller who goes round the
+// gateway meets the same checks.
+func (p *Platform) TokenVerifier() *auth.Verifier {
+	return auth.NewVerifier(auth.NewJWKS(p.Config.JWKSURL, nil)).
+		WithRevocations(auth.RedisRevocations(p.Redis)).
+		WithLogger(p.Log)
+}
+
+// ServiceVerifier checks the service credentials sent to this service's internal
+// routes, against the public keys in SERVICE_TRUST_DIR, which must be set.
+func (p *Platform) ServiceVerifier() (*svcauth.Verifier, error) {
+	if p.Config.ServiceTrustDir == "" {
+		return nil, fmt.Errorf("SERVICE_TRUST_DIR is required: the directory of the public keys of the services that call %s "+
+			"(make run creates one; bazaarctl keys init makes one by hand)", p.Config.Name)
+	}
+	v, err := svcauth.NewVerifier(p.Config.Name, p.Config.ServiceTrustDir)
+	if err != nil {
+		return nil, fmt.Errorf("SERVICE_TRUST_DIR: %w", err)
+	}
+	return v, nil
+}
+
+// ServiceSigner signs this service's calls to other services' internal routes with
+// the key in SERVICE_KEY_FILE, which must be set.
+func (p *Platform) ServiceSigner() (*svcauth.Signer, error) {
+	if p.Config.ServiceKeyFile == "" {
+		return nil, fmt.Errorf("SERVICE_KEY_FILE is required: the private key %s signs its calls to other services with "+
+			"(make run creates one; bazaarctl keys init makes one by hand)", p.Config.Name)
+	}
+	s, err := svcauth.NewSigner(p.Config.Name, p.Config.ServiceKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("SERVICE_KEY_FILE: %w", err)
+	}
+	return s, nil
 }
 
 // Background adds a loop (an outbox relay, an event consumer, a task worker) that
@@ -166,12 +233,14 @@ type loop struct {
 	run  func(context.Context) error
 }
 
-// Serve serves h on the configured address, and runs the background loops, until ctx
-// ends or one of them fails; then it stops them all, letting in-flight work finish.
-func (p *Platform) Serve(ctx context.Context, h http.Handler) error {
+// Serve serves the public API on HTTP_ADDR and internal (the /internal routes and the
+// operational ones: build it on InternalRouter) on INTERNAL_ADDR, and runs the
+// background loops, until ctx ends or one of them fails; then it stops them all,
+// letting in-flight work finish.
+func (p *Platform) Serve(ctx context.Context, public, internal http.Handler) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(p.loops)+1)
+	errs := make(chan error, len(p.loops)+2)
 	var wg sync.WaitGroup
 	for _, l := range p.loops {
 		wg.Add(1)
@@ -189,13 +258,17 @@ func (p *Platform) Serve(ctx context.Context, h http.Handler) error {
 			errs <- err
 		}()
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		err := httpserver.New(p.Config.HTTPAddr, h, p.Log).Run(ctx)
-		cancel()
-		errs <- err
-	}()
+	in := httpserver.New(p.Config.InternalAddr, internal, p.Log)
+	in.Label = "internal"
+	for _, srv := range []*httpserver.Server{in, httpserver.New(p.Config.HTTPAddr, public, p.Log)} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := srv.Run(ctx)
+			cancel()
+			errs <- err
+		}()
+	}
 	wg.Wait()
 	close(errs)
 	var all []error

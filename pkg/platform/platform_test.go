@@ -25,7 +25,7 @@ var schema = fstest.MapFS{"00001_t.sql": {Data: []byte("-- +goose Up\nCREATE TAB
 
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
 	env := config.New(getenv)
-	cfg := platform.LoadConfig(env, "demo", ":0")
+	cfg := platform.LoadConfig(env, "demo", ":0", ":0")
 	if err := env.Err(); err != nil {
 		return err
 	}
@@ -34,7 +34,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	defer p.Close()
-	return p.Serve(ctx, p.Router())
+	return p.Serve(ctx, p.Router(), p.InternalRouter())
 }
 
 func proxied(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
@@ -85,8 +85,9 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	pg, dbURL := proxied(t, pgtest.NewDatabase(t))
 	rd, redisURL := proxied(t, redistest.New(t))
 	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL})
+	internal := prog.InternalURL()
 
-	rep := eventually(t, prog.URL, health.Healthy, 200)
+	rep := eventually(t, internal, health.Healthy, 200)
 	for _, c := range []string{"postgres", "migrations", "redis"} {
 		if rep.Checks[c] != health.Healthy {
 			t.Errorf("check %s = %s", c, rep.Checks[c])
@@ -94,24 +95,48 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	}
 
 	rd.Cut()
-	rep = eventually(t, prog.URL, health.Degraded, 200)
+	rep = eventually(t, internal, health.Degraded, 200)
 	if rep.Checks["redis"] != health.Unhealthy || rep.Checks["postgres"] != health.Healthy {
 		t.Errorf("with Redis cut: %+v", rep)
 	}
 	rd.Restore()
-	eventually(t, prog.URL, health.Healthy, 200)
+	eventually(t, internal, health.Healthy, 200)
 
 	pg.Cut()
-	rep = eventually(t, prog.URL, health.Unhealthy, 503)
+	rep = eventually(t, internal, health.Unhealthy, 503)
 	if rep.Checks["postgres"] != health.Unhealthy {
 		t.Errorf("with Postgres cut: %+v", rep)
 	}
 	// Liveness does not depend on Postgres: the process is fine, only not ready.
-	if resp, err := http.Get(prog.URL + "/healthz"); err != nil || resp.StatusCode != 200 {
+	if resp, err := http.Get(internal + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz while Postgres is cut: %v %v", resp, err)
 	}
 	pg.Restore()
-	eventually(t, prog.URL, health.Healthy, 200)
+	eventually(t, internal, health.Healthy, 200)
+}
+
+func TestProbesAndMetricsAreOnTheInternalListenerOnly(t *testing.T) {
+	t.Parallel()
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)})
+	programtest.AssertOperational(t, prog, "postgres", "migrations", "redis")
+}
+
+func TestServiceCredentialsNeedTheirFiles(t *testing.T) {
+	t.Parallel()
+	env := config.New(func(k string) string {
+		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}[k]
+	})
+	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0", ":0"), schema, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.ServiceVerifier(); err == nil || !strings.Contains(err.Error(), "SERVICE_TRUST_DIR") {
+		t.Errorf("ServiceVerifier without SERVICE_TRUST_DIR = %v; want an error naming it", err)
+	}
+	if _, err := p.ServiceSigner(); err == nil || !strings.Contains(err.Error(), "SERVICE_KEY_FILE") {
+		t.Errorf("ServiceSigner without SERVICE_KEY_FILE = %v; want an error naming it", err)
+	}
 }
 
 func TestBadConfigNamesTheVariable(t *testing.T) {
@@ -132,9 +157,9 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 func TestServeStopsWhenABackgroundLoopFails(t *testing.T) {
 	t.Parallel()
 	env := config.New(func(k string) string {
-		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t), "HTTP_ADDR": "127.0.0.1:0"}[k]
+		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t), "HTTP_ADDR": "127.0.0.1:0", "INTERNAL_ADDR": "127.0.0.1:0"}[k]
 	})
-	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0"), schema, io.Discard)
+	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0", ":0"), schema, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +167,7 @@ func TestServeStopsWhenABackgroundLoopFails(t *testing.T) {
 	stopped := make(chan struct{})
 	p.Background("steady", func(ctx context.Context) error { <-ctx.Done(); close(stopped); return nil })
 	p.Background("broken", func(context.Context) error { return errors.New("lost the plot") })
-	err = p.Serve(context.Background(), p.Router())
+	err = p.Serve(context.Background(), p.Router(), p.InternalRouter())
 	if err == nil || !strings.Contains(err.Error(), "broken: lost the plot") {
 		t.Fatalf("Serve = %v", err)
 	}

@@ -12,11 +12,23 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
 
-// AssertOperational checks what every Bazaar program serves: /healthz, /readyz
-// reporting healthy (polled until then, with a deadline) with the named checks healthy,
-// /metrics counting requests, and problem+json for an unknown route.
-func AssertOperational(t testing.TB, baseURL string, checks ...string) {
+// AssertOperational checks what every Bazaar service serves on its internal listener:
+// /healthz, /readyz reporting healthy (polled until then, with a deadline) with the
+// named checks healthy, /metrics counting requests, and problem+json for an unknown
+// route; and that none of them, nor any /internal route, is on its public listener.
+func AssertOperational(t testing.TB, prog *Program, checks ...string) {
 	t.Helper()
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/internal/anything"} {
+		resp, err := http.Get(prog.URL + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("public listener: GET %s = %d, want 404: it belongs on the internal listener only", path, resp.StatusCode)
+		}
+	}
+	baseURL := prog.InternalURL()
 	get := func(path string) (*http.Response, []byte) {
 		t.Helper()
 		resp, err := http.Get(baseURL + path)

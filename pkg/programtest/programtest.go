@@ -15,8 +15,24 @@ import (
 
 // Program is a program running inside a test.
 type Program struct {
-	URL  string // http://127.0.0.1:port
+	URL  string // the public listener: http://127.0.0.1:port
+	t    testing.TB
 	logs *logBuffer
+}
+
+var internalListening = regexp.MustCompile(`"msg":"internal listening"[^\n]*?"addr":"([^"]+)"`)
+
+// InternalURL is the base URL of a service's internal listener (INTERNAL_ADDR, a free
+// port unless the test set one), waiting up to 10s for it to be logged.
+func (p *Program) InternalURL() string {
+	p.t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m := internalListening.FindStringSubmatch(p.logs.String()); m != nil {
+			return "http://" + m[1]
+		}
+	}
+	p.t.Fatalf("no internal listener in the logs:\n%s", p.logs.String())
+	return ""
 }
 
 // Logs is everything the program has logged so far.
@@ -24,13 +40,16 @@ func (p *Program) Logs() string { return p.logs.String() }
 
 var listening = regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`)
 
-// Start runs run with env (HTTP_ADDR defaults to 127.0.0.1:0) until the test ends, and
+// Start runs run with env (HTTP_ADDR and INTERNAL_ADDR default to 127.0.0.1:0) until the test ends, and
 // waits for it to listen. At the end of the test it stops the program and fails the
 // test if run returned an error; the program's logs are printed when the test failed.
 func Start(t testing.TB, run platform.RunFunc, env map[string]string) *Program {
 	t.Helper()
 	if _, ok := env["HTTP_ADDR"]; !ok {
 		env["HTTP_ADDR"] = "127.0.0.1:0"
+	}
+	if _, ok := env["INTERNAL_ADDR"]; !ok {
+		env["INTERNAL_ADDR"] = "127.0.0.1:0"
 	}
 	getenv := func(k string) string { return env[k] }
 	logs := &logBuffer{}
@@ -54,7 +73,7 @@ func Start(t testing.TB, run platform.RunFunc, env map[string]string) *Program {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(logs.String()); m != nil {
-			return &Program{URL: "http://" + m[1], logs: logs}
+			return &Program{URL: "http://" + m[1], t: t, logs: logs}
 		}
 		select {
 		case err := <-done:

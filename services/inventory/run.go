@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/catalogue"
@@ -34,7 +33,7 @@ type settings struct {
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:         platform.LoadConfig(env, "inventory", ":8082"),
+		Config:         platform.LoadConfig(env, "inventory", ":8082", ":9082"),
 		ReservationTTL: env.Duration("RESERVATION_TTL", 15*time.Minute),
 		SeedCatalogue:  env.Bool("SEED_CATALOGUE", false),
 	}
@@ -88,12 +87,19 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 
-	r := p.Router()
-	httpapi.Mount(r, httpapi.Deps{
+	services, err := p.ServiceVerifier()
+	if err != nil {
+		return err
+	}
+	d := httpapi.Deps{
 		Log:          p.Log,
 		Products:     products,
 		Reservations: reservations,
-		Verifier:     auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
-	})
-	return p.Serve(ctx, r)
+		Verifier:     p.TokenVerifier(),
+		Services:     services,
+	}
+	public, internal := p.Router(), p.InternalRouter()
+	httpapi.Mount(public, d)
+	httpapi.MountInternal(internal, d)
+	return p.Serve(ctx, public, internal)
 }

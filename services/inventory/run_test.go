@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -23,6 +24,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth/svcauthtest"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/catalogue"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres/migrations"
@@ -34,11 +37,10 @@ import (
 // answers the operational routes.
 func TestRunServesOperationalRoutes(t *testing.T) {
 	t.Parallel()
-	prog := programtest.Start(t, run, map[string]string{
-		"DATABASE_URL": pgtest.NewDatabase(t),
-		"REDIS_URL":    redistest.New(t),
-	})
-	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+	env := svcauthtest.New(t, "orders").Env("inventory")
+	env["DATABASE_URL"], env["REDIS_URL"] = pgtest.NewDatabase(t), redistest.New(t)
+	prog := programtest.Start(t, run, env)
+	programtest.AssertOperational(t, prog, "postgres", "migrations", "redis")
 }
 
 // keys stands in for the users service: it publishes a JWKS and signs tokens with it.
@@ -75,6 +77,8 @@ func (k keys) token(t *testing.T, role auth.Role) string {
 // tokens for an admin and a customer.
 type stack struct {
 	url      string
+	internal string // the internal listener
+	keys     svcauthtest.Keys
 	db       *pgxpool.Pool
 	prog     *programtest.Program
 	admin    string
@@ -89,13 +93,15 @@ func startInventory(t *testing.T, dbURL string, extra map[string]string) stack {
 		dbURL = pgtest.NewDatabase(t)
 	}
 	k := newKeys(t)
-	env := map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "JWKS_URL": k.jwksURL}
+	sk := svcauthtest.New(t, "orders", "notifications")
+	env := sk.Env("inventory")
+	maps.Copy(env, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t), "JWKS_URL": k.jwksURL})
 	for key, v := range extra {
 		env[key] = v
 	}
 	prog := programtest.Start(t, run, env)
 	return stack{
-		url: prog.URL, db: openDB(t, dbURL), prog: prog,
+		url: prog.URL, internal: prog.InternalURL(), keys: sk, db: openDB(t, dbURL), prog: prog,
 		admin: k.token(t, auth.RoleAdmin), customer: k.token(t, auth.RoleCustomer),
 	}
 }
@@ -135,6 +141,13 @@ func fields(d problem.Details) []string {
 func call(t *testing.T, method, u, body string, header ...string) response {
 	t.Helper()
 	return response{programtest.Call(t, method, u, body, header...)}
+}
+
+// saga calls an internal route the way the orders saga does: on the internal
+// listener, with orders' service token.
+func (s stack) saga(t *testing.T, method, path, body string) response {
+	t.Helper()
+	return call(t, method, s.internal+path, body, s.keys.Authorization(t, "orders", "inventory")...)
 }
 
 func (s stack) count(t *testing.T, table string) int {
@@ -518,7 +531,7 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	euro := s.create(t, "EURO", 500, "EUR", 10)
 
 	// A quote prices the basket and changes nothing.
-	r := call(t, http.MethodPost, s.url+"/internal/quotes",
+	r := s.saga(t, http.MethodPost, "/internal/quotes",
 		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":3},{"product_id":%q,"quantity":1}]}`, mug.ID, tee.ID))
 	var q struct {
 		Items      []lineBody `json:"items"`
@@ -533,13 +546,13 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 		q.Items[0] != (lineBody{mug.ID, 3, 1800}) || q.Items[1] != (lineBody{tee.ID, 1, 2900}) {
 		t.Errorf("quote %+v", q)
 	}
-	d := call(t, http.MethodPost, s.url+"/internal/quotes",
+	d := s.saga(t, http.MethodPost, "/internal/quotes",
 		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1},{"product_id":%q,"quantity":1}]}`, mug.ID, uuid.New())).
 		problem(t, http.StatusUnprocessableEntity)
 	if !slices.Equal(fields(d), []string{"items[1].product_id"}) {
 		t.Errorf("unknown product in a quote: %+v", d)
 	}
-	d = call(t, http.MethodPost, s.url+"/internal/quotes",
+	d = s.saga(t, http.MethodPost, "/internal/quotes",
 		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1},{"product_id":%q,"quantity":1}]}`, mug.ID, euro.ID)).
 		problem(t, http.StatusUnprocessableEntity)
 	if !slices.Equal(fields(d), []string{"items"}) {
@@ -552,7 +565,7 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	// Reserve: 201 the first time, 200 with the same reservation after.
 	order := uuid.NewString()
 	body := reserveBody(order, mug.ID, 3, tee.ID, 2)
-	r = call(t, http.MethodPost, s.url+"/internal/reservations", body)
+	r = s.saga(t, http.MethodPost, "/internal/reservations", body)
 	if r.Status != http.StatusCreated || r.Header.Get("Location") != "/internal/reservations/"+order {
 		t.Fatalf("reserve: %d %v %s", r.Status, r.Header, r.Body)
 	}
@@ -563,7 +576,7 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 		res.ExpiresAt.Sub(time.Now()) < 9*time.Minute || res.ExpiresAt.Sub(time.Now()) > 10*time.Minute {
 		t.Errorf("reservation %+v", res)
 	}
-	r = call(t, http.MethodPost, s.url+"/internal/reservations", body)
+	r = s.saga(t, http.MethodPost, "/internal/reservations", body)
 	var again reservationBody
 	if r.Status != http.StatusOK {
 		t.Fatalf("repeat reserve: %d %s", r.Status, r.Body)
@@ -572,7 +585,7 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	if fmt.Sprint(again) != fmt.Sprint(res) || s.stock(t, mug.ID) != 7 || s.stock(t, tee.ID) != 0 {
 		t.Errorf("repeat gave %+v (want %+v), stock %d/%d", again, res, s.stock(t, mug.ID), s.stock(t, tee.ID))
 	}
-	r = call(t, http.MethodGet, s.url+"/internal/reservations/"+order, "")
+	r = s.saga(t, http.MethodGet, "/internal/reservations/"+order, "")
 	r.JSON(t, &again)
 	if r.Status != http.StatusOK || fmt.Sprint(again) != fmt.Sprint(res) {
 		t.Errorf("GET reservation: %d %s", r.Status, r.Body)
@@ -582,22 +595,22 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	// takes nothing.
 	short := uuid.NewString()
 	before := s.count(t, "outbox")
-	d = call(t, http.MethodPost, s.url+"/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
+	d = s.saga(t, http.MethodPost, "/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
 	if d.Type != "urn:bazaar:problem:out_of_stock" || d.Title != "Conflict" || d.Instance != "/internal/reservations" {
 		t.Errorf("out of stock problem %+v", d)
 	}
 	if s.stock(t, mug.ID) != 7 || s.count(t, "outbox") != before {
 		t.Errorf("a refused reserve changed stock (%d) or wrote events", s.stock(t, mug.ID))
 	}
-	d = call(t, http.MethodPost, s.url+"/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
+	d = s.saga(t, http.MethodPost, "/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
 	if d.Type != "urn:bazaar:problem:out_of_stock" {
 		t.Errorf("repeat of a refused reserve: %+v", d)
 	}
-	call(t, http.MethodGet, s.url+"/internal/reservations/"+short, "").problem(t, http.StatusNotFound)
+	s.saga(t, http.MethodGet, "/internal/reservations/"+short, "").problem(t, http.StatusNotFound)
 
 	// Commit, twice.
 	for range 2 {
-		r = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/commit", "")
+		r = s.saga(t, http.MethodPost, "/internal/reservations/"+order+"/commit", "")
 		r.JSON(t, &again)
 		if r.Status != http.StatusOK || again.Status != "committed" || again.TotalCents != res.TotalCents {
 			t.Errorf("commit: %d %s", r.Status, r.Body)
@@ -605,7 +618,7 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	}
 	// Release (a customer cancels): the stock comes back, once.
 	for range 2 {
-		r = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/release", "")
+		r = s.saga(t, http.MethodPost, "/internal/reservations/"+order+"/release", "")
 		r.JSON(t, &again)
 		if r.Status != http.StatusOK || again.Status != "released" || len(again.Items) != 2 {
 			t.Errorf("release: %d %s", r.Status, r.Body)
@@ -614,7 +627,7 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	if s.stock(t, mug.ID) != 10 || s.stock(t, tee.ID) != 2 {
 		t.Errorf("stock %d/%d after release, want 10/2", s.stock(t, mug.ID), s.stock(t, tee.ID))
 	}
-	d = call(t, http.MethodPost, s.url+"/internal/reservations/"+order+"/commit", "").problem(t, http.StatusConflict)
+	d = s.saga(t, http.MethodPost, "/internal/reservations/"+order+"/commit", "").problem(t, http.StatusConflict)
 	if d.Type != "urn:bazaar:problem:reservation_released" {
 		t.Errorf("commit after release: %+v", d)
 	}
@@ -622,9 +635,9 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	// Releasing an order that never reserved is fine (a compensation always finishes);
 	// committing or reading one is 404, as is a malformed order id.
 	never := uuid.NewString()
-	call(t, http.MethodPost, s.url+"/internal/reservations/"+uuid.NewString()+"/commit", "").problem(t, http.StatusNotFound)
-	call(t, http.MethodGet, s.url+"/internal/reservations/"+never, "").problem(t, http.StatusNotFound)
-	r = call(t, http.MethodPost, s.url+"/internal/reservations/"+never+"/release", "")
+	s.saga(t, http.MethodPost, "/internal/reservations/"+uuid.NewString()+"/commit", "").problem(t, http.StatusNotFound)
+	s.saga(t, http.MethodGet, "/internal/reservations/"+never, "").problem(t, http.StatusNotFound)
+	r = s.saga(t, http.MethodPost, "/internal/reservations/"+never+"/release", "")
 	r.JSON(t, &again)
 	if r.Status != http.StatusOK || again.Status != "released" || again.OrderID != never || len(again.Items) != 0 ||
 		!strings.Contains(string(r.Body), `"items":[]`) {
@@ -679,7 +692,7 @@ func TestBadReservationInputIsRefusedAndWritesNothing(t *testing.T) {
 		{"/internal/quotes", `{"items":[]}`, 422, []string{"items"}},
 		{"/internal/quotes", `{"items":{}}`, 400, nil},
 	} {
-		d := call(t, http.MethodPost, s.url+c.path, c.body).problem(t, c.status)
+		d := s.saga(t, http.MethodPost, c.path, c.body).problem(t, c.status)
 		if got := fields(d); !slices.Equal(got, c.fields) {
 			t.Errorf("%s %.80s: fields %v, want %v", c.path, c.body, got, c.fields)
 		}
@@ -801,5 +814,69 @@ func TestBadSettingsStopTheStart(t *testing.T) {
 	s, err := loadSettings(func(string) string { return "" })
 	if err != nil || s.ReservationTTL != 15*time.Minute || s.SeedCatalogue || s.HTTPAddr != ":8082" {
 		t.Errorf("defaults %+v, %v", s, err)
+	}
+}
+
+// Only the orders service gets into the internal routes, only on the internal
+// listener, and a refused call changes nothing.
+func TestInternalRoutesLetInOnlyTheOrdersService(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	p := s.create(t, "SIDE-DOOR", 1000, "USD", 100)
+	body := reserveBody(uuid.NewString(), p.ID, 100)
+	for _, c := range []struct {
+		name   string
+		header []string
+		status int
+	}{
+		{"no credential", nil, http.StatusUnauthorized},
+		{"a customer's access token", []string{"Authorization", "Bearer " + s.customer}, http.StatusUnauthorized},
+		{"an admin's access token", []string{"Authorization", "Bearer " + s.admin}, http.StatusUnauthorized},
+		{"orders' token for payments", s.keys.Authorization(t, "orders", "payments"), http.StatusUnauthorized},
+		{"another service's token", s.keys.Authorization(t, "notifications", "inventory"), http.StatusForbidden},
+	} {
+		for _, path := range []string{"/internal/reservations", "/internal/quotes"} {
+			call(t, http.MethodPost, s.internal+path, body, c.header...).problem(t, c.status)
+		}
+		call(t, http.MethodPost, s.internal+"/internal/reservations/"+uuid.NewString()+"/release", "", c.header...).problem(t, c.status)
+	}
+	// The public listener has no internal route at all, whatever the credential.
+	call(t, http.MethodPost, s.url+"/internal/reservations", body, s.keys.Authorization(t, "orders", "inventory")...).
+		problem(t, http.StatusNotFound)
+	if n, stock := s.count(t, "reservations"), s.stock(t, p.ID); n != 0 || stock != 100 {
+		t.Fatalf("refused calls left %d reservations and stock %d, want 0 and 100", n, stock)
+	}
+	// And the saga's own call works.
+	if r := s.saga(t, http.MethodPost, "/internal/reservations", body); r.Status != http.StatusCreated {
+		t.Fatalf("orders' reservation = %d %s", r.Status, r.Body)
+	}
+}
+
+// A rotated key is trusted without a restart, and tokens signed before the rotation
+// keep working until they expire.
+func TestARotatedServiceKeyIsTrustedWithoutARestart(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	p := s.create(t, "ROTATE", 1000, "USD", 10)
+	quote := `{"items":[{"product_id":"` + p.ID + `","quantity":1}]}`
+	before := s.keys.Authorization(t, "orders", "inventory")
+	if _, err := svcauth.Rotate(s.keys.Dir, "orders", 2, func() {}); err != nil {
+		t.Fatal(err)
+	}
+	after := s.keys.Authorization(t, "orders", "inventory")
+	if after[1] == before[1] {
+		t.Fatal("the token did not change with the key")
+	}
+	for deadline := time.Now().Add(3 * svcauth.ReloadEvery); ; time.Sleep(100 * time.Millisecond) {
+		r := call(t, http.MethodPost, s.internal+"/internal/quotes", quote, after...)
+		if r.Status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new key's token is still refused: %d %s", r.Status, r.Body)
+		}
+	}
+	if r := call(t, http.MethodPost, s.internal+"/internal/quotes", quote, before...); r.Status != http.StatusOK {
+		t.Fatalf("a token signed before the rotation = %d %s", r.Status, r.Body)
 	}
 }

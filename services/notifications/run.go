@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
@@ -71,7 +70,7 @@ const reportsOff = "off"
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:           platform.LoadConfig(env, "notifications", ":8085"),
+		Config:           platform.LoadConfig(env, "notifications", ":8085", ":9085"),
 		SMTPAddr:         env.Addr("SMTP_ADDR", "127.0.0.1:1025"),
 		EmailMaxRetry:    env.Int("EMAIL_MAX_RETRY", notification.DefaultGiveUp.Retries, 0, 25),
 		EmailGiveUpAfter: env.Duration("EMAIL_GIVE_UP_AFTER", notification.DefaultGiveUp.After),
@@ -192,11 +191,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return float64(n)
 	}))
 
-	r := p.Router()
-	httpapi.Mount(r, httpapi.Deps{
+	public := p.Router()
+	httpapi.Mount(public, httpapi.Deps{
 		Log:           p.Log,
-		Verifier:      auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+		Verifier:      p.TokenVerifier(),
 		Notifications: store,
 	})
-	return p.Serve(ctx, r)
+	return p.Serve(ctx, public, p.InternalRouter())
 }

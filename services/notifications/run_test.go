@@ -250,6 +250,12 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 }
 
 // get is a GET of path, presenting token when there is one.
+// metrics reads the first replica's /metrics, on its internal listener.
+func (s *stack) metrics(t *testing.T) programtest.Response {
+	t.Helper()
+	return programtest.Call(t, http.MethodGet, s.prog.InternalURL()+"/metrics", "")
+}
+
 func (s *stack) get(t *testing.T, path, token string) programtest.Response {
 	t.Helper()
 	var header []string
@@ -292,7 +298,7 @@ func (s *stack) list(t *testing.T, token, query string) listBody {
 func TestRunServesOperationalRoutes(t *testing.T) {
 	t.Parallel()
 	s := startStack(t, nil)
-	programtest.AssertOperational(t, s.url, "postgres", "migrations", "redis", "smtp")
+	programtest.AssertOperational(t, s.prog, "postgres", "migrations", "redis", "smtp")
 }
 
 func TestBadSettingsStopTheStart(t *testing.T) {
@@ -357,7 +363,7 @@ func TestWelcomeEmailIsSentOnceAndListed(t *testing.T) {
 	if n := s.count(t, `SELECT count(*) FROM notifications WHERE user_id = $1`, ann.id); n != 1 {
 		t.Errorf("%d notifications for %s, want 1", n, ann.email)
 	}
-	if m := s.get(t, "/metrics", ""); !strings.Contains(string(m.Body), `events_consumed_total{group="notifications",result="duplicate",stream="events.users"} 1`) {
+	if m := s.metrics(t); !strings.Contains(string(m.Body), `events_consumed_total{group="notifications",result="duplicate",stream="events.users"} 1`) {
 		t.Errorf("the duplicate is not counted as one")
 	}
 
@@ -473,7 +479,7 @@ func TestPoisonGoesToTheDLQAndLateRecipientsAreWaitedFor(t *testing.T) {
 		"order_id": uuid.New(), "user_id": late.id, "total_cents": 500, "currency": "USD", "items": []any{},
 	})
 	eventually(t, arrives, "the order event to fail for want of its recipient", func() bool {
-		m := s.get(t, "/metrics", "")
+		m := s.metrics(t)
 		return strings.Contains(string(m.Body), `events_consumed_total{group="notifications",result="failed",stream="events.orders"}`)
 	})
 	// ...poison and misfits go to the DLQ, other types are ignored...

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
@@ -27,8 +26,8 @@ import (
 // its own.
 type settings struct {
 	platform.Config
-	InventoryURL string // INVENTORY_URL
-	PaymentsURL  string // PAYMENTS_URL
+	InventoryURL string // INVENTORY_URL: inventory's internal listener
+	PaymentsURL  string // PAYMENTS_URL: payments' internal listener
 	// SagaInlineTimeout bounds how long POST /orders runs the saga before answering
 	// 202 with the order still in progress (SAGA_INLINE_TIMEOUT).
 	SagaInlineTimeout time.Duration
@@ -59,9 +58,9 @@ type settings struct {
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:            platform.LoadConfig(env, "orders", ":8084"),
-		InventoryURL:      env.URL("INVENTORY_URL", "http://127.0.0.1:8082", "http", "https"),
-		PaymentsURL:       env.URL("PAYMENTS_URL", "http://127.0.0.1:8083", "http", "https"),
+		Config:            platform.LoadConfig(env, "orders", ":8084", ":9084"),
+		InventoryURL:      env.URL("INVENTORY_URL", "http://127.0.0.1:9082", "http", "https"),
+		PaymentsURL:       env.URL("PAYMENTS_URL", "http://127.0.0.1:9083", "http", "https"),
 		SagaInlineTimeout: env.Duration("SAGA_INLINE_TIMEOUT", 3*time.Second),
 		ChargeBudget:      env.Duration("CHARGE_BUDGET", 2*time.Minute),
 		RecoverEvery:      env.Duration("RECOVER_EVERY", 15*time.Second),
@@ -100,9 +99,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		"breaker_cooldown", cfg.BreakerCooldown.String())
 
 	store := postgres.NewStore(p.Pool)
+	// Every call to inventory and payments carries orders' service token, for that
+	// callee alone.
+	signer, err := p.ServiceSigner()
+	if err != nil {
+		return err
+	}
 	client := func(name, url string, timeout time.Duration) downstream.Config {
 		return downstream.Config{Name: name, BaseURL: url, Timeout: timeout, BreakerCooldown: cfg.BreakerCooldown,
-			Log: p.Log, Registerer: p.Metrics, Tracing: p.Tracing}
+			Log: p.Log, Registerer: p.Metrics, Tracing: p.Tracing, Credentials: signer}
 	}
 	inv, err := inventory.New(client("inventory", cfg.InventoryURL, cfg.DownstreamTimeout))
 	if err != nil {
@@ -143,11 +148,11 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 
-	r := p.Router()
-	httpapi.Mount(r, httpapi.Deps{
+	public := p.Router()
+	httpapi.Mount(public, httpapi.Deps{
 		Log:      p.Log,
 		Orders:   orders,
-		Verifier: auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
+		Verifier: p.TokenVerifier(),
 		Keys:     store,
 		// Longer than a request can run: the quote, the inline saga, and their calls.
 		KeyTTL:  cfg.SagaInlineTimeout + 15*time.Second,
@@ -155,7 +160,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Reports: jobs.Reports{Client: t.Client},
 		Stop:    ctx,
 	})
-	return p.Serve(ctx, r)
+	return p.Serve(ctx, public, p.InternalRouter())
 }
 
 // owner names this process in saga leases, for operators.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -24,6 +25,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth/svcauthtest"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/fakes"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/jobs"
@@ -33,11 +36,21 @@ import (
 // answers the operational routes.
 func TestRunServesOperationalRoutes(t *testing.T) {
 	t.Parallel()
-	prog := programtest.Start(t, run, map[string]string{
-		"DATABASE_URL": pgtest.NewDatabase(t),
-		"REDIS_URL":    redistest.New(t),
-	})
-	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+	env := svcauthtest.New(t, "orders").Env("orders")
+	env["DATABASE_URL"], env["REDIS_URL"] = pgtest.NewDatabase(t), redistest.New(t)
+	prog := programtest.Start(t, run, env)
+	programtest.AssertOperational(t, prog, "postgres", "migrations", "redis")
+}
+
+// Orders signs every call to inventory and payments; without its key it does not start.
+func TestWithoutAServiceKeyOrdersDoesNotStart(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t),
+		"HTTP_ADDR": "127.0.0.1:0", "INTERNAL_ADDR": "127.0.0.1:0"}
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "SERVICE_KEY_FILE") {
+		t.Fatalf("run without a service key = %v; want an error naming SERVICE_KEY_FILE", err)
+	}
 }
 
 func TestBadConfigurationStopsStartNamingTheVariable(t *testing.T) {
@@ -67,6 +80,8 @@ type stack struct {
 	inv      *fakes.Inventory
 	pay      *fakes.Payments
 	signer   *auth.Signer
+	keys     svcauthtest.Keys
+	internal string // the internal listener: probes and metrics
 }
 
 func startOrders(t *testing.T, extra map[string]string) *stack {
@@ -80,17 +95,25 @@ func startOrders(t *testing.T, extra map[string]string) *stack {
 	}))
 	t.Cleanup(jwks.Close)
 	s := &stack{inv: fakes.NewInventory(t), pay: fakes.NewPayments(t), signer: auth.NewSigner("k1", priv, 15*time.Minute)}
+	// The fakes check orders' service credential as the real services do, so every
+	// test below also proves that each call carries it.
+	keys := svcauthtest.New(t, "orders", "notifications")
+	s.inv.RequireOrders(t, svcauth.TrustDir(keys.Dir))
+	s.pay.RequireOrders(t, svcauth.TrustDir(keys.Dir))
+	s.keys = keys
 	dbURL := pgtest.NewDatabase(t)
 	s.redisURL = redistest.New(t)
-	env := map[string]string{
+	env := keys.Env("orders")
+	maps.Copy(env, map[string]string{
 		"DATABASE_URL": dbURL, "REDIS_URL": s.redisURL, "JWKS_URL": jwks.URL,
 		"INVENTORY_URL": s.inv.URL, "PAYMENTS_URL": s.pay.URL,
 		"SAGA_INLINE_TIMEOUT": "2s", "RECOVER_EVERY": "1s", "DOWNSTREAM_TIMEOUT": "300ms", "BREAKER_COOLDOWN": "200ms",
-	}
+	})
 	for k, v := range extra {
 		env[k] = v
 	}
-	s.url = programtest.Start(t, run, env).URL
+	prog := programtest.Start(t, run, env)
+	s.url, s.internal = prog.URL, prog.InternalURL()
 	pool, err := pgdb.Open(context.Background(), dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -480,7 +503,7 @@ func TestOrdersAPI(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
-		r := call(t, http.MethodGet, s.url+"/metrics", "", "")
+		r := call(t, http.MethodGet, s.internal+"/metrics", "", "")
 		for _, want := range []string{
 			`saga_outcomes_total{reason="",result="confirmed"}`,
 			`saga_outcomes_total{reason="payment_declined",result="cancelled"}`,

@@ -6,7 +6,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/httpapi"
@@ -36,7 +35,7 @@ type settings struct {
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:           platform.LoadConfig(env, "payments", ":8083"),
+		Config:           platform.LoadConfig(env, "payments", ":8083", ":9083"),
 		ProcessorTimeout: env.Duration("PROCESSOR_TIMEOUT", 3*time.Second),
 		VoidRetention:    env.Duration("VOID_RETENTION", jobs.DefaultVoidRetention),
 	}
@@ -82,11 +81,18 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err := jobs.RegisterVoidsCleanup(queue.Worker, queue.Scheduler, payments, cfg.VoidRetention, p.Log); err != nil {
 		return err
 	}
-	r := p.Router()
-	httpapi.Mount(r, httpapi.Deps{
+	services, err := p.ServiceVerifier()
+	if err != nil {
+		return err
+	}
+	d := httpapi.Deps{
 		Log:      p.Log,
 		Payments: payments,
-		Verifier: auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)),
-	})
-	return p.Serve(ctx, r)
+		Verifier: p.TokenVerifier(),
+		Services: services,
+	}
+	public, internal := p.Router(), p.InternalRouter()
+	httpapi.Mount(public, d)
+	httpapi.MountInternal(internal, d)
+	return p.Serve(ctx, public, internal)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -26,6 +27,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth/svcauthtest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres"
@@ -36,20 +38,37 @@ import (
 // answers the operational routes.
 func TestRunServesOperationalRoutes(t *testing.T) {
 	t.Parallel()
-	prog := programtest.Start(t, run, map[string]string{
+	prog := startProgram(t, svcauthtest.New(t, "orders"), map[string]string{
 		"DATABASE_URL": pgtest.NewDatabase(t),
 		"REDIS_URL":    redistest.New(t),
 	})
-	programtest.AssertOperational(t, prog.URL, "postgres", "migrations", "redis")
+	programtest.AssertOperational(t, prog, "postgres", "migrations", "redis")
 }
 
 // stack is one payments service under test, the users service's key set faked by an
 // httptest server, and a direct line to the database.
 type stack struct {
 	url      string
+	internal string // the internal listener
+	keys     svcauthtest.Keys
 	db       *pgxpool.Pool
 	redisURL string
 	signer   *auth.Signer
+}
+
+// startProgram runs payments with env and the service keys in keys.
+func startProgram(t *testing.T, keys svcauthtest.Keys, env map[string]string) *programtest.Program {
+	t.Helper()
+	all := keys.Env("payments")
+	maps.Copy(all, env)
+	return programtest.Start(t, run, all)
+}
+
+// saga calls an internal route the way the orders saga does: on the internal
+// listener, with orders' service token.
+func (s stack) saga(t *testing.T, method, path, body string, header ...string) response {
+	t.Helper()
+	return call(t, method, s.internal+path, body, append(s.keys.Authorization(t, "orders", "payments"), header...)...)
 }
 
 func startPayments(t *testing.T) stack {
@@ -65,7 +84,8 @@ func startPayments(t *testing.T) stack {
 	}))
 	t.Cleanup(jwks.Close)
 	dbURL, redisURL := pgtest.NewDatabase(t), redistest.New(t)
-	prog := programtest.Start(t, run, map[string]string{
+	keys := svcauthtest.New(t, "orders", "notifications")
+	prog := startProgram(t, keys, map[string]string{
 		"DATABASE_URL": dbURL, "REDIS_URL": redisURL, "JWKS_URL": jwks.URL + "/.well-known/jwks.json",
 	})
 	pool, err := pgdb.Open(context.Background(), dbURL)
@@ -73,7 +93,8 @@ func startPayments(t *testing.T) stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return stack{url: prog.URL, db: pool, redisURL: redisURL, signer: auth.NewSigner(kid, priv, time.Minute)}
+	return stack{url: prog.URL, internal: prog.InternalURL(), keys: keys, db: pool, redisURL: redisURL,
+		signer: auth.NewSigner(kid, priv, time.Minute)}
 }
 
 // token is a customer's access token for user.
@@ -145,7 +166,7 @@ func (c chargeBody) String() string {
 // charge posts c with its order id as the Idempotency-Key.
 func (s stack) charge(t *testing.T, c chargeBody) response {
 	t.Helper()
-	return call(t, http.MethodPost, s.url+"/internal/charges", c.String(), "Idempotency-Key", c.OrderID)
+	return s.saga(t, http.MethodPost, "/internal/charges", c.String(), "Idempotency-Key", c.OrderID)
 }
 
 func (s stack) payment(t *testing.T, r response, status int) paymentBody {
@@ -176,7 +197,7 @@ func TestAVisaChargeIsCapturedOnceAndPublished(t *testing.T) {
 	if again := s.payment(t, s.charge(t, c), http.StatusCreated); again != p {
 		t.Errorf("retry answered %+v, first %+v", again, p)
 	}
-	if got := s.payment(t, call(t, http.MethodGet, s.url+"/internal/charges/"+c.OrderID, ""), http.StatusOK); got != p {
+	if got := s.payment(t, s.saga(t, http.MethodGet, "/internal/charges/"+c.OrderID, ""), http.StatusOK); got != p {
 		t.Errorf("look-up %+v, want %+v", got, p)
 	}
 	if n := s.count(t, `SELECT count(*) FROM payments`); n != 1 {
@@ -230,12 +251,12 @@ func TestDeclinedChargesAre402WithTheirCode(t *testing.T) {
 		if again := s.charge(t, c).problem(t, http.StatusPaymentRequired); again.Type != first.Type {
 			t.Errorf("%s retry: %+v", method, again)
 		}
-		p := s.payment(t, call(t, http.MethodGet, s.url+"/internal/charges/"+c.OrderID, ""), http.StatusOK)
+		p := s.payment(t, s.saga(t, http.MethodGet, "/internal/charges/"+c.OrderID, ""), http.StatusOK)
 		if p.Status != "declined" || p.DeclineCode != code || p.OrderID != c.OrderID {
 			t.Errorf("%s look-up: %+v", method, p)
 		}
 		// A compensation refunding it finishes with nothing to do.
-		if got := s.payment(t, call(t, http.MethodPost, s.url+"/internal/charges/"+c.OrderID+"/refund", ""), http.StatusOK); got != p {
+		if got := s.payment(t, s.saga(t, http.MethodPost, "/internal/charges/"+c.OrderID+"/refund", ""), http.StatusOK); got != p {
 			t.Errorf("%s refund: %+v, want %+v", method, got, p)
 		}
 	}
@@ -253,15 +274,15 @@ func TestRefundIsIdempotent(t *testing.T) {
 	c := newCharge("pm_card_visa")
 	charged := s.payment(t, s.charge(t, c), http.StatusCreated)
 
-	refundURL := s.url + "/internal/charges/" + c.OrderID + "/refund"
-	first := s.payment(t, call(t, http.MethodPost, refundURL, ""), http.StatusOK)
+	refund := "/internal/charges/" + c.OrderID + "/refund"
+	first := s.payment(t, s.saga(t, http.MethodPost, refund, ""), http.StatusOK)
 	if first.ID != charged.ID || first.Status != "refunded" || first.AmountCents != charged.AmountCents {
 		t.Errorf("refund answered %+v", first)
 	}
-	if again := s.payment(t, call(t, http.MethodPost, refundURL, ""), http.StatusOK); again != first {
+	if again := s.payment(t, s.saga(t, http.MethodPost, refund, ""), http.StatusOK); again != first {
 		t.Errorf("second refund %+v, want %+v", again, first)
 	}
-	if got := s.payment(t, call(t, http.MethodGet, s.url+"/internal/charges/"+c.OrderID, ""), http.StatusOK); got.Status != "refunded" {
+	if got := s.payment(t, s.saga(t, http.MethodGet, "/internal/charges/"+c.OrderID, ""), http.StatusOK); got.Status != "refunded" {
 		t.Errorf("look-up after the refund: %+v", got)
 	}
 	// A retried charge of the refunded order charges nothing: it answers the payment.
@@ -274,7 +295,7 @@ func TestRefundIsIdempotent(t *testing.T) {
 
 	// An order never charged: 200, nothing to refund, and no payment written.
 	late := newCharge("pm_card_visa")
-	r := call(t, http.MethodPost, s.url+"/internal/charges/"+late.OrderID+"/refund", "")
+	r := s.saga(t, http.MethodPost, "/internal/charges/"+late.OrderID+"/refund", "")
 	var none map[string]any
 	r.JSON(t, &none)
 	if r.Status != http.StatusOK || none["order_id"] != late.OrderID || none["status"] != "none" {
@@ -296,11 +317,13 @@ func TestConcurrentIdenticalChargesAnswerTheSamePayment(t *testing.T) {
 	c := newCharge("pm_card_visa")
 	const callers = 10
 	answers := make([]paymentBody, callers)
+	auth := s.keys.Authorization(t, "orders", "payments")[1]
 	var wg sync.WaitGroup
 	for i := range callers {
 		wg.Go(func() {
-			req, _ := http.NewRequest(http.MethodPost, s.url+"/internal/charges", strings.NewReader(c.String()))
+			req, _ := http.NewRequest(http.MethodPost, s.internal+"/internal/charges", strings.NewReader(c.String()))
 			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", auth)
 			req.Header.Set("Idempotency-Key", c.OrderID)
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -359,9 +382,9 @@ func TestBadChargesAreRefusedAndChangeNothing(t *testing.T) {
 		{"same key, different body", other.String(), existing.OrderID, 422, []string{"Idempotency-Key"}},
 	}
 	for _, c := range cases {
-		r := call(t, http.MethodPost, s.url+"/internal/charges", c.body, "Idempotency-Key", c.key)
+		r := s.saga(t, http.MethodPost, "/internal/charges", c.body, "Idempotency-Key", c.key)
 		if c.key == "" {
-			r = call(t, http.MethodPost, s.url+"/internal/charges", c.body)
+			r = s.saga(t, http.MethodPost, "/internal/charges", c.body)
 		}
 		d := r.problem(t, c.status)
 		var got []string
@@ -378,10 +401,10 @@ func TestBadChargesAreRefusedAndChangeNothing(t *testing.T) {
 
 	// Paths that name no charge.
 	for _, path := range []string{"/internal/charges/not-a-uuid", "/internal/charges/" + uuid.NewString()} {
-		call(t, http.MethodGet, s.url+path, "").problem(t, http.StatusNotFound)
+		s.saga(t, http.MethodGet, path, "").problem(t, http.StatusNotFound)
 	}
-	call(t, http.MethodPost, s.url+"/internal/charges/not-a-uuid/refund", "").problem(t, http.StatusNotFound)
-	call(t, http.MethodGet, s.url+"/internal/charges", "").problem(t, http.StatusMethodNotAllowed)
+	s.saga(t, http.MethodPost, "/internal/charges/not-a-uuid/refund", "").problem(t, http.StatusNotFound)
+	s.saga(t, http.MethodGet, "/internal/charges", "").problem(t, http.StatusMethodNotAllowed)
 }
 
 // listBody is the public list of payments.
@@ -413,7 +436,7 @@ func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
 	}
 
 	// A refund shows in the owner's list.
-	call(t, http.MethodPost, s.url+"/internal/charges/"+c.OrderID+"/refund", "")
+	s.saga(t, http.MethodPost, "/internal/charges/"+c.OrderID+"/refund", "")
 	got = listBody{}
 	list(owner, "?order_id="+c.OrderID+"&limit=1").JSON(t, &got)
 	if len(got.Items) != 1 || got.Items[0]["status"] != "refunded" || got.NextCursor != nil {
@@ -524,7 +547,8 @@ func TestTheSweepSettlesPaymentsLeftPendingWithoutRedis(t *testing.T) {
 	t.Cleanup(func() { redis.Close() })
 	redis.Cut()
 	redisURL.Host = redis.Addr()
-	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL.String()})
+	keys := svcauthtest.New(t, "orders")
+	prog := startProgram(t, keys, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redisURL.String()})
 
 	status := func(id uuid.UUID) string {
 		var st string
@@ -604,7 +628,8 @@ func TestTheDailyCleanupForgetsOldVoids(t *testing.T) {
 	}
 
 	// The scheduler enqueues the current day's run as the program starts.
-	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)})
+	keys := svcauthtest.New(t, "orders")
+	prog := startProgram(t, keys, map[string]string{"DATABASE_URL": dbURL, "REDIS_URL": redistest.New(t)})
 	for deadline := time.Now().Add(30 * time.Second); voided(old); time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("the void older than 30 days is still there after 30s")
@@ -622,7 +647,7 @@ func TestTheDailyCleanupForgetsOldVoids(t *testing.T) {
 	// arrive a month late, so that is no longer a risk.
 	c := newCharge("pm_card_visa")
 	c.OrderID = old.String()
-	s := stack{url: prog.URL}
+	s := stack{url: prog.URL, internal: prog.InternalURL(), keys: keys}
 	if p := s.payment(t, s.charge(t, c), http.StatusCreated); p.Status != "captured" {
 		t.Errorf("charge of an order whose void was forgotten: %+v", p)
 	}
@@ -668,7 +693,7 @@ func TestRefundSettlesAChargeLeftPending(t *testing.T) {
 	}
 	refund := func(m payment.Method) paymentBody {
 		t.Helper()
-		return s.payment(t, call(t, http.MethodPost, s.url+"/internal/charges/"+orders[m].String()+"/refund", ""), http.StatusOK)
+		return s.payment(t, s.saga(t, http.MethodPost, "/internal/charges/"+orders[m].String()+"/refund", ""), http.StatusOK)
 	}
 
 	for range 2 {
@@ -692,5 +717,42 @@ func TestRefundSettlesAChargeLeftPending(t *testing.T) {
 	}
 	if n := s.count(t, `SELECT count(*) FROM outbox`); n != 3 {
 		t.Errorf("%d events, want 3", n)
+	}
+}
+
+// Finding: anyone who reached payments could read and refund another user's charge,
+// or charge any user_id. Now only the orders service gets in, only on the internal
+// listener, and a refused call changes nothing.
+func TestInternalRoutesLetInOnlyTheOrdersService(t *testing.T) {
+	t.Parallel()
+	s := startPayments(t)
+	victim := newCharge("pm_card_visa")
+	s.payment(t, s.charge(t, victim), http.StatusCreated)
+	intruder := newCharge("pm_card_visa")
+	for _, c := range []struct {
+		name   string
+		header []string
+		status int
+	}{
+		{"no credential", nil, http.StatusUnauthorized},
+		{"a customer's access token", programtest.Bearer(s.token(t, victim.UserID)), http.StatusUnauthorized},
+		{"orders' token for inventory", s.keys.Authorization(t, "orders", "inventory"), http.StatusUnauthorized},
+		{"another service's token", s.keys.Authorization(t, "notifications", "payments"), http.StatusForbidden},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			call(t, http.MethodGet, s.internal+"/internal/charges/"+victim.OrderID, "", c.header...).problem(t, c.status)
+			call(t, http.MethodPost, s.internal+"/internal/charges/"+victim.OrderID+"/refund", "", c.header...).problem(t, c.status)
+			call(t, http.MethodPost, s.internal+"/internal/charges", intruder.String(),
+				append([]string{"Idempotency-Key", intruder.OrderID}, c.header...)...).problem(t, c.status)
+		})
+	}
+	// The public listener has no internal route at all, whatever the credential.
+	call(t, http.MethodPost, s.url+"/internal/charges/"+victim.OrderID+"/refund", "", s.keys.Authorization(t, "orders", "payments")...).
+		problem(t, http.StatusNotFound)
+	if got := s.payment(t, s.saga(t, http.MethodGet, "/internal/charges/"+victim.OrderID, ""), http.StatusOK); got.Status != "captured" {
+		t.Errorf("the victim's charge is %s after the refused refunds, want captured", got.Status)
+	}
+	if n := s.count(t, `SELECT count(*) FROM payments WHERE order_id = $1`, intruder.OrderID); n != 0 {
+		t.Errorf("a refused charge left %d payments", n)
 	}
 }

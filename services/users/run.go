@@ -67,7 +67,7 @@ type settings struct {
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
 	s := settings{
-		Config:                platform.LoadConfig(env, "users", ":8081"),
+		Config:                platform.LoadConfig(env, "users", ":8081", ":9081"),
 		AccessTokenTTL:        env.Duration("ACCESS_TOKEN_TTL", 15*time.Minute),
 		RefreshTokenTTL:       env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
 		SessionMaxAge:         env.Duration("SESSION_MAX_AGE", 30*24*time.Hour),
@@ -256,7 +256,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		KeySet:   keys.KeySet(),
 		Proxies:  cfg.TrustedProxies,
 	})
-	return p.Serve(ctx, r)
+	return p.Serve(ctx, r, p.InternalRouter())
 }
 
 // loadSigningKeys seals any plain signing key when there is a key-encryption key, and

@@ -1064,12 +1064,14 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 	pg, proxiedDB := proxied(t, dbURL)
 	redisURL := redistest.New(t)
 	rd, proxiedRedis := proxied(t, redisURL)
-	s := stack{url: programtest.Start(t, run, map[string]string{"DATABASE_URL": proxiedDB, "REDIS_URL": proxiedRedis, "SIGNING_KEK": testKEKBase64}).URL, db: openDB(t, dbURL)}
-	readiness(t, s.url, health.Healthy, http.StatusOK)
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": proxiedDB, "REDIS_URL": proxiedRedis, "SIGNING_KEK": testKEKBase64})
+	s := stack{url: prog.URL, db: openDB(t, dbURL)}
+	internal := prog.InternalURL() // probes are on the internal listener
+	readiness(t, internal, health.Healthy, http.StatusOK)
 
 	// Redis down: degraded, but sign-up works and its event waits in the outbox.
 	rd.Cut()
-	rep := readiness(t, s.url, health.Degraded, http.StatusOK)
+	rep := readiness(t, internal, health.Degraded, http.StatusOK)
 	if rep.Checks["redis"] != health.Unhealthy || rep.Checks["postgres"] != health.Healthy {
 		t.Errorf("with Redis cut: %+v", rep)
 	}
@@ -1085,12 +1087,12 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 		t.Errorf("me with Redis cut: %d %s", r.Status, r.Body)
 	}
 	rd.Restore()
-	readiness(t, s.url, health.Healthy, http.StatusOK)
+	readiness(t, internal, health.Healthy, http.StatusOK)
 
 	// Postgres down: unhealthy, and requests that need it say so with a 503 rather
 	// than pretending the credentials are wrong.
 	pg.Cut()
-	rep = readiness(t, s.url, health.Unhealthy, http.StatusServiceUnavailable)
+	rep = readiness(t, internal, health.Unhealthy, http.StatusServiceUnavailable)
 	if rep.Checks["postgres"] != health.Unhealthy {
 		t.Errorf("with Postgres cut: %+v", rep)
 	}
@@ -1099,11 +1101,11 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 		t.Errorf("503 detail %q does not name the database", d.Detail)
 	}
 	post(t, s.url+"/api/v1/auth/register", `{"email":"bob@example.com","password":"correct horse","name":"Bob"}`).Problem(t, http.StatusServiceUnavailable)
-	if r := programtest.Call(t, http.MethodGet, s.url+"/healthz", ""); r.Status != http.StatusOK {
+	if r := programtest.Call(t, http.MethodGet, internal+"/healthz", ""); r.Status != http.StatusOK {
 		t.Errorf("liveness while Postgres is cut: %d", r.Status)
 	}
 	pg.Restore()
-	readiness(t, s.url, health.Healthy, http.StatusOK)
+	readiness(t, internal, health.Healthy, http.StatusOK)
 
 	// Recovered by itself: the session still works and sign-ups resume.
 	if r := programtest.Call(t, http.MethodGet, s.url+"/api/v1/users/me", "", programtest.Bearer(tok.AccessToken)...); r.Status != http.StatusOK {

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
 )
@@ -18,12 +19,12 @@ type Deps struct {
 	Log          *slog.Logger
 	Products     *product.Service
 	Reservations *reservation.Service
-	Verifier     *auth.Verifier // checks access tokens against the users service's keys
+	Verifier     *auth.Verifier    // checks access tokens against the users service's keys
+	Services     *svcauth.Verifier // checks the service credentials of internal calls
 }
 
-// Mount adds every route of the inventory service to r. The /api/v1 paths are the
-// public ones (the gateway proxies them unchanged); /internal is for the orders saga
-// and is never routed by the gateway (docs/internal-api.md).
+// Mount adds the public routes of the inventory service to r, the public listener's
+// router: the gateway proxies them unchanged.
 func Mount(r chi.Router, d Deps) {
 	admin := r.With(d.Verifier.Require(d.Log), auth.RequireRole(d.Log, auth.RoleAdmin))
 
@@ -32,9 +33,16 @@ func Mount(r chi.Router, d Deps) {
 	admin.Post("/api/v1/products", createProduct(d.Log, d.Products))
 	admin.Patch("/api/v1/products/{id}", updateProduct(d.Log, d.Products))
 
-	r.Post("/internal/quotes", quote(d.Log, d.Reservations))
-	r.Post("/internal/reservations", reserve(d.Log, d.Reservations))
-	r.Get("/internal/reservations/{order_id}", getReservation(d.Log, d.Reservations))
-	r.Post("/internal/reservations/{order_id}/commit", commitReservation(d.Log, d.Reservations))
-	r.Post("/internal/reservations/{order_id}/release", releaseReservation(d.Log, d.Reservations))
+}
+
+// MountInternal adds the internal routes to r, the internal listener's router
+// (docs/internal-api.md): they are the orders saga's, and only a call carrying the
+// orders service's credential gets in.
+func MountInternal(r chi.Router, d Deps) {
+	saga := r.With(d.Services.Require(d.Log, "orders"))
+	saga.Post("/internal/quotes", quote(d.Log, d.Reservations))
+	saga.Post("/internal/reservations", reserve(d.Log, d.Reservations))
+	saga.Get("/internal/reservations/{order_id}", getReservation(d.Log, d.Reservations))
+	saga.Post("/internal/reservations/{order_id}/commit", commitReservation(d.Log, d.Reservations))
+	saga.Post("/internal/reservations/{order_id}/release", releaseReservation(d.Log, d.Reservations))
 }

@@ -75,6 +75,16 @@ type Config struct {
 	// Tracing, when set, makes a client span per attempt; the W3C trace context is
 	// forwarded either way.
 	Tracing *telemetry.Tracing
+	// Credentials prove to the service that orders is calling (required). The
+	// shopper's own access token is never sent: on an internal route it grants
+	// nothing, and forwarding it would hand it to one more service for no purpose.
+	Credentials Credentials
+}
+
+// Credentials mint the credential a call to a service carries: a service token for
+// that audience (svcauth.Signer).
+type Credentials interface {
+	Token(audience string) (string, error)
 }
 
 // Client calls one downstream service. It is safe for concurrent use.
@@ -90,6 +100,9 @@ type Client struct {
 func New(cfg Config) (*Client, error) {
 	if cfg.Name == "" || !strings.HasPrefix(cfg.BaseURL, "http") {
 		return nil, fmt.Errorf("downstream: a name and an http(s) base URL are needed, got %q %q", cfg.Name, cfg.BaseURL)
+	}
+	if cfg.Credentials == nil {
+		return nil, fmt.Errorf("downstream %s: credentials are needed: every internal call proves who is calling", cfg.Name)
 	}
 	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if cfg.Timeout <= 0 {
@@ -268,9 +281,11 @@ func (c *Client) once(ctx context.Context, call Call, body []byte, out any) erro
 	if id := logging.RequestID(ctx); id != "" {
 		req.Header.Set(httpserver.RequestIDHeader, id)
 	}
-	if token := bearer(ctx); token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	token, err := c.cfg.Credentials.Token(c.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("downstream %s: %w", c.cfg.Name, err)
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	if c.cfg.Tracing == nil {
 		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
 	}
@@ -326,20 +341,6 @@ func (e *transientError) Unwrap() error { return e.err }
 func isTransient(err error) bool {
 	var t *transientError
 	return errors.As(err, &t)
-}
-
-type bearerKey struct{}
-
-// WithBearer returns ctx carrying the end user's access token, which calls made
-// with it forward (docs/internal-api.md: callers send the user's token where there is
-// one; background work has none).
-func WithBearer(ctx context.Context, token string) context.Context {
-	return context.WithValue(ctx, bearerKey{}, token)
-}
-
-func bearer(ctx context.Context) string {
-	t, _ := ctx.Value(bearerKey{}).(string)
-	return t
 }
 
 // clientMetrics are a client's call counter and breaker gauge; nil records nothing.

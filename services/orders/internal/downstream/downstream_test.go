@@ -37,10 +37,17 @@ func answer(err error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { problem.Write(w, r, nil, err) }
 }
 
+// audienceTokens are credentials that name their audience, so that a test can see
+// which one a call carried.
+type audienceTokens struct{}
+
+func (audienceTokens) Token(audience string) (string, error) { return "service-token-for-" + audience, nil }
+
 func client(t *testing.T, url string, edit func(*downstream.Config)) *downstream.Client {
 	t.Helper()
 	cfg := downstream.Config{Name: "payments", BaseURL: url, Timeout: 200 * time.Millisecond,
-		BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond, BreakerCooldown: time.Hour}
+		BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond, BreakerCooldown: time.Hour,
+		Credentials: audienceTokens{}}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -234,6 +241,17 @@ func TestTheCallerGivingUpEndsTheRetries(t *testing.T) {
 	}
 }
 
+// A client cannot be made without credentials: every internal call proves who is
+// calling.
+func TestAClientNeedsCredentials(t *testing.T) {
+	t.Parallel()
+	if _, err := downstream.New(downstream.Config{Name: "payments", BaseURL: "http://127.0.0.1:1"}); err == nil {
+		t.Fatal("a client without credentials was made")
+	}
+}
+
+// Calls carry the request id, the trace context, the service token for the service
+// called (never the shopper's token) and the call's own headers.
 func TestCallsCarryTheRequestIDTraceContextTokenAndHeaders(t *testing.T) {
 	t.Parallel()
 	type seen struct{ requestID, traceparent, auth, key, contentType, body string }
@@ -250,7 +268,6 @@ func TestCallsCarryTheRequestIDTraceContextTokenAndHeaders(t *testing.T) {
 	ctx := trace.ContextWithSpanContext(context.Background(),
 		trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
 	ctx = logging.WithRequestID(ctx, "req-123")
-	ctx = downstream.WithBearer(ctx, "tok")
 	call := post
 	call.Header = http.Header{"Idempotency-Key": {"order-1"}}
 	var out struct{ ID string }
@@ -259,7 +276,7 @@ func TestCallsCarryTheRequestIDTraceContextTokenAndHeaders(t *testing.T) {
 	}
 	s := <-got
 	if s.requestID != "req-123" || !strings.Contains(s.traceparent, "4bf92f3577b34da6a3ce929d0e0e4736") ||
-		s.auth != "Bearer tok" || s.key != "order-1" || s.contentType != "application/json" || s.body != `{"amount_cents":1}` {
+		s.auth != "Bearer service-token-for-payments" || s.key != "order-1" || s.contentType != "application/json" || s.body != `{"amount_cents":1}` {
 		t.Errorf("the service saw %+v", s)
 	}
 }

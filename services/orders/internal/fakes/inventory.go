@@ -22,6 +22,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 )
 
 // Product is a product the fake inventory sells.
@@ -84,6 +85,7 @@ type Inventory struct {
 	URL string
 
 	mu           sync.Mutex
+	caller       caller
 	sw           switches
 	products     map[uuid.UUID]*Product
 	reservations map[uuid.UUID]*reservation
@@ -111,6 +113,20 @@ func NewInventory(t testing.TB) *Inventory {
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
 	return f
+}
+
+// RequireOrders makes the fake refuse, as the real inventory does, every call that
+// does not carry the orders service's credential for inventory, checked against the
+// public keys in trustDir.
+func (f *Inventory) RequireOrders(t testing.TB, trustDir string) {
+	t.Helper()
+	v, err := svcauth.NewVerifier("inventory", trustDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.caller = caller{v}
 }
 
 // AddProduct adds a product priced priceCents USD with stock units.
@@ -207,9 +223,9 @@ func (f *Inventory) guard(kind string, h func(w http.ResponseWriter, r *http.Req
 		if orderID != uuid.Nil {
 			f.calls[kind+" "+orderID.String()]++
 		}
-		sw := f.sw.snapshot()
+		sw, c := f.sw.snapshot(), f.caller
 		f.mu.Unlock()
-		if !wait(r.Context(), sw.slow) || sw.answer(w, r, kind, "inventory") {
+		if c.refused(w, r) || !wait(r.Context(), sw.slow) || sw.answer(w, r, kind, "inventory") {
 			return
 		}
 		h(w, r, orderID)

@@ -14,6 +14,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 )
 
 // Payment is a payment the fake payments service holds.
@@ -33,6 +34,7 @@ type Payments struct {
 	URL string
 
 	mu       sync.Mutex
+	caller   caller
 	sw       switches
 	dropping bool // charge, then drop the connection instead of answering
 	failing  bool // charge, then answer 503 (a processor error or a lost commit)
@@ -40,6 +42,20 @@ type Payments struct {
 	voided   map[uuid.UUID]bool // orders refunded before any charge: never to be charged
 	captures map[uuid.UUID]int  // how many times money was taken, per order
 	calls    map[string]int
+}
+
+// RequireOrders makes the fake refuse, as the real payments does, every call that
+// does not carry the orders service's credential for payments, checked against the
+// public keys in trustDir.
+func (f *Payments) RequireOrders(t testing.TB, trustDir string) {
+	t.Helper()
+	v, err := svcauth.NewVerifier("payments", trustDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.caller = caller{v}
 }
 
 // NewPayments starts a fake payments service for the test.
@@ -125,9 +141,9 @@ func (f *Payments) guard(kind string, h func(w http.ResponseWriter, r *http.Requ
 		if orderID != uuid.Nil {
 			f.calls[kind+" "+orderID.String()]++
 		}
-		sw := f.sw.snapshot()
+		sw, c := f.sw.snapshot(), f.caller
 		f.mu.Unlock()
-		if !wait(r.Context(), sw.slow) || sw.answer(w, r, kind, "payments") {
+		if c.refused(w, r) || !wait(r.Context(), sw.slow) || sw.answer(w, r, kind, "payments") {
 			return
 		}
 		h(w, r, orderID)

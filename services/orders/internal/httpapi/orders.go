@@ -14,7 +14,6 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
-	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 )
@@ -126,9 +125,7 @@ func createOrder(d Deps) http.HandlerFunc {
 			}
 			id = order.IdempotentID(p.UserID, key)
 		}
-		// Inventory and payments see the shopper's token (docs/internal-api.md).
-		ctx := downstream.WithBearer(r.Context(), auth.BearerToken(r))
-		o, err := d.Orders.Create(ctx, p.UserID, id, n)
+		o, err := d.Orders.Create(r.Context(), p.UserID, id, n)
 		if err != nil {
 			if key != "" {
 				// Let the client try again with the same key at once. When the order may
@@ -293,8 +290,7 @@ func cancelOrder(d Deps) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		ctx := downstream.WithBearer(r.Context(), auth.BearerToken(r))
-		o, err := d.Orders.Cancel(ctx, p.UserID, id)
+		o, err := d.Orders.Cancel(r.Context(), p.UserID, id)
 		if err != nil {
 			problem.Write(w, r, d.Log, err)
 			return

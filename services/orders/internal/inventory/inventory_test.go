@@ -17,7 +17,7 @@ import (
 
 func newClient(t *testing.T, url string) *inventory.Client {
 	t.Helper()
-	c, err := inventory.New(downstream.Config{BaseURL: url, Timeout: time.Second, BackoffInitial: time.Millisecond})
+	c, err := inventory.New(downstream.Config{BaseURL: url, Timeout: time.Second, BackoffInitial: time.Millisecond, Credentials: fakes.Credentials{}})
 	if err != nil {
 		t.Fatal(err)
 	}

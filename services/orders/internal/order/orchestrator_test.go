@@ -89,7 +89,7 @@ func newRig(t *testing.T) *rig {
 	cfg := func(url string) downstream.Config {
 		// The breakers are tested by package downstream; here they would only make the
 		// call counts depend on timing.
-		return downstream.Config{BaseURL: url, Timeout: 300 * time.Millisecond, BackoffInitial: time.Millisecond,
+		return downstream.Config{BaseURL: url, Timeout: 300 * time.Millisecond, BackoffInitial: time.Millisecond, Credentials: fakes.Credentials{},
 			BackoffMax: 5 * time.Millisecond, BreakerFailures: 1 << 20}
 	}
 	inv, err := inventory.New(cfg(r.inv.URL))

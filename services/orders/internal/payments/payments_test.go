@@ -18,7 +18,7 @@ import (
 func TestChargeRefundLookup(t *testing.T) {
 	t.Parallel()
 	f := fakes.NewPayments(t)
-	c, err := payments.New(downstream.Config{BaseURL: f.URL, Timeout: time.Second, BackoffInitial: time.Millisecond})
+	c, err := payments.New(downstream.Config{BaseURL: f.URL, Timeout: time.Second, BackoffInitial: time.Millisecond, Credentials: fakes.Credentials{}})
 	if err != nil {
 		t.Fatal(err)
 	}

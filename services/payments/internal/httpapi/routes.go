@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
 )
 
@@ -16,15 +17,22 @@ import (
 type Deps struct {
 	Log      *slog.Logger
 	Payments *payment.Service
-	Verifier *auth.Verifier // checks access tokens against the users service's keys
+	Verifier *auth.Verifier    // checks access tokens against the users service's keys
+	Services *svcauth.Verifier // checks the service credentials of internal calls
 }
 
-// Mount adds every route of the payments service to r. The /api/v1 paths are the
-// public ones (the gateway proxies them unchanged); /internal is for the orders saga
-// only, never routed by the gateway (docs/internal-api.md).
+// Mount adds the public routes of the payments service to r, the public listener's
+// router: the gateway proxies them unchanged.
 func Mount(r chi.Router, d Deps) {
-	r.Post("/internal/charges", charge(d.Log, d.Payments))
-	r.Get("/internal/charges/{order_id}", getCharge(d.Log, d.Payments))
-	r.Post("/internal/charges/{order_id}/refund", refund(d.Log, d.Payments))
 	r.With(d.Verifier.Require(d.Log)).Get("/api/v1/payments", list(d.Log, d.Payments))
+}
+
+// MountInternal adds the internal routes to r, the internal listener's router
+// (docs/internal-api.md): they are the orders saga's, and only a call carrying the
+// orders service's credential gets in.
+func MountInternal(r chi.Router, d Deps) {
+	saga := r.With(d.Services.Require(d.Log, "orders"))
+	saga.Post("/internal/charges", charge(d.Log, d.Payments))
+	saga.Get("/internal/charges/{order_id}", getCharge(d.Log, d.Payments))
+	saga.Post("/internal/charges/{order_id}/refund", refund(d.Log, d.Payments))
 }
