@@ -29,6 +29,10 @@ var (
 	// sharedDBs are the stack's databases, for the invariant checks; zero when the
 	// stack is not this run's (E2E_BASE_URL).
 	sharedDBs invariants.Databases
+	// stackURLs are the shared stack's addresses (every program's, its Redis, its
+	// databases), for the security tests that go round the gateway; zero when the
+	// stack is not this run's (E2E_BASE_URL).
+	stackURLs devstack.URLs
 )
 
 func TestMain(m *testing.M) {
@@ -82,6 +86,7 @@ func runMain(m *testing.M) int {
 	baseURL, mailpitURL = stack.URLs().Gateway, stack.URLs().Mailpit
 	admin, shopper = stack.URLs().Admin, stack.URLs().Shopper
 	sharedDBs = invariants.FromStack(stack.URLs().Databases)
+	stackURLs = stack.URLs()
 
 	code := run(m)
 

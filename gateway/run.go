@@ -59,20 +59,20 @@ type Config struct {
 	// By default 127.0.0.1:9080, or any free port when HTTP_ADDR asks for one (port
 	// 0), since such a gateway is one of many on the machine (a test's stack).
 	OpsAddr          string
-	RedisURL         string        // REDIS_URL: operations sessions, the product cache, the task queues
-	UsersURL         string        // USERS_URL
-	InventoryURL     string        // INVENTORY_URL
-	PaymentsURL      string        // PAYMENTS_URL
-	OrdersURL        string        // ORDERS_URL
-	NotificationsURL string        // NOTIFICATIONS_URL
+	RedisURL         string // REDIS_URL: operations sessions, the product cache, the task queues
+	UsersURL         string // USERS_URL
+	InventoryURL     string // INVENTORY_URL
+	PaymentsURL      string // PAYMENTS_URL
+	OrdersURL        string // ORDERS_URL
+	NotificationsURL string // NOTIFICATIONS_URL
 	// ReadyURLs are the services' internal listeners (USERS_INTERNAL_URL and so on),
 	// where GET /health asks each for its /readyz: the probes are not on the public
 	// ports the gateway proxies to.
-	ReadyURLs map[string]string
-	JWKSURL          string        // JWKS_URL, by default the users service's key set
-	LogLevel         string        // LOG_LEVEL
-	OTLPEndpoint     string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
-	UpstreamTimeout  time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
+	ReadyURLs       map[string]string
+	JWKSURL         string        // JWKS_URL, by default the users service's key set
+	LogLevel        string        // LOG_LEVEL
+	OTLPEndpoint    string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
+	UpstreamTimeout time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
 	// StreamIdleTimeout (STREAM_IDLE_TIMEOUT) ends an order's status stream that has
 	// been silent this long; the orders service sends a keep-alive every 15s.
 	StreamIdleTimeout time.Duration

@@ -36,8 +36,8 @@ import (
 
 // Config is what every service reads from its environment.
 type Config struct {
-	Name         string
-	HTTPAddr     string // HTTP_ADDR: the public API, which the gateway proxies
+	Name     string
+	HTTPAddr string // HTTP_ADDR: the public API, which the gateway proxies
 	// InternalAddr (INTERNAL_ADDR) is the internal listener: the /internal routes,
 	// which want a service credential, and the operations endpoints (/healthz,
 	// /readyz, /metrics), which want none and so must stay off the public network.
@@ -50,11 +50,11 @@ type Config struct {
 	// allowed to call this one's internal routes, a <service>.pub file each; needed
 	// only by a service that has internal routes.
 	ServiceTrustDir string
-	DatabaseURL  string // DATABASE_URL
-	RedisURL     string // REDIS_URL
-	JWKSURL      string // JWKS_URL: where the users service publishes its signing keys
-	LogLevel     string // LOG_LEVEL
-	OTLPEndpoint string // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
+	DatabaseURL     string // DATABASE_URL
+	RedisURL        string // REDIS_URL
+	JWKSURL         string // JWKS_URL: where the users service publishes its signing keys
+	LogLevel        string // LOG_LEVEL
+	OTLPEndpoint    string // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
 	// StartupTimeout bounds how long start-up waits for Postgres to accept the migrations.
 	StartupTimeout time.Duration // STARTUP_TIMEOUT
 }
@@ -70,12 +70,12 @@ func LoadConfig(env *config.Env, name, defaultAddr, defaultInternalAddr string) 
 		InternalAddr:    env.Addr("INTERNAL_ADDR", defaultInternalAddr),
 		ServiceKeyFile:  env.String("SERVICE_KEY_FILE", ""),
 		ServiceTrustDir: env.String("SERVICE_TRUST_DIR", ""),
-		DatabaseURL:    env.URL("DATABASE_URL", "postgres://"+db+":"+db+"@127.0.0.1:5432/"+db+"?sslmode=disable", "postgres", "postgresql"),
-		RedisURL:       env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		JWKSURL:        env.URL("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "http", "https"),
-		LogLevel:       env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		OTLPEndpoint:   env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
-		StartupTimeout: env.Duration("STARTUP_TIMEOUT", 30*time.Second),
+		DatabaseURL:     env.URL("DATABASE_URL", "postgres://"+db+":"+db+"@127.0.0.1:5432/"+db+"?sslmode=disable", "postgres", "postgresql"),
+		RedisURL:        env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		JWKSURL:         env.URL("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "http", "https"),
+		LogLevel:        env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		OTLPEndpoint:    env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
+		StartupTimeout:  env.Duration("STARTUP_TIMEOUT", 30*time.Second),
 	}
 }
 

@@ -41,7 +41,9 @@ func answer(err error) http.HandlerFunc {
 // which one a call carried.
 type audienceTokens struct{}
 
-func (audienceTokens) Token(audience string) (string, error) { return "service-token-for-" + audience, nil }
+func (audienceTokens) Token(audience string) (string, error) {
+	return "service-token-for-" + audience, nil
+}
 
 func client(t *testing.T, url string, edit func(*downstream.Config)) *downstream.Client {
 	t.Helper()
