@@ -10,9 +10,13 @@
 // page under a hash of its query in canonical form: the parameters the API defines
 // (ListParams), each once, in a fixed order, empty ones left out. A list query with
 // any other parameter is refused (422) before the cache or the service is asked, so
-// that junk parameters cannot each make a copy of a page. Every copy expires after the
-// TTL, a safety net for an event the gateway never sees. Every answer says where it
-// came from in X-Cache: HIT or MISS.
+// that junk parameters cannot each make a copy of a page. A page after the first is
+// kept only when its cursor is one a kept page handed out (its next_cursor): cursors
+// are opaque but not secret, and a client crafting a new valid one for every request
+// would otherwise make a copy per request. So the pages kept are at most the
+// catalogue's, however it is read. Every copy expires after the TTL, a safety net for
+// an event the gateway never sees. Every answer says where it came from in X-Cache:
+// HIT or MISS.
 //
 // # Dropping, and the race it must not lose
 //
@@ -41,6 +45,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,7 +138,7 @@ func New(rdb *redis.Client, opts Options) *Cache {
 	}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_product_cache_lookups_total",
-		Help: "Product cache lookups by kind (product, list) and result: hit, miss, error (Redis failed) or bypassed (skipped after a failure).",
+		Help: "Product cache lookups by kind (product, list) and result: hit, miss, uncached (a list cursor no kept page handed out), error (Redis failed) or bypassed (skipped after a failure).",
 	}, []string{"kind", "result"})
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(c.lookups)
@@ -142,10 +147,16 @@ func New(rdb *redis.Client, opts Options) *Cache {
 }
 
 // slot is where one answer is kept: its key, and the key of the generation counter
-// it is filed under.
+// it is filed under; for a list page after the first, the cursor it was asked with.
 type slot struct {
 	kind, key, gen string
+	cursor         string
 }
+
+// cursorsKey is the set of the cursors kept list pages handed out (next_cursor): the
+// only ones whose pages are kept. It expires with the pages, a TTL after the last one
+// was stored, and is bounded by the catalogue (a cursor names a position in it).
+const cursorsKey = keyPrefix + "cursors"
 
 func productSlot(id uuid.UUID) slot {
 	k := keyPrefix + "product:" + id.String()
@@ -164,7 +175,8 @@ const listGen = keyPrefix + "list:gen"
 // bounds the key's length whatever the query.
 func listSlot(canonical string) slot {
 	sum := sha256.Sum256([]byte(canonical))
-	return slot{kind: "list", key: keyPrefix + "list:" + hex.EncodeToString(sum[:]), gen: listGen}
+	q, _ := url.ParseQuery(canonical) // canonical: made by listQuery
+	return slot{kind: "list", key: keyPrefix + "list:" + hex.EncodeToString(sum[:]), gen: listGen, cursor: q.Get("cursor")}
 }
 
 // listQuery is the canonical form of a list's raw query: its ListParams, each once, in
@@ -263,7 +275,7 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, s slot, next http.
 		next.ServeHTTP(w, r)
 		return
 	}
-	e, gen, hit, err := c.lookup(r.Context(), s)
+	e, gen, hit, known, err := c.lookup(r.Context(), s)
 	switch {
 	case err != nil:
 		c.lookups.WithLabelValues(s.kind, "error").Inc()
@@ -281,6 +293,12 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, s slot, next http.
 		h.Set("Content-Length", strconv.Itoa(len(e.body)))
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(e.body)
+		return
+	case !known:
+		// A cursor no kept page handed out: answered, never kept.
+		c.lookups.WithLabelValues(s.kind, "uncached").Inc()
+		w.Header().Set(Header, Miss)
+		next.ServeHTTP(w, r)
 		return
 	}
 	c.lookups.WithLabelValues(s.kind, "miss").Inc()
@@ -306,47 +324,72 @@ func (c *Cache) failed(ctx context.Context, msg string, err error) {
 }
 
 // lookup reads slot s: its copy when it is current (hit), and the generation to file
-// a new copy under otherwise.
-func (c *Cache) lookup(ctx context.Context, s slot) (e entry, gen int64, hit bool, err error) {
+// a new copy under otherwise; known says whether s may be kept at all (a list page
+// asked with a cursor no kept page handed out may not).
+func (c *Cache) lookup(ctx context.Context, s slot) (e entry, gen int64, hit, known bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opTimeout)
 	defer cancel()
 	var genCmd *redis.StringCmd
 	var entryCmd *redis.SliceCmd
+	var cursorCmd *redis.BoolCmd
 	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		genCmd = p.Get(ctx, s.gen)
 		entryCmd = p.HMGet(ctx, s.key, "gen", "content_type", "body")
+		if s.cursor != "" {
+			cursorCmd = p.SIsMember(ctx, cursorsKey, s.cursor)
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return entry{}, 0, false, err
+		return entry{}, 0, false, false, err
 	}
+	known = cursorCmd == nil || cursorCmd.Val()
 	gen, err = genCmd.Int64()
 	if errors.Is(err, redis.Nil) {
 		gen, err = 0, nil // never dropped
 	}
 	if err != nil {
-		return entry{}, 0, false, err
+		return entry{}, 0, false, false, err
 	}
 	v := entryCmd.Val()
 	if len(v) != 3 || v[0] == nil || v[2] == nil {
-		return entry{}, gen, false, nil
+		return entry{}, gen, false, known, nil
 	}
 	stored, _ := v[0].(string)
 	if g, perr := strconv.ParseInt(stored, 10, 64); perr != nil || g != gen {
-		return entry{}, gen, false, nil // filed before the last drop: stale
+		return entry{}, gen, false, known, nil // filed before the last drop: stale
 	}
 	ct, _ := v[1].(string)
 	body, _ := v[2].(string)
-	return entry{gen: gen, contentType: ct, body: []byte(body)}, gen, true, nil
+	return entry{gen: gen, contentType: ct, body: []byte(body)}, gen, true, known, nil
 }
 
 func (c *Cache) store(ctx context.Context, s slot, e entry) error {
+	next := ""
+	if s.kind == "list" {
+		next = nextCursor(e.body)
+	}
 	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		p.HSet(ctx, s.key, "gen", e.gen, "content_type", e.contentType, "body", e.body)
 		p.PExpire(ctx, s.key, c.ttl)
+		if next != "" {
+			p.SAdd(ctx, cursorsKey, next)
+			p.PExpire(ctx, cursorsKey, c.ttl)
+		}
 		return nil
 	})
 	return err
+}
+
+// nextCursor is a list page's next_cursor, "" when it has none or is not a page.
+func nextCursor(body []byte) string {
+	var page struct {
+		NextCursor *string `json:"next_cursor"`
+	}
+	if json.Unmarshal(body, &page) != nil || page.NextCursor == nil {
+		return ""
+	}
+	return *page.NextCursor
 }
 
 // recorder passes an answer through to the client and keeps a copy of it.

@@ -56,6 +56,20 @@ func product(w http.ResponseWriter, r *http.Request, n int) {
 	fmt.Fprintf(w, `{"path":%q,"read":%d}`, r.URL.RequestURI(), n)
 }
 
+// listing answers like product, and a page asked without a cursor hands out the
+// cursor "abc" (next_cursor), as the inventory service's first page does.
+func listing(w http.ResponseWriter, r *http.Request, n int) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, listRead(r.URL.RequestURI(), n))
+}
+
+func listRead(uri string, n int) string {
+	if strings.Contains(uri, "cursor=") && !strings.Contains(uri, "cursor=&") && !strings.HasSuffix(uri, "cursor=") {
+		return read(uri, n)
+	}
+	return fmt.Sprintf(`{"path":%q,"read":%d,"next_cursor":"abc"}`, uri, n)
+}
+
 // openRedis is a client as the gateway makes the cache's.
 func openRedis(t *testing.T, url string) *redis.Client {
 	t.Helper()
@@ -215,12 +229,12 @@ func TestOnlyWhole200sAreKept(t *testing.T) {
 
 func TestListPagesAreKeptPerQueryAndDroppedTogether(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, redistest.New(t), product)
+	f := newFixture(t, redistest.New(t), listing)
 	first, second := "/api/v1/products?limit=2", "/api/v1/products?limit=2&cursor=abc"
 
-	f.expect(t, first, productcache.Miss, read(first, 1))
+	f.expect(t, first, productcache.Miss, listRead(first, 1))
 	f.expect(t, second, productcache.Miss, read(second, 1))
-	f.expect(t, first, productcache.Hit, read(first, 1))
+	f.expect(t, first, productcache.Hit, listRead(first, 1))
 	f.expect(t, second, productcache.Hit, read(second, 1))
 	// The order of the parameters does not make another page.
 	f.expect(t, "/api/v1/products?cursor=abc&limit=2", productcache.Hit, read(second, 1))
@@ -229,9 +243,34 @@ func TestListPagesAreKeptPerQueryAndDroppedTogether(t *testing.T) {
 	if err := f.cache.Forget(context.Background(), uuid.New()); err != nil {
 		t.Fatal(err)
 	}
-	f.expect(t, first, productcache.Miss, read(first, 2))
+	f.expect(t, first, productcache.Miss, listRead(first, 2))
 	f.expect(t, second, productcache.Miss, read(second, 2))
-	f.expect(t, first, productcache.Hit, read(first, 2))
+	f.expect(t, first, productcache.Hit, listRead(first, 2))
+}
+
+// Finding: a cursor is opaque, not secret. A client making up a new valid cursor for
+// every request would make a copy of a page each time. Only the cursors kept pages
+// handed out make copies; any other is answered and not kept.
+func TestOnlyCursorsThePagesHandedOutAreKept(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), listing)
+	for i := range 20 {
+		crafted := fmt.Sprintf("/api/v1/products?limit=2&cursor=crafted%d", i)
+		f.expect(t, crafted, productcache.Miss, read(crafted, 1))
+		f.expect(t, crafted, productcache.Miss, read(crafted, 2))
+	}
+	if keys := f.listKeys(t); len(keys) != 0 {
+		t.Fatalf("made-up cursors left %d copies", len(keys))
+	}
+	// The first page hands out "abc": that page is kept from then on.
+	first, second := "/api/v1/products?limit=2", "/api/v1/products?limit=2&cursor=abc"
+	f.expect(t, second, productcache.Miss, read(second, 1))
+	f.expect(t, first, productcache.Miss, listRead(first, 1))
+	f.expect(t, second, productcache.Miss, read(second, 2))
+	f.expect(t, second, productcache.Hit, read(second, 2))
+	if keys := f.listKeys(t); len(keys) != 2 {
+		t.Errorf("%d copies, want the two pages: %v", len(keys), keys)
+	}
 }
 
 func TestCopiesExpireAfterTheTTL(t *testing.T) {
@@ -581,7 +620,7 @@ func problemOf(t *testing.T, f *fixture, path string) (int, problem.Details) {
 
 func TestListKeysAreMadeOnlyFromTheAPIsParameters(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, redistest.New(t), product)
+	f := newFixture(t, redistest.New(t), listing)
 
 	// Junk parameters are refused before the cache or the service is asked, so each
 	// one cannot make a copy of its own.
@@ -612,15 +651,15 @@ func TestListKeysAreMadeOnlyFromTheAPIsParameters(t *testing.T) {
 
 	// Spellings of one query share one copy: any order, escaped or not, an empty
 	// parameter the same as none (as the service reads them).
+	whole := "/api/v1/products"
+	f.expect(t, whole, productcache.Miss, listRead(whole, 1)) // hands out "abc"
+	for _, same := range []string{"/api/v1/products?", "/api/v1/products?limit=&cursor="} {
+		f.expect(t, same, productcache.Hit, listRead(whole, 1))
+	}
 	first := "/api/v1/products?limit=2&cursor=abc"
 	f.expect(t, first, productcache.Miss, read(first, 1))
 	for _, same := range []string{"/api/v1/products?cursor=abc&limit=2", "/api/v1/products?cursor=a%62c&limit=2", "/api/v1/products?limit=2&cursor=abc&"} {
 		f.expect(t, same, productcache.Hit, read(first, 1))
-	}
-	whole := "/api/v1/products"
-	f.expect(t, whole, productcache.Miss, read(whole, 1))
-	for _, same := range []string{"/api/v1/products?", "/api/v1/products?limit=&cursor="} {
-		f.expect(t, same, productcache.Hit, read(whole, 1))
 	}
 	if keys := f.listKeys(t); len(keys) != 2 {
 		t.Errorf("%d copies for two queries: %v", len(keys), keys)
