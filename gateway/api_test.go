@@ -188,7 +188,7 @@ func TestCatalogueOrdersAndPaymentsRoutesCheckAccessBeforeForwarding(t *testing.
 }
 
 // catalogue stands in for the inventory service's product reads: the n-th read of a
-// path answers a body that says n, and one product does not exist.
+// path answers a body that says n (readN), and one product does not exist.
 func catalogue(missing uuid.UUID) http.HandlerFunc {
 	var mu sync.Mutex
 	reads := map[string]int{}
@@ -204,11 +204,19 @@ func catalogue(missing uuid.UUID) http.HandlerFunc {
 		n := reads[r.URL.RequestURI()]
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"uri":%q,"read":%d}`, r.URL.RequestURI(), n)
+		io.WriteString(w, readN(r.URL.RequestURI(), n))
 	}
 }
 
-func readN(uri string, n int) string { return fmt.Sprintf(`{"uri":%q,"read":%d}`, uri, n) }
+// readN is the catalogue's n-th answer to uri. A list's first page hands out the
+// cursor "abc" (next_cursor), as the inventory service's does: the gateway keeps the
+// pages of handed-out cursors only.
+func readN(uri string, n int) string {
+	if strings.HasPrefix(uri, "/api/v1/products?") && !strings.Contains(uri, "cursor=") {
+		return fmt.Sprintf(`{"uri":%q,"read":%d,"next_cursor":"abc"}`, uri, n)
+	}
+	return fmt.Sprintf(`{"uri":%q,"read":%d}`, uri, n)
+}
 
 // cacheStack is a gateway in front of a fake catalogue, with the Redis database it
 // keeps its cache in and reads inventory events from.
