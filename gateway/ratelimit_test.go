@@ -143,15 +143,38 @@ func TestZeroTurnsLimitsOff(t *testing.T) {
 	}
 }
 
-func TestLimitsFailOpenWithoutRedis(t *testing.T) {
+// Without Redis the limits do not turn off: each is kept in the gateway's process
+// (the same GCRA), and that is logged. Formerly they failed open: fifteen log-ins for
+// one e-mail in a row all went through.
+func TestLimitsHoldInProcessWithoutRedis(t *testing.T) {
 	t.Parallel()
 	users := newUpstream(t, "users", nil)
 	closedRedis := "redis://" + strings.TrimPrefix(closedURL(t), "http://") + "/0"
-	gw := startGateway(t, map[string]string{"USERS_URL": users.URL, "REDIS_URL": closedRedis}).URL
+	prog := startGateway(t, map[string]string{"USERS_URL": users.URL, "REDIS_URL": closedRedis,
+		"RATE_AUTH_EMAIL_PER_MIN": "5", "RATE_AUTH_IP_PER_MIN": "100"})
+	refused := 0
 	for i := range 15 {
-		if resp, body := login(t, gw, "ann@example.com"); resp.StatusCode != http.StatusOK {
+		resp, body := login(t, prog.URL, "ann@example.com")
+		switch resp.StatusCode {
+		case http.StatusOK:
+			if refused > 0 {
+				t.Fatalf("log-in %d let through after a refusal", i+1)
+			}
+		case http.StatusTooManyRequests:
+			if resp.Header.Get("Retry-After") == "" {
+				t.Errorf("log-in %d: 429 without Retry-After", i+1)
+			}
+			refused++
+		default:
 			t.Fatalf("log-in %d: %d %s", i+1, resp.StatusCode, body)
 		}
+	}
+	// The per-e-mail limit: a burst of 5, then refusals (a few may refill meanwhile).
+	if refused < 8 {
+		t.Errorf("%d of 15 log-ins for one e-mail refused without Redis, want at least 8", refused)
+	}
+	if !strings.Contains(prog.Logs(), "rate limits kept in this process") {
+		t.Error("the fallback is not logged")
 	}
 }
 
@@ -221,7 +244,8 @@ func TestLoginLimitHoldsUnderAParallelFlood(t *testing.T) {
 	t.Parallel()
 	users := newUpstream(t, "users", nil)
 	// The per-address limit off, so that the sign-in limit alone is tested: a check
-	// that waits too long for Redis fails open, and must not under a burst.
+	// that waits too long for Redis falls back to the process's count, which must not
+	// let a burst through either.
 	gw := startGateway(t, map[string]string{"USERS_URL": users.URL, "RATE_EDGE_IP": "0"}).URL
 	const flood = 150
 	var wg sync.WaitGroup

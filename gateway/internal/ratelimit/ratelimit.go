@@ -7,9 +7,12 @@
 // tighter ones on log-in and sign-up, per client IP and per e-mail address (SignIn). A
 // request over a limit is a 429 problem with Retry-After.
 //
-// Limits protect the services; they are not worth an outage. When Redis is down or
-// slow the Redis limits let every request through (fail open), and that is logged now
-// and then; the per-address limit in front still holds.
+// Limits protect the services, and must not turn off when Redis does (a flood can be
+// what makes Redis slow). When a Redis check fails, the same limit is kept in this
+// process instead (the same GCRA), and that is logged now and then: each replica then
+// counts on its own, so the limits are at worst the configured ones times the number
+// of replicas, for as long as Redis is out; never off. The per-address limit in front
+// is in the process always.
 package ratelimit
 
 import (
@@ -26,6 +29,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,13 +44,14 @@ import (
 // KeyPrefix starts every key the limiter keeps in Redis.
 const KeyPrefix = "gateway:rl:"
 
-// DefaultOpTimeout bounds each Redis call; past it the request is let through.
+// DefaultOpTimeout bounds each Redis call; past it the limit is checked in the process.
 const DefaultOpTimeout = 100 * time.Millisecond
 
 // DefaultSignInOpTimeout bounds each Redis call of the sign-in limits. It is longer:
 // a log-in spends a password hash's time anyway, and these limits are what stands
-// between one address and a password-guessing run, so they should fail open only
-// when Redis is really down, not when it is a little slow under a burst.
+// between one address and a password-guessing run, so they should leave Redis (for
+// the process's count, which each replica keeps alone) only when Redis is really
+// down, not when it is a little slow under a burst.
 const DefaultSignInOpTimeout = time.Second
 
 // warnEvery is the least time between two warnings about Redis failing.
@@ -87,8 +92,9 @@ func Open(url string) (*redis.Client, error) {
 	opt.WriteTimeout = time.Second
 	opt.DialerRetries = 1
 	// Enough connections, some kept open, that a burst of requests does not queue
-	// for one past OpTimeout: a check that times out fails open, so a pool too small
-	// would let a parallel flood of log-ins through the very limit meant for it.
+	// for one past OpTimeout: a check that times out is counted in the process alone,
+	// so a pool too small would multiply the very limit meant for a parallel flood of
+	// log-ins by the number of replicas.
 	opt.PoolSize = poolSize
 	opt.MinIdleConns = minIdleConns
 	return redis.NewClient(opt), nil
@@ -110,6 +116,11 @@ type Limiter struct {
 	// signInOpTimeout replaces opTimeout for the sign-in limits.
 	signInOpTimeout time.Duration
 	lastWarn        atomic.Int64 // unix nanoseconds of the last warning
+
+	// fallback holds the limits kept in this process while Redis fails, one GCRA per
+	// distinct limit (rate, burst, period), each keyed as in Redis.
+	fallbackMu sync.Mutex
+	fallback   map[redis_rate.Limit]*local
 }
 
 // New is a Limiter keeping its counters in rdb.
@@ -131,6 +142,7 @@ func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
 		opTimeout: opts.OpTimeout,
 
 		signInOpTimeout: opts.SignInOpTimeout,
+		fallback:        map[redis_rate.Limit]*local{},
 	}
 }
 
@@ -141,7 +153,7 @@ func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
 // the gateway to the users service's key set.
 //
 // It is kept in this process, not in Redis: it costs a map look-up, and it cannot be
-// made to fail open, neither by Redis being down nor by the flood it is there for
+// made to wait, neither by Redis being down nor by the flood it is there for
 // (thousands of parallel checks would queue for Redis connections past their time
 // limit). The price is that each replica counts on its own.
 func (l *Limiter) PerAddress(next http.Handler) http.Handler {
@@ -195,11 +207,11 @@ func (l *Limiter) SignIn(next http.Handler) http.Handler {
 // same limits, and the same counters, as SignIn: a sign-in form elsewhere (the
 // operations pages) must not double the guesses an address or an account gets. When
 // the attempt is over a limit it reports false and how long to wait; the caller
-// answers. Like every limit it fails open.
+// answers. Like every limit it is kept in the process while Redis fails.
 func (l *Limiter) SignInAttempt(r *http.Request, email string) (retryAfter time.Duration, ok bool) {
-	res, refused := l.run(r.Context(), l.signInChecks(r, email)...)
+	o, refused := l.run(r.Context(), l.signInChecks(r, email)...)
 	if refused {
-		return max(time.Second, res.RetryAfter), false
+		return max(time.Second, o.retryAfter), false
 	}
 	return 0, true
 }
@@ -242,14 +254,11 @@ func perMinute(rate int) redis_rate.Limit {
 // check runs the checks in order, skipping those turned off, until one refuses; then
 // it answers the 429 and reports false. The last result sets the RateLimit headers.
 func (l *Limiter) check(w http.ResponseWriter, r *http.Request, checks ...check) bool {
-	res, refused := l.run(r.Context(), checks...)
-	if res == nil {
-		return true // every limit off, or Redis failed
+	o, _ := l.run(r.Context(), checks...)
+	if o == nil {
+		return true // every limit off
 	}
-	return l.answer(w, r, outcome{
-		burst: res.Limit.Burst, remaining: res.Remaining,
-		resetAfter: res.ResetAfter, retryAfter: res.RetryAfter, refused: refused,
-	})
+	return l.answer(w, r, *o)
 }
 
 // outcome is a limit's verdict on a request.
@@ -274,11 +283,11 @@ func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, o outcome) bool
 	return true
 }
 
-// run runs the checks in order, skipping those turned off and those Redis failed
-// (fail open), until one refuses. It returns the last result, nil when none ran, and
-// whether it refused.
-func (l *Limiter) run(ctx context.Context, checks ...check) (*redis_rate.Result, bool) {
-	var last *redis_rate.Result
+// run runs the checks in order, skipping those turned off, until one refuses. A check
+// Redis fails is made against the same limit kept in this process. It returns the
+// last outcome, nil when none ran, and whether it refused.
+func (l *Limiter) run(ctx context.Context, checks ...check) (*outcome, bool) {
+	var last *outcome
 	for _, c := range checks {
 		if c.limit.IsZero() {
 			continue
@@ -290,18 +299,34 @@ func (l *Limiter) run(ctx context.Context, checks ...check) (*redis_rate.Result,
 		cctx, cancel := context.WithTimeout(ctx, timeout)
 		res, err := l.rl.Allow(cctx, c.key, c.limit)
 		cancel()
+		var o outcome
 		if err != nil {
 			if ctx.Err() == nil {
 				l.warn(ctx, err)
 			}
-			continue // fail open
+			o = l.local(c.limit).allow(c.key, time.Now())
+		} else {
+			o = outcome{burst: res.Limit.Burst, remaining: res.Remaining,
+				resetAfter: res.ResetAfter, retryAfter: res.RetryAfter, refused: res.Allowed == 0}
 		}
-		last = res
-		if res.Allowed == 0 {
-			return res, true
+		last = &o
+		if o.refused {
+			return last, true
 		}
 	}
 	return last, false
+}
+
+// local is the in-process stand-in for limit, made on first use.
+func (l *Limiter) local(limit redis_rate.Limit) *local {
+	l.fallbackMu.Lock()
+	defer l.fallbackMu.Unlock()
+	lim, ok := l.fallback[limit]
+	if !ok {
+		lim = newLocal(limit.Rate, limit.Burst, limit.Period)
+		l.fallback[limit] = lim
+	}
+	return lim
 }
 
 func ceilSeconds(d time.Duration) int {
@@ -318,7 +343,7 @@ func (l *Limiter) warn(ctx context.Context, err error) {
 	if now-last < int64(warnEvery) || !l.lastWarn.CompareAndSwap(last, now) {
 		return
 	}
-	l.log.WarnContext(ctx, "rate limiting is off: redis failed; requests are let through", "err", err)
+	l.log.WarnContext(ctx, "rate limits kept in this process: redis failed; each replica counts on its own until it is back", "err", err)
 }
 
 // clientIP is the TCP peer's address. X-Forwarded-For and the like are not trusted:
