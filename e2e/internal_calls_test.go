@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/bazaar-shop/bazaar/pkg/svcauth"
+	"github.com/bazaar-shop/bazaar/pkg/svcauth/svcauthtest"
 )
 
 // direct is a request sent round the gateway, straight to a service, the way an
@@ -55,15 +55,7 @@ func direct(t *testing.T, method, url, body, bearer string, header ...string) (i
 // keys (devstack keeps them in URLs.KeysDir).
 func serviceToken(t *testing.T, caller, callee string) string {
 	t.Helper()
-	s, err := svcauth.NewSigner(caller, svcauth.KeyFile(stackURLs.KeysDir, caller))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := s.Token(callee)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return svcauthtest.Keys{Dir: stackURLs.KeysDir}.Token(t, caller, callee)
 }
 
 // Finding 1: with no token at all, anyone who reached a service could read and refund

@@ -7,8 +7,6 @@ package signing
 import (
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -40,16 +38,9 @@ func FromSeed(seed []byte) (Key, error) {
 		return Key{}, fmt.Errorf("signing key seed has %d bytes, want %d", len(seed), ed25519.SeedSize)
 	}
 	priv := ed25519.NewKeyFromSeed(seed)
-	return Key{ID: Thumbprint(priv.Public().(ed25519.PublicKey)), Private: priv}, nil
-}
-
-// Thumbprint is the RFC 7638 JWK thumbprint of an Ed25519 public key (RFC 8037 §A.3):
-// base64url(SHA-256 of the key's required members in lexical order). Deriving the kid
-// from the key means a kid can never name two different keys.
-func Thumbprint(pub ed25519.PublicKey) string {
-	canonical := `{"crv":"Ed25519","kty":"OKP","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `"}`
-	sum := sha256.Sum256([]byte(canonical))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+	// The kid is the key's RFC 7638 thumbprint: derived from the key, a kid can never
+	// name two different keys.
+	return Key{ID: auth.Thumbprint(priv.Public().(ed25519.PublicKey)), Private: priv}, nil
 }
 
 // Ring is the set of keys, newest first. It is never empty once loaded.
