@@ -198,7 +198,7 @@ func (p *Platform) TokenVerifier() *auth.Verifier {
 func (p *Platform) ServiceVerifier() (*svcauth.Verifier, error) {
 	if p.Config.ServiceTrustDir == "" {
 		return nil, fmt.Errorf("SERVICE_TRUST_DIR is required: the directory of the public keys of the services that call %s "+
-			"(make run creates one; bazaarctl keys init makes one by hand)", p.Config.Name)
+			"(make run creates one; bazaarctl secrets init makes them by hand)", p.Config.Name)
 	}
 	v, err := svcauth.NewVerifier(p.Config.Name, p.Config.ServiceTrustDir)
 	if err != nil {
@@ -212,7 +212,7 @@ func (p *Platform) ServiceVerifier() (*svcauth.Verifier, error) {
 func (p *Platform) ServiceSigner() (*svcauth.Signer, error) {
 	if p.Config.ServiceKeyFile == "" {
 		return nil, fmt.Errorf("SERVICE_KEY_FILE is required: the private key %s signs its calls to other services with "+
-			"(make run creates one; bazaarctl keys init makes one by hand)", p.Config.Name)
+			"(make run creates one; bazaarctl secrets init makes them by hand)", p.Config.Name)
 	}
 	s, err := svcauth.NewSigner(p.Config.Name, p.Config.ServiceKeyFile)
 	if err != nil {
