@@ -96,16 +96,19 @@ func (c Config) LogValue() slog.Value {
 
 // Platform is a started service's shared machinery.
 type Platform struct {
-	Config   Config
-	Log      *slog.Logger
-	Pool     *pgxpool.Pool
-	Redis    *redis.Client
-	Metrics  *metrics.Registry
-	Tracing  *telemetry.Tracing
-	Health   *health.Checker
-	migrator *pgdb.Migrator
-	loops    []loop
-	tasks    *Tasks
+	Config  Config
+	Log     *slog.Logger
+	Pool    *pgxpool.Pool
+	Redis   *redis.Client
+	Metrics *metrics.Registry
+	Tracing *telemetry.Tracing
+	Health  *health.Checker
+	// revocations is the client revocation look-ups use: bounded by their deadline,
+	// which the platform's Redis client does not honour.
+	revocations *redis.Client
+	migrator    *pgdb.Migrator
+	loops       []loop
+	tasks       *Tasks
 }
 
 // Start opens everything the service needs and applies its migrations, retrying while
@@ -135,6 +138,10 @@ func Start(ctx context.Context, cfg Config, migrations fs.FS, logOut io.Writer) 
 		return nil, err
 	}
 	if p.Redis, err = redisclient.Open(cfg.RedisURL); err != nil {
+		p.Close()
+		return nil, err
+	}
+	if p.revocations, err = redisclient.OpenBounded(cfg.RedisURL); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -183,13 +190,13 @@ func (p *Platform) InternalRouter() *chi.Mux {
 
 // TokenVerifier checks shoppers' and admins' access tokens on the public routes, as
 // the gateway did before: against the users service's published keys (JWKS_URL), and
-// refusing the tokens of sessions that have ended (the revocation list in Redis, read
-// with the platform's client; while Redis is down tokens are judged on their
-// signature and expiry alone, and that is logged). So a caller who goes round the
-// gateway meets the same checks.
+// refusing the tokens of sessions that have ended (the revocation list in Redis, each
+// look-up bounded by auth.DefaultRevocationTimeout; while Redis is down or slow tokens
+// are judged on their signature and expiry alone, and that is logged). So a caller
+// who goes round the gateway meets the same checks.
 func (p *Platform) TokenVerifier() *auth.Verifier {
 	return auth.NewVerifier(auth.NewJWKS(p.Config.JWKSURL, nil)).
-		WithRevocations(auth.RedisRevocations(p.Redis)).
+		WithRevocations(auth.RedisRevocations(p.revocations)).
 		WithLogger(p.Log)
 }
 
@@ -293,6 +300,9 @@ func (p *Platform) Close() {
 	}
 	if p.Redis != nil {
 		errs = append(errs, p.Redis.Close())
+	}
+	if p.revocations != nil {
+		errs = append(errs, p.revocations.Close())
 	}
 	if p.tasks != nil {
 		errs = append(errs, p.tasks.Client.Close())

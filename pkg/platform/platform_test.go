@@ -2,16 +2,22 @@ package platform_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
 
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
@@ -175,5 +181,54 @@ func TestServeStopsWhenABackgroundLoopFails(t *testing.T) {
 	case <-stopped:
 	default:
 		t.Fatal("the other loop was not stopped")
+	}
+}
+
+// A Redis that accepts connections and never answers must not hold a service's token
+// checks for go-redis's read timeout (3s): the revocation look-up gives up at its own
+// bound and the token is judged on its signature (fail open, logged).
+func TestRevocationChecksAreBoundedWhenRedisHangs(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { c.Close() })
+		}
+	}()
+	pub, priv, _ := ed25519.GenerateKey(nil)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(auth.KeySet{Keys: []auth.JWK{auth.PublicJWK("k", pub)}})
+	}))
+	t.Cleanup(jwks.Close)
+	env := config.New(func(k string) string {
+		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": "redis://" + ln.Addr().String() + "/0",
+			"JWKS_URL": jwks.URL}[k]
+	})
+	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0", ":0"), schema, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	tok, err := auth.NewSigner("k", priv, time.Minute).Sign(auth.Principal{UserID: uuid.New(), Role: auth.RoleCustomer, SessionID: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := p.TokenVerifier()
+	for i := range 2 {
+		start := time.Now()
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Fatalf("verify %d: %v", i+1, err)
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("verify %d took %s with Redis hung; the revocation look-up is bounded at %s", i+1, took, auth.DefaultRevocationTimeout)
+		}
 	}
 }
