@@ -26,8 +26,9 @@ test-unit:
 	$(GO) test -short $(TEST_FLAGS) $(PKGS)
 
 ## bench: the benchmarks, one package at a time so they do not share the cores
-## (see docs/benchmarks.md)
+## (see docs/benchmarks.md); nginx is installed first for the gateway's comparison
 bench:
+	@./scripts/ensure-nginx.sh
 	$(GO) test -p 1 -run '^$$' -bench . $(PKGS)
 
 ## chaos: the long chaos run (about 20 minutes): a private stack (its own Postgres and
