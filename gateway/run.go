@@ -48,6 +48,16 @@ const (
 // a crowd of callers costs them.
 const healthCacheTTL = time.Second
 
+// tokenCacheSize bounds the verified tokens the gateway remembers: about 1 KiB each,
+// and more active tokens than this cost a signature check now and then, no more.
+// revocationRecheck is how long the gateway trusts its last answer that a token's
+// session is still open: the contract promises an ended session's tokens are refused
+// within seconds.
+const (
+	tokenCacheSize    = 50_000
+	revocationRecheck = time.Second
+)
+
 // defaultOpsPort is OPS_ADDR's port when it is not set: the operations listener is on
 // loopback by default, so that only the machine (or a scraper beside it) reaches it.
 const defaultOpsPort = "9080"
@@ -247,9 +257,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 
 	// Tokens of a session that has ended (logged out, or its refresh token reused) are
 	// refused before they expire: users marks the session in Redis. The look-up has a
-	// client of its own like the limiter's, bounded by its context's deadline, since
-	// every verified request makes one; when it fails the token is judged on its
-	// signature and claims alone (pkg/auth logs it).
+	// client of its own like the limiter's, bounded by its context's deadline; when it
+	// fails the token is judged on its signature and claims alone (pkg/auth logs it).
+	// Verified tokens are cached, so that a token is not parsed and its signature not
+	// checked on every request, and its session is asked about once every
+	// revocationRecheck rather than on every request: the gateway refuses an ended
+	// session's tokens within that (the services behind it at once).
 	revokeRDB, err := ratelimit.Open(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -257,6 +270,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	defer revokeRDB.Close()
 	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)).
 		WithRevocations(auth.RedisRevocations(revokeRDB)).
+		WithCache(tokenCacheSize, revocationRecheck).
 		WithLogger(log)
 	h, err := httpapi.NewServer(httpapi.Deps{
 		Log:          log,

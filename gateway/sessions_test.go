@@ -51,6 +51,19 @@ func TestTokensOfAnEndedSessionAreRefusedAtTheGateway(t *testing.T) {
 	if err := rdb.Set(context.Background(), auth.RevokedKeyPrefix+ended, "1", time.Minute).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// The gateway has verified endedTok before, and trusts its last answer about the
+	// session for revocationRecheck: the token is refused once that has passed.
+	for deadline := time.Now().Add(revocationRecheck + 10*time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, body := get(t, gw+"/api/v1/users/me", bearer(endedTok))
+		if resp.StatusCode == http.StatusUnauthorized {
+			break
+		}
+		if resp.StatusCode != http.StatusOK || time.Now().After(deadline) {
+			t.Fatalf("an ended session's token seen before the end: %d %s, want 401 within %s", resp.StatusCode, body, revocationRecheck)
+		}
+	}
+	// From then on it is refused everywhere before anything is forwarded, and a token
+	// of the session first seen after the end (the admin's) at once.
 	before := len(users.calls())
 	for name, path := range map[string]string{
 		"a user's route":        "/api/v1/users/me",

@@ -154,6 +154,7 @@ type Verifier struct {
 	revocations Revocations
 	log         *slog.Logger
 	warned      atomic.Int64 // unix nanoseconds of the last revocation warning
+	cache       *tokenCache  // nil: every token is verified from scratch
 }
 
 // NewVerifier verifies with keys, accepting only EdDSA access tokens (typ at+jwt, no
@@ -180,6 +181,18 @@ func (v *Verifier) WithClock(now func() time.Time) *Verifier {
 // the failure is logged (see Verify).
 func (v *Verifier) WithRevocations(r Revocations) *Verifier {
 	v.revocations = r
+	return v
+}
+
+// WithCache makes v remember up to size tokens that it has verified, so that a
+// token presented again is not parsed and its signature not checked again: until
+// its exp, and at most CacheMaxAge. Only the token's own proof is remembered. With
+// revocations (WithRevocations), whether its session has ended is asked again once
+// the last answer is older than recheck: a session ended meanwhile is refused within
+// recheck rather than at once (0: asked for every request, as without a cache). It
+// returns v; size must be positive.
+func (v *Verifier) WithCache(size int, recheck time.Duration) *Verifier {
+	v.cache = newTokenCache(size, recheck)
 	return v
 }
 
@@ -218,11 +231,94 @@ func checkHeader(h map[string]any) error {
 // Redis is down, a session ended meanwhile keeps working until its access tokens
 // expire (ACCESS_TOKEN_TTL), as before revocation existed; failing closed instead
 // would log every user out whenever Redis blinks.
+//
+// With a cache (WithCache), a token verified before is taken from it, and its
+// session's end is noticed within the cache's recheck time.
 func (v *Verifier) Verify(ctx context.Context, token string) (Principal, error) {
-	return v.verify(ctx, token, nil)
+	p, err := v.verify(ctx, token, nil)
+	if err != nil {
+		return Principal{}, err
+	}
+	return *p, nil
 }
 
-func (v *Verifier) verify(ctx context.Context, token string, log *slog.Logger) (Principal, error) {
+// verify is Verify; the principal it returns is shared and must not be changed.
+func (v *Verifier) verify(ctx context.Context, token string, log *slog.Logger) (*Principal, error) {
+	if v.cache == nil {
+		p, _, err := v.verifyToken(ctx, token)
+		if err != nil {
+			return nil, err
+		}
+		if v.revoked(ctx, p, log) {
+			return nil, errSessionEnded
+		}
+		return p, nil
+	}
+	now := v.now()
+	if e := v.cache.get(token, now); e != nil {
+		if v.cachedRevoked(ctx, e, now, log) {
+			return nil, errSessionEnded
+		}
+		return e.principal, nil
+	}
+	p, exp, err := v.verifyToken(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	revoked := v.revoked(ctx, p, log)
+	until := now.Add(CacheMaxAge)
+	if exp.Before(until) {
+		until = exp
+	}
+	if now.Before(until) {
+		v.cache.put(token, p, now, until, revoked)
+	}
+	if revoked {
+		return nil, errSessionEnded
+	}
+	return p, nil
+}
+
+// errSessionEnded refuses a token of a session that has ended.
+var errSessionEnded = apperr.E(apperr.Unauthorized, "the session has ended; log in again")
+
+// revoked reports whether the revocation list says p's session has ended. A list
+// that cannot be read says no, and is logged (see Verify).
+func (v *Verifier) revoked(ctx context.Context, p *Principal, log *slog.Logger) bool {
+	if v.revocations == nil || p.SessionID == "" {
+		return false
+	}
+	revoked, err := v.revocations.Revoked(ctx, p.SessionID)
+	if err != nil {
+		v.warnRevocations(ctx, log, err)
+		return false
+	}
+	return revoked
+}
+
+// cachedRevoked is revoked for a cached token: the cached verdict while it is younger
+// than the cache's recheck time, else the list's, which is then cached. An unreadable
+// list is not asked again until the recheck time has passed either, so that while
+// Redis is out each token costs one failed look-up per recheck time rather than one
+// per request.
+func (v *Verifier) cachedRevoked(ctx context.Context, e *cachedToken, now time.Time, log *slog.Logger) bool {
+	if e.revoked.Load() {
+		return true
+	}
+	if v.revocations == nil || e.principal.SessionID == "" || now.UnixNano()-e.checked.Load() < int64(v.cache.recheck) {
+		return false
+	}
+	e.checked.Store(now.UnixNano())
+	if v.revoked(ctx, e.principal, log) {
+		e.revoked.Store(true)
+		return true
+	}
+	return false
+}
+
+// verifyToken checks the token's signature, header and claims: everything but the
+// revocation list. It returns the principal and the token's expiry.
+func (v *Verifier) verifyToken(ctx context.Context, token string) (*Principal, time.Time, error) {
 	var c claims
 	var keyErr error
 	parser := jwt.NewParser(
@@ -248,29 +344,20 @@ func (v *Verifier) verify(ctx context.Context, token string, log *slog.Logger) (
 	})
 	if err != nil {
 		if apperr.CodeOf(keyErr) == apperr.Unavailable {
-			return Principal{}, keyErr
+			return nil, time.Time{}, keyErr
 		}
-		return Principal{}, apperr.Wrap(err, apperr.Unauthorized, "the access token is invalid or expired")
+		return nil, time.Time{}, apperr.Wrap(err, apperr.Unauthorized, "the access token is invalid or expired")
 	}
 	// The parser checks iat only when present; an access token must have it (RFC 9068
 	// §2.2), or its lifetime could not be bounded.
 	if c.IssuedAt == nil || c.ExpiresAt.Sub(c.IssuedAt.Time) > v.maxLifetime {
-		return Principal{}, apperr.E(apperr.Unauthorized, "the access token is invalid or expired")
+		return nil, time.Time{}, apperr.E(apperr.Unauthorized, "the access token is invalid or expired")
 	}
 	id, err := uuid.Parse(c.Subject)
 	if err != nil || !c.Role.Valid() {
-		return Principal{}, apperr.E(apperr.Unauthorized, "the access token is invalid or expired")
+		return nil, time.Time{}, apperr.E(apperr.Unauthorized, "the access token is invalid or expired")
 	}
-	if v.revocations != nil && c.SessionID != "" {
-		revoked, err := v.revocations.Revoked(ctx, c.SessionID)
-		switch {
-		case err != nil:
-			v.warnRevocations(ctx, log, err)
-		case revoked:
-			return Principal{}, apperr.E(apperr.Unauthorized, "the session has ended; log in again")
-		}
-	}
-	return Principal{UserID: id, Role: c.Role, TokenID: c.ID, SessionID: c.SessionID}, nil
+	return &Principal{UserID: id, Role: c.Role, TokenID: c.ID, SessionID: c.SessionID}, c.ExpiresAt.Time, nil
 }
 
 // revocationWarnEvery is the least time between two warnings about an unreadable

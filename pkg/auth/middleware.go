@@ -14,13 +14,23 @@ type principalKey struct{}
 
 // WithPrincipal returns ctx carrying p.
 func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return withPrincipal(ctx, &p)
+}
+
+// withPrincipal carries a pointer, so that a principal from the token cache goes
+// into the context without a copy being allocated for each request. Nobody changes
+// what it points to: FromContext hands out copies.
+func withPrincipal(ctx context.Context, p *Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
 
 // FromContext is the verified caller put there by Require.
 func FromContext(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(principalKey{}).(Principal)
-	return p, ok
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	if !ok {
+		return Principal{}, false
+	}
+	return *p, true
 }
 
 // BearerToken is the token of an "Authorization: Bearer <token>" header, or "".
@@ -52,7 +62,7 @@ func (v *Verifier) Require(log *slog.Logger) func(http.Handler) http.Handler {
 				problem.Write(w, r, log, err)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 		})
 	}
 }
