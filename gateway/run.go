@@ -95,7 +95,8 @@ type Config struct {
 	ConsumerName string
 	// RateLimits (RATE_EDGE_IP, RATE_EDGE_IP_BURST, RATE_IP, RATE_IP_BURST,
 	// RATE_USER, RATE_USER_BURST, RATE_AUTH_IP_PER_MIN, RATE_AUTH_EMAIL_PER_MIN) are
-	// the public API's rate limits; 0 turns one off.
+	// the public API's rate limits; 0 turns one off. RATE_SYNC_INTERVAL is how often
+	// the per-caller ones are reconciled across replicas through Redis.
 	RateLimits ratelimit.Limits
 }
 
@@ -127,6 +128,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			UserBurst:       env.Int("RATE_USER_BURST", 100, 0, 1_000_000),
 			AuthIPPerMin:    env.Int("RATE_AUTH_IP_PER_MIN", 10, 0, 1_000_000),
 			AuthEmailPerMin: env.Int("RATE_AUTH_EMAIL_PER_MIN", 5, 0, 1_000_000),
+			SyncInterval:    env.Duration("RATE_SYNC_INTERVAL", ratelimit.DefaultSyncInterval),
 		},
 	}
 	if c.ConsumerName == "" {
@@ -235,7 +237,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	invalidator := productcache.NewInvalidator(cache, rdb, productcache.InvalidatorOptions{Name: cfg.ConsumerName, Log: log})
 
 	// The rate limiter has Redis connections of its own too, which give up sooner
-	// still: without Redis, requests are let through.
+	// still: without Redis, the limits are kept in the process. The per-caller ones
+	// are decided in the process anyway, and reconciled through Redis in the
+	// background (limiter.Run below).
 	limitRDB, err := ratelimit.Open(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
@@ -303,6 +307,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	bg, stopBackground := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = invalidator.Run(bg) })
+	wg.Go(func() { _ = limiter.Run(bg) })
 	defer func() {
 		stopBackground()
 		wg.Wait()

@@ -45,18 +45,26 @@ func (l *local) allow(key string, now time.Time) outcome {
 		}
 		l.lastSweep = now
 	}
-	tat := l.tat[key]
+	next, o := gcra(l.tat[key], now, l.emission, l.tolerance, l.burst)
+	if !o.refused {
+		l.tat[key] = next
+	}
+	return o
+}
+
+// gcra judges a request at now for a key whose theoretical arrival time is tat: the
+// outcome, and the key's tat if the request is let through.
+func gcra(tat, now time.Time, emission, tolerance time.Duration, burst int) (time.Time, outcome) {
 	if tat.Before(now) {
 		tat = now
 	}
-	next := tat.Add(l.emission)
+	next := tat.Add(emission)
 	// How far now is past the earliest moment this request may come; negative: too soon.
-	diff := now.Sub(next.Add(-l.tolerance))
+	diff := now.Sub(next.Add(-tolerance))
 	if diff < 0 {
-		return outcome{burst: l.burst, resetAfter: tat.Sub(now), retryAfter: -diff, refused: true}
+		return tat, outcome{burst: burst, resetAfter: tat.Sub(now), retryAfter: -diff, refused: true}
 	}
-	l.tat[key] = next
-	return outcome{burst: l.burst, remaining: int(diff / l.emission), resetAfter: next.Sub(now)}
+	return next, outcome{burst: burst, remaining: int(diff / emission), resetAfter: next.Sub(now)}
 }
 
 // size is how many keys the limiter holds.

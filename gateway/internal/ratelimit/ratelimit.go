@@ -7,6 +7,11 @@
 // tighter ones on log-in and sign-up, per client IP and per e-mail address (SignIn). A
 // request over a limit is a 429 problem with Retry-After.
 //
+// The per-caller limits are decided in the process and reconciled with Redis in
+// batches (shared.go), so that a request does not wait for Redis, within an error
+// documented there; the sign-in limits, which stand between one address and a
+// password-guessing run and cost a password hash anyway, ask Redis on every attempt.
+//
 // Limits protect the services, and must not turn off when Redis does (a flood can be
 // what makes Redis slow). When a Redis check fails, the same limit is kept in this
 // process instead (the same GCRA), and that is logged now and then: each replica then
@@ -67,6 +72,10 @@ type Limits struct {
 	User, UserBurst     int // per user, requests per second and burst (RATE_USER, RATE_USER_BURST)
 	AuthIPPerMin        int // log-ins and sign-ups per client IP a minute (RATE_AUTH_IP_PER_MIN)
 	AuthEmailPerMin     int // log-ins and sign-ups per e-mail address a minute (RATE_AUTH_EMAIL_PER_MIN)
+	// SyncInterval is how often the per-caller limits, decided in each replica, are
+	// reconciled with Redis (RATE_SYNC_INTERVAL); zero is DefaultSyncInterval. The
+	// limits' error across replicas grows with it (see shared).
+	SyncInterval time.Duration
 }
 
 // Options tune a Limiter.
@@ -121,6 +130,9 @@ type Limiter struct {
 	// distinct limit (rate, burst, period), each keyed as in Redis.
 	fallbackMu sync.Mutex
 	fallback   map[redis_rate.Limit]*local
+
+	// shared decides the per-caller limits in the process while Run runs.
+	shared *shared
 }
 
 // New is a Limiter keeping its counters in rdb.
@@ -134,7 +146,10 @@ func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
 	if opts.SignInOpTimeout <= 0 {
 		opts.SignInOpTimeout = DefaultSignInOpTimeout
 	}
-	return &Limiter{
+	if limits.SyncInterval <= 0 {
+		limits.SyncInterval = DefaultSyncInterval
+	}
+	l := &Limiter{
 		rl:        redis_rate.NewLimiter(prefixed{rdb}),
 		edge:      newLocal(limits.EdgeIP, limits.EdgeIPBurst, time.Second),
 		limits:    limits,
@@ -144,6 +159,16 @@ func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
 		signInOpTimeout: opts.SignInOpTimeout,
 		fallback:        map[redis_rate.Limit]*local{},
 	}
+	l.shared = newShared(rdb, l.rl, opts.OpTimeout, limits.SyncInterval, opts.Log, l.warn)
+	return l
+}
+
+// Run reconciles the per-caller limits with Redis every Limits.SyncInterval until ctx ends;
+// while it runs they are decided in the process (see shared). Without it every
+// per-caller check asks Redis, as the sign-in limits do. It returns nil when ctx ends.
+func (l *Limiter) Run(ctx context.Context) error {
+	l.shared.Run(ctx)
+	return nil
 }
 
 // PerAddress limits each client IP across everything it asks, and runs before any
@@ -180,7 +205,13 @@ func (l *Limiter) PerCaller(next http.Handler) http.Handler {
 		} else {
 			key, limit = "ip:"+clientIP(r), perSecond(l.limits.IP, l.limits.IPBurst)
 		}
-		if !l.check(w, r, checkOf(key, limit)) {
+		switch {
+		case limit.IsZero():
+		case l.shared.running.Load():
+			if !l.answer(w, r, l.shared.allow(r.Context(), key, limit)) {
+				return
+			}
+		case !l.check(w, r, checkOf(key, limit)):
 			return
 		}
 		next.ServeHTTP(w, r)
