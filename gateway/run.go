@@ -21,11 +21,11 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/httpapi"
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
-	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
 	"github.com/bazaar-shop/bazaar/gateway/internal/ratelimit"
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -70,14 +70,17 @@ type Config struct {
 	// 0), since such a gateway is one of many on the machine (a test's stack).
 	OpsAddr          string
 	RedisURL         string // REDIS_URL: operations sessions, the product cache, the task queues
-	UsersURL         string // USERS_URL
+	UsersURL         string // USERS_URL: its instances' base URLs, comma-separated (upstreams.go)
 	InventoryURL     string // INVENTORY_URL
 	PaymentsURL      string // PAYMENTS_URL
 	OrdersURL        string // ORDERS_URL
 	NotificationsURL string // NOTIFICATIONS_URL
+	// Balancing (EJECT_AFTER, EJECT_BACKOFF, EJECT_BACKOFF_MAX, RESOLVE_EVERY,
+	// BREAKER_COOLDOWN) tunes the balancers over each service's instances.
+	Balancing balancer.Settings
 	// ReadyURLs are the services' internal listeners (USERS_INTERNAL_URL and so on),
-	// where GET /health asks each for its /readyz: the probes are not on the public
-	// ports the gateway proxies to.
+	// one per instance, where GET /health and the balancers ask for /readyz: the
+	// probes are not on the public ports the gateway proxies to.
 	ReadyURLs       map[string]string
 	JWKSURL         string        // JWKS_URL, by default the users service's key set
 	LogLevel        string        // LOG_LEVEL
@@ -104,14 +107,15 @@ type Config struct {
 func loadConfig(getenv func(string) string) (Config, error) {
 	env := config.New(getenv)
 	web := []string{"http", "https"}
+	var bad []error // bad lists of URLs (urlList)
 	c := Config{
 		HTTPAddr:          env.Addr("HTTP_ADDR", ":8080"),
 		RedisURL:          env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		UsersURL:          env.URL("USERS_URL", "http://127.0.0.1:8081", web...),
-		InventoryURL:      env.URL("INVENTORY_URL", "http://127.0.0.1:8082", web...),
-		PaymentsURL:       env.URL("PAYMENTS_URL", "http://127.0.0.1:8083", web...),
-		OrdersURL:         env.URL("ORDERS_URL", "http://127.0.0.1:8084", web...),
-		NotificationsURL:  env.URL("NOTIFICATIONS_URL", "http://127.0.0.1:8085", web...),
+		UsersURL:          urlList(env, "USERS_URL", "http://127.0.0.1:8081", &bad),
+		InventoryURL:      urlList(env, "INVENTORY_URL", "http://127.0.0.1:8082", &bad),
+		PaymentsURL:       urlList(env, "PAYMENTS_URL", "http://127.0.0.1:8083", &bad),
+		OrdersURL:         urlList(env, "ORDERS_URL", "http://127.0.0.1:8084", &bad),
+		NotificationsURL:  urlList(env, "NOTIFICATIONS_URL", "http://127.0.0.1:8085", &bad),
 		LogLevel:          env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:      env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
 		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
@@ -140,12 +144,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		opsDefault = "127.0.0.1:0"
 	}
 	c.OpsAddr = env.Addr("OPS_ADDR", opsDefault)
-	c.JWKSURL = env.URL("JWKS_URL", strings.TrimRight(c.UsersURL, "/")+"/.well-known/jwks.json", web...)
+	c.JWKSURL = env.URL("JWKS_URL", firstURL(c.UsersURL)+"/.well-known/jwks.json", web...)
 	c.ReadyURLs = map[string]string{}
 	for i, name := range serviceNames {
-		c.ReadyURLs[name] = env.URL(strings.ToUpper(name)+"_INTERNAL_URL", "http://127.0.0.1:"+strconv.Itoa(9081+i), web...)
+		c.ReadyURLs[name] = urlList(env, strings.ToUpper(name)+"_INTERNAL_URL", "http://127.0.0.1:"+strconv.Itoa(9081+i), &bad)
 	}
-	return c, env.Err()
+	c.Balancing = loadBalancing(env)
+	return c, errors.Join(env.Err(), errors.Join(bad...), c.checkPairs())
 }
 
 // LogValue shows the config with its secrets masked.
@@ -160,6 +165,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("orders_url", config.Mask(c.OrdersURL)),
 		slog.String("notifications_url", config.Mask(c.NotificationsURL)),
 		slog.Any("internal_urls", c.ReadyURLs),
+		slog.Any("balancing", c.Balancing),
 		slog.String("jwks_url", config.Mask(c.JWKSURL)),
 		slog.String("log_level", c.LogLevel),
 		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
@@ -175,16 +181,6 @@ func (c Config) LogValue() slog.Value {
 // serviceNames are the services behind the gateway, in the order of their ports
 // (8081 public, 9081 internal, and so on).
 var serviceNames = []string{"users", "inventory", "payments", "orders", "notifications"}
-
-// services are the programs GET /health reports on, besides the gateway: each asked
-// on its internal listener.
-func (c Config) services() []systemhealth.Service {
-	out := make([]systemhealth.Service, 0, len(serviceNames))
-	for _, name := range serviceNames {
-		out = append(out, systemhealth.Service{Name: name, URL: c.ReadyURLs[name]})
-	}
-	return out
-}
 
 // run starts the gateway and serves until ctx ends. The gateway has no database, so
 // it wires the pieces a service gets from pkg/platform itself.
@@ -222,7 +218,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	ready.Optional("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
 	reg := metrics.New()
 
-	upstreams, err := newUpstreams(ctx, cfg, log, tracing)
+	upstreams, services, err := newUpstreams(ctx, cfg, log, tracing)
 	if err != nil {
 		return err
 	}
@@ -282,14 +278,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		Tracing:      tracing,
 		Verifier:     verifier,
 		Ready:        ready,
-		SystemHealth: systemhealth.New(cfg.services(), ready.Check, serviceReadyTimeout, log).CacheFor(healthCacheTTL),
+		SystemHealth: systemhealth.New(services, ready.Check, serviceReadyTimeout, log).CacheFor(healthCacheTTL),
 		Upstreams:    upstreams,
 		Products:     cache,
 		Tasks:        inspector,
 		Ops: opsauth.New(opsauth.Options{
 			Log:        log,
 			Verifier:   verifier,
-			Users:      usersclient.New(cfg.UsersURL, cfg.UpstreamTimeout),
+			Users:      usersclient.New(firstURL(cfg.UsersURL), cfg.UpstreamTimeout),
 			Sessions:   opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
 			Limiter:    limiter,
 			RetryAfter: usersclient.RetryAfter,
@@ -363,37 +359,6 @@ func serveBoth(ctx context.Context, log *slog.Logger, public *httpserver.Server,
 		err = errors.Join(err, fmt.Errorf("ops serve: %w", oerr))
 	}
 	return err
-}
-
-// newUpstreams are the proxies to the services. The orders service gets two: the
-// status stream's lasts as long as the client listens, so it has no overall time
-// limit (only UPSTREAM_TIMEOUT for its headers, and STREAM_IDLE_TIMEOUT for silence)
-// and its own connections; ctx ending ends its streams, so that a shutdown does not
-// wait for them.
-func newUpstreams(ctx context.Context, cfg Config, log *slog.Logger, tracing *telemetry.Tracing) (httpapi.Upstreams, error) {
-	opts := proxy.Options{Timeout: cfg.UpstreamTimeout, Log: log, Tracing: tracing}
-	streamOpts := opts
-	streamOpts.IdleTimeout, streamOpts.Stop = cfg.StreamIdleTimeout, ctx
-	var u httpapi.Upstreams
-	for _, p := range []struct {
-		to           *http.Handler
-		name, target string
-		opts         proxy.Options
-	}{
-		{&u.Users, "users", cfg.UsersURL, opts},
-		{&u.Inventory, "inventory", cfg.InventoryURL, opts},
-		{&u.Orders, "orders", cfg.OrdersURL, opts},
-		{&u.OrderEvents, "orders", cfg.OrdersURL, streamOpts},
-		{&u.Payments, "payments", cfg.PaymentsURL, opts},
-		{&u.Notifications, "notifications", cfg.NotificationsURL, opts},
-	} {
-		h, err := proxy.New(p.name, p.target, p.opts)
-		if err != nil {
-			return httpapi.Upstreams{}, err
-		}
-		*p.to = h
-	}
-	return u, nil
 }
 
 // newTaskMonitor is asynqmon over the Redis at redisURL, which must be the one the

@@ -4,10 +4,18 @@
 // under a time limit; and when the upstream fails the client gets a problem+json
 // answer that names the service but none of its addresses.
 //
-// The gateway makes one Proxy per upstream service, so that what belongs to an upstream
-// (its circuit breaker, balancing over several instances) has one place to live, and
-// one more for each streaming route (server-sent events), whose calls are bounded by
-// silence rather than by their length (Options.IdleTimeout).
+// Each request goes to an instance of the service that its balancer (pkg/balancer)
+// picks, and the balancer is told how the call went: a call that got no answer (a
+// refused, reset or dropped connection, no answer within the time limit) is a failure
+// of that instance, which enough of in a row take out of service; any answer the
+// instance gives, a 5xx included, is its own and passed on, since a service's 503 is
+// often about its own dependencies, which another instance shares. When no instance
+// is in service, or the upstream's breaker is open, the client gets a 503 at once.
+//
+// The gateway makes one Proxy per upstream service and one more for each streaming
+// route (server-sent events), whose calls are bounded by silence rather than by their
+// length (Options.IdleTimeout); both share the service's balancer, so that they share
+// what it knows of the instances.
 package proxy
 
 import (
@@ -26,6 +34,7 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
@@ -76,17 +85,15 @@ type Proxy struct {
 	rp      *httputil.ReverseProxy
 }
 
-// New proxies to the service called name (used in error details) at target, an http(s)
-// URL such as http://127.0.0.1:8081. Request paths are forwarded unchanged (a path in
-// target would be prepended to them). It returns an error when target is not an
-// absolute http(s) URL, opts.Timeout is not positive or opts.IdleTimeout is negative.
-func New(name, target string, opts Options) (*Proxy, error) {
-	u, err := url.Parse(target)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		// The value stays out of the message: an unparsable URL cannot have its
-		// password masked.
-		return nil, fmt.Errorf("upstream %s: want an http(s) URL with a host", name)
+// New proxies to the instances of the service upstream balances, named in error
+// details by the balancer's name. Request paths are forwarded unchanged. It returns an
+// error when upstream is nil, opts.Timeout is not positive or opts.IdleTimeout is
+// negative.
+func New(upstream *balancer.Balancer, opts Options) (*Proxy, error) {
+	if upstream == nil {
+		return nil, errors.New("proxy: no upstream")
 	}
+	name := upstream.Name()
 	if opts.Timeout <= 0 {
 		return nil, fmt.Errorf("upstream %s: the timeout must be positive", name)
 	}
@@ -98,8 +105,8 @@ func New(name, target string, opts Options) (*Proxy, error) {
 		p.stop = context.Background()
 	}
 	p.rp = &httputil.ReverseProxy{
-		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, u) },
-		Transport:      newTransport(name, opts),
+		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, name) },
+		Transport:      &balanced{up: upstream, next: newTransport(name, opts)},
 		ModifyResponse: dropUpstreamRequestID,
 		ErrorHandler:   p.fail,
 		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
@@ -107,11 +114,9 @@ func New(name, target string, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-// ServeHTTP forwards r to the upstream and copies its answer back.
-//
-// 503 is not among the answers yet: it is reserved for the circuit breaker a later
-// issue puts here, which will refuse calls to an upstream that keeps failing without
-// waiting for it. Until then a failing upstream is a 502 or a 504 (see fail).
+// ServeHTTP forwards r to an instance of the upstream and copies its answer back. A
+// failing upstream is a 502 or a 504, or a 503 at once when no instance is in
+// service or its breaker is open (see fail).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.idle > 0 {
 		p.stream(w, r)
@@ -225,8 +230,11 @@ func (a *activityWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter 
 // headers: the gateway is the edge, and a client could otherwise pose as any address.
 // SetXForwarded then records what the gateway saw itself. (If a load balancer ever
 // stands in front, trusting its X-Forwarded-For needs a list of trusted proxies.)
-func rewrite(pr *httputil.ProxyRequest, target *url.URL) {
-	pr.SetURL(target) // also makes Host the upstream's; the client's is in X-Forwarded-Host
+//
+// The URL's host is the service's name until the transport (balanced) puts the
+// instance's address, and its Host header, in its place.
+func rewrite(pr *httputil.ProxyRequest, service string) {
+	pr.SetURL(&url.URL{Scheme: "http", Host: service}) // the client's Host goes in X-Forwarded-Host
 	pr.SetXForwarded()
 	// The request-id middleware has already replaced an insane client id; setting it
 	// from the context makes the upstream log under the gateway's id in every case.
@@ -274,9 +282,55 @@ func dropUpstreamRequestID(resp *http.Response) error {
 	return nil
 }
 
-// newTransport is the connection pool to one upstream, traced when tracing is on.
+// balanced sends each request to the instance its balancer picks, and tells the
+// balancer how the call went once the answer's headers are in (a streamed answer
+// holds a connection afterwards, not the instance's time).
 //
-// Retries: nothing in the gateway retries a request. ReverseProxy sends each request
+// It sends a request a second time in one case only, to another instance: when the
+// first could not even open a connection (nothing was sent) and the request has no
+// body (which the first attempt may have consumed). That is what a dead instance
+// looks like until enough failures take it out of service, and no request is ever
+// delivered twice by it.
+type balanced struct {
+	up   *balancer.Balancer
+	next http.RoundTripper
+}
+
+func (t *balanced) RoundTrip(req *http.Request) (*http.Response, error) {
+	var avoid *balancer.Instance
+	for attempt := 1; ; attempt++ {
+		call, err := t.up.Pick(req.Context(), avoid)
+		if err != nil {
+			return nil, err
+		}
+		in := call.Instance()
+		out := *req // a shallow copy: only the address differs
+		u := *req.URL
+		u.Scheme, u.Host = in.URL().Scheme, in.URL().Host
+		out.URL, out.Host = &u, in.Host()
+		resp, err := t.next.RoundTrip(&out)
+		if err == nil {
+			call.Done(balancer.Success)
+			return resp, nil
+		}
+		var tooLarge *http.MaxBytesError
+		if errors.Is(req.Context().Err(), context.Canceled) || errors.As(err, &tooLarge) {
+			call.Done(balancer.Abandoned) // the client's doing, not the instance's
+			return nil, err
+		}
+		call.Done(balancer.Failure)
+		if attempt > 1 || !isDialError(err) || (req.Body != nil && req.Body != http.NoBody) {
+			return nil, err
+		}
+		avoid = in
+	}
+}
+
+// newTransport is the connection pool to one upstream's instances, traced when
+// tracing is on (a span per attempt).
+//
+// Retries: apart from balanced's second attempt at a connection that could not be
+// opened, nothing in the gateway retries a request. ReverseProxy sends each request
 // once and the otelhttp wrapper only observes. Go's Transport re-sends a request by
 // itself only when a kept-alive connection it reused turns out to have been closed by
 // the upstream, and then only when that is safe: (a) not a byte of the request had
@@ -321,6 +375,11 @@ func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &tooLarge):
 		// The client's streamed body passed the gateway's limit on its way through.
 		problem.Write(w, r, p.log, apperr.E(apperr.TooLarge, "the body is over %d bytes", tooLarge.Limit))
+	case errors.Is(err, balancer.ErrNoInstance) || errors.Is(err, balancer.ErrOpen):
+		// Refused without a call: an Unavailable naming the service. A second is
+		// about when the next readiness check may put an instance back.
+		w.Header().Set("Retry-After", "1")
+		problem.Write(w, r, p.log, err)
 	case errors.Is(ctx.Err(), context.Canceled):
 		p.log.DebugContext(ctx, "client left before the upstream answered", "upstream", p.name, "err", err)
 		w.WriteHeader(statusClientClosedRequest)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
@@ -33,7 +34,7 @@ func streamGateway(t *testing.T, upstream string, serverTimeout time.Duration, o
 		t.Fatal(err)
 	}
 	opts.Log, opts.Tracing = log, tracing
-	p, err := proxy.New("orders", upstream, opts)
+	p, err := proxy.New(balanced(t, "orders", upstream, balancer.Settings{}), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,15 @@
 // that says why: CheckReachable (no connection), CheckResponsive (no answer within the
 // timeout) or CheckReport (an answer that is not a readiness report).
 //
+// A service may have several instances (pkg/balancer holds them): each is asked on its
+// own readiness URL, and the report shows each one under "upstreams", numbered in the
+// order of the service's URLs (addresses stay out of this public report; the
+// gateway's log names them), with whether the gateway sends it calls, beside the
+// service's breaker. The service's own entry sums its instances up: healthy when all
+// are, unhealthy when none answers ready, degraded in between (it still serves, on
+// fewer instances); its checks are each check's worst across the instances. A service
+// of one instance is reported as that instance.
+//
 // GET /health is public, and each call would otherwise fan out to every service: the
 // answer is shared (CacheFor). Callers that come while a check runs wait for it rather
 // than start another, and its report is given again until it is older than the cache's
@@ -21,10 +30,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -36,6 +45,9 @@ const (
 	CheckReachable  = "reachable"        // the connection failed
 	CheckResponsive = "responsive"       // no answer within the timeout
 	CheckReport     = "readiness_report" // the answer was not a readiness report
+	// CheckInstances is reported for a service with no instance known: a name that
+	// does not resolve.
+	CheckInstances = "instances"
 )
 
 // Self is the name under which the gateway reports its own readiness.
@@ -47,13 +59,30 @@ const maxReportBytes = 64 << 10
 // Service is a program whose readiness /health reports.
 type Service struct {
 	Name string
-	URL  string // base URL; /readyz is appended
+	// Upstream holds its instances and where each answers /readyz.
+	Upstream *balancer.Balancer
 }
 
 // Report is the /health document.
 type Report struct {
 	Status   health.Status            `json:"status"`
 	Services map[string]health.Report `json:"services"`
+	// Upstreams shows each service's instances, by service name.
+	Upstreams map[string]Upstream `json:"upstreams"`
+}
+
+// Upstream is one service's instances as /health shows them.
+type Upstream struct {
+	Breaker   string     `json:"breaker"` // its breaker: closed, half-open or open
+	Instances []Instance `json:"instances"`
+}
+
+// Instance is one instance's readiness report, with the gateway's view of it.
+type Instance struct {
+	Instance int `json:"instance"` // its number, from 1, in the order of the service's URLs
+	health.Report
+	InService bool `json:"in_service"` // false while ejected: the gateway sends it no calls
+	Failures  int  `json:"failures"`   // calls that failed on it in a row
 }
 
 // Aggregator asks every service for its readiness.
@@ -148,7 +177,8 @@ func (a *Aggregator) stale(f *flight) bool {
 // Check asks every service at once and sums up their answers. It takes at most about
 // the timeout, however many services are down.
 func (a *Aggregator) Check(ctx context.Context) Report {
-	rep := Report{Status: health.Healthy, Services: make(map[string]health.Report, len(a.services)+1)}
+	rep := Report{Status: health.Healthy, Services: make(map[string]health.Report, len(a.services)+1),
+		Upstreams: make(map[string]Upstream, len(a.services))}
 	var mu sync.Mutex
 	add := func(name string, r health.Report) {
 		mu.Lock()
@@ -158,10 +188,68 @@ func (a *Aggregator) Check(ctx context.Context) Report {
 	}
 	var wg sync.WaitGroup
 	for _, s := range a.services {
-		wg.Go(func() { add(s.Name, a.probe(ctx, s)) })
+		wg.Go(func() {
+			up := a.probeAll(ctx, s)
+			add(s.Name, summary(up.Instances))
+			mu.Lock()
+			rep.Upstreams[s.Name] = up
+			mu.Unlock()
+		})
 	}
 	wg.Go(func() { add(Self, a.self(ctx)) })
 	wg.Wait()
+	return rep
+}
+
+// probeAll asks each of a service's instances at once.
+func (a *Aggregator) probeAll(ctx context.Context, s Service) Upstream {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	known := s.Upstream.Instances(ctx)
+	up := Upstream{Breaker: s.Upstream.BreakerState(), Instances: make([]Instance, len(known))}
+	var wg sync.WaitGroup
+	for i, in := range known {
+		wg.Go(func() {
+			up.Instances[i] = Instance{Instance: i + 1, Report: a.probe(ctx, s.Name, i+1, in.ReadyURL),
+				InService: in.InService, Failures: in.Failures}
+		})
+	}
+	wg.Wait()
+	return up
+}
+
+// summary is a service's report from its instances' (see the package doc).
+func summary(instances []Instance) health.Report {
+	switch len(instances) {
+	case 0:
+		return health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{CheckInstances: health.Unhealthy}}
+	case 1:
+		return instances[0].Report
+	}
+	rep := health.Report{Checks: map[string]health.Status{}}
+	healthy, unhealthy := 0, 0
+	for _, in := range instances {
+		switch in.Status {
+		case health.Healthy:
+			healthy++
+		case health.Unhealthy:
+			unhealthy++
+		}
+		for check, st := range in.Checks {
+			if prev, ok := rep.Checks[check]; ok {
+				st = health.Worse(prev, st)
+			}
+			rep.Checks[check] = st
+		}
+	}
+	switch {
+	case healthy == len(instances):
+		rep.Status = health.Healthy
+	case unhealthy == len(instances):
+		rep.Status = health.Unhealthy
+	default:
+		rep.Status = health.Degraded
+	}
 	return rep
 }
 
@@ -181,24 +269,23 @@ func (a *Aggregator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	httpjson.Write(w, status, rep)
 }
 
-// probe asks one service for its readiness report.
-func (a *Aggregator) probe(ctx context.Context, s Service) health.Report {
-	ctx, cancel := context.WithTimeout(ctx, a.timeout)
-	defer cancel()
-	rep, check, err := a.fetch(ctx, s)
+// probe asks one instance of a service for its readiness report at readyURL, within
+// ctx's deadline.
+func (a *Aggregator) probe(ctx context.Context, service string, instance int, readyURL string) health.Report {
+	rep, check, err := a.fetch(ctx, readyURL)
 	if err != nil {
 		if ctx.Err() != nil {
 			check = CheckResponsive
 		}
-		a.log.WarnContext(ctx, "service readiness unknown", "service", s.Name, "check", check, "err", err)
+		a.log.WarnContext(ctx, "service readiness unknown", "service", service, "instance", instance, "check", check, "err", err)
 		return health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{check: health.Unhealthy}}
 	}
 	return rep
 }
 
-// fetch gets a service's report; on failure it names the check that failed.
-func (a *Aggregator) fetch(ctx context.Context, s Service) (health.Report, string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.URL, "/")+"/readyz", nil)
+// fetch gets an instance's report; on failure it names the check that failed.
+func (a *Aggregator) fetch(ctx context.Context, readyURL string) (health.Report, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, readyURL, nil)
 	if err != nil {
 		return health.Report{}, CheckReachable, err
 	}

@@ -8,12 +8,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -53,6 +55,22 @@ func closedURL(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
+// one is the balancer of a service with one instance, asked for readiness at url.
+func one(t *testing.T, url string) *balancer.Balancer {
+	t.Helper()
+	return instances(t, url)
+}
+
+// instances is the balancer of a service with an instance at each url.
+func instances(t *testing.T, urls ...string) *balancer.Balancer {
+	t.Helper()
+	b, err := balancer.New(balancer.Options{Name: "svc", URLs: urls})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 func selfReporting(rep health.Report) func(context.Context) health.Report {
 	return func(context.Context) health.Report { return rep }
 }
@@ -78,17 +96,18 @@ func TestEachServiceReportedWithWhyItFailed(t *testing.T) {
 	bogusStatus := serve(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, `{"status":"fine"}`) })
 
 	agg := newAggregator(t, []systemhealth.Service{
-		{Name: "healthy", URL: reporting(t, healthy) + "/"}, // a trailing slash is fine
-		{Name: "degraded", URL: reporting(t, degraded)},
-		{Name: "unhealthy", URL: reporting(t, unhealthy)},
-		{Name: "down", URL: closedURL(t)},
-		{Name: "hanging", URL: hanging},
-		{Name: "garbage", URL: garbage},
-		{Name: "notfound", URL: notFound},
-		{Name: "bogus", URL: bogusStatus},
+		{Name: "healthy", Upstream: one(t, reporting(t, healthy)+"/")}, // a trailing slash is fine
+		{Name: "degraded", Upstream: one(t, reporting(t, degraded))},
+		{Name: "unhealthy", Upstream: one(t, reporting(t, unhealthy))},
+		{Name: "down", Upstream: one(t, closedURL(t))},
+		{Name: "hanging", Upstream: one(t, hanging)},
+		{Name: "garbage", Upstream: one(t, garbage)},
+		{Name: "notfound", Upstream: one(t, notFound)},
+		{Name: "bogus", Upstream: one(t, bogusStatus)},
 	}, healthy, 300*time.Millisecond)
 
 	rep := agg.Check(context.Background())
+	rep.Upstreams = nil // TestEachInstanceIsShown
 	failed := func(check string) health.Report {
 		return health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{check: health.Unhealthy}}
 	}
@@ -130,7 +149,7 @@ func TestServicesAreAskedConcurrently(t *testing.T) {
 	}
 	var services []systemhealth.Service
 	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
-		services = append(services, systemhealth.Service{Name: name, URL: serve(t, barrier)})
+		services = append(services, systemhealth.Service{Name: name, Upstream: one(t, serve(t, barrier))})
 	}
 	rep := newAggregator(t, services, healthy, 5*time.Second).Check(context.Background())
 	if rep.Status != health.Healthy || len(rep.Services) != n+1 {
@@ -155,7 +174,7 @@ func TestStatusCodeFollowsTheWorstProgram(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: tc.service}}, tc.self, time.Second)
+			agg := newAggregator(t, []systemhealth.Service{{Name: "users", Upstream: one(t, tc.service)}}, tc.self, time.Second)
 			rec := httptest.NewRecorder()
 			agg.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
 			var rep systemhealth.Report
@@ -179,7 +198,7 @@ func TestProbesCarryTheRequestID(t *testing.T) {
 		got <- r.Header.Get(httpserver.RequestIDHeader)
 		httpjson.Write(w, http.StatusOK, healthy)
 	})
-	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: url}}, healthy, time.Second)
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", Upstream: one(t, url)}}, healthy, time.Second)
 	agg.Check(logging.WithRequestID(context.Background(), "health-1"))
 	if id := <-got; id != "health-1" {
 		t.Errorf("the service got request id %q, want health-1", id)
@@ -209,7 +228,7 @@ func TestConcurrentCallersShareOneCheck(t *testing.T) {
 	release := make(chan struct{})
 	// A cache that outlives the test: whoever comes while the check runs waits for
 	// it, whoever comes after is given its report; nobody starts a second one.
-	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: counting(t, &asked, release)}}, healthy, 5*time.Second).
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", Upstream: one(t, counting(t, &asked, release))}}, healthy, 5*time.Second).
 		CacheFor(time.Hour)
 
 	const callers = 20
@@ -243,7 +262,7 @@ func TestConcurrentCallersShareOneCheck(t *testing.T) {
 func TestTheSharedReportIsCheckedAgainOnceItIsOld(t *testing.T) {
 	t.Parallel()
 	var asked atomic.Int32
-	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: counting(t, &asked, nil)}}, healthy, 5*time.Second).
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", Upstream: one(t, counting(t, &asked, nil))}}, healthy, 5*time.Second).
 		CacheFor(20 * time.Millisecond)
 	if _, ok := agg.Shared(context.Background()); !ok || asked.Load() != 1 {
 		t.Fatalf("first check: asked %d", asked.Load())
@@ -255,7 +274,7 @@ func TestTheSharedReportIsCheckedAgainOnceItIsOld(t *testing.T) {
 		agg.Shared(context.Background())
 	}
 	// Without a cache every call checks.
-	agg = newAggregator(t, []systemhealth.Service{{Name: "users", URL: counting(t, &asked, nil)}}, healthy, 5*time.Second)
+	agg = newAggregator(t, []systemhealth.Service{{Name: "users", Upstream: one(t, counting(t, &asked, nil))}}, healthy, 5*time.Second)
 	before := asked.Load()
 	agg.Shared(context.Background())
 	agg.Shared(context.Background())
@@ -272,7 +291,7 @@ func TestAWaitingCallerCanLeave(t *testing.T) {
 	// Registered after the server's Close, so run before it: Close waits for the
 	// held answer.
 	t.Cleanup(func() { close(release) })
-	agg := newAggregator(t, []systemhealth.Service{{Name: "users", URL: url}}, healthy, 5*time.Second).
+	agg := newAggregator(t, []systemhealth.Service{{Name: "users", Upstream: one(t, url)}}, healthy, 5*time.Second).
 		CacheFor(time.Hour)
 	go agg.Shared(context.Background()) // the check that hangs until the test ends
 	for deadline := time.Now().Add(5 * time.Second); asked.Load() == 0; time.Sleep(time.Millisecond) {
@@ -284,5 +303,66 @@ func TestAWaitingCallerCanLeave(t *testing.T) {
 	cancel()
 	if _, ok := agg.Shared(ctx); ok {
 		t.Error("a caller that left got a report")
+	}
+}
+
+func TestEachInstanceIsShown(t *testing.T) {
+	t.Parallel()
+	degraded := health.Report{Status: health.Degraded, Checks: map[string]health.Status{"postgres": health.Healthy, "redis": health.Unhealthy}}
+	up, down := reporting(t, healthy), closedURL(t)
+	half := instances(t, up, down)
+	// The gateway's calls failed on the dead instance: it is out of service.
+	for range 3 {
+		for {
+			c, err := half.Pick(context.Background(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Instance().URL().String() == down {
+				c.Done(balancer.Failure)
+				break
+			}
+			c.Done(balancer.Abandoned)
+		}
+	}
+	agg := newAggregator(t, []systemhealth.Service{
+		{Name: "inventory", Upstream: half},
+		{Name: "payments", Upstream: instances(t, reporting(t, healthy), reporting(t, healthy))},
+		{Name: "users", Upstream: instances(t, reporting(t, healthy), reporting(t, degraded))},
+		{Name: "orders", Upstream: instances(t, closedURL(t), closedURL(t))},
+	}, healthy, time.Second)
+
+	rec := httptest.NewRecorder()
+	agg.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/health", nil))
+	body := rec.Body.String()
+	var rep systemhealth.Report
+	if err := json.Unmarshal([]byte(body), &rep); err != nil {
+		t.Fatal(err)
+	}
+	reachable := health.Report{Status: health.Unhealthy, Checks: map[string]health.Status{systemhealth.CheckReachable: health.Unhealthy}}
+	wantServices := map[string]health.Report{
+		// One of two ready: it still serves, on fewer instances.
+		"inventory": {Status: health.Degraded, Checks: map[string]health.Status{"postgres": health.Healthy, systemhealth.CheckReachable: health.Unhealthy}},
+		"payments":  healthy,
+		"users":     {Status: health.Degraded, Checks: map[string]health.Status{"postgres": health.Healthy, "redis": health.Unhealthy}},
+		"orders":    reachable,
+		"gateway":   healthy,
+	}
+	if !reflect.DeepEqual(rep.Services, wantServices) || rep.Status != health.Unhealthy {
+		t.Errorf("services %+v (%s)\nwant     %+v (unhealthy)", rep.Services, rep.Status, wantServices)
+	}
+	wantInventory := systemhealth.Upstream{Breaker: "closed", Instances: []systemhealth.Instance{
+		{Instance: 1, Report: healthy, InService: true},
+		{Instance: 2, Report: reachable, InService: false, Failures: 3},
+	}}
+	if got := rep.Upstreams["inventory"]; !reflect.DeepEqual(got, wantInventory) {
+		t.Errorf("inventory's instances %+v\nwant %+v", got, wantInventory)
+	}
+	if n := len(rep.Upstreams["payments"].Instances); n != 2 || len(rep.Upstreams) != 4 {
+		t.Errorf("upstreams %+v; want every service's instances", rep.Upstreams)
+	}
+	// The public report shows no address.
+	if strings.Contains(body, "127.0.0.1") {
+		t.Errorf("the report shows addresses: %s", body)
 	}
 }
