@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -47,11 +48,29 @@ func (d Deps) tracing(next http.Handler) http.Handler {
 	if d.Tracing == nil {
 		return next
 	}
+	if !d.Tracing.Exporting {
+		return traceIDs(d.Tracing, next)
+	}
 	return otelhttp.NewHandler(next, "http.server",
 		otelhttp.WithTracerProvider(d.Tracing.Provider),
 		otelhttp.WithPropagators(d.Tracing.Propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
 	)
+}
+
+// traceIDs gives each request a span when spans are not exported: the caller's trace
+// (traceparent) or a new one, so that the logs name it and the calls the request
+// makes pass it on. The span records nothing, so it is given no attributes: the
+// otelhttp handler would compute a dozen for each request, and its metrics, for
+// nobody.
+func traceIDs(t *telemetry.Tracing, next http.Handler) http.Handler {
+	tracer := t.Provider.Tracer("github.com/bazaar-shop/bazaar/pkg/httpserver")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := t.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, "http.server")
+		defer span.End()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 var saneID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
