@@ -173,8 +173,8 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	set := loadBenchSettings(b)
 	redisURL := redistest.New(b)
 
-	upstream := startBenchChild(b, "upstream", nil, regexp.MustCompile(`upstream listening (\S+)`))
-	nginxAddr := startNginx(b, nginxBin, upstream)
+	upstream, upstreamPID := startBenchChild(b, "upstream", nil, regexp.MustCompile(`upstream listening (\S+)`))
+	nginxAddr, nginxPID := startNginx(b, nginxBin, upstream)
 
 	// The users service's part: a key set the gateway trusts, and tokens signed with
 	// its key, one user per connection.
@@ -206,7 +206,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		}
 		env = append(env, benchProfileEnv+"="+set.profile)
 	}
-	gateway := startBenchChild(b, "gateway", env, regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`))
+	gateway, gatewayPID := startBenchChild(b, "gateway", env, regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`))
 
 	const path = "/api/v1/orders"
 	reqs := make([][]byte, set.conns)
@@ -219,10 +219,14 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 			"Authorization: Bearer " + tok + "\r\n\r\n")
 	}
 
-	targets := []struct{ name, addr string }{{"upstream direct", upstream}, {"nginx " + nginxVersion(nginxBin), nginxAddr}, {"gateway", gateway}}
-	results := make([][]httpload.Result, len(targets))
+	targets := []struct {
+		name, addr string
+		pid        int // whose CPU time is measured: the server's (nginx's workers included)
+	}{{"upstream direct", upstream, upstreamPID}, {"nginx " + nginxVersion(nginxBin), nginxAddr, nginxPID}, {"gateway", gateway, gatewayPID}}
+	runs := make([][]benchRow, len(targets))
 	for range set.rounds {
 		for i, t := range targets {
+			cpu := cpuOf(t.pid)
 			res, err := httpload.Run(context.Background(), httpload.Options{
 				Addr: t.addr, Requests: reqs, Conns: set.conns, Warmup: set.warmup, Duration: set.duration,
 			})
@@ -233,13 +237,14 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 				b.Fatalf("%s: statuses %v, %d broken connections (first: %v); first answer:\n%s",
 					t.name, res.Statuses, res.Errors, res.FirstErr, res.Sample)
 			}
-			results[i] = append(results[i], res)
+			cpu = cpuOf(t.pid) - cpu
+			runs[i] = append(runs[i], benchRow{name: t.name, res: res, cpu: cpu / time.Duration(res.All)})
 		}
 	}
 
 	rows := make([]benchRow, len(targets))
-	for i, t := range targets {
-		rows[i] = benchRow{name: t.name, res: median(results[i])}
+	for i := range targets {
+		rows[i] = median(runs[i])
 	}
 	nginx, gw := rows[1].res, rows[2].res
 	table := benchTable(rows, nginx)
@@ -248,6 +253,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	b.ReportMetric(nginx.RPS(), "nginx-req/s")
 	b.ReportMetric(gw.RPS()/nginx.RPS(), "gateway/nginx")
 	b.ReportMetric(float64(gw.P99)/float64(nginx.P99), "p99-gateway/nginx")
+	b.ReportMetric(float64(rows[2].cpu.Microseconds()), "gateway-CPU-µs/req")
 	b.ReportMetric(0, "ns/op") // one whole run, not a per-op time
 
 	if set.doc != "off" {
@@ -261,26 +267,67 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	}
 }
 
+// benchRow is one run of one target.
 type benchRow struct {
 	name string
 	res  httpload.Result
+	cpu  time.Duration // the server's CPU time per request
 }
 
 // median is the run of median throughput.
-func median(rs []httpload.Result) httpload.Result {
+func median(rs []benchRow) benchRow {
 	s := slices.Clone(rs)
-	slices.SortFunc(s, func(a, b httpload.Result) int { return a.Requests - b.Requests })
+	slices.SortFunc(s, func(a, b benchRow) int { return a.res.Requests - b.res.Requests })
 	return s[len(s)/2]
 }
 
 func benchTable(rows []benchRow, nginx httpload.Result) string {
 	var sb strings.Builder
-	sb.WriteString("| target | req/s | p50 | p99 | req/s ÷ nginx | p99 ÷ nginx |\n|---|---|---|---|---|---|\n")
+	sb.WriteString("| target | req/s | p50 | p99 | req/s ÷ nginx | p99 ÷ nginx | server CPU per request |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "| %s | %.0f | %s | %s | %.2f | %.2f |\n", r.name, r.res.RPS(),
-			ms(r.res.P50), ms(r.res.P99), r.res.RPS()/nginx.RPS(), float64(r.res.P99)/float64(nginx.P99))
+		fmt.Fprintf(&sb, "| %s | %.0f | %s | %s | %.2f | %.2f | %d µs |\n", r.name, r.res.RPS(),
+			ms(r.res.P50), ms(r.res.P99), r.res.RPS()/nginx.RPS(), float64(r.res.P99)/float64(nginx.P99), r.cpu.Microseconds())
 	}
 	return sb.String()
+}
+
+// cpuOf is the CPU time (user and system) used so far by process pid and its
+// children, which for nginx are its workers, read from /proc; 0 where there is none.
+func cpuOf(pid int) time.Duration {
+	total := procCPU(pid)
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if n, err := strconv.Atoi(d.Name()); err == nil && n != pid {
+			if ppid, _ := procStat(n); ppid == pid {
+				total += procCPU(n)
+			}
+		}
+	}
+	return total
+}
+
+func procCPU(pid int) time.Duration {
+	_, cpu := procStat(pid)
+	return cpu
+}
+
+// procStat reads a process's parent and CPU time from /proc/<pid>/stat, whose fields
+// after the command's closing parenthesis are state, ppid, … utime (12th), stime
+// (13th), in clock ticks of 1/100 s (USER_HZ on Linux).
+func procStat(pid int) (ppid int, cpu time.Duration) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, 0
+	}
+	ppid, _ = strconv.Atoi(f[1])
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	return ppid, time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
@@ -326,7 +373,7 @@ func machine() string {
 // startBenchChild starts the test binary again as role with env, waits for its
 // address to appear in its output (matched by addr's first group) and stops it when
 // the benchmark ends. Its output goes to a file, as a server's log would.
-func startBenchChild(b *testing.B, role string, env []string, addr *regexp.Regexp) string {
+func startBenchChild(b *testing.B, role string, env []string, addr *regexp.Regexp) (string, int) {
 	b.Helper()
 	out, err := os.CreateTemp(b.TempDir(), role+"-*.log")
 	if err != nil {
@@ -353,7 +400,7 @@ func startBenchChild(b *testing.B, role string, env []string, addr *regexp.Regex
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		log, _ := os.ReadFile(out.Name())
 		if m := addr.FindSubmatch(log); m != nil {
-			return string(m[1])
+			return string(m[1]), cmd.Process.Pid
 		}
 		select {
 		case err := <-exited:
@@ -364,7 +411,7 @@ func startBenchChild(b *testing.B, role string, env []string, addr *regexp.Regex
 	}
 	log, _ := os.ReadFile(out.Name())
 	b.Fatalf("%s did not listen within 30s:\n%s", role, log)
-	return ""
+	return "", 0
 }
 
 // findNginx is the nginx binary on PATH or where Debian puts it.
@@ -418,8 +465,8 @@ http {
 `
 
 // startNginx starts nginx in front of upstream on a free port, stopped when the
-// benchmark ends, and returns its address.
-func startNginx(b *testing.B, bin, upstream string) string {
+// benchmark ends, and returns its address and its master process's id.
+func startNginx(b *testing.B, bin, upstream string) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -461,7 +508,7 @@ func startNginx(b *testing.B, bin, upstream string) string {
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		if c, err := net.Dial("tcp", addr); err == nil {
 			c.Close()
-			return addr
+			return addr, cmd.Process.Pid
 		}
 		select {
 		case err := <-exited:
@@ -472,5 +519,5 @@ func startNginx(b *testing.B, bin, upstream string) string {
 		}
 	}
 	b.Fatalf("nginx did not listen on %s within 10s", addr)
-	return ""
+	return "", 0
 }

@@ -34,6 +34,7 @@ type Options struct {
 // Result is what a run measured. Latencies are those of the answers counted.
 type Result struct {
 	Requests int           // answers received within Duration
+	All      int           // answers received, the warm-up's included
 	Statuses map[int]int   // how many of them had each status
 	Errors   int           // connections broken (each is redialled)
 	Elapsed  time.Duration // the measured span
@@ -81,6 +82,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res := Result{Statuses: map[int]int{}, Elapsed: o.Duration}
 	for _, w := range workers {
 		res.Requests += len(w.lat)
+		res.All += w.all
 		res.Errors += w.errors
 		if res.FirstErr == nil {
 			res.FirstErr = w.firstErr
@@ -109,6 +111,7 @@ type worker struct {
 	from, until time.Time
 	lat         []time.Duration
 	statuses    map[int]int
+	all         int
 	errors      int
 	firstErr    error
 	sample      []byte
@@ -167,6 +170,7 @@ func (w *worker) serve(conn net.Conn) error {
 			return err
 		}
 		t1 := time.Now()
+		w.all++
 		if !t0.Before(w.from) && !t1.After(w.until) {
 			w.lat = append(w.lat, t1.Sub(t0))
 			w.statuses[status]++
