@@ -18,6 +18,29 @@
 // an event the gateway never sees. Every answer says where it came from in X-Cache:
 // HIT or MISS.
 //
+// # ETags and conditional reads
+//
+// Every 200 answer carries a strong ETag, the SHA-256 of its body (httpserver.ETag),
+// kept with the copy and computed for a MISS too, which is why an answer is held
+// until it is whole before it is sent (one over MaxBody is let through untagged). A
+// request whose If-None-Match matches the answer it would get is answered 304 Not
+// Modified, with the ETag and no body, from a copy or after asking the upstream
+// alike. The tag is of the bytes, so every replica gives the same one, and a change
+// to the product (its stock, its updated_at) gives a new one.
+//
+// # Coalescing
+//
+// Requests for a copy that is not kept wait for one request to the upstream instead
+// of each making its own: the first of them asks (a "miss"), the others arriving
+// while it does ("shared") are given its answer once it has been kept. So a crowd
+// reading a cold product costs inventory one request per gateway process. Only an
+// answer that may be kept is shared; after an error, or an answer that may not be
+// kept, each waiting request asks for itself, as it would have without coalescing,
+// and gets its own answer (a problem names its own request). The upstream request
+// is not cancelled when its client leaves, since others may be waiting for it; the
+// proxy's UPSTREAM_TIMEOUT bounds it. A request whose client leaves while it waits
+// stops waiting.
+//
 // # Dropping, and the race it must not lose
 //
 // A copy is filed under a generation: one counter per product, one for all list pages.
@@ -28,8 +51,18 @@
 // read that fetched the product just before a change, and stores its answer just
 // after the change's event was handled, stores it under the old generation, so the
 // stale answer is never served. (Deleting a key alone would lose that race and serve
-// stale stock for a whole TTL.) The counters have no TTL: there is one per product
-// that ever changed, and one for the lists.
+// stale stock for a whole TTL.) A copy is also written only while its generation is
+// still the counter's (in one script), so a late stale answer does not write over a
+// fresh copy either. The counters have no TTL: there is one per product that ever
+// changed, and one for the lists.
+//
+// Coalescing keeps this: requests share an upstream request only when they read the
+// same generation. A request that begins after a change's event was handled reads
+// the new generation, so it never waits for a request that began before the change,
+// and never gets that request's answer; it asks the upstream (or shares a request
+// that, like it, began after the event). Requests that began before the event may
+// get the answer from before the change, which is what they would have got a moment
+// earlier without a cache; it is never kept as current, nor given to anyone later.
 //
 // # Redis down
 //
@@ -55,6 +88,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +97,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
 
@@ -128,17 +163,21 @@ type Cache struct {
 	// downUntil is when, in Unix nanoseconds, the cache is used again after a Redis
 	// failure.
 	downUntil atomic.Int64
+
+	mu sync.Mutex
+	// flights are the requests to the upstream under way, by slot key and generation.
+	flights map[string]*flight
 }
 
 // New is a cache in the Redis rdb talks to.
 func New(rdb *redis.Client, opts Options) *Cache {
-	c := &Cache{rdb: rdb, ttl: opts.TTL, opTimeout: opts.OpTimeout, log: opts.Log}
+	c := &Cache{rdb: rdb, ttl: opts.TTL, opTimeout: opts.OpTimeout, log: opts.Log, flights: map[string]*flight{}}
 	if c.opTimeout <= 0 {
 		c.opTimeout = DefaultOpTimeout
 	}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_product_cache_lookups_total",
-		Help: "Product cache lookups by kind (product, list) and result: hit, miss, uncached (a list cursor no kept page handed out), error (Redis failed) or bypassed (skipped after a failure).",
+		Help: "Product cache lookups by kind (product, list) and result: hit, miss (asked the upstream), shared (waited for another request's miss of the same copy), uncached (a list cursor no kept page handed out), error (Redis failed) or bypassed (skipped after a failure).",
 	}, []string{"kind", "result"})
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(c.lookups)
@@ -265,14 +304,29 @@ func (c *Cache) Forget(ctx context.Context, ids ...uuid.UUID) error {
 type entry struct {
 	gen         int64
 	contentType string
+	etag        string // of body (httpserver.ETag)
 	body        []byte
 }
 
+// flight is one request to the upstream for the copy of a slot at one generation.
+// The requests for the same copy that arrive while it is under way wait for it and
+// are given its answer instead of asking the upstream themselves (coalescing).
+type flight struct {
+	done chan struct{} // closed once shared is set, or will never be
+	// shared is the answer for the waiting requests: one that may be kept; nil when
+	// the request brought nothing that may be shared (an error, say).
+	shared *entry
+}
+
+// statusClientClosedRequest is what a request that stopped waiting for a flight
+// because its client left is counted as, as the proxy does (nginx's 499).
+const statusClientClosedRequest = 499
+
 func (c *Cache) serve(w http.ResponseWriter, r *http.Request, s slot, next http.Handler) {
+	w.Header().Set(Header, Miss)
 	if time.Now().UnixNano() < c.downUntil.Load() {
 		c.lookups.WithLabelValues(s.kind, "bypassed").Inc()
-		w.Header().Set(Header, Miss)
-		next.ServeHTTP(w, r)
+		passThrough(w, r, next)
 		return
 	}
 	e, gen, hit, known, err := c.lookup(r.Context(), s)
@@ -280,41 +334,114 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, s slot, next http.
 	case err != nil:
 		c.lookups.WithLabelValues(s.kind, "error").Inc()
 		c.failed(r.Context(), "product cache unavailable; passing through", err)
-		w.Header().Set(Header, Miss)
-		next.ServeHTTP(w, r)
+		passThrough(w, r, next)
 		return
 	case hit:
 		c.lookups.WithLabelValues(s.kind, "hit").Inc()
-		h := w.Header()
-		h.Set(Header, Hit)
-		if e.contentType != "" {
-			h.Set("Content-Type", e.contentType)
-		}
-		h.Set("Content-Length", strconv.Itoa(len(e.body)))
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(e.body)
+		send(w, r, e, Hit)
 		return
 	case !known:
 		// A cursor no kept page handed out: answered, never kept.
 		c.lookups.WithLabelValues(s.kind, "uncached").Inc()
-		w.Header().Set(Header, Miss)
-		next.ServeHTTP(w, r)
+		passThrough(w, r, next)
 		return
 	}
+
+	// A miss. One request per copy and generation goes to the upstream; the others
+	// for the same copy wait for its answer. The generation is part of what they
+	// share: a request that looked the slot up after a change's event was handled has
+	// read the new generation, so it never joins a request that began before the
+	// change, and never gets its answer.
+	key := s.key + "@" + strconv.FormatInt(gen, 10)
+	c.mu.Lock()
+	if f, ok := c.flights[key]; ok {
+		c.mu.Unlock()
+		c.lookups.WithLabelValues(s.kind, "shared").Inc()
+		select {
+		case <-f.done:
+		case <-r.Context().Done():
+			w.WriteHeader(statusClientClosedRequest)
+			return
+		}
+		if f.shared != nil {
+			send(w, r, *f.shared, Miss)
+			return
+		}
+		// Nothing to share: each waiting request asks for itself, as it would have
+		// without coalescing, and gets its own answer (a problem names its request).
+		passThrough(w, r, next)
+		return
+	}
+	f := &flight{done: make(chan struct{})}
+	c.flights[key] = f
+	c.mu.Unlock()
 	c.lookups.WithLabelValues(s.kind, "miss").Inc()
-	w.Header().Set(Header, Miss)
-	rec := &recorder{ResponseWriter: w}
-	next.ServeHTTP(rec, r)
-	if !rec.keepable() {
+	c.lead(w, r, s, gen, next, key, f)
+}
+
+// lead asks next for slot s's copy at generation gen, for its own client and for the
+// requests waiting on f (filed under key): it keeps the answer when it may be kept,
+// shares it, and answers its own client. The flight ends once the answer is kept (so
+// that a request arriving after that finds the copy) and before this client is
+// written to (so that a slow client delays nobody else), or when next panics (the
+// proxy aborts an answer cut off on its way), which then goes on.
+func (c *Cache) lead(w http.ResponseWriter, r *http.Request, s slot, gen int64, next http.Handler, key string, f *flight) {
+	landed := false
+	land := func() {
+		landed = true
+		c.mu.Lock()
+		delete(c.flights, key)
+		c.mu.Unlock()
+		close(f.done)
+	}
+	defer func() {
+		if !landed {
+			land()
+		}
+	}()
+	// The upstream request is not cancelled when this client leaves: others may be
+	// waiting for its answer. The proxy bounds it by UPSTREAM_TIMEOUT all the same.
+	cp := newCapture(w)
+	next.ServeHTTP(cp, r.WithContext(context.WithoutCancel(r.Context())))
+	if cp.keepable() {
+		e := entry{gen: gen, contentType: cp.header.Get("Content-Type"), etag: httpserver.ETag(cp.body.Bytes()), body: cp.body.Bytes()}
+		// Kept before the flight lands and before this client has its answer, so
+		// that by the time any client has the end of this MISS, the next read is a
+		// HIT. It costs the MISS one round trip to Redis.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.opTimeout)
+		if err := c.store(ctx, s, e); err != nil {
+			c.failed(r.Context(), "product cache not written", err)
+		}
+		cancel()
+		f.shared = &e
+	}
+	land()
+	cp.send(w, r)
+}
+
+// passThrough answers r with next as it answers, an ETag added to a 200.
+func passThrough(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	cp := newCapture(w)
+	next.ServeHTTP(cp, r)
+	cp.send(w, r)
+}
+
+// send answers r with a kept or shared copy, or 304 Not Modified when r already has
+// it (If-None-Match). xcache says where it came from.
+func send(w http.ResponseWriter, r *http.Request, e entry, xcache string) {
+	h := w.Header()
+	h.Set(Header, xcache)
+	h.Set("ETag", e.etag)
+	if httpserver.NoneMatch(r, e.etag) {
+		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	// Stored before the handler returns, so that by the time the client has the end
-	// of a MISS, its next read is a HIT. It costs the MISS one round trip to Redis.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), c.opTimeout)
-	defer cancel()
-	if err := c.store(ctx, s, entry{gen: gen, contentType: rec.Header().Get("Content-Type"), body: rec.body.Bytes()}); err != nil {
-		c.failed(r.Context(), "product cache not written", err)
+	if e.contentType != "" {
+		h.Set("Content-Type", e.contentType)
 	}
+	h.Set("Content-Length", strconv.Itoa(len(e.body)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(e.body)
 }
 
 // failed logs a Redis failure and leaves the cache out for bypassFor.
@@ -334,7 +461,7 @@ func (c *Cache) lookup(ctx context.Context, s slot) (e entry, gen int64, hit, kn
 	var cursorCmd *redis.BoolCmd
 	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		genCmd = p.Get(ctx, s.gen)
-		entryCmd = p.HMGet(ctx, s.key, "gen", "content_type", "body")
+		entryCmd = p.HMGet(ctx, s.key, "gen", "content_type", "body", "etag")
 		if s.cursor != "" {
 			cursorCmd = p.SIsMember(ctx, cursorsKey, s.cursor)
 		}
@@ -352,7 +479,7 @@ func (c *Cache) lookup(ctx context.Context, s slot) (e entry, gen int64, hit, kn
 		return entry{}, 0, false, false, err
 	}
 	v := entryCmd.Val()
-	if len(v) != 3 || v[0] == nil || v[2] == nil {
+	if len(v) != 4 || v[0] == nil || v[2] == nil {
 		return entry{}, gen, false, known, nil
 	}
 	stored, _ := v[0].(string)
@@ -361,24 +488,39 @@ func (c *Cache) lookup(ctx context.Context, s slot) (e entry, gen int64, hit, kn
 	}
 	ct, _ := v[1].(string)
 	body, _ := v[2].(string)
-	return entry{gen: gen, contentType: ct, body: []byte(body)}, gen, true, known, nil
+	etag, _ := v[3].(string)
+	if etag == "" {
+		etag = httpserver.ETag([]byte(body)) // kept by a gateway from before ETags
+	}
+	return entry{gen: gen, contentType: ct, etag: etag, body: []byte(body)}, gen, true, known, nil
 }
 
+// storeScript keeps a copy (KEYS[1]) filed under generation ARGV[1], but only while
+// that is still its generation counter's (KEYS[2]) value: a copy fetched before a
+// drop is not written over one fetched after it. It also remembers the page's
+// next_cursor (ARGV[6], "" for none) in the set KEYS[3]. Both expire after ARGV[5]
+// milliseconds. It returns 1 when it kept the copy, 0 when the copy was stale.
+var storeScript = redis.NewScript(`
+if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'content_type', ARGV[2], 'etag', ARGV[3], 'body', ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+if ARGV[6] ~= '' then
+  redis.call('SADD', KEYS[3], ARGV[6])
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return 1
+`)
+
+// store keeps e in slot s unless a drop has made it stale since it was fetched.
 func (c *Cache) store(ctx context.Context, s slot, e entry) error {
 	next := ""
 	if s.kind == "list" {
 		next = nextCursor(e.body)
 	}
-	_, err := c.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.HSet(ctx, s.key, "gen", e.gen, "content_type", e.contentType, "body", e.body)
-		p.PExpire(ctx, s.key, c.ttl)
-		if next != "" {
-			p.SAdd(ctx, cursorsKey, next)
-			p.PExpire(ctx, cursorsKey, c.ttl)
-		}
-		return nil
-	})
-	return err
+	return storeScript.Run(ctx, c.rdb, []string{s.key, s.gen, cursorsKey},
+		strconv.FormatInt(e.gen, 10), e.contentType, e.etag, e.body, c.ttl.Milliseconds(), next).Err()
 }
 
 // nextCursor is a list page's next_cursor, "" when it has none or is not a page.
@@ -392,45 +534,107 @@ func nextCursor(body []byte) string {
 	return *page.NextCursor
 }
 
-// recorder passes an answer through to the client and keeps a copy of it.
-type recorder struct {
-	http.ResponseWriter
+// capture holds next's answer until it is whole, so that its ETag (of the whole body)
+// can head it and it can be kept and shared. An answer that grows past MaxBody is let
+// through to the client from then on instead, and is neither tagged nor kept.
+type capture struct {
+	w        http.ResponseWriter // the client's
+	header   http.Header
 	status   int
 	body     bytes.Buffer
-	overflow bool // over MaxBody: not kept
+	streamed bool // past MaxBody: the header and body go on to w
 }
 
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
+func newCapture(w http.ResponseWriter) *capture {
+	return &capture{w: w, header: http.Header{}}
 }
 
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
+func (c *capture) Header() http.Header {
+	if c.streamed {
+		return c.w.Header()
 	}
-	if !r.overflow {
-		if r.body.Len()+len(b) > MaxBody {
-			r.overflow = true
-			r.body = bytes.Buffer{}
-		} else {
-			r.body.Write(b)
+	return c.header
+}
+
+func (c *capture) WriteHeader(code int) {
+	if code < 200 {
+		return // an informational answer (103 Early Hints) is not worth passing on
+	}
+	if c.status == 0 {
+		c.status = code
+	}
+}
+
+func (c *capture) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if !c.streamed && c.body.Len()+len(b) > MaxBody {
+		c.stream()
+	}
+	if c.streamed {
+		return c.w.Write(b)
+	}
+	return c.body.Write(b)
+}
+
+// FlushError holds the answer until it is whole, unless it is already let through;
+// the proxy flushes an answer of unknown length after every read.
+func (c *capture) FlushError() error {
+	if c.streamed {
+		return http.NewResponseController(c.w).Flush()
+	}
+	return nil
+}
+
+// stream sends what has been held and lets the rest through.
+func (c *capture) stream() {
+	c.streamed = true
+	h := c.w.Header()
+	for k, v := range c.header {
+		h[k] = v
+	}
+	c.w.WriteHeader(c.status)
+	_, _ = c.w.Write(c.body.Bytes()) // a failure shows again in the next write
+	c.body = bytes.Buffer{}
+}
+
+// send answers the client with what was held, with every header next set: a 200
+// tagged with its ETag, or 304 Not Modified when r already has it.
+func (c *capture) send(w http.ResponseWriter, r *http.Request) {
+	if c.streamed {
+		return
+	}
+	h := w.Header()
+	for k, v := range c.header {
+		h[k] = v
+	}
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if c.status == http.StatusOK {
+		etag := httpserver.ETag(c.body.Bytes())
+		h.Set("ETag", etag)
+		if httpserver.NoneMatch(r, etag) {
+			h.Del("Content-Type")
+			h.Del("Content-Length")
+			w.WriteHeader(http.StatusNotModified)
+			return
 		}
 	}
-	return r.ResponseWriter.Write(b)
+	if c.status != http.StatusNoContent && c.status != http.StatusNotModified {
+		h.Set("Content-Length", strconv.Itoa(c.body.Len()))
+	}
+	w.WriteHeader(c.status)
+	_, _ = w.Write(c.body.Bytes())
 }
 
-// Unwrap lets http.ResponseController reach the writer underneath.
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-// keepable reports whether the answer may be kept: a whole 200 that says nothing
-// against it. (An answer cut off on its way, say by an upstream that died, never gets
-// here: the proxy aborts the request.)
-func (r *recorder) keepable() bool {
-	h := r.Header()
-	if r.status != http.StatusOK || r.overflow || h.Get("Content-Encoding") != "" || h.Get("Set-Cookie") != "" {
+// keepable reports whether the answer may be kept and shared: a whole 200 that says
+// nothing against it. (An answer cut off on its way, say by an upstream that died,
+// never gets here: the proxy aborts the request.)
+func (c *capture) keepable() bool {
+	h := c.header
+	if c.streamed || c.status != http.StatusOK || h.Get("Content-Encoding") != "" || h.Get("Set-Cookie") != "" {
 		return false
 	}
 	cc := strings.ToLower(strings.Join(h.Values("Cache-Control"), ","))

@@ -83,7 +83,8 @@ func openRedis(t *testing.T, url string) *redis.Client {
 
 type fixture struct {
 	cache *productcache.Cache
-	rdb   *redis.Client // the cache's
+	reg   *prometheus.Registry // the cache's metrics
+	rdb   *redis.Client        // the cache's
 	// events is the client the invalidator reads with, as in the gateway: one
 	// without the cache's short time limits, since its reads block.
 	events *redis.Client
@@ -103,8 +104,10 @@ func newFixture(t *testing.T, redisURL string, answer func(http.ResponseWriter, 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { events.Close() })
+	reg := prometheus.NewRegistry()
 	f := &fixture{
-		cache:  productcache.New(rdb, productcache.Options{TTL: time.Minute, Log: log}),
+		cache:  productcache.New(rdb, productcache.Options{TTL: time.Minute, Log: log, Registerer: reg}),
+		reg:    reg,
 		rdb:    rdb,
 		events: events,
 		up:     &upstream{calls: map[string]int{}, answer: answer},
