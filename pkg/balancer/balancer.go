@@ -28,8 +28,11 @@
 //
 // # Each instance's breaker: ejection, backoff, re-admission
 //
-// The caller says how each call went (Call.Done); what counts as a failure is its to
-// say. After EjectAfter failures in a row an instance is ejected: it gets no calls
+// The caller says how each call went (Call.Done): a Failure is a call the instance
+// did not answer (a refused or dropped connection, a time-out), which the caller
+// tells apart from an error it answered (ServiceError: a 5xx, which may well be the
+// service's as a whole, such as its database down, and shows the instance up). After
+// EjectAfter failures in a row an instance is ejected: it gets no calls
 // for EjectBackoff, doubled for each ejection in a row up to EjectBackoffMax (an
 // instance that stayed in service for EjectBackoffMax starts again at EjectBackoff).
 // Once that time is up its /readyz is asked (an active check), and again every
@@ -42,9 +45,9 @@
 // # The upstream's breaker
 //
 // The upstream as a whole has a circuit breaker too (sony/gobreaker). It opens after
-// BreakerFailures failures in a row that took in every instance in service (so one bad
-// instance among good ones never opens it; its own ejection deals with it), or calls
-// that found no instance in service. While open, Pick fails at once; after
+// BreakerFailures failures or service errors in a row that took in every instance in
+// service (so one bad instance among good ones never opens it), or calls that found
+// no instance in service. While open, Pick fails at once; after
 // BreakerCooldown one trial call goes through, and closes it if it succeeds.
 //
 // Pick fails with an *apperr.Error of code Unavailable, whose message names the
@@ -423,9 +426,13 @@ type Outcome int
 const (
 	// Success: the instance answered. Its failures in a row start again from zero.
 	Success Outcome = iota
-	// Failure: counts toward ejecting the instance and opening the upstream's
-	// breaker.
+	// Failure: the instance gave no answer. It counts toward ejecting the instance
+	// and opening the upstream's breaker.
 	Failure
+	// ServiceError: the instance answered with an error that may be the service's as
+	// a whole (a 5xx). It counts toward opening the upstream's breaker, not toward
+	// ejecting the instance, whose failures in a row start again: it is up.
+	ServiceError
 	// Abandoned: the caller gave up before an answer; it says nothing about the
 	// instance.
 	Abandoned
@@ -456,6 +463,9 @@ func (c *Call) Done(o Outcome) {
 	case Failure:
 		c.b.failed(c.in)
 		c.done(errFailed)
+	case ServiceError:
+		c.b.erred(c.in)
+		c.done(errFailed)
 	default:
 		c.done(errAbandoned)
 	}
@@ -470,6 +480,14 @@ func (b *Balancer) succeeded(in *Instance) {
 		for _, other := range *b.instances.Load() {
 			other.failedInRun.Store(false)
 		}
+	}
+}
+
+func (b *Balancer) erred(in *Instance) {
+	in.failedInRun.Store(true)
+	b.runFailed.Store(true)
+	if in.failures.Load() != 0 {
+		in.failures.Store(0)
 	}
 }
 

@@ -310,6 +310,28 @@ func TestOneBadInstanceAmongGoodOnesNeverOpensTheUpstreamsBreaker(t *testing.T) 
 	}
 }
 
+// An error the instance answered shows it up: it is not ejected for it, but the
+// upstream's breaker counts it.
+func TestServiceErrorsCountForTheBreakerNotForEjection(t *testing.T) {
+	t.Parallel()
+	a, c := "http://127.0.0.1:1", "http://127.0.0.1:2"
+	b := newBalancer(t, balancer.Options{URLs: []string{a, c},
+		Settings: balancer.Settings{EjectAfter: 2, BreakerFailures: 7}})
+	fail(t, b, a, 1)
+	for range 3 {
+		pickOn(t, b, a).Done(balancer.ServiceError)
+		pickOn(t, b, c).Done(balancer.ServiceError)
+	}
+	for _, in := range b.Instances(context.Background()) {
+		if !in.InService || in.Failures != 0 {
+			t.Errorf("%+v after service errors; want in service, no failures in a row", in)
+		}
+	}
+	if s := b.BreakerState(); s != "open" {
+		t.Errorf("breaker %s after 7 failures and errors in a row from every instance; want open", s)
+	}
+}
+
 func TestCallsTheirCallersAbandonedCountForNothing(t *testing.T) {
 	t.Parallel()
 	b := newBalancer(t, balancer.Options{URLs: []string{"http://127.0.0.1:1"},

@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
@@ -26,8 +29,11 @@ import (
 // its own.
 type settings struct {
 	platform.Config
-	InventoryURL string // INVENTORY_URL: inventory's internal listener
-	PaymentsURL  string // PAYMENTS_URL: payments' internal listener
+	// InventoryURL (INVENTORY_URL) is inventory's internal listener: one base URL, or
+	// one per instance, comma-separated, or a name resolving to several
+	// (pkg/balancer); each instance's /readyz is asked there.
+	InventoryURL string
+	PaymentsURL  string // PAYMENTS_URL: payments' internal listener, the same way
 	// SagaInlineTimeout bounds how long POST /orders runs the saga before answering
 	// 202 with the order still in progress (SAGA_INLINE_TIMEOUT).
 	SagaInlineTimeout time.Duration
@@ -46,9 +52,11 @@ type settings struct {
 	// (504 when its processor is slow) before the saga gives up and has to treat the
 	// charge as unknown.
 	PaymentsTimeout time.Duration
-	// BreakerCooldown is how long an open circuit breaker fails calls at once before
-	// a trial call (BREAKER_COOLDOWN).
-	BreakerCooldown time.Duration
+	// Balancing tunes the balancers over inventory's and payments' instances: an
+	// instance's ejection (EJECT_AFTER, EJECT_BACKOFF, EJECT_BACKOFF_MAX), how often
+	// names are resolved again (RESOLVE_EVERY), and how long an open circuit breaker
+	// fails calls at once before a trial call (BREAKER_COOLDOWN).
+	Balancing balancer.Settings
 	// Retention is how long step logs and Idempotency-Keys are kept
 	// (SAGA_STEPS_RETENTION, SAGA_STEPS_KEEP, IDEMPOTENCY_KEY_RETENTION).
 	Retention postgres.Retention
@@ -57,27 +65,45 @@ type settings struct {
 // loadSettings reads the configuration; the error names every bad variable.
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
+	var bad []error // bad lists of URLs (urlList)
 	s := settings{
 		Config:            platform.LoadConfig(env, "orders", ":8084", ":9084"),
-		InventoryURL:      env.URL("INVENTORY_URL", "http://127.0.0.1:9082", "http", "https"),
-		PaymentsURL:       env.URL("PAYMENTS_URL", "http://127.0.0.1:9083", "http", "https"),
+		InventoryURL:      urlList(env, "INVENTORY_URL", "http://127.0.0.1:9082", &bad),
+		PaymentsURL:       urlList(env, "PAYMENTS_URL", "http://127.0.0.1:9083", &bad),
 		SagaInlineTimeout: env.Duration("SAGA_INLINE_TIMEOUT", 3*time.Second),
 		ChargeBudget:      env.Duration("CHARGE_BUDGET", 2*time.Minute),
 		RecoverEvery:      env.Duration("RECOVER_EVERY", 15*time.Second),
 		SagaAlarmAfter:    env.Duration("SAGA_ALARM_AFTER", order.DefaultPolicy.AlarmAfter),
 		DownstreamTimeout: env.Duration("DOWNSTREAM_TIMEOUT", 2*time.Second),
 		PaymentsTimeout:   env.Duration("PAYMENTS_TIMEOUT", 5*time.Second),
-		BreakerCooldown:   env.Duration("BREAKER_COOLDOWN", 5*time.Second),
+		Balancing: balancer.Settings{
+			EjectAfter:      env.Int("EJECT_AFTER", 3, 1, 1000),
+			EjectBackoff:    env.Duration("EJECT_BACKOFF", time.Second),
+			EjectBackoffMax: env.Duration("EJECT_BACKOFF_MAX", 30*time.Second),
+			ResolveEvery:    env.Duration("RESOLVE_EVERY", 5*time.Second),
+			BreakerCooldown: env.Duration("BREAKER_COOLDOWN", 5*time.Second),
+		},
 		Retention: postgres.Retention{
 			SagaSteps:       env.Duration("SAGA_STEPS_RETENTION", postgres.DefaultRetention.SagaSteps),
 			KeepFailedSteps: env.Int("SAGA_STEPS_KEEP", postgres.DefaultRetention.KeepFailedSteps, 1, 10_000),
 			IdempotencyKeys: env.Duration("IDEMPOTENCY_KEY_RETENTION", postgres.DefaultRetention.IdempotencyKeys),
 		},
 	}
-	if err := env.Err(); err != nil {
+	if err := errors.Join(env.Err(), errors.Join(bad...)); err != nil {
 		return settings{}, err
 	}
 	return s, nil
+}
+
+// urlList reads a comma-separated list of base URLs; a bad one is reported under the
+// variable's name, its value not shown (it may hold a password).
+func urlList(env *config.Env, name, def string, bad *[]error) string {
+	v := env.String(name, def)
+	if _, err := balancer.SplitURLs(v); err != nil {
+		*bad = append(*bad, fmt.Errorf("%s: %w", name, err))
+		return def
+	}
+	return v
 }
 
 // run starts the orders service: orders, the create-order saga across inventory and
@@ -96,7 +122,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		"saga_inline_timeout", cfg.SagaInlineTimeout.String(), "charge_budget", cfg.ChargeBudget.String(),
 		"recover_every", cfg.RecoverEvery.String(), "saga_alarm_after", cfg.SagaAlarmAfter.String(),
 		"downstream_timeout", cfg.DownstreamTimeout.String(), "payments_timeout", cfg.PaymentsTimeout.String(),
-		"breaker_cooldown", cfg.BreakerCooldown.String())
+		"balancing", cfg.Balancing)
 
 	store := postgres.NewStore(p.Pool)
 	// Every call to inventory and payments carries orders' service token, for that
@@ -106,7 +132,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return err
 	}
 	client := func(name, url string, timeout time.Duration) downstream.Config {
-		return downstream.Config{Name: name, BaseURL: url, Timeout: timeout, BreakerCooldown: cfg.BreakerCooldown,
+		return downstream.Config{Name: name, BaseURL: url, Timeout: timeout, Balancing: cfg.Balancing,
 			Log: p.Log, Registerer: p.Metrics, Tracing: p.Tracing, Credentials: signer}
 	}
 	inv, err := inventory.New(client("inventory", cfg.InventoryURL, cfg.DownstreamTimeout))

@@ -1,14 +1,20 @@
 // Package downstream is the HTTP JSON caller the orders service's clients of other
-// services (inventory, payments) are built on: each call has a time limit, runs
-// through one circuit breaker per downstream service (sony/gobreaker), and is retried
-// with exponential backoff and jitter (cenkalti/backoff) for transient failures only.
+// services (inventory, payments) are built on: each attempt has a time limit and goes
+// to an instance of the service that its balancer picks (pkg/balancer: power of two
+// choices, an instance ejected after failures in a row and re-admitted once its
+// /readyz answers, one breaker per service), and a call is retried with exponential
+// backoff and jitter (cenkalti/backoff) for transient failures only, each retry on
+// another instance when there is one.
 //
 // Transient means the answer may differ on a retry: a time-out, a refused or dropped
-// connection, a 5xx (or 429) answer, or the breaker being open. Those count as breaker
-// failures and are retried, at most Attempts times per call, so that a retry storm
-// cannot form. Business answers (409 out of stock, 402 declined, 422, 404, any other
-// 4xx) are final: never retried, and counted as successes by the breaker, since the
-// service is working fine when it says "no".
+// connection, a 5xx (or 429) answer, or no instance to call (the breaker open, or
+// every instance out). Those count as failures of the service, for its breaker, and
+// are retried, at most Attempts times per call, so that a retry storm cannot form.
+// Only the ones the instance did not answer count toward ejecting it: one that
+// answers 503 is up, and its error most likely the service's as a whole (its
+// database, payments' processor), which another instance shares. Business answers (409 out of stock, 402 declined, 422, 404, any other 4xx)
+// are final: never retried, and counted as successes, since the service is working
+// fine when it says "no".
 //
 // Errors come back as *apperr.Error values, so that callers branch with errors.Is and
 // apperr.ReasonOf, never on status numbers: a business answer keeps the code and
@@ -16,7 +22,8 @@
 // that persists is apperr.Unavailable when no attempt reached the service or it
 // answered 503 (every connection refused, the breaker open), and apperr.Timeout
 // otherwise: some attempt reached the service and its outcome is unknown (sent and
-// timed out, the connection dropped after sending, a 500). A 503 can still come after
+// timed out, the connection dropped after sending, a 500), whatever instance the
+// attempts after it went to, or found none. A 503 can still come after
 // the work was done (payments' processor took the money, then its answer was lost), so
 // the saga treats every failed charge as unknown whatever the code.
 package downstream
@@ -32,17 +39,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/sony/gobreaker/v2"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
@@ -53,7 +59,10 @@ import (
 type Config struct {
 	// Name names the service in errors, logs and metrics ("payments").
 	Name string
-	// BaseURL is where it listens (PAYMENTS_URL).
+	// BaseURL is where it listens (PAYMENTS_URL): the base URL of its internal
+	// listener, or several, comma-separated, one per instance, or a host name that
+	// resolves to several (pkg/balancer). Each instance's /readyz is asked on its own
+	// base URL.
 	BaseURL string
 	// Timeout bounds one attempt; default 2s.
 	Timeout time.Duration
@@ -62,13 +71,12 @@ type Config struct {
 	// BackoffInitial and BackoffMax shape the waits between attempts, randomised by
 	// ±50%: default 100ms, doubling, at most 1s.
 	BackoffInitial, BackoffMax time.Duration
-	// BreakerFailures is how many transient failures in a row open the breaker;
-	// default 5.
-	BreakerFailures uint32
-	// BreakerCooldown is how long an open breaker fails calls at once before letting a
-	// trial call through (half-open); default 5s.
-	BreakerCooldown time.Duration
-	// Log receives the breaker's state changes.
+	// Balancing tunes the balancer over the instances: ejection (EjectAfter, 3
+	// failures in a row; EjectBackoff 1s, doubling, at most EjectBackoffMax 30s),
+	// ResolveEvery, and the service's breaker (BreakerFailures 5 transient failures
+	// in a row; BreakerCooldown 5s open before a trial call).
+	Balancing balancer.Settings
+	// Log receives the breaker's state changes, ejections and re-admissions.
 	Log *slog.Logger
 	// Registerer receives the metrics; nil records none.
 	Registerer prometheus.Registerer
@@ -91,20 +99,24 @@ type Credentials interface {
 type Client struct {
 	cfg     Config
 	http    *http.Client
-	breaker *gobreaker.CircuitBreaker[struct{}]
+	up      *balancer.Balancer
 	metrics *clientMetrics
 }
 
-// New makes a client of the service cfg describes. It fails on a bad base URL, or
-// metrics that clash with ones already registered.
+// New makes a client of the service cfg describes. It fails on a bad base URL (the
+// error gives its position in the list, not its value), or metrics that clash with
+// ones already registered.
 func New(cfg Config) (*Client, error) {
-	if cfg.Name == "" || !strings.HasPrefix(cfg.BaseURL, "http") {
-		return nil, fmt.Errorf("downstream: a name and an http(s) base URL are needed, got %q %q", cfg.Name, cfg.BaseURL)
+	if cfg.Name == "" {
+		return nil, errors.New("downstream: a name is needed")
+	}
+	urls, err := balancer.SplitURLs(cfg.BaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("downstream %s: %w", cfg.Name, err)
 	}
 	if cfg.Credentials == nil {
 		return nil, fmt.Errorf("downstream %s: credentials are needed: every internal call proves who is calling", cfg.Name)
 	}
-	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 2 * time.Second
 	}
@@ -117,14 +129,13 @@ func New(cfg Config) (*Client, error) {
 	if cfg.BackoffMax <= 0 {
 		cfg.BackoffMax = time.Second
 	}
-	if cfg.BreakerFailures == 0 {
-		cfg.BreakerFailures = 5
-	}
-	if cfg.BreakerCooldown <= 0 {
-		cfg.BreakerCooldown = 5 * time.Second
-	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	up, err := balancer.New(balancer.Options{Name: cfg.Name, URLs: urls, Settings: cfg.Balancing,
+		Log: cfg.Log.With("downstream", cfg.Name)})
+	if err != nil {
+		return nil, err
 	}
 	var transport http.RoundTripper = &http.Transport{
 		// Proxy stays nil: internal calls never go through an HTTP_PROXY.
@@ -138,6 +149,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{
 		cfg: cfg,
+		up:  up,
 		http: &http.Client{
 			Transport: transport,
 			// Internal endpoints never redirect; following one could resend a charge
@@ -145,26 +157,6 @@ func New(cfg Config) (*Client, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 	}
-	c.breaker = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
-		Name:        cfg.Name,
-		MaxRequests: 1,
-		Timeout:     cfg.BreakerCooldown,
-		ReadyToTrip: func(counts gobreaker.Counts) bool { return counts.ConsecutiveFailures >= cfg.BreakerFailures },
-		OnStateChange: func(name string, from, to gobreaker.State) {
-			level := slog.LevelWarn
-			if to == gobreaker.StateClosed {
-				level = slog.LevelInfo
-			}
-			cfg.Log.Log(context.Background(), level, "circuit breaker state changed",
-				"downstream", name, "from", from.String(), "to", to.String())
-		},
-		IsSuccessful: func(err error) bool { return err == nil || !isTransient(err) },
-		// A call its caller gave up on says nothing about the service's health.
-		IsExcluded: func(err error) bool {
-			var t *transientError
-			return errors.As(err, &t) && t.callerGone
-		},
-	})
 	m, err := newClientMetrics(cfg.Registerer, cfg.Name, c.breakerState)
 	if err != nil {
 		return nil, err
@@ -176,14 +168,17 @@ func New(cfg Config) (*Client, error) {
 // Name is the service's name.
 func (c *Client) Name() string { return c.cfg.Name }
 
-// BreakerState is the breaker's state: "closed", "half-open" or "open".
-func (c *Client) BreakerState() string { return c.breaker.State().String() }
+// BreakerState is the service's breaker's state: "closed", "half-open" or "open".
+func (c *Client) BreakerState() string { return c.up.BreakerState() }
+
+// Instances are the service's instances as the balancer sees them.
+func (c *Client) Instances(ctx context.Context) []balancer.InstanceState { return c.up.Instances(ctx) }
 
 func (c *Client) breakerState() float64 {
-	switch c.breaker.State() {
-	case gobreaker.StateHalfOpen:
+	switch c.up.BreakerState() {
+	case "half-open":
 		return 1
-	case gobreaker.StateOpen:
+	case "open":
 		return 2
 	}
 	return 0
@@ -207,28 +202,43 @@ func (c *Client) Do(ctx context.Context, call Call, out any) error {
 			return fmt.Errorf("downstream %s: encode %s %s: %w", c.cfg.Name, call.Method, call.Path, err)
 		}
 	}
-	var last *transientError // the last transient failure
-	var answer error         // a final (business) answer
-	sent := false            // some attempt may have reached the service
+	var last *transientError     // the last transient failure
+	var answer error             // a final (business) answer
+	sent := false                // some attempt may have reached the service
+	var avoid *balancer.Instance // where the last attempt failed
 	op := func() (struct{}, error) {
-		_, err := c.breaker.Execute(func() (struct{}, error) { return struct{}{}, c.once(ctx, call, body, out) })
+		pick, err := c.up.Pick(ctx, avoid)
+		if err != nil {
+			// The breaker is open or no instance is in service: nothing was sent.
+			c.metrics.count("rejected")
+			last = &transientError{code: apperr.Unavailable, err: errors.Unwrap(err)}
+			return struct{}{}, last
+		}
+		err = c.once(ctx, pick.Instance(), call, body, out)
 		var t *transientError
 		switch {
 		case err == nil:
+			pick.Done(balancer.Success)
 			c.metrics.count("ok")
 			return struct{}{}, nil
-		case errors.Is(err, gobreaker.ErrOpenState), errors.Is(err, gobreaker.ErrTooManyRequests):
-			c.metrics.count("rejected")
-			t = &transientError{code: apperr.Unavailable, err: fmt.Errorf("circuit breaker: %w", err)}
 		case errors.As(err, &t):
+			switch {
+			case t.callerGone:
+				pick.Done(balancer.Abandoned) // our impatience says nothing about the instance
+			case t.answered:
+				pick.Done(balancer.ServiceError)
+			default:
+				pick.Done(balancer.Failure)
+			}
 			c.metrics.count("transient")
 		default:
+			pick.Done(balancer.Success) // the service is working when it says "no"
 			c.metrics.count("business")
 			answer = err
 			return struct{}{}, backoff.Permanent(err)
 		}
 		sent = sent || t.sent
-		last = t
+		last, avoid = t, pick.Instance()
 		return struct{}{}, t
 	}
 	b := backoff.NewExponentialBackOff()
@@ -250,8 +260,8 @@ func (c *Client) Do(ctx context.Context, call Call, out any) error {
 	return apperr.Wrap(last, apperr.Unavailable, fmt.Sprintf("the %s service is unavailable", c.cfg.Name))
 }
 
-// once makes one attempt.
-func (c *Client) once(ctx context.Context, call Call, body []byte, out any) error {
+// once makes one attempt, at the instance in.
+func (c *Client) once(ctx context.Context, in *balancer.Instance, call Call, body []byte, out any) error {
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	// Once any of the request is written the service may act on it; until then a
@@ -264,10 +274,11 @@ func (c *Client) once(ctx context.Context, call Call, body []byte, out any) erro
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(actx, call.Method, c.cfg.BaseURL+call.Path, rd)
+	req, err := http.NewRequestWithContext(actx, call.Method, in.URL().String()+call.Path, rd)
 	if err != nil {
 		return fmt.Errorf("downstream %s: %w", c.cfg.Name, err)
 	}
+	req.Host = in.Host()
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -307,7 +318,7 @@ func (c *Client) once(ctx context.Context, call Call, body []byte, out any) erro
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 		err := problem.FromResponse(resp)
 		code := apperr.CodeOf(err)
-		return &transientError{code: code, sent: code != apperr.Unavailable && code != apperr.RateLimited, err: err}
+		return &transientError{code: code, sent: code != apperr.Unavailable && code != apperr.RateLimited, answered: true, err: err}
 	case resp.StatusCode >= 300:
 		return problem.FromResponse(resp)
 	}
@@ -332,16 +343,12 @@ type transientError struct {
 	code       apperr.Code
 	sent       bool // the request was written: it may have had an effect
 	callerGone bool // the caller's context ended: no verdict on the service
+	answered   bool // the instance answered (an error status): it is up
 	err        error
 }
 
 func (e *transientError) Error() string { return e.err.Error() }
 func (e *transientError) Unwrap() error { return e.err }
-
-func isTransient(err error) bool {
-	var t *transientError
-	return errors.As(err, &t)
-}
 
 // clientMetrics are a client's call counter and breaker gauge; nil records nothing.
 type clientMetrics struct {

@@ -16,16 +16,21 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
 )
 
-// server answers every call with h and counts the calls.
+// server answers every call with h and counts the calls; its /readyz (asked by the
+// balancer about an ejected instance) answers 200 and is not counted.
 func server(t *testing.T, h http.HandlerFunc) (string, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/readyz" {
+			return
+		}
 		n.Add(1)
 		h(w, r)
 	}))
@@ -48,8 +53,8 @@ func (audienceTokens) Token(audience string) (string, error) {
 func client(t *testing.T, url string, edit func(*downstream.Config)) *downstream.Client {
 	t.Helper()
 	cfg := downstream.Config{Name: "payments", BaseURL: url, Timeout: 200 * time.Millisecond,
-		BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond, BreakerCooldown: time.Hour,
-		Credentials: audienceTokens{}}
+		BackoffInitial: time.Millisecond, BackoffMax: 5 * time.Millisecond,
+		Balancing: balancer.Settings{BreakerCooldown: time.Hour}, Credentials: audienceTokens{}}
 	if edit != nil {
 		edit(&cfg)
 	}
@@ -96,7 +101,7 @@ func TestBusinessAnswersAreNeitherRetriedNorBreakerFailures(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			url, calls := server(t, answer(c.err))
-			cl := client(t, url, func(cfg *downstream.Config) { cfg.BreakerFailures = 2 })
+			cl := client(t, url, func(cfg *downstream.Config) { cfg.Balancing.BreakerFailures, cfg.Balancing.EjectAfter = 2, 2 })
 			for range 5 {
 				err := cl.Do(context.Background(), post, nil)
 				// The service's code, reason and field errors come back.
@@ -129,7 +134,9 @@ func TestBreakerOpensAfterConsecutiveTransientFailuresAndFailsFast(t *testing.T)
 	})
 	reg := prometheus.NewRegistry()
 	cl := client(t, url, func(cfg *downstream.Config) {
-		cfg.BreakerFailures, cfg.BreakerCooldown, cfg.Registerer = 5, 300*time.Millisecond, reg
+		// Never ejected: this is the service's breaker alone.
+		cfg.Balancing = balancer.Settings{EjectAfter: 1000, BreakerFailures: 5, BreakerCooldown: 300 * time.Millisecond}
+		cfg.Registerer = reg
 	})
 	gauge := func() float64 {
 		t.Helper()
@@ -230,16 +237,17 @@ func TestTheCallerGivingUpEndsTheRetries(t *testing.T) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		<-r.Context().Done()
 	})
-	cl := client(t, url, func(cfg *downstream.Config) { cfg.Timeout, cfg.BreakerFailures = time.Second, 1 })
+	cl := client(t, url, func(cfg *downstream.Config) { cfg.Timeout, cfg.Balancing.BreakerFailures = time.Second, 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err := cl.Do(ctx, post, nil)
 	if calls.Load() != 1 || apperr.CodeOf(err) != apperr.Timeout {
 		t.Errorf("%d attempts, %v; want 1 and Timeout", calls.Load(), err)
 	}
-	// Our own impatience says nothing about the service: the breaker stays closed.
-	if cl.BreakerState() != "closed" {
-		t.Errorf("breaker %s after a call its caller abandoned", cl.BreakerState())
+	// Our own impatience says nothing about the service: the breaker stays closed,
+	// the instance in service.
+	if in := cl.Instances(context.Background())[0]; cl.BreakerState() != "closed" || !in.InService || in.Failures != 0 {
+		t.Errorf("breaker %s, instance %+v after a call its caller abandoned", cl.BreakerState(), in)
 	}
 }
 
@@ -306,5 +314,154 @@ func TestABusinessAnswerAfterATransientFailureIsReturnedAsIs(t *testing.T) {
 	err := client(t, url, nil).Do(context.Background(), post, nil)
 	if !errors.Is(err, apperr.R(apperr.PaymentRequired, "insufficient_funds", "")) || calls.Load() != 2 {
 		t.Errorf("%v after %d calls; want the 402 after 2", err, calls.Load())
+	}
+}
+
+// instance is one instance of a service for the balancing tests: while up it answers
+// 201 and its /readyz 200; while down its /readyz answers 503 and each call 503, or,
+// when it drops calls, nothing (the connection closed).
+type instance struct {
+	url   string
+	up    atomic.Bool
+	drops bool
+	calls atomic.Int32 // /readyz not counted
+}
+
+func newInstance(t *testing.T, up, drops bool) *instance {
+	t.Helper()
+	in := &instance{drops: drops}
+	in.up.Store(up)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			in.calls.Add(1)
+			if !in.up.Load() && in.drops {
+				if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+					conn.Close()
+				}
+				return
+			}
+		}
+		if !in.up.Load() {
+			problem.Write(w, r, nil, apperr.E(apperr.Unavailable, "down"))
+			return
+		}
+		if r.URL.Path == "/readyz" {
+			return // 200
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write([]byte(`{}`))
+	}))
+	t.Cleanup(srv.Close)
+	in.url = srv.URL
+	return in
+}
+
+// A retry goes to another instance: with one of two failing, every call succeeds.
+// One that drops its calls is soon out of service; one that answers 503 stays in
+// (it is up), and the retries go round it.
+func TestARetryGoesToAnotherInstance(t *testing.T) {
+	t.Parallel()
+	for _, drops := range []bool{true, false} {
+		bad, good := newInstance(t, false, drops), newInstance(t, true, false)
+		cl := client(t, bad.url+","+good.url, func(cfg *downstream.Config) {
+			cfg.Balancing = balancer.Settings{EjectAfter: 3, EjectBackoff: time.Hour}
+		})
+		for i := range 30 {
+			if err := cl.Do(context.Background(), post, nil); err != nil {
+				t.Fatalf("drops %v, call %d: %v", drops, i, err)
+			}
+		}
+		if good.calls.Load() != 30 || (drops && bad.calls.Load() > 3) {
+			t.Errorf("drops %v: the failing instance got %d calls, the good one %d of 30; want all for the good one (and at most 3 for one that drops them)",
+				drops, bad.calls.Load(), good.calls.Load())
+		}
+		if in := cl.Instances(context.Background()); in[0].InService == drops {
+			t.Errorf("drops %v: the failing instance %+v", drops, in[0])
+		}
+		if cl.BreakerState() != "closed" {
+			t.Errorf("breaker %s while an instance answers", cl.BreakerState())
+		}
+	}
+}
+
+// An ejected instance gets calls again once its /readyz answers.
+func TestAnEjectedInstanceComesBackOnceItIsReady(t *testing.T) {
+	t.Parallel()
+	flaky, steady := newInstance(t, false, true), newInstance(t, true, false)
+	cl := client(t, flaky.url+","+steady.url, func(cfg *downstream.Config) {
+		cfg.Balancing = balancer.Settings{EjectAfter: 2, EjectBackoff: 20 * time.Millisecond}
+	})
+	for flaky.calls.Load() < 2 {
+		if err := cl.Do(context.Background(), post, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := flaky.calls.Load()
+	for range 20 {
+		if err := cl.Do(context.Background(), post, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if flaky.calls.Load() != before {
+		t.Fatalf("the ejected instance got %d calls while its /readyz answered 503", flaky.calls.Load()-before)
+	}
+	flaky.up.Store(true)
+	for deadline := time.Now().Add(10 * time.Second); flaky.calls.Load() == before; time.Sleep(5 * time.Millisecond) {
+		if err := cl.Do(context.Background(), post, nil); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instance got no call after it was ready again")
+		}
+	}
+}
+
+// Every instance down: calls fail as not sent (Unavailable), at once once the
+// instances are out, naming the service.
+func TestEveryInstanceDownIsUnavailableAtOnce(t *testing.T) {
+	t.Parallel()
+	dead := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return "http://" + ln.Addr().String()
+	}
+	cl := client(t, dead()+","+dead(), func(cfg *downstream.Config) {
+		cfg.Balancing = balancer.Settings{EjectAfter: 2, EjectBackoff: time.Hour, BreakerCooldown: time.Hour}
+	})
+	for range 3 {
+		err := cl.Do(context.Background(), post, nil)
+		if apperr.CodeOf(err) != apperr.Unavailable || !strings.Contains(err.Error(), "payments service is unavailable") {
+			t.Fatalf("err = %v; want Unavailable naming the service", err)
+		}
+	}
+	start := time.Now()
+	err := cl.Do(context.Background(), post, nil)
+	if apperr.CodeOf(err) != apperr.Unavailable || time.Since(start) > 100*time.Millisecond {
+		t.Errorf("with every instance out: %v after %s; want Unavailable at once", err, time.Since(start))
+	}
+	for _, in := range cl.Instances(context.Background()) {
+		if in.InService {
+			t.Errorf("%+v in service after its connections were refused", in)
+		}
+	}
+}
+
+// An attempt that was sent leaves the outcome unknown, whatever the retries after it
+// find: here the only instance times out, is ejected, and the retries find none.
+func TestASentAttemptKeepsTheOutcomeUnknownWhenTheRetriesFindNoInstance(t *testing.T) {
+	t.Parallel()
+	slow, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+	})
+	cl := client(t, slow, func(cfg *downstream.Config) {
+		cfg.Balancing = balancer.Settings{EjectAfter: 1, EjectBackoff: time.Hour}
+	})
+	err := cl.Do(context.Background(), post, nil)
+	if apperr.CodeOf(err) != apperr.Timeout || calls.Load() != 1 {
+		t.Errorf("%v after %d attempts reached the service; want Timeout (sent, unknown) after 1", err, calls.Load())
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/downstream"
@@ -87,10 +88,10 @@ func newRig(t *testing.T) *rig {
 	r.store = postgres.NewStore(r.pool)
 	r.product = r.inv.AddProduct(250, 100)
 	cfg := func(url string) downstream.Config {
-		// The breakers are tested by package downstream; here they would only make the
-		// call counts depend on timing.
+		// The breakers and ejections are tested by package downstream; here they would
+		// only make the call counts depend on timing.
 		return downstream.Config{BaseURL: url, Timeout: 300 * time.Millisecond, BackoffInitial: time.Millisecond, Credentials: fakes.Credentials{},
-			BackoffMax: 5 * time.Millisecond, BreakerFailures: 1 << 20}
+			BackoffMax: 5 * time.Millisecond, Balancing: balancer.Settings{BreakerFailures: 1 << 20, EjectAfter: 1 << 20}}
 	}
 	inv, err := inventory.New(cfg(r.inv.URL))
 	if err != nil {
