@@ -43,6 +43,11 @@ func addRoutes(r chi.Router, d Deps) {
 		// among callers for a second (systemhealth) as well as limited.
 		r.Method(http.MethodGet, "/health", d.SystemHealth)
 
+		// The API's reference, from the gateway itself: the OpenAPI document it
+		// was built with, and a page made from it (apidocs.go).
+		r.Method(http.MethodGet, "/openapi.yaml", d.apiDocs.spec)
+		r.Method(http.MethodGet, "/docs", d.apiDocs.page)
+
 		// Users. Sign-up, log-in, refresh and log-out are anonymous by nature (the
 		// refresh token is the credential of the last two); users owns the paths
 		// under /auth, so any method and path there is its to answer. Log-in and

@@ -12,6 +12,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/bazaar-shop/bazaar/docs"
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -80,6 +81,9 @@ type Deps struct {
 
 	// monitorPolicy is the task monitor's Content-Security-Policy, made by NewServer.
 	monitorPolicy string
+	// apiDocs serve the OpenAPI document and the reference page made from it, made
+	// by NewServer (apidocs.go).
+	apiDocs apiDocs
 }
 
 // RateLimit is the public API's rate limiting, as middleware. Each answers a 429
@@ -101,13 +105,16 @@ const TaskMonitorPath = "/ops/tasks/"
 // NewServer is the gateway's handler. Every answer carries the security headers
 // (httpserver.SecurityHeaders), outermost so that even a recovered panic's does. It
 // fails when the task monitor's page cannot be rendered to derive its security
-// policy from.
+// policy from, or the OpenAPI document it was built with (docs.OpenAPI) is not valid.
 func NewServer(d Deps) (http.Handler, error) {
 	policy, err := monitorPolicy(d.TaskMonitor)
 	if err != nil {
 		return nil, err
 	}
 	d.monitorPolicy = policy
+	if d.apiDocs, err = newAPIDocs(docs.OpenAPI); err != nil {
+		return nil, err
+	}
 	r := httpserver.NewRouter(httpserver.Deps{Log: d.Log, Metrics: d.Metrics, Tracing: d.Tracing})
 	addRoutes(r, d)
 	return httpserver.SecurityHeaders(r), nil
