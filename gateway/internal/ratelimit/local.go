@@ -19,7 +19,7 @@ type local struct {
 	burst     int
 
 	mu        sync.Mutex
-	tat       map[string]time.Time
+	tat       map[string]*time.Time // a pointer, so that a known key is updated without allocating
 	lastSweep time.Time
 }
 
@@ -30,11 +30,11 @@ func newLocal(rate, burst int, period time.Duration) *local {
 		return nil
 	}
 	emission := period / time.Duration(rate)
-	return &local{emission: emission, tolerance: emission * time.Duration(burst), burst: burst, tat: map[string]time.Time{}}
+	return &local{emission: emission, tolerance: emission * time.Duration(burst), burst: burst, tat: map[string]*time.Time{}}
 }
 
 // allow counts one request for key at now.
-func (l *local) allow(key string, now time.Time) outcome {
+func (l *local) allow(key []byte, now time.Time) outcome {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if now.Sub(l.lastSweep) >= sweepEvery {
@@ -45,9 +45,18 @@ func (l *local) allow(key string, now time.Time) outcome {
 		}
 		l.lastSweep = now
 	}
-	next, o := gcra(l.tat[key], now, l.emission, l.tolerance, l.burst)
+	tat := l.tat[string(key)]
+	var prev time.Time
+	if tat != nil {
+		prev = *tat
+	}
+	next, o := gcra(prev, now, l.emission, l.tolerance, l.burst)
 	if !o.refused {
-		l.tat[key] = next
+		if tat == nil {
+			tat = new(time.Time)
+			l.tat[string(key)] = tat
+		}
+		*tat = next
 	}
 	return o
 }

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -186,7 +187,8 @@ func (l *Limiter) PerAddress(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !l.answer(w, r, l.edge.allow("edge-ip:"+clientIP(r), time.Now())) {
+		var buf [64]byte
+		if !l.answer(w, r, l.edge.allow(append(append(buf[:0], "edge-ip:"...), clientIP(r)...), time.Now())) {
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -198,12 +200,15 @@ func (l *Limiter) PerAddress(next http.Handler) http.Handler {
 // not verify tokens are therefore limited per IP, token or not.
 func (l *Limiter) PerCaller(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var key string
+		// The key is built on the stack: a caller the process already limits is
+		// looked up without allocating.
+		var buf [64]byte
+		key := buf[:0]
 		var limit redis_rate.Limit
 		if p, ok := auth.FromContext(r.Context()); ok {
-			key, limit = "user:"+p.UserID.String(), perSecond(l.limits.User, l.limits.UserBurst)
+			key, limit = appendUUID(append(key, "user:"...), p.UserID), perSecond(l.limits.User, l.limits.UserBurst)
 		} else {
-			key, limit = "ip:"+clientIP(r), perSecond(l.limits.IP, l.limits.IPBurst)
+			key, limit = append(append(key, "ip:"...), clientIP(r)...), perSecond(l.limits.IP, l.limits.IPBurst)
 		}
 		switch {
 		case limit.IsZero():
@@ -211,7 +216,7 @@ func (l *Limiter) PerCaller(next http.Handler) http.Handler {
 			if !l.answer(w, r, l.shared.allow(r.Context(), key, limit)) {
 				return
 			}
-		case !l.check(w, r, checkOf(key, limit)):
+		case !l.check(w, r, checkOf(string(key), limit)):
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -302,10 +307,12 @@ type outcome struct {
 // answer sets the RateLimit headers of o and, when o refused the request, answers
 // the 429 and reports false.
 func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, o outcome) bool {
+	// Set by their canonical keys, which Header.Set would work out (and allocate)
+	// each time, and with the three values in one allocation.
 	h := w.Header()
-	h.Set("RateLimit-Limit", strconv.Itoa(o.burst))
-	h.Set("RateLimit-Remaining", strconv.Itoa(o.remaining))
-	h.Set("RateLimit-Reset", strconv.Itoa(ceilSeconds(o.resetAfter)))
+	v := make([]string, 3)
+	v[0], v[1], v[2] = strconv.Itoa(o.burst), strconv.Itoa(o.remaining), strconv.Itoa(ceilSeconds(o.resetAfter))
+	h[headerLimit], h[headerRemaining], h[headerReset] = v[0:1:1], v[1:2:2], v[2:3:3]
 	if o.refused {
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(o.retryAfter))))
 		problem.Write(w, r, l.log, apperr.E(apperr.RateLimited, "too many requests; retry later"))
@@ -335,7 +342,7 @@ func (l *Limiter) run(ctx context.Context, checks ...check) (*outcome, bool) {
 			if ctx.Err() == nil {
 				l.warn(ctx, err)
 			}
-			o = l.local(c.limit).allow(c.key, time.Now())
+			o = l.local(c.limit).allow([]byte(c.key), time.Now())
 		} else {
 			o = outcome{burst: res.Limit.Burst, remaining: res.Remaining,
 				resetAfter: res.ResetAfter, retryAfter: res.RetryAfter, refused: res.Allowed == 0}
@@ -375,6 +382,26 @@ func (l *Limiter) warn(ctx context.Context, err error) {
 		return
 	}
 	l.log.WarnContext(ctx, "rate limits kept in this process: redis failed; each replica counts on its own until it is back", "err", err)
+}
+
+// The RateLimit headers (draft-ietf-httpapi-ratelimit-headers), as net/http spells
+// them on the wire.
+var (
+	headerLimit     = http.CanonicalHeaderKey("RateLimit-Limit")
+	headerRemaining = http.CanonicalHeaderKey("RateLimit-Remaining")
+	headerReset     = http.CanonicalHeaderKey("RateLimit-Reset")
+)
+
+// appendUUID appends id in its usual text form (what id.String() returns).
+func appendUUID(b []byte, id uuid.UUID) []byte {
+	const digits = "0123456789abcdef"
+	for i, c := range id {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, digits[c>>4], digits[c&0xf])
+	}
+	return b
 }
 
 // clientIP is the TCP peer's address. X-Forwarded-For and the like are not trusted:

@@ -91,16 +91,18 @@ func newBucket(limit redis_rate.Limit) *bucket {
 	return &bucket{emission: emission, tolerance: emission * time.Duration(limit.Burst), burst: limit.Burst}
 }
 
-// allow counts one request for key against limit.
-func (s *shared) allow(ctx context.Context, key string, limit redis_rate.Limit) outcome {
+// allow counts one request for key against limit. A key the process holds is looked
+// up without allocating.
+func (s *shared) allow(ctx context.Context, keyBytes []byte, limit redis_rate.Limit) outcome {
 	now := time.Now()
 	s.mu.Lock()
-	if b := s.buckets[key]; b != nil && b.emission == limit.Period/time.Duration(limit.Rate) {
+	if b := s.buckets[string(keyBytes)]; b != nil && b.emission == limit.Period/time.Duration(limit.Rate) {
 		o := b.allow(now)
 		s.mu.Unlock()
 		return o
 	}
 	s.mu.Unlock()
+	key := string(keyBytes)
 
 	if !s.down.Load() {
 		cctx, cancel := context.WithTimeout(ctx, s.opTimeout)

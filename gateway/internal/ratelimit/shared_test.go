@@ -59,7 +59,7 @@ func newReplica(t *testing.T, url string) *replica {
 func (r *replica) take(key string, n int) int {
 	ok := 0
 	for range n {
-		if !r.l.shared.allow(context.Background(), key, slowLimit).refused {
+		if !r.l.shared.allow(context.Background(), []byte(key), slowLimit).refused {
 			ok++
 		}
 	}
@@ -193,7 +193,7 @@ func TestIdleCallersAreDropped(t *testing.T) {
 	r := newReplica(t, redistest.New(t))
 	fast := redis_rate.Limit{Rate: 1000, Period: time.Second, Burst: 1000} // a request is paid back in 1ms
 	for _, k := range []string{"user:quiet", "user:busy"} {
-		if r.l.shared.allow(context.Background(), k, fast).refused {
+		if r.l.shared.allow(context.Background(), []byte(k), fast).refused {
 			t.Fatal("refused")
 		}
 	}
@@ -204,7 +204,7 @@ func TestIdleCallersAreDropped(t *testing.T) {
 	// busy keeps sending; quiet's request has been paid back once a millisecond has
 	// passed on the clock (polled, not slept).
 	for deadline := time.Now().Add(5 * time.Second); ; {
-		if r.l.shared.allow(context.Background(), "user:busy", fast).refused {
+		if r.l.shared.allow(context.Background(), []byte("user:busy"), fast).refused {
 			t.Fatal("refused")
 		}
 		r.sync(t)
