@@ -111,20 +111,27 @@ func runBenchGateway() int {
 // GATEWAY_BENCH_WARMUP (1s), GATEWAY_BENCH_ROUNDS (3: each target measured that many
 // times, interleaved, the median run reported), GATEWAY_BENCH_DOC (the file whose
 // marked section gets the table; "off" for none), GATEWAY_BENCH_PROFILE (a directory
-// for the gateway's CPU and allocation profiles), GATEWAY_BENCH_GOGC (the gateway's
-// GOGC, unset by default).
+// for the gateway's CPU and allocation profiles), GATEWAY_BENCH_VARIANTS (more
+// gateways to measure beside the default one, each with settings of its own: a
+// semicolon-separated list of space-separated NAME=value, such as "GOGC=400;GOGC=800"
+// for a GC setting measured side by side with the default on the same load).
 type benchSettings struct {
 	conns            int
 	duration, warmup time.Duration
 	rounds           int
 	doc, profile     string
-	gogc             string
+	variants         [][]string
 }
 
 func loadBenchSettings(b *testing.B) benchSettings {
 	s := benchSettings{conns: 64, duration: 5 * time.Second, warmup: time.Second, rounds: 3,
 		doc: filepath.Join("..", "docs", "benchmarks.md"), profile: os.Getenv(benchProfileEnv),
-		gogc: os.Getenv("GATEWAY_BENCH_GOGC")}
+	}
+	for _, v := range strings.Split(os.Getenv("GATEWAY_BENCH_VARIANTS"), ";") {
+		if f := strings.Fields(v); len(f) > 0 {
+			s.variants = append(s.variants, f)
+		}
+	}
 	if v := os.Getenv("GATEWAY_BENCH_CONNS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
@@ -197,9 +204,6 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		"JWKS_URL=" + jwks.URL,
 		"RATE_EDGE_IP=" + high, "RATE_EDGE_IP_BURST=" + high, "RATE_USER=" + high, "RATE_USER_BURST=" + high,
 	}
-	if set.gogc != "" {
-		env = append(env, "GOGC="+set.gogc)
-	}
 	if set.profile != "" {
 		if err := os.MkdirAll(set.profile, 0o755); err != nil {
 			b.Fatal(err)
@@ -223,6 +227,14 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		name, addr string
 		pid        int // whose CPU time is measured: the server's (nginx's workers included)
 	}{{"upstream direct", upstream, upstreamPID}, {"nginx " + nginxVersion(nginxBin), nginxAddr, nginxPID}, {"gateway", gateway, gatewayPID}}
+	for _, v := range set.variants {
+		venv := append(slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, benchProfileEnv+"=") }), v...)
+		addr, pid := startBenchChild(b, "gateway", venv, regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`))
+		targets = append(targets, struct {
+			name, addr string
+			pid        int
+		}{"gateway (" + strings.Join(v, " ") + ")", addr, pid})
+	}
 	runs := make([][]benchRow, len(targets))
 	for range set.rounds {
 		for i, t := range targets {
