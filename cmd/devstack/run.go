@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -23,6 +25,9 @@ type Config struct {
 	LogLevel         string // LOG_LEVEL of every program
 	OTLPEndpoint     string // OTEL_EXPORTER_OTLP_ENDPOINT, passed to every program
 	NoColor          bool   // NO_COLOR (https://no-color.org)
+	// Instances (INSTANCES, such as inventory=2,payments=2) is how many instances of
+	// a service to run behind orders and the gateway; one of each by default.
+	Instances map[string]int
 }
 
 func loadConfig(getenv func(string) string) (Config, error) {
@@ -44,7 +49,12 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		OTLPEndpoint: env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
 		NoColor:      getenv("NO_COLOR") != "",
 	}
-	return c, env.Err()
+	instances, err := devstack.ParseInstances(env.String("INSTANCES", ""))
+	if err != nil {
+		err = fmt.Errorf("INSTANCES: %w", err)
+	}
+	c.Instances = instances
+	return c, errors.Join(env.Err(), err)
 }
 
 // run builds and starts the local stack on the fixed ports of docs/contract.md, with the
@@ -100,14 +110,15 @@ func stackOptions(cfg Config, root string, stdout io.Writer) devstack.Options {
 		DatabasePrefix:   "bazaar_",
 		// Kept between runs like the databases, so that a key can be rotated by hand
 		// while the stack runs (docs/security.md, "Rotating a service key").
-		KeysDir:  filepath.Join(root, "var", "keys"),
-		Ports:    devstack.DefaultPorts,
-		LogLevel: cfg.LogLevel,
-		Env:      env,
-		Admin:    cfg.Admin,
-		Shopper:  cfg.Shopper,
-		Output:   stdout,
-		Color:    !cfg.NoColor && isTerminal(stdout),
+		KeysDir:   filepath.Join(root, "var", "keys"),
+		Ports:     devstack.DefaultPorts,
+		Instances: cfg.Instances,
+		LogLevel:  cfg.LogLevel,
+		Env:       env,
+		Admin:     cfg.Admin,
+		Shopper:   cfg.Shopper,
+		Output:    stdout,
+		Color:     !cfg.NoColor && isTerminal(stdout),
 	}
 }
 
@@ -121,6 +132,15 @@ func banner(w io.Writer, u devstack.URLs) {
 	fmt.Fprintf(tw, "  mailpit\t%s\t(the inbox every e-mail goes to)\n", u.Mailpit)
 	fmt.Fprintf(tw, "  tasks\t%s/ops/tasks/\t(the task monitor; sign in as the admin)\n", u.Gateway)
 	fmt.Fprintf(tw, "  keys\t%s\t(the services' keys for internal calls)\n", u.KeysDir)
+	for _, service := range slices.Sorted(maps.Keys(u.Instances)) {
+		if names := u.Instances[service]; len(names) > 1 {
+			var at []string
+			for _, name := range names {
+				at = append(at, u.Programs[name])
+			}
+			fmt.Fprintf(tw, "  %s\t%d instances\t(%s)\n", service, len(names), strings.Join(at, ", "))
+		}
+	}
 	fmt.Fprintln(tw, "")
 	fmt.Fprintf(tw, "  admin\t%s / %s\n", u.Admin.Email, u.Admin.Password)
 	fmt.Fprintf(tw, "  shopper\t%s / %s\n", u.Shopper.Email, u.Shopper.Password)

@@ -39,10 +39,33 @@ func TestRunSaysWhichServerIsDownAndFails(t *testing.T) {
 
 func TestRunRejectsABadVariable(t *testing.T) {
 	t.Parallel()
-	env := map[string]string{"REDIS_URL": "ftp://127.0.0.1/0"}
+	env := map[string]string{"REDIS_URL": "ftp://127.0.0.1/0", "INSTANCES": "inventory=2,gateway=2"}
 	err := run(context.Background(), []string{"devstack"}, func(k string) string { return env[k] }, &bytes.Buffer{})
-	if err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
-		t.Fatalf("err = %v; want one naming REDIS_URL", err)
+	for _, name := range []string{"REDIS_URL", "INSTANCES", "gateway=2"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("err = %v; want one naming %s", err, name)
+		}
+	}
+}
+
+// INSTANCES=inventory=2 runs two instances of inventory, on make run's ports and the
+// ones a hundred above, and the banner says where.
+func TestInstancesAreReadAndShown(t *testing.T) {
+	t.Parallel()
+	cfg, err := loadConfig(func(k string) string { return map[string]string{"INSTANCES": "inventory=2"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts := stackOptions(cfg, "/repo", &bytes.Buffer{}); opts.Instances["inventory"] != 2 || len(opts.Instances) != 1 {
+		t.Errorf("stack instances %v; want inventory=2", opts.Instances)
+	}
+	var out bytes.Buffer
+	banner(&out, devstack.URLs{
+		Instances: map[string][]string{"inventory": {"inventory", "inventory-2"}, "users": {"users"}},
+		Programs:  map[string]string{"inventory": "http://127.0.0.1:8082", "inventory-2": "http://127.0.0.1:8182"},
+	})
+	if !strings.Contains(out.String(), "2 instances") || !strings.Contains(out.String(), "http://127.0.0.1:8182") || strings.Contains(out.String(), "users") {
+		t.Errorf("banner:\n%s", out.String())
 	}
 }
 

@@ -10,7 +10,8 @@
 // the others run on (StopProgram, KillProgram, RestartProgram), and give one program
 // variables of its own (Options.ProgramEnv), such as an INVENTORY_URL that points at a
 // proxy placed in front of a program whose port was chosen up front (FreePorts,
-// Options.Ports).
+// Options.Ports). A service may run as several instances behind orders and the
+// gateway (Options.Instances; see instances.go).
 package devstack
 
 import (
@@ -142,8 +143,13 @@ type Options struct {
 	// ProgramEnv holds variables for one program each, by program name ("orders").
 	// They win over everything else, the stack's own included, so that a test can
 	// point orders' INVENTORY_URL at a proxy or shorten its SAGA_INLINE_TIMEOUT.
-	// A name that is not one of Programs is an error.
+	// A name that is not one of Programs is an error. A service's entry reaches
+	// every instance of it.
 	ProgramEnv map[string]map[string]string
+	// Instances is how many instances of a service to run, by its name (default 1;
+	// at most MaxInstances): the gateway and orders are given all of them to balance
+	// over (see instances.go).
+	Instances map[string]int
 
 	Admin, Shopper Login // the seeded accounts (defaults DefaultAdmin, DefaultShopper)
 
@@ -189,12 +195,15 @@ func (o *Options) setDefaults() {
 
 // URLs are where the running stack answers.
 type URLs struct {
-	Gateway   string            // http://127.0.0.1:8080
-	Mailpit   string            // Mailpit's web inbox
-	SMTPAddr  string            // Mailpit's SMTP host:port
-	Programs  map[string]string // every program's base URL, by name
-	Internal  map[string]string // every service's internal listener, by name
-	KeysDir   string            // the service keys (svcauth.KeyFile, svcauth.TrustDir)
+	Gateway  string            // http://127.0.0.1:8080
+	Mailpit  string            // Mailpit's web inbox
+	SMTPAddr string            // Mailpit's SMTP host:port
+	Programs map[string]string // every program's base URL, by name ("inventory-2" for a second instance)
+	Internal map[string]string // every service instance's internal listener, by name
+	// Instances are the names of each service's instances, in order: the service's
+	// own name, then <name>-2 and so on (Options.Instances).
+	Instances map[string][]string
+	KeysDir   string // the service keys (svcauth.KeyFile, svcauth.TrustDir)
 	RedisURL  string
 	Databases []Database
 	Admin     Login // the seeded accounts
@@ -236,13 +245,13 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	s.urls.Programs = map[string]string{}
 	s.urls.Internal = map[string]string{}
 
-	if err := checkProgramEnv(opts.ProgramEnv); err != nil {
+	if err := errors.Join(checkProgramEnv(opts.ProgramEnv), checkInstances(opts.Instances)); err != nil {
 		return nil, err
 	}
 	if err := CheckServers(ctx, opts.AdminDatabaseURL, opts.AdminDatabaseURLVar, opts.RedisURL, opts.RedisURLVar); err != nil {
 		return nil, err
 	}
-	if err := checkPortsFree(opts.Ports); err != nil {
+	if err := checkPortsFree(opts.Ports, opts.Instances); err != nil {
 		return nil, err
 	}
 	if _, err := Databases(opts.AdminDatabaseURL, opts.DatabasePrefix); err != nil {
@@ -312,6 +321,10 @@ func (s *Stack) start(ctx context.Context) error {
 		return err
 	}
 	webPort, smtpPort, usersPort := ports[0], ports[1], ports[2]
+	s.urls.Instances = map[string][]string{}
+	for _, name := range services {
+		s.urls.Instances[name] = o.instanceNames(name)
+	}
 	s.urls.Mailpit = "http://127.0.0.1:" + strconv.Itoa(webPort)
 	s.urls.SMTPAddr = "127.0.0.1:" + strconv.Itoa(smtpPort)
 	mailpit, err := startProcess("mailpit", o.MailpitBin, append([]string{
@@ -331,20 +344,26 @@ func (s *Stack) start(ctx context.Context) error {
 	for _, db := range s.urls.Databases {
 		dbURL[db.Service] = db.URL
 	}
+	// envFor is a program's own variables; for a service's k-th instance (k > 1)
+	// port is the first's, and it gets its own ports above it.
 	envFor := func(program string, port int) map[string]string {
+		service, k := serviceOf(program), instanceNumber(program)
 		env := map[string]string{
-			"HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(port),
+			"HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(portOf(port, k)),
 			"REDIS_URL": o.RedisURL,
 			"JWKS_URL":  jwks,
 			"LOG_LEVEL": o.LogLevel,
 		}
-		if u, ok := dbURL[program]; ok {
+		if u, ok := dbURL[service]; ok {
 			env["DATABASE_URL"] = u
 		}
-		if slices.Contains(services, program) {
-			env["INTERNAL_ADDR"] = "127.0.0.1:" + strconv.Itoa(o.Ports.internalOf(program))
-			env["SERVICE_KEY_FILE"] = svcauth.KeyFile(s.urls.KeysDir, program)
+		if slices.Contains(services, service) {
+			env["INTERNAL_ADDR"] = "127.0.0.1:" + strconv.Itoa(portOf(o.Ports.internalOf(service), k))
+			env["SERVICE_KEY_FILE"] = svcauth.KeyFile(s.urls.KeysDir, service)
 			env["SERVICE_TRUST_DIR"] = svcauth.TrustDir(s.urls.KeysDir)
+		}
+		if k > 1 {
+			env["CONSUMER_NAME"] = program // replicas' names in a consumer group differ
 		}
 		return env
 	}
@@ -352,7 +371,9 @@ func (s *Stack) start(ctx context.Context) error {
 	// Users first: the others verify tokens with its keys. Then the services that
 	// call no other (inventory, payments, notifications) at once; then orders, which
 	// calls inventory and payments and so must be told where they listen; then the
-	// gateway, which needs every URL.
+	// gateway, which needs every URL. The further instances of a service start once
+	// its first listens (that is, has migrated and seeded): the ones of users and the
+	// leaves together, then orders' after orders.
 	usersEnv := envFor("users", usersPort)
 	usersEnv["BOOTSTRAP_ADMIN_EMAIL"] = o.Admin.Email
 	usersEnv["BOOTSTRAP_ADMIN_PASSWORD"] = o.Admin.Password
@@ -374,10 +395,34 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.startPrograms(ctx, leaves); err != nil {
 		return err
 	}
+	extra := map[string]map[string]string{}
+	for _, name := range o.extraInstances("users", "inventory", "payments", "notifications") {
+		first := serviceOf(name)
+		env := envFor(name, o.Ports.of(first))
+		if first == "users" {
+			env = maps.Clone(usersEnv)
+			maps.Copy(env, envFor(name, o.Ports.Users))
+		}
+		if first == "notifications" {
+			env["SMTP_ADDR"], env["REPORT_EMAIL"] = leaves[first]["SMTP_ADDR"], leaves[first]["REPORT_EMAIL"]
+		}
+		extra[name] = env // the catalogue is the first inventory's to seed
+	}
+	if err := s.startPrograms(ctx, extra); err != nil {
+		return err
+	}
 	orders := envFor("orders", o.Ports.Orders)
-	orders["INVENTORY_URL"] = s.urls.Internal["inventory"]
-	orders["PAYMENTS_URL"] = s.urls.Internal["payments"]
+	orders["INVENTORY_URL"] = s.urlList("inventory", s.urls.Internal)
+	orders["PAYMENTS_URL"] = s.urlList("payments", s.urls.Internal)
 	if err := s.startPrograms(ctx, map[string]map[string]string{"orders": orders}); err != nil {
+		return err
+	}
+	extra = map[string]map[string]string{}
+	for _, name := range o.extraInstances("orders") {
+		extra[name] = envFor(name, o.Ports.Orders)
+		extra[name]["INVENTORY_URL"], extra[name]["PAYMENTS_URL"] = orders["INVENTORY_URL"], orders["PAYMENTS_URL"]
+	}
+	if err := s.startPrograms(ctx, extra); err != nil {
 		return err
 	}
 	gw := envFor("gateway", o.Ports.Gateway)
@@ -388,8 +433,8 @@ func (s *Stack) start(ctx context.Context) error {
 		gw["OPS_ADDR"] = "127.0.0.1:0"
 	}
 	for _, name := range services {
-		gw[strings.ToUpper(name)+"_URL"] = s.urls.Programs[name]
-		gw[strings.ToUpper(name)+"_INTERNAL_URL"] = s.urls.Internal[name]
+		gw[strings.ToUpper(name)+"_URL"] = s.urlList(name, s.urls.Programs)
+		gw[strings.ToUpper(name)+"_INTERNAL_URL"] = s.urlList(name, s.urls.Internal)
 	}
 	if err := s.startPrograms(ctx, map[string]map[string]string{"gateway": gw}); err != nil {
 		return err
@@ -403,15 +448,15 @@ func (s *Stack) start(ctx context.Context) error {
 }
 
 // programEnv is a program's whole environment: Options.Env, then the stack's own
-// variables (own), then Options.ProgramEnv[name], each layer winning over the one
-// before; sorted, so that it reads the same on every start.
+// variables (own), then Options.ProgramEnv of its service, each layer winning over
+// the one before; sorted, so that it reads the same on every start.
 func programEnv(o Options, name string, own map[string]string) []string {
 	all := maps.Clone(o.Env)
 	if all == nil {
 		all = map[string]string{}
 	}
 	maps.Copy(all, own)
-	maps.Copy(all, o.ProgramEnv[name])
+	maps.Copy(all, o.ProgramEnv[serviceOf(name)])
 	env := make([]string, 0, len(all))
 	for _, k := range slices.Sorted(maps.Keys(all)) {
 		env = append(env, k+"="+all[k])
@@ -424,7 +469,7 @@ func programEnv(o Options, name string, own map[string]string) []string {
 func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]string) error {
 	var started []*process
 	for _, name := range slices.Sorted(maps.Keys(envs)) {
-		p, err := startProcess(name, filepath.Join(s.opts.BinDir, name), nil, programEnv(s.opts, name, envs[name]), s.out)
+		p, err := startProcess(name, filepath.Join(s.opts.BinDir, serviceOf(name)), nil, programEnv(s.opts, name, envs[name]), s.out)
 		if err != nil {
 			return err
 		}
@@ -437,7 +482,7 @@ func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]st
 			return err
 		}
 		s.urls.Programs[p.name] = "http://" + addr
-		if slices.Contains(services, p.name) {
+		if slices.Contains(services, serviceOf(p.name)) {
 			if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
 				return err
 			}
@@ -723,17 +768,25 @@ func (s *Stack) stop(ctx context.Context) error {
 
 // checkPortsFree fails early, naming the program, when a fixed port is taken (most
 // often by another `make run`), rather than letting that program die at start.
-func checkPortsFree(p Ports) error {
-	named := []struct {
+func checkPortsFree(p Ports, instances map[string]int) error {
+	type namedPort struct {
 		name string
 		port int
-	}{
+	}
+	named := []namedPort{
 		{"gateway", p.Gateway}, {"users", p.Users}, {"inventory", p.Inventory}, {"payments", p.Payments},
 		{"orders", p.Orders}, {"notifications", p.Notifications},
 		{"users internal", p.UsersInternal}, {"inventory internal", p.InventoryInternal},
 		{"payments internal", p.PaymentsInternal}, {"orders internal", p.OrdersInternal},
 		{"notifications internal", p.NotificationsInternal},
 		{"mailpit web", p.MailpitWeb}, {"mailpit smtp", p.MailpitSMTP},
+	}
+	for _, service := range services {
+		for k := 2; k <= instances[service]; k++ {
+			name := instanceName(service, k)
+			named = append(named, namedPort{name, portOf(p.of(service), k)},
+				namedPort{name + " internal", portOf(p.internalOf(service), k)})
+		}
 	}
 	var errs []error
 	for _, n := range named {

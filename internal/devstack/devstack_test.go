@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -605,5 +606,100 @@ func TestProgramEnvLayersWinInOrder(t *testing.T) {
 	got := programEnv(o, "orders", map[string]string{"B": "stack", "C": "stack"})
 	if want := []string{"A=options", "B=stack", "C=program"}; !slices.Equal(got, want) {
 		t.Errorf("env = %v; want %v", got, want)
+	}
+}
+
+func TestParseInstances(t *testing.T) {
+	t.Parallel()
+	got, err := ParseInstances(" inventory=2, payments=3 ")
+	if err != nil || !maps.Equal(got, map[string]int{"inventory": 2, "payments": 3}) {
+		t.Errorf("ParseInstances = %v, %v", got, err)
+	}
+	if got, err := ParseInstances(""); err != nil || len(got) != 0 {
+		t.Errorf("ParseInstances(\"\") = %v, %v; want one of each", got, err)
+	}
+	_, err = ParseInstances("inventory=0,gateway=2,orders,payments=10,users=x")
+	for _, want := range []string{`"inventory=0"`, `"gateway=2"`, `"orders"`, `"payments=10"`, `"users=x"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}
+
+// Two instances of inventory and of payments: each listens on its own ports and
+// shares its service's database, key and variables; orders and the gateway get both,
+// in order; and the second can be killed and restarted like any program.
+func TestAServiceRunsAsSeveralInstancesBehindOrdersAndTheGateway(t *testing.T) {
+	t.Parallel()
+	s := fakeStack(t, Options{
+		Instances:  map[string]int{"inventory": 2, "payments": 2},
+		ProgramEnv: map[string]map[string]string{"inventory": {"MARK": "both"}},
+	})
+	u := s.URLs()
+	if !slices.Equal(u.Instances["inventory"], []string{"inventory", "inventory-2"}) || !slices.Equal(u.Instances["users"], []string{"users"}) {
+		t.Fatalf("instances %v", u.Instances)
+	}
+	first, second := envOf(t, s, "inventory"), envOf(t, s, "inventory-2")
+	if u.Programs["inventory-2"] == u.Programs["inventory"] || u.Internal["inventory-2"] == u.Internal["inventory"] || u.Internal["inventory-2"] == "" {
+		t.Errorf("the instances share an address: %v %v", u.Programs, u.Internal)
+	}
+	for _, k := range []string{"DATABASE_URL", "SERVICE_KEY_FILE", "SERVICE_TRUST_DIR", "JWKS_URL"} {
+		if first[k] != second[k] || first[k] == "" {
+			t.Errorf("%s: %q and %q; want the service's, shared", k, first[k], second[k])
+		}
+	}
+	if second["MARK"] != "both" || second["SEED_CATALOGUE"] != "" || second["CONSUMER_NAME"] != "inventory-2" || first["CONSUMER_NAME"] != "" {
+		t.Errorf("the second instance has MARK=%q SEED_CATALOGUE=%q CONSUMER_NAME=%q (the first %q); want the service's variables, no seeding, a consumer name of its own",
+			second["MARK"], second["SEED_CATALOGUE"], second["CONSUMER_NAME"], first["CONSUMER_NAME"])
+	}
+
+	orders, gw := envOf(t, s, "orders"), envOf(t, s, "gateway")
+	for _, c := range []struct{ got, want string }{
+		{orders["INVENTORY_URL"], u.Internal["inventory"] + "," + u.Internal["inventory-2"]},
+		{orders["PAYMENTS_URL"], u.Internal["payments"] + "," + u.Internal["payments-2"]},
+		{gw["INVENTORY_URL"], u.Programs["inventory"] + "," + u.Programs["inventory-2"]},
+		{gw["INVENTORY_INTERNAL_URL"], u.Internal["inventory"] + "," + u.Internal["inventory-2"]},
+		{gw["USERS_URL"], u.Programs["users"]},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q; want %q", c.got, c.want)
+		}
+	}
+
+	if err := s.KillProgram("inventory-2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RestartProgram(t.Context(), "inventory-2"); err != nil {
+		t.Fatal(err)
+	}
+	if again, want := envOf(t, s, "inventory-2"), strings.TrimPrefix(u.Programs["inventory-2"], "http://"); again["HTTP_ADDR"] != want {
+		t.Errorf("restarted on %s; want %s", again["HTTP_ADDR"], want)
+	}
+	if err := s.Err(); err != nil {
+		t.Errorf("the stack failed: %v", err)
+	}
+}
+
+func TestExtraInstancesListenAHundredAboveTheFirst(t *testing.T) {
+	t.Parallel()
+	if got := portOf(8082, 2); got != 8182 {
+		t.Errorf("inventory-2 at %d; want 8182", got)
+	}
+	if got := portOf(0, 3); got != 0 {
+		t.Errorf("on free ports: %d; want 0", got)
+	}
+	if serviceOf("inventory-2") != "inventory" || serviceOf("inventory") != "inventory" || serviceOf("gateway-2") != "gateway-2" || serviceOf("mailpit") != "mailpit" {
+		t.Error("serviceOf")
+	}
+	// A taken port of a second instance is found before anything starts.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().(*net.TCPAddr).Port
+	err = checkPortsFree(Ports{Inventory: taken - 100}, map[string]int{"inventory": 2})
+	if err == nil || !strings.Contains(err.Error(), "inventory-2") {
+		t.Errorf("checkPortsFree = %v; want inventory-2's port named", err)
 	}
 }
