@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -18,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,6 +47,8 @@ func TestMain(m *testing.M) {
 		serveBenchUpstream()
 	case "gateway":
 		os.Exit(runBenchGateway())
+	case "bare-proxy":
+		serveBareProxy()
 	default:
 		os.Exit(m.Run())
 	}
@@ -73,6 +78,38 @@ func serveBenchUpstream() {
 	})}
 	_ = srv.Serve(ln)
 }
+
+// serveBareProxy is Go's reverse proxy and nothing else, in front of the upstream at
+// GATEWAY_BENCH_UPSTREAM: the floor under any gateway built on net/http, for the
+// table to show how much of the gateway's cost is the gateway's own. It reuses its
+// copy buffers and keeps connections to the upstream alive, as a tuned proxy would.
+func serveBareProxy() {
+	target, err := url.Parse("http://" + os.Getenv("GATEWAY_BENCH_UPSTREAM"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Printf("bare proxy listening %s\n", ln.Addr())
+	rp := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport:  &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second},
+		BufferPool: bufferPool{},
+	}
+	_ = (&http.Server{Handler: rp}).Serve(ln)
+}
+
+// bufferPool lends ReverseProxy its copy buffers.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+
+func (bufferPool) Get() []byte  { return buffers.Get().([]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(b) } //nolint:staticcheck // a slice header is small; the array is what is reused
 
 // runBenchGateway runs the gateway as main does, and with GATEWAY_BENCH_PROFILE set
 // writes a CPU profile of its whole life and an allocation profile at its end there.
@@ -182,6 +219,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 
 	upstream, upstreamPID := startBenchChild(b, "upstream", nil, regexp.MustCompile(`upstream listening (\S+)`))
 	nginxAddr, nginxPID := startNginx(b, nginxBin, upstream)
+	bare, barePID := startBenchChild(b, "bare-proxy", []string{"GATEWAY_BENCH_UPSTREAM=" + upstream}, regexp.MustCompile(`bare proxy listening (\S+)`))
 
 	// The users service's part: a key set the gateway trusts, and tokens signed with
 	// its key, one user per connection.
@@ -226,7 +264,12 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	targets := []struct {
 		name, addr string
 		pid        int // whose CPU time is measured: the server's (nginx's workers included)
-	}{{"upstream direct", upstream, upstreamPID}, {"nginx " + nginxVersion(nginxBin), nginxAddr, nginxPID}, {"gateway", gateway, gatewayPID}}
+	}{
+		{"upstream direct", upstream, upstreamPID},
+		{"nginx " + nginxVersion(nginxBin), nginxAddr, nginxPID},
+		{"gateway", gateway, gatewayPID},
+		{"Go's httputil.ReverseProxy alone (reference)", bare, barePID},
+	}
 	for _, v := range set.variants {
 		venv := append(slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, benchProfileEnv+"=") }), v...)
 		addr, pid := startBenchChild(b, "gateway", venv, regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`))
