@@ -86,6 +86,9 @@ type Config struct {
 	LogLevel        string        // LOG_LEVEL
 	OTLPEndpoint    string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
 	UpstreamTimeout time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
+	// MaxInFlight (UPSTREAM_MAX_IN_FLIGHT) bounds the requests in flight to each
+	// upstream service; past it the gateway answers 503 with Retry-After at once.
+	MaxInFlight int
 	// StreamIdleTimeout (STREAM_IDLE_TIMEOUT) ends an order's status stream that has
 	// been silent this long; the orders service sends a keep-alive every 15s.
 	StreamIdleTimeout time.Duration
@@ -119,6 +122,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		LogLevel:          env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:      env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
 		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
+		MaxInFlight:       env.Int("UPSTREAM_MAX_IN_FLIGHT", 512, 1, 1_000_000),
 		StreamIdleTimeout: env.Duration("STREAM_IDLE_TIMEOUT", time.Minute),
 		ProductCacheTTL:   env.Duration("PRODUCT_CACHE_TTL", time.Minute),
 		OpsSessionTTL:     env.Duration("OPS_SESSION_TTL", 8*time.Hour),
@@ -170,6 +174,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("log_level", c.LogLevel),
 		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
 		slog.String("upstream_timeout", c.UpstreamTimeout.String()),
+		slog.Int("upstream_max_in_flight", c.MaxInFlight),
 		slog.String("stream_idle_timeout", c.StreamIdleTimeout.String()),
 		slog.String("product_cache_ttl", c.ProductCacheTTL.String()),
 		slog.String("ops_session_ttl", c.OpsSessionTTL.String()),
@@ -293,6 +298,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		}),
 		TaskMonitor: monitor,
 		RateLimit:   limiter,
+		MaxInFlight: cfg.MaxInFlight,
 	})
 	if err != nil {
 		return err

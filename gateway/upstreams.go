@@ -107,6 +107,12 @@ func newUpstreams(ctx context.Context, cfg Config, log *slog.Logger, tracing *te
 	}
 
 	opts := proxy.Options{Timeout: cfg.UpstreamTimeout, Log: log, Tracing: tracing}
+	if !tracing.Exporting {
+		// No client spans when nothing exports them: they would record nothing, at a
+		// cost on every call (docs/benchmarks.md); httpapi passes the request's trace
+		// on to the upstream instead.
+		opts.Tracing = nil
+	}
 	streamOpts := opts
 	streamOpts.IdleTimeout, streamOpts.Stop = cfg.StreamIdleTimeout, ctx
 	var u httpapi.Upstreams

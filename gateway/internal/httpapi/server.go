@@ -78,6 +78,10 @@ type Deps struct {
 	TaskMonitor http.Handler
 	// RateLimit limits the public API's callers (a *ratelimit.Limiter in the gateway).
 	RateLimit RateLimit
+	// MaxInFlight bounds the requests in flight to each upstream service
+	// (UPSTREAM_MAX_IN_FLIGHT); past it they are answered 503 at once (forward.go).
+	// Zero: no bound.
+	MaxInFlight int
 
 	// monitorPolicy is the task monitor's Content-Security-Policy, made by NewServer.
 	monitorPolicy string
@@ -115,6 +119,7 @@ func NewServer(d Deps) (http.Handler, error) {
 	if d.apiDocs, err = newAPIDocs(docs.OpenAPI); err != nil {
 		return nil, err
 	}
+	d.Upstreams = d.forwarding()
 	r := httpserver.NewRouter(httpserver.Deps{Log: d.Log, Metrics: d.Metrics, Tracing: d.Tracing})
 	addRoutes(r, d)
 	return httpserver.SecurityHeaders(r), nil
