@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"time"
 
@@ -73,7 +72,25 @@ func traceIDs(t *telemetry.Tracing, next http.Handler) http.Handler {
 	})
 }
 
-var saneID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+// saneID reports whether a caller's request id may be used as it is: 1 to 128 of
+// A-Z a-z 0-9 . _ : -.
+func saneID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// requestIDKey is RequestIDHeader as header maps keep it, so that it is not worked
+// out again (and allocated) for every request.
+var requestIDKey = http.CanonicalHeaderKey(RequestIDHeader)
 
 // NewRequestID is a random 128-bit id in hex.
 func NewRequestID() string {
@@ -86,13 +103,14 @@ func NewRequestID() string {
 // puts it in the context for logs, and echoes it on the response.
 func RequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !saneID.MatchString(id) {
-			id = NewRequestID()
-			r.Header.Set(RequestIDHeader, id)
+		v := r.Header[requestIDKey]
+		if len(v) != 1 || !saneID(v[0]) {
+			v = []string{NewRequestID()}
+			r.Header[requestIDKey] = v
 		}
-		w.Header().Set(RequestIDHeader, id)
-		next.ServeHTTP(w, r.WithContext(logging.WithRequestID(r.Context(), id)))
+		// The same one-element slice in both headers: neither is changed in place.
+		w.Header()[requestIDKey] = v
+		next.ServeHTTP(w, r.WithContext(logging.WithRequestID(r.Context(), v[0])))
 	})
 }
 
@@ -112,10 +130,11 @@ func AccessLog(log *slog.Logger) func(http.Handler) http.Handler {
 			if rw.status >= 500 {
 				level = slog.LevelWarn
 			}
-			log.Log(r.Context(), level, "request",
-				"method", r.Method, "path", r.URL.Path, "status", rw.statusOr200(),
-				"bytes", rw.bytes, "duration_ms", float64(time.Since(start).Microseconds())/1000,
-				"remote", r.RemoteAddr)
+			// LogAttrs: typed attributes, not values boxed in interfaces.
+			log.LogAttrs(r.Context(), level, "request",
+				slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Int("status", rw.statusOr200()),
+				slog.Int("bytes", rw.bytes), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.String("remote", r.RemoteAddr))
 		})
 	}
 }
