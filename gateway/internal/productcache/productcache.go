@@ -39,7 +39,9 @@
 // and gets its own answer (a problem names its own request). The upstream request
 // is not cancelled when its client leaves, since others may be waiting for it; the
 // proxy's UPSTREAM_TIMEOUT bounds it. A request whose client leaves while it waits
-// stops waiting.
+// stops waiting. A flight that brought an answer stays findable for a moment after
+// it has landed (flightLinger), for the requests that looked up just before the copy
+// was kept.
 //
 // # Dropping, and the race it must not lose
 //
@@ -318,6 +320,13 @@ type flight struct {
 	shared *entry
 }
 
+// flightLinger is how long a flight that brought an answer to share stays findable
+// after it has landed. A request that looked the slot up just before the copy was
+// kept, and so missed it, may reach the flights just after the flight landed: it is
+// given the same answer rather than asking the upstream again. That is as right as
+// joining the flight in time: it read the same generation.
+const flightLinger = time.Second
+
 // statusClientClosedRequest is what a request that stopped waiting for a flight
 // because its client left is counted as, as the proxy does (nginx's 499).
 const statusClientClosedRequest = 499
@@ -389,10 +398,12 @@ func (c *Cache) lead(w http.ResponseWriter, r *http.Request, s slot, gen int64, 
 	landed := false
 	land := func() {
 		landed = true
-		c.mu.Lock()
-		delete(c.flights, key)
-		c.mu.Unlock()
 		close(f.done)
+		if f.shared != nil {
+			time.AfterFunc(flightLinger, func() { c.forget(key, f) })
+			return
+		}
+		c.forget(key, f)
 	}
 	defer func() {
 		if !landed {
@@ -417,6 +428,15 @@ func (c *Cache) lead(w http.ResponseWriter, r *http.Request, s slot, gen int64, 
 	}
 	land()
 	cp.send(w, r)
+}
+
+// forget removes flight f, filed under key.
+func (c *Cache) forget(key string, f *flight) {
+	c.mu.Lock()
+	if c.flights[key] == f {
+		delete(c.flights, key)
+	}
+	c.mu.Unlock()
 }
 
 // passThrough answers r with next as it answers, an ETag added to a 200.
