@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -69,11 +70,15 @@ type request struct {
 	Base         string            // the gateway to send it to; "" is the shared stack's
 }
 
-// do sends r to the gateway and checks what every response must have: an X-Request-ID.
+// do sends r to the gateway and checks what every response must have: an X-Request-ID,
+// and agreement with docs/openapi.yaml (contract_test.go), whose breach fails t but
+// still returns the answer.
 func do(t *testing.T, r request) response {
 	t.Helper()
 	resp, err := send(t.Context(), r)
-	if err != nil {
+	if ce := (*contractError)(nil); errors.As(err, &ce) {
+		t.Error(ce)
+	} else if err != nil {
 		t.Fatal(err)
 	}
 	if resp.Header.Get("X-Request-ID") == "" {
@@ -83,6 +88,7 @@ func do(t *testing.T, r request) response {
 }
 
 // send is do for any goroutine: it returns what went wrong instead of failing a test.
+// An answer that breaks docs/openapi.yaml is returned with a *contractError.
 //
 // A 429 is the gateway's rate limit, against a stack with its default limits (such as
 // make run's): send waits as its Retry-After says and sends the request again, for as
@@ -179,7 +185,7 @@ func sendOnce(ctx context.Context, base string, r request) (response, error) {
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: reading the body: %w", r.Method, r.Path, err)
 	}
-	return response{Response: resp, Body: b}, nil
+	return response{Response: resp, Body: b}, checkContract(resp.Request, resp, b)
 }
 
 // decode reads r's JSON body into v after checking the status.

@@ -94,7 +94,8 @@ func (o origin) do(t *testing.T, r request) response {
 	return o.send(t, req)
 }
 
-// send sends req from the origin as it is, and checks the X-Request-ID every answer has.
+// send sends req from the origin as it is, and checks the X-Request-ID every answer has
+// and agreement with docs/openapi.yaml (contract_test.go).
 func (o origin) send(t *testing.T, req *http.Request) response {
 	t.Helper()
 	resp, err := o.hc.Do(req)
@@ -108,6 +109,9 @@ func (o origin) send(t *testing.T, req *http.Request) response {
 	}
 	if resp.Header.Get("X-Request-ID") == "" {
 		t.Errorf("%s %s → %s has no X-Request-ID", req.Method, req.URL.Path, resp.Status)
+	}
+	if err := checkContract(req, resp, body); err != nil {
+		t.Error(err)
 	}
 	return response{Response: resp, Body: body}
 }
