@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"runtime/pprof"
 	"slices"
@@ -37,7 +36,8 @@ import (
 // and as nginx does: the test binary is started again with benchRoleEnv naming the
 // part it plays, and TestMain plays it instead of running tests.
 const (
-	benchRoleEnv    = "GATEWAY_BENCH_ROLE" // "upstream" or "gateway"
+	benchRoleEnv    = "GATEWAY_BENCH_ROLE" // "upstream", "bare-proxy" or "gateway"
+	benchAddrEnv    = "GATEWAY_BENCH_ADDR" // where the upstream and the bare proxy listen
 	benchProfileEnv = "GATEWAY_BENCH_PROFILE"
 )
 
@@ -60,16 +60,15 @@ var benchBody = []byte(`{"id":"7d0f8c52-3f0e-4b7e-9a8e-2b1f6c3d4e5f","status":"c
 	`"total":{"amount":4999,"currency":"EUR"},"items":[{"product_id":"a1b2c3d4","quantity":1}],` +
 	`"created_at":"2026-12-01T10:00:00Z","updated_at":"2026-12-01T10:00:01Z"}` + "\n")
 
-// serveBenchUpstream answers benchBody to every request, prints its address and
-// serves until killed.
+// serveBenchUpstream answers benchBody to every request on GATEWAY_BENCH_ADDR until
+// killed.
 func serveBenchUpstream() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", os.Getenv(benchAddrEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	length := strconv.Itoa(len(benchBody))
-	fmt.Printf("upstream listening %s\n", ln.Addr())
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h["Content-Type"] = []string{"application/json"}
@@ -79,8 +78,8 @@ func serveBenchUpstream() {
 	_ = srv.Serve(ln)
 }
 
-// serveBareProxy is Go's reverse proxy and nothing else, in front of the upstream at
-// GATEWAY_BENCH_UPSTREAM: the floor under any gateway built on net/http, for the
+// serveBareProxy is Go's reverse proxy and nothing else, on GATEWAY_BENCH_ADDR in
+// front of the upstream at GATEWAY_BENCH_UPSTREAM: the floor under any gateway built on net/http, for the
 // table to show how much of the gateway's cost is the gateway's own. It reuses its
 // copy buffers and keeps connections to the upstream alive, as a tuned proxy would.
 func serveBareProxy() {
@@ -89,12 +88,11 @@ func serveBareProxy() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", os.Getenv(benchAddrEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	fmt.Printf("bare proxy listening %s\n", ln.Addr())
 	rp := &httputil.ReverseProxy{
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
 		Transport:  &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second},
@@ -217,9 +215,9 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	set := loadBenchSettings(b)
 	redisURL := redistest.New(b)
 
-	upstream, upstreamPID := startBenchChild(b, "upstream", nil, regexp.MustCompile(`upstream listening (\S+)`))
+	upstream, upstreamPID := startBenchChild(b, "upstream", benchAddrEnv, nil)
 	nginxAddr, nginxPID := startNginx(b, nginxBin, upstream)
-	bare, barePID := startBenchChild(b, "bare-proxy", []string{"GATEWAY_BENCH_UPSTREAM=" + upstream}, regexp.MustCompile(`bare proxy listening (\S+)`))
+	bare, barePID := startBenchChild(b, "bare-proxy", benchAddrEnv, []string{"GATEWAY_BENCH_UPSTREAM=" + upstream})
 
 	// The users service's part: a key set the gateway trusts, and tokens signed with
 	// its key, one user per connection.
@@ -237,7 +235,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	up := "http://" + upstream
 	const high = "1000000"
 	env := []string{
-		"HTTP_ADDR=127.0.0.1:0", "OPS_ADDR=127.0.0.1:0", "REDIS_URL=" + redisURL,
+		"OPS_ADDR=127.0.0.1:0", "REDIS_URL=" + redisURL,
 		"USERS_URL=" + up, "INVENTORY_URL=" + up, "PAYMENTS_URL=" + up, "ORDERS_URL=" + up, "NOTIFICATIONS_URL=" + up,
 		"JWKS_URL=" + jwks.URL,
 		"RATE_EDGE_IP=" + high, "RATE_EDGE_IP_BURST=" + high, "RATE_USER=" + high, "RATE_USER_BURST=" + high,
@@ -248,7 +246,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		}
 		env = append(env, benchProfileEnv+"="+set.profile)
 	}
-	gateway, gatewayPID := startBenchChild(b, "gateway", env, regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`))
+	gateway, gatewayPID := startBenchChild(b, "gateway", "HTTP_ADDR", env)
 
 	const path = "/api/v1/orders"
 	reqs := make([][]byte, set.conns)
@@ -272,7 +270,7 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	}
 	for _, v := range set.variants {
 		venv := append(slices.DeleteFunc(slices.Clone(env), func(e string) bool { return strings.HasPrefix(e, benchProfileEnv+"=") }), v...)
-		addr, pid := startBenchChild(b, "gateway", venv, regexp.MustCompile(`"msg":"listening"[^\n]*?"addr":"([^"]+)"`))
+		addr, pid := startBenchChild(b, "gateway", "HTTP_ADDR", venv)
 		targets = append(targets, struct {
 			name, addr string
 			pid        int
@@ -298,8 +296,9 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 	}
 
 	rows := make([]benchRow, len(targets))
-	for i := range targets {
+	for i, t := range targets {
 		rows[i] = median(runs[i])
+		rows[i].peakRSS = peakRSS(t.pid)
 	}
 	nginx, gw := rows[1].res, rows[2].res
 	table := benchTable(rows, nginx)
@@ -327,6 +326,9 @@ type benchRow struct {
 	name string
 	res  httpload.Result
 	cpu  time.Duration // the server's CPU time per request
+	// peakRSS is the most memory the server's processes held at once (VmHWM), summed
+	// over nginx's.
+	peakRSS int64
 }
 
 // median is the run of median throughput.
@@ -338,10 +340,10 @@ func median(rs []benchRow) benchRow {
 
 func benchTable(rows []benchRow, nginx httpload.Result) string {
 	var sb strings.Builder
-	sb.WriteString("| target | req/s | p50 | p99 | req/s ÷ nginx | p99 ÷ nginx | server CPU per request |\n|---|---|---|---|---|---|---|\n")
+	sb.WriteString("| target | req/s | p50 | p99 | req/s ÷ nginx | p99 ÷ nginx | server CPU per request | server peak RSS |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&sb, "| %s | %.0f | %s | %s | %.2f | %.2f | %d µs |\n", r.name, r.res.RPS(),
-			ms(r.res.P50), ms(r.res.P99), r.res.RPS()/nginx.RPS(), float64(r.res.P99)/float64(nginx.P99), r.cpu.Microseconds())
+		fmt.Fprintf(&sb, "| %s | %.0f | %s | %s | %.2f | %.2f | %d µs | %d MiB |\n", r.name, r.res.RPS(),
+			ms(r.res.P50), ms(r.res.P99), r.res.RPS()/nginx.RPS(), float64(r.res.P99)/float64(nginx.P99), r.cpu.Microseconds(), r.peakRSS>>20)
 	}
 	return sb.String()
 }
@@ -359,6 +361,34 @@ func cpuOf(pid int) time.Duration {
 		}
 	}
 	return total
+}
+
+// peakRSS is the peak resident memory of process pid and its children, in bytes.
+func peakRSS(pid int) int64 {
+	total := vmHWM(pid)
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		if n, err := strconv.Atoi(d.Name()); err == nil && n != pid {
+			if ppid, _ := procStat(n); ppid == pid {
+				total += vmHWM(n)
+			}
+		}
+	}
+	return total
+}
+
+func vmHWM(pid int) int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 func procCPU(pid int) time.Duration {
@@ -425,17 +455,19 @@ func machine() string {
 	return fmt.Sprintf("%d × %s, load generator and servers on the same cores over loopback", runtime.NumCPU(), model)
 }
 
-// startBenchChild starts the test binary again as role with env, waits for its
-// address to appear in its output (matched by addr's first group) and stops it when
-// the benchmark ends. Its output goes to a file, as a server's log would.
-func startBenchChild(b *testing.B, role string, env []string, addr *regexp.Regexp) (string, int) {
+// startBenchChild starts the test binary again as role with env, listening on a free
+// port given in the variable addrVar, waits until the port answers and stops the
+// child when the benchmark ends. It returns the address and the child's process id.
+// Its output goes to a file, as a server's log would.
+func startBenchChild(b *testing.B, role, addrVar string, env []string) (string, int) {
 	b.Helper()
 	out, err := os.CreateTemp(b.TempDir(), role+"-*.log")
 	if err != nil {
 		b.Fatal(err)
 	}
+	addr := freeAddr(b)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append([]string{benchRoleEnv + "=" + role, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	cmd.Env = append([]string{benchRoleEnv + "=" + role, "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), addrVar + "=" + addr}, env...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -452,21 +484,38 @@ func startBenchChild(b *testing.B, role string, env []string, addr *regexp.Regex
 		}
 		out.Close()
 	})
+	waitListening(b, role, addr, exited, func() []byte { log, _ := os.ReadFile(out.Name()); return log }, b.Fatalf)
+	return addr, cmd.Process.Pid
+}
+
+// freeAddr is a loopback address with a port nothing listens on. The server it is
+// for binds it next; nothing else on the machine asks for that port meanwhile.
+func freeAddr(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitListening polls addr until it accepts a connection, and calls fail (b.Fatalf,
+// or b.Skipf) when the process exits first (with what log says) or 30 seconds pass.
+func waitListening(b *testing.B, name, addr string, exited chan error, log func() []byte, fail func(string, ...any)) {
+	b.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		log, _ := os.ReadFile(out.Name())
-		if m := addr.FindSubmatch(log); m != nil {
-			return string(m[1]), cmd.Process.Pid
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
 		}
 		select {
 		case err := <-exited:
 			exited <- err // for the cleanup
-			b.Fatalf("%s exited before listening: %v\n%s", role, err, log)
+			fail("%s exited before listening: %v\n%s", name, err, log())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	log, _ := os.ReadFile(out.Name())
-	b.Fatalf("%s did not listen within 30s:\n%s", role, log)
-	return "", 0
+	fail("%s did not listen on %s within 30s:\n%s", name, addr, log())
 }
 
 // findNginx is the nginx binary on PATH or where Debian puts it.
@@ -524,12 +573,7 @@ http {
 func startNginx(b *testing.B, bin, upstream string) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nginx binds it next; nothing else on the machine asks for this port meanwhile
+	addr := freeAddr(b)
 	user := ""
 	if os.Geteuid() == 0 {
 		user = "user root;\n" // workers as root too, so that they can write to dir
@@ -560,19 +604,7 @@ func startNginx(b *testing.B, bin, upstream string) (string, int) {
 		}
 		out.Close()
 	})
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, cmd.Process.Pid
-		}
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			log, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			b.Skipf("nginx exited at start (%v): %s", err, log)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	b.Fatalf("nginx did not listen on %s within 10s", addr)
-	return "", 0
+	// nginx that will not start is nginx that cannot be had here: a skip, like none.
+	waitListening(b, "nginx", addr, exited, func() []byte { log, _ := os.ReadFile(filepath.Join(dir, "error.log")); return log }, b.Skipf)
+	return addr, cmd.Process.Pid
 }
