@@ -43,6 +43,14 @@
 // it has landed (flightLinger), for the requests that looked up just before the copy
 // was kept.
 //
+// The lookups in Redis are shared too (sharedLookup): a crowd reading one product
+// would otherwise make one lookup each, and past the pool's connections they wait,
+// time out and turn the cache off for a second, sending the crowd to inventory. A
+// request shares only a lookup sent after it arrived (one under way may have read the
+// generation before a change's event), so one that finds a lookup under way waits for
+// the next, sent when that one is done for every request that came meanwhile: a
+// crowd costs Redis about two lookups.
+//
 // # Dropping, and the race it must not lose
 //
 // A copy is filed under a generation: one counter per product, one for all list pages.
@@ -169,11 +177,17 @@ type Cache struct {
 	mu sync.Mutex
 	// flights are the requests to the upstream under way, by slot key and generation.
 	flights map[string]*flight
+	// batches are the lookups in Redis under way, and those waiting to be sent, by
+	// slot key.
+	batches map[string]*slotLookups
+	// waiting, when set (by tests), is called when a request begins to wait for a
+	// shared lookup.
+	waiting func()
 }
 
 // New is a cache in the Redis rdb talks to.
 func New(rdb *redis.Client, opts Options) *Cache {
-	c := &Cache{rdb: rdb, ttl: opts.TTL, opTimeout: opts.OpTimeout, log: opts.Log, flights: map[string]*flight{}}
+	c := &Cache{rdb: rdb, ttl: opts.TTL, opTimeout: opts.OpTimeout, log: opts.Log, flights: map[string]*flight{}, batches: map[string]*slotLookups{}}
 	if c.opTimeout <= 0 {
 		c.opTimeout = DefaultOpTimeout
 	}
@@ -338,11 +352,15 @@ func (c *Cache) serve(w http.ResponseWriter, r *http.Request, s slot, next http.
 		passThrough(w, r, next)
 		return
 	}
-	e, gen, hit, known, err := c.lookup(r.Context(), s)
+	res := c.sharedLookup(r.Context(), s)
+	if r.Context().Err() != nil {
+		w.WriteHeader(statusClientClosedRequest) // the client left while it waited
+		return
+	}
+	e, gen, hit, known, err := res.e, res.gen, res.hit, res.known, res.err
 	switch {
 	case err != nil:
 		c.lookups.WithLabelValues(s.kind, "error").Inc()
-		c.failed(r.Context(), "product cache unavailable; passing through", err)
 		passThrough(w, r, next)
 		return
 	case hit:
@@ -468,6 +486,90 @@ func send(w http.ResponseWriter, r *http.Request, e entry, xcache string) {
 func (c *Cache) failed(ctx context.Context, msg string, err error) {
 	c.downUntil.Store(time.Now().Add(bypassFor).UnixNano())
 	c.log.WarnContext(ctx, msg, "err", err, "bypass_for", bypassFor.String())
+}
+
+// lookupResult is what lookup found.
+type lookupResult struct {
+	e          entry
+	gen        int64
+	hit, known bool
+	err        error
+}
+
+// batch is one lookup of a slot that requests share.
+type batch struct {
+	done chan struct{} // closed once res is set
+	res  lookupResult
+}
+
+// slotLookups are a slot's shared lookups: the one under way, and the next, which
+// collects the requests that arrive meanwhile and is sent when the first is done.
+type slotLookups struct {
+	running, next *batch
+}
+
+// sharedLookup is lookup(s) for r, shared with the other requests for the same slot,
+// so that a crowd reading one product costs Redis a lookup or two rather than one
+// each (which, past the pool's connections, would time out, and turn the cache off
+// for everyone). A request shares only a lookup sent after it arrived: one already
+// under way may have read the generation before a change's event was handled, and
+// this request may have begun after it. So a request that finds a lookup under way
+// waits for the next one, which is sent when that one is done, for every request
+// that came meanwhile.
+func (c *Cache) sharedLookup(ctx context.Context, s slot) lookupResult {
+	c.mu.Lock()
+	st := c.batches[s.key]
+	if st == nil {
+		st = &slotLookups{}
+		c.batches[s.key] = st
+	}
+	if st.running == nil {
+		b := &batch{done: make(chan struct{})}
+		st.running = b
+		c.mu.Unlock()
+		return c.runLookup(ctx, s, st, b)
+	}
+	b, lead := st.next, false
+	if b == nil {
+		b, lead = &batch{done: make(chan struct{})}, true
+		st.next = b
+	}
+	running := st.running
+	c.mu.Unlock()
+	if c.waiting != nil {
+		c.waiting()
+	}
+	if lead {
+		// Sent for everyone waiting on b, so not given up when this client leaves;
+		// the lookup under way is bounded by opTimeout.
+		<-running.done
+		return c.runLookup(ctx, s, st, b)
+	}
+	select {
+	case <-b.done:
+		return b.res
+	case <-ctx.Done():
+		return lookupResult{err: ctx.Err()}
+	}
+}
+
+// runLookup makes b's lookup of slot s (of st) and shares its result. The next batch,
+// if any, becomes the one under way: its first request sends it.
+func (c *Cache) runLookup(ctx context.Context, s slot, st *slotLookups, b *batch) lookupResult {
+	var res lookupResult
+	res.e, res.gen, res.hit, res.known, res.err = c.lookup(context.WithoutCancel(ctx), s)
+	if res.err != nil {
+		c.failed(ctx, "product cache unavailable; passing through", res.err)
+	}
+	c.mu.Lock()
+	b.res = res
+	close(b.done)
+	st.running, st.next = st.next, nil
+	if st.running == nil {
+		delete(c.batches, s.key)
+	}
+	c.mu.Unlock()
+	return res
 }
 
 // lookup reads slot s: its copy when it is current (hit), and the generation to file
