@@ -102,6 +102,7 @@ func newUpstreams(ctx context.Context, cfg Config, log *slog.Logger, tracing *te
 		if err != nil {
 			return httpapi.Upstreams{}, nil, err
 		}
+		context.AfterFunc(ctx, b.Close) // its readiness checks end with the gateway
 		balancers[name] = b
 		services = append(services, systemhealth.Service{Name: name, Upstream: b})
 	}

@@ -38,9 +38,10 @@
 // Once that time is up its /readyz is asked (an active check), and again every
 // EjectBackoff while it does not answer 200; the answer 200 puts it back in service.
 // So an instance that died stays out however long it is dead, without a call being
-// spent on it, and one that comes back gets calls again within about EjectBackoff. The
-// checks run when calls come (Pick starts them, at most one per instance at a time):
-// the balancer has no goroutine of its own to start or stop.
+// spent on it, and one that comes back gets calls again within about EjectBackoff,
+// whether calls come meanwhile or not. The checks are run by a goroutine of the
+// balancer's that runs while some instance is ejected, and ends when none is, or when
+// the balancer is closed (Close).
 //
 // # The upstream's breaker
 //
@@ -185,7 +186,15 @@ type Balancer struct {
 	// everyInServiceFailed).
 	runFailed atomic.Bool
 
+	wake chan struct{} // tells the watcher of a new ejection
+	// life ends with Close: it bounds the checks and resolutions, which bg counts.
+	life context.Context
+	end  context.CancelFunc
+	bg   sync.WaitGroup
+
 	mu          sync.Mutex
+	closed      bool
+	watching    bool          // the watcher runs
 	byTarget    [][]*Instance // each target's instances
 	resolving   chan struct{} // closed when the running resolution ends; nil if none
 	nextResolve time.Time
@@ -209,8 +218,7 @@ type Instance struct {
 	failures    atomic.Int32 // in a row
 	ejected     atomic.Bool
 	until       atomic.Int64 // unix nanoseconds: no check before
-	checking    atomic.Bool
-	failedInRun atomic.Bool // failed since the last success anywhere
+	failedInRun atomic.Bool  // failed since the last success anywhere
 
 	// Guarded by the balancer's mu.
 	ejections  int // in a row
@@ -239,7 +247,9 @@ func New(opts Options) (*Balancer, error) {
 			opts.Name, len(opts.ReadyURLs), len(opts.URLs))
 	}
 	opts.setDefaults()
-	b := &Balancer{name: opts.Name, s: opts.Settings, res: opts.Resolver, client: opts.Client, log: opts.Log}
+	b := &Balancer{name: opts.Name, s: opts.Settings, res: opts.Resolver, client: opts.Client, log: opts.Log,
+		wake: make(chan struct{}, 1)}
+	b.life, b.end = context.WithCancel(context.Background())
 	if b.res == nil {
 		b.res = net.DefaultResolver
 	}
@@ -309,6 +319,26 @@ func newInstance(u *url.URL, host, ready string) *Instance {
 // Name is the upstream's name.
 func (b *Balancer) Name() string { return b.name }
 
+// Close stops the balancer's background work (readiness checks, resolutions) and
+// waits for it to end. Calls may still be picked afterwards, but an ejected instance
+// stays out and names are not resolved again. Calling it again does nothing.
+func (b *Balancer) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.end()
+	b.bg.Wait()
+}
+
+// background runs f as background work, unless the balancer is closed. b.mu is held.
+func (b *Balancer) background(f func()) bool {
+	if b.closed {
+		return false
+	}
+	b.bg.Go(f)
+	return true
+}
+
 // BreakerState is the upstream breaker's state: "closed", "half-open" or "open".
 func (b *Balancer) BreakerState() string { return b.breaker.State().String() }
 
@@ -319,15 +349,11 @@ func (b *Balancer) BreakerState() string { return b.breaker.State().String() }
 // Unavailable, wrapping ErrOpen or ErrNoInstance (see the package doc).
 func (b *Balancer) Pick(ctx context.Context, avoid *Instance) (*Call, error) {
 	b.resolveIfDue(ctx, true)
-	all := *b.instances.Load()
 	done, err := b.breaker.Allow()
 	if err != nil {
-		// The checks go on while the breaker is open, so that its trial call finds
-		// the instances that came back already in service.
-		b.checkDue(all)
 		return nil, b.unavailable(ErrOpen)
 	}
-	in := b.choose(all, avoid)
+	in := b.choose(*b.instances.Load(), avoid)
 	if in == nil {
 		done(ErrNoInstance)
 		return nil, b.unavailable(ErrNoInstance)
@@ -341,14 +367,12 @@ func (b *Balancer) unavailable(why error) error {
 }
 
 // choose is power of two choices among the instances in service, avoid left out
-// unless it is the only one. It starts the readiness checks that are due on the way.
+// unless it is the only one.
 func (b *Balancer) choose(all []*Instance, avoid *Instance) *Instance {
 	n, avoidable := 0, false
-	var now int64
 	for _, in := range all {
 		switch {
 		case in.ejected.Load():
-			now = b.checkIfDue(in, now)
 		case in == avoid:
 			avoidable = true
 		default:
@@ -394,29 +418,6 @@ func (b *Balancer) choose(all []*Instance, avoid *Instance) *Instance {
 		return second
 	}
 	return first
-}
-
-// checkDue starts the readiness checks that are due.
-func (b *Balancer) checkDue(all []*Instance) {
-	var now int64
-	for _, in := range all {
-		if in.ejected.Load() {
-			now = b.checkIfDue(in, now)
-		}
-	}
-}
-
-// checkIfDue starts a readiness check of the ejected instance in when its time is up
-// and none is under way. now is the time in unix nanoseconds, 0 if not read yet; it
-// returns it read.
-func (b *Balancer) checkIfDue(in *Instance, now int64) int64 {
-	if now == 0 {
-		now = time.Now().UnixNano()
-	}
-	if now >= in.until.Load() && in.checking.CompareAndSwap(false, true) {
-		go b.check(in)
-	}
-	return now
 }
 
 // Outcome is how a call went, as its caller judges.
@@ -512,6 +513,14 @@ func (b *Balancer) failed(in *Instance) {
 	// until before ejected: Pick must never see it ejected with an old time.
 	in.until.Store(now.Add(d).UnixNano())
 	in.ejected.Store(true)
+	if !b.watching {
+		b.watching = b.background(b.watch)
+	} else {
+		select {
+		case b.wake <- struct{}{}:
+		default: // a wake-up is pending already
+		}
+	}
 	b.mu.Unlock()
 	b.log.Warn("instance ejected", "instance", in.url.Redacted(), "failures", n, "for", d.String())
 }
@@ -525,13 +534,60 @@ func (b *Balancer) backoff(n int) time.Duration {
 	return min(d, b.s.EjectBackoffMax)
 }
 
+// watch runs the readiness checks of the ejected instances, each once its time is up,
+// and returns (watching cleared) once no instance is ejected.
+func (b *Balancer) watch() {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+		case <-b.wake:
+		case <-b.life.Done():
+			return // closed: watching stays set, so that nothing starts it again
+		}
+		now := time.Now()
+		var due []*Instance
+		next := time.Duration(-1) // until the next check; -1: none
+		b.mu.Lock()
+		for _, in := range *b.instances.Load() {
+			if !in.ejected.Load() {
+				continue
+			}
+			switch wait := time.Unix(0, in.until.Load()).Sub(now); {
+			case wait <= 0:
+				due = append(due, in)
+			case next < 0 || wait < next:
+				next = wait
+			}
+		}
+		if len(due) == 0 && next < 0 {
+			b.watching = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, in := range due {
+			wg.Go(func() { b.check(in) })
+		}
+		wg.Wait()
+		if len(due) > 0 {
+			next = 0 // look again: the checks have moved their times on
+		}
+		timer.Reset(next)
+	}
+}
+
 // check asks an ejected instance's /readyz, putting it back in service on a 200, and
 // otherwise asking again after EjectBackoff.
 func (b *Balancer) check(in *Instance) {
-	defer in.checking.Store(false)
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.CheckTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.s.CheckTimeout)
 	defer cancel()
 	err := b.ready(ctx, in.ready)
+	if b.life.Err() != nil {
+		return // closed meanwhile: no verdict
+	}
 	b.mu.Lock()
 	now := time.Now()
 	if err != nil {
@@ -589,8 +645,11 @@ func (b *Balancer) resolveIfDue(ctx context.Context, wait bool) {
 	running := b.resolving
 	if running == nil && !time.Now().Before(b.nextResolve) {
 		running = make(chan struct{})
-		b.resolving = running
-		go b.resolve(running)
+		if b.background(func() { b.resolve(running) }) {
+			b.resolving = running
+		} else {
+			running = nil
+		}
 	}
 	wait = wait && running != nil && !b.resolved
 	b.mu.Unlock()
@@ -607,7 +666,7 @@ func (b *Balancer) resolveIfDue(ctx context.Context, wait bool) {
 // service, a gone one leaves. A name whose look-up fails keeps its instances.
 func (b *Balancer) resolve(done chan struct{}) {
 	defer close(done)
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.CheckTimeout)
+	ctx, cancel := context.WithTimeout(b.life, b.s.CheckTimeout)
 	defer cancel()
 	found := make([][]string, len(b.targets))
 	var errs []error
@@ -622,6 +681,9 @@ func (b *Balancer) resolve(done chan struct{}) {
 		}
 		slices.Sort(addrs)
 		found[i] = slices.Compact(addrs)
+	}
+	if b.life.Err() != nil {
+		return // closed meanwhile
 	}
 
 	b.mu.Lock()

@@ -71,6 +71,7 @@ func newBalancer(t *testing.T, opts balancer.Options) *balancer.Balancer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close)
 	return b
 }
 
@@ -194,7 +195,7 @@ func TestAFailingInstanceIsEjectedAndReadmittedWithBackoffOnceItsReadyzAnswers(t
 	// Its /readyz is asked once the backoff is over, not before, and while it
 	// answers 503 it stays out, asked again and again.
 	until(t, "the ejected instance's /readyz is asked twice", func() bool {
-		picked(t, b, 1) // checks start as calls come
+		picked(t, b, 1) // the other instance takes the calls meanwhile
 		first, ok := sick.firstAskedAfter(ejectedAt)
 		if !ok {
 			return false
@@ -228,6 +229,32 @@ func TestAFailingInstanceIsEjectedAndReadmittedWithBackoffOnceItsReadyzAnswers(t
 	})
 	if first, _ := sick.firstAskedAfter(ejectedAt); first.Sub(ejectedAt) < 2*backoff {
 		t.Errorf("second ejection: readiness asked %s after it; want no sooner than %s", first.Sub(ejectedAt), 2*backoff)
+	}
+}
+
+// The checks run whether calls come or not: an instance that is ready again is back
+// in service before the next call, which finds it there.
+func TestAnEjectedInstanceIsCheckedWithoutCallsComing(t *testing.T) {
+	t.Parallel()
+	only := newReadiness(t, http.StatusServiceUnavailable)
+	b := newBalancer(t, balancer.Options{URLs: []string{only.url},
+		Settings: balancer.Settings{EjectAfter: 1, EjectBackoff: 20 * time.Millisecond}})
+	fail(t, b, only.url, 1)
+	ejectedAt := time.Now()
+	until(t, "the ejected instance is asked twice with no call made", func() bool {
+		first, ok := only.firstAskedAfter(ejectedAt)
+		if !ok {
+			return false
+		}
+		_, again := only.firstAskedAfter(first.Add(time.Millisecond))
+		return again
+	})
+	only.status.Store(http.StatusOK)
+	until(t, "the instance is back in service with no call made", func() bool { return inService(b, only.url) })
+	if c, err := b.Pick(context.Background(), nil); err != nil {
+		t.Errorf("the first call after it came back: %v", err)
+	} else {
+		c.Done(balancer.Success)
 	}
 }
 

@@ -139,10 +139,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
+	defer inv.Close()
 	pay, err := payments.New(client("payments", cfg.PaymentsURL, cfg.PaymentsTimeout))
 	if err != nil {
 		return err
 	}
+	defer pay.Close()
 	recorder, err := sagametrics.New(p.Metrics)
 	if err != nil {
 		return err

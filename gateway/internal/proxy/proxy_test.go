@@ -39,6 +39,7 @@ func balanced(t *testing.T, name, urls string, s balancer.Settings) *balancer.Ba
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close)
 	return b
 }
 

@@ -68,6 +68,7 @@ func instances(t *testing.T, urls ...string) *balancer.Balancer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(b.Close)
 	return b
 }
 

@@ -168,6 +168,10 @@ func New(cfg Config) (*Client, error) {
 // Name is the service's name.
 func (c *Client) Name() string { return c.cfg.Name }
 
+// Close stops the balancer's background work (the readiness checks of ejected
+// instances, re-resolving names); call it when done with the client.
+func (c *Client) Close() { c.up.Close() }
+
 // BreakerState is the service's breaker's state: "closed", "half-open" or "open".
 func (c *Client) BreakerState() string { return c.up.BreakerState() }
 

@@ -62,6 +62,7 @@ func client(t *testing.T, url string, edit func(*downstream.Config)) *downstream
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(c.Close)
 	return c
 }
 

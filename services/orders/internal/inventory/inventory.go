@@ -47,6 +47,9 @@ func New(cfg downstream.Config) (*Client, error) {
 // BreakerState is the state of the breaker in front of inventory.
 func (c *Client) BreakerState() string { return c.c.BreakerState() }
 
+// Close stops the client's background work (downstream.Client.Close).
+func (c *Client) Close() { c.c.Close() }
+
 type lineJSON struct {
 	ProductID      uuid.UUID `json:"product_id"`
 	Quantity       int       `json:"quantity"`

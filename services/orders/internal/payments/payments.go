@@ -46,6 +46,9 @@ func New(cfg downstream.Config) (*Client, error) {
 // BreakerState is the state of the breaker in front of payments.
 func (c *Client) BreakerState() string { return c.c.BreakerState() }
 
+// Close stops the client's background work (downstream.Client.Close).
+func (c *Client) Close() { c.c.Close() }
+
 type chargeRequest struct {
 	OrderID       uuid.UUID `json:"order_id"`
 	UserID        uuid.UUID `json:"user_id"`
