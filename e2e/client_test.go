@@ -18,7 +18,9 @@ import (
 )
 
 // client is what every test talks to the gateway with; no test reuses another's state.
-var client = &http.Client{Timeout: 30 * time.Second}
+// Its transport checks each answer from a gateway against docs/openapi.yaml
+// (contractTransport), unless sendOnce does with the answer in hand.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: contractTransport{next: http.DefaultTransport}}
 
 // retryUntil bounds how long send waits out 429s: the test binary's deadline less a
 // margin, so that a test still refused then fails with the 429 rather than panics
@@ -163,7 +165,7 @@ func sendOnce(ctx context.Context, base string, r request) (response, error) {
 		}
 		body = bytes.NewReader(j)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, base+r.Path, body)
+	req, err := http.NewRequestWithContext(checkedByCaller(ctx), r.Method, base+r.Path, body)
 	if err != nil {
 		return response{}, err
 	}

@@ -206,6 +206,41 @@ func isAPI(base string) bool {
 	return k.api
 }
 
+// contractTransport checks the answers its requests get from a gateway (the API's
+// bases) against the document, for the tests that use client directly: an answer
+// that breaks it is the error of the request, a *contractError. Requests whose
+// caller checks the answer itself (checkedByCaller) pass through, and so do event
+// streams, which last.
+type contractTransport struct{ next http.RoundTripper }
+
+// callerChecks marks a request whose caller checks its answer.
+type callerChecks struct{}
+
+// checkedByCaller marks the requests made with ctx as checked by their caller.
+func checkedByCaller(ctx context.Context) context.Context {
+	return context.WithValue(ctx, callerChecks{}, true)
+}
+
+func (c contractTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(req)
+	if err != nil || req.Context().Value(callerChecks{}) != nil || !isAPI(req.URL.Scheme+"://"+req.URL.Host) {
+		return resp, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/event-stream" {
+		return resp, nil
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err := checkContract(req, resp, body); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
 // checkContract checks resp, the answer to req with its body read, against the
 // document when it comes from a gateway's public listener. It returns a
 // *contractError for an answer that breaks it.
@@ -368,6 +403,16 @@ func TestContractCatchesAnswersThatBreakTheDocument(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			err = checkContract(req, resp, body)
+			// The same through client, whose transport checks answers for the tests
+			// that use it directly.
+			if r, terr := client.Do(req.Clone(t.Context())); (terr == nil) != (err == nil) {
+				t.Errorf("through client: %v; checked by hand: %v", terr, err)
+			} else if terr == nil {
+				if b, _ := io.ReadAll(r.Body); string(b) != string(body) {
+					t.Errorf("through client the body is %q; want %q", b, body)
+				}
+				r.Body.Close()
+			}
 			var ce *contractError
 			switch {
 			case c.breaks == "" && err != nil:
