@@ -122,6 +122,9 @@ func (s *shared) allow(ctx context.Context, keyBytes []byte, limit redis_rate.Li
 				resetAfter: res.ResetAfter, retryAfter: res.RetryAfter, refused: res.Allowed == 0}
 		}
 		if ctx.Err() == nil {
+			// Until a reconciliation gets through, new callers are limited in the
+			// process at once rather than each waiting for Redis to fail again.
+			s.down.Store(true)
 			s.warn(ctx, err)
 		}
 	}
