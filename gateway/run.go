@@ -208,10 +208,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	log, err := logging.New(stdout, cfg.LogLevel, "gateway")
+	// The log is written in batches, warnings and errors at once (logbuffer.go); the
+	// rest is written when run returns, after every deferred step has logged.
+	logs := newLogBuffer(stdout)
+	defer logs.Close()
+	log, err := logging.New(logs, cfg.LogLevel, "gateway")
 	if err != nil {
 		return fmt.Errorf("LOG_LEVEL: %w", err)
 	}
+	log = slog.New(urgentLines{log.Handler(), logs})
 	log.Info("starting", "config", cfg)
 	if cfg.GOGC == "" {
 		debug.SetGCPercent(defaultGOGC)
