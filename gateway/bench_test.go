@@ -457,9 +457,9 @@ func machine() string {
 
 // startBenchChild starts the test binary again as role with env, listening on a free
 // port given in the variable addrVar, waits until the port answers and stops the
-// child when the benchmark ends. It returns the address and the child's process id.
-// Its output goes to a file, as a server's log would.
-func startBenchChild(b *testing.B, role, addrVar string, env []string) (string, int) {
+// child when the benchmark (or test) ends. It returns the address and the child's
+// process id. Its output goes to a file, as a server's log would.
+func startBenchChild(b testing.TB, role, addrVar string, env []string) (string, int) {
 	b.Helper()
 	out, err := os.CreateTemp(b.TempDir(), role+"-*.log")
 	if err != nil {
@@ -490,7 +490,7 @@ func startBenchChild(b *testing.B, role, addrVar string, env []string) (string, 
 
 // freeAddr is a loopback address with a port nothing listens on. The server it is
 // for binds it next; nothing else on the machine asks for that port meanwhile.
-func freeAddr(b *testing.B) string {
+func freeAddr(b testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -501,7 +501,7 @@ func freeAddr(b *testing.B) string {
 
 // waitListening polls addr until it accepts a connection, and calls fail (b.Fatalf,
 // or b.Skipf) when the process exits first (with what log says) or 30 seconds pass.
-func waitListening(b *testing.B, name, addr string, exited chan error, log func() []byte, fail func(string, ...any)) {
+func waitListening(b testing.TB, name, addr string, exited chan error, log func() []byte, fail func(string, ...any)) {
 	b.Helper()
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
 		if c, err := net.Dial("tcp", addr); err == nil {

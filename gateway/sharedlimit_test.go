@@ -84,21 +84,26 @@ func openRedis(t *testing.T, url string) *redis.Client {
 	return rdb
 }
 
-// Two gateways on one Redis keep one per-user limit: what a user spent at one is
-// spent at the other. Each decides in its own process and reports to Redis in the
-// background; once the first has reported, the second, which has not seen the user
-// yet, asks Redis and refuses. Together they let through no more than the limit
-// (here a burst of 10 and one a second since the first call).
-func TestTwoGatewaysShareOneUserLimit(t *testing.T) {
+// Two gateway processes on one Redis keep one per-user limit: what a user spent at
+// one is spent at the other. Each decides in its own process and reports to Redis in
+// the background; once the first has reported, the second, which has not seen the
+// user yet, asks Redis and refuses. Together they let through no more than the limit
+// (here a burst of 10 and one a second since the first call). The gateways are this
+// test binary started again as the gateway (TestMain), each with its own
+// environment, as main would run.
+func TestTwoGatewayProcessesShareOneUserLimit(t *testing.T) {
 	t.Parallel()
 	users := newFakeUsers(t)
 	orders := newUpstream(t, "orders", nil)
 	redisURL := redistest.New(t)
-	env := func() map[string]string {
-		return map[string]string{"USERS_URL": users.URL, "ORDERS_URL": orders.URL, "REDIS_URL": redisURL,
-			"RATE_USER": "1", "RATE_USER_BURST": "10"}
+	env := []string{"USERS_URL=" + users.URL, "ORDERS_URL=" + orders.URL, "REDIS_URL=" + redisURL,
+		"OPS_ADDR=127.0.0.1:0", "RATE_USER=1", "RATE_USER_BURST=10"}
+	for _, name := range []string{"INVENTORY_URL", "PAYMENTS_URL", "NOTIFICATIONS_URL"} {
+		env = append(env, name+"="+closedURL(t))
 	}
-	a, b := startGateway(t, env()).URL, startGateway(t, env()).URL
+	a, _ := startBenchChild(t, "gateway", "HTTP_ADDR", env)
+	b, _ := startBenchChild(t, "gateway", "HTTP_ADDR", env)
+	a, b = "http://"+a, "http://"+b
 	id := uuid.New()
 	tok := signFor(t, users.key, id)
 
