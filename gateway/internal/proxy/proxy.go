@@ -108,6 +108,7 @@ func New(upstream *balancer.Balancer, opts Options) (*Proxy, error) {
 		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, name) },
 		Transport:      &balanced{up: upstream, next: newTransport(name, opts)},
 		ModifyResponse: dropUpstreamRequestID,
+		BufferPool:     copyBuffers{},
 		ErrorHandler:   p.fail,
 		ErrorLog:       slog.NewLogLogger(opts.Log.Handler(), slog.LevelWarn),
 	}
@@ -327,19 +328,22 @@ func (t *balanced) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // newTransport is the connection pool to one upstream's instances, traced when
-// tracing is on (a span per attempt).
+// tracing is on (a span per attempt): fastTransport for the reads, Go's Transport
+// behind it for every other request and for streams.
 //
 // Retries: apart from balanced's second attempt at a connection that could not be
 // opened, nothing in the gateway retries a request. ReverseProxy sends each request
-// once and the otelhttp wrapper only observes. Go's Transport re-sends a request by
-// itself only when a kept-alive connection it reused turns out to have been closed by
-// the upstream, and then only when that is safe: (a) not a byte of the request had
-// been written, so the upstream never saw it, and there is no body to re-send (a
-// proxied body cannot be rewound); or (b) the request is replayable, that is GET, HEAD,
-// OPTIONS or TRACE, or carries an Idempotency-Key header (which promises that a repeat
-// is harmless), again with no body, and no byte of the answer had arrived. So a POST
-// with a body is never sent twice, and keepFromReplay gives a body to the body-less
-// writes that carry an Idempotency-Key; proxy_test.go checks both.
+// once and the otelhttp wrapper only observes. Both transports re-send a request by
+// themselves only when a kept-alive connection they reused turns out to have been
+// closed by the upstream, and then only when that is safe. fastTransport carries only
+// GET, HEAD and OPTIONS without a body, and re-sends one when no byte of the answer had
+// arrived. Go's Transport re-sends (a) a request of which not a byte had been written,
+// so the upstream never saw it, and that has no body to re-send (a proxied body cannot
+// be rewound); or (b) one that is replayable, that is GET, HEAD, OPTIONS or TRACE, or
+// carries an Idempotency-Key header (which promises that a repeat is harmless), again
+// with no body, and no byte of the answer had arrived. So a POST with a body is never
+// sent twice, and keepFromReplay gives a body to the body-less writes that carry an
+// Idempotency-Key; proxy_test.go checks both.
 func newTransport(name string, opts Options) http.RoundTripper {
 	t := &http.Transport{
 		// Proxy stays nil: upstreams are reached directly, never through an
@@ -354,10 +358,16 @@ func newTransport(name string, opts Options) http.RoundTripper {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	if opts.Tracing == nil {
-		return t
+	var rt http.RoundTripper = t
+	if opts.IdleTimeout == 0 {
+		// Streams stay on Go's Transport: they are few and long, so what
+		// fastTransport saves a call does not matter to them.
+		rt = newFastTransport(t)
 	}
-	return otelhttp.NewTransport(t,
+	if opts.Tracing == nil {
+		return rt
+	}
+	return otelhttp.NewTransport(rt,
 		otelhttp.WithTracerProvider(opts.Tracing.Provider),
 		otelhttp.WithPropagators(opts.Tracing.Propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -365,6 +375,17 @@ func newTransport(name string, opts Options) http.RoundTripper {
 		}),
 	)
 }
+
+// copyBuffers lends ReverseProxy the buffers it copies answers through: without them it
+// allocates, and zeroes, 32 KiB for every answer.
+type copyBuffers struct{}
+
+var buffers = sync.Pool{New: func() any { return make([]byte, 32<<10) }}
+
+func (copyBuffers) Get() []byte { return buffers.Get().([]byte) }
+
+//nolint:staticcheck // boxing the slice header allocates a little; the 32 KiB are what is reused
+func (copyBuffers) Put(b []byte) { buffers.Put(b) }
 
 // fail answers a call that brought no usable response. The detail names the service
 // only: the error, with the upstream's address, goes to the log.
