@@ -78,18 +78,28 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !fastSuits(req) {
 		return t.fallback.RoundTrip(req)
 	}
-	host := hostPort(req)
+	deadline, _ := req.Context().Deadline()
+	return t.send(req.Context(), deadline, hostPort(req), req, func(bw *bufio.Writer) error { return req.Write(bw) })
+}
+
+// send makes one call to host: write puts the request on the wire (buffered), req
+// tells what the answer is to (its method) and whether the connection may be kept
+// after it (req.Close). The call ends by deadline (zero: none) and when ctx ends,
+// whichever comes first, the answer's body included: a deadline costs less than a
+// context's timer. A connection kept alive that turns out closed is replaced by a new
+// one and the request written again, when no byte of an answer had come.
+func (t *fastTransport) send(ctx context.Context, deadline time.Time, host string, req *http.Request, write func(*bufio.Writer) error) (*http.Response, error) {
 	for {
-		c, reused, err := t.conn(req.Context(), host)
+		c, reused, err := t.conn(ctx, deadline, host)
 		if err != nil {
 			return nil, err
 		}
-		resp, nothingRead, err := t.send(c, req, host)
+		resp, nothingRead, err := t.exchange(ctx, deadline, c, host, req, write)
 		if err == nil {
 			return resp, nil
 		}
 		_ = c.Close()
-		if !reused || !nothingRead || req.Context().Err() != nil {
+		if !reused || !nothingRead || ctx.Err() != nil {
 			return nil, err
 		}
 		// A connection kept alive that turned out closed: the instance never saw
@@ -121,17 +131,22 @@ func hostPort(req *http.Request) string {
 	return net.JoinHostPort(req.URL.Hostname(), "80")
 }
 
-// send writes req on c and reads the answer's head. nothingRead tells, with an error,
-// that not a byte of an answer had come: the case in which a reused connection may be
-// tried again.
-func (t *fastTransport) send(c *fastConn, req *http.Request, host string) (resp *http.Response, nothingRead bool, err error) {
-	stop := context.AfterFunc(req.Context(), func() { _ = c.SetDeadline(aLongTimeAgo) })
+// exchange writes a request on c and reads the answer's head. nothingRead tells, with
+// an error, that not a byte of an answer had come: the case in which a reused
+// connection may be tried again.
+func (t *fastTransport) exchange(ctx context.Context, deadline time.Time, c *fastConn, host string, req *http.Request, write func(*bufio.Writer) error) (resp *http.Response, nothingRead bool, err error) {
+	if !deadline.IsZero() {
+		if err := c.SetDeadline(deadline); err != nil {
+			return nil, true, err
+		}
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 	defer func() {
 		if err != nil {
 			stop()
 		}
 	}()
-	if err := req.Write(c.bw); err != nil {
+	if err := write(c.bw); err != nil {
 		return nil, true, err
 	}
 	if err := c.bw.Flush(); err != nil {
@@ -162,11 +177,11 @@ func (t *fastTransport) send(c *fastConn, req *http.Request, host string) (resp 
 	return resp, false, nil
 }
 
-// release ends a call on c: back to the pool when the answer was read whole, the
-// connection may be kept, and the call's context had not ended (its deadline would
-// be on the connection); closed otherwise.
+// release ends a call on c: back to the pool, without its deadline, when the answer
+// was read whole, the connection may be kept, and the call's context had not ended
+// (its past deadline would be on the connection); closed otherwise.
 func (t *fastTransport) release(c *fastConn, host string, stop func() bool, reuse bool) {
-	if stop() && reuse {
+	if stop() && reuse && c.SetDeadline(time.Time{}) == nil {
 		t.put(host, c)
 		return
 	}
@@ -174,7 +189,7 @@ func (t *fastTransport) release(c *fastConn, host string, stop func() bool, reus
 }
 
 // conn takes the instance's most recently used idle connection, or dials a new one.
-func (t *fastTransport) conn(ctx context.Context, host string) (c *fastConn, reused bool, err error) {
+func (t *fastTransport) conn(ctx context.Context, deadline time.Time, host string) (c *fastConn, reused bool, err error) {
 	now := time.Now()
 	var stale []*fastConn
 	t.mu.Lock()
@@ -201,7 +216,9 @@ func (t *fastTransport) conn(ctx context.Context, host string) (c *fastConn, reu
 	if c != nil {
 		return c, true, nil
 	}
-	nc, err := t.dialer.DialContext(ctx, "tcp", host)
+	dialer := t.dialer
+	dialer.Deadline = deadline
+	nc, err := dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, false, err
 	}

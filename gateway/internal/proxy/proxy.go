@@ -83,6 +83,8 @@ type Proxy struct {
 	stop    context.Context
 	log     *slog.Logger
 	rp      *httputil.ReverseProxy
+	up      *balancer.Balancer
+	pool    *fastTransport // the direct path's connections; nil when it is not taken
 }
 
 // New proxies to the instances of the service upstream balances, named in error
@@ -100,13 +102,17 @@ func New(upstream *balancer.Balancer, opts Options) (*Proxy, error) {
 	if opts.IdleTimeout < 0 {
 		return nil, fmt.Errorf("upstream %s: the idle timeout must not be negative", name)
 	}
-	p := &Proxy{name: name, timeout: opts.Timeout, idle: opts.IdleTimeout, stop: opts.Stop, log: opts.Log}
+	p := &Proxy{name: name, timeout: opts.Timeout, idle: opts.IdleTimeout, stop: opts.Stop, log: opts.Log, up: upstream}
 	if p.stop == nil {
 		p.stop = context.Background()
 	}
+	transport := newTransport(name, opts)
+	if opts.IdleTimeout == 0 && opts.Tracing == nil {
+		p.pool = newFastTransport(transport)
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, name) },
-		Transport:      &balanced{up: upstream, next: newTransport(name, opts)},
+		Transport:      &balanced{up: upstream, next: transport},
 		ModifyResponse: dropUpstreamRequestID,
 		BufferPool:     copyBuffers{},
 		ErrorHandler:   p.fail,
@@ -121,6 +127,10 @@ func New(upstream *balancer.Balancer, opts Options) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.idle > 0 {
 		p.stream(w, r)
+		return
+	}
+	if p.pool != nil && directSuits(r) {
+		p.direct(w, r)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
@@ -358,16 +368,10 @@ func newTransport(name string, opts Options) http.RoundTripper {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	var rt http.RoundTripper = t
-	if opts.IdleTimeout == 0 {
-		// Streams stay on Go's Transport: they are few and long, so what
-		// fastTransport saves a call does not matter to them.
-		rt = newFastTransport(t)
-	}
 	if opts.Tracing == nil {
-		return rt
+		return t
 	}
-	return otelhttp.NewTransport(rt,
+	return otelhttp.NewTransport(t,
 		otelhttp.WithTracerProvider(opts.Tracing.Provider),
 		otelhttp.WithPropagators(opts.Tracing.Propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -390,7 +394,11 @@ func (copyBuffers) Put(b []byte) { buffers.Put(b) }
 // fail answers a call that brought no usable response. The detail names the service
 // only: the error, with the upstream's address, goes to the log.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error) {
-	ctx := r.Context() // carries the deadline ServeHTTP set
+	p.failed(r.Context(), w, r, err) // the context carries the deadline ServeHTTP set
+}
+
+// failed is fail with the call's context, which carries its deadline.
+func (p *Proxy) failed(ctx context.Context, w http.ResponseWriter, r *http.Request, err error) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
