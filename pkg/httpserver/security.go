@@ -46,16 +46,22 @@ type secureWriter struct {
 	done bool
 }
 
+var (
+	nosniff    = []string{"nosniff"}
+	noReferrer = []string{"no-referrer"}
+	deny       = []string{"DENY"}
+)
+
 func (s *secureWriter) set() {
 	if s.done {
 		return
 	}
 	s.done = true
-	// Set as Header.Set would (the names are canonical already), the three values in
-	// one allocation rather than three: this runs for every response.
+	// Set as Header.Set would (the names are canonical already) but with values made
+	// once: this runs for every response. Sharing them is safe because nothing writes
+	// into a header's values in place; an Add appends past their capacity, to a copy.
 	h := s.ResponseWriter.Header()
-	v := []string{"nosniff", "no-referrer", "DENY"}
-	h["X-Content-Type-Options"], h["Referrer-Policy"], h["X-Frame-Options"] = v[0:1:1], v[1:2:2], v[2:3:3]
+	h["X-Content-Type-Options"], h["Referrer-Policy"], h["X-Frame-Options"] = nosniff, noReferrer, deny
 	if s.tls {
 		h.Set("Strict-Transport-Security", HSTS)
 	} else {
