@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -53,6 +55,38 @@ func newGateway(t *testing.T, upstream string, timeout time.Duration) http.Handl
 
 func newBalancedGateway(t *testing.T, up *balancer.Balancer, timeout time.Duration) http.Handler {
 	t.Helper()
+	return newBalancedGatewayOn(t, false, up, timeout)
+}
+
+// forBothPaths runs a test of reads on both the paths a read can take: ReverseProxy,
+// which a proxy whose calls are traced (Options.Tracing) sends them all through, and
+// the direct path, which one whose calls are not traced takes for reads.
+func forBothPaths(t *testing.T, test func(t *testing.T, direct bool)) {
+	for _, direct := range []bool{false, true} {
+		name := "traced"
+		if direct {
+			name = "direct"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, direct)
+		})
+	}
+}
+
+// serveGatewayOn runs newGateway, its proxy taking the direct path for reads or not.
+func serveGatewayOn(t *testing.T, direct bool, upstream string, timeout time.Duration) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(newBalancedGatewayOn(t, direct, balanced(t, "users", upstream, balancer.Settings{}), timeout))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// newBalancedGatewayOn is newBalancedGateway, its proxy's calls traced or (direct)
+// not; untraced, the trace is passed on by the handler before the proxy, as the
+// gateway's httpapi does.
+func newBalancedGatewayOn(t *testing.T, direct bool, up *balancer.Balancer, timeout time.Duration) http.Handler {
+	t.Helper()
 	log, err := logging.New(t.Output(), "debug", "gateway")
 	if err != nil {
 		t.Fatal(err)
@@ -61,12 +95,23 @@ func newBalancedGateway(t *testing.T, up *balancer.Balancer, timeout time.Durati
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := proxy.New(up, proxy.Options{Timeout: timeout, Log: log, Tracing: tracing})
+	opts := proxy.Options{Timeout: timeout, Log: log, Tracing: tracing}
+	if direct {
+		opts.Tracing = nil
+	}
+	p, err := proxy.New(up, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := httpserver.NewRouter(httpserver.Deps{Log: log, Metrics: metrics.New(), Tracing: tracing})
-	r.Handle("/*", p)
+	if !direct {
+		r.Handle("/*", p)
+		return r
+	}
+	r.Handle("/*", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		tracing.Propagator.Inject(req.Context(), propagation.HeaderCarrier(req.Header))
+		p.ServeHTTP(w, req)
+	}))
 	return r
 }
 
@@ -186,92 +231,100 @@ func TestForwardsPathBodyAndRequestIDUnchanged(t *testing.T) {
 
 func TestRequestIDIsTheGatewaysWhenTheClientSendsNone(t *testing.T) {
 	t.Parallel()
-	up, got := recordingUpstream(t)
-	gw := serveGateway(t, up.URL, 5*time.Second)
+	forBothPaths(t, func(t *testing.T, direct bool) {
+		up, got := recordingUpstream(t)
+		gw := serveGatewayOn(t, direct, up.URL, 5*time.Second)
 
-	for _, clientID := range []string{"", "not a sane id!"} {
-		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-		if clientID != "" {
-			req.Header.Set(httpserver.RequestIDHeader, clientID)
+		for _, clientID := range []string{"", "not a sane id!"} {
+			req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+			if clientID != "" {
+				req.Header.Set(httpserver.RequestIDHeader, clientID)
+			}
+			resp, _ := do(t, req)
+			upstreamID := receive(t, got).header.Get(httpserver.RequestIDHeader)
+			if upstreamID == "" || upstreamID == clientID {
+				t.Errorf("client id %q: upstream got %q, want one the gateway made", clientID, upstreamID)
+			}
+			if ids := resp.Header.Values(httpserver.RequestIDHeader); len(ids) != 1 || ids[0] != upstreamID {
+				t.Errorf("client id %q: response X-Request-ID %q, want exactly [%s]", clientID, ids, upstreamID)
+			}
 		}
-		resp, _ := do(t, req)
-		upstreamID := receive(t, got).header.Get(httpserver.RequestIDHeader)
-		if upstreamID == "" || upstreamID == clientID {
-			t.Errorf("client id %q: upstream got %q, want one the gateway made", clientID, upstreamID)
-		}
-		if ids := resp.Header.Values(httpserver.RequestIDHeader); len(ids) != 1 || ids[0] != upstreamID {
-			t.Errorf("client id %q: response X-Request-ID %q, want exactly [%s]", clientID, ids, upstreamID)
-		}
-	}
+	})
 }
 
 func TestForwardedHeadersAreTheGatewaysOwn(t *testing.T) {
 	t.Parallel()
-	up, got := recordingUpstream(t)
-	gw := serveGateway(t, up.URL, 5*time.Second)
+	forBothPaths(t, func(t *testing.T, direct bool) {
+		up, got := recordingUpstream(t)
+		gw := serveGatewayOn(t, direct, up.URL, 5*time.Second)
 
-	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-	req.Header.Set("X-Forwarded-For", "6.6.6.6")
-	req.Header.Set("X-Forwarded-Host", "evil.example")
-	req.Header.Set("X-Forwarded-Proto", "https")
-	req.Header.Set("Forwarded", "for=6.6.6.6;proto=https")
-	do(t, req)
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		req.Header.Set("X-Forwarded-For", "6.6.6.6")
+		req.Header.Set("X-Forwarded-Host", "evil.example")
+		req.Header.Set("X-Forwarded-Proto", "https")
+		req.Header.Set("Forwarded", "for=6.6.6.6;proto=https")
+		do(t, req)
 
-	h := receive(t, got).header
-	gwHost := strings.TrimPrefix(gw.URL, "http://")
-	want := map[string]string{
-		"X-Forwarded-For":   "127.0.0.1", // the peer the gateway saw, and nothing the client claimed
-		"X-Forwarded-Host":  gwHost,
-		"X-Forwarded-Proto": "http",
-		"Forwarded":         "",
-	}
-	for name, v := range want {
-		if got := strings.Join(h.Values(name), ", "); got != v {
-			t.Errorf("upstream got %s %q, want %q", name, got, v)
+		h := receive(t, got).header
+		gwHost := strings.TrimPrefix(gw.URL, "http://")
+		want := map[string]string{
+			"X-Forwarded-For":   "127.0.0.1", // the peer the gateway saw, and nothing the client claimed
+			"X-Forwarded-Host":  gwHost,
+			"X-Forwarded-Proto": "http",
+			"Forwarded":         "",
 		}
-	}
+		for name, v := range want {
+			if got := strings.Join(h.Values(name), ", "); got != v {
+				t.Errorf("upstream got %s %q, want %q", name, got, v)
+			}
+		}
+	})
 }
 
 var traceparent = regexp.MustCompile(`^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$`)
 
 func TestTraceContextPropagated(t *testing.T) {
 	t.Parallel()
-	up, got := recordingUpstream(t)
-	gw := serveGateway(t, up.URL, 5*time.Second)
+	forBothPaths(t, func(t *testing.T, direct bool) {
+		up, got := recordingUpstream(t)
+		gw := serveGatewayOn(t, direct, up.URL, 5*time.Second)
 
-	const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
-	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-	req.Header.Set("traceparent", "00-"+traceID+"-"+clientSpan+"-01")
-	do(t, req)
-	m := traceparent.FindStringSubmatch(receive(t, got).header.Get("traceparent"))
-	if m == nil || m[1] != traceID || m[2] == clientSpan {
-		t.Errorf("upstream got traceparent %v; want trace %s with the gateway's own span", m, traceID)
-	}
+		const traceID, clientSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		req.Header.Set("traceparent", "00-"+traceID+"-"+clientSpan+"-01")
+		do(t, req)
+		m := traceparent.FindStringSubmatch(receive(t, got).header.Get("traceparent"))
+		if m == nil || m[1] != traceID || m[2] == clientSpan {
+			t.Errorf("upstream got traceparent %v; want trace %s with the gateway's own span", m, traceID)
+		}
 
-	// Without one from the client, the gateway starts the trace.
-	req, _ = http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-	do(t, req)
-	if tp := receive(t, got).header.Get("traceparent"); !traceparent.MatchString(tp) {
-		t.Errorf("upstream got traceparent %q, want one the gateway started", tp)
-	}
+		// Without one from the client, the gateway starts the trace.
+		req, _ = http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		do(t, req)
+		if tp := receive(t, got).header.Get("traceparent"); !traceparent.MatchString(tp) {
+			t.Errorf("upstream got traceparent %q, want one the gateway started", tp)
+		}
+	})
 }
 
 func TestUpstreamAnswersPassThrough(t *testing.T) {
 	t.Parallel()
-	const body = `{"type":"urn:bazaar:problem:unavailable","title":"Service Unavailable","status":503,"detail":"postgres is down"}` + "\n"
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", problem.ContentType)
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, body)
-	}))
-	t.Cleanup(up.Close)
-	gw := serveGateway(t, up.URL, 5*time.Second)
+	forBothPaths(t, func(t *testing.T, direct bool) {
+		const body = `{"type":"urn:bazaar:problem:unavailable","title":"Service Unavailable","status":503,"detail":"postgres is down"}` + "\n"
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", problem.ContentType)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, body)
+		}))
+		t.Cleanup(up.Close)
+		gw := serveGatewayOn(t, direct, up.URL, 5*time.Second)
 
-	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-	resp, got := do(t, req)
-	if resp.StatusCode != http.StatusServiceUnavailable || got != body {
-		t.Errorf("got %d %q; want the upstream's own 503 unchanged", resp.StatusCode, got)
-	}
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		resp, got := do(t, req)
+		if resp.StatusCode != http.StatusServiceUnavailable || got != body {
+			t.Errorf("got %d %q; want the upstream's own 503 unchanged", resp.StatusCode, got)
+		}
+	})
 }
 
 // assertNamesOnlyTheService checks that a failure names the upstream service but none
@@ -291,47 +344,51 @@ func assertNamesOnlyTheService(t *testing.T, d problem.Details, body, upstream s
 
 func TestRefusedUpstreamIsBadGateway(t *testing.T) {
 	t.Parallel()
-	upstream := closedURL(t)
-	gw := serveGateway(t, upstream, 5*time.Second)
+	forBothPaths(t, func(t *testing.T, direct bool) {
+		upstream := closedURL(t)
+		gw := serveGatewayOn(t, direct, upstream, 5*time.Second)
 
-	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-	resp, body := do(t, req)
-	d := decodeProblem(t, resp, body)
-	if resp.StatusCode != http.StatusBadGateway || d.Type != problem.TypePrefix+"bad_gateway" {
-		t.Errorf("got %d %s, want 502 bad_gateway", resp.StatusCode, d.Type)
-	}
-	if d.RequestID == "" || d.RequestID != resp.Header.Get(httpserver.RequestIDHeader) {
-		t.Errorf("problem request_id %q, header %q: want the same id", d.RequestID, resp.Header.Get(httpserver.RequestIDHeader))
-	}
-	assertNamesOnlyTheService(t, d, body, upstream)
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		resp, body := do(t, req)
+		d := decodeProblem(t, resp, body)
+		if resp.StatusCode != http.StatusBadGateway || d.Type != problem.TypePrefix+"bad_gateway" {
+			t.Errorf("got %d %s, want 502 bad_gateway", resp.StatusCode, d.Type)
+		}
+		if d.RequestID == "" || d.RequestID != resp.Header.Get(httpserver.RequestIDHeader) {
+			t.Errorf("problem request_id %q, header %q: want the same id", d.RequestID, resp.Header.Get(httpserver.RequestIDHeader))
+		}
+		assertNamesOnlyTheService(t, d, body, upstream)
+	})
 }
 
 func TestSlowUpstreamIsGatewayTimeout(t *testing.T) {
 	t.Parallel()
-	released := make(chan struct{})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done() // answers only when the gateway gives up
-		close(released)
-	}))
-	t.Cleanup(up.Close)
-	gw := serveGateway(t, up.URL, 200*time.Millisecond)
+	forBothPaths(t, func(t *testing.T, direct bool) {
+		released := make(chan struct{})
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done() // answers only when the gateway gives up
+			close(released)
+		}))
+		t.Cleanup(up.Close)
+		gw := serveGatewayOn(t, direct, up.URL, 200*time.Millisecond)
 
-	start := time.Now()
-	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
-	resp, body := do(t, req)
-	d := decodeProblem(t, resp, body)
-	if resp.StatusCode != http.StatusGatewayTimeout || d.Type != problem.TypePrefix+"timeout" {
-		t.Errorf("got %d %s, want 504 timeout", resp.StatusCode, d.Type)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("the gateway answered after %s; its timeout is 200ms", took)
-	}
-	assertNamesOnlyTheService(t, d, body, up.URL)
-	select { // the gateway hung up on the upstream rather than leave the call running
-	case <-released:
-	case <-time.After(5 * time.Second):
-		t.Error("the upstream's request was never cancelled")
-	}
+		start := time.Now()
+		req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/users/me", nil)
+		resp, body := do(t, req)
+		d := decodeProblem(t, resp, body)
+		if resp.StatusCode != http.StatusGatewayTimeout || d.Type != problem.TypePrefix+"timeout" {
+			t.Errorf("got %d %s, want 504 timeout", resp.StatusCode, d.Type)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("the gateway answered after %s; its timeout is 200ms", took)
+		}
+		assertNamesOnlyTheService(t, d, body, up.URL)
+		select { // the gateway hung up on the upstream rather than leave the call running
+		case <-released:
+		case <-time.After(5 * time.Second):
+			t.Error("the upstream's request was never cancelled")
+		}
+	})
 }
 
 func TestPostIsSentOnceWhenTheUpstreamDropsTheConnection(t *testing.T) {
