@@ -35,7 +35,8 @@ type Upstreams struct {
 	Notifications http.Handler
 	// OrderEvents is the orders service too, for its server-sent event streams: a
 	// streaming proxy with a transport of its own, bounded by silence rather than by
-	// UPSTREAM_TIMEOUT. (A circuit breaker for orders will have to cover both.)
+	// UPSTREAM_TIMEOUT. It shares Orders' balancer, and with it the instances' health
+	// and the breakers.
 	OrderEvents http.Handler
 }
 
