@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,10 @@ func (t *fastTransport) send(ctx context.Context, deadline time.Time, host strin
 			return resp, nil
 		}
 		_ = c.Close()
-		if !reused || !nothingRead || ctx.Err() != nil {
+		// A deadline that passed (the call's own, or the past one its context's end
+		// puts) met an upstream that is slow, not a dead connection; and ctx need not
+		// have ended with it, since the deadline is not the context's.
+		if !reused || !nothingRead || ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
 			return nil, err
 		}
 		// A connection kept alive that turned out closed: the instance never saw
