@@ -139,10 +139,10 @@ func hostPort(req *http.Request) string {
 // an error, that not a byte of an answer had come: the case in which a reused
 // connection may be tried again.
 func (t *fastTransport) exchange(ctx context.Context, deadline time.Time, c *fastConn, host string, req *http.Request, write func(*bufio.Writer) error) (resp *http.Response, nothingRead bool, err error) {
-	if !deadline.IsZero() {
-		if err := c.SetDeadline(deadline); err != nil {
-			return nil, true, err
-		}
+	// Every call sets the deadline, a zero one too, so that a pooled connection
+	// keeps none from its last call and release need not clear it.
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, true, err
 	}
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(aLongTimeAgo) })
 	defer func() {
@@ -181,11 +181,16 @@ func (t *fastTransport) exchange(ctx context.Context, deadline time.Time, c *fas
 	return resp, false, nil
 }
 
-// release ends a call on c: back to the pool, without its deadline, when the answer
-// was read whole, the connection may be kept, and the call's context had not ended
-// (its past deadline would be on the connection); closed otherwise.
+// release ends a call on c: back to the pool when the answer was read whole, the
+// connection may be kept, and the call's context had not ended (its past deadline
+// would be on the connection); closed otherwise.
+//
+// A connection with bytes waiting past the answer's end is closed too: they can only
+// be an upstream's mistake, and read as the next call's answer they would give one
+// client's answer to another. (Bytes that come while it sits in the pool are not seen
+// until then; Go's Transport, which reads idle connections, would notice them.)
 func (t *fastTransport) release(c *fastConn, host string, stop func() bool, reuse bool) {
-	if stop() && reuse && c.SetDeadline(time.Time{}) == nil {
+	if stop() && reuse && c.br.Buffered() == 0 {
 		t.put(host, c)
 		return
 	}
@@ -229,16 +234,29 @@ func (t *fastTransport) conn(ctx context.Context, deadline time.Time, host strin
 	return &fastConn{Conn: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
 }
 
+// put keeps c for the next call to host, and closes the instance's oldest idle
+// connection if it has been idle too long: conn takes the most recent one first, so
+// the oldest are found here or not at all.
 func (t *fastTransport) put(host string, c *fastConn) {
-	c.idleSince = time.Now()
+	now := time.Now()
+	c.idleSince = now
+	var stale *fastConn
 	t.mu.Lock()
-	if t.closed || len(t.idle[host]) >= t.maxIdle {
+	list := t.idle[host]
+	if t.closed || len(list) >= t.maxIdle {
 		t.mu.Unlock()
 		_ = c.Close()
 		return
 	}
-	t.idle[host] = append(t.idle[host], c)
+	if len(list) > 0 && now.Sub(list[0].idleSince) >= t.idleTimeout {
+		stale = list[0]
+		list = append(list[:0], list[1:]...)
+	}
+	t.idle[host] = append(list, c)
 	t.mu.Unlock()
+	if stale != nil {
+		_ = stale.Close()
+	}
 }
 
 // dropIdle closes the instance's idle connections.

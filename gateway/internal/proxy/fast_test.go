@@ -1048,3 +1048,58 @@ func TestABodyThatFailsPartWayClosesTheConnection(t *testing.T) {
 		}
 	})
 }
+
+// Bytes after an answer's end are an upstream's mistake; kept, they would be read as
+// the next call's answer, one client's answer given to another.
+func TestAConnectionWithBytesPastTheAnswerIsNotReused(t *testing.T) {
+	t.Parallel()
+	up := newRawUpstream(t, func(n int32, c net.Conn, br *bufio.Reader) {
+		for {
+			if _, ok := readRequest(br); !ok {
+				return
+			}
+			// Two answers at once: the second belongs to no request.
+			stray := "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+			if _, err := io.WriteString(c, connAnswer(n, "")+stray); err != nil {
+				return
+			}
+		}
+	})
+	ft, _ := newTestFast(t)
+	for i := range 2 {
+		status, body := fetch(t, ft, http.MethodGet, up.url)
+		if status != http.StatusOK || body != fmt.Sprintf("conn %d", i+1) {
+			t.Errorf("call %d: %d %q; want 200 on a connection of its own", i+1, status, body)
+		}
+	}
+}
+
+// conn takes the most recent idle connection first, so the oldest would stay open for
+// ever under steady traffic: put closes them once idle too long.
+func TestTheOldestIdleConnectionIsClosedOnceIdleTooLong(t *testing.T) {
+	t.Parallel()
+	up := newCountedUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}, nil)
+	ft, _ := newTestFast(t)
+
+	var open []*http.Response
+	for range 2 { // two answers held unread: two connections, both pooled after
+		resp, err := ft.RoundTrip(fastRequest(t, http.MethodGet, up.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, resp)
+	}
+	for _, resp := range open {
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	ft.mu.Lock()
+	ft.idleTimeout = time.Nanosecond // both are too old now
+	ft.mu.Unlock()
+	fetch(t, ft, http.MethodGet, up.URL) // takes the newer (closing it: too old), dials, puts
+	eventually(t, "both old connections closed", func() bool { return up.closed.Load() == 2 })
+}
