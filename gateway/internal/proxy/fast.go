@@ -15,8 +15,10 @@ import (
 
 // fastTransport carries the gateway's hottest calls, reads without a body to an
 // instance over plain HTTP, itself: on HTTP/1.1 connections it keeps per instance,
-// the calling goroutine writes the request and reads the answer. Every other request
-// (a body, an upgrade, TLS) goes to Go's Transport, the fallback.
+// the calling goroutine writes the request and reads the answer. As a RoundTripper
+// (under ReverseProxy, when calls are traced) it hands every other request (a body, an
+// upgrade, TLS) to Go's Transport, the fallback; the direct path (direct.go) calls
+// send itself, with a request head it writes.
 //
 // Why not Go's Transport for everything: under load half the gateway's CPU went to it
 // (docs/benchmarks.md). It runs a read and a write goroutine per connection and hands

@@ -106,9 +106,9 @@ func New(upstream *balancer.Balancer, opts Options) (*Proxy, error) {
 	if p.stop == nil {
 		p.stop = context.Background()
 	}
-	transport := newTransport(name, opts)
-	if opts.IdleTimeout == 0 && opts.Tracing == nil {
-		p.pool = newFastTransport(transport)
+	transport, pool := newTransport(name, opts)
+	if pool != nil && opts.Tracing == nil {
+		p.pool = pool // the direct path's
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        func(pr *httputil.ProxyRequest) { rewrite(pr, name) },
@@ -339,7 +339,8 @@ func (t *balanced) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // newTransport is the connection pool to one upstream's instances, traced when
 // tracing is on (a span per attempt): fastTransport for the reads, Go's Transport
-// behind it for every other request and for streams.
+// behind it for every other request and for streams. The pool is returned too, for
+// the direct path (nil for a streaming proxy).
 //
 // Retries: apart from balanced's second attempt at a connection that could not be
 // opened, nothing in the gateway retries a request. ReverseProxy sends each request
@@ -354,7 +355,7 @@ func (t *balanced) RoundTrip(req *http.Request) (*http.Response, error) {
 // with no body, and no byte of the answer had arrived. So a POST with a body is never
 // sent twice, and keepFromReplay gives a body to the body-less writes that carry an
 // Idempotency-Key; proxy_test.go checks both.
-func newTransport(name string, opts Options) http.RoundTripper {
+func newTransport(name string, opts Options) (http.RoundTripper, *fastTransport) {
 	t := &http.Transport{
 		// Proxy stays nil: upstreams are reached directly, never through an
 		// HTTP_PROXY read from the environment behind run's back.
@@ -368,16 +369,24 @@ func newTransport(name string, opts Options) http.RoundTripper {
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	if opts.Tracing == nil {
-		return t
+	var rt http.RoundTripper = t
+	var pool *fastTransport
+	if opts.IdleTimeout == 0 {
+		// Streams stay on Go's Transport: they are few and long, and what
+		// fastTransport saves a call would not matter to them.
+		pool = newFastTransport(t)
+		rt = pool
 	}
-	return otelhttp.NewTransport(t,
+	if opts.Tracing == nil {
+		return rt, pool
+	}
+	return otelhttp.NewTransport(rt,
 		otelhttp.WithTracerProvider(opts.Tracing.Provider),
 		otelhttp.WithPropagators(opts.Tracing.Propagator),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
 			return "proxy " + name + " " + r.Method
 		}),
-	)
+	), pool
 }
 
 // copyBuffers lends ReverseProxy the buffers it copies answers through: without them it
