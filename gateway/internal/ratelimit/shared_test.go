@@ -191,7 +191,10 @@ func TestSharedLimitsAreKeptInTheProcessWhileRedisIsDownAndSharedAgainAfter(t *t
 func TestIdleCallersAreDropped(t *testing.T) {
 	t.Parallel()
 	r := newReplica(t, redistest.New(t))
-	fast := redis_rate.Limit{Rate: 1000, Period: time.Second, Burst: 1000} // a request is paid back in 1ms
+	// A request is paid back in 100ms: long enough that the first reconciliation
+	// comes before quiet's is (a millisecond was not, on a loaded machine), short
+	// enough to poll for.
+	fast := redis_rate.Limit{Rate: 10, Period: time.Second, Burst: 1000}
 	for _, k := range []string{"user:quiet", "user:busy"} {
 		if r.l.shared.allow(context.Background(), []byte(k), fast).refused {
 			t.Fatal("refused")
@@ -201,8 +204,8 @@ func TestIdleCallersAreDropped(t *testing.T) {
 	if n := r.l.shared.size(); n != 2 {
 		t.Fatalf("%d keys kept, want 2", n)
 	}
-	// busy keeps sending; quiet's request has been paid back once a millisecond has
-	// passed on the clock (polled, not slept).
+	// busy keeps sending; quiet's request has been paid back once 100ms have passed
+	// on the clock (polled, not slept).
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		if r.l.shared.allow(context.Background(), []byte("user:busy"), fast).refused {
 			t.Fatal("refused")
