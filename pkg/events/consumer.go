@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,8 @@ import (
 
 // Handler applies one event. It runs inside tx, the same transaction that records the
 // event in the consumer's inbox, so its effects and the "handled" mark commit together.
+// The transaction may hold other events of the same batch, applied in the order read
+// (see processBatch): a handler must leave it usable, and undo nothing but by erring.
 // An error wrapping ErrMalformed sends the entry to the DLQ at once (retrying cannot
 // fix it); any other error leaves it for another delivery.
 type Handler func(ctx context.Context, tx pgx.Tx, e Envelope) error
@@ -44,6 +47,10 @@ type ConsumerOptions struct {
 	RetryDelay time.Duration
 	// MaxDeliveries is how many failed deliveries send an entry to the DLQ (default 5).
 	MaxDeliveries int64
+	// BatchSize is the most new entries read at once and applied in one transaction
+	// (default 128). A batch that fails is applied again entry by entry, so that one
+	// failing event holds up no other.
+	BatchSize int64
 	// DLQMaxLen trims the DLQ to about this many entries as they are added
 	// (XADD MAXLEN ~; default DefaultDLQMaxLen): a flood of poison messages must not
 	// fill Redis, and under noeviction a full Redis stops every stream.
@@ -98,6 +105,9 @@ func NewConsumer(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, h Hand
 	}
 	if opts.DLQMaxLen <= 0 {
 		opts.DLQMaxLen = DefaultDLQMaxLen
+	}
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 128
 	}
 	c := &Consumer{
 		pool: pool, redis: rdb, handler: h, opts: opts,
@@ -179,7 +189,7 @@ func (c *Consumer) ensureGroups(ctx context.Context) error {
 }
 
 func (c *Consumer) readNew(ctx context.Context) error {
-	args := &redis.XReadGroupArgs{Group: c.opts.Group, Consumer: c.opts.Name, Count: 32, Block: c.opts.Block}
+	args := &redis.XReadGroupArgs{Group: c.opts.Group, Consumer: c.opts.Name, Count: c.opts.BatchSize, Block: c.opts.Block}
 	args.Streams = append(append(args.Streams, c.opts.Streams...), repeat(">", len(c.opts.Streams))...)
 	res, err := c.redis.XReadGroup(ctx, args).Result()
 	if errors.Is(err, redis.Nil) {
@@ -188,12 +198,123 @@ func (c *Consumer) readNew(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("xreadgroup: %w", err)
 	}
+	var batch []entry
 	for _, s := range res {
 		for _, m := range s.Messages {
-			c.process(ctx, s.Stream, m, 1)
+			batch = append(batch, entry{stream: s.Stream, m: m})
 		}
 	}
+	c.processBatch(ctx, batch)
 	return nil
+}
+
+// entry is a stream entry delivered to this replica.
+type entry struct {
+	stream string
+	m      redis.XMessage
+	env    Envelope
+}
+
+// processBatch applies entries delivered for the first time in one transaction, one
+// inbox row each, and acknowledges them together once it has committed: a commit per
+// batch rather than per event is what lets a consumer keep up with a busy stream. If
+// the batch fails, its entries are applied again one by one (process), so that the
+// entry at fault is retried or dead-lettered alone and the rest go through; unless the
+// database is down, which pauses the consumer with every entry left pending.
+func (c *Consumer) processBatch(ctx context.Context, batch []entry) {
+	if len(batch) == 1 {
+		c.process(ctx, batch[0].stream, batch[0].m, 1)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+
+	good := batch[:0:0]
+	for _, e := range batch {
+		env, err := Parse(e.m.Values)
+		if err != nil {
+			c.deadLetter(ctx, c.log.With("stream", e.stream, "entry", e.m.ID, "delivery", 1), e.stream, e.m, 1, err.Error())
+			continue
+		}
+		e.env = env
+		good = append(good, e)
+	}
+	if len(good) == 0 {
+		return
+	}
+	duplicate := make([]bool, len(good))
+	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		ids, streams, types := make([]uuid.UUID, len(good)), make([]string, len(good)), make([]string, len(good))
+		for i, e := range good {
+			ids[i], streams[i], types[i] = e.env.ID, e.stream, e.env.Type
+		}
+		rows, err := tx.Query(ctx, `INSERT INTO inbox (event_id, stream, type)
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING RETURNING event_id`,
+			ids, streams, types)
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
+		}
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
+		}
+		fresh := make(map[uuid.UUID]bool, len(inserted))
+		for _, id := range inserted {
+			fresh[id] = true
+		}
+		for i, e := range good {
+			if !fresh[e.env.ID] { // handled before, or earlier in this batch
+				duplicate[i] = true
+				continue
+			}
+			delete(fresh, e.env.ID)
+			hctx := propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": e.env.TraceParent})
+			if err := c.safeHandle(hctx, tx, e.env); err != nil {
+				return fmt.Errorf("entry %s (%s %s): %w", e.m.ID, e.env.Type, e.env.ID, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if c.pool.Ping(ctx) != nil {
+			c.paused.Store(true)
+			for _, e := range good {
+				c.consumed.WithLabelValues(e.stream, c.opts.Group, "failed").Inc()
+			}
+			c.log.WarnContext(ctx, "events not handled: the database is unreachable", "entries", len(good), "err", err)
+			return
+		}
+		c.log.InfoContext(ctx, "a batch failed; applying its entries one by one", "entries", len(good), "err", err)
+		for _, e := range good {
+			c.process(ctx, e.stream, e.m, 1)
+		}
+		return
+	}
+	// The effects are committed; a crash before the XACKs only means more deliveries,
+	// which the inbox turns into no-ops.
+	acks := make(map[string][]string, len(c.opts.Streams))
+	for _, e := range good {
+		acks[e.stream] = append(acks[e.stream], e.m.ID)
+	}
+	pipe := c.redis.Pipeline()
+	for stream, ids := range acks {
+		pipe.XAck(ctx, stream, c.opts.Group, ids...)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		c.log.WarnContext(ctx, "ack failed; the entries will be delivered again", "entries", len(good), "err", err)
+	}
+	debug := c.log.Enabled(ctx, slog.LevelDebug)
+	for i, e := range good {
+		result := "ok"
+		if duplicate[i] {
+			result = "duplicate"
+		}
+		c.consumed.WithLabelValues(e.stream, c.opts.Group, result).Inc()
+		if debug {
+			c.log.DebugContext(ctx, "event handled", "stream", e.stream, "entry", e.m.ID, "delivery", 1,
+				"event_id", e.env.ID, "type", e.env.Type, "result", result)
+		}
+	}
 }
 
 // sweep retries this replica's failed entries after RetryDelay and takes over other
