@@ -57,18 +57,18 @@ func Write(ctx context.Context, tx pgx.Tx, e Event) error {
 	}
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
+	// One round trip for the row and the relay's wake-up, which is sent when (and
+	// only if) the transaction commits. The notification is a hint: Postgres folds
+	// identical ones within a transaction and drops them while no one listens, so the
+	// relay also polls.
 	_, err = tx.Exec(ctx,
-		`INSERT INTO outbox (id, stream, type, source, subject, time, data, traceparent)
-		 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		e.ID, e.Stream, e.Type, e.Source, e.Subject, e.Time, data, carrier.Get("traceparent"))
+		`WITH row AS (
+			INSERT INTO outbox (id, stream, type, source, subject, time, data, traceparent)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8))
+		 SELECT pg_notify($9, $2)`,
+		e.ID, e.Stream, e.Type, e.Source, e.Subject, e.Time, data, carrier.Get("traceparent"), NotifyChannel)
 	if err != nil {
 		return fmt.Errorf("outbox: insert %s: %w", e.Type, err)
-	}
-	// Wake the relay when (and only if) the transaction commits. The notification is a
-	// hint: Postgres folds identical ones within a transaction and drops them while no
-	// one listens, so the relay also polls.
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, e.Stream); err != nil {
-		return fmt.Errorf("outbox: notify: %w", err)
 	}
 	return nil
 }
