@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"fmt"
@@ -27,6 +26,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/httpload"
+	"github.com/bazaar-shop/bazaar/internal/benchdoc"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
@@ -314,8 +314,8 @@ func BenchmarkGatewayVsNginx(b *testing.B) {
 		section := fmt.Sprintf("`BenchmarkGatewayVsNginx`, %s: %d connections with keep-alive, %s measured after %s of warm-up, "+
 			"median of %d interleaved rounds; %s; %s.\n\n%s",
 			time.Now().UTC().Format("2006-01-02 15:04 MST"), set.conns, set.duration, set.warmup, set.rounds,
-			machine(), runtime.Version(), table)
-		if err := writeMarkedSection(set.doc, section); err != nil {
+			benchdoc.Machine()+", load generator and servers on the same cores over loopback", runtime.Version(), table)
+		if err := benchdoc.WriteSection(set.doc, "BenchmarkGatewayVsNginx", section); err != nil {
 			b.Errorf("writing %s: %v", set.doc, err)
 		}
 	}
@@ -416,44 +416,6 @@ func procStat(pid int) (ppid int, cpu time.Duration) {
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
-
-// The section of docs/benchmarks.md the benchmark rewrites.
-const (
-	beginMark = "<!-- BEGIN BenchmarkGatewayVsNginx: written by the benchmark, do not edit by hand -->"
-	endMark   = "<!-- END BenchmarkGatewayVsNginx -->"
-)
-
-// writeMarkedSection replaces what lies between the marks in file with body; the
-// marks must be there (the prose around them is written by hand).
-func writeMarkedSection(file, body string) error {
-	doc, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	s := string(doc)
-	i, j := strings.Index(s, beginMark), strings.Index(s, endMark)
-	if i < 0 || j < i {
-		return fmt.Errorf("no section marked %q … %q", beginMark, endMark)
-	}
-	out := s[:i+len(beginMark)] + "\n" + body + s[j:]
-	return os.WriteFile(file, []byte(out), 0o644)
-}
-
-// machine names the CPU and how many cores the machine has.
-func machine() string {
-	model := "unknown CPU"
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("%d × %s, load generator and servers on the same cores over loopback", runtime.NumCPU(), model)
-}
 
 // startBenchChild starts the test binary again as role with env, listening on a free
 // port given in the variable addrVar, waits until the port answers and stops the
