@@ -12,31 +12,27 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
+	"github.com/bazaar-shop/bazaar/services/inventory/inventoryevents"
 )
 
-// productData is the data of product.created and product.updated: the product as
-// consumers see it (docs/internal-api.md).
-type productData struct {
-	ID          uuid.UUID `json:"id"`
-	SKU         string    `json:"sku"`
-	Name        string    `json:"name"`
-	Description string    `json:"description"`
-	PriceCents  int64     `json:"price_cents"`
-	Currency    string    `json:"currency"`
-	Stock       int       `json:"stock"`
-}
-
-func writeProductEvent(ctx context.Context, tx pgx.Tx, typ string, p product.Product) error {
+// writeProductEvent writes p's product.created or product.updated, in the wire form
+// inventoryevents publishes.
+func writeProductEvent(ctx context.Context, tx pgx.Tx, typ inventoryevents.Type, p product.Product) error {
+	d := inventoryevents.ProductCreated{
+		ID: p.ID, SKU: p.SKU.String(), Name: p.Name.String(), Description: p.Description.String(),
+		PriceCents: int64(p.Price), Currency: p.Currency.String(), Stock: int(p.Stock),
+	}
+	var data any = d
+	if typ == inventoryevents.TypeProductUpdated {
+		data = inventoryevents.ProductUpdated(d)
+	}
 	return outbox.Write(ctx, tx, outbox.Event{
-		Stream:  Stream,
-		Type:    typ,
-		Source:  Source,
+		Stream:  inventoryevents.Stream,
+		Type:    string(typ),
+		Source:  inventoryevents.Source,
 		Subject: p.ID.String(),
 		Time:    p.UpdatedAt,
-		Data: productData{
-			ID: p.ID, SKU: p.SKU.String(), Name: p.Name.String(), Description: p.Description.String(),
-			PriceCents: int64(p.Price), Currency: p.Currency.String(), Stock: int(p.Stock),
-		},
+		Data:    data,
 	})
 }
 
@@ -64,7 +60,7 @@ func (s *Store) CreateProduct(ctx context.Context, p product.Product) error {
 		if _, err := tx.Exec(ctx, insertProduct, productArgs(p)...); err != nil {
 			return err
 		}
-		return writeProductEvent(ctx, tx, TypeProductCreated, p)
+		return writeProductEvent(ctx, tx, inventoryevents.TypeProductCreated, p)
 	})
 	if pgdb.IsUniqueViolation(err, "products_sku_key") {
 		return product.ErrSKUTaken
@@ -94,7 +90,7 @@ func (s *Store) UpdateProduct(ctx context.Context, id uuid.UUID, patch product.P
 		if err != nil {
 			return err
 		}
-		return writeProductEvent(ctx, tx, TypeProductUpdated, p)
+		return writeProductEvent(ctx, tx, inventoryevents.TypeProductUpdated, p)
 	})
 	if pgdb.IsUniqueViolation(err, "products_sku_key") {
 		return product.Product{}, product.ErrSKUTaken
@@ -147,7 +143,7 @@ func (s *Store) SeedProducts(ctx context.Context, ps []product.Product) (int, er
 				continue
 			}
 			created++
-			if err := writeProductEvent(ctx, tx, TypeProductCreated, p); err != nil {
+			if err := writeProductEvent(ctx, tx, inventoryevents.TypeProductCreated, p); err != nil {
 				return err
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
+	"github.com/bazaar-shop/bazaar/services/inventory/inventoryevents"
 )
 
 // statusRejected is the stored status of a reserve refused for want of stock. It is
@@ -19,29 +20,25 @@ import (
 // or commit, and a released reservation once it is released.
 const statusRejected = "rejected"
 
-// stockData is the data of stock.reserved and stock.released (docs/internal-api.md).
-type stockData struct {
-	OrderID uuid.UUID   `json:"order_id"`
-	Items   []stockItem `json:"items"`
-}
-
-type stockItem struct {
-	ProductID uuid.UUID `json:"product_id"`
-	Quantity  int       `json:"quantity"`
-}
-
-func writeStockEvent(ctx context.Context, tx pgx.Tx, typ string, order uuid.UUID, lines []reservation.Line, at time.Time) error {
-	items := make([]stockItem, len(lines))
+// writeStockEvent writes order's stock.reserved or stock.released of lines, in the wire
+// form inventoryevents publishes.
+func writeStockEvent(ctx context.Context, tx pgx.Tx, typ inventoryevents.Type, order uuid.UUID, lines []reservation.Line, at time.Time) error {
+	items := make([]inventoryevents.StockItem, len(lines))
 	for i, l := range lines {
-		items[i] = stockItem{ProductID: l.ProductID, Quantity: int(l.Quantity)}
+		items[i] = inventoryevents.StockItem{ProductID: l.ProductID, Quantity: int(l.Quantity)}
+	}
+	d := inventoryevents.StockReserved{OrderID: order, Items: items}
+	var data any = d
+	if typ == inventoryevents.TypeStockReleased {
+		data = inventoryevents.StockReleased(d)
 	}
 	return outbox.Write(ctx, tx, outbox.Event{
-		Stream:  Stream,
-		Type:    typ,
-		Source:  Source,
+		Stream:  inventoryevents.Stream,
+		Type:    string(typ),
+		Source:  inventoryevents.Source,
 		Subject: order.String(),
 		Time:    at,
-		Data:    stockData{OrderID: order, Items: items},
+		Data:    data,
 	})
 }
 
@@ -128,7 +125,7 @@ func (s *Store) Reserve(ctx context.Context, order uuid.UUID, b reservation.Bask
 			OrderID: order, Status: reservation.StatusReserved, Lines: lines, Currency: quote.Currency,
 			ExpiresAt: expiresAt, CreatedAt: now, UpdatedAt: now,
 		}
-		return writeStockEvent(ctx, tx, TypeStockReserved, order, lines, now)
+		return writeStockEvent(ctx, tx, inventoryevents.TypeStockReserved, order, lines, now)
 	})
 	switch {
 	case err != nil:
@@ -355,7 +352,7 @@ func (s *Store) Release(ctx context.Context, order uuid.UUID, now time.Time) (re
 		if err := restock(ctx, tx, r.Lines); err != nil {
 			return err
 		}
-		return writeStockEvent(ctx, tx, TypeStockReleased, order, r.Lines, now)
+		return writeStockEvent(ctx, tx, inventoryevents.TypeStockReleased, order, r.Lines, now)
 	})
 	if err != nil {
 		return reservation.Reservation{}, dbError(err, "release reservation")
@@ -413,7 +410,7 @@ func (s *Store) ExpireDue(ctx context.Context, now time.Time, limit int) (int, e
 			return err
 		}
 		for _, o := range orders {
-			if err := writeStockEvent(ctx, tx, TypeStockReleased, o, linesOf[o], now); err != nil {
+			if err := writeStockEvent(ctx, tx, inventoryevents.TypeStockReleased, o, linesOf[o], now); err != nil {
 				return err
 			}
 		}

@@ -19,16 +19,6 @@ import (
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/reservation"
 )
 
-// The events this service publishes, on its one stream.
-const (
-	Stream             = "events.inventory"
-	Source             = "inventory"
-	TypeProductCreated = "product.created"
-	TypeProductUpdated = "product.updated"
-	TypeStockReserved  = "stock.reserved"
-	TypeStockReleased  = "stock.released"
-)
-
 // Store implements product.Store and reservation.Store on a pool.
 type Store struct{ pool *pgxpool.Pool }
 

@@ -10,11 +10,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
 )
-
-// TypeDailySales is the event the daily report is written as; notifications e-mails
-// it to the admin.
-const TypeDailySales = "report.daily_sales"
 
 var _ report.Store = (*Store)(nil)
 
@@ -67,46 +64,16 @@ func (s *Store) SalesReport(ctx context.Context, r report.Range) (report.Sales, 
 	return sales, nil
 }
 
-// DailySalesEvent is the data of report.daily_sales: the report of one UTC day.
-type DailySalesEvent struct {
-	Day string `json:"day"` // YYYY-MM-DD
-	ReportJSON
-}
-
-// ReportJSON is a sales report's wire form, shared by the event and the task result.
-type ReportJSON struct {
-	From        time.Time          `json:"from"`
-	To          time.Time          `json:"to"`
-	Orders      int64              `json:"orders"`
-	Confirmed   int64              `json:"confirmed"`
-	Cancelled   int64              `json:"cancelled"`
-	Revenue     []MoneyJSON        `json:"revenue"`
-	TopProducts []ProductSalesJSON `json:"top_products"`
-}
-
-// MoneyJSON is an amount in one currency.
-type MoneyJSON struct {
-	Currency    string `json:"currency"`
-	AmountCents int64  `json:"amount_cents"`
-}
-
-// ProductSalesJSON is one best-selling product.
-type ProductSalesJSON struct {
-	ProductID    uuid.UUID `json:"product_id"`
-	Quantity     int64     `json:"quantity"`
-	RevenueCents int64     `json:"revenue_cents"`
-	Currency     string    `json:"currency"`
-}
-
-// ToReportJSON is the wire form of s.
-func ToReportJSON(s report.Sales) ReportJSON {
-	r := ReportJSON{From: s.Range.From.UTC(), To: s.Range.To.UTC(), Orders: s.Orders, Confirmed: s.Confirmed, Cancelled: s.Cancelled,
-		Revenue: []MoneyJSON{}, TopProducts: []ProductSalesJSON{}}
+// ToReportJSON is the wire form of s: the data of report.daily_sales (with the day)
+// and the report:sales task's result.
+func ToReportJSON(s report.Sales) orderevents.Report {
+	r := orderevents.Report{From: s.Range.From.UTC(), To: s.Range.To.UTC(), Orders: s.Orders, Confirmed: s.Confirmed, Cancelled: s.Cancelled,
+		Revenue: []orderevents.Money{}, TopProducts: []orderevents.ProductSales{}}
 	for _, m := range s.Revenue {
-		r.Revenue = append(r.Revenue, MoneyJSON(m))
+		r.Revenue = append(r.Revenue, orderevents.Money(m))
 	}
 	for _, p := range s.TopProducts {
-		r.TopProducts = append(r.TopProducts, ProductSalesJSON(p))
+		r.TopProducts = append(r.TopProducts, orderevents.ProductSales(p))
 	}
 	return r
 }
@@ -121,11 +88,11 @@ func (s *Store) WriteDailySales(ctx context.Context, sales report.Sales) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return outbox.Write(ctx, tx, outbox.Event{
 			ID:      uuid.NewSHA1(dailySalesNamespace, []byte(day)),
-			Stream:  Stream,
-			Type:    TypeDailySales,
-			Source:  Source,
+			Stream:  orderevents.Stream,
+			Type:    string(orderevents.TypeDailySales),
+			Source:  orderevents.Source,
 			Subject: day,
-			Data:    DailySalesEvent{Day: day, ReportJSON: ToReportJSON(sales)},
+			Data:    orderevents.DailySales{Day: day, Report: ToReportJSON(sales)},
 		})
 	})
 	if pgdb.IsUniqueViolation(err, "outbox_pkey") {

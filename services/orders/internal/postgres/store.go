@@ -19,12 +19,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
-)
-
-// The stream and source of the events this service publishes.
-const (
-	Stream = "events.orders"
-	Source = "orders"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
 )
 
 // Store implements order.Store (and report.Store, and the Idempotency-Key claims) on
@@ -36,44 +31,29 @@ var _ order.Store = (*Store)(nil)
 // NewStore stores in pool's database, which must have this package's migrations.
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
-// lineJSON is an order line in events.
-type lineJSON struct {
-	ProductID      uuid.UUID `json:"product_id"`
-	Quantity       int       `json:"quantity"`
-	UnitPriceCents int64     `json:"unit_price_cents"`
-}
-
-// orderEvent is the data of order.created and order.confirmed (docs/events.md).
-type orderEvent struct {
-	OrderID    uuid.UUID  `json:"order_id"`
-	UserID     uuid.UUID  `json:"user_id"`
-	TotalCents int64      `json:"total_cents"`
-	Currency   string     `json:"currency"`
-	Items      []lineJSON `json:"items"`
-}
-
-// cancelledEvent is the data of order.cancelled (docs/events.md).
-type cancelledEvent struct {
-	OrderID    uuid.UUID `json:"order_id"`
-	UserID     uuid.UUID `json:"user_id"`
-	Reason     string    `json:"reason"`
-	TotalCents int64     `json:"total_cents"`
-	Currency   string    `json:"currency"`
-}
-
+// writeEvent writes o's event typ, in the wire form orderevents publishes.
 func writeEvent(ctx context.Context, tx pgx.Tx, typ order.EventType, o order.Order, at time.Time) error {
+	var wire orderevents.Type
 	var data any
 	switch typ {
 	case order.EventCancelled:
-		data = cancelledEvent{OrderID: o.ID, UserID: o.UserID, Reason: string(o.CancelReason), TotalCents: o.TotalCents, Currency: o.Currency}
-	default:
-		items := make([]lineJSON, len(o.Lines))
+		wire = orderevents.TypeCancelled
+		data = orderevents.Cancelled{OrderID: o.ID, UserID: o.UserID, Reason: string(o.CancelReason), TotalCents: o.TotalCents, Currency: o.Currency}
+	case order.EventCreated, order.EventConfirmed:
+		items := make([]orderevents.Line, len(o.Lines))
 		for i, l := range o.Lines {
-			items[i] = lineJSON{ProductID: l.ProductID, Quantity: int(l.Quantity), UnitPriceCents: l.UnitPriceCents}
+			items[i] = orderevents.Line{ProductID: l.ProductID, Quantity: int(l.Quantity), UnitPriceCents: l.UnitPriceCents}
 		}
-		data = orderEvent{OrderID: o.ID, UserID: o.UserID, TotalCents: o.TotalCents, Currency: o.Currency, Items: items}
+		created := orderevents.Created{OrderID: o.ID, UserID: o.UserID, TotalCents: o.TotalCents, Currency: o.Currency, Items: items}
+		wire, data = orderevents.TypeCreated, created
+		if typ == order.EventConfirmed {
+			wire, data = orderevents.TypeConfirmed, orderevents.Confirmed(created)
+		}
+	default:
+		// A domain event the contract does not name would reach consumers unannounced.
+		return fmt.Errorf("orders: event %q is not in orderevents", typ)
 	}
-	return outbox.Write(ctx, tx, outbox.Event{Stream: Stream, Type: string(typ), Source: Source, Subject: o.ID.String(), Time: at, Data: data})
+	return outbox.Write(ctx, tx, outbox.Event{Stream: orderevents.Stream, Type: string(wire), Source: orderevents.Source, Subject: o.ID.String(), Time: at, Data: data})
 }
 
 // orderColumnsOf lists the columns scanOrder reads, qualified by table (or alias) t.

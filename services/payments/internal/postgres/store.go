@@ -20,37 +20,10 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+	"github.com/bazaar-shop/bazaar/services/payments/paymentevents"
 )
 
-// The events this service publishes (docs/internal-api.md), each about a payment.
-const (
-	Stream            = "events.payments"
-	Source            = "payments"
-	TypeCaptured      = "payment.captured"
-	TypeDeclined      = "payment.declined"
-	TypeRefunded      = "payment.refunded"
-	orderIDConstraint = "payments_order_id_key"
-)
-
-// settled is the data of payment.captured and payment.declined; DeclineCode is null
-// for a capture.
-type settled struct {
-	PaymentID   uuid.UUID `json:"payment_id"`
-	OrderID     uuid.UUID `json:"order_id"`
-	UserID      uuid.UUID `json:"user_id"`
-	AmountCents int64     `json:"amount_cents"`
-	Currency    string    `json:"currency"`
-	DeclineCode *string   `json:"decline_code"`
-}
-
-// refunded is the data of payment.refunded (notifications e-mails the refund from it).
-type refunded struct {
-	PaymentID   uuid.UUID `json:"payment_id"`
-	OrderID     uuid.UUID `json:"order_id"`
-	UserID      uuid.UUID `json:"user_id"`
-	AmountCents int64     `json:"amount_cents"`
-	Currency    string    `json:"currency"`
-}
+const orderIDConstraint = "payments_order_id_key"
 
 // Store implements payment.Store on a pool.
 type Store struct{ pool *pgxpool.Pool }
@@ -165,23 +138,23 @@ func (s *Store) Record(ctx context.Context, from payment.Status, next payment.Pa
 	return out, nil
 }
 
-// event is the event of the status p has just reached.
+// event is the event of the status p has just reached, in the wire form paymentevents
+// publishes.
 func event(p payment.Payment) outbox.Event {
-	e := outbox.Event{Stream: Stream, Source: Source, Subject: p.ID.String(), Time: p.SettledAt}
+	e := outbox.Event{Stream: paymentevents.Stream, Source: paymentevents.Source, Subject: p.ID.String(), Time: p.SettledAt}
 	switch p.Status {
-	case payment.StatusCaptured, payment.StatusDeclined:
-		e.Type = TypeCaptured
-		d := settled{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String()}
-		if p.Status == payment.StatusDeclined {
-			e.Type = TypeDeclined
-			code := string(p.DeclineCode)
-			d.DeclineCode = &code
-		}
-		e.Data = d
+	case payment.StatusCaptured:
+		e.Type = string(paymentevents.TypeCaptured)
+		e.Data = paymentevents.Captured{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String()}
+	case payment.StatusDeclined:
+		code := string(p.DeclineCode)
+		e.Type = string(paymentevents.TypeDeclined)
+		e.Data = paymentevents.Declined{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String(),
+			DeclineCode: &code}
 	case payment.StatusRefunded:
-		e.Type = TypeRefunded
+		e.Type = string(paymentevents.TypeRefunded)
 		e.Time = p.RefundedAt
-		e.Data = refunded{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String()}
+		e.Data = paymentevents.Refunded{PaymentID: p.ID, OrderID: p.OrderID, UserID: p.UserID, AmountCents: p.Amount.Cents, Currency: p.Amount.Currency.String()}
 	}
 	return e
 }

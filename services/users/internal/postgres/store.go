@@ -20,22 +20,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 	"github.com/bazaar-shop/bazaar/services/users/internal/signing"
 	"github.com/bazaar-shop/bazaar/services/users/internal/user"
+	"github.com/bazaar-shop/bazaar/services/users/userevents"
 )
-
-// The event this service publishes.
-const (
-	Stream             = "events.users"
-	Source             = "users"
-	TypeUserRegistered = "user.registered"
-)
-
-// registered is the data of a user.registered event: its wire form for consumers
-// (notifications sends the welcome e-mail from it).
-type registered struct {
-	UserID uuid.UUID `json:"user_id"`
-	Email  string    `json:"email"`
-	Name   string    `json:"name"`
-}
 
 // Store implements user.Store on a pool.
 type Store struct{ pool *pgxpool.Pool }
@@ -93,14 +79,15 @@ func (s *Store) EnsureAdmin(ctx context.Context, u user.User) (user.User, bool, 
 	return stored, created, nil
 }
 
+// writeRegistered writes u's user.registered, in the wire form userevents publishes.
 func writeRegistered(ctx context.Context, tx pgx.Tx, u user.User) error {
 	return outbox.Write(ctx, tx, outbox.Event{
-		Stream:  Stream,
-		Type:    TypeUserRegistered,
-		Source:  Source,
+		Stream:  userevents.Stream,
+		Type:    string(userevents.TypeRegistered),
+		Source:  userevents.Source,
 		Subject: u.ID.String(),
 		Time:    u.CreatedAt,
-		Data:    registered{UserID: u.ID, Email: u.Email.String(), Name: u.Name.String()},
+		Data:    userevents.Registered{UserID: u.ID, Email: u.Email.String(), Name: u.Name.String()},
 	})
 }
 
