@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bazaar-shop/bazaar/services/inventory/inventoryevents"
 )
 
 // AccountStockChanges makes the conservation rule account for admins' changes to a
@@ -48,6 +50,8 @@ func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 	_, err = pgx.ForEachRow(rows, []any{&typ, &subject, &data}, func() error {
 		switch typ {
 		case "product.created", "product.updated":
+			// Not inventoryevents.ProductCreated: its Stock cannot tell a missing stock,
+			// which this check must report, from a stock of 0.
 			var p struct {
 				Stock *int `json:"stock"`
 			}
@@ -68,17 +72,13 @@ func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 			}
 			l.stock = *p.Stock
 		case "stock.reserved", "stock.released":
-			var s struct {
-				Items []struct {
-					ProductID string `json:"product_id"`
-					Quantity  int    `json:"quantity"`
-				} `json:"items"`
-			}
+			// stock.released has stock.reserved's data (inventoryevents.StockReleased).
+			var s inventoryevents.StockReserved
 			if err := json.Unmarshal(data, &s); err != nil {
 				return fmt.Errorf("%s event of %s: %w", typ, subject, err)
 			}
 			for _, it := range s.Items {
-				l := w.ledger[it.ProductID]
+				l := w.ledger[it.ProductID.String()]
 				if l == nil {
 					continue
 				}

@@ -12,12 +12,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/services/inventory/inventoryevents"
 )
 
 // Stream is the inventory service's event stream, and Group the gateway's consumer
 // group on it.
 const (
-	Stream = "events.inventory"
+	Stream = inventoryevents.Stream
 	Group  = "gateway"
 )
 
@@ -206,15 +207,13 @@ func (i *Invalidator) handle(ctx context.Context, m redis.XMessage) error {
 	return nil
 }
 
-// stockData is the part of stock.reserved and stock.released the cache needs.
-type stockData struct {
-	Items []struct {
-		ProductID uuid.UUID `json:"product_id"`
-	} `json:"items"`
-}
-
 // affected are the products whose copies e makes stale; the list pages always are.
 // An event that cannot say which products is ErrMalformed.
+//
+// It goes by the type's family, not its exact name, because inventoryevents promises
+// that of every product.* and stock.* type, present or future: a new type (a v2) still
+// drops what it should before the gateway learns its name. Every stock.* data is read
+// as stock.reserved's, whose items all stock events have.
 func affected(e events.Envelope) ([]uuid.UUID, error) {
 	switch {
 	case strings.HasPrefix(e.Type, "product."):
@@ -224,7 +223,7 @@ func affected(e events.Envelope) ([]uuid.UUID, error) {
 		}
 		return []uuid.UUID{id}, nil
 	case strings.HasPrefix(e.Type, "stock."):
-		var d stockData
+		var d inventoryevents.StockReserved
 		if err := e.Decode(&d); err != nil {
 			return nil, err
 		}

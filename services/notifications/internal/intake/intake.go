@@ -1,9 +1,9 @@
 // Package intake turns the domain events notifications consumes into notifications:
-// the events.Handler of its consumer group. It owns the events' wire shapes (the data
-// of user.registered, order.confirmed, order.cancelled, payment.refunded and
-// report.daily_sales, as docs/events.md fixes them) and parses them into domain
-// values; a shape that does not fit is a poison message (events.ErrMalformed) and goes
-// to the DLQ at once.
+// the events.Handler of its consumer group. It reads user.registered, order.confirmed,
+// order.cancelled, payment.refunded and report.daily_sales with their producers'
+// published payload types (userevents, orderevents, paymentevents), so there is one
+// declaration of each wire shape, and parses them into domain values; data that does
+// not fit is a poison message (events.ErrMalformed) and goes to the DLQ at once.
 package intake
 
 import (
@@ -17,20 +17,13 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
+	"github.com/bazaar-shop/bazaar/services/payments/paymentevents"
+	"github.com/bazaar-shop/bazaar/services/users/userevents"
 )
 
 // Streams are the streams notifications reads.
-var Streams = []string{"events.users", "events.orders", "events.payments"}
-
-// The event types acted on; every other type on those streams is acknowledged and
-// ignored.
-const (
-	TypeUserRegistered  = "user.registered"
-	TypeOrderConfirmed  = "order.confirmed"
-	TypeOrderCancelled  = "order.cancelled"
-	TypePaymentRefunded = "payment.refunded"
-	TypeDailySales      = "report.daily_sales"
-)
+var Streams = []string{userevents.Stream, orderevents.Stream, paymentevents.Stream}
 
 // Options are the handler's settings.
 type Options struct {
@@ -73,16 +66,17 @@ func Apply(ctx context.Context, s Store, e events.Envelope, at time.Time, opts O
 		n   notification.Notification
 		err error
 	)
+	// The types acted on; every other type on those streams is acknowledged and ignored.
 	switch e.Type {
-	case TypeUserRegistered:
+	case string(userevents.TypeRegistered):
 		n, err = registered(ctx, s, e, at)
-	case TypeOrderConfirmed:
+	case string(orderevents.TypeConfirmed):
 		n, err = confirmed(ctx, s, e, at)
-	case TypeOrderCancelled:
+	case string(orderevents.TypeCancelled):
 		n, err = cancelled(ctx, s, e, at)
-	case TypePaymentRefunded:
+	case string(paymentevents.TypeRefunded):
 		n, err = refunded(ctx, s, e, at)
-	case TypeDailySales:
+	case string(orderevents.TypeDailySales):
 		if opts.ReportEmail == "" {
 			return nil // reports are not mailed (REPORT_EMAIL is off)
 		}
@@ -100,11 +94,7 @@ func Apply(ctx context.Context, s Store, e events.Envelope, at time.Time, opts O
 }
 
 func registered(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
-	var d struct {
-		UserID uuid.UUID `json:"user_id"`
-		Email  string    `json:"email"`
-		Name   string    `json:"name"`
-	}
+	var d userevents.Registered
 	if err := e.Decode(&d); err != nil {
 		return notification.Notification{}, err
 	}
@@ -119,17 +109,7 @@ func registered(ctx context.Context, s Store, e events.Envelope, at time.Time) (
 }
 
 func confirmed(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
-	var d struct {
-		OrderID    uuid.UUID `json:"order_id"`
-		UserID     uuid.UUID `json:"user_id"`
-		TotalCents int64     `json:"total_cents"`
-		Currency   string    `json:"currency"`
-		Items      []struct {
-			ProductID      uuid.UUID `json:"product_id"`
-			Quantity       int       `json:"quantity"`
-			UnitPriceCents int64     `json:"unit_price_cents"`
-		} `json:"items"`
-	}
+	var d orderevents.Confirmed
 	if err := e.Decode(&d); err != nil {
 		return notification.Notification{}, err
 	}
@@ -152,13 +132,7 @@ func confirmed(ctx context.Context, s Store, e events.Envelope, at time.Time) (n
 }
 
 func cancelled(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
-	var d struct {
-		OrderID    uuid.UUID `json:"order_id"`
-		UserID     uuid.UUID `json:"user_id"`
-		Reason     string    `json:"reason"`
-		TotalCents int64     `json:"total_cents"`
-		Currency   string    `json:"currency"`
-	}
+	var d orderevents.Cancelled
 	if err := e.Decode(&d); err != nil {
 		return notification.Notification{}, err
 	}
@@ -176,13 +150,7 @@ func cancelled(ctx context.Context, s Store, e events.Envelope, at time.Time) (n
 }
 
 func refunded(ctx context.Context, s Store, e events.Envelope, at time.Time) (notification.Notification, error) {
-	var d struct {
-		PaymentID   uuid.UUID `json:"payment_id"`
-		OrderID     uuid.UUID `json:"order_id"`
-		UserID      uuid.UUID `json:"user_id"`
-		AmountCents int64     `json:"amount_cents"`
-		Currency    string    `json:"currency"`
-	}
+	var d paymentevents.Refunded
 	if err := e.Decode(&d); err != nil {
 		return notification.Notification{}, err
 	}
@@ -198,25 +166,7 @@ func refunded(ctx context.Context, s Store, e events.Envelope, at time.Time) (no
 }
 
 func dailySales(ctx context.Context, s Store, e events.Envelope, to string, at time.Time) (notification.Notification, error) {
-	type money struct {
-		Currency    string `json:"currency"`
-		AmountCents int64  `json:"amount_cents"`
-	}
-	var d struct {
-		Day         string    `json:"day"`
-		From        time.Time `json:"from"`
-		To          time.Time `json:"to"`
-		Orders      int64     `json:"orders"`
-		Confirmed   int64     `json:"confirmed"`
-		Cancelled   int64     `json:"cancelled"`
-		Revenue     []money   `json:"revenue"`
-		TopProducts []struct {
-			ProductID    uuid.UUID `json:"product_id"`
-			Quantity     int64     `json:"quantity"`
-			RevenueCents int64     `json:"revenue_cents"`
-			Currency     string    `json:"currency"`
-		} `json:"top_products"`
-	}
+	var d orderevents.DailySales
 	if err := e.Decode(&d); err != nil {
 		return notification.Notification{}, err
 	}

@@ -13,6 +13,9 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/intake"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
+	"github.com/bazaar-shop/bazaar/services/payments/paymentevents"
+	"github.com/bazaar-shop/bazaar/services/users/userevents"
 )
 
 // fakeStore is the consumer's transaction in memory.
@@ -66,7 +69,7 @@ func TestEventsBecomeNotifications(t *testing.T) {
 	ctx := context.Background()
 	user := uuid.New()
 	order := uuid.New()
-	reg := event(intake.TypeUserRegistered, fmt.Sprintf(`{"user_id":%q,"email":"ann@example.com","name":"Ann","extra":"ignored"}`, user))
+	reg := event(string(userevents.TypeRegistered), fmt.Sprintf(`{"user_id":%q,"email":"ann@example.com","name":"Ann","extra":"ignored"}`, user))
 	if err := intake.Apply(ctx, s, reg, at, intake.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,10 +77,10 @@ func TestEventsBecomeNotifications(t *testing.T) {
 		t.Errorf("recipient %+v", s.recipients[user])
 	}
 	for _, e := range []events.Envelope{
-		event(intake.TypeOrderConfirmed, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":2598,"currency":"USD",
+		event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":2598,"currency":"USD",
 			"items":[{"product_id":%q,"quantity":2,"unit_price_cents":1299}]}`, order, user, uuid.New())),
-		event(intake.TypeOrderCancelled, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"reason":"out_of_stock","total_cents":2598,"currency":"USD"}`, order, user)),
-		event(intake.TypePaymentRefunded, fmt.Sprintf(`{"payment_id":%q,"order_id":%q,"user_id":%q,"amount_cents":2598,"currency":"USD"}`, uuid.New(), order, user)),
+		event(string(orderevents.TypeCancelled), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"reason":"out_of_stock","total_cents":2598,"currency":"USD"}`, order, user)),
+		event(string(paymentevents.TypeRefunded), fmt.Sprintf(`{"payment_id":%q,"order_id":%q,"user_id":%q,"amount_cents":2598,"currency":"USD"}`, uuid.New(), order, user)),
 	} {
 		if err := intake.Apply(ctx, s, e, at, intake.Options{}); err != nil {
 			t.Fatalf("%s: %v", e.Type, err)
@@ -122,7 +125,7 @@ func TestOtherTypesAreIgnored(t *testing.T) {
 
 func TestUnknownRecipientIsRetryable(t *testing.T) {
 	t.Parallel()
-	e := event(intake.TypeOrderConfirmed, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":1,"currency":"USD","items":[]}`, uuid.New(), uuid.New()))
+	e := event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":1,"currency":"USD","items":[]}`, uuid.New(), uuid.New()))
 	err := intake.Apply(context.Background(), newFakeStore(), e, at, intake.Options{})
 	if !errors.Is(err, notification.ErrUnknownRecipient) || errors.Is(err, events.ErrMalformed) {
 		t.Errorf("Apply = %v; want ErrUnknownRecipient, not malformed (so it is retried)", err)
@@ -133,17 +136,17 @@ func TestDataThatDoesNotFitIsMalformed(t *testing.T) {
 	t.Parallel()
 	user, order := uuid.New(), uuid.New()
 	for name, e := range map[string]events.Envelope{
-		"registered not JSON object": event(intake.TypeUserRegistered, `[1,2]`),
-		"registered bad user id":     event(intake.TypeUserRegistered, `{"user_id":"nope","email":"a@example.com","name":"A"}`),
-		"registered no user id":      event(intake.TypeUserRegistered, `{"email":"a@example.com","name":"A"}`),
-		"registered bad email":       event(intake.TypeUserRegistered, fmt.Sprintf(`{"user_id":%q,"email":"nope","name":"A"}`, user)),
-		"confirmed cents as string":  event(intake.TypeOrderConfirmed, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":"12","currency":"USD"}`, order, user)),
-		"confirmed no currency":      event(intake.TypeOrderConfirmed, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":12}`, order, user)),
-		"confirmed no order":         event(intake.TypeOrderConfirmed, fmt.Sprintf(`{"user_id":%q,"total_cents":12,"currency":"USD"}`, user)),
-		"confirmed bad item":         event(intake.TypeOrderConfirmed, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":12,"currency":"USD","items":[{"quantity":0}]}`, order, user)),
-		"cancelled negative":         event(intake.TypeOrderCancelled, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"reason":"timeout","total_cents":-1,"currency":"USD"}`, order, user)),
-		"refunded no payment":        event(intake.TypePaymentRefunded, fmt.Sprintf(`{"order_id":%q,"user_id":%q,"amount_cents":1,"currency":"USD"}`, order, user)),
-		"refunded no user":           event(intake.TypePaymentRefunded, fmt.Sprintf(`{"payment_id":%q,"order_id":%q,"amount_cents":1,"currency":"USD"}`, uuid.New(), order)),
+		"registered not JSON object": event(string(userevents.TypeRegistered), `[1,2]`),
+		"registered bad user id":     event(string(userevents.TypeRegistered), `{"user_id":"nope","email":"a@example.com","name":"A"}`),
+		"registered no user id":      event(string(userevents.TypeRegistered), `{"email":"a@example.com","name":"A"}`),
+		"registered bad email":       event(string(userevents.TypeRegistered), fmt.Sprintf(`{"user_id":%q,"email":"nope","name":"A"}`, user)),
+		"confirmed cents as string":  event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":"12","currency":"USD"}`, order, user)),
+		"confirmed no currency":      event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":12}`, order, user)),
+		"confirmed no order":         event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"user_id":%q,"total_cents":12,"currency":"USD"}`, user)),
+		"confirmed bad item":         event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":12,"currency":"USD","items":[{"quantity":0}]}`, order, user)),
+		"cancelled negative":         event(string(orderevents.TypeCancelled), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"reason":"timeout","total_cents":-1,"currency":"USD"}`, order, user)),
+		"refunded no payment":        event(string(paymentevents.TypeRefunded), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"amount_cents":1,"currency":"USD"}`, order, user)),
+		"refunded no user":           event(string(paymentevents.TypeRefunded), fmt.Sprintf(`{"payment_id":%q,"order_id":%q,"amount_cents":1,"currency":"USD"}`, uuid.New(), order)),
 	} {
 		s := newFakeStore()
 		s.recipients[user] = notification.Recipient{UserID: user, Email: "a@example.com"}
@@ -182,7 +185,7 @@ func TestDailySalesReportGoesToTheAdmin(t *testing.T) {
 	t.Parallel()
 	s, admin := withAdmin()
 	p1, p2 := uuid.New(), uuid.New()
-	e := event(intake.TypeDailySales, salesData(p1, p2))
+	e := event(string(orderevents.TypeDailySales), salesData(p1, p2))
 	if err := intake.Apply(context.Background(), s, e, at, reportOpts); err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +221,7 @@ func TestDailySalesReportGoesToTheAdmin(t *testing.T) {
 func TestDailySalesReportOfAQuietDay(t *testing.T) {
 	t.Parallel()
 	s, _ := withAdmin()
-	e := event(intake.TypeDailySales, `{"day":"2026-11-25","from":"2026-11-25T00:00:00Z","to":"2026-11-26T00:00:00Z",
+	e := event(string(orderevents.TypeDailySales), `{"day":"2026-11-25","from":"2026-11-25T00:00:00Z","to":"2026-11-26T00:00:00Z",
 		"orders":0,"confirmed":0,"cancelled":0,"revenue":[],"top_products":[]}`)
 	if err := intake.Apply(context.Background(), s, e, at, reportOpts); err != nil {
 		t.Fatal(err)
@@ -233,7 +236,7 @@ func TestDailySalesReportOfAQuietDay(t *testing.T) {
 func TestDailySalesReportForAnUnknownAddressIsRetryable(t *testing.T) {
 	t.Parallel()
 	s, _ := withAdmin()
-	e := event(intake.TypeDailySales, salesData(uuid.New()))
+	e := event(string(orderevents.TypeDailySales), salesData(uuid.New()))
 	err := intake.Apply(context.Background(), s, e, at, intake.Options{ReportEmail: "boss@bazaar.local"})
 	if !errors.Is(err, notification.ErrUnknownRecipient) || errors.Is(err, events.ErrMalformed) {
 		t.Errorf("Apply = %v; want ErrUnknownRecipient, not malformed (so it is retried)", err)
@@ -247,7 +250,7 @@ func TestDailySalesReportIsNotMailedWithoutReportEmail(t *testing.T) {
 	t.Parallel()
 	s, _ := withAdmin()
 	for _, data := range []string{salesData(uuid.New()), `{"day":"not even a report"}`} {
-		if err := intake.Apply(context.Background(), s, event(intake.TypeDailySales, data), at, intake.Options{}); err != nil {
+		if err := intake.Apply(context.Background(), s, event(string(orderevents.TypeDailySales), data), at, intake.Options{}); err != nil {
 			t.Errorf("Apply = %v; want the report acknowledged", err)
 		}
 	}
@@ -284,7 +287,7 @@ func TestDailySalesReportThatDoesNotFitIsMalformed(t *testing.T) {
 		"product revenue string": `{"day":"2026-11-25",` + rng + `,` + cnt + `,"top_products":[{` + prod + `,"quantity":1,"revenue_cents":"1","currency":"USD"}]}`,
 	} {
 		s, _ := withAdmin()
-		if err := intake.Apply(context.Background(), s, event(intake.TypeDailySales, data), at, reportOpts); !errors.Is(err, events.ErrMalformed) {
+		if err := intake.Apply(context.Background(), s, event(string(orderevents.TypeDailySales), data), at, reportOpts); !errors.Is(err, events.ErrMalformed) {
 			t.Errorf("%s: Apply = %v, want ErrMalformed", name, err)
 		}
 		if len(s.added) != 0 {
