@@ -28,16 +28,12 @@ import (
 
 // benchSchema is a service with an outbox that also consumes: one database keeps the
 // set-up small, and the paths are the same as between two services.
-var benchSchema = fstest.MapFS{"00001_bench.sql": {Data: []byte(`-- +goose Up
-CREATE TABLE outbox (id uuid PRIMARY KEY, stream text NOT NULL, type text NOT NULL,
-    source text NOT NULL, subject text NOT NULL, time timestamptz NOT NULL, data jsonb NOT NULL,
-    traceparent text NOT NULL DEFAULT '', seq bigint GENERATED ALWAYS AS IDENTITY, published_at timestamptz);
-CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+var benchSchema = outbox.WithTable(fstest.MapFS{"00002_inbox.sql": {Data: []byte(`-- +goose Up
 CREATE TABLE inbox (event_id uuid PRIMARY KEY, stream text NOT NULL, type text NOT NULL,
     handled_at timestamptz NOT NULL DEFAULT now());
 -- +goose Down
-DROP TABLE inbox; DROP TABLE outbox;
-`)}}
+DROP TABLE inbox;
+`)}})
 
 // The benchmark's load, changed by EVENTS_BENCH_* variables (see settings).
 type benchSettings struct {

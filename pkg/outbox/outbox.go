@@ -1,23 +1,11 @@
 // Package outbox writes domain events into a service's transactional outbox: the
 // event row commits or rolls back with the change it describes, so no event is ever
-// lost or invented. A relay (see the events issue) later copies unpublished rows to the
+// lost or invented. A Relay later copies unpublished rows to the
 // service's Redis Stream.
 //
-// Every service that publishes has this table (in its own migrations):
-//
-//	CREATE TABLE outbox (
-//	    id           uuid PRIMARY KEY,
-//	    stream       text NOT NULL,            -- e.g. events.users
-//	    type         text NOT NULL,            -- e.g. user.registered
-//	    source       text NOT NULL,            -- the publishing service
-//	    subject      text NOT NULL,            -- the entity id the event is about
-//	    time         timestamptz NOT NULL,
-//	    data         jsonb NOT NULL,
-//	    traceparent  text NOT NULL DEFAULT '',
-//	    seq          bigint GENERATED ALWAYS AS IDENTITY,
-//	    published_at timestamptz
-//	);
-//	CREATE INDEX outbox_unpublished ON outbox (seq) WHERE published_at IS NULL;
+// Every service that publishes has the outbox table (migrations/00001_outbox.sql): its
+// migrations are WithTable(own), which puts the table's first. Its relay and the daily
+// Cleanup of published rows are one call of pkg/platform (RelayOutbox).
 package outbox
 
 import (

@@ -15,15 +15,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
-var schema = fstest.MapFS{"00001_outbox.sql": {Data: []byte(`-- +goose Up
-CREATE TABLE outbox (
-    id uuid PRIMARY KEY, stream text NOT NULL, type text NOT NULL, source text NOT NULL,
-    subject text NOT NULL, time timestamptz NOT NULL, data jsonb NOT NULL,
-    traceparent text NOT NULL DEFAULT '', seq bigint GENERATED ALWAYS AS IDENTITY,
-    published_at timestamptz);
--- +goose Down
-DROP TABLE outbox;
-`)}}
+// schema is a service with an outbox and nothing else.
+var schema = outbox.WithTable(fstest.MapFS{})
 
 func TestWriteCommitsAndRollsBackWithTheTransaction(t *testing.T) {
 	t.Parallel()

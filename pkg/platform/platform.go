@@ -327,8 +327,8 @@ func (p *Platform) RelayOutbox() error {
 	if err != nil {
 		return err
 	}
-	t.Worker.Handle(tasks.OutboxCleanup, tasks.CleanOutbox(p.Pool, p.Log))
-	return t.Scheduler.Daily(tasks.OutboxCleanup, tasks.OutboxCleanupAt, nil)
+	t.Worker.Handle(outbox.Cleanup, outbox.Clean(p.Pool, p.Log))
+	return t.Scheduler.Daily(outbox.Cleanup, outbox.CleanupAt, nil)
 }
 
 // CleanInbox schedules the daily inbox:cleanup of a service that consumes events with

@@ -27,7 +27,7 @@ const InboxCleanupAt = 3*time.Hour + 15*time.Minute
 // by default. An id only matters while the event can be delivered again: a retry or a
 // take-over (XAUTOCLAIM after 30 s) comes within minutes, a relay re-publishing after a
 // crash within seconds, and an operator's `bazaarctl outbox republish` only of events
-// still in an outbox, which keeps them 7 days (OutboxRetention). Ten days covers all of
+// still in an outbox, which keeps them 7 days (outbox.Retention). Ten days covers all of
 // those with room to spare. A DLQ replay of an entry older than that reaches groups
 // that handled it long ago and may be applied by them again.
 const DefaultInboxRetention = 10 * 24 * time.Hour

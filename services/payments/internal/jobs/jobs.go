@@ -74,7 +74,7 @@ func sweep(ctx context.Context, s Settler, log *slog.Logger) {
 var VoidsCleanup = tasks.Task{Type: "payments:voids-cleanup", Queue: tasks.QueueLow, MaxRetry: 3, Timeout: 10 * time.Minute}
 
 // VoidsCleanupAt is the time of day, UTC, of the voids cleanup: a quiet hour, after
-// the outbox cleanup (tasks.OutboxCleanupAt).
+// the outbox cleanup (outbox.CleanupAt).
 const VoidsCleanupAt = 3*time.Hour + 15*time.Minute
 
 // DefaultVoidRetention is how long a void is kept (VOID_RETENTION): a void only has to

@@ -2,9 +2,16 @@
 // embedded in the binary and applied at start.
 package migrations
 
-import "embed"
+import (
+	"embed"
+	"io/fs"
 
-// FS holds the migration files at its root.
-//
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+)
+
 //go:embed *.sql
-var FS embed.FS
+var own embed.FS
+
+// FS holds the migration files at its root: the outbox table's first (pkg/outbox),
+// then the service's own, from 00002.
+var FS fs.FS = outbox.WithTable(own)

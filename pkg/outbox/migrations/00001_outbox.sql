@@ -1,6 +1,6 @@
 -- +goose Up
--- The transactional outbox: events are written here in the same transaction as the
--- change they describe, and relayed to the events.users stream.
+-- The transactional outbox (pkg/outbox): events are written here in the same
+-- transaction as the change they describe, and relayed to the service's stream.
 CREATE TABLE outbox (
     id           uuid PRIMARY KEY,
     stream       text NOT NULL,

@@ -1,0 +1,52 @@
+package outbox_test
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"testing"
+	"testing/fstest"
+
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/pgdb"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+)
+
+// A service's migrations get the outbox table as their first, and goose applies
+// both in order.
+func TestWithTableMigratesTheOutboxFirstThenTheServicesOwn(t *testing.T) {
+	t.Parallel()
+	own := fstest.MapFS{"00002_things.sql": {Data: []byte(`-- +goose Up
+CREATE TABLE things (id int PRIMARY KEY, outbox_seq bigint);
+-- +goose Down
+DROP TABLE things;
+`)}}
+	schema := outbox.WithTable(own)
+	names, err := fs.Glob(schema, "*.sql")
+	if err != nil || len(names) != 2 || names[0] != "00001_outbox.sql" || names[1] != "00002_things.sql" {
+		t.Fatalf("migrations %v (%v); want the outbox's, then the service's", names, err)
+	}
+	pool := pgtest.New(t, schema)
+	ctx := context.Background()
+	for _, table := range []string{"outbox", "things"} {
+		var ok bool
+		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&ok); err != nil || !ok {
+			t.Errorf("table %s: %v %v", table, ok, err)
+		}
+	}
+}
+
+// A service that still carries its own copy of the table's file is told so, rather
+// than have goose meet version 1 twice.
+func TestWithTableRefusesAServiceWithItsOwnOutboxFile(t *testing.T) {
+	t.Parallel()
+	own := fstest.MapFS{"00001_outbox.sql": {Data: []byte("-- +goose Up\n")}}
+	pool, err := pgdb.Open(context.Background(), pgtest.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgdb.Migrate(context.Background(), pool, outbox.WithTable(own), slog.New(slog.DiscardHandler)); err == nil {
+		t.Fatal("migrated a service whose migrations have their own 00001_outbox.sql")
+	}
+}
