@@ -20,6 +20,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/invariants"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
@@ -31,7 +32,8 @@ func (s sqlOnly) ReadDir(name string) ([]fs.DirEntry, error) {
 	return slices.DeleteFunc(all, func(e fs.DirEntry) bool { return !strings.HasSuffix(e.Name(), ".sql") }), err
 }
 
-// migrated is a fresh database with a service's real migrations, read from the tree:
+// migrated is a fresh database with a service's real migrations, read from the tree
+// (with the outbox table's first, as the service's own migrations package puts it):
 // the checker must agree with the schemas the services actually have.
 func migrated(t *testing.T, service string) *pgxpool.Pool {
 	t.Helper()
@@ -40,7 +42,11 @@ func migrated(t *testing.T, service string) *pgxpool.Pool {
 		t.Fatal(err)
 	}
 	dir := filepath.Join(root, "services", service, "internal", "postgres", "migrations")
-	return pgtest.New(t, sqlOnly{os.DirFS(dir)})
+	var schema fs.FS = sqlOnly{os.DirFS(dir)}
+	if service != "notifications" { // the one service that publishes nothing
+		schema = outbox.WithTable(schema)
+	}
+	return pgtest.New(t, schema)
 }
 
 // fixture is the three databases, and the means to write what the services would.

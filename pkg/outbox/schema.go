@@ -37,8 +37,8 @@ func (w withTable) ReadDir(name string) ([]fs.DirEntry, error) {
 		return entries, err
 	}
 	for _, e := range entries {
-		if e.Name() == tableFile {
-			return nil, errors.New("outbox: the service's migrations have their own " + tableFile)
+		if strings.HasPrefix(e.Name(), "00001_") {
+			return nil, errors.New("outbox: the service's migrations must start at 00002, after " + tableFile + "; found " + e.Name())
 		}
 	}
 	own, err := fs.ReadDir(table, "migrations")

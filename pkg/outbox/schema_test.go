@@ -36,17 +36,17 @@ DROP TABLE things;
 	}
 }
 
-// A service that still carries its own copy of the table's file is told so, rather
-// than have goose meet version 1 twice.
-func TestWithTableRefusesAServiceWithItsOwnOutboxFile(t *testing.T) {
+// A service whose migrations start at 00001 (its own copy of the table's file, or
+// another) is told so, rather than have goose meet version 1 twice.
+func TestWithTableRefusesAServiceWithItsOwnVersion1(t *testing.T) {
 	t.Parallel()
-	own := fstest.MapFS{"00001_outbox.sql": {Data: []byte("-- +goose Up\n")}}
+	own := fstest.MapFS{"00001_things.sql": {Data: []byte("-- +goose Up\n")}}
 	pool, err := pgdb.Open(context.Background(), pgtest.NewDatabase(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
 	if err := pgdb.Migrate(context.Background(), pool, outbox.WithTable(own), slog.New(slog.DiscardHandler)); err == nil {
-		t.Fatal("migrated a service whose migrations have their own 00001_outbox.sql")
+		t.Fatal("migrated a service whose migrations have their own version 1")
 	}
 }
