@@ -21,6 +21,9 @@ import (
 
 // Handler applies one event. It runs inside tx, the same transaction that records the
 // event in the consumer's inbox, so its effects and the "handled" mark commit together.
+// A consumer without a database (NewConsumer with a nil pool) has no inbox and gives
+// its handler a nil tx: the handler must then be idempotent by itself, since an entry
+// may come again (the gateway's cache invalidation, whose drops are).
 // The transaction may hold other events of the same batch, applied in the order read
 // (see processBatch): a handler must leave it usable, and undo nothing but by erring.
 // An error wrapping ErrMalformed sends the entry to the DLQ at once (retrying cannot
@@ -36,6 +39,10 @@ type ConsumerOptions struct {
 	Name string
 	// Streams are read together.
 	Streams []string
+	// StartAtEnd creates a missing group at the end of its stream rather than at its
+	// beginning: for a consumer to whom only what happens from now on matters (a
+	// cache, which holds nothing from before it first ran).
+	StartAtEnd bool
 	// Block is how long one XREADGROUP waits for entries (default 2s); it bounds how
 	// long a stop takes.
 	Block time.Duration
@@ -85,7 +92,8 @@ type Consumer struct {
 	dlqLen   prometheus.Gauge
 }
 
-// NewConsumer applies h to the events of opts.Streams.
+// NewConsumer applies h to the events of opts.Streams, with an inbox in pool's
+// database, or none when pool is nil (see Handler).
 func NewConsumer(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, h Handler, opts ConsumerOptions) *Consumer {
 	if opts.Name == "" {
 		host, _ := os.Hostname()
@@ -139,7 +147,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	wait := 100 * time.Millisecond
 	var lastSweep time.Time
 	for ctx.Err() == nil {
-		if c.paused.Load() {
+		if c.paused.Load() && c.pool != nil {
 			if err := c.pool.Ping(ctx); err != nil {
 				c.log.Warn("database unreachable; consuming paused", "err", err, "retry_in", wait.String())
 				select {
@@ -179,8 +187,12 @@ func (c *Consumer) Run(ctx context.Context) error {
 // handled too. It runs every round because a Redis that restarted without its data
 // has lost the groups.
 func (c *Consumer) ensureGroups(ctx context.Context) error {
+	start := "0"
+	if c.opts.StartAtEnd {
+		start = "$"
+	}
 	for _, s := range c.opts.Streams {
-		err := c.redis.XGroupCreateMkStream(ctx, s, c.opts.Group, "0").Err()
+		err := c.redis.XGroupCreateMkStream(ctx, s, c.opts.Group, start).Err()
 		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 			return fmt.Errorf("create group %s on %s: %w", c.opts.Group, s, err)
 		}
@@ -222,8 +234,10 @@ type entry struct {
 // entry at fault is retried or dead-lettered alone and the rest go through; unless the
 // database is down, which pauses the consumer with every entry left pending.
 func (c *Consumer) processBatch(ctx context.Context, batch []entry) {
-	if len(batch) == 1 {
-		c.process(ctx, batch[0].stream, batch[0].m, 1)
+	if len(batch) == 1 || c.pool == nil { // no transaction to share without a database
+		for _, e := range batch {
+			c.process(ctx, e.stream, e.m, 1)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -414,22 +428,15 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 	}
 
 	duplicate := false
-	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO inbox (event_id, stream, type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			env.ID, stream, env.Type)
-		if err != nil {
-			return fmt.Errorf("record in inbox: %w", err)
-		}
-		if tag.RowsAffected() == 0 {
-			duplicate = true
-			return nil
-		}
-		return c.safeHandle(ctx, tx, env)
-	})
+	if c.pool == nil {
+		err = c.safeHandle(ctx, nil, env)
+	} else {
+		err = c.applyWithInbox(ctx, stream, env, &duplicate)
+	}
 	switch {
 	case err == nil:
 		// The effects are committed; a crash before this XACK only means one more
-		// delivery, which the inbox turns into a no-op.
+		// delivery, which the inbox (or the handler's idempotence) turns into a no-op.
 		if err := c.redis.XAck(ctx, stream, c.opts.Group, m.ID).Err(); err != nil {
 			log.WarnContext(ctx, "ack failed; the entry will be delivered again", "err", err)
 		}
@@ -441,7 +448,7 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 		log.DebugContext(ctx, "event handled", "result", result)
 	case errors.Is(err, ErrMalformed):
 		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
-	case c.pool.Ping(ctx) != nil:
+	case c.pool != nil && c.pool.Ping(ctx) != nil:
 		// Not the event's fault: the database is down. Leave the entry pending and
 		// pause until the database is back (see paused).
 		c.paused.Store(true)
@@ -453,6 +460,23 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 		c.consumed.WithLabelValues(stream, c.opts.Group, "failed").Inc()
 		log.WarnContext(ctx, "event handler failed; will retry", "err", err, "max_deliveries", c.opts.MaxDeliveries)
 	}
+}
+
+// applyWithInbox records env in the inbox and applies it, in one transaction; an event
+// the inbox has already is a duplicate, and not applied again.
+func (c *Consumer) applyWithInbox(ctx context.Context, stream string, env Envelope, duplicate *bool) error {
+	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO inbox (event_id, stream, type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			env.ID, stream, env.Type)
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			*duplicate = true
+			return nil
+		}
+		return c.safeHandle(ctx, tx, env)
+	})
 }
 
 // safeHandle runs the handler, turning a panic into an error so that one bad event

@@ -547,3 +547,53 @@ func TestAFailingEntryIsIsolatedFromItsBatch(t *testing.T) {
 	}
 	eventually(t, "everything acknowledged", func() bool { return f.pendingCount(t) == 0 })
 }
+
+// Without a database there is no inbox: each entry goes to the handler with a nil
+// transaction and is acknowledged once it returns; a failure is retried and, at the
+// end, dead-lettered, as with an inbox. A group started at the end of its stream
+// skips what came before it.
+func TestAConsumerWithoutADatabaseHandlesEachEntryAndStartsAtTheEnd(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.publish(t, events.Envelope{Subject: "before the group"})
+	var mu sync.Mutex
+	seen := map[string]int{}
+	var txs atomic.Int32
+	h := func(ctx context.Context, tx pgx.Tx, e events.Envelope) error {
+		if tx != nil {
+			txs.Add(1)
+		}
+		mu.Lock()
+		seen[e.Subject]++
+		mu.Unlock()
+		if e.Subject == "bad" {
+			return errors.New("the handler cannot cope")
+		}
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	c := events.NewConsumer(nil, f.redis, quiet, h, events.ConsumerOptions{Group: "tests", Streams: []string{stream},
+		StartAtEnd: true, Block: 100 * time.Millisecond, RetryDelay: 20 * time.Millisecond})
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	eventually(t, "the group", func() bool {
+		groups, _ := f.redis.XInfoGroups(context.Background(), stream).Result()
+		return len(groups) == 1
+	})
+	f.publishAll(t, []events.Envelope{{Subject: "one"}, {Subject: "bad"}, {Subject: "two"}})
+
+	eventually(t, "the bad event in the DLQ", func() bool {
+		dlq, _ := events.ListDLQ(context.Background(), f.redis, 10)
+		return len(dlq) == 1 && dlq[0].Deliveries == 5
+	})
+	eventually(t, "everything acknowledged", func() bool { return f.pendingCount(t) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if seen["one"] != 1 || seen["two"] != 1 || seen["bad"] != 5 || seen["before the group"] != 0 {
+		t.Errorf("handled %v; want one and two once, bad five times, nothing from before the group", seen)
+	}
+	if n := txs.Load(); n != 0 {
+		t.Errorf("the handler was given a transaction %d times, without a database", n)
+	}
+}

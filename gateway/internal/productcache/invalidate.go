@@ -2,13 +2,14 @@ package productcache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/events"
@@ -44,18 +45,21 @@ type InvalidatorOptions struct {
 // page; for stock.* the products in its data's items (its subject is an order) and
 // every list page.
 //
-// It is a consumer group of its own, "gateway", so it sees every event whatever the
-// services' consumers do. Dropping is idempotent, so an entry handled twice costs
-// nothing and there is no inbox: an entry is acknowledged once its drops are done,
-// and one whose drops failed stays pending and is tried again. Entries that are not
-// events, or whose data does not say which products, are logged and acknowledged: the
-// TTL bounds what they leave stale.
+// It is pkg/events' consumer in a group of its own, "gateway", so it sees every event
+// whatever the services' consumers do, created at the end of the stream (what
+// happened before the gateway first ran cannot be in its cache). Dropping is
+// idempotent, so an entry handled twice costs nothing and there is no inbox, nor a
+// database: an entry is acknowledged once its drops are done. One whose drops failed
+// stays pending and is tried again, with backoff, for as long as it takes (a copy
+// left behind would be served until its TTL). An entry that is not an event, or
+// whose data does not say which products, goes to the DLQ at once.
 type Invalidator struct {
-	cache *Cache
-	rdb   *redis.Client
-	opts  InvalidatorOptions
-	log   *slog.Logger
+	consumer *events.Consumer
+	log      *slog.Logger
 }
+
+// forever is MaxDeliveries for drops: never give one up while Redis can be reached.
+const forever = math.MaxInt64
 
 // NewInvalidator reads events with rdb (a client without a short time limit: its
 // reads block) and drops entries from c.
@@ -63,13 +67,22 @@ func NewInvalidator(c *Cache, rdb *redis.Client, opts InvalidatorOptions) *Inval
 	if opts.Name == "" {
 		opts.Name = "gateway"
 	}
-	if opts.Block <= 0 {
-		opts.Block = 2 * time.Second
+	log := opts.Log.With("stream", Stream, "group", Group, "consumer", opts.Name)
+	drop := func(ctx context.Context, _ pgx.Tx, e events.Envelope) error {
+		ids, err := affected(e)
+		if err != nil {
+			return err
+		}
+		if err := c.Forget(ctx, ids...); err != nil {
+			return fmt.Errorf("drop %s %s: %w", e.Type, e.Subject, err)
+		}
+		log.DebugContext(ctx, "product cache entries dropped", "type", e.Type, "products", ids)
+		return nil
 	}
-	if opts.ClaimIdle <= 0 {
-		opts.ClaimIdle = 30 * time.Second
-	}
-	return &Invalidator{cache: c, rdb: rdb, opts: opts, log: opts.Log.With("stream", Stream, "group", Group, "consumer", opts.Name)}
+	return &Invalidator{log: log, consumer: events.NewConsumer(nil, rdb, opts.Log, drop, events.ConsumerOptions{
+		Group: Group, Name: opts.Name, Streams: []string{Stream}, StartAtEnd: true,
+		Block: opts.Block, ClaimIdle: opts.ClaimIdle, MaxDeliveries: forever,
+	})}
 }
 
 // Run reads and handles events until ctx ends, finishing the entry in hand, then
@@ -77,134 +90,7 @@ func NewInvalidator(c *Cache, rdb *redis.Client, opts InvalidatorOptions) *Inval
 // serve stale copies from either.
 func (i *Invalidator) Run(ctx context.Context) error {
 	i.log.Info("dropping product cache entries on inventory events")
-	wait := 100 * time.Millisecond
-	// backlog: this consumer may hold entries it read and never acknowledged, from
-	// before a restart or from a failed round; they are handled before new ones.
-	backlog := true
-	var lastClaim time.Time
-	for ctx.Err() == nil {
-		err := i.ensureGroup(ctx)
-		if err == nil && backlog {
-			backlog, err = i.readPending(ctx)
-		}
-		if err == nil && time.Since(lastClaim) >= i.opts.ClaimIdle {
-			err = i.claimAbandoned(ctx)
-			lastClaim = time.Now()
-		}
-		if err == nil {
-			err = i.readNew(ctx)
-		}
-		if err == nil || ctx.Err() != nil {
-			wait = 100 * time.Millisecond
-			continue
-		}
-		backlog = true
-		i.log.Warn("reading inventory events failed; retrying", "err", err, "in", wait.String())
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
-	return nil
-}
-
-// ensureGroup creates the group if it is missing, at the end of the stream: what
-// happened before the gateway first ran cannot be in its cache. It runs every round
-// because a Redis that restarted without its data has lost the group.
-func (i *Invalidator) ensureGroup(ctx context.Context) error {
-	err := i.rdb.XGroupCreateMkStream(ctx, Stream, Group, "$").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return fmt.Errorf("create group %s on %s: %w", Group, Stream, err)
-	}
-	return nil
-}
-
-// readPending handles a batch of this consumer's own unacknowledged entries and
-// reports whether more may remain.
-func (i *Invalidator) readPending(ctx context.Context) (more bool, err error) {
-	res, err := i.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: Group, Consumer: i.opts.Name, Streams: []string{Stream, "0"}, Count: 100,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
-	}
-	if err != nil {
-		return true, fmt.Errorf("xreadgroup pending: %w", err)
-	}
-	n := 0
-	for _, s := range res {
-		for _, m := range s.Messages {
-			n++
-			if err := i.handle(ctx, m); err != nil {
-				return true, err
-			}
-		}
-	}
-	return n > 0, nil
-}
-
-// claimAbandoned takes over and handles entries another replica read long ago and
-// never acknowledged.
-func (i *Invalidator) claimAbandoned(ctx context.Context) error {
-	msgs, _, err := i.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: Stream, Group: Group, Consumer: i.opts.Name, MinIdle: i.opts.ClaimIdle, Start: "0-0", Count: 100,
-	}).Result()
-	if err != nil {
-		return fmt.Errorf("xautoclaim: %w", err)
-	}
-	for _, m := range msgs {
-		if err := i.handle(ctx, m); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (i *Invalidator) readNew(ctx context.Context) error {
-	res, err := i.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: Group, Consumer: i.opts.Name, Streams: []string{Stream, ">"}, Count: 100, Block: i.opts.Block,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("xreadgroup: %w", err)
-	}
-	for _, s := range res {
-		for _, m := range s.Messages {
-			if err := i.handle(ctx, m); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// handle drops what entry m makes stale and acknowledges it. It runs to the end even
-// when ctx is cancelled (a stop finishes the entry in hand), within a time limit.
-func (i *Invalidator) handle(ctx context.Context, m redis.XMessage) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	log := i.log.With("entry", m.ID)
-	e, err := events.Parse(m.Values)
-	if err == nil {
-		var ids []uuid.UUID
-		if ids, err = affected(e); err == nil {
-			if err := i.cache.Forget(ctx, ids...); err != nil {
-				return fmt.Errorf("drop %s %s: %w", e.Type, e.Subject, err)
-			}
-			log.Debug("product cache entries dropped", "type", e.Type, "products", ids)
-		}
-	}
-	if err != nil {
-		// Retrying cannot fix it; the TTL bounds what it leaves stale.
-		log.Warn("inventory event skipped", "err", err)
-	}
-	if err := i.rdb.XAck(ctx, Stream, Group, m.ID).Err(); err != nil {
-		return fmt.Errorf("xack: %w", err)
-	}
-	return nil
+	return i.consumer.Run(ctx)
 }
 
 // affected are the products whose copies e makes stale; the list pages always are.

@@ -460,8 +460,8 @@ func TestEventsDropWhatTheyChange(t *testing.T) {
 	i.eventuallyMiss(t, pb, read(pb, 3))
 	i.eventuallyMiss(t, list, read(list, 4))
 
-	// A poison entry and an event without items are acknowledged and skipped; the
-	// events after them are handled.
+	// A poison entry and an event without items go to the DLQ at once; the events
+	// after them are handled.
 	if err := i.rdb.XAdd(context.Background(), &redis.XAddArgs{Stream: productcache.Stream, Values: map[string]any{"junk": "1"}}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -472,6 +472,9 @@ func TestEventsDropWhatTheyChange(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d entries still pending", pending(t, i.rdb))
 		}
+	}
+	if dlq, err := events.ListDLQ(context.Background(), i.rdb, 10); err != nil || len(dlq) != 2 {
+		t.Errorf("DLQ %+v (%v); want the poison entry and the event without items", dlq, err)
 	}
 }
 
