@@ -151,15 +151,21 @@ func (r *Relay) lead(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// The batches are published on this connection too (see publishBatch), whose
+	// commits need not wait for the disk.
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = off"); err != nil {
+		return fmt.Errorf("set synchronous_commit: %w", err)
+	}
 
 	backoff := r.opts.PollInterval
 	for {
-		n, err := r.publishBatch(ctx)
+		n, err := r.publishBatch(ctx, conn)
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case err != nil:
-			// Redis or the pool failed; keep the lock and try again after a pause.
+			// Redis or a statement failed; keep the lock and try again after a pause (a
+			// broken connection ends the wait, and with it the lead).
 			r.errors.Inc()
 			r.log.Warn("publishing failed; rows wait in the outbox", "err", err, "retry_in", backoff.String())
 			if err := r.wait(ctx, conn, backoff); err != nil {
@@ -204,19 +210,17 @@ type outboxRow struct {
 // out of order: the second waits, then finds them published), one pipeline XADDs
 // them, and the commit makes the marks stick; a failed XADD rolls the marks back.
 //
-// The commit does not wait for its WAL to reach the disk (synchronous_commit off):
-// a mark lost in a crash only publishes its rows again, which consumers take as
-// duplicates, and not waiting takes a disk flush off every event's way.
-func (r *Relay) publishBatch(ctx context.Context) (int, error) {
-	tx, err := r.pool.Begin(ctx)
+// It runs on the leader's own connection, so that it takes none from the service's
+// pool and its commit does not wait for its WAL to reach the disk (lead sets
+// synchronous_commit off there): a mark lost in a crash only publishes its rows
+// again, which consumers take as duplicates, and not waiting takes a disk flush off
+// every event's way.
+func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-
-	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = off`); err != nil {
-		return 0, err
-	}
 	rows, err := tx.Query(ctx, `
 		UPDATE outbox SET published_at = now()
 		WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE)
