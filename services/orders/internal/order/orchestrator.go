@@ -124,6 +124,9 @@ func (o *Orchestrator) NewLease(id uuid.UUID) Lease {
 func (o *Orchestrator) Continue(ctx context.Context, lease Lease, ord Order, saga Saga) (Order, error) {
 	id := ord.ID
 	defer func() {
+		if saga.State == SagaDone {
+			return // the change that finished it gave the lease back (Store.Apply)
+		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 		defer cancel()
 		if err := o.store.ReleaseSaga(rctx, lease); err != nil {

@@ -30,7 +30,8 @@ type Store interface {
 	// returns ErrNotFound, ErrSagaDone, or ErrSagaBusy while another lease is live.
 	ClaimSaga(ctx context.Context, id uuid.UUID, owner string, ttl time.Duration) (Lease, Order, Saga, error)
 	// Apply stores c in one transaction: the saga, the order's status, the step log
-	// entry and c's event; it renews the lease. It returns ErrLeaseLost when the lease
+	// entry and c's event; it renews the lease, or gives it back when c finishes the
+	// saga (Continue then does not release it). It returns ErrLeaseLost when the lease
 	// was taken over.
 	Apply(ctx context.Context, l Lease, c Change) error
 	// ReleaseSaga gives the lease back; releasing a lost lease does nothing.

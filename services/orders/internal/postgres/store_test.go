@@ -295,3 +295,46 @@ func TestANewSagaIsHeldByItsCreator(t *testing.T) {
 		t.Errorf("released saga not recoverable: %v", ids)
 	}
 }
+
+// The change that finishes a saga gives its lease back in the same commit: the
+// customer can cancel the confirmed order at once, with no ReleaseSaga; a change that
+// does not finish it keeps the lease.
+func TestTheChangeThatFinishesASagaGivesItsLeaseBack(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	line := order.Line{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 5}
+	o := placed(t, s, time.Now().UTC(), order.StatusPending, line)
+	l, ord, sg, err := s.ClaimSaga(ctx, o.ID, "worker", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := func() (owner *string, until *time.Time) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT locked_by, locked_until FROM sagas WHERE order_id = $1`, o.ID).Scan(&owner, &until); err != nil {
+			t.Fatal(err)
+		}
+		return owner, until
+	}
+	c := order.Change{Order: ord, Saga: sg, Log: order.StepLog{Step: order.StepReserve, Attempt: 1, Outcome: order.OutcomeOK, At: time.Now().UTC()}}
+	if err := s.Apply(ctx, l, c); err != nil {
+		t.Fatal(err)
+	}
+	if owner, until := held(); owner == nil || until == nil {
+		t.Fatalf("a step that does not finish the saga gave the lease back: %v %v", owner, until)
+	}
+
+	c.Order.Status, c.Saga.State, c.StatusChanged = order.StatusConfirmed, order.SagaDone, true
+	c.Log.Step = order.StepCommit
+	if err := s.Apply(ctx, l, c); err != nil {
+		t.Fatal(err)
+	}
+	if owner, until := held(); owner != nil || until != nil {
+		t.Errorf("the finished saga is still held by %v until %v", *owner, *until)
+	}
+	if _, err := s.UpdateSaga(ctx, o.ID, func(o order.Order, sg order.Saga) (order.Change, error) {
+		return order.StartCancel(o, sg, time.Now().UTC())
+	}); err != nil {
+		t.Errorf("cancel right after confirmation: %v, want it taken", err)
+	}
+}
