@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -27,7 +30,9 @@ import (
 // answered 201 confirmed. At each concurrency, every worker is its own customer. Besides
 // orders/s and latency it reports the commits the three saga databases made per second
 // and per order (from pg_stat_database), to set beside BenchmarkPgbench on the same
-// Postgres. Run with `-run '^$' -bench PlaceOrder -benchtime 400x`.
+// Postgres. Run with `-run '^$' -bench PlaceOrder -benchtime 400x`; with E2E_BENCH_PROFILE=dir
+// (and -benchtime 1000x) it also writes a CPU profile of every service under the
+// concurrency-16 load there.
 func BenchmarkPlaceOrder(b *testing.B) {
 	if baseURL == "" || sharedDBs.Orders == "" {
 		b.Skip("needs the stack this run starts (not -short, not E2E_BASE_URL)")
@@ -50,6 +55,9 @@ func BenchmarkPlaceOrder(b *testing.B) {
 			}
 			body := map[string]any{"items": []map[string]any{{"product_id": product.ID, "quantity": 1}}, "payment_method": "pm_card_visa"}
 			commitsBefore := sagaCommits(b)
+			if dir := os.Getenv("E2E_BENCH_PROFILE"); dir != "" && workers == 16 {
+				defer profileServices(b, dir, 10*time.Second)()
+			}
 			var next atomic.Int64
 			lat := make([][]time.Duration, workers)
 			var failed atomic.Value
@@ -93,6 +101,38 @@ func BenchmarkPlaceOrder(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 		})
 	}
+}
+
+// profileServices takes a CPU profile of every service instance of the stack for d,
+// from its internal listener's /debug/pprof/profile (PPROF is on in the stack), into
+// dir/<instance>.cpu.pprof; the returned func waits for them. For the profiles to
+// cover load alone, the phase must last at least d: -benchtime 1000x at about 100
+// orders a second. The gateway's own benchmark profiles the gateway.
+func profileServices(b *testing.B, dir string, d time.Duration) (wait func()) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for name, base := range stackURLs.Internal {
+		wg.Go(func() {
+			client := &http.Client{Timeout: d + 10*time.Second}
+			resp, err := client.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds())))
+			if err != nil {
+				b.Errorf("profile of %s: %v", name, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || resp.StatusCode != http.StatusOK {
+				b.Errorf("profile of %s: %d %v", name, resp.StatusCode, err)
+				return
+			}
+			if err := os.WriteFile(filepath.Join(dir, name+".cpu.pprof"), body, 0o644); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // BenchmarkPgbench is the yardstick: pgbench's TPC-B-like transaction (five statements,

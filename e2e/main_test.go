@@ -137,7 +137,10 @@ func stackOptions(root, redisURL string, logs *syncBuffer) devstack.Options {
 		DatabasePrefix:      "bazaar_e2e_" + randomHex(4) + "_",
 		DropDatabases:       true,
 		// Ports left zero: every program on a free port.
-		LogLevel:     "info",
+		LogLevel: "info",
+		// Go's profiler on every service's internal listener, for BenchmarkPlaceOrder's
+		// profiles (E2E_BENCH_PROFILE); the listeners are on loopback.
+		Env:          map[string]string{"PPROF": "true"},
 		Output:       logs,
 		ReadyTimeout: 3 * time.Minute,
 		// The suite signs dozens of users up and in from 127.0.0.1: the gateway's

@@ -57,6 +57,9 @@ type Config struct {
 	OTLPEndpoint    string // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
 	// StartupTimeout bounds how long start-up waits for Postgres to accept the migrations.
 	StartupTimeout time.Duration // STARTUP_TIMEOUT
+	// Pprof (PPROF) serves Go's profiler on the internal listener (see
+	// httpserver.Profiling); off by default.
+	Pprof bool
 }
 
 // LoadConfig reads the shared settings of service name, whose local defaults are the
@@ -76,6 +79,7 @@ func LoadConfig(env *config.Env, name, defaultAddr, defaultInternalAddr string) 
 		LogLevel:        env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		OTLPEndpoint:    env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
 		StartupTimeout:  env.Duration("STARTUP_TIMEOUT", 30*time.Second),
+		Pprof:           env.Bool("PPROF", false),
 	}
 }
 
@@ -91,6 +95,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("jwks_url", c.JWKSURL),
 		slog.String("log_level", c.LogLevel),
 		slog.String("otlp_endpoint", c.OTLPEndpoint),
+		slog.Bool("pprof", c.Pprof),
 	)
 }
 
@@ -178,13 +183,17 @@ func (p *Platform) Router() *chi.Mux {
 }
 
 // InternalRouter is a router with the standard middleware and the operational routes
-// (/healthz, /readyz, /metrics) already on it, for the internal listener. A service
+// (/healthz, /readyz, /metrics, and /debug/pprof/ with PPROF) already on it, for the
+// internal listener. A service
 // mounts its /internal routes on it, each behind ServiceVerifier().Require.
 func (p *Platform) InternalRouter() *chi.Mux {
 	r := p.Router()
 	r.Method(http.MethodGet, "/healthz", health.Live())
 	r.Method(http.MethodGet, "/readyz", p.Health.Ready())
 	r.Method(http.MethodGet, "/metrics", p.Metrics.Handler())
+	if p.Config.Pprof {
+		httpserver.Profiling(r)
+	}
 	return r
 }
 

@@ -127,6 +127,31 @@ func TestProbesAndMetricsAreOnTheInternalListenerOnly(t *testing.T) {
 	programtest.AssertOperational(t, prog, "postgres", "migrations", "redis")
 }
 
+// Go's profiler is on the internal listener only when PPROF asks for it, and never
+// on the public one.
+func TestTheProfilerIsServedOnlyWhenAskedForAndOnlyInternally(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		env := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}
+		if on {
+			env["PPROF"] = "true"
+		}
+		prog := programtest.Start(t, run, env)
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/profile?seconds=1"} {
+			if r := programtest.Call(t, http.MethodGet, prog.InternalURL()+path, ""); r.Status != want {
+				t.Errorf("PPROF=%t: internal %s answered %d, want %d", on, path, r.Status, want)
+			}
+			if r := programtest.Call(t, http.MethodGet, prog.URL+path, ""); r.Status != http.StatusNotFound {
+				t.Errorf("PPROF=%t: public %s answered %d, want 404", on, path, r.Status)
+			}
+		}
+	}
+}
+
 func TestServiceCredentialsNeedTheirFiles(t *testing.T) {
 	t.Parallel()
 	env := config.New(func(k string) string {
