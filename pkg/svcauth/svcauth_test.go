@@ -334,3 +334,50 @@ func headerKid(t *testing.T, token string) string {
 	kid, _ := tok.Header["kid"].(string)
 	return kid
 }
+
+// A token verified once is taken again on its first check's word, but only while it
+// stands: not once it has expired, and not once its key is no longer trusted (read
+// again from the trust directory as usual).
+func TestAVerifiedTokenStandsOnlyWhileItAndItsKeyDo(t *testing.T) {
+	t.Parallel()
+	dir := keysDir(t, "orders", "payments")
+	c := &clock{t: time.Now()}
+	v := verifier(t, dir, "payments", c)
+	tok, err := signer(t, dir, "orders", c).Token("payments")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if caller, err := v.Verify(tok); err != nil || caller != "orders" {
+			t.Fatalf("Verify = %q, %v; want orders", caller, err)
+		}
+	}
+	// Expired (past its leeway): refused, though it was verified before.
+	c.add(svcauth.Lifetime + auth.Leeway + time.Second)
+	if _, err := v.Verify(tok); err == nil {
+		t.Error("an expired token was taken because it had been verified")
+	}
+
+	// Its key withdrawn from the trust directory: refused once the directory is read again.
+	c2 := &clock{t: time.Now()}
+	v2 := verifier(t, dir, "payments", c2)
+	tok2, _ := signer(t, dir, "orders", c2).Token("payments")
+	if _, err := v2.Verify(tok2); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(svcauth.TrustDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "orders") {
+			if err := os.Remove(filepath.Join(svcauth.TrustDir(dir), e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	c2.add(svcauth.ReloadEvery + time.Second) // the verifier read the directory on the real clock, a little after c2 began
+	if _, err := v2.Verify(tok2); err == nil {
+		t.Error("a token whose key is no longer trusted was taken because it had been verified")
+	}
+}

@@ -143,7 +143,24 @@ type Verifier struct {
 	mu     sync.Mutex
 	keys   trusted
 	loaded time.Time
+	// verified are tokens whose signature and claims were checked, by the whole
+	// token: a caller's Signer sends the same token for half its lifetime, and its
+	// Ed25519 check was a fifth of a busy callee's CPU.
+	verified map[string]verifiedToken
 }
+
+// verifiedToken is what Verify needs to accept a token again without its signature
+// check: it stands until its exp (with auth.Leeway, as the parser allows), and only
+// while its key is still trusted under the same service's name.
+type verifiedToken struct {
+	service, kid string
+	exp          time.Time
+}
+
+// maxVerified bounds the cache: callers are a handful of services, each with a token
+// per callee at a time, so a full cache means junk (valid tokens nobody sends twice)
+// and is emptied of what has expired, or else of everything.
+const maxVerified = 1024
 
 // unknownKidReload is how soon after the last read a token with an unknown key id
 // makes the verifier read its trust directory again: soon enough for a new key, seldom
@@ -156,7 +173,7 @@ func NewVerifier(self, dir string) (*Verifier, error) {
 	if err := checkName(self); err != nil {
 		return nil, err
 	}
-	v := &Verifier{self: self, dir: dir, now: time.Now}
+	v := &Verifier{self: self, dir: dir, now: time.Now, verified: map[string]verifiedToken{}}
 	keys, err := readTrustDir(dir)
 	if err != nil {
 		return nil, err
@@ -196,8 +213,12 @@ var errNotServiceToken = errors.New("not a service token: typ must be " + TokenT
 // well-formed, unexpired token for this service, signed by a key published under the
 // name it claims, is apperr.Unauthorized.
 func (v *Verifier) Verify(token string) (string, error) {
+	if service, ok := v.known(token); ok {
+		return service, nil
+	}
 	var c jwt.RegisteredClaims
 	var signer trustedKey
+	var signerKid string
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{auth.Algorithm}),
 		jwt.WithAudience(v.self),
@@ -216,7 +237,7 @@ func (v *Verifier) Verify(token string) (string, error) {
 		if !ok {
 			return nil, fmt.Errorf("no trusted service key has id %q", kid)
 		}
-		signer = k
+		signer, signerKid = k, kid
 		return k.key, nil
 	})
 	if err != nil {
@@ -228,7 +249,48 @@ func (v *Verifier) Verify(token string) (string, error) {
 		c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxLifetime {
 		return "", apperr.E(apperr.Unauthorized, "a valid service credential for %s is required", v.self)
 	}
+	v.remember(token, verifiedToken{service: signer.service, kid: signerKid, exp: c.ExpiresAt.Time})
 	return signer.service, nil
+}
+
+// known reports the caller of a token verified before that still stands: not expired,
+// and its key still trusted under its service's name (the trust directory is read
+// again as usual, so a key withdrawn stops its tokens within ReloadEvery).
+func (v *Verifier) known(token string) (string, bool) {
+	v.mu.Lock()
+	e, ok := v.verified[token]
+	if ok && !v.now().Before(e.exp.Add(auth.Leeway)) {
+		delete(v.verified, token)
+		ok = false
+	}
+	v.mu.Unlock()
+	if !ok {
+		return "", false
+	}
+	if k, trusted := v.key(e.kid); !trusted || k.service != e.service {
+		v.mu.Lock()
+		delete(v.verified, token)
+		v.mu.Unlock()
+		return "", false
+	}
+	return e.service, true
+}
+
+func (v *Verifier) remember(token string, e verifiedToken) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.verified) >= maxVerified {
+		now := v.now()
+		for t, old := range v.verified {
+			if !now.Before(old.exp.Add(auth.Leeway)) {
+				delete(v.verified, t)
+			}
+		}
+		if len(v.verified) >= maxVerified {
+			clear(v.verified)
+		}
+	}
+	v.verified[token] = e
 }
 
 type callerKey struct{}
