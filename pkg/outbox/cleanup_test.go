@@ -31,7 +31,7 @@ func TestCleanupDeletesOnlyOldPublishedRows(t *testing.T) {
 	insert(1, "NULL")                                          // never published: the relay still owes it
 
 	// Batches of 2 take three statements for the five old rows.
-	n, err := deletePublished(ctx, pool, Retention, 2)
+	n, err := published(2).Run(ctx, pool)
 	if err != nil || n != 5 {
 		t.Fatalf("deleted %d (%v), want 5", n, err)
 	}
@@ -54,7 +54,7 @@ func TestCleanupDeletesOnlyOldPublishedRows(t *testing.T) {
 	}
 
 	pool.Close()
-	if _, err := deletePublished(ctx, pool, Retention, 2); err == nil || !strings.Contains(err.Error(), "outbox cleanup") {
+	if _, err := published(2).Run(ctx, pool); err == nil || !strings.Contains(err.Error(), "outbox cleanup") {
 		t.Errorf("cleanup on a closed pool: %v, want a named error", err)
 	}
 }

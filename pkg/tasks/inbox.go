@@ -1,14 +1,10 @@
 package tasks
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/bazaar-shop/bazaar/pkg/pgdb"
 )
 
 // InboxCleanup is the inbox:cleanup task every service that consumes events with
@@ -32,34 +28,14 @@ const InboxCleanupAt = 3*time.Hour + 15*time.Minute
 // that handled it long ago and may be applied by them again.
 const DefaultInboxRetention = 10 * 24 * time.Hour
 
-// inboxBatch bounds the rows one DELETE removes, as outboxBatch does.
-const inboxBatch = 10_000
-
-// CleanInbox is the handler of InboxCleanup: it deletes the inbox rows of events
-// handled more than retention ago, in batches, and logs how many went. A batch that
-// fails leaves the earlier ones deleted, so a retry resumes where it stopped.
-func CleanInbox(pool *pgxpool.Pool, log *slog.Logger, retention time.Duration) HandlerFunc {
-	return func(ctx context.Context, _ []byte) error {
-		n, err := deleteHandled(ctx, pool, retention, inboxBatch)
-		if err != nil {
-			return err
-		}
-		log.Info("inbox cleaned", "deleted", n, "older_than", retention.String())
-		return nil
-	}
+// inboxPurge is what the inbox cleanup deletes: the ids of events handled more than
+// retention ago.
+func inboxPurge(retention time.Duration, batch int) Purge {
+	return Purge{Name: "inbox", Table: "inbox", Key: "event_id", Column: "handled_at", Age: retention, Batch: batch}
 }
 
-// deleteHandled deletes inbox rows handled more than age ago, at most batch per
-// statement; it returns how many it deleted.
-func deleteHandled(ctx context.Context, pool *pgxpool.Pool, age time.Duration, batch int) (int64, error) {
-	n, err := pgdb.DeleteInBatches(ctx, pool,
-		`DELETE FROM inbox WHERE event_id IN (
-		     SELECT event_id FROM inbox
-		     WHERE handled_at < now() - make_interval(secs => $1)
-		     LIMIT $2)`,
-		age.Seconds(), batch)
-	if err != nil {
-		return n, fmt.Errorf("inbox cleanup: delete: %w", err)
-	}
-	return n, nil
+// CleanInbox is the handler of InboxCleanup: it deletes the inbox rows of events
+// handled more than retention ago, in batches, and logs how many went.
+func CleanInbox(pool *pgxpool.Pool, log *slog.Logger, retention time.Duration) HandlerFunc {
+	return inboxPurge(retention, 0).Handler(pool, log)
 }

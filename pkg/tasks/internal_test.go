@@ -227,7 +227,7 @@ func TestInboxCleanupDeletesOnlyOldRows(t *testing.T) {
 	insert(1, "now()")
 
 	// Batches of 2 take three statements for the five old rows.
-	n, err := deleteHandled(ctx, pool, DefaultInboxRetention, 2)
+	n, err := inboxPurge(DefaultInboxRetention, 2).Run(ctx, pool)
 	if err != nil || n != 5 {
 		t.Fatalf("deleted %d (%v), want 5", n, err)
 	}
@@ -250,7 +250,7 @@ func TestInboxCleanupDeletesOnlyOldRows(t *testing.T) {
 	}
 
 	pool.Close()
-	if _, err := deleteHandled(ctx, pool, DefaultInboxRetention, 2); err == nil || !strings.Contains(err.Error(), "inbox cleanup") {
+	if _, err := inboxPurge(DefaultInboxRetention, 2).Run(ctx, pool); err == nil || !strings.Contains(err.Error(), "inbox cleanup") {
 		t.Errorf("cleanup on a closed pool: %v, want a named error", err)
 	}
 }
