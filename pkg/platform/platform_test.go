@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -131,24 +132,28 @@ func TestProbesAndMetricsAreOnTheInternalListenerOnly(t *testing.T) {
 // on the public one.
 func TestTheProfilerIsServedOnlyWhenAskedForAndOnlyInternally(t *testing.T) {
 	t.Parallel()
+	// One program at a time (subtests in turn), so that the test holds one of the
+	// shared Redis's few logical databases, not two.
 	for _, on := range []bool{false, true} {
-		env := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}
-		if on {
-			env["PPROF"] = "true"
-		}
-		prog := programtest.Start(t, run, env)
-		want := http.StatusNotFound
-		if on {
-			want = http.StatusOK
-		}
-		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/profile?seconds=1"} {
-			if r := programtest.Call(t, http.MethodGet, prog.InternalURL()+path, ""); r.Status != want {
-				t.Errorf("PPROF=%t: internal %s answered %d, want %d", on, path, r.Status, want)
+		t.Run(fmt.Sprintf("PPROF=%t", on), func(t *testing.T) {
+			env := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}
+			if on {
+				env["PPROF"] = "true"
 			}
-			if r := programtest.Call(t, http.MethodGet, prog.URL+path, ""); r.Status != http.StatusNotFound {
-				t.Errorf("PPROF=%t: public %s answered %d, want 404", on, path, r.Status)
+			prog := programtest.Start(t, run, env)
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
 			}
-		}
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/profile?seconds=1"} {
+				if r := programtest.Call(t, http.MethodGet, prog.InternalURL()+path, ""); r.Status != want {
+					t.Errorf("internal %s answered %d, want %d", path, r.Status, want)
+				}
+				if r := programtest.Call(t, http.MethodGet, prog.URL+path, ""); r.Status != http.StatusNotFound {
+					t.Errorf("public %s answered %d, want 404", path, r.Status)
+				}
+			}
+		})
 	}
 }
 
