@@ -27,21 +27,10 @@ import (
 // It takes a request when directSuits it and nothing asks for what only the other path
 // has: a client span per call (Options.Tracing) or a stream (Options.IdleTimeout).
 
-// directSuits tells the requests the direct path carries: GET, HEAD or OPTIONS
-// without a body, asking for no protocol switch and no 100-continue. They are safe to
-// send again, which a dead kept-alive connection may need (fastTransport).
+// directSuits tells the requests the direct path carries: replayable reads (see
+// replayableRead) that came without a body.
 func directSuits(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-	default:
-		return false
-	}
-	if r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
-		return false
-	}
-	_, upgrade := r.Header["Upgrade"]
-	_, expect := r.Header["Expect"]
-	return !upgrade && !expect
+	return r.ContentLength == 0 && len(r.TransferEncoding) == 0 && replayableRead(r)
 }
 
 // direct forwards r to an instance and copies its answer back, under the proxy's time
@@ -50,9 +39,7 @@ func (p *Proxy) direct(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	resp, err := p.call(ctx, time.Now().Add(p.timeout), r)
 	if errors.Is(err, errNotPlainHTTP) {
-		ctx, cancel := context.WithTimeout(ctx, p.timeout)
-		defer cancel()
-		p.rp.ServeHTTP(w, r.WithContext(ctx))
+		p.reverse(w, r)
 		return
 	}
 	if err != nil {
@@ -114,11 +101,7 @@ func (p *Proxy) call(ctx context.Context, deadline time.Time, r *http.Request) (
 			c.Done(balancer.Abandoned)
 			return nil, errNotPlainHTTP
 		}
-		host := in.URL().Host
-		if in.URL().Port() == "" {
-			host = net.JoinHostPort(in.URL().Hostname(), "80")
-		}
-		resp, err := p.pool.send(ctx, deadline, host, r, func(bw *bufio.Writer) error {
+		resp, err := p.pool.send(ctx, deadline, dialAddr(in.URL()), r, func(bw *bufio.Writer) error {
 			return writeHead(bw, r, in.Host(), id)
 		})
 		if err == nil {

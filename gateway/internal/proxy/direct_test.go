@@ -201,3 +201,21 @@ func waitFor(t *testing.T, ch <-chan struct{}, why string) {
 		t.Fatal(why)
 	}
 }
+
+// An instance reached over TLS is not the direct path's: the read goes through
+// ReverseProxy and its Transport, which speaks TLS (here it does not trust the test
+// server's certificate, so the answer is a 502; written as plain HTTP, the read
+// would have been answered 400 by the TLS server itself).
+func TestAReadToAnInstanceOverTLSTakesTheOtherPath(t *testing.T) {
+	t.Parallel()
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	gw := serveGatewayOn(t, true, up.URL, 5*time.Second)
+	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/products", nil)
+	resp, body := do(t, req)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("got %d %q; want the TLS call's failure (502), not plain HTTP sent to a TLS port", resp.StatusCode, body)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,7 @@ func (t *fastTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.fallback.RoundTrip(req)
 	}
 	deadline, _ := req.Context().Deadline()
-	return t.send(req.Context(), deadline, hostPort(req), req, func(bw *bufio.Writer) error { return req.Write(bw) })
+	return t.send(req.Context(), deadline, dialAddr(req.URL), req, func(bw *bufio.Writer) error { return req.Write(bw) })
 }
 
 // send makes one call to host: write puts the request on the wire (buffered), req
@@ -114,27 +115,32 @@ func (t *fastTransport) send(ctx context.Context, deadline time.Time, host strin
 	}
 }
 
-// fastSuits tells the requests this transport carries: safe to send twice (see
-// fastTransport), without a body, asking for no protocol switch, over plain HTTP.
+// fastSuits tells the requests this transport carries: replayable reads (see
+// replayableRead) without a body, over plain HTTP.
 func fastSuits(req *http.Request) bool {
-	switch req.Method {
+	return req.URL.Scheme == "http" && (req.Body == nil || req.Body == http.NoBody) && replayableRead(req)
+}
+
+// replayableRead tells a GET, HEAD or OPTIONS asking for no protocol switch and no
+// 100-continue: safe to send again, which a dead kept-alive connection may need, and
+// answered in one exchange. Both the transport and the direct path carry only these.
+func replayableRead(r *http.Request) bool {
+	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions:
 	default:
 		return false
 	}
-	if req.URL.Scheme != "http" || (req.Body != nil && req.Body != http.NoBody) {
-		return false
-	}
-	_, upgrade := req.Header["Upgrade"]
-	_, expect := req.Header["Expect"]
+	_, upgrade := r.Header["Upgrade"]
+	_, expect := r.Header["Expect"]
 	return !upgrade && !expect
 }
 
-func hostPort(req *http.Request) string {
-	if req.URL.Port() != "" {
-		return req.URL.Host
+// dialAddr is u's host:port, port 80 when u names none.
+func dialAddr(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
 	}
-	return net.JoinHostPort(req.URL.Hostname(), "80")
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // exchange writes a request on c and reads the answer's head. nothingRead tells, with

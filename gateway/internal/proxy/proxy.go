@@ -133,6 +133,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.direct(w, r)
 		return
 	}
+	p.reverse(w, r)
+}
+
+// reverse forwards r through ReverseProxy under the proxy's time limit.
+func (p *Proxy) reverse(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
