@@ -256,39 +256,7 @@ func (c *Consumer) processBatch(ctx context.Context, batch []entry) {
 	if len(good) == 0 {
 		return
 	}
-	duplicate := make([]bool, len(good))
-	err := pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		ids, streams, types := make([]uuid.UUID, len(good)), make([]string, len(good)), make([]string, len(good))
-		for i, e := range good {
-			ids[i], streams[i], types[i] = e.env.ID, e.stream, e.env.Type
-		}
-		rows, err := tx.Query(ctx, `INSERT INTO inbox (event_id, stream, type)
-			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING RETURNING event_id`,
-			ids, streams, types)
-		if err != nil {
-			return fmt.Errorf("record in inbox: %w", err)
-		}
-		inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-		if err != nil {
-			return fmt.Errorf("record in inbox: %w", err)
-		}
-		fresh := make(map[uuid.UUID]bool, len(inserted))
-		for _, id := range inserted {
-			fresh[id] = true
-		}
-		for i, e := range good {
-			if !fresh[e.env.ID] { // handled before, or earlier in this batch
-				duplicate[i] = true
-				continue
-			}
-			delete(fresh, e.env.ID)
-			hctx := propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": e.env.TraceParent})
-			if err := c.safeHandle(hctx, tx, e.env); err != nil {
-				return fmt.Errorf("entry %s (%s %s): %w", e.m.ID, e.env.Type, e.env.ID, err)
-			}
-		}
-		return nil
-	})
+	duplicate, err := c.apply(ctx, good)
 	if err != nil {
 		if c.pool.Ping(ctx) != nil {
 			c.paused.Store(true)
@@ -418,7 +386,7 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
 		return
 	}
-	ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": env.TraceParent})
+	ctx = traced(ctx, env)
 	log = log.With("event_id", env.ID, "type", env.Type)
 	if delivery > c.opts.MaxDeliveries {
 		// Deliveries ran out without a recorded failure: the consumer died while
@@ -427,12 +395,8 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 		return
 	}
 
-	duplicate := false
-	if c.pool == nil {
-		err = c.safeHandle(ctx, nil, env)
-	} else {
-		err = c.applyWithInbox(ctx, stream, env, &duplicate)
-	}
+	dup, err := c.apply(ctx, []entry{{stream: stream, m: m, env: env}})
+	duplicate := err == nil && dup[0]
 	switch {
 	case err == nil:
 		// The effects are committed; a crash before this XACK only means one more
@@ -462,21 +426,63 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 	}
 }
 
-// applyWithInbox records env in the inbox and applies it, in one transaction; an event
-// the inbox has already is a duplicate, and not applied again.
-func (c *Consumer) applyWithInbox(ctx context.Context, stream string, env Envelope, duplicate *bool) error {
-	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO inbox (event_id, stream, type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
-			env.ID, stream, env.Type)
+// apply records entries in the inbox and applies the new ones in the order read, in
+// one transaction; duplicate[i] tells that entries[i] was handled before (or earlier
+// in the same batch) and was not applied again. Without a database each entry is
+// simply handed to the handler, with no transaction and no inbox.
+func (c *Consumer) apply(ctx context.Context, entries []entry) (duplicate []bool, err error) {
+	duplicate = make([]bool, len(entries))
+	if c.pool == nil {
+		for _, e := range entries {
+			if err := c.safeHandle(traced(ctx, e.env), nil, e.env); err != nil {
+				return nil, err
+			}
+		}
+		return duplicate, nil
+	}
+	err = pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		ids, streams, types := make([]uuid.UUID, len(entries)), make([]string, len(entries)), make([]string, len(entries))
+		for i, e := range entries {
+			ids[i], streams[i], types[i] = e.env.ID, e.stream, e.env.Type
+		}
+		rows, err := tx.Query(ctx, `INSERT INTO inbox (event_id, stream, type)
+			SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING RETURNING event_id`,
+			ids, streams, types)
 		if err != nil {
 			return fmt.Errorf("record in inbox: %w", err)
 		}
-		if tag.RowsAffected() == 0 {
-			*duplicate = true
-			return nil
+		inserted, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		if err != nil {
+			return fmt.Errorf("record in inbox: %w", err)
 		}
-		return c.safeHandle(ctx, tx, env)
+		fresh := make(map[uuid.UUID]bool, len(inserted))
+		for _, id := range inserted {
+			fresh[id] = true
+		}
+		for i, e := range entries {
+			if !fresh[e.env.ID] { // handled before, or earlier in this batch
+				duplicate[i] = true
+				continue
+			}
+			delete(fresh, e.env.ID)
+			if err := c.safeHandle(traced(ctx, e.env), tx, e.env); err != nil {
+				if len(entries) == 1 {
+					return err
+				}
+				return fmt.Errorf("entry %s (%s %s): %w", e.m.ID, e.env.Type, e.env.ID, err)
+			}
+		}
+		return nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return duplicate, nil
+}
+
+// traced is ctx in the trace of the request that caused e.
+func traced(ctx context.Context, e Envelope) context.Context {
+	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": e.TraceParent})
 }
 
 // safeHandle runs the handler, turning a panic into an error so that one bad event
