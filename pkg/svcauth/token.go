@@ -20,6 +20,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/tokencache"
 )
 
 const (
@@ -143,23 +144,19 @@ type Verifier struct {
 	mu     sync.Mutex
 	keys   trusted
 	loaded time.Time
-	// verified are tokens whose signature and claims were checked, by the whole
-	// token: a caller's Signer sends the same token for half its lifetime, and its
-	// Ed25519 check was a fifth of a busy callee's CPU.
-	verified map[string]verifiedToken
+	// verified are tokens whose signature and claims were checked: a caller's Signer
+	// sends the same token for half its lifetime, and its Ed25519 check was a fifth
+	// of a busy callee's CPU.
+	verified *tokencache.Cache[verifiedToken]
 }
 
 // verifiedToken is what Verify needs to accept a token again without its signature
-// check: it stands until its exp (with auth.Leeway, as the parser allows), and only
-// while its key is still trusted under the same service's name.
-type verifiedToken struct {
-	service, kid string
-	exp          time.Time
-}
+// check: it is kept until its exp (with auth.Leeway, as the parser allows), and stands
+// only while its key is still trusted under the same service's name.
+type verifiedToken struct{ service, kid string }
 
 // maxVerified bounds the cache: callers are a handful of services, each with a token
-// per callee at a time, so a full cache means junk (valid tokens nobody sends twice)
-// and is emptied of what has expired, or else of everything.
+// per callee at a time.
 const maxVerified = 1024
 
 // unknownKidReload is how soon after the last read a token with an unknown key id
@@ -173,7 +170,7 @@ func NewVerifier(self, dir string) (*Verifier, error) {
 	if err := checkName(self); err != nil {
 		return nil, err
 	}
-	v := &Verifier{self: self, dir: dir, now: time.Now, verified: map[string]verifiedToken{}}
+	v := &Verifier{self: self, dir: dir, now: time.Now, verified: tokencache.New[verifiedToken](maxVerified)}
 	keys, err := readTrustDir(dir)
 	if err != nil {
 		return nil, err
@@ -249,7 +246,7 @@ func (v *Verifier) Verify(token string) (string, error) {
 		c.ExpiresAt.Sub(c.IssuedAt.Time) > MaxLifetime {
 		return "", apperr.E(apperr.Unauthorized, "a valid service credential for %s is required", v.self)
 	}
-	v.remember(token, verifiedToken{service: signer.service, kid: signerKid, exp: c.ExpiresAt.Time})
+	v.verified.Put(token, verifiedToken{service: signer.service, kid: signerKid}, c.ExpiresAt.Add(auth.Leeway), v.now())
 	return signer.service, nil
 }
 
@@ -257,40 +254,15 @@ func (v *Verifier) Verify(token string) (string, error) {
 // and its key still trusted under its service's name (the trust directory is read
 // again as usual, so a key withdrawn stops its tokens within ReloadEvery).
 func (v *Verifier) known(token string) (string, bool) {
-	v.mu.Lock()
-	e, ok := v.verified[token]
-	if ok && !v.now().Before(e.exp.Add(auth.Leeway)) {
-		delete(v.verified, token)
-		ok = false
-	}
-	v.mu.Unlock()
+	e, ok := v.verified.Get(token, v.now())
 	if !ok {
 		return "", false
 	}
 	if k, trusted := v.key(e.kid); !trusted || k.service != e.service {
-		v.mu.Lock()
-		delete(v.verified, token)
-		v.mu.Unlock()
+		v.verified.Delete(token)
 		return "", false
 	}
 	return e.service, true
-}
-
-func (v *Verifier) remember(token string, e verifiedToken) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if len(v.verified) >= maxVerified {
-		now := v.now()
-		for t, old := range v.verified {
-			if !now.Before(old.exp.Add(auth.Leeway)) {
-				delete(v.verified, t)
-			}
-		}
-		if len(v.verified) >= maxVerified {
-			clear(v.verified)
-		}
-	}
-	v.verified[token] = e
 }
 
 type callerKey struct{}
