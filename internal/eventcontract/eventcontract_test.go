@@ -1,9 +1,15 @@
 package eventcontract_test
 
 import (
+	"errors"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -67,6 +73,114 @@ func TestEveryExampleIsItsPayloadTypeWithEveryFieldSetAndEncodesBackUnchanged(t 
 			eventcontract.CheckPayload(t, typ, raw, p.new(), p.nullable...)
 		}
 	}
+}
+
+// A new Type constant is a new event type: it must get a payload in payloads and an
+// example in testdata, or the other tests never check it. This reads the constants
+// from the source, so a type nobody listed is caught too.
+func TestEveryDeclaredTypeHasAPayloadAndAnExample(t *testing.T) {
+	root := eventcontract.RepoRoot(t)
+	for _, c := range eventcontract.Contracts {
+		consts := declaredTypes(t, root, c.Dir)
+		if len(consts) == 0 {
+			// Finding nothing means the parse missed them, not that all is well.
+			t.Errorf("%s: declares no constant of type Type", c.Dir)
+			continue
+		}
+		for _, k := range consts {
+			if _, ok := payloads[c.Stream][k.value]; !ok {
+				t.Errorf("%s: %s = %q on %s has no entry in payloads in eventcontract_test.go", k.pos, k.name, k.value, c.Stream)
+			}
+			example := filepath.Join(c.Dir, "testdata", k.value+".json")
+			if _, err := os.Stat(filepath.Join(root, example)); errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: %s = %q has no example %s", k.pos, k.name, k.value, example)
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// typeConst is a constant of type Type in a contract package's source.
+type typeConst struct {
+	name, value string
+	pos         token.Position // the file, relative to the repository root, and line
+}
+
+// declaredTypes parses the non-test Go files in dir (relative to root) and returns
+// every constant of type Type, whether the type is on its spec, on an earlier spec of
+// the same block it repeats, or a conversion Type("...").
+func declaredTypes(t *testing.T, root, dir string) []typeConst {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	var out []typeConst
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, name), readFile(t, filepath.Join(root, dir, name)), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.CONST {
+				continue
+			}
+			// A spec with neither type nor values repeats the one before it.
+			var typ ast.Expr
+			var values []ast.Expr
+			for _, s := range gd.Specs {
+				vs := s.(*ast.ValueSpec)
+				if vs.Type != nil || len(vs.Values) > 0 {
+					typ, values = vs.Type, vs.Values
+				}
+				for i, n := range vs.Names {
+					if n.Name == "_" || i >= len(values) {
+						continue
+					}
+					v := values[i]
+					isType := isIdent(typ, "Type")
+					if call, ok := v.(*ast.CallExpr); ok && typ == nil && isIdent(call.Fun, "Type") && len(call.Args) == 1 {
+						isType, v = true, call.Args[0]
+					}
+					if !isType {
+						continue
+					}
+					k := typeConst{name: n.Name, pos: fset.Position(n.Pos())}
+					lit, ok := v.(*ast.BasicLit)
+					if ok && lit.Kind == token.STRING {
+						k.value, err = strconv.Unquote(lit.Value)
+					}
+					if !ok || lit.Kind != token.STRING || err != nil {
+						t.Errorf("%s: %s is not a string literal; this test cannot read its value", k.pos, n.Name)
+						continue
+					}
+					out = append(out, k)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func isIdent(e ast.Expr, name string) bool {
+	id, ok := e.(*ast.Ident)
+	return ok && id.Name == name
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestEveryStreamHasOneContractPackageNamedAfterItsService(t *testing.T) {
