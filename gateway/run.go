@@ -32,6 +32,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
+	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
@@ -203,10 +204,13 @@ var serviceNames = []string{"users", "inventory", "payments", "orders", "notific
 
 // run starts the gateway and serves until ctx ends. The gateway has no database, so
 // it wires the pieces a service gets from pkg/platform itself.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.OpsAddr) // the ops listener serves /readyz too
 	}
 	// The log is written in batches, warnings and errors at once (logbuffer.go); the
 	// rest is written when run returns, after every deferred step has logged.

@@ -483,6 +483,10 @@ func TestOperationalRoutes(t *testing.T) {
 			t.Errorf("%s/readyz: %d %s (%v)", base, resp.StatusCode, body, err)
 		}
 	}
+	// What a container's healthcheck runs (gateway -probe) asks the ops listener.
+	if err := gw.Probe(); err != nil {
+		t.Errorf("the probe of a ready gateway: %v", err)
+	}
 	get(t, gw.URL+"/api/v1/nothing-here", nil)
 	// Metrics are for operators: not on the public port.
 	if resp, body := get(t, gw.URL+"/metrics", nil); resp.StatusCode != http.StatusNotFound {

@@ -30,11 +30,14 @@ import (
 
 var schema = fstest.MapFS{"00001_t.sql": {Data: []byte("-- +goose Up\nCREATE TABLE t (id int);\n-- +goose Down\nDROP TABLE t;\n")}}
 
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	env := config.New(getenv)
 	cfg := platform.LoadConfig(env, "demo", ":0", ":0")
 	if err := env.Err(); err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.InternalAddr)
 	}
 	p, err := platform.Start(ctx, cfg, schema, stdout)
 	if err != nil {
@@ -114,12 +117,19 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	if rep.Checks["postgres"] != health.Unhealthy {
 		t.Errorf("with Postgres cut: %+v", rep)
 	}
+	// The container's healthcheck says so too.
+	if err := prog.Probe(); err == nil {
+		t.Error("the probe passed while Postgres is cut")
+	}
 	// Liveness does not depend on Postgres: the process is fine, only not ready.
 	if resp, err := http.Get(internal + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz while Postgres is cut: %v %v", resp, err)
 	}
 	pg.Restore()
 	eventually(t, internal, health.Healthy, 200)
+	if err := prog.Probe(); err != nil {
+		t.Errorf("the probe after Postgres came back: %v", err)
+	}
 }
 
 func TestProbesAndMetricsAreOnTheInternalListenerOnly(t *testing.T) {

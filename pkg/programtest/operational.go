@@ -55,6 +55,10 @@ func AssertOperational(t testing.TB, prog *Program, checks ...string) {
 			t.Fatalf("/readyz never healthy: %d %s", resp.StatusCode, body)
 		}
 	}
+	// What a container's healthcheck runs says the same.
+	if err := prog.Probe(); err != nil {
+		t.Errorf("the probe (-probe) of a ready program: %v", err)
+	}
 	for _, c := range checks {
 		if rep.Checks[c] != health.Healthy {
 			t.Errorf("readiness check %s = %q, want healthy (%+v)", c, rep.Checks[c], rep)

@@ -5,6 +5,8 @@ package programtest
 import (
 	"bytes"
 	"context"
+	"io"
+	"maps"
 	"regexp"
 	"sync"
 	"testing"
@@ -18,6 +20,8 @@ type Program struct {
 	URL  string // the public listener: http://127.0.0.1:port
 	t    testing.TB
 	logs *logBuffer
+	run  platform.RunFunc
+	env  map[string]string
 }
 
 var internalListening = regexp.MustCompile(`"msg":"internal listening"[^\n]*?"addr":"([^"]+)"`)
@@ -33,6 +37,31 @@ func (p *Program) InternalURL() string {
 	}
 	p.t.Fatalf("no internal listener in the logs:\n%s", p.logs.String())
 	return ""
+}
+
+// listenLines are the log lines that say where a program listens, by the variable
+// that sets the address: the public, internal and (the gateway's) operations
+// listeners.
+var listenLines = map[string]*regexp.Regexp{
+	"HTTP_ADDR":     listening,
+	"INTERNAL_ADDR": internalListening,
+	"OPS_ADDR":      regexp.MustCompile(`"msg":"ops listening"[^\n]*?"addr":"([^"]+)"`),
+}
+
+// Probe runs the program's run function the way a container's healthcheck runs the
+// binary (`<program> -probe`): with the test's environment, in which each listen
+// address is the one the program really took, and returns what run returned.
+func (p *Program) Probe() error {
+	env := maps.Clone(p.env)
+	logs := p.logs.String()
+	for name, line := range listenLines {
+		if m := line.FindStringSubmatch(logs); m != nil {
+			env[name] = m[1]
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*platform.ProbeTimeout)
+	defer cancel()
+	return p.run(ctx, []string{"test", platform.ProbeFlag}, func(k string) string { return env[k] }, io.Discard)
 }
 
 // Logs is everything the program has logged so far.
@@ -73,7 +102,7 @@ func Start(t testing.TB, run platform.RunFunc, env map[string]string) *Program {
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if m := listening.FindStringSubmatch(logs.String()); m != nil {
-			return &Program{URL: "http://" + m[1], t: t, logs: logs}
+			return &Program{URL: "http://" + m[1], t: t, logs: logs, run: run, env: maps.Clone(env)}
 		}
 		select {
 		case err := <-done:

@@ -46,10 +46,13 @@ func loadSettings(getenv func(string) string) (settings, error) {
 // run starts the inventory service: the product catalogue (public reads, admin
 // writes), the stock reservations of the orders saga (/internal), and the
 // reservations:expire task that gives back stock no order committed.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.InternalAddr)
 	}
 	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {

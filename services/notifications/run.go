@@ -125,10 +125,13 @@ func bareAddress(s string) bool {
 //	events.users/orders/payments ──consumer──▶ notifications row (queued) ──NOTIFY──▶ dispatcher
 //	  (inbox + row in one transaction)                                                 │ enqueue email:send
 //	                                             row sent/failed ◀── worker ◀── task queue (asynq)
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.InternalAddr)
 	}
 	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {

@@ -108,10 +108,13 @@ func urlList(env *config.Env, name, def string, bad *[]error) string {
 
 // run starts the orders service: orders, the create-order saga across inventory and
 // payments, its recovery, the live status stream and the sales reports.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.InternalAddr)
 	}
 	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {

@@ -51,10 +51,13 @@ func loadSettings(getenv func(string) string) (settings, error) {
 // run starts the payments service: it charges orders for the saga, once per order,
 // refunds them, and lists a user's payments; it sweeps up charges left pending and
 // forgets old voids. The processor is Stripe's test mode.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.InternalAddr)
 	}
 	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {

@@ -185,10 +185,13 @@ func (s *settings) loadAdmin(env *config.Env) error {
 
 // run starts the users service: accounts, logins and the signing keys every other
 // program verifies access tokens with.
-func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadSettings(getenv)
 	if err != nil {
 		return err
+	}
+	if platform.Probing(args) {
+		return platform.Probe(ctx, cfg.InternalAddr)
 	}
 	p, err := platform.Start(ctx, cfg.Config, migrations.FS, stdout)
 	if err != nil {

@@ -74,6 +74,15 @@ func startUsers(t *testing.T, extra map[string]string) stack {
 	return stack{url: prog.URL, db: openDB(t, dbURL), redisURL: redisURL}
 }
 
+// The operational routes every service serves, and the probe a container's
+// healthcheck runs (users -probe).
+func TestUsersIsOperational(t *testing.T) {
+	t.Parallel()
+	prog := programtest.Start(t, run, map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t),
+		"SIGNING_KEK": testKEKBase64})
+	programtest.AssertOperational(t, prog, "postgres", "migrations", "redis")
+}
+
 func (s stack) redis(t *testing.T) *redis.Client {
 	t.Helper()
 	rdb, err := redisclient.Open(s.redisURL)
