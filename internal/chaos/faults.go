@@ -15,6 +15,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
 )
 
 // FaultRecord is what became of one fault of the plan.
@@ -155,8 +156,8 @@ func (e *faultEnv) poisonOrders(ctx context.Context) (string, error) {
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
 	id := uuid.NewString()
-	entry, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: "events.orders", Values: map[string]any{
-		"specversion": "1.0", "id": id, "type": "order.confirmed", "source": "chaos",
+	entry, err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: orderevents.Stream, Values: map[string]any{
+		"specversion": "1.0", "id": id, "type": string(orderevents.TypeConfirmed), "source": "chaos",
 		"subject": uuid.NewString(), "time": time.Now().UTC().Format(time.RFC3339Nano),
 		"datacontenttype": "application/json", "data": `{"order_id": "`, "traceparent": "",
 	}}).Result()

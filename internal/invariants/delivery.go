@@ -17,6 +17,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
+	"github.com/bazaar-shop/bazaar/services/payments/paymentevents"
+	"github.com/bazaar-shop/bazaar/services/users/userevents"
 )
 
 // Group is a consumer group and the streams it reads. Inbox says that its consumer
@@ -41,11 +45,11 @@ const dlqStream = "events.dlq"
 // notifying are the event types notifications turns into one notification (and one
 // e-mail) each, with the kind it gives them.
 var notifying = map[string]string{
-	"user.registered":    "welcome",
-	"order.confirmed":    "order_confirmed",
-	"order.cancelled":    "order_cancelled",
-	"payment.refunded":   "payment_refunded",
-	"report.daily_sales": "daily_sales_report",
+	string(userevents.TypeRegistered):  "welcome",
+	string(orderevents.TypeConfirmed):  "order_confirmed",
+	string(orderevents.TypeCancelled):  "order_cancelled",
+	string(paymentevents.TypeRefunded): "payment_refunded",
+	string(orderevents.TypeDailySales): "daily_sales_report",
 }
 
 type eventsCheck struct {

@@ -37,11 +37,19 @@ type ledger struct {
 	changes  int // product.updated events that changed the stock
 }
 
+// ledgerTypes are the event types that set or move a product's stock: the ones
+// readLedger replays. They are the contract's constants, so the query and the switch
+// below name the very types inventory writes.
+var ledgerTypes = []string{
+	string(inventoryevents.TypeProductCreated), string(inventoryevents.TypeProductUpdated),
+	string(inventoryevents.TypeStockReserved), string(inventoryevents.TypeStockReleased),
+}
+
 // readLedger replays inventory's outbox (in tx) into w.ledger, for every product that
 // has its product.created event.
 func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 	rows, err := tx.Query(ctx, `SELECT type, subject, data FROM outbox
-		WHERE type IN ('product.created', 'product.updated', 'stock.reserved', 'stock.released') ORDER BY seq`)
+		WHERE type = ANY($1) ORDER BY seq`, ledgerTypes)
 	if err != nil {
 		return err
 	}
@@ -49,7 +57,7 @@ func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 	var data []byte
 	_, err = pgx.ForEachRow(rows, []any{&typ, &subject, &data}, func() error {
 		switch typ {
-		case "product.created", "product.updated":
+		case string(inventoryevents.TypeProductCreated), string(inventoryevents.TypeProductUpdated):
 			// Not inventoryevents.ProductCreated: its Stock cannot tell a missing stock,
 			// which this check must report, from a stock of 0.
 			var p struct {
@@ -59,7 +67,7 @@ func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 				return fmt.Errorf("%s event of %s has no stock: %s", typ, subject, data)
 			}
 			l := w.ledger[subject]
-			if typ == "product.created" {
+			if typ == string(inventoryevents.TypeProductCreated) {
 				w.ledger[subject] = &ledger{stock: *p.Stock, baseline: *p.Stock}
 				return nil
 			}
@@ -71,7 +79,7 @@ func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 				l.changes++
 			}
 			l.stock = *p.Stock
-		case "stock.reserved", "stock.released":
+		case string(inventoryevents.TypeStockReserved), string(inventoryevents.TypeStockReleased):
 			// stock.released has stock.reserved's data (inventoryevents.StockReleased).
 			var s inventoryevents.StockReserved
 			if err := json.Unmarshal(data, &s); err != nil {
@@ -82,7 +90,7 @@ func readLedger(ctx context.Context, tx pgx.Tx, w *world) error {
 				if l == nil {
 					continue
 				}
-				if typ == "stock.reserved" {
+				if typ == string(inventoryevents.TypeStockReserved) {
 					l.stock -= it.Quantity
 				} else {
 					l.stock += it.Quantity

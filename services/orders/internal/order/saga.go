@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
 )
 
 // The create-order saga (docs/saga.md draws it):
@@ -254,16 +255,6 @@ type Outcome struct {
 	Reserved bool
 }
 
-// EventType names an order event written to the outbox with a change.
-type EventType string
-
-// The order events (docs/events.md).
-const (
-	EventCreated   EventType = "order.created"
-	EventConfirmed EventType = "order.confirmed"
-	EventCancelled EventType = "order.cancelled"
-)
-
 // StepLog is one attempt of one step, as the saga's step log keeps it.
 type StepLog struct {
 	Step    Step
@@ -279,7 +270,9 @@ type Change struct {
 	Order Order
 	Saga  Saga
 	Log   StepLog
-	Event EventType
+	// Event is one of orderevents' types. The saga declares none of its own, so the
+	// two cannot drift apart.
+	Event orderevents.Type
 	// StatusChanged reports whether the order's status moved (to be published).
 	StatusChanged bool
 }
@@ -331,7 +324,7 @@ func Advance(o Order, s Saga, step Step, out Outcome, now time.Time, p Policy) C
 		if out.Kind == OutcomeOK {
 			c.setStatus(StatusConfirmed, now)
 			ns.State, ns.FinishedAt = SagaDone, now
-			c.Event = EventConfirmed
+			c.Event = orderevents.TypeConfirmed
 		} else {
 			c.compensate(out.Reason, now)
 		}
@@ -361,7 +354,7 @@ func Advance(o Order, s Saga, step Step, out Outcome, now time.Time, p Policy) C
 		c.setStatus(StatusCancelled, now)
 		c.Order.CancelReason = ns.Reason
 		ns.State, ns.FinishedAt = SagaDone, now
-		c.Event = EventCancelled
+		c.Event = orderevents.TypeCancelled
 	}
 	return c
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
+	"github.com/bazaar-shop/bazaar/services/orders/orderevents"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -20,7 +21,7 @@ type machine struct {
 	o      order.Order
 	s      order.Saga
 	now    time.Time
-	events []order.EventType
+	events []orderevents.Type
 	log    []order.StepLog
 }
 
@@ -54,9 +55,9 @@ func (m *machine) expectEnd(status order.Status, reason order.CancelReason) {
 	if got := order.Plan(m.o, m.s, m.now, policy); got != order.StepNone {
 		m.t.Errorf("a finished saga plans %q", got)
 	}
-	want := order.EventConfirmed
+	want := orderevents.TypeConfirmed
 	if status == order.StatusCancelled {
-		want = order.EventCancelled
+		want = orderevents.TypeCancelled
 	}
 	if len(m.events) != 1 || m.events[0] != want {
 		m.t.Errorf("events %v, want [%s]", m.events, want)

@@ -25,7 +25,7 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 	mug, tee := uuid.MustParse("0d000000-0000-4000-8000-000000000001"), uuid.MustParse("0d000000-0000-4000-8000-000000000002")
 	// finish creates order id with lines, which writes order.created, then ends its
 	// saga as the saga would, with event.
-	finish := func(id string, status order.Status, reason order.CancelReason, event order.EventType, lines ...order.Line) {
+	finish := func(id string, status order.Status, reason order.CancelReason, event orderevents.Type, lines ...order.Line) {
 		o := order.Order{ID: uuid.MustParse(id), UserID: user, Status: order.StatusPending, Lines: lines, Currency: "USD",
 			PaymentMethod: order.PaymentVisa, CreatedAt: at, UpdatedAt: at}
 		for _, l := range lines {
@@ -45,9 +45,9 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	finish("0d000000-0000-4000-8000-0000000000a1", order.StatusConfirmed, order.ReasonNone, order.EventConfirmed,
+	finish("0d000000-0000-4000-8000-0000000000a1", order.StatusConfirmed, order.ReasonNone, orderevents.TypeConfirmed,
 		order.Line{ProductID: mug, Quantity: 2, UnitPriceCents: 1299}, order.Line{ProductID: tee, Quantity: 1, UnitPriceCents: 1299})
-	finish("0d000000-0000-4000-8000-0000000000a2", order.StatusCancelled, order.ReasonOutOfStock, order.EventCancelled,
+	finish("0d000000-0000-4000-8000-0000000000a2", order.StatusCancelled, order.ReasonOutOfStock, orderevents.TypeCancelled,
 		order.Line{ProductID: mug, Quantity: 1, UnitPriceCents: 1299})
 	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
 	if err := s.WriteDailySales(ctx, report.Sales{Range: report.Range{From: day, To: day.AddDate(0, 0, 1)},

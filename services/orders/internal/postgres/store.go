@@ -32,28 +32,27 @@ var _ order.Store = (*Store)(nil)
 func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // writeEvent writes o's event typ, in the wire form orderevents publishes.
-func writeEvent(ctx context.Context, tx pgx.Tx, typ order.EventType, o order.Order, at time.Time) error {
-	var wire orderevents.Type
+func writeEvent(ctx context.Context, tx pgx.Tx, typ orderevents.Type, o order.Order, at time.Time) error {
 	var data any
 	switch typ {
-	case order.EventCancelled:
-		wire = orderevents.TypeCancelled
+	case orderevents.TypeCancelled:
 		data = orderevents.Cancelled{OrderID: o.ID, UserID: o.UserID, Reason: string(o.CancelReason), TotalCents: o.TotalCents, Currency: o.Currency}
-	case order.EventCreated, order.EventConfirmed:
+	case orderevents.TypeCreated, orderevents.TypeConfirmed:
 		items := make([]orderevents.Line, len(o.Lines))
 		for i, l := range o.Lines {
 			items[i] = orderevents.Line{ProductID: l.ProductID, Quantity: int(l.Quantity), UnitPriceCents: l.UnitPriceCents}
 		}
 		created := orderevents.Created{OrderID: o.ID, UserID: o.UserID, TotalCents: o.TotalCents, Currency: o.Currency, Items: items}
-		wire, data = orderevents.TypeCreated, created
-		if typ == order.EventConfirmed {
-			wire, data = orderevents.TypeConfirmed, orderevents.Confirmed(created)
+		data = created
+		if typ == orderevents.TypeConfirmed {
+			data = orderevents.Confirmed(created)
 		}
 	default:
-		// A domain event the contract does not name would reach consumers unannounced.
-		return fmt.Errorf("orders: event %q is not in orderevents", typ)
+		// Other types (the daily sales report) are not about one order; writing
+		// one here would publish data that is not its payload.
+		return fmt.Errorf("orders: event %q is not an order's event", typ)
 	}
-	return outbox.Write(ctx, tx, outbox.Event{Stream: orderevents.Stream, Type: string(wire), Source: orderevents.Source, Subject: o.ID.String(), Time: at, Data: data})
+	return outbox.Write(ctx, tx, outbox.Event{Stream: orderevents.Stream, Type: string(typ), Source: orderevents.Source, Subject: o.ID.String(), Time: at, Data: data})
 }
 
 // orderColumnsOf lists the columns scanOrder reads, qualified by table (or alias) t.
@@ -100,7 +99,7 @@ func (s *Store) CreateOrder(ctx context.Context, o order.Order, sg order.Saga, l
 			sg.OrderID, sg.State, sg.Charge, sg.CreatedAt, sg.UpdatedAt, owner, lease.TTL.Seconds()); err != nil {
 			return err
 		}
-		return writeEvent(ctx, tx, order.EventCreated, o, o.CreatedAt)
+		return writeEvent(ctx, tx, orderevents.TypeCreated, o, o.CreatedAt)
 	})
 	if err != nil {
 		return order.Order{}, order.Lease{}, false, dbError(err, "create order")
