@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/demo"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
@@ -24,7 +25,8 @@ const usage = `usage:
                                          publish the rows written in [from, to) again (RFC 3339 times)
   bazaarctl secrets init -dir DIR [-owner UID:GID]
                                          create a stack's service keys, KEK and admin password where missing
-  bazaarctl keys rotate -dir DIR SERVICE give a service a new key without refusing a call`
+  bazaarctl keys rotate -dir DIR SERVICE give a service a new key without refusing a call
+  bazaarctl demo seed -gateway URL       register the demo shopper (BAZAAR_SHOPPER_EMAIL, _PASSWORD), as make run does`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) < 3 {
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return dlqList(ctx, redisURL, args[3:], stdout)
 	case "dlq replay":
 		return dlqReplay(ctx, redisURL, args[3:], stdout)
+	case "demo seed":
+		return demoSeed(ctx, env, args[3:], stdout)
 	case "outbox pending", "outbox republish":
 		if dbURL == "" {
 			return errors.New("DATABASE_URL must name the service's database")
@@ -52,6 +56,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return outboxCmd(ctx, dbURL, args[2], args[3:], stdout)
 	}
 	return errors.New(usage)
+}
+
+// demoSeed is what make run does once the stack is ready (demo.Seed), for a stack
+// started another way: docker compose runs it as a job once the gateway is healthy.
+func demoSeed(ctx context.Context, env *config.Env, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo seed", flag.ContinueOnError)
+	gateway := fs.String("gateway", "http://127.0.0.1:8080", "the gateway's base URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	shopper := demo.Login{
+		Email:    env.String("BAZAAR_SHOPPER_EMAIL", demo.Shopper.Email),
+		Password: env.Secret("BAZAAR_SHOPPER_PASSWORD", demo.Shopper.Password),
+		Name:     demo.Shopper.Name,
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	printf := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	return demo.Seed(ctx, *gateway, demo.Login{}, shopper, printf)
 }
 
 func dlqList(ctx context.Context, redisURL string, args []string, out io.Writer) error {

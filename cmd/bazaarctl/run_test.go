@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +58,28 @@ func TestUsage(t *testing.T) {
 		if err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{}); err == nil {
 			t.Errorf("%v: want an error", args)
 		}
+	}
+}
+
+// demo seed registers the shopper make run seeds, through the gateway it is given,
+// with the shopper's login from the environment.
+func TestDemoSeedRegistersTheShopperThroughTheGateway(t *testing.T) {
+	t.Parallel()
+	var registered map[string]string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/auth/register" {
+			t.Errorf("asked %s", r.URL.Path)
+		}
+		json.NewDecoder(r.Body).Decode(&registered)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(srv.Close)
+	getenv := func(k string) string { return map[string]string{"BAZAAR_SHOPPER_EMAIL": "s@shop.test"}[k] }
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"bazaarctl", "demo", "seed", "-gateway", srv.URL}, getenv, &out); err != nil {
+		t.Fatal(err)
+	}
+	if registered["email"] != "s@shop.test" || registered["password"] != "bazaar-shopper" || !strings.Contains(out.String(), "seeded the shopper s@shop.test") {
+		t.Errorf("registered %v, said %q", registered, out.String())
 	}
 }

@@ -32,18 +32,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/demo"
 	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 )
 
 // Login is a seeded account.
-type Login struct {
-	Email, Password, Name string
-}
+type Login = demo.Login
 
-// DefaultAdmin and DefaultShopper are the demo logins (docs/contract.md), for local use only.
+// DefaultAdmin and DefaultShopper are the demo logins, for local use only.
 var (
-	DefaultAdmin   = Login{Email: "admin@bazaar.local", Password: "bazaar-admin", Name: "Bazaar Admin"}
-	DefaultShopper = Login{Email: "shopper@bazaar.local", Password: "bazaar-shopper", Name: "Demo Shopper"}
+	DefaultAdmin   = demo.Admin
+	DefaultShopper = demo.Shopper
 )
 
 // Ports are where the programs listen on 127.0.0.1. A zero port means any free one.
@@ -637,51 +636,9 @@ func readiness(ctx context.Context, client *http.Client, url string) (string, er
 	return r.Status, nil
 }
 
-// seed makes sure the shopper exists by registering it through the gateway (409: it
-// already does). The admin is the users service's own doing (BOOTSTRAP_ADMIN_*); a
-// login checks that it worked.
+// seed registers the demo shopper and checks the admin's login (demo.Seed).
 func (s *Stack) seed(ctx context.Context) error {
-	client := &http.Client{Timeout: 10 * time.Second}
-	sh := s.opts.Shopper
-	status, body, err := postJSON(ctx, client, s.urls.Gateway+"/api/v1/auth/register",
-		map[string]string{"email": sh.Email, "password": sh.Password, "name": sh.Name})
-	switch {
-	case err != nil:
-		return fmt.Errorf("seeding the shopper: %w", err)
-	case status == http.StatusCreated:
-		s.out.printf("seeded the shopper %s", sh.Email)
-	case status == http.StatusConflict:
-		s.out.printf("the shopper %s already exists", sh.Email)
-	default:
-		return fmt.Errorf("seeding the shopper: POST /api/v1/auth/register answered %d: %s", status, body)
-	}
-	ad := s.opts.Admin
-	status, body, err = postJSON(ctx, client, s.urls.Gateway+"/api/v1/auth/login",
-		map[string]string{"email": ad.Email, "password": ad.Password})
-	if err != nil || status != http.StatusOK {
-		// Not fatal: an admin made earlier with another password still exists.
-		s.out.printf("warning: the admin %s cannot log in with the configured password (%d %s %v)", ad.Email, status, body, err)
-	}
-	return nil
-}
-
-func postJSON(ctx context.Context, client *http.Client, url string, v any) (int, string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return 0, "", err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		return 0, "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	return resp.StatusCode, string(bytes.TrimSpace(body)), nil
+	return demo.Seed(ctx, s.urls.Gateway, s.opts.Admin, s.opts.Shopper, s.out.printf)
 }
 
 // URLs are where the stack answers.
