@@ -51,6 +51,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/services/inventory/inventoryevents"
 )
 
 // Databases are the URLs of the three databases the invariants span, and of the two
@@ -343,16 +344,17 @@ func readInventory(ctx context.Context, url string, sc scope, w *world) error {
 		}
 		var typ string
 		var stock *int
+		created, updated := string(inventoryevents.TypeProductCreated), string(inventoryevents.TypeProductUpdated)
 		rows, err = tx.Query(ctx, `SELECT subject, type, (data->>'stock')::int FROM outbox
-			WHERE type IN ('product.created', 'product.updated') ORDER BY seq`)
+			WHERE type = ANY($1) ORDER BY seq`, []string{created, updated})
 		if err != nil {
 			return err
 		}
 		if _, err := pgx.ForEachRow(rows, []any{&id, &typ, &stock}, func() error {
 			switch {
-			case typ == "product.created" && stock != nil:
+			case typ == created && stock != nil:
 				w.initial[id] = *stock
-			case typ == "product.updated":
+			case typ == updated:
 				w.patched[id] = true
 			}
 			return nil
