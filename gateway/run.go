@@ -92,10 +92,10 @@ type Config struct {
 	// one per instance, where GET /health and the balancers ask for /readyz: the
 	// probes are not on the public ports the gateway proxies to.
 	ReadyURLs       map[string]string
-	JWKSURL         string        // JWKS_URL, by default the users service's key set
-	LogLevel        string        // LOG_LEVEL
-	OTLPEndpoint    string        // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
-	UpstreamTimeout time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
+	JWKSURL         string           // JWKS_URL, by default the users service's key set
+	LogLevel        string           // LOG_LEVEL
+	TraceExport     telemetry.Export // the standard OTEL_* variables (telemetry.ExportFromEnv)
+	UpstreamTimeout time.Duration    // UPSTREAM_TIMEOUT: the whole of one proxied call
 	// MaxInFlight (UPSTREAM_MAX_IN_FLIGHT) bounds the requests in flight to each
 	// upstream service; past it the gateway answers 503 with Retry-After at once.
 	MaxInFlight int
@@ -133,7 +133,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		OrdersURL:         urlList(env, "ORDERS_URL", "http://127.0.0.1:8084", &bad),
 		NotificationsURL:  urlList(env, "NOTIFICATIONS_URL", "http://127.0.0.1:8085", &bad),
 		LogLevel:          env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		OTLPEndpoint:      env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", web...),
+		TraceExport:       telemetry.ExportFromEnv(env),
 		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
 		MaxInFlight:       env.Int("UPSTREAM_MAX_IN_FLIGHT", 512, 1, 1_000_000),
 		GOGC:              env.String("GOGC", ""),
@@ -186,7 +186,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("balancing", c.Balancing),
 		slog.String("jwks_url", config.Mask(c.JWKSURL)),
 		slog.String("log_level", c.LogLevel),
-		slog.String("otlp_endpoint", config.Mask(c.OTLPEndpoint)),
+		slog.String("trace_export", c.TraceExport.String()),
 		slog.String("upstream_timeout", c.UpstreamTimeout.String()),
 		slog.Int("upstream_max_in_flight", c.MaxInFlight),
 		slog.String("gogc", c.GOGC),
@@ -226,7 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		debug.SetGCPercent(defaultGOGC)
 	}
 
-	tracing, err := telemetry.Setup(ctx, "gateway", cfg.OTLPEndpoint)
+	tracing, err := telemetry.Setup(ctx, "gateway", cfg.TraceExport)
 	if err != nil {
 		return err
 	}

@@ -150,6 +150,28 @@ func (e *Env) OptionalURL(name string, schemes ...string) string {
 	return e.URL(name, "", schemes...)
 }
 
+// KeyValues is a list of key=value pairs, comma-separated, each value URL-encoded (the
+// W3C baggage form OpenTelemetry's header variables use): nil when unset.
+func (e *Env) KeyValues(name string) map[string]string {
+	raw := e.lookup(name, "")
+	if raw == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(raw, ",") {
+		k, v, ok := strings.Cut(pair, "=")
+		k = strings.TrimSpace(k)
+		decoded, err := url.PathUnescape(strings.TrimSpace(v)) // percent-encoding; a + stays a +
+		if !ok || k == "" || err != nil {
+			// Not the value: header values are often credentials.
+			e.fail(name, "(hidden)", "want key=value pairs, comma-separated, values URL-encoded")
+			return nil
+		}
+		out[k] = decoded
+	}
+	return out
+}
+
 // Err is nil when every variable read so far was valid; otherwise it names each bad one.
 func (e *Env) Err() error {
 	if len(e.errs) == 0 {

@@ -38,7 +38,7 @@ func newTestRouter(t *testing.T) (*httptest.Server, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
 	log, _ := logging.New(logs, "debug", "test")
-	tr, err := telemetry.Setup(context.Background(), "test", "")
+	tr, err := telemetry.Setup(context.Background(), "test", telemetry.Export{})
 	if err != nil {
 		t.Fatal(err)
 	}

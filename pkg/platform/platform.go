@@ -50,11 +50,11 @@ type Config struct {
 	// allowed to call this one's internal routes, a <service>.pub file each; needed
 	// only by a service that has internal routes.
 	ServiceTrustDir string
-	DatabaseURL     string // DATABASE_URL
-	RedisURL        string // REDIS_URL
-	JWKSURL         string // JWKS_URL: where the users service publishes its signing keys
-	LogLevel        string // LOG_LEVEL
-	OTLPEndpoint    string // OTEL_EXPORTER_OTLP_ENDPOINT, "" for no export
+	DatabaseURL     string           // DATABASE_URL
+	RedisURL        string           // REDIS_URL
+	JWKSURL         string           // JWKS_URL: where the users service publishes its signing keys
+	LogLevel        string           // LOG_LEVEL
+	TraceExport     telemetry.Export // the standard OTEL_* variables (telemetry.ExportFromEnv)
 	// StartupTimeout bounds how long start-up waits for Postgres to accept the migrations.
 	StartupTimeout time.Duration // STARTUP_TIMEOUT
 	// Pprof (PPROF) serves Go's profiler on the internal listener (see
@@ -77,7 +77,7 @@ func LoadConfig(env *config.Env, name, defaultAddr, defaultInternalAddr string) 
 		RedisURL:        env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
 		JWKSURL:         env.URL("JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "http", "https"),
 		LogLevel:        env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		OTLPEndpoint:    env.OptionalURL("OTEL_EXPORTER_OTLP_ENDPOINT", "http", "https"),
+		TraceExport:     telemetry.ExportFromEnv(env),
 		StartupTimeout:  env.Duration("STARTUP_TIMEOUT", 30*time.Second),
 		Pprof:           env.Bool("PPROF", false),
 	}
@@ -94,7 +94,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("redis_url", config.Mask(c.RedisURL)),
 		slog.String("jwks_url", c.JWKSURL),
 		slog.String("log_level", c.LogLevel),
-		slog.String("otlp_endpoint", c.OTLPEndpoint),
+		slog.String("trace_export", c.TraceExport.String()),
 		slog.Bool("pprof", c.Pprof),
 	)
 }
@@ -127,7 +127,7 @@ func Start(ctx context.Context, cfg Config, migrations fs.FS, logOut io.Writer) 
 	}
 	log.Info("starting", "config", cfg)
 	p := &Platform{Config: cfg, Log: log, Metrics: metrics.New()}
-	if p.Tracing, err = telemetry.Setup(ctx, cfg.Name, cfg.OTLPEndpoint); err != nil {
+	if p.Tracing, err = telemetry.Setup(ctx, cfg.Name, cfg.TraceExport); err != nil {
 		return nil, err
 	}
 	if p.Pool, err = pgdb.Open(ctx, cfg.DatabaseURL); err != nil {

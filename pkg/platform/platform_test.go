@@ -169,9 +169,10 @@ func TestTheProfilerIsServedOnlyWhenAskedForAndOnlyInternally(t *testing.T) {
 
 func TestServiceCredentialsNeedTheirFiles(t *testing.T) {
 	t.Parallel()
-	env := config.New(func(k string) string {
-		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}[k]
-	})
+	// The map is made once: a getenv that leased a database on each look-up would
+	// take one for every variable the configuration reads.
+	vars := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t)}
+	env := config.New(func(k string) string { return vars[k] })
 	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0", ":0"), schema, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -202,9 +203,8 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 
 func TestServeStopsWhenABackgroundLoopFails(t *testing.T) {
 	t.Parallel()
-	env := config.New(func(k string) string {
-		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t), "HTTP_ADDR": "127.0.0.1:0", "INTERNAL_ADDR": "127.0.0.1:0"}[k]
-	})
+	vars := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t), "HTTP_ADDR": "127.0.0.1:0", "INTERNAL_ADDR": "127.0.0.1:0"}
+	env := config.New(func(k string) string { return vars[k] })
 	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0", ":0"), schema, io.Discard)
 	if err != nil {
 		t.Fatal(err)

@@ -29,20 +29,23 @@ type Tracing struct {
 	shutdown  func(context.Context) error
 }
 
-// Setup makes the tracing of service. endpoint is OTEL_EXPORTER_OTLP_ENDPOINT (an
-// http(s) URL) or "" for no export.
+// Setup makes the tracing of service, exporting as exp says (ExportFromEnv).
 //
-// Without an endpoint the provider records nothing: its spans only carry a trace id
+// Without an export URL the provider records nothing: its spans only carry a trace id
 // (a caller's from traceparent, else a new one) and a span id of their own, for the
 // logs and for propagation. The SDK's provider would record every span, attributes
 // and all, and then drop it for want of an exporter: a cost on every request that
 // bought nothing (docs/benchmarks.md).
-func Setup(ctx context.Context, service, endpoint string) (*Tracing, error) {
+func Setup(ctx context.Context, service string, export Export) (*Tracing, error) {
 	propagator := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	if endpoint == "" {
+	if export.URL == "" {
 		return &Tracing{Provider: idsOnly{}, Propagator: propagator, shutdown: func(context.Context) error { return nil }}, nil
 	}
-	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(export.URL)}
+	if len(export.Headers) > 0 {
+		opts = append(opts, otlptracehttp.WithHeaders(export.Headers))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("otlp exporter: %w", err)
 	}

@@ -14,7 +14,7 @@ import (
 // programs in traceparent.
 func TestSpansGetIDsAndPropagate(t *testing.T) {
 	t.Parallel()
-	tr, err := telemetry.Setup(context.Background(), "test", "")
+	tr, err := telemetry.Setup(context.Background(), "test", telemetry.Export{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestSpansGetIDsAndPropagate(t *testing.T) {
 func TestSetupWithAnExporter(t *testing.T) {
 	t.Parallel()
 	// Nothing listens there: spans are dropped on export, which must not fail Setup.
-	tr, err := telemetry.Setup(context.Background(), "test", "http://127.0.0.1:1/v1/traces")
+	tr, err := telemetry.Setup(context.Background(), "test", telemetry.Export{URL: "http://127.0.0.1:1/v1/traces"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestSetupWithAnExporter(t *testing.T) {
 // caller's flags), and a new root gets a new trace id. Each span has an id of its own.
 func TestWithoutAnExporterSpansCarryIDsAndRecordNothing(t *testing.T) {
 	t.Parallel()
-	tr, err := telemetry.Setup(context.Background(), "test", "")
+	tr, err := telemetry.Setup(context.Background(), "test", telemetry.Export{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func newBalancedGatewayOn(t *testing.T, direct bool, up *balancer.Balancer, time
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracing, err := telemetry.Setup(context.Background(), "gateway", "")
+	tracing, err := telemetry.Setup(context.Background(), "gateway", telemetry.Export{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func streamGateway(t *testing.T, upstream string, serverTimeout time.Duration, o
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracing, err := telemetry.Setup(context.Background(), "gateway", "")
+	tracing, err := telemetry.Setup(context.Background(), "gateway", telemetry.Export{})
 	if err != nil {
 		t.Fatal(err)
 	}
