@@ -14,12 +14,18 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	programlist "github.com/bazaar-shop/bazaar/internal/programs"
 )
 
-var programs = map[string]string{
-	"gateway": "gateway", "users": "services/users", "inventory": "services/inventory",
-	"payments": "services/payments", "orders": "services/orders", "notifications": "services/notifications",
-}
+// programs are every program (internal/programs), their directories by name.
+var programs = func() map[string]string {
+	m := map[string]string{}
+	for _, p := range programlist.All {
+		m[p.Name] = p.Dir
+	}
+	return m
+}()
 
 func loadProject(t *testing.T) *types.Project {
 	t.Helper()
@@ -103,7 +109,7 @@ func TestComposeGatewayReachesEveryService(t *testing.T) {
 	t.Parallel()
 	p := loadProject(t)
 	gw, _ := p.GetService("gateway")
-	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+	for _, name := range programlist.Services() {
 		if got := env(gw, strings.ToUpper(name)+"_URL"); got != "http://"+name+":8080" {
 			t.Errorf("gateway %s_URL = %q", strings.ToUpper(name), got)
 		}
@@ -122,7 +128,7 @@ func TestComposeGatewayReachesEveryService(t *testing.T) {
 			t.Errorf("mailpit publishes %+v beyond loopback", pc)
 		}
 	}
-	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+	for _, name := range programlist.Services() {
 		if got := env(gw, strings.ToUpper(name)+"_INTERNAL_URL"); got != "http://"+name+":9090" {
 			t.Errorf("gateway %s_INTERNAL_URL = %q: /health asks the internal listeners", strings.ToUpper(name), got)
 		}
@@ -198,7 +204,7 @@ func mounts(s types.ServiceConfig, target, subpath string) bool {
 func TestComposeInternalListenersAndServiceKeys(t *testing.T) {
 	t.Parallel()
 	p := loadProject(t)
-	for _, name := range []string{"users", "inventory", "payments", "orders", "notifications"} {
+	for _, name := range programlist.Services() {
 		s, _ := p.GetService(name)
 		if env(s, "INTERNAL_ADDR") != ":9090" || env(s, "SERVICE_KEY_FILE") != "/run/bazaar/key/service.key" ||
 			env(s, "SERVICE_TRUST_DIR") != "/run/bazaar/trust" {

@@ -25,6 +25,7 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/ratelimit"
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
+	"github.com/bazaar-shop/bazaar/internal/programs"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/config"
@@ -127,11 +128,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
 		HTTPAddr:          env.Addr("HTTP_ADDR", ":8080"),
 		RedisURL:          env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
-		UsersURL:          urlList(env, "USERS_URL", "http://127.0.0.1:8081", &bad),
-		InventoryURL:      urlList(env, "INVENTORY_URL", "http://127.0.0.1:8082", &bad),
-		PaymentsURL:       urlList(env, "PAYMENTS_URL", "http://127.0.0.1:8083", &bad),
-		OrdersURL:         urlList(env, "ORDERS_URL", "http://127.0.0.1:8084", &bad),
-		NotificationsURL:  urlList(env, "NOTIFICATIONS_URL", "http://127.0.0.1:8085", &bad),
+		UsersURL:          urlList(env, "USERS_URL", localURL("users", false), &bad),
+		InventoryURL:      urlList(env, "INVENTORY_URL", localURL("inventory", false), &bad),
+		PaymentsURL:       urlList(env, "PAYMENTS_URL", localURL("payments", false), &bad),
+		OrdersURL:         urlList(env, "ORDERS_URL", localURL("orders", false), &bad),
+		NotificationsURL:  urlList(env, "NOTIFICATIONS_URL", localURL("notifications", false), &bad),
 		LogLevel:          env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		TraceExport:       telemetry.ExportFromEnv(env),
 		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
@@ -164,8 +165,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.OpsAddr = env.Addr("OPS_ADDR", opsDefault)
 	c.JWKSURL = env.URL("JWKS_URL", firstURL(c.UsersURL)+"/.well-known/jwks.json", web...)
 	c.ReadyURLs = map[string]string{}
-	for i, name := range serviceNames {
-		c.ReadyURLs[name] = urlList(env, strings.ToUpper(name)+"_INTERNAL_URL", "http://127.0.0.1:"+strconv.Itoa(9081+i), &bad)
+	for _, name := range serviceNames {
+		c.ReadyURLs[name] = urlList(env, strings.ToUpper(name)+"_INTERNAL_URL", localURL(name, true), &bad)
 	}
 	c.Balancing = loadBalancing(env)
 	return c, errors.Join(env.Err(), errors.Join(bad...), c.checkPairs())
@@ -198,9 +199,19 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// serviceNames are the services behind the gateway, in the order of their ports
-// (8081 public, 9081 internal, and so on).
-var serviceNames = []string{"users", "inventory", "payments", "orders", "notifications"}
+// serviceNames are the services behind the gateway.
+var serviceNames = programs.Services()
+
+// localURL is where the local stack (make run) has the service called name listen:
+// on its public port, or on its internal one.
+func localURL(name string, internal bool) string {
+	p, _ := programs.Get(name)
+	port := p.Port
+	if internal {
+		port = p.InternalPort
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(port)
+}
 
 // run starts the gateway and serves until ctx ends. The gateway has no database, so
 // it wires the pieces a service gets from pkg/platform itself.

@@ -14,12 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/programs"
 	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 )
 
 // services are the programs that get a service key: every service (the gateway calls
 // no internal route).
-var services = []string{"users", "inventory", "payments", "orders", "notifications"}
+var services = programs.Services()
 
 // The layout of a secrets directory (secrets init): what the compose file mounts into
 // each container, a part each.

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/programs"
 )
 
 // Mailpit is built from its module at this version (docs/contract.md names it) when its binary
@@ -25,16 +27,15 @@ func DefaultMailpitBin(binDir string) string {
 	return filepath.Join(binDir, "mailpit-"+MailpitVersion, "mailpit")
 }
 
-// Programs are Bazaar's programs and their packages, relative to the module root, in
-// the order the stack starts them.
-var Programs = []struct{ Name, Package string }{
-	{"users", "./services/users"},
-	{"inventory", "./services/inventory"},
-	{"payments", "./services/payments"},
-	{"orders", "./services/orders"},
-	{"notifications", "./services/notifications"},
-	{"gateway", "./gateway"},
-}
+// Programs are Bazaar's programs (internal/programs) and their packages, relative to
+// the module root, in the order the stack starts them.
+var Programs = func() []struct{ Name, Package string } {
+	out := make([]struct{ Name, Package string }, len(programs.All))
+	for i, p := range programs.All {
+		out[i].Name, out[i].Package = p.Name, "./"+p.Dir
+	}
+	return out
+}()
 
 const modulePath = "github.com/bazaar-shop/bazaar"
 

@@ -81,7 +81,7 @@ func (p Ports) internalOf(service string) int {
 
 // services are the programs with an internal listener and a service key: all but
 // the gateway.
-var services = []string{"users", "inventory", "payments", "orders", "notifications"}
+var services = Services
 
 func (p Ports) of(program string) int {
 	switch program {

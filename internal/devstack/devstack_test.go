@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/bazaar-shop/bazaar/internal/programs"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
@@ -701,5 +702,19 @@ func TestExtraInstancesListenAHundredAboveTheFirst(t *testing.T) {
 	err = checkPortsFree(Ports{Inventory: taken - 100}, map[string]int{"inventory": 2})
 	if err == nil || !strings.Contains(err.Error(), "inventory-2") {
 		t.Errorf("checkPortsFree = %v; want inventory-2's port named", err)
+	}
+}
+
+// The stack's default ports are internal/programs' list, program by program: a
+// program added there and not here would get port 0, any free one.
+func TestDefaultPortsAreTheProgramsList(t *testing.T) {
+	t.Parallel()
+	for _, p := range programs.All {
+		if got := DefaultPorts.of(p.Name); got != p.Port {
+			t.Errorf("%s: DefaultPorts has %d, the list %d", p.Name, got, p.Port)
+		}
+		if got := DefaultPorts.internalOf(p.Name); got != p.InternalPort {
+			t.Errorf("%s internal: DefaultPorts has %d, the list %d", p.Name, got, p.InternalPort)
+		}
 	}
 }

@@ -10,11 +10,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/bazaar-shop/bazaar/internal/programs"
 )
 
 // Services are the programs that own a database, in the order the stack starts them
 // (users first: the others fetch its signing keys).
-var Services = []string{"users", "inventory", "payments", "orders", "notifications"}
+var Services = programs.Services()
 
 // Database is one service's database and the role that owns it.
 type Database struct {
