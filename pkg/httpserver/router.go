@@ -11,7 +11,9 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -50,11 +52,32 @@ func (d Deps) tracing(next http.Handler) http.Handler {
 	if !d.Tracing.Exporting {
 		return traceIDs(d.Tracing, next)
 	}
-	return otelhttp.NewHandler(next, "http.server",
+	return otelhttp.NewHandler(routeAttribute(next), "http.server",
 		otelhttp.WithTracerProvider(d.Tracing.Provider),
 		otelhttp.WithPropagators(d.Tracing.Propagator),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+		// Named by route, "GET /orders/{id}", not by the raw path, which carries ids:
+		// a name per order would make every span its own kind. The route is known
+		// once the router has set r.Pattern; otelhttp asks again after serving.
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			if r.Pattern != "" {
+				return r.Method + " " + r.Pattern
+			}
+			return r.Method
+		}),
 	)
+}
+
+// routeAttribute records the route that served the request as http.route, once the
+// router has matched one (chi knows the pattern only after routing).
+func routeAttribute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r)
+		if rc := chi.RouteContext(r.Context()); rc != nil {
+			if pattern := rc.RoutePattern(); pattern != "" {
+				trace.SpanFromContext(r.Context()).SetAttributes(attribute.String("http.route", pattern))
+			}
+		}
+	})
 }
 
 // traceIDs gives each request a span when spans are not exported: the caller's trace

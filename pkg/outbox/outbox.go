@@ -16,7 +16,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // Event is one domain event, named with CloudEvents attributes.
@@ -43,8 +44,6 @@ func Write(ctx context.Context, tx pgx.Tx, e Event) error {
 	if err != nil {
 		return fmt.Errorf("outbox: marshal %s: %w", e.Type, err)
 	}
-	carrier := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, carrier)
 	// One round trip for the row and the relay's wake-up, which is sent when (and
 	// only if) the transaction commits. The notification is a hint: Postgres folds
 	// identical ones within a transaction and drops them while no one listens, so the
@@ -54,7 +53,7 @@ func Write(ctx context.Context, tx pgx.Tx, e Event) error {
 			INSERT INTO outbox (id, stream, type, source, subject, time, data, traceparent)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8))
 		 SELECT pg_notify($9, $2)`,
-		e.ID, e.Stream, e.Type, e.Source, e.Subject, e.Time, data, carrier.Get("traceparent"), NotifyChannel)
+		e.ID, e.Stream, e.Type, e.Source, e.Subject, e.Time, data, telemetry.TraceParent(ctx), NotifyChannel)
 	if err != nil {
 		return fmt.Errorf("outbox: insert %s: %w", e.Type, err)
 	}

@@ -19,13 +19,20 @@ import (
 
 // Open makes a pool for url. It does not wait for the server: the pool connects on
 // first use and reconnects by itself after the server comes back.
-func Open(ctx context.Context, url string) (*pgxpool.Pool, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse database url: %w", err)
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 || cfg.ConnConfig.ConnectTimeout > 5e9 {
 		cfg.ConnConfig.ConnectTimeout = 5e9 // 5s: fail fast enough for readiness probes
+	}
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.tracer != nil {
+		cfg.ConnConfig.Tracer = queryTracer{tracer: o.tracer, database: cfg.ConnConfig.Database}
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

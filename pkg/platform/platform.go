@@ -130,7 +130,11 @@ func Start(ctx context.Context, cfg Config, migrations fs.FS, logOut io.Writer) 
 	if p.Tracing, err = telemetry.Setup(ctx, cfg.Name, cfg.TraceExport); err != nil {
 		return nil, err
 	}
-	if p.Pool, err = pgdb.Open(ctx, cfg.DatabaseURL); err != nil {
+	var dbOpts []pgdb.Option
+	if p.Tracing.Exporting {
+		dbOpts = append(dbOpts, pgdb.Traced(p.Tracing.Provider))
+	}
+	if p.Pool, err = pgdb.Open(ctx, cfg.DatabaseURL, dbOpts...); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -145,6 +149,9 @@ func Start(ctx context.Context, cfg Config, migrations fs.FS, logOut io.Writer) 
 	if p.Redis, err = redisclient.Open(cfg.RedisURL); err != nil {
 		p.Close()
 		return nil, err
+	}
+	if p.Tracing.Exporting {
+		redisclient.Trace(p.Redis, p.Tracing.Provider)
 	}
 	if p.revocations, err = redisclient.OpenBounded(cfg.RedisURL); err != nil {
 		p.Close()
