@@ -283,7 +283,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	defer limitRDB.Close()
-	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log})
+	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log, Registerer: reg})
 
 	inspector, err := tasks.NewInspector(cfg.RedisURL, "") // every service's queues
 	if err != nil {

@@ -18,6 +18,10 @@
 // counts on its own, so the limits are at worst the configured ones times the number
 // of replicas, for as long as Redis is out; never off. The per-address limit in front
 // is in the process always.
+//
+// Every refusal is counted in gateway_rate_limit_rejections_total by the limit that
+// refused it (see the Limit constants), so that an operator can tell a flood at the
+// edge from a busy user or a password-guessing run.
 package ratelimit
 
 import (
@@ -40,6 +44,7 @@ import (
 
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -79,9 +84,26 @@ type Limits struct {
 	SyncInterval time.Duration
 }
 
+// The limits, as gateway_rate_limit_rejections_total names them in its limit label.
+const (
+	LimitEdgeIP    = "edge_ip"    // RATE_EDGE_IP: every request per client IP, in the process (PerAddress)
+	LimitIP        = "ip"         // RATE_IP: an anonymous caller's API requests per client IP (PerCaller)
+	LimitUser      = "user"       // RATE_USER: a signed-in user's API requests (PerCaller)
+	LimitAuthIP    = "auth_ip"    // RATE_AUTH_IP_PER_MIN: log-ins and sign-ups per client IP (SignIn, SignInAttempt)
+	LimitAuthEmail = "auth_email" // RATE_AUTH_EMAIL_PER_MIN: log-ins and sign-ups per e-mail address
+)
+
+// limitNames are every limit, so that each one's rejections are exported from the
+// start, at zero: a rate over a series that appears only with its first refusal
+// would miss that first one, and a dashboard would show no data rather than none.
+var limitNames = []string{LimitEdgeIP, LimitIP, LimitUser, LimitAuthIP, LimitAuthEmail}
+
 // Options tune a Limiter.
 type Options struct {
 	Log *slog.Logger
+	// Registerer, when set, gets the rejections counter
+	// (gateway_rate_limit_rejections_total{limit}).
+	Registerer prometheus.Registerer
 	// OpTimeout bounds each Redis call; default DefaultOpTimeout.
 	OpTimeout time.Duration
 	// SignInOpTimeout bounds each Redis call of the sign-in limits; default
@@ -134,6 +156,9 @@ type Limiter struct {
 
 	// shared decides the per-caller limits in the process while Run runs.
 	shared *shared
+
+	// rejected counts the requests refused, by the limit that refused them.
+	rejected *prometheus.CounterVec
 }
 
 // New is a Limiter keeping its counters in rdb.
@@ -159,6 +184,17 @@ func New(rdb *redis.Client, limits Limits, opts Options) *Limiter {
 
 		signInOpTimeout: opts.SignInOpTimeout,
 		fallback:        map[redis_rate.Limit]*local{},
+
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_rate_limit_rejections_total",
+			Help: "Requests answered 429 by a rate limit, by the limit that refused them: edge_ip (RATE_EDGE_IP), ip (RATE_IP), user (RATE_USER), auth_ip (RATE_AUTH_IP_PER_MIN) or auth_email (RATE_AUTH_EMAIL_PER_MIN).",
+		}, []string{"limit"}),
+	}
+	for _, name := range limitNames {
+		l.rejected.WithLabelValues(name)
+	}
+	if opts.Registerer != nil {
+		opts.Registerer.MustRegister(l.rejected)
 	}
 	l.shared = newShared(rdb, l.rl, opts.OpTimeout, limits.SyncInterval, opts.Log, l.warn)
 	return l
@@ -188,7 +224,7 @@ func (l *Limiter) PerAddress(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var buf [64]byte
-		if !l.answer(w, r, l.edge.allow(append(append(buf[:0], "edge-ip:"...), clientIP(r)...), time.Now())) {
+		if !l.answer(w, r, LimitEdgeIP, l.edge.allow(append(append(buf[:0], "edge-ip:"...), clientIP(r)...), time.Now())) {
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -205,18 +241,19 @@ func (l *Limiter) PerCaller(next http.Handler) http.Handler {
 		var buf [64]byte
 		key := buf[:0]
 		var limit redis_rate.Limit
+		name := LimitIP
 		if p, ok := auth.FromContext(r.Context()); ok {
-			key, limit = appendUUID(append(key, "user:"...), p.UserID), perSecond(l.limits.User, l.limits.UserBurst)
+			key, limit, name = appendUUID(append(key, "user:"...), p.UserID), perSecond(l.limits.User, l.limits.UserBurst), LimitUser
 		} else {
 			key, limit = append(append(key, "ip:"...), clientIP(r)...), perSecond(l.limits.IP, l.limits.IPBurst)
 		}
 		switch {
 		case limit.IsZero():
 		case l.shared.running.Load():
-			if !l.answer(w, r, l.shared.allow(r.Context(), key, limit)) {
+			if !l.answer(w, r, name, l.shared.allow(r.Context(), key, limit)) {
 				return
 			}
-		case !l.check(w, r, checkOf(string(key), limit)):
+		case !l.check(w, r, checkOf(name, string(key), limit)):
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -245,8 +282,9 @@ func (l *Limiter) SignIn(next http.Handler) http.Handler {
 // the attempt is over a limit it reports false and how long to wait; the caller
 // answers. Like every limit it is kept in the process while Redis fails.
 func (l *Limiter) SignInAttempt(r *http.Request, email string) (retryAfter time.Duration, ok bool) {
-	o, refused := l.run(r.Context(), l.signInChecks(r, email)...)
-	if refused {
+	o, refusedBy := l.run(r.Context(), l.signInChecks(r, email)...)
+	if refusedBy != "" {
+		l.rejected.WithLabelValues(refusedBy).Inc()
 		return max(time.Second, o.retryAfter), false
 	}
 	return 0, true
@@ -255,9 +293,9 @@ func (l *Limiter) SignInAttempt(r *http.Request, email string) (retryAfter time.
 // signInChecks are the limits of one sign-in attempt as email ("" for none known).
 // Addresses are compared without regard to case or surrounding space, as users does.
 func (l *Limiter) signInChecks(r *http.Request, email string) []check {
-	checks := []check{checkOf("auth-ip:"+clientIP(r), perMinute(l.limits.AuthIPPerMin))}
+	checks := []check{checkOf(LimitAuthIP, "auth-ip:"+clientIP(r), perMinute(l.limits.AuthIPPerMin))}
 	if email = strings.ToLower(strings.TrimSpace(email)); email != "" {
-		checks = append(checks, checkOf("auth-email:"+hashed(email), perMinute(l.limits.AuthEmailPerMin)))
+		checks = append(checks, checkOf(LimitAuthEmail, "auth-email:"+hashed(email), perMinute(l.limits.AuthEmailPerMin)))
 	}
 	for i := range checks {
 		checks[i].timeout = l.signInOpTimeout
@@ -266,12 +304,15 @@ func (l *Limiter) signInChecks(r *http.Request, email string) []check {
 }
 
 type check struct {
+	name    string // which limit, one of the Limit constants
 	key     string
 	limit   redis_rate.Limit
 	timeout time.Duration // 0: the limiter's OpTimeout
 }
 
-func checkOf(key string, limit redis_rate.Limit) check { return check{key: key, limit: limit} }
+func checkOf(name, key string, limit redis_rate.Limit) check {
+	return check{name: name, key: key, limit: limit}
+}
 
 func perSecond(rate, burst int) redis_rate.Limit {
 	if rate <= 0 || burst <= 0 {
@@ -290,11 +331,11 @@ func perMinute(rate int) redis_rate.Limit {
 // check runs the checks in order, skipping those turned off, until one refuses; then
 // it answers the 429 and reports false. The last result sets the RateLimit headers.
 func (l *Limiter) check(w http.ResponseWriter, r *http.Request, checks ...check) bool {
-	o, _ := l.run(r.Context(), checks...)
+	o, refusedBy := l.run(r.Context(), checks...)
 	if o == nil {
 		return true // every limit off
 	}
-	return l.answer(w, r, *o)
+	return l.answer(w, r, refusedBy, *o)
 }
 
 // outcome is a limit's verdict on a request.
@@ -304,9 +345,10 @@ type outcome struct {
 	refused                bool
 }
 
-// answer sets the RateLimit headers of o and, when o refused the request, answers
-// the 429 and reports false.
-func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, o outcome) bool {
+// answer sets the RateLimit headers of o and, when o refused the request, counts the
+// refusal under limit (the limit o is the verdict of), answers the 429 and reports
+// false.
+func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, limit string, o outcome) bool {
 	// Set by their canonical keys, which Header.Set would work out (and allocate)
 	// each time, and with the three values in one allocation.
 	h := w.Header()
@@ -314,6 +356,7 @@ func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, o outcome) bool
 	v[0], v[1], v[2] = strconv.Itoa(o.burst), strconv.Itoa(o.remaining), strconv.Itoa(ceilSeconds(o.resetAfter))
 	h[headerLimit], h[headerRemaining], h[headerReset] = v[0:1:1], v[1:2:2], v[2:3:3]
 	if o.refused {
+		l.rejected.WithLabelValues(limit).Inc()
 		h.Set("Retry-After", strconv.Itoa(max(1, ceilSeconds(o.retryAfter))))
 		problem.Write(w, r, l.log, apperr.E(apperr.RateLimited, "too many requests; retry later"))
 		return false
@@ -323,8 +366,9 @@ func (l *Limiter) answer(w http.ResponseWriter, r *http.Request, o outcome) bool
 
 // run runs the checks in order, skipping those turned off, until one refuses. A check
 // Redis fails is made against the same limit kept in this process. It returns the
-// last outcome, nil when none ran, and whether it refused.
-func (l *Limiter) run(ctx context.Context, checks ...check) (*outcome, bool) {
+// last outcome, nil when none ran, and the name of the limit that refused ("" when
+// none did).
+func (l *Limiter) run(ctx context.Context, checks ...check) (*outcome, string) {
 	var last *outcome
 	for _, c := range checks {
 		if c.limit.IsZero() {
@@ -349,10 +393,10 @@ func (l *Limiter) run(ctx context.Context, checks ...check) (*outcome, bool) {
 		}
 		last = &o
 		if o.refused {
-			return last, true
+			return last, c.name
 		}
 	}
-	return last, false
+	return last, ""
 }
 
 // local is the in-process stand-in for limit, made on first use.
