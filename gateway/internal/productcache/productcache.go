@@ -195,10 +195,25 @@ func New(rdb *redis.Client, opts Options) *Cache {
 		Name: "gateway_product_cache_lookups_total",
 		Help: "Product cache lookups by kind (product, list) and result: hit, miss (asked the upstream), shared (waited for another request's miss of the same copy), uncached (a list cursor no kept page handed out), error (Redis failed) or bypassed (skipped after a failure).",
 	}, []string{"kind", "result"})
+	// Every kind and result is exported from the start, at zero: the hit ratio is a
+	// query over this counter (hits over all lookups), and a rate over a series that
+	// appears with its first lookup misses that lookup.
+	for kind, results := range lookupResults {
+		for _, result := range results {
+			c.lookups.WithLabelValues(kind, result)
+		}
+	}
 	if opts.Registerer != nil {
 		opts.Registerer.MustRegister(c.lookups)
 	}
 	return c
+}
+
+// lookupResults are the results a lookup of each kind can be counted under: a list
+// cursor no kept page handed out is uncached; a product is always kept.
+var lookupResults = map[string][]string{
+	"product": {"hit", "miss", "shared", "error", "bypassed"},
+	"list":    {"hit", "miss", "shared", "uncached", "error", "bypassed"},
 }
 
 // slot is where one answer is kept: its key, and the key of the generation counter

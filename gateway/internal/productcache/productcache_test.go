@@ -18,6 +18,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
@@ -574,6 +575,46 @@ func TestLookupsAreCounted(t *testing.T) {
 			resp.Body.Close()
 		}
 	}
+	// The other results are there too, at zero (the next test).
+	got := lookupsCounted(t, reg)
+	maps.DeleteFunc(got, func(_ string, v float64) bool { return v == 0 })
+	want := map[string]float64{"product/miss": 2, "product/hit": 2, "list/miss": 1, "list/hit": 1}
+	if !maps.Equal(got, want) {
+		t.Errorf("lookups counted %v, want %v", got, want)
+	}
+}
+
+// Every kind and result is there from the start, at zero, so that the hit ratio
+// (hits over all lookups, a query: docs/observability.md) and its dashboard have
+// series before the first lookup.
+func TestLookupsAreExportedAtZeroFromTheStart(t *testing.T) {
+	t.Parallel()
+	rdb := openRedis(t, redistest.New(t))
+	reg := prometheus.NewRegistry()
+	productcache.New(rdb, productcache.Options{TTL: time.Minute, Registerer: reg})
+	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	t.Cleanup(srv.Close)
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, kind := range []string{"product", "list"} {
+		for _, result := range []string{"hit", "miss", "shared", "error", "bypassed"} {
+			if line := `gateway_product_cache_lookups_total{kind="` + kind + `",result="` + result + `"} 0` + "\n"; !strings.Contains(string(body), line) {
+				t.Errorf("a new cache's metrics lack %s", line)
+			}
+		}
+	}
+	if line := `gateway_product_cache_lookups_total{kind="list",result="uncached"} 0` + "\n"; !strings.Contains(string(body), line) {
+		t.Errorf("a new cache's metrics lack %s", line)
+	}
+}
+
+// lookupsCounted is every series of the lookups counter, by kind/result.
+func lookupsCounted(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
 	got := map[string]float64{}
 	families, err := reg.Gather()
 	if err != nil {
@@ -591,10 +632,7 @@ func TestLookupsAreCounted(t *testing.T) {
 			got[labels["kind"]+"/"+labels["result"]] = m.GetCounter().GetValue()
 		}
 	}
-	want := map[string]float64{"product/miss": 2, "product/hit": 2, "list/miss": 1, "list/hit": 1}
-	if !maps.Equal(got, want) {
-		t.Errorf("lookups counted %v, want %v", got, want)
-	}
+	return got
 }
 
 // listKeys are the list pages kept in Redis.
