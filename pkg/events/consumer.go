@@ -16,7 +16,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // Handler applies one event. It runs inside tx, the same transaction that records the
@@ -64,6 +69,9 @@ type ConsumerOptions struct {
 	DLQMaxLen int64
 	// Registerer receives the consumer's metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Tracer gives each handled event a span (nil: none), a child of the span that
+	// wrote it (see Consumer.handle).
+	Tracer trace.TracerProvider
 }
 
 // DefaultDLQMaxLen is the DLQ's default MAXLEN: far more dead letters than anyone
@@ -85,6 +93,8 @@ type Consumer struct {
 	// unreachable: reading stops until it answers again, so that an outage does not
 	// use up entries' deliveries and send healthy events to the DLQ.
 	paused atomic.Bool
+
+	tracer trace.Tracer
 
 	consumed *prometheus.CounterVec
 	lag      *prometheus.GaugeVec
@@ -117,9 +127,13 @@ func NewConsumer(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, h Hand
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 128
 	}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider()
+	}
 	c := &Consumer{
 		pool: pool, redis: rdb, handler: h, opts: opts,
-		log: log.With("component", "events-consumer", "group", opts.Group, "consumer", opts.Name),
+		tracer: opts.Tracer.Tracer("github.com/bazaar-shop/bazaar/pkg/events"),
+		log:    log.With("component", "events-consumer", "group", opts.Group, "consumer", opts.Name),
 		consumed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "events_consumed_total",
 			Help: "Stream entries processed, by stream, group and result (ok, duplicate, failed, dead_lettered).",
@@ -386,7 +400,8 @@ func (c *Consumer) process(ctx context.Context, stream string, m redis.XMessage,
 		c.deadLetter(ctx, log, stream, m, delivery, err.Error())
 		return
 	}
-	ctx = traced(ctx, env)
+	// In the event's trace from here: the log lines of its handling name it.
+	ctx = telemetry.WithTraceParent(ctx, env.TraceParent)
 	log = log.With("event_id", env.ID, "type", env.Type)
 	if delivery > c.opts.MaxDeliveries {
 		// Deliveries ran out without a recorded failure: the consumer died while
@@ -434,7 +449,7 @@ func (c *Consumer) apply(ctx context.Context, entries []entry) (duplicate []bool
 	duplicate = make([]bool, len(entries))
 	if c.pool == nil {
 		for _, e := range entries {
-			if err := c.safeHandle(traced(ctx, e.env), nil, e.env); err != nil {
+			if err := c.handle(ctx, nil, e); err != nil {
 				return nil, err
 			}
 		}
@@ -465,7 +480,7 @@ func (c *Consumer) apply(ctx context.Context, entries []entry) (duplicate []bool
 				continue
 			}
 			delete(fresh, e.env.ID)
-			if err := c.safeHandle(traced(ctx, e.env), tx, e.env); err != nil {
+			if err := c.handle(ctx, tx, e); err != nil {
 				if len(entries) == 1 {
 					return err
 				}
@@ -480,9 +495,26 @@ func (c *Consumer) apply(ctx context.Context, entries []entry) (duplicate []bool
 	return duplicate, nil
 }
 
-// traced is ctx in the trace of the request that caused e.
-func traced(ctx context.Context, e Envelope) context.Context {
-	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": e.TraceParent})
+// handle runs the handler for e in a span of its own, "process <stream>", a child of
+// the span that wrote the event (its envelope's traceparent): the event's effects are
+// part of the trace of the request that caused them, across services.
+func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, e entry) error {
+	ctx, span := c.tracer.Start(telemetry.WithTraceParent(ctx, e.env.TraceParent), "process "+e.stream,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.destination.name", e.stream),
+			attribute.String("messaging.consumer.group.name", c.opts.Group),
+			attribute.String("messaging.message.id", e.env.ID.String()),
+			attribute.String("messaging.redis.entry_id", e.m.ID),
+			attribute.String("event.type", e.env.Type),
+		))
+	defer span.End()
+	err := c.safeHandle(ctx, tx, e.env)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return err
 }
 
 // safeHandle runs the handler, turning a panic into an error so that one bad event

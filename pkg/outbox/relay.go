@@ -14,8 +14,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // RelayOptions tune a relay; zero values take the defaults.
@@ -34,6 +39,9 @@ type RelayOptions struct {
 	MaxLen int64
 	// Registerer receives the relay's metrics (nil: none).
 	Registerer prometheus.Registerer
+	// Tracer gives each published event a span (nil: none), "publish <stream>", a
+	// child of the span that wrote it.
+	Tracer trace.TracerProvider
 }
 
 // Relay copies unpublished outbox rows, oldest first, to their Redis Streams and marks
@@ -45,6 +53,7 @@ type Relay struct {
 	log   *slog.Logger
 	opts  RelayOptions
 	lock  int64
+	trace trace.Tracer
 
 	published *prometheus.CounterVec
 	errors    prometheus.Counter
@@ -62,10 +71,14 @@ func NewRelay(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, opts Rela
 	if opts.MaxLen <= 0 {
 		opts.MaxLen = 100_000
 	}
+	if opts.Tracer == nil {
+		opts.Tracer = noop.NewTracerProvider()
+	}
 	h := fnv.New64a()
 	h.Write([]byte("bazaar outbox relay " + opts.Name))
 	r := &Relay{
 		pool: pool, redis: rdb, log: log.With("component", "outbox-relay"), opts: opts, lock: int64(h.Sum64()),
+		trace: opts.Tracer.Tracer("github.com/bazaar-shop/bazaar/pkg/outbox"),
 		published: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "outbox_published_total", Help: "Outbox events published to Redis Streams, by stream.",
 		}, []string{"stream"}),
@@ -241,20 +254,47 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
 	// RETURNING follows no order; the streams must get the rows in the order written.
 	slices.SortFunc(batch, func(a, b outboxRow) int { return cmp.Compare(a.seq, b.seq) })
 
+	spans := r.publishing(ctx, batch)
 	pipe := r.redis.Pipeline()
 	for _, b := range batch {
 		pipe.XAdd(ctx, &redis.XAddArgs{Stream: b.stream, MaxLen: r.opts.MaxLen, Approx: true, Values: b.env.Fields()})
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return 0, fmt.Errorf("xadd: %w", err)
+	_, err = pipe.Exec(ctx)
+	if err == nil {
+		err = tx.Commit(ctx)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, err
+	for _, span := range spans {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("publish: %w", err)
 	}
 	for _, b := range batch {
 		r.published.WithLabelValues(b.stream).Inc()
 	}
 	return len(batch), nil
+}
+
+// publishing starts a span for each event of batch, "publish <stream>", in the trace
+// of the request that wrote it (its traceparent): the hop from the outbox to the
+// stream shows in that trace, with how long the event waited for it. The spans end
+// when the batch is published and marked, together.
+func (r *Relay) publishing(ctx context.Context, batch []outboxRow) []trace.Span {
+	spans := make([]trace.Span, len(batch))
+	for i, b := range batch {
+		_, spans[i] = r.trace.Start(telemetry.WithTraceParent(ctx, b.env.TraceParent), "publish "+b.stream,
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+				attribute.String("messaging.system", "redis"),
+				attribute.String("messaging.destination.name", b.stream),
+				attribute.String("messaging.message.id", b.env.ID.String()),
+				attribute.String("event.type", b.env.Type),
+				attribute.Float64("outbox.wait_seconds", time.Since(b.env.Time).Seconds()),
+			))
+	}
+	return spans
 }
 
 // Republish marks the rows written in [from, to) unpublished again, so the relay sends

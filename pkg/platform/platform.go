@@ -337,7 +337,8 @@ func (p *Platform) Close() {
 // to their streams (one active relay per service across replicas), and schedules the
 // daily outbox:cleanup of rows published more than a week ago.
 func (p *Platform) RelayOutbox() error {
-	relay := outbox.NewRelay(p.Pool, p.Redis, p.Log, outbox.RelayOptions{Name: p.Config.Name, Registerer: p.Metrics})
+	relay := outbox.NewRelay(p.Pool, p.Redis, p.Log, outbox.RelayOptions{Name: p.Config.Name, Registerer: p.Metrics,
+		Tracer: p.Tracing.Provider})
 	p.Background("outbox relay", relay.Run)
 	t, err := p.Tasks()
 	if err != nil {
@@ -378,7 +379,9 @@ func (p *Platform) Tasks() (*Tasks, error) {
 	if err != nil {
 		return nil, err
 	}
-	worker, err := tasks.NewWorker(p.Config.RedisURL, p.Log, tasks.Config{Service: p.Config.Name, Registerer: p.Metrics})
+	client.Traced(p.Tracing.Provider)
+	worker, err := tasks.NewWorker(p.Config.RedisURL, p.Log, tasks.Config{Service: p.Config.Name, Registerer: p.Metrics,
+		Tracer: p.Tracing.Provider})
 	if err != nil {
 		client.Close()
 		return nil, err

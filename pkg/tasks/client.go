@@ -5,9 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // ErrTaskExists is returned by Enqueue when a task with the same asynq.TaskID (or an
@@ -19,6 +26,7 @@ type Client struct {
 	service string
 	rdb     *redis.Client
 	c       *asynq.Client
+	tracer  trace.Tracer
 }
 
 // NewClient is a Client that puts tasks on service's queues in the Redis at redisURL.
@@ -31,7 +39,16 @@ func NewClient(redisURL, service string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{service: service, rdb: rdb, c: asynq.NewClientFromRedisClient(rdb)}, nil
+	return &Client{service: service, rdb: rdb, c: asynq.NewClientFromRedisClient(rdb),
+		tracer: noop.NewTracerProvider().Tracer("")}, nil
+}
+
+// Traced makes each enqueue a span, "enqueue <type>", from tp. Whether or not it is
+// called, a task enqueued within a trace carries it (traceparentHeader), so that
+// the worker's run joins the trace of the request or event that asked for it.
+func (c *Client) Traced(tp trace.TracerProvider) *Client {
+	c.tracer = tp.Tracer("github.com/bazaar-shop/bazaar/pkg/tasks")
+	return c
 }
 
 // Close releases the Redis connections.
@@ -67,12 +84,24 @@ func (c *Client) enqueue(ctx context.Context, t Task, payload []byte, headers ma
 		}
 		all = append(all, o)
 	}
+	ctx, span := c.tracer.Start(ctx, "enqueue "+t.Type, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(attribute.String("messaging.system", "asynq"), attribute.String("task.type", t.Type)))
+	defer span.End()
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		headers = maps.Clone(headers)
+		if headers == nil {
+			headers = map[string]string{}
+		}
+		headers[traceparentHeader] = tp
+	}
 	info, err := c.c.EnqueueContext(ctx, asynq.NewTaskWithHeaders(t.Type, payload, headers), all...)
 	switch {
 	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
 		return "", fmt.Errorf("enqueue %s: %w", t.Type, ErrTaskExists)
 	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
 		return "", fmt.Errorf("tasks: enqueue %s: %w", t.Type, err)
 	}
+	span.SetAttributes(attribute.String("task.id", info.ID), attribute.String("task.queue", info.Queue))
 	return info.ID, nil
 }

@@ -92,3 +92,7 @@ func ScheduledFor(ctx context.Context) (slot time.Time, ok bool) {
 
 // scheduledForHeader carries the slot from the Scheduler to the worker.
 const scheduledForHeader = "bazaar-scheduled-for"
+
+// traceparentHeader carries the trace of whatever enqueued the task (W3C
+// traceparent) to the worker, whose run joins it.
+const traceparentHeader = "traceparent"

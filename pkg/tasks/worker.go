@@ -12,6 +12,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // Config tunes a Worker. Only Service is required.
@@ -33,6 +39,9 @@ type Config struct {
 	PollInterval time.Duration
 	// Registerer receives the worker's metrics; nil records none.
 	Registerer prometheus.Registerer
+	// Tracer gives each run a span, "run <type>", in the trace of whatever enqueued
+	// the task (nil: none).
+	Tracer trace.TracerProvider
 }
 
 // Worker runs a service's tasks: an asynq server over the service's three queues by
@@ -44,6 +53,7 @@ type Worker struct {
 	mux      *asynq.ServeMux
 	handlers map[string]handler
 	metrics  *workerMetrics
+	tracer   trace.Tracer
 }
 
 type handler struct {
@@ -98,6 +108,9 @@ func NewWorker(redisURL string, log *slog.Logger, cfg Config) (*Worker, error) {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noop.NewTracerProvider()
+	}
 	queues := make(map[string]int, len(priorities))
 	for q, weight := range priorities {
 		queues[QueueName(cfg.Service, q)] = weight
@@ -108,6 +121,7 @@ func NewWorker(redisURL string, log *slog.Logger, cfg Config) (*Worker, error) {
 		mux:      asynq.NewServeMux(),
 		handlers: map[string]handler{},
 		metrics:  m,
+		tracer:   cfg.Tracer.Tracer("github.com/bazaar-shop/bazaar/pkg/tasks"),
 	}
 	level := asynq.InfoLevel
 	if log.Enabled(context.Background(), slog.LevelDebug) {
@@ -166,6 +180,21 @@ func (w *Worker) run(ctx context.Context, h handler, at *asynq.Task) (err error)
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.task.timeout())
 	defer cancel()
+	ctx, span := w.tracer.Start(telemetry.WithTraceParent(ctx, at.Headers()[traceparentHeader]), "run "+h.task.Type,
+		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("messaging.system", "asynq"), attribute.String("task.type", h.task.Type)))
+	if id, ok := asynq.GetTaskID(ctx); ok {
+		span.SetAttributes(attribute.String("task.id", id))
+	}
+	if n, ok := asynq.GetRetryCount(ctx); ok {
+		span.SetAttributes(attribute.Int("task.retry", n))
+	}
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	ctx = context.WithValue(ctx, resultWriterKey, at.ResultWriter())
 	if s, ok := at.Headers()[scheduledForHeader]; ok {
 		if slot, perr := time.Parse(time.RFC3339, s); perr == nil {

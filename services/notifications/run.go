@@ -174,7 +174,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	consumer := events.NewConsumer(p.Pool, p.Redis, p.Log,
 		intake.Handler(func(tx pgx.Tx) intake.Store { return store.InTx(tx) }, time.Now, intake.Options{ReportEmail: cfg.ReportEmail}),
 		events.ConsumerOptions{Group: "notifications", Name: cfg.ConsumerName, Streams: intake.Streams,
-			DLQMaxLen: int64(cfg.DLQMaxLen), Registerer: p.Metrics})
+			DLQMaxLen: int64(cfg.DLQMaxLen), Registerer: p.Metrics, Tracer: p.Tracing.Provider})
 	p.Background("event consumer", consumer.Run)
 	// The inbox would otherwise keep every event id for ever. Past the retention a
 	// redelivered event still writes no second notification: event_id is unique there.

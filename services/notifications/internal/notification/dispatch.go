@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // Due is a queued notification that needs its task enqueued.
@@ -17,6 +19,9 @@ type Due struct {
 	// still queued: the task may have been lost, or have failed for good without
 	// marking the row.
 	Stale bool
+	// TraceParent is the trace of the event that queued it ("" for none): its task
+	// is enqueued in that trace.
+	TraceParent string
 }
 
 // DispatchStore is the storage the Dispatcher needs. Every method fails with an error
@@ -157,7 +162,7 @@ func (d *Dispatcher) Pass(ctx context.Context) (int, error) {
 }
 
 func (d *Dispatcher) dispatch(ctx context.Context, n Due) error {
-	err := d.queue.Enqueue(ctx, n.ID)
+	err := d.queue.Enqueue(telemetry.WithTraceParent(ctx, n.TraceParent), n.ID)
 	switch {
 	case err == nil:
 		if n.Stale {

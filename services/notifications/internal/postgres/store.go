@@ -18,6 +18,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 )
 
@@ -69,7 +70,7 @@ func (s *Store) MarkFailed(ctx context.Context, id uuid.UUID, reason string) err
 
 // Due implements notification.DispatchStore.
 func (s *Store) Due(ctx context.Context, staleBefore time.Time, limit int) ([]notification.Due, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, enqueued_at IS NOT NULL FROM notifications
+	rows, err := s.pool.Query(ctx, `SELECT id, enqueued_at IS NOT NULL, traceparent FROM notifications
 		WHERE status = 'queued' AND (enqueued_at IS NULL OR enqueued_at < $1)
 		ORDER BY created_at LIMIT $2`, staleBefore, limit)
 	if err != nil {
@@ -77,7 +78,7 @@ func (s *Store) Due(ctx context.Context, staleBefore time.Time, limit int) ([]no
 	}
 	due, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (notification.Due, error) {
 		var d notification.Due
-		err := row.Scan(&d.ID, &d.Stale)
+		err := row.Scan(&d.ID, &d.Stale, &d.TraceParent)
 		return d, err
 	})
 	return due, dbError(err, "due notifications")
@@ -165,9 +166,9 @@ func (t *TxStore) Add(ctx context.Context, n notification.Notification) (bool, e
 		return false, fmt.Errorf("encode details: %w", err)
 	}
 	tag, err := t.tx.Exec(ctx, `INSERT INTO notifications
-		(id, event_id, kind, user_id, recipient, subject, data, status, attempts, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) ON CONFLICT (event_id) DO NOTHING`,
-		n.ID, n.EventID, n.Kind, n.UserID, n.Recipient, n.Subject, data, n.Status, n.CreatedAt)
+		(id, event_id, kind, user_id, recipient, subject, data, status, attempts, created_at, traceparent)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10) ON CONFLICT (event_id) DO NOTHING`,
+		n.ID, n.EventID, n.Kind, n.UserID, n.Recipient, n.Subject, data, n.Status, n.CreatedAt, telemetry.TraceParent(ctx))
 	if err != nil {
 		return false, dbError(err, "add notification")
 	}
