@@ -11,6 +11,7 @@ import (
 	"github.com/bazaar-shop/bazaar/services/payments/internal/httpapi"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/payment"
+	"github.com/bazaar-shop/bazaar/services/payments/internal/paymentmetrics"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/postgres/migrations"
 )
@@ -73,7 +74,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	payments := payment.NewService(postgres.NewStore(p.Pool), payment.StripeTest{}, time.Now, cfg.ProcessorTimeout)
+	store := postgres.NewStore(p.Pool)
+	payments := payment.NewService(store, payment.StripeTest{}, time.Now, cfg.ProcessorTimeout)
+	// payments_pending and the oldest's age, read at each scrape (bounded).
+	if err := paymentmetrics.Register(p.Metrics, store, time.Now); err != nil {
+		return err
+	}
 	// Charges interrupted before their outcome was recorded are settled every minute,
 	// with or without Redis.
 	p.Background("pending payments sweep", func(ctx context.Context) error { return jobs.RunSweep(ctx, payments, p.Log) })

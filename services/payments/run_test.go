@@ -756,3 +756,74 @@ func TestInternalRoutesLetInOnlyTheOrdersService(t *testing.T) {
 		t.Errorf("a refused charge left %d payments", n)
 	}
 }
+
+// The payments left pending are on the internal listener's /metrics, read from the
+// database at each scrape; a database that stops answering costs the scrape about a
+// second (paymentmetrics.ScrapeTimeout), not the scraper's timeout, and shows as -1.
+func TestPendingPaymentsAreScrapedAndASlowDatabaseDoesNotHoldTheScrape(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := pgtest.NewDatabase(t)
+	proxied, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := tcpproxy.New(proxied.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	proxied.Host = db.Addr()
+	prog := startProgram(t, svcauthtest.New(t, "orders"), map[string]string{"DATABASE_URL": proxied.String(), "REDIS_URL": redistest.New(t)})
+	pool, err := pgdb.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+
+	metrics := func(t *testing.T) (string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		r := programtest.Call(t, http.MethodGet, prog.InternalURL()+"/metrics", "")
+		if r.Status != http.StatusOK {
+			t.Fatalf("/metrics: %d", r.Status)
+		}
+		return string(r.Body), time.Since(start)
+	}
+	if body, _ := metrics(t); !strings.Contains(body, "payments_pending 0\n") || !strings.Contains(body, "payments_pending_oldest_age_seconds 0\n") {
+		t.Errorf("with nothing pending, /metrics lacks payments_pending 0 and an oldest age of 0:\n%s", body)
+	}
+
+	// A charge in progress for 30 s: younger than the sweep's minute, so it stays.
+	p := payment.NewPending(uuid.New(), payment.ChargeRequest{OrderID: uuid.New(), UserID: uuid.New(),
+		Amount: payment.Money{Cents: 999, Currency: "EUR"}, Method: payment.MethodVisa}, time.Now().Add(-30*time.Second))
+	if err := postgres.NewStore(pool).CreatePending(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := metrics(t)
+	if !strings.Contains(body, "payments_pending 1\n") {
+		t.Errorf("/metrics lacks payments_pending 1:\n%s", body)
+	}
+	var age float64
+	for line := range strings.Lines(body) {
+		if v, ok := strings.CutPrefix(line, "payments_pending_oldest_age_seconds "); ok {
+			if _, err := fmt.Sscan(v, &age); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if age < 30 || age > 90 {
+		t.Errorf("payments_pending_oldest_age_seconds = %v, want about 30", age)
+	}
+
+	// Every answer of the database now takes 5 s: the scrape answers in about one.
+	db.SetDelay(5 * time.Second)
+	t.Cleanup(func() { db.SetDelay(0) })
+	body, took := metrics(t)
+	if took > 3*time.Second {
+		t.Errorf("the scrape took %s with the database slow; want about %s", took, time.Second)
+	}
+	if !strings.Contains(body, "payments_pending -1\n") {
+		t.Errorf("with the database slow, /metrics lacks payments_pending -1:\n%s", body)
+	}
+}

@@ -185,6 +185,19 @@ func (s *Store) Pending(ctx context.Context, before time.Time, after *page.Curso
 	return list, dbError(err, "pending payments")
 }
 
+// PendingSummary counts the payments still pending and says when the oldest of them
+// was created (zero when there is none), for the pending-payments metrics, on the
+// partial index payments_pending.
+func (s *Store) PendingSummary(ctx context.Context) (int64, time.Time, error) {
+	var n int64
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM payments WHERE status = 'pending'`).Scan(&n, &oldest)
+	if err != nil || oldest == nil {
+		return n, time.Time{}, dbError(err, "pending payments summary")
+	}
+	return n, *oldest, nil
+}
+
 // ListByOrder implements payment.Store.
 func (s *Store) ListByOrder(ctx context.Context, user, order uuid.UUID, pr page.Request) ([]payment.Payment, error) {
 	var rows pgx.Rows
