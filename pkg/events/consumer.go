@@ -40,8 +40,18 @@ type ConsumerOptions struct {
 	// Group is the consumer group, named after the consuming service.
 	Group string
 	// Name is this replica within the group (default: the host name). A stable name
-	// lets a restarted replica take back its own unacknowledged entries at once.
+	// lets a restarted replica take back its own unacknowledged entries at once; a
+	// name that changes with every container (its id) leaves the old one behind in
+	// the group, its entries taken over after ClaimIdle and the name itself removed
+	// after ForgetAfter.
 	Name string
+	// ForgetAfter is how long another consumer of the group may stay idle, with
+	// nothing pending, before this one deletes it from the group (default 1h): the
+	// replicas that are gone for good (a container recreated under a new name, a
+	// scaled-down pod). A live consumer reads every Block, so it is never that idle,
+	// and one that was would come back by reading again; with nothing pending,
+	// nothing is lost either way.
+	ForgetAfter time.Duration
 	// Streams are read together.
 	Streams []string
 	// StartAtEnd creates a missing group at the end of its stream rather than at its
@@ -126,6 +136,9 @@ func NewConsumer(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, h Hand
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 128
+	}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = time.Hour
 	}
 	if opts.Tracer == nil {
 		opts.Tracer = noop.NewTracerProvider()
@@ -348,7 +361,30 @@ func (c *Consumer) sweep(ctx context.Context) error {
 		for _, m := range abandoned {
 			c.process(ctx, s, m, c.deliveries(ctx, s, m.ID))
 		}
+		if err := c.forgetGone(ctx, s); err != nil {
+			return err
+		}
 		c.refreshMetrics(ctx, s)
+	}
+	return nil
+}
+
+// forgetGone deletes from the group on stream the other consumers that have been
+// idle for ForgetAfter with nothing pending (see ConsumerOptions.ForgetAfter).
+func (c *Consumer) forgetGone(ctx context.Context, stream string) error {
+	consumers, err := c.redis.XInfoConsumers(ctx, stream, c.opts.Group).Result()
+	if err != nil {
+		return fmt.Errorf("xinfo consumers: %w", err)
+	}
+	for _, other := range consumers {
+		if other.Name == c.opts.Name || other.Pending > 0 || other.Idle < c.opts.ForgetAfter {
+			continue
+		}
+		if err := c.redis.XGroupDelConsumer(ctx, stream, c.opts.Group, other.Name).Err(); err != nil {
+			return fmt.Errorf("xgroup delconsumer: %w", err)
+		}
+		c.log.InfoContext(ctx, "forgot a consumer gone from the group", "stream", stream, "gone", other.Name,
+			"idle", other.Idle.Round(time.Second).String())
 	}
 	return nil
 }

@@ -597,3 +597,38 @@ func TestAConsumerWithoutADatabaseHandlesEachEntryAndStartsAtTheEnd(t *testing.T
 		t.Errorf("the handler was given a transaction %d times, without a database", n)
 	}
 }
+
+// A replica gone for good (a container recreated under a new name) leaves its name in
+// the group; once its entries are taken over and it has been idle for ForgetAfter,
+// the survivors delete it. One with entries still pending is kept until they are
+// taken, so nothing it held is lost.
+func TestConsumersGoneForGoodAreForgotten(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	if err := f.redis.XGroupCreateMkStream(ctx, stream, "tests", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.redis.XGroupCreateConsumer(ctx, stream, "tests", "gone-idle")
+	f.publish(t, events.Envelope{Subject: "held"})
+	if err := f.redis.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "tests", Consumer: "gone-holding", Streams: []string{stream, ">"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		cs, err := f.redis.XInfoConsumers(ctx, stream, "tests").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, c := range cs {
+			out = append(out, c.Name)
+		}
+		return out
+	}
+	f.start(t, record, events.ConsumerOptions{Name: "survivor", ClaimIdle: 300 * time.Millisecond,
+		RetryDelay: 50 * time.Millisecond, ForgetAfter: 200 * time.Millisecond, Block: 50 * time.Millisecond})
+	eventually(t, "the gone consumers forgotten and the held entry handled", func() bool {
+		n := names()
+		return len(n) == 1 && n[0] == "survivor" && f.effects(t, "held") == 1
+	})
+}
