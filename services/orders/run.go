@@ -152,6 +152,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	// sagas_unfinished{state} and sagas_unattended, read at each scrape (bounded).
+	if err := sagametrics.RegisterUnfinished(p.Metrics, store, cfg.SagaAlarmAfter, time.Now); err != nil {
+		return err
+	}
 	feed := statusfeed.New(p.Redis, p.Log)
 	p.Background("status feed", feed.Run)
 	deps := order.Deps{Store: store, Inventory: inv, Payments: pay, Notifier: feed, Recorder: recorder, Log: p.Log}

@@ -1,5 +1,7 @@
 // Package sagametrics records the create-order saga's outcomes and durations as
-// Prometheus metrics (the breakers' states are recorded by package downstream).
+// Prometheus metrics, and exports how many sagas are unfinished in each state, read
+// from the database at each scrape (unfinished.go). The breakers' states are recorded
+// by package downstream.
 package sagametrics
 
 import (
