@@ -61,13 +61,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 chmod 700 "$tmp"
 exists() { k get secret "$1" >/dev/null 2>&1; }
+# 24 random bytes, in hex.
+random() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 if ! exists bazaar-postgres; then
-	openssl rand -hex 24 | tr -d '\n' >"$tmp/password"
+	random >"$tmp/password"
 	k create secret generic bazaar-postgres --from-file=password="$tmp/password"
 fi
 for s in "${services[@]}"; do
 	exists "bazaar-$s-db-app" && continue
-	password=$(openssl rand -hex 24)
+	password=$(random)
 	printf %s "bazaar_$s" >"$tmp/username"
 	printf %s "$password" >"$tmp/password"
 	printf %s "postgres://bazaar_$s:$password@postgres:5432/bazaar_$s?sslmode=disable" >"$tmp/uri"
