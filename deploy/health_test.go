@@ -18,6 +18,7 @@ import (
 	"github.com/moby/patternmatcher/ignorefile"
 
 	"github.com/bazaar-shop/bazaar/internal/demo"
+	programlist "github.com/bazaar-shop/bazaar/internal/programs"
 )
 
 // dependsOn is what each long-running container waits for before it starts, and in
@@ -263,6 +264,28 @@ func TestDockerignoreSendsWhatTheBuildsReadAndNotTheRest(t *testing.T) {
 	for _, path := range needed {
 		if excluded(path) {
 			t.Errorf(".dockerignore leaves out %s, which the builds read", path)
+		}
+	}
+}
+
+// Every variable the compose file gives a program is one the program reads (found in
+// its sources, programEnvNames): a misspelt name would be ignored without a word and
+// its default used. A secret read with SecretOrFile may come as NAME_FILE.
+func TestComposeEnvironmentIsWhatTheProgramsRead(t *testing.T) {
+	t.Parallel()
+	p := loadProject(t)
+	for _, prog := range programlist.All {
+		s, err := p.GetService(prog.Name)
+		if err != nil {
+			t.Errorf("no service %s", prog.Name)
+			continue
+		}
+		names, secret := programEnvNames(t, prog.Dir)
+		for key := range s.Environment {
+			base, isFile := strings.CutSuffix(key, "_FILE")
+			if !names[key] && !(isFile && secret[base]) {
+				t.Errorf("compose gives %s %s, which it does not read", prog.Name, key)
+			}
 		}
 	}
 }
