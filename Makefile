@@ -19,6 +19,7 @@ loadgen:
 
 ## test: lint, then every test (unit, integration against Postgres and Redis, e2e)
 test: lint
+	@./scripts/ensure-promtool.sh
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 ## test-unit: only the tests that need no server
