@@ -12,12 +12,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/bazaar-shop/bazaar/deploy/observability"
 	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/internal/programs"
 	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
@@ -90,6 +97,15 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	if len(opts.ProgramEnv) != 0 {
 		t.Fatalf("make run's options set program variables %v; this test assumes the programs' defaults", opts.ProgramEnv)
 	}
+	// The one program variable this test sets: where the gateway's operations
+	// listener is (its metrics), which a stack on free ports puts on a port it does
+	// not report. A free port, as the stack would have picked.
+	opsPort, err := devstack.FreePorts(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gatewayOps := "127.0.0.1:" + strconv.Itoa(opsPort[0])
+	opts.ProgramEnv = map[string]map[string]string{"gateway": {"OPS_ADDR": gatewayOps}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -146,6 +162,16 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 		t.Errorf("some tests skipped against a stack like make run's:\n%s", summary(out))
 	}
 
+	// The stack has now served orders (confirmed, cancelled, out of stock), sign-ups,
+	// e-mails and catalogue reads, so the labelled series exist.
+	t.Run("metrics", func(t *testing.T) {
+		listeners := map[string]string{"gateway": "http://" + gatewayOps}
+		for _, name := range programs.Services() {
+			listeners[name] = u.Internal[name]
+		}
+		checkDashboardsAndAlertsNameExportedMetrics(t, listeners)
+	})
+
 	// The limits were make run's: the sign-in limit (10 a minute per client IP) refuses
 	// the 11th log-in within a minute at the latest, with a Retry-After. Different
 	// e-mail addresses, so that the per-address limit is not the one met.
@@ -169,6 +195,71 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 		}
 	}
 	t.Error("11 log-ins in a row were all let through: the stack does not have make run's sign-in limit, so the e2e tests above did not run against it")
+}
+
+// checkDashboardsAndAlertsNameExportedMetrics scrapes every program's metrics
+// listener (listeners: its base URL by program name) and checks that each metric the
+// Grafana dashboards query and the alerts evaluate (deploy/observability) is exported
+// by at least one of them, so that no panel stays empty and no alert waits on a series
+// that never comes because of a misspelt or renamed metric. A histogram is exported
+// as its _bucket, _sum and _count series, as queries name it.
+func checkDashboardsAndAlertsNameExportedMetrics(t *testing.T, listeners map[string]string) {
+	t.Helper()
+	// Series Prometheus makes itself, one per scrape target: no program exports them.
+	exported := map[string][]string{"up": {"prometheus"}}
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, prog := range programs.All {
+		base, ok := listeners[prog.Name]
+		if !ok {
+			t.Fatalf("no metrics listener for %s", prog.Name)
+		}
+		req, _ := http.NewRequest(http.MethodGet, base+"/metrics", nil)
+		req.Header.Set("Accept", "text/plain")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("scrape %s: %v", prog.Name, err)
+		}
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		families, err := parser.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || err != nil {
+			t.Fatalf("scrape %s at %s: %s, %v", prog.Name, base, resp.Status, err)
+		}
+		for name, f := range families {
+			names := []string{name}
+			switch f.GetType() {
+			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+				names = []string{name + "_bucket", name + "_sum", name + "_count"}
+			case dto.MetricType_SUMMARY:
+				names = append(names, name+"_sum", name+"_count")
+			}
+			for _, n := range names {
+				exported[n] = append(exported[n], prog.Name)
+			}
+		}
+	}
+	queries, err := observability.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checked := map[string]bool{}
+	for _, q := range queries {
+		names, err := observability.MetricNames(q.Expr)
+		if err != nil {
+			t.Errorf("%s: %v", q.Where, err)
+			continue
+		}
+		for _, name := range names {
+			checked[name] = true
+			if len(exported[name]) == 0 {
+				t.Errorf("%s names %s, which no program of the running stack exports", q.Where, name)
+			}
+		}
+	}
+	if len(checked) < 20 {
+		t.Errorf("only %d metric names found in the dashboards and alerts: %v", len(checked), checked)
+	}
+	t.Logf("%d metric names of %d dashboard queries and alerts, all exported", len(checked), len(queries))
 }
 
 // summary is the lines of go test -v output that say how each test ended, and the
