@@ -83,7 +83,8 @@ func TestAlertRulesPassPromtool(t *testing.T) {
 
 // Each alert has a case in alerts_test.yml where it fires and one where it must not:
 // promtool passes a rule file whose tests leave an alert out, or only ever expect
-// it to fire (a rule that always fires would pass those).
+// it to fire (a rule that always fires would pass those). Each says what to do, and
+// links to its section of docs/observability.md.
 func TestEveryAlertHasTestsThatFireItAndThatDoNot(t *testing.T) {
 	t.Parallel()
 	var rules struct {
@@ -118,6 +119,10 @@ func TestEveryAlertHasTestsThatFireItAndThatDoNot(t *testing.T) {
 			}
 		}
 	}
+	doc, err := os.ReadFile("../docs/observability.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	n := 0
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -133,6 +138,9 @@ func TestEveryAlertHasTestsThatFireItAndThatDoNot(t *testing.T) {
 			// The runbook is the alert's section of docs/observability.md.
 			if want := "docs/observability.md#" + strings.ToLower(r.Alert); r.Annotations["runbook"] != want {
 				t.Errorf("%s runbook = %q, want %q", r.Alert, r.Annotations["runbook"], want)
+			}
+			if !bytes.Contains(doc, []byte("\n### "+r.Alert+"\n")) {
+				t.Errorf("docs/observability.md has no section ### %s, its runbook", r.Alert)
 			}
 		}
 	}
