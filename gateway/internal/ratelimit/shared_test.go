@@ -205,8 +205,10 @@ func TestIdleCallersAreDropped(t *testing.T) {
 		t.Fatalf("%d keys kept, want 2", n)
 	}
 	// busy keeps sending; quiet's request has been paid back once 100ms have passed
-	// on the clock (polled, not slept).
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	// on the clock (polled, not slept). busy sends every few milliseconds, as a
+	// caller does: flat out, a fast machine spent its burst of 1000 (100ms of
+	// payback each) before quiet's 100ms were up, and busy was refused.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		if r.l.shared.allow(context.Background(), []byte("user:busy"), fast).refused {
 			t.Fatal("refused")
 		}
