@@ -327,7 +327,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Ops: opsauth.New(opsauth.Options{
 			Log:        log,
 			Verifier:   verifier,
-			Users:      usersclient.New(firstURL(cfg.UsersURL), cfg.UpstreamTimeout),
+			Users:      usersclient.New(firstURL(cfg.UsersURL), cfg.UpstreamTimeout, tracing),
 			Sessions:   opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
 			Limiter:    limiter,
 			RetryAfter: usersclient.RetryAfter,

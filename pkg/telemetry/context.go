@@ -2,7 +2,9 @@ package telemetry
 
 import (
 	"context"
+	"net/http"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 )
 
@@ -23,4 +25,16 @@ func WithTraceParent(ctx context.Context, traceparent string) context.Context {
 		return ctx
 	}
 	return propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// Transport is rt with each call a client span of t's, and the caller's trace passed
+// on in traceparent, so that the called program's spans and logs join it. Without an
+// exporter the spans record nothing but the trace still travels. A nil t gives rt as
+// it is. opts are otelhttp's (a span name formatter, say).
+func (t *Tracing) Transport(rt http.RoundTripper, opts ...otelhttp.Option) http.RoundTripper {
+	if t == nil {
+		return rt
+	}
+	return otelhttp.NewTransport(rt, append([]otelhttp.Option{
+		otelhttp.WithTracerProvider(t.Provider), otelhttp.WithPropagators(t.Propagator)}, opts...)...)
 }

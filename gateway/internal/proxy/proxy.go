@@ -382,16 +382,9 @@ func newTransport(name string, opts Options) (http.RoundTripper, *fastTransport)
 		pool = newFastTransport(t)
 		rt = pool
 	}
-	if opts.Tracing == nil {
-		return rt, pool
-	}
-	return otelhttp.NewTransport(rt,
-		otelhttp.WithTracerProvider(opts.Tracing.Provider),
-		otelhttp.WithPropagators(opts.Tracing.Propagator),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			return "proxy " + name + " " + r.Method
-		}),
-	), pool
+	return opts.Tracing.Transport(rt, otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+		return "proxy " + name + " " + r.Method
+	})), pool
 }
 
 // copyBuffers lends ReverseProxy the buffers it copies answers through: without them it

@@ -24,6 +24,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
 // loginPath is the users service's log-in endpoint (docs/openapi.yaml).
@@ -41,18 +42,18 @@ type Client struct {
 }
 
 // New is a client of the users service at baseURL (USERS_URL), each call bounded by
-// timeout.
-func New(baseURL string, timeout time.Duration) *Client {
+// timeout and traced by tracing (nil: not traced).
+func New(baseURL string, timeout time.Duration, tracing *telemetry.Tracing) *Client {
 	return &Client{
 		base:    strings.TrimRight(baseURL, "/"),
 		timeout: timeout,
 		http: &http.Client{
 			// Proxy stays nil: never an HTTP_PROXY read from the environment.
-			Transport: &http.Transport{
+			Transport: tracing.Transport(&http.Transport{
 				DialContext:         (&net.Dialer{Timeout: min(timeout, 2*time.Second)}).DialContext,
 				MaxIdleConnsPerHost: 4,
 				IdleConnTimeout:     90 * time.Second,
-			},
+			}),
 			// The log-in endpoint does not redirect; following one would send the
 			// password somewhere else.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },

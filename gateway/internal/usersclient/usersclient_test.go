@@ -42,7 +42,7 @@ func TestLoginSendsTheCredentialsAndReturnsTheAccessToken(t *testing.T) {
 	ctx := logging.WithRequestID(context.Background(), "req-1")
 	// The browser's address goes to users as the proxy sends it, so that users counts
 	// the attempt against the browser, not against the gateway.
-	tok, err := usersclient.New(url+"/", time.Second).Login(ctx, "ann@example.com", "secret-pass", "203.0.113.9")
+	tok, err := usersclient.New(url+"/", time.Second, nil).Login(ctx, "ann@example.com", "secret-pass", "203.0.113.9")
 	if err != nil || tok != "tok" {
 		t.Fatalf("Login = %q, %v; want the access token", tok, err)
 	}
@@ -51,7 +51,7 @@ func TestLoginSendsTheCredentialsAndReturnsTheAccessToken(t *testing.T) {
 		len(s.forwardedFor) != 1 || s.forwardedFor[0] != "203.0.113.9" {
 		t.Errorf("users got %+v", s)
 	}
-	if _, err := usersclient.New(url, time.Second).Login(ctx, "ann@example.com", "secret-pass", ""); err != nil {
+	if _, err := usersclient.New(url, time.Second, nil).Login(ctx, "ann@example.com", "secret-pass", ""); err != nil {
 		t.Fatal(err)
 	}
 	if s := <-got; len(s.forwardedFor) != 0 {
@@ -96,7 +96,7 @@ func TestLoginErrorsCarryACode(t *testing.T) {
 		}), apperr.BadGateway},
 	} {
 		start := time.Now()
-		_, err := usersclient.New(tc.url, 300*time.Millisecond).Login(context.Background(), "a@b.c", "pw", "")
+		_, err := usersclient.New(tc.url, 300*time.Millisecond, nil).Login(context.Background(), "a@b.c", "pw", "")
 		if code := apperr.CodeOf(err); code != tc.want {
 			t.Errorf("%s: got %v, want code %s", tc.name, err, tc.want)
 		}
@@ -117,7 +117,7 @@ func TestLoginDoesNotFollowRedirects(t *testing.T) {
 		// 307 would make a following client re-send the body, password and all.
 		http.Redirect(w, r, elsewhere+"/steal", http.StatusTemporaryRedirect)
 	})
-	_, err := usersclient.New(url, time.Second).Login(context.Background(), "a@b.c", "pw", "")
+	_, err := usersclient.New(url, time.Second, nil).Login(context.Background(), "a@b.c", "pw", "")
 	if err == nil {
 		t.Fatal("Login succeeded on a redirect")
 	}
@@ -134,7 +134,7 @@ func TestLoginTurnedAwaySaysHowLongToWait(t *testing.T) {
 		w.Header().Set("Retry-After", "7")
 		problem.Write(w, r, nil, apperr.E(apperr.RateLimited, "too many attempts"))
 	})
-	_, err := usersclient.New(url, time.Second).Login(context.Background(), "a@b.c", "pw", "")
+	_, err := usersclient.New(url, time.Second, nil).Login(context.Background(), "a@b.c", "pw", "")
 	if apperr.CodeOf(err) != apperr.RateLimited || usersclient.RetryAfter(err) != 7*time.Second {
 		t.Errorf("got %v, wait %s; want rate_limited, 7s", err, usersclient.RetryAfter(err))
 	}

@@ -44,7 +44,6 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -143,10 +142,7 @@ func New(cfg Config) (*Client, error) {
 		MaxIdleConnsPerHost: 32,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	if cfg.Tracing != nil {
-		transport = otelhttp.NewTransport(transport,
-			otelhttp.WithTracerProvider(cfg.Tracing.Provider), otelhttp.WithPropagators(cfg.Tracing.Propagator))
-	}
+	transport = cfg.Tracing.Transport(transport)
 	c := &Client{
 		cfg: cfg,
 		up:  up,
