@@ -254,6 +254,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	defer rdb.Close()
+	if tracing.Exporting {
+		redisclient.Trace(rdb, tracing.Provider) // the product cache's reads, a request's
+	}
 	ready := health.NewChecker(log, readyTimeout)
 	// Without Redis the gateway still routes the API; the operations pages, the
 	// product cache (bypassed) and task states need it, so it is degraded, not down.
