@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
@@ -90,17 +91,9 @@ func NewRelay(pool *pgxpool.Pool, rdb *redis.Client, log *slog.Logger, opts Rela
 		}),
 	}
 	if opts.Registerer != nil {
-		pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "outbox_pending_rows", Help: "Outbox rows not yet published.",
-		}, func() float64 {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			n, err := Pending(ctx, pool)
-			if err != nil {
-				return -1
-			}
-			return float64(n)
-		})
+		pending := metrics.QueriedGauge(prometheus.GaugeOpts{
+			Name: "outbox_pending_rows", Help: "Outbox rows not yet published; -1 when the database did not answer the scrape.",
+		}, func(ctx context.Context) (int64, error) { return Pending(ctx, pool) })
 		opts.Registerer.MustRegister(r.published, r.errors, r.leader, pending)
 	}
 	return r

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/emailtask"
@@ -182,17 +183,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	p.Metrics.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "notifications_queued", Help: "Notifications not yet sent or failed: the e-mail backlog.",
-	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		n, err := store.CountQueued(ctx)
-		if err != nil {
-			return -1
-		}
-		return float64(n)
-	}))
+	p.Metrics.MustRegister(metrics.QueriedGauge(prometheus.GaugeOpts{
+		Name: "notifications_queued", Help: "Notifications not yet sent or failed: the e-mail backlog; -1 when the database did not answer the scrape.",
+	}, store.CountQueued))
 
 	public := p.Router()
 	httpapi.Mount(public, httpapi.Deps{

@@ -6,13 +6,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
+
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
 )
 
-// ScrapeTimeout bounds the database's answer to one scrape: a database that does not
-// answer must not hold the scrape (and every other metric of orders) until the
-// scraper gives up on the whole target.
-const ScrapeTimeout = time.Second
+// ScrapeTimeout bounds the database's answer to one scrape (metrics.ScrapeTimeout).
+const ScrapeTimeout = metrics.ScrapeTimeout
 
 // Census counts the unfinished sagas (*postgres.Store is one): by state, and how many
 // of them have not changed since unchangedSince.
@@ -59,18 +59,18 @@ func (u *unfinished) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (u *unfinished) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
+	ctx, cancel := metrics.ScrapeContext()
 	defer cancel()
 	byState, unattended, err := u.census.UnfinishedSagas(ctx, u.now().Add(-u.alarmAfter))
 	for _, st := range unfinishedStates {
 		n := float64(byState[st])
 		if err != nil {
-			n = -1
+			n = metrics.Unanswered
 		}
 		ch <- prometheus.MustNewConstMetric(unfinishedDesc, prometheus.GaugeValue, n, string(st))
 	}
 	if err != nil {
-		unattended = -1
+		unattended = metrics.Unanswered
 	}
 	ch <- prometheus.MustNewConstMetric(unattendedDesc, prometheus.GaugeValue, float64(unattended))
 }

@@ -14,12 +14,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bazaar-shop/bazaar/pkg/metrics"
 )
 
-// ScrapeTimeout bounds the store's answer to one scrape: a database that does not
-// answer must not hold the scrape (and every other metric of the service) until the
-// scraper gives up on the whole target.
-const ScrapeTimeout = time.Second
+// ScrapeTimeout bounds the database's answer to one scrape (metrics.ScrapeTimeout).
+const ScrapeTimeout = metrics.ScrapeTimeout
 
 // Store summarises the pending payments (*postgres.Store is one): how many, and when
 // the oldest was created (zero when there is none).
@@ -60,9 +60,9 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), ScrapeTimeout)
+	ctx, cancel := metrics.ScrapeContext()
 	defer cancel()
-	pending, age := -1.0, -1.0
+	pending, age := float64(metrics.Unanswered), float64(metrics.Unanswered)
 	if n, oldest, err := c.store.PendingSummary(ctx); err == nil {
 		pending, age = float64(n), 0
 		if n > 0 && !oldest.IsZero() {
