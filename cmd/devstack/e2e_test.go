@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -162,6 +163,20 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 		t.Errorf("some tests skipped against a stack like make run's:\n%s", summary(out))
 	}
 
+	// Finding: make run's Mailpit inbox was a blank page, its web UI never built
+	// (/dist/app.js answered 404): the module carries the UI's sources, not the bundle.
+	t.Run("mailpit's web inbox", func(t *testing.T) {
+		page := get(t, u.Mailpit+"/")
+		if !bytes.Contains(page, []byte("dist/app.js")) {
+			t.Fatalf("Mailpit's page does not load its app:\n%.500s", page)
+		}
+		for _, asset := range []string{"/dist/app.js", "/dist/app.css"} {
+			if b := get(t, u.Mailpit+asset); len(b) < 10_000 {
+				t.Errorf("%s is %d bytes: not the built UI", asset, len(b))
+			}
+		}
+	})
+
 	// The stack has now served orders (confirmed, cancelled, out of stock), sign-ups,
 	// e-mails and catalogue reads, so the labelled series exist.
 	t.Run("metrics", func(t *testing.T) {
@@ -292,4 +307,19 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// get is the body of a GET of url, failing the test unless it answers 200.
+func get(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return b
 }

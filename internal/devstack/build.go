@@ -3,7 +3,8 @@ package devstack
 import (
 	"bytes"
 	"context"
-	"errors"
+	"embed"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,9 +23,11 @@ const (
 )
 
 // DefaultMailpitBin is where the stack keeps Mailpit under binDir: in a directory named
-// for its version, so that changing MailpitVersion builds the new one.
+// for its version, so that changing MailpitVersion builds the new one ("-ui": built
+// with its web UI, which the binaries of earlier checkouts, under the version alone,
+// lack).
 func DefaultMailpitBin(binDir string) string {
-	return filepath.Join(binDir, "mailpit-"+MailpitVersion, "mailpit")
+	return filepath.Join(binDir, "mailpit-"+MailpitVersion+"-ui", "mailpit")
 }
 
 // Programs are Bazaar's programs (internal/programs) and their packages, relative to
@@ -72,53 +75,117 @@ func buildPrograms(ctx context.Context, repoDir, binDir string, out *sink) error
 	return goCommand(ctx, repoDir, nil, args, out, "building the programs")
 }
 
-// ensureMailpit builds Mailpit into the directory of bin with go install, unless bin is
-// already there. Two stacks may start at once on a fresh clone (make test runs the e2e
-// package and cmd/devstack's test side by side) and both build it: each installs into
+// ensureMailpit builds Mailpit, web UI and all, into the directory of bin, unless bin
+// is already there. Two stacks may start at once on a fresh clone (make test runs the
+// e2e package and cmd/devstack's test side by side) and both build it: each builds in
 // a directory of its own and renames the result into place, so that neither can start
 // a binary the other is still writing.
+//
+// `go install` alone gives a Mailpit whose inbox is a blank page: the module carries
+// the UI's sources and package.json but not the bundle the binary embeds
+// (server/ui/dist). So the module's source is copied, its UI built with npm as
+// Mailpit's own `npm run build` does, and the binary built from that. The packages
+// come from mailpitui/package.json and its lockfile, not Mailpit's: some versions its
+// lockfile pins are not served by the registry this project is built from (rapidoc
+// ^12: 9.3.8 is the newest served; sass-embedded 1.108.1: 1.108.2), so those two files
+// pin what is served, and only what the build needs (no linters, no test runners).
 func ensureMailpit(ctx context.Context, repoDir, bin string, out *sink) error {
 	if _, err := os.Stat(bin); err == nil {
 		return nil
 	}
 	dir := filepath.Dir(bin)
-	out.printf("building Mailpit %s into %s (about a minute the first time)", MailpitVersion, dir)
+	out.printf("building Mailpit %s, web UI and all, into %s (about a minute the first time)", MailpitVersion, dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	tmp, err := os.MkdirTemp(dir, ".install-")
+	tmp, err := os.MkdirTemp(dir, ".build-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	env := []string{"GOBIN=" + tmp}
-	err = goCommand(ctx, repoDir, env, []string{"install", MailpitModule + "@" + MailpitVersion}, out, "building Mailpit")
+	src, err := moduleSource(ctx, repoDir, MailpitModule+"@"+MailpitVersion)
 	if err != nil {
 		return err
 	}
-	built := filepath.Join(tmp, filepath.Base(bin))
-	if _, err := os.Stat(built); err != nil {
-		return fmt.Errorf("go install %s@%s did not produce %s", MailpitModule, MailpitVersion, built)
+	work := filepath.Join(tmp, "src")
+	if err := os.CopyFS(work, os.DirFS(src)); err != nil {
+		return fmt.Errorf("copying Mailpit's source: %w", err)
 	}
-	return os.Rename(built, bin)
+	for _, name := range []string{"package.json", "package-lock.json"} {
+		b, err := mailpitUI.ReadFile("mailpitui/" + name)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(work, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	steps := []struct {
+		what, name string
+		env, args  []string
+	}{
+		// install, not ci: the lockfile lacks optional packages the registry does not
+		// serve (sass-embedded-all-unknown past 1.105), which install skips and ci
+		// refuses. --no-save: the lockfile stays as committed.
+		{"installing Mailpit's UI packages", "npm", nil, []string{"install", "--no-audit", "--no-fund", "--no-save"}},
+		{"building Mailpit's UI", "node", []string{"MINIFY=true"}, []string{"esbuild.config.mjs"}},
+		{"building Mailpit", "go", nil, []string{"build", "-trimpath",
+			"-ldflags", "-s -w -X " + MailpitModule + "/config.Version=" + MailpitVersion,
+			"-o", filepath.Join(tmp, filepath.Base(bin)), "."}},
+	}
+	for _, st := range steps {
+		if err := command(ctx, work, st.env, st.name, st.args, out, st.what); err != nil {
+			return err
+		}
+		if st.name == "node" {
+			if _, err := os.Stat(filepath.Join(work, "server", "ui", "dist", "app.js")); err != nil {
+				return fmt.Errorf("building Mailpit's UI made no server/ui/dist/app.js: %w", err)
+			}
+		}
+	}
+	return os.Rename(filepath.Join(tmp, filepath.Base(bin)), bin)
 }
 
-// goCommand runs the go tool with extra env on top of ours (the go tool needs HOME,
-// GOCACHE, GOPATH, GOFLAGS as the developer has them), printing a progress line every
-// 15 s so that a long first build does not look hung. Its output goes to out.
-func goCommand(ctx context.Context, dir string, env, args []string, out *sink, what string) error {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		return errors.New("the go command is not on PATH")
+// mailpitUI is the package.json and lockfile Mailpit's UI is built with.
+//
+//go:embed mailpitui/package.json mailpitui/package-lock.json
+var mailpitUI embed.FS
+
+// moduleSource is the directory of module@version in the module cache, downloaded
+// there first when missing.
+func moduleSource(ctx context.Context, repoDir, module string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", module)
+	cmd.Dir = repoDir
+	b, err := cmd.Output()
+	var info struct{ Dir, Error string }
+	if jerr := json.Unmarshal(b, &info); jerr != nil || info.Dir == "" {
+		return "", fmt.Errorf("go mod download %s: %v %s", module, err, info.Error)
 	}
-	cmd := exec.CommandContext(ctx, goBin, args...)
+	return info.Dir, nil
+}
+
+// goCommand runs the go tool (see command).
+func goCommand(ctx context.Context, dir string, env, args []string, out *sink, what string) error {
+	return command(ctx, dir, env, "go", args, out, what)
+}
+
+// command runs the program name (go, npm, node) with extra env on top of ours (the go
+// tool needs HOME, GOCACHE, GOPATH, GOFLAGS as the developer has them), printing a
+// progress line every 15 s so that a long first build does not look hung. Its output
+// goes to out.
+func command(ctx context.Context, dir string, env []string, name string, args []string, out *sink, what string) error {
+	path, err := exec.LookPath(name)
+	if err != nil {
+		return fmt.Errorf("the %s command is not on PATH (%s needs it)", name, what)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
-	w := &lineWriter{sink: out, name: "go"}
+	w := &lineWriter{sink: out, name: name}
 	cmd.Stdout, cmd.Stderr = w, w
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+		return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 	}
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -129,7 +196,7 @@ func goCommand(ctx context.Context, dir string, env, args []string, out *sink, w
 		case err := <-waited:
 			w.flush()
 			if err != nil {
-				return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+				return fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
 			}
 			out.printf("%s: done in %s", what, time.Since(start).Round(100*time.Millisecond))
 			return nil
