@@ -20,6 +20,7 @@ loadgen:
 ## test: lint, then every test (unit, integration against Postgres and Redis, e2e)
 test: lint
 	@./scripts/ensure-promtool.sh
+	@./scripts/ensure-browser.sh
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 
 ## test-unit: only the tests that need no server

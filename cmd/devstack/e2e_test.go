@@ -131,6 +131,31 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	})
 	u := stack.URLs()
 
+	// The pages a person is sent to, in a real browser (e2e/browser, playwright-core
+	// driving Debian's chromium): Mailpit's inbox lists the seeded shopper's welcome
+	// e-mail, and the task monitor its queues once the admin signs in. Before the
+	// suite, whose sign-ins would leave the admin's limit spent.
+	t.Run("in a browser", func(t *testing.T) {
+		if _, err := os.Stat(filepath.Join(root, "e2e", "browser", "node_modules", "playwright-core")); err != nil {
+			t.Fatal("playwright-core is not installed: run scripts/ensure-browser.sh (make test does)")
+		}
+		if _, err := exec.LookPath("chromium"); err != nil {
+			t.Fatal("chromium is not installed: run scripts/ensure-browser.sh (make test does)")
+		}
+		cmd := exec.CommandContext(ctx, "node", "--test", "--test-reporter=spec", ".")
+		cmd.Dir = filepath.Join(root, "e2e", "browser")
+		cmd.Env = append(os.Environ(), "BAZAAR_URL="+u.Gateway, "MAILPIT_URL="+u.Mailpit,
+			"BAZAAR_ADMIN_EMAIL="+u.Admin.Email, "BAZAAR_ADMIN_PASSWORD="+u.Admin.Password,
+			"EXPECT_SUBJECT=Welcome to Bazaar")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("the browser tests failed: %v\n%s", err, out)
+		}
+		if !bytes.Contains(out, []byte("pass 2")) {
+			t.Errorf("want both browser tests to pass:\n%s", out)
+		}
+	})
+
 	args := []string{"test", "-count=1", "-v", "-run", "^(" + strings.Join(againstMakeRun, "|") + ")$"}
 	if raceEnabled {
 		args = append(args, "-race") // as this test was built, so that the build cache serves it
