@@ -248,10 +248,9 @@ func TestRevocationChecksAreBoundedWhenRedisHangs(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(auth.KeySet{Keys: []auth.JWK{auth.PublicJWK("k", pub)}})
 	}))
 	t.Cleanup(jwks.Close)
-	env := config.New(func(k string) string {
-		return map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": "redis://" + ln.Addr().String() + "/0",
-			"JWKS_URL": jwks.URL}[k]
-	})
+	vars := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": "redis://" + ln.Addr().String() + "/0",
+		"JWKS_URL": jwks.URL}
+	env := config.New(func(k string) string { return vars[k] })
 	p, err := platform.Start(context.Background(), platform.LoadConfig(env, "demo", ":0", ":0"), schema, io.Discard)
 	if err != nil {
 		t.Fatal(err)
