@@ -79,10 +79,6 @@ func (p Ports) internalOf(service string) int {
 	return 0
 }
 
-// services are the programs with an internal listener and a service key: all but
-// the gateway.
-var services = Services
-
 func (p Ports) of(program string) int {
 	switch program {
 	case "gateway":
@@ -290,7 +286,7 @@ func (s *Stack) ensureKeys() error {
 		}
 		dir, s.tempKeys = tmp, tmp
 	}
-	created, err := svcauth.EnsureKeys(dir, services...)
+	created, err := svcauth.EnsureKeys(dir, Services...)
 	if err != nil {
 		return fmt.Errorf("devstack: service keys: %w", err)
 	}
@@ -321,7 +317,7 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	webPort, smtpPort, usersPort := ports[0], ports[1], ports[2]
 	s.urls.Instances = map[string][]string{}
-	for _, name := range services {
+	for _, name := range Services {
 		s.urls.Instances[name] = o.instanceNames(name)
 	}
 	s.urls.Mailpit = "http://127.0.0.1:" + strconv.Itoa(webPort)
@@ -356,7 +352,7 @@ func (s *Stack) start(ctx context.Context) error {
 		if u, ok := dbURL[service]; ok {
 			env["DATABASE_URL"] = u
 		}
-		if slices.Contains(services, service) {
+		if slices.Contains(Services, service) {
 			env["INTERNAL_ADDR"] = "127.0.0.1:" + strconv.Itoa(portOf(o.Ports.internalOf(service), k))
 			env["SERVICE_KEY_FILE"] = svcauth.KeyFile(s.urls.KeysDir, service)
 			env["SERVICE_TRUST_DIR"] = svcauth.TrustDir(s.urls.KeysDir)
@@ -431,7 +427,7 @@ func (s *Stack) start(ctx context.Context) error {
 		// gateway its real port back, which would no longer imply a free ops port.
 		gw["OPS_ADDR"] = "127.0.0.1:0"
 	}
-	for _, name := range services {
+	for _, name := range Services {
 		gw[strings.ToUpper(name)+"_URL"] = s.urlList(name, s.urls.Programs)
 		gw[strings.ToUpper(name)+"_INTERNAL_URL"] = s.urlList(name, s.urls.Internal)
 	}
@@ -481,7 +477,7 @@ func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]st
 			return err
 		}
 		s.urls.Programs[p.name] = "http://" + addr
-		if slices.Contains(services, serviceOf(p.name)) {
+		if slices.Contains(Services, serviceOf(p.name)) {
 			if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
 				return err
 			}
@@ -738,7 +734,7 @@ func checkPortsFree(p Ports, instances map[string]int) error {
 		{"notifications internal", p.NotificationsInternal},
 		{"mailpit web", p.MailpitWeb}, {"mailpit smtp", p.MailpitSMTP},
 	}
-	for _, service := range services {
+	for _, service := range Services {
 		for k := 2; k <= instances[service]; k++ {
 			name := instanceName(service, k)
 			named = append(named, namedPort{name, portOf(p.of(service), k)},

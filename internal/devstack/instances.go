@@ -42,8 +42,8 @@ func ParseInstances(list string) (map[string]int, error) {
 		switch {
 		case !ok || err != nil:
 			errs = append(errs, fmt.Errorf("%q: want <service>=<count>, such as inventory=2", item))
-		case !slices.Contains(services, name):
-			errs = append(errs, fmt.Errorf("%q: %s is not one of the services (%s)", item, name, strings.Join(services, ", ")))
+		case !slices.Contains(Services, name):
+			errs = append(errs, fmt.Errorf("%q: %s is not one of the services (%s)", item, name, strings.Join(Services, ", ")))
 		case n < 1 || n > MaxInstances:
 			errs = append(errs, fmt.Errorf("%q: from 1 to %d instances", item, MaxInstances))
 		default:
@@ -57,7 +57,7 @@ func ParseInstances(list string) (map[string]int, error) {
 func checkInstances(instances map[string]int) error {
 	var errs []error
 	for _, name := range slices.Sorted(maps.Keys(instances)) {
-		if n := instances[name]; !slices.Contains(services, name) || n < 1 || n > MaxInstances {
+		if n := instances[name]; !slices.Contains(Services, name) || n < 1 || n > MaxInstances {
 			errs = append(errs, fmt.Errorf("devstack: Options.Instances: %s=%d: want a service and 1 to %d", name, n, MaxInstances))
 		}
 	}
@@ -94,7 +94,7 @@ func (o Options) extraInstances(services ...string) []string {
 // "inventory-2", the name itself for any other.
 func serviceOf(name string) string {
 	if i := strings.LastIndexByte(name, '-'); i > 0 {
-		if k, err := strconv.Atoi(name[i+1:]); err == nil && k >= 2 && slices.Contains(services, name[:i]) {
+		if k, err := strconv.Atoi(name[i+1:]); err == nil && k >= 2 && slices.Contains(Services, name[:i]) {
 			return name[:i]
 		}
 	}
