@@ -103,6 +103,9 @@ type Consumer struct {
 	// unreachable: reading stops until it answers again, so that an outage does not
 	// use up entries' deliveries and send healthy events to the DLQ.
 	paused atomic.Bool
+	// lastForget is when a sweep last looked for consumers gone from the group
+	// (forgetGone); only Run's goroutine touches it.
+	lastForget time.Time
 
 	tracer trace.Tracer
 
@@ -330,6 +333,9 @@ func (c *Consumer) processBatch(ctx context.Context, batch []entry) {
 // replicas' entries idle for ClaimIdle (a replica that died leaves its entries pending
 // forever unless someone claims them). It also refreshes the lag metrics.
 func (c *Consumer) sweep(ctx context.Context) error {
+	// Gone consumers are looked for four times per ForgetAfter, not every sweep:
+	// they matter on that scale, and each look is a round trip per stream.
+	forget := time.Since(c.lastForget) >= c.opts.ForgetAfter/4
 	for _, s := range c.opts.Streams {
 		mine, err := c.redis.XPendingExt(ctx, &redis.XPendingExtArgs{
 			Stream: s, Group: c.opts.Group, Consumer: c.opts.Name, Idle: c.opts.RetryDelay, Start: "-", End: "+", Count: 100,
@@ -361,10 +367,15 @@ func (c *Consumer) sweep(ctx context.Context) error {
 		for _, m := range abandoned {
 			c.process(ctx, s, m, c.deliveries(ctx, s, m.ID))
 		}
-		if err := c.forgetGone(ctx, s); err != nil {
-			return err
+		if forget {
+			if err := c.forgetGone(ctx, s); err != nil {
+				return err
+			}
 		}
 		c.refreshMetrics(ctx, s)
+	}
+	if forget {
+		c.lastForget = time.Now()
 	}
 	return nil
 }
