@@ -547,15 +547,18 @@ func (c *Consumer) apply(ctx context.Context, entries []entry) (duplicate []bool
 // part of the trace of the request that caused them, across services.
 func (c *Consumer) handle(ctx context.Context, tx pgx.Tx, e entry) error {
 	ctx, span := c.tracer.Start(telemetry.WithTraceParent(ctx, e.env.TraceParent), "process "+e.stream,
-		trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+		trace.WithSpanKind(trace.SpanKindConsumer))
+	defer span.End()
+	if span.IsRecording() { // the attributes cost an allocation per event, for an exporter only
+		span.SetAttributes(
 			attribute.String("messaging.system", "redis"),
 			attribute.String("messaging.destination.name", e.stream),
 			attribute.String("messaging.consumer.group.name", c.opts.Group),
 			attribute.String("messaging.message.id", e.env.ID.String()),
 			attribute.String("messaging.redis.entry_id", e.m.ID),
 			attribute.String("event.type", e.env.Type),
-		))
-	defer span.End()
+		)
+	}
 	err := c.safeHandle(ctx, tx, e.env)
 	if err != nil {
 		span.RecordError(err)

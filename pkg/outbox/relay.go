@@ -279,13 +279,16 @@ func (r *Relay) publishing(ctx context.Context, batch []outboxRow) []trace.Span 
 	spans := make([]trace.Span, len(batch))
 	for i, b := range batch {
 		_, spans[i] = r.trace.Start(telemetry.WithTraceParent(ctx, b.env.TraceParent), "publish "+b.stream,
-			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+			trace.WithSpanKind(trace.SpanKindProducer))
+		if spans[i].IsRecording() { // the attributes cost allocations per event, for an exporter only
+			spans[i].SetAttributes(
 				attribute.String("messaging.system", "redis"),
 				attribute.String("messaging.destination.name", b.stream),
 				attribute.String("messaging.message.id", b.env.ID.String()),
 				attribute.String("event.type", b.env.Type),
 				attribute.Float64("outbox.wait_seconds", time.Since(b.env.Time).Seconds()),
-			))
+			)
+		}
 	}
 	return spans
 }
