@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -98,15 +97,6 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	if len(opts.ProgramEnv) != 0 {
 		t.Fatalf("make run's options set program variables %v; this test assumes the programs' defaults", opts.ProgramEnv)
 	}
-	// The one program variable this test sets: where the gateway's operations
-	// listener is (its metrics), which a stack on free ports puts on a port it does
-	// not report. A free port, as the stack would have picked.
-	opsPort, err := devstack.FreePorts(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gatewayOps := "127.0.0.1:" + strconv.Itoa(opsPort[0])
-	opts.ProgramEnv = map[string]map[string]string{"gateway": {"OPS_ADDR": gatewayOps}}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -205,7 +195,7 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	// The stack has now served orders (confirmed, cancelled, out of stock), sign-ups,
 	// e-mails and catalogue reads, so the labelled series exist.
 	t.Run("metrics", func(t *testing.T) {
-		listeners := map[string]string{"gateway": "http://" + gatewayOps}
+		listeners := map[string]string{"gateway": u.GatewayOps}
 		for _, name := range programs.Services() {
 			listeners[name] = u.Internal[name]
 		}

@@ -87,6 +87,9 @@ func (s *Stack) RestartProgram(ctx context.Context, name string) error {
 		if in, ok := s.urls.Internal[name]; ok {
 			env = setVar(env, "INTERNAL_ADDR", strings.TrimPrefix(in, "http://"))
 		}
+		if name == "gateway" && s.urls.GatewayOps != "" {
+			env = setVar(env, "OPS_ADDR", strings.TrimPrefix(s.urls.GatewayOps, "http://"))
+		}
 	}
 	p, err := startProcess(name, old.path, old.args, env, s.out)
 	if err != nil {
@@ -117,7 +120,11 @@ func (s *Stack) RestartProgram(ctx context.Context, name string) error {
 		if want := strings.TrimPrefix(s.urls.Programs[name], "http://"); addr != want {
 			return fmt.Errorf("devstack: %s came back on %s, not %s", name, addr, want)
 		}
-		if in, ok := s.urls.Internal[name]; ok {
+		in, ok := s.urls.Internal[name]
+		if name == "gateway" {
+			in, ok = s.urls.GatewayOps, true
+		}
+		if ok {
 			if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
 				return err
 			}

@@ -195,6 +195,9 @@ type URLs struct {
 	SMTPAddr string            // Mailpit's SMTP host:port
 	Programs map[string]string // every program's base URL, by name ("inventory-2" for a second instance)
 	Internal map[string]string // every service instance's internal listener, by name
+	// GatewayOps is the gateway's operations listener (its /metrics, and the probes
+	// again): on a free port, learned from its log, when the stack's are free.
+	GatewayOps string
 	// Instances are the names of each service's instances, in order: the service's
 	// own name, then <name>-2 and so on (Options.Instances).
 	Instances map[string][]string
@@ -477,11 +480,17 @@ func (s *Stack) startPrograms(ctx context.Context, envs map[string]map[string]st
 			return err
 		}
 		s.urls.Programs[p.name] = "http://" + addr
-		if slices.Contains(Services, serviceOf(p.name)) {
-			if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
-				return err
-			}
+		service := slices.Contains(Services, serviceOf(p.name))
+		if !service && p.name != "gateway" {
+			continue
+		}
+		if addr, err = s.waitListening(ctx, p, p.internal); err != nil {
+			return err
+		}
+		if service {
 			s.urls.Internal[p.name] = "http://" + addr
+		} else {
+			s.urls.GatewayOps = "http://" + addr
 		}
 	}
 	return nil

@@ -80,15 +80,20 @@ func fakeProgram(mode, addr string) {
 	if mode != "mailpit" {
 		fmt.Printf(`{"level":"INFO","msg":"listening","addr":%q}`+"\n", ln.Addr().String())
 	}
-	// A service's internal listener, as the real ones log it.
-	if in := os.Getenv("INTERNAL_ADDR"); in != "" {
+	// A service's internal listener, or the gateway's operations listener, as the
+	// real ones log them.
+	for _, l := range []struct{ env, msg string }{{"INTERNAL_ADDR", "internal listening"}, {"OPS_ADDR", "ops listening"}} {
+		in := os.Getenv(l.env)
+		if in == "" {
+			continue
+		}
 		iln, err := net.Listen("tcp", in)
 		if err != nil {
 			fmt.Println(err)
 			os.Exit(2)
 		}
 		go http.Serve(iln, handler)
-		fmt.Printf(`{"level":"INFO","msg":"internal listening","addr":%q}`+"\n", iln.Addr().String())
+		fmt.Printf(`{"level":"INFO","msg":%q,"addr":%q}`+"\n", l.msg, iln.Addr().String())
 	}
 	fmt.Fprint(os.Stderr, "a line on stderr\npartial line without newline")
 	for range sigs {
@@ -564,6 +569,31 @@ func TestKilledAndStoppedProgramsRestartWhereTheyWereWithoutFailingTheStack(t *t
 	}
 	if err := s.KillProgram("no-such-program"); err == nil {
 		t.Error("KillProgram of an unknown program succeeded")
+	}
+}
+
+// A stack on free ports puts the gateway's operations listener (its metrics) on a
+// free port too, and says which: a port picked up front and given to the gateway
+// could be taken by another program meanwhile (seen: users got it first). A restart
+// brings it back to the same address.
+func TestTheGatewaysOperationsListenerIsReportedAndKeptOnRestart(t *testing.T) {
+	t.Parallel()
+	s := fakeStack(t, Options{})
+	ops := s.URLs().GatewayOps
+	if ops == "" || ops == s.URLs().Gateway {
+		t.Fatalf("GatewayOps = %q (the gateway is at %s); want its own listener", ops, s.URLs().Gateway)
+	}
+	if resp, err := http.Get(ops + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s/readyz: %v %v", ops, resp, err)
+	}
+	if err := s.RestartProgram(t.Context(), "gateway"); err != nil {
+		t.Fatal(err)
+	}
+	if got := envOf(t, s, "gateway")["OPS_ADDR"]; got != strings.TrimPrefix(ops, "http://") {
+		t.Errorf("the gateway restarted with OPS_ADDR=%q; want its first address %s", got, ops)
+	}
+	if s.URLs().GatewayOps != ops {
+		t.Errorf("GatewayOps after a restart = %q; want %q", s.URLs().GatewayOps, ops)
 	}
 }
 

@@ -27,7 +27,8 @@ type process struct {
 	listen     chan string
 	listenOnce sync.Once
 	// internal receives the address of a service's internal listener, from its
-	// {"msg":"internal listening","addr":...} line.
+	// {"msg":"internal listening","addr":...} line, or of the gateway's operations
+	// listener (its metrics and probes), from {"msg":"ops listening",...}.
 	internal     chan string
 	internalOnce sync.Once
 
@@ -103,7 +104,7 @@ func (p *process) onLine(line string) {
 	switch l.Msg {
 	case "listening":
 		p.listenOnce.Do(func() { p.listen <- l.Addr })
-	case "internal listening":
+	case "internal listening", "ops listening":
 		p.internalOnce.Do(func() { p.internal <- l.Addr })
 	}
 }
