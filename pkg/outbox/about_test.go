@@ -1,0 +1,78 @@
+package outbox_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+)
+
+func TestAboutReadsTheEventsOfTheSubjectsAskedForOldestFirst(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.New(t, schema)
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	traced := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	order, payment, other := uuid.NewString(), uuid.NewString(), uuid.NewString()
+	base := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	write := func(ctx context.Context, typ, subject string, at time.Time) uuid.UUID {
+		t.Helper()
+		id := uuid.New()
+		err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return outbox.Write(ctx, tx, outbox.Event{ID: id, Stream: "events.test", Type: typ, Source: "test",
+				Subject: subject, Time: at, Data: map[string]string{}})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	// Written out of time order: About answers by time.
+	confirmed := write(context.Background(), "order.confirmed", order, base.Add(2*time.Second))
+	created := write(traced, "order.created", order, base)
+	captured := write(context.Background(), "payment.captured", payment, base.Add(time.Second))
+	write(context.Background(), "order.created", other, base)
+	published := base.Add(3 * time.Second)
+	if _, err := pool.Exec(t.Context(), `UPDATE outbox SET published_at = $2 WHERE id = $1`, created, published); err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := outbox.About(t.Context(), pool, []string{order, payment})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].ID != created || got[1].ID != captured || got[2].ID != confirmed {
+		t.Fatalf("About = %+v; want order.created, payment.captured, order.confirmed", got)
+	}
+	first := got[0]
+	if first.Stream != "events.test" || first.Type != "order.created" || first.Subject != order || !first.Time.Equal(base) ||
+		first.Time.Location() != time.UTC || first.PublishedAt == nil || !first.PublishedAt.Equal(published) ||
+		first.TraceParent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
+		t.Errorf("order.created read back as %+v", first)
+	}
+	if got[1].PublishedAt != nil || got[1].TraceParent != "" || got[1].Subject != payment {
+		t.Errorf("an unpublished, untraced event read back as %+v; want no published_at, no traceparent", got[1])
+	}
+
+	if none, err := outbox.About(t.Context(), pool, []string{uuid.NewString()}); err != nil || len(none) != 0 {
+		t.Errorf("About an unknown subject = %v, %v; want nothing", none, err)
+	}
+	if none, err := outbox.About(t.Context(), pool, nil); err != nil || len(none) != 0 {
+		t.Errorf("About no subject = %v, %v; want nothing", none, err)
+	}
+	if _, err := outbox.About(t.Context(), pool, make([]string, outbox.MaxSubjects+1)); err == nil {
+		t.Errorf("About %d subjects succeeded; want an error", outbox.MaxSubjects+1)
+	}
+	pool.Close()
+	if _, err := outbox.About(t.Context(), pool, []string{order}); err == nil || !strings.Contains(err.Error(), "outbox") {
+		t.Errorf("About on a closed pool: %v; want an error naming the outbox", err)
+	}
+}
