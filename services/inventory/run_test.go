@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -384,6 +385,58 @@ func TestCatalogueListsPagesAndGets(t *testing.T) {
 
 	for _, id := range []string{uuid.NewString(), "42", "not-a-uuid"} {
 		call(t, http.MethodGet, s.url+"/api/v1/products/"+id, "").problem(t, http.StatusNotFound)
+	}
+}
+
+// ?q= narrows the list to the products with every word of it, pages on with the same
+// q, and is refused (422 naming q) when longer than 100 characters.
+func TestCatalogueSearch(t *testing.T) {
+	t.Parallel()
+	s := startInventory(t, "", nil)
+	var want []string
+	for i := range 3 {
+		s.create(t, fmt.Sprintf("TEAPOT-%d", i), 100, "USD", 1)
+		want = append(want, s.create(t, fmt.Sprintf("MUG-%d", i), 100, "USD", 1).ID)
+	}
+
+	var got []string
+	next := s.url + "/api/v1/products?limit=2&q=" + url.QueryEscape(" product  mug ")
+	for pages := 0; next != ""; pages++ {
+		if pages == 2 {
+			t.Fatal("more than 2 pages of 2 for 3 products")
+		}
+		var l listBody
+		call(t, http.MethodGet, next, "").JSON(t, &l)
+		for _, p := range l.Items {
+			got = append(got, p.ID)
+		}
+		next = ""
+		if l.NextCursor != nil {
+			next = s.url + "/api/v1/products?limit=2&q=mug+product&cursor=" + *l.NextCursor
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("the search listed %v, want the mugs %v", got, want)
+	}
+
+	for q, n := range map[string]int{"": 6, "%20": 6, "nothing": 0, "%25": 0, strings.Repeat("x", 100): 0} {
+		var l listBody
+		call(t, http.MethodGet, s.url+"/api/v1/products?q="+q, "").JSON(t, &l)
+		if len(l.Items) != n {
+			t.Errorf("?q=%s listed %d products, want %d", q, len(l.Items), n)
+		}
+	}
+
+	for _, q := range []string{strings.Repeat("x", 101), strings.Repeat("%C3%A9", 101), "a%00b", "%FF"} {
+		d := call(t, http.MethodGet, s.url+"/api/v1/products?q="+q, "").problem(t, http.StatusUnprocessableEntity)
+		if !slices.Equal(fields(d), []string{"q"}) {
+			t.Errorf("?q=%s: %+v, want a 422 naming q", q, d)
+		}
+	}
+	// Every bad parameter is named at once.
+	d := call(t, http.MethodGet, s.url+"/api/v1/products?limit=0&q="+strings.Repeat("x", 101), "").problem(t, http.StatusUnprocessableEntity)
+	if f := fields(d); !slices.Contains(f, "q") || !slices.Contains(f, "limit") || len(f) != 2 {
+		t.Errorf("a bad q and limit: %+v, want a 422 naming both", d)
 	}
 }
 

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"time"
@@ -51,15 +52,24 @@ type productListResponse struct {
 
 func cursorOf(p product.Product) page.Cursor { return page.Cursor{Time: p.CreatedAt, ID: p.ID} }
 
-// listProducts answers GET /api/v1/products: a page of the catalogue, oldest first.
+// listProducts answers GET /api/v1/products?q=: a page of the catalogue, oldest
+// first, narrowed to the products that contain every word of q when it is given
+// (product.Search); 422 naming each bad parameter.
 func listProducts(log *slog.Logger, products *product.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		pr, err := page.Parse(r.URL.Query())
-		if err != nil {
+		q := r.URL.Query()
+		var f apperr.Fields
+		search := apperr.Parse(&f, "q", q.Get("q"), product.ParseSearch)
+		pr, err := page.Parse(q)
+		var pageErr *apperr.Error
+		if errors.As(err, &pageErr) {
+			f = append(f, pageErr.Fields...)
+		}
+		if err := f.Err(); err != nil {
 			problem.Write(w, r, log, err)
 			return
 		}
-		found, err := products.List(r.Context(), pr)
+		found, err := products.List(r.Context(), search, pr)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

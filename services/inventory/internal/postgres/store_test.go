@@ -248,7 +248,7 @@ func TestProductsPageInCreationOrder(t *testing.T) {
 		if pages > 5 {
 			t.Fatal("pagination does not end")
 		}
-		ps, err := store.Products(ctx, page.Request{Limit: 2, After: after})
+		ps, err := store.Products(ctx, "", page.Request{Limit: 2, After: after})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -267,6 +267,116 @@ func TestProductsPageInCreationOrder(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("pages gave %v, want %v", got, want)
+	}
+}
+
+// described adds a product with the name and description.
+func described(t *testing.T, store *postgres.Store, sku, name, description string) product.Product {
+	t.Helper()
+	at := now()
+	p := product.Product{
+		ID: uuid.Must(uuid.NewV7()), SKU: product.SKU(sku), Name: product.Name(name), Description: product.Description(description),
+		Price: 100, Currency: "USD", Stock: 1, CreatedAt: at, UpdatedAt: at,
+	}
+	if err := store.CreateProduct(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// searchAll pages through the products matching q, limit at a time, and returns their
+// SKUs in the order listed and how many pages it took.
+func searchAll(t *testing.T, store *postgres.Store, q string, limit int) (skus []string, pages int) {
+	t.Helper()
+	search, err := product.ParseSearch(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var after *page.Cursor
+	for pages = 1; ; pages++ {
+		if pages > 20 {
+			t.Fatalf("searching %q: pagination does not end", q)
+		}
+		ps, err := store.Products(ctx, search, page.Request{Limit: limit, After: after})
+		if err != nil {
+			t.Fatalf("searching %q: %v", q, err)
+		}
+		items, next := page.Next(ps, limit, func(p product.Product) page.Cursor { return page.Cursor{Time: p.CreatedAt, ID: p.ID} })
+		for _, p := range items {
+			skus = append(skus, p.SKU.String())
+		}
+		if next == nil {
+			return skus, pages
+		}
+		c, err := page.Decode(*next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after = &c
+	}
+}
+
+func TestProductsSearchEveryWordInNameSKUOrDescription(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	described(t, store, "MUG-001", "Mug, blue", "Stoneware, 350 ml.")
+	described(t, store, "MUG-002", "Mug, red", "Stoneware.")
+	described(t, store, "TEE-BLUE", "T-shirt", "Organic cotton.")
+	described(t, store, "BAG-1", "100% cotton bag", "A tote.")
+	described(t, store, "POSTER_1", "Poster", `Print A\B, matte.`)
+	all := []string{"MUG-001", "MUG-002", "TEE-BLUE", "BAG-1", "POSTER_1"}
+
+	for q, want := range map[string][]string{
+		"":               all,
+		"   ":            all,
+		"mug":            {"MUG-001", "MUG-002"}, // name, any case
+		"MUG":            {"MUG-001", "MUG-002"},
+		"tee-b":          {"TEE-BLUE"},           // SKU, any case
+		"ug-00":          {"MUG-001", "MUG-002"}, // inside a SKU
+		"STONEWARE":      {"MUG-001", "MUG-002"}, // description
+		"350 ml":         {"MUG-001"},
+		"blue mug":       {"MUG-001"}, // every word, in any order
+		"mug blue":       {"MUG-001"},
+		"blue":           {"MUG-001", "TEE-BLUE"},
+		"blue cotton":    {"TEE-BLUE"},          // one word in the SKU, one in the description
+		"cotton":         {"TEE-BLUE", "BAG-1"}, // the name or the description
+		"mug teapot":     nil,                   // one word that matches nothing is enough
+		"%":              {"BAG-1"},             // wildcards match as themselves
+		"_":              {"POSTER_1"},
+		`\`:              {"POSTER_1"},
+		`a\b`:            {"POSTER_1"},
+		"0% c":           {"BAG-1"},
+		"r_1":            {"POSTER_1"},
+		"g_0":            nil, // "_" is not a one-character wildcard: MUG-001 does not match
+		"bluemug-001":    nil, // no word runs from one field into the next
+		"red, stoneware": nil, // "red," is a word of its own, with its comma
+		"red stoneware.": {"MUG-002"},
+	} {
+		got, _ := searchAll(t, store, q, 100)
+		if !slices.Equal(got, want) {
+			t.Errorf("search %q found %v, want %v", q, got, want)
+		}
+	}
+}
+
+// A search pages like the whole list: oldest first, and the next_cursor of a page of
+// it, sent with the same search, goes on with the same search.
+func TestProductsSearchPagesInCreationOrder(t *testing.T) {
+	t.Parallel()
+	store, _ := newStore(t)
+	var want []string
+	for i := range 7 {
+		described(t, store, fmt.Sprintf("OTHER-%d", i), "Teapot", "Cast iron.")
+		sku := fmt.Sprintf("MUG-%d", i)
+		described(t, store, sku, "Mug", "Stoneware.")
+		want = append(want, sku)
+	}
+	got, pages := searchAll(t, store, "mug", 2)
+	if !slices.Equal(got, want) || pages != 4 {
+		t.Errorf("pages of 2 of the search found %v in %d pages, want %v in 4", got, pages, want)
+	}
+	if got, pages := searchAll(t, store, "", 5); len(got) != 14 || pages != 3 {
+		t.Errorf("without a search: %d products in %d pages, want 14 in 3", len(got), pages)
 	}
 }
 

@@ -32,6 +32,7 @@ const (
 	MaxSKULen         = 64
 	MaxNameLen        = 200
 	MaxDescriptionLen = 2000
+	MaxSearchLen      = 100
 	// MaxPrice (one million in major units) keeps every total of an order far from
 	// int64's limit and from the 2^53 that JSON numbers hold exactly.
 	MaxPrice Price = 100_000_000
@@ -146,6 +147,37 @@ func ParseStock(n int) (Stock, error) {
 	return Stock(n), nil
 }
 
+// Search narrows a list of the catalogue to the products that contain each of its
+// words (runs of text between white space): each word must occur, letter case
+// ignored, in the product's name, SKU or description, not necessarily all in the same
+// one nor in order, so "blue mug" finds "Mug, blue" and "mug-0" the SKU "MUG-001". A
+// word matches as the text it is: '%', '_' and '\' are not wildcards. The zero Search
+// has no words and matches every product.
+type Search string
+
+// ParseSearch reads a search: trimmed, at most MaxSearchLen characters, valid UTF-8
+// without control characters; empty (or only white space) is no search. It returns
+// an apperr.Invalid error.
+func ParseSearch(s string) (Search, error) {
+	s = strings.TrimSpace(s)
+	switch {
+	case !utf8.ValidString(s):
+		return "", invalid("must be valid UTF-8")
+	case utf8.RuneCountInString(s) > MaxSearchLen:
+		return "", invalid("must be at most %d characters", MaxSearchLen)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		// Postgres refuses a NUL in text, which would be a 500 instead of a 422;
+		// a tab or line break has no business in a search box either.
+		return "", invalid("must not contain control characters")
+	}
+	return Search(s), nil
+}
+
+// Words are the words each product found must contain; none for the zero Search.
+func (s Search) Words() []string { return strings.Fields(string(s)) }
+
+func (s Search) String() string { return string(s) }
+
 // New is a valid new product: what Create and Seed take.
 type New struct {
 	SKU         SKU
@@ -221,10 +253,11 @@ type Store interface {
 	UpdateProduct(ctx context.Context, id uuid.UUID, patch Patch, now time.Time) (Product, error)
 	// Product returns the product, or ErrNotFound.
 	Product(ctx context.Context, id uuid.UUID) (Product, error)
-	// Products lists products oldest first (by CreatedAt, then ID), after pr.After, up
-	// to pr.Limit+1 of them (one more than a page, so that page.Next can tell whether
-	// another follows).
-	Products(ctx context.Context, pr page.Request) ([]Product, error)
+	// Products lists the products that match search (every product for the zero
+	// Search) oldest first (by CreatedAt, then ID), after pr.After, up to pr.Limit+1
+	// of them (one more than a page, so that page.Next can tell whether another
+	// follows).
+	Products(ctx context.Context, search Search, pr page.Request) ([]Product, error)
 	// SeedProducts stores each of ps whose SKU no product has yet, each with its
 	// product.created event, and leaves the others alone; it is safe to call from
 	// several processes at once. It returns how many it stored.
@@ -266,10 +299,12 @@ func (s *Service) Get(ctx context.Context, id uuid.UUID) (Product, error) {
 	return s.store.Product(ctx, id)
 }
 
-// List returns a page of the catalogue, oldest first, with one product more than
-// pr.Limit when another page follows (for page.Next).
-func (s *Service) List(ctx context.Context, pr page.Request) ([]Product, error) {
-	return s.store.Products(ctx, pr)
+// List returns a page of the products that match search (of the whole catalogue for
+// the zero Search), oldest first, with one product more than pr.Limit when another
+// page follows (for page.Next). The cursor is a position in that order, so the
+// next_cursor of a page of a search, asked with the same search, continues it.
+func (s *Service) List(ctx context.Context, search Search, pr page.Request) ([]Product, error) {
+	return s.store.Products(ctx, search, pr)
 }
 
 // Seed adds each product of ns whose SKU is not in the catalogue yet and returns how

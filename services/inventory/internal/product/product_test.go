@@ -3,6 +3,7 @@ package product
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,6 +133,32 @@ func TestPatchApply(t *testing.T) {
 	}
 }
 
+func TestParseSearch(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]Search{
+		"":                       "",
+		" \t ":                   "",
+		"  blue  mug ":           "blue  mug",
+		"100%_off\\":             "100%_off\\",
+		strings.Repeat("ü", 100): Search(strings.Repeat("ü", 100)),
+	} {
+		if got, err := ParseSearch(in); err != nil || got != want {
+			t.Errorf("ParseSearch(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{strings.Repeat("a", 101), "nul\x00", "two\nlines", "bad\xffutf8"} {
+		if _, err := ParseSearch(in); !isInvalid(err) {
+			t.Errorf("ParseSearch(%q) = %v; want invalid", in, err)
+		}
+	}
+	if got := Search("  blue \t mug ").Words(); !slices.Equal(got, []string{"blue", "mug"}) {
+		t.Errorf("Words = %q", got)
+	}
+	if got := Search("").Words(); len(got) != 0 {
+		t.Errorf("the zero Search has words %q", got)
+	}
+}
+
 // fakeStore records what the service hands the store.
 type fakeStore struct {
 	created []Product
@@ -157,7 +184,9 @@ func (f *fakeStore) Product(_ context.Context, id uuid.UUID) (Product, error) {
 	return Product{ID: id}, nil
 }
 
-func (f *fakeStore) Products(context.Context, page.Request) ([]Product, error) { return nil, nil }
+func (f *fakeStore) Products(context.Context, Search, page.Request) ([]Product, error) {
+	return nil, nil
+}
 
 func (f *fakeStore) SeedProducts(_ context.Context, ps []Product) (int, error) {
 	f.seeded = ps
