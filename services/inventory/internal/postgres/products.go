@@ -125,7 +125,9 @@ func (s *Store) Products(ctx context.Context, search product.Search, pr page.Req
 	if words := search.Words(); len(words) > 0 {
 		// One text of the three fields, a space between them: a word has no white
 		// space, so it matches there only where it matches within one field, and
-		// ILIKE ALL asks that every word match somewhere.
+		// ILIKE ALL asks that every word match somewhere. ILIKE folds letter case
+		// as the database's LC_CTYPE does: ASCII letters under any, others (é, Ä)
+		// under a UTF-8 one, not under plain C.
 		args = append(args, likePatterns(words))
 		conds = append(conds, fmt.Sprintf(`(name || ' ' || sku || ' ' || description) ILIKE ALL ($%d::text[])`, len(args)))
 	}
