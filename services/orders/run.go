@@ -194,6 +194,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Feed:    feed,
 		Reports: jobs.Reports{Client: t.Client},
 		Stop:    ctx,
+		Events:  store,
 	})
 	return p.Serve(ctx, public, p.InternalRouter())
 }

@@ -5,8 +5,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
@@ -131,5 +135,60 @@ func salesReport(d Deps) http.HandlerFunc {
 		d.Log.InfoContext(r.Context(), "sales report enqueued", "task_id", id, "from", rg.From, "to", rg.To)
 		w.Header().Set("Location", "/api/v1/admin/tasks/"+id)
 		httpjson.Write(w, http.StatusAccepted, taskResponse{TaskID: id})
+	}
+}
+
+// eventResponse is an event in the outbox as operators see it: which it was, where it
+// went and when, and the trace of the request that caused it; not its data.
+type eventResponse struct {
+	ID          string     `json:"id"`
+	Stream      string     `json:"stream"`
+	Type        string     `json:"type"`
+	Subject     string     `json:"subject"`
+	Time        time.Time  `json:"time"`
+	PublishedAt *time.Time `json:"published_at"`
+	TraceParent string     `json:"traceparent"`
+}
+
+func toEventResponses(records []outbox.Record) []eventResponse {
+	out := make([]eventResponse, len(records))
+	for i, e := range records {
+		out[i] = eventResponse{ID: e.ID.String(), Stream: e.Stream, Type: e.Type, Subject: e.Subject, Time: e.Time,
+			PublishedAt: e.PublishedAt, TraceParent: e.TraceParent}
+	}
+	return out
+}
+
+// adminOrderResponse is one order as operators see it whole.
+type adminOrderResponse struct {
+	Order  orderResponse   `json:"order"`
+	Saga   sagaResponse    `json:"saga"`
+	Events []eventResponse `json:"events"`
+}
+
+// adminOrder answers GET /api/v1/admin/orders/{id}: any user's order, its saga with
+// every entry of its step log, and the events the order wrote about it (its outbox
+// rows, published or still waiting); 404 for an unknown or malformed id.
+func adminOrder(d Deps) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := uuid.Parse(chi.URLParam(r, "id"))
+		if err != nil {
+			problem.Write(w, r, d.Log, order.ErrNotFound)
+			return
+		}
+		v, err := d.Orders.Saga(r.Context(), id)
+		if err != nil {
+			problem.Write(w, r, d.Log, err)
+			return
+		}
+		events, err := d.Events.Events(r.Context(), []string{id.String()})
+		if err != nil {
+			problem.Write(w, r, d.Log, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		httpjson.Write(w, http.StatusOK, adminOrderResponse{
+			Order: toOrderResponse(v.Order), Saga: toSagaResponse(v), Events: toEventResponses(events),
+		})
 	}
 }

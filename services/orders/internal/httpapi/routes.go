@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
@@ -38,6 +39,14 @@ type Deps struct {
 	// PollEvery is how often an SSE stream re-reads the order, in case a published
 	// change was lost; default 2s.
 	PollEvery time.Duration
+	// Events reads the order events in the outbox, for operators.
+	Events EventLog
+}
+
+// EventLog reads the events this service wrote about subjects (order ids) from its
+// outbox, oldest first (see postgres.Store.Events).
+type EventLog interface {
+	Events(ctx context.Context, subjects []string) ([]outbox.Record, error)
 }
 
 // IdempotencyKeys keeps Idempotency-Key claims (see postgres.Store.ClaimKey).
@@ -77,6 +86,7 @@ func Mount(r chi.Router, d Deps) {
 		r.Group(func(r chi.Router) {
 			r.Use(auth.RequireRole(d.Log, auth.RoleAdmin))
 			r.Get("/api/v1/admin/sagas", listSagas(d))
+			r.Get("/api/v1/admin/orders/{id}", adminOrder(d))
 			r.Post("/api/v1/admin/reports/sales", salesReport(d))
 		})
 	})

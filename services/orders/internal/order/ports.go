@@ -47,6 +47,9 @@ type Store interface {
 	// Sagas lists sagas in states (every unfinished one when states is empty) with
 	// their orders and step logs, oldest first: up to p.Limit+1 after p.After.
 	Sagas(ctx context.Context, states []SagaState, p page.Request) ([]SagaView, error)
+	// Saga returns the order's saga with its order and its whole step log, oldest
+	// entry first, or ErrNotFound.
+	Saga(ctx context.Context, id uuid.UUID) (SagaView, error)
 }
 
 // Lease is a worker's exclusive right to drive one saga for a while. Its Token

@@ -223,3 +223,10 @@ func (s *Service) Sagas(ctx context.Context, state SagaState, p page.Request) ([
 	items, next := page.Next(views, p.Limit, func(v SagaView) page.Cursor { return page.Cursor{Time: v.Saga.CreatedAt, ID: v.Saga.OrderID} })
 	return items, next, nil
 }
+
+// Saga is the order's saga for operators, with the order and every entry of its step
+// log, oldest first (Sagas shows only the latest ones). It returns ErrNotFound for an
+// unknown order, whoever's it is.
+func (s *Service) Saga(ctx context.Context, id uuid.UUID) (SagaView, error) {
+	return s.store.Saga(ctx, id)
+}

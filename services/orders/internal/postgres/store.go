@@ -465,6 +465,65 @@ func (s *Store) Sagas(ctx context.Context, states []order.SagaState, p page.Requ
 	return views, dbError(steps.Err(), "saga steps")
 }
 
+// Saga implements order.Store.
+func (s *Store) Saga(ctx context.Context, id uuid.UUID) (order.SagaView, error) {
+	var v order.SagaView
+	var status, method, reason string
+	o := &v.Order
+	sg, err := scanSaga(s.pool.QueryRow(ctx,
+		`SELECT `+sagaColumnsOf("s")+`, coalesce(s.locked_until > now(), false), `+orderColumnsOf("o")+`
+		 FROM sagas s JOIN orders o ON o.id = s.order_id WHERE s.order_id = $1`, id),
+		&v.Leased, &o.ID, &o.UserID, &status, &o.TotalCents, &o.Currency, &method, &reason, &o.CreatedAt, &o.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return order.SagaView{}, order.ErrNotFound
+	}
+	if err != nil {
+		return order.SagaView{}, dbError(err, "saga")
+	}
+	v.Saga = sg
+	if o.Status, err = order.ParseStatus(status); err != nil {
+		return order.SagaView{}, err
+	}
+	if o.CancelReason, err = order.ParseCancelReason(reason); err != nil {
+		return order.SagaView{}, err
+	}
+	o.PaymentMethod = order.PaymentMethod(method)
+	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
+	v.Next = sg.Next(*o)
+	orders := []order.Order{*o}
+	if err := loadLines(ctx, s.pool, orders); err != nil {
+		return order.SagaView{}, err
+	}
+	v.Order = orders[0]
+	// The whole log, unlike Sagas': it is one saga's, and retention:cleanup thins a
+	// step that keeps failing to its first and latest SAGA_STEPS_KEEP failures daily,
+	// so it stays bounded.
+	rows, err := s.pool.Query(ctx,
+		`SELECT step, attempt, outcome, error, at FROM saga_steps WHERE order_id = $1 ORDER BY id`, id)
+	if err != nil {
+		return order.SagaView{}, dbError(err, "saga steps")
+	}
+	v.Steps, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.StepLog, error) {
+		var l order.StepLog
+		var step, outcome string
+		err := r.Scan(&step, &l.Attempt, &outcome, &l.Error, &l.At)
+		l.Step, l.Outcome, l.At = order.Step(step), order.OutcomeKind(outcome), l.At.UTC()
+		return l, err
+	})
+	if err != nil {
+		return order.SagaView{}, dbError(err, "saga steps")
+	}
+	return v, nil
+}
+
+// Events returns the order events in the outbox about the subjects (order ids),
+// oldest first: an admin's read, which scans the outbox (outbox.About says why that
+// is acceptable and an index is not).
+func (s *Store) Events(ctx context.Context, subjects []string) ([]outbox.Record, error) {
+	records, err := outbox.About(ctx, s.pool, subjects)
+	return records, dbError(err, "outbox events")
+}
+
 func nullable(s string) *string {
 	if s == "" {
 		return nil
