@@ -100,6 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Reservations: reservations,
 		Verifier:     p.TokenVerifier(),
 		Services:     services,
+		Events:       store,
 	}
 	public, internal := p.Router(), p.InternalRouter()
 	httpapi.Mount(public, d)

@@ -21,6 +21,7 @@ type Deps struct {
 	Reservations *reservation.Service
 	Verifier     *auth.Verifier    // checks access tokens against the users service's keys
 	Services     *svcauth.Verifier // checks the service credentials of internal calls
+	Events       EventLog          // the outbox's events, for operators
 }
 
 // Mount adds the public routes of the inventory service to r, the public listener's
@@ -32,6 +33,7 @@ func Mount(r chi.Router, d Deps) {
 	r.Get("/api/v1/products/{id}", getProduct(d.Log, d.Products))
 	admin.Post("/api/v1/products", createProduct(d.Log, d.Products))
 	admin.Patch("/api/v1/products/{id}", updateProduct(d.Log, d.Products))
+	admin.Get("/api/v1/admin/reservations/{order_id}", getAdminReservation(d.Log, d.Reservations, d.Events))
 
 }
 

@@ -1,0 +1,16 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
+)
+
+// Events returns the inventory events in the outbox about the subjects (order ids for
+// stock.reserved and stock.released, product ids for product.*), oldest first: an
+// admin's read, which scans the outbox (outbox.About says why that is acceptable and
+// an index is not).
+func (s *Store) Events(ctx context.Context, subjects []string) ([]outbox.Record, error) {
+	records, err := outbox.About(ctx, s.pool, subjects)
+	return records, dbError(err, "outbox events")
+}
