@@ -99,6 +99,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Payments: payments,
 		Verifier: p.TokenVerifier(),
 		Services: services,
+		Events:   store,
 	}
 	public, internal := p.Router(), p.InternalRouter()
 	httpapi.Mount(public, d)

@@ -19,12 +19,15 @@ type Deps struct {
 	Payments *payment.Service
 	Verifier *auth.Verifier    // checks access tokens against the users service's keys
 	Services *svcauth.Verifier // checks the service credentials of internal calls
+	Events   EventLog          // the outbox's events, for operators
 }
 
 // Mount adds the public routes of the payments service to r, the public listener's
 // router: the gateway proxies them unchanged.
 func Mount(r chi.Router, d Deps) {
 	r.With(d.Verifier.Require(d.Log)).Get("/api/v1/payments", list(d.Log, d.Payments))
+	admin := r.With(d.Verifier.Require(d.Log), auth.RequireRole(d.Log, auth.RoleAdmin))
+	admin.Get("/api/v1/admin/payments", adminPayments(d.Log, d.Payments, d.Events))
 }
 
 // MountInternal adds the internal routes to r, the internal listener's router

@@ -95,6 +95,21 @@ func (s *Service) Payment(ctx context.Context, order uuid.UUID) (Payment, error)
 	return s.settle(ctx, p)
 }
 
+// OfOrder returns the payments of order, whoever's it is, as they are stored: at most
+// one (a charge is idempotent on the order), none when the order was never charged.
+// Unlike Payment it never asks the processor: a pending payment shows as pending. It
+// is the operators' view.
+func (s *Service) OfOrder(ctx context.Context, order uuid.UUID) ([]Payment, error) {
+	p, err := s.store.ByOrder(ctx, order)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return []Payment{}, nil
+	case err != nil:
+		return nil, err
+	}
+	return []Payment{p}, nil
+}
+
 // Refund gives back the money of order's captured payment, once: repeats, and refunds
 // of a declined payment, change nothing and return the payment as it is. A pending
 // payment is settled first (so money taken by an interrupted charge comes back too).
