@@ -14,9 +14,12 @@
 // kept only when its cursor is one a kept page handed out (its next_cursor): cursors
 // are opaque but not secret, and a client crafting a new valid one for every request
 // would otherwise make a copy per request. So the pages kept are at most the
-// catalogue's, however it is read. Every copy expires after the TTL, a safety net for
-// an event the gateway never sees. Every answer says where it came from in X-Cache:
-// HIT or MISS.
+// catalogue's, however it is read. A page of a search (a q that is not empty) is never
+// kept, nor looked up: every search string would otherwise make a copy of its own,
+// and a client could fill Redis by making them up; searches are answered by the
+// service (MISS) and counted as uncached. Every copy expires after the TTL, a safety
+// net for an event the gateway never sees. Every answer says where it came from in
+// X-Cache: HIT or MISS.
 //
 // # ETags and conditional reads
 //
@@ -193,7 +196,7 @@ func New(rdb *redis.Client, opts Options) *Cache {
 	}
 	c.lookups = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_product_cache_lookups_total",
-		Help: "Product cache lookups by kind (product, list) and result: hit, miss (asked the upstream), shared (waited for another request's miss of the same copy), uncached (a list cursor no kept page handed out), error (Redis failed) or bypassed (skipped after a failure).",
+		Help: "Product cache lookups by kind (product, list) and result: hit, miss (asked the upstream), shared (waited for another request's miss of the same copy), uncached (a search, or a list cursor no kept page handed out), error (Redis failed) or bypassed (skipped after a failure).",
 	}, []string{"kind", "result"})
 	// Every kind and result is exported from the start, at zero: the hit ratio is a
 	// query over this counter (hits over all lookups), and a rate over a series that
@@ -209,8 +212,8 @@ func New(rdb *redis.Client, opts Options) *Cache {
 	return c
 }
 
-// lookupResults are the results a lookup of each kind can be counted under: a list
-// cursor no kept page handed out is uncached; a product is always kept.
+// lookupResults are the results a lookup of each kind can be counted under: a search,
+// or a list cursor no kept page handed out, is uncached; a product is always kept.
 var lookupResults = map[string][]string{
 	"product": {"hit", "miss", "shared", "error", "bypassed"},
 	"list":    {"hit", "miss", "shared", "uncached", "error", "bypassed"},
@@ -235,8 +238,11 @@ func productSlot(id uuid.UUID) slot {
 
 // ListParams are the query parameters of GET /api/v1/products, as docs/openapi.yaml
 // defines them (a test holds the two together), sorted. A list page is kept under
-// these alone.
-var ListParams = []string{"cursor", "limit"}
+// these alone, and only when searchParam is not among them.
+var ListParams = []string{"cursor", "limit", searchParam}
+
+// searchParam is the list's search (q): a page asked with it is never kept.
+const searchParam = "q"
 
 // listGen is the generation of every list page.
 const listGen = keyPrefix + "list:gen"
@@ -266,7 +272,7 @@ func listQuery(raw string) (string, error) {
 	for _, name := range slices.Sorted(maps.Keys(q)) {
 		switch {
 		case !slices.Contains(ListParams, name):
-			f.Add(name, "is not a parameter of this list (it takes "+strings.Join(ListParams, " and ")+")")
+			f.Add(name, "is not a parameter of this list (it takes "+strings.Join(ListParams, ", ")+")")
 		case len(q[name]) > 1:
 			f.Add(name, "is given more than once")
 		}
@@ -302,7 +308,8 @@ func (c *Cache) Product(next http.Handler) http.Handler {
 // copy per canonical query, with next (the inventory proxy) behind it; the request is
 // forwarded as it came. A query with a parameter the API does not define, or one
 // given twice, is a 422 problem, and one that does not parse a 400; neither reaches
-// the cache or next, whether or not Redis is up.
+// the cache or next, whether or not Redis is up. A search (a q that is not empty) is
+// passed to next without asking Redis, counted as uncached, and not kept.
 func (c *Cache) List(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		canonical, err := listQuery(r.URL.RawQuery)
@@ -311,8 +318,26 @@ func (c *Cache) List(next http.Handler) http.Handler {
 			problem.Write(w, r, c.log, err)
 			return
 		}
+		if isSearch(canonical) {
+			// Any text makes a search, so keeping them would let clients fill
+			// Redis with a copy per string. Not even looked up: there is nothing
+			// to find, and Redis is spared a round trip.
+			w.Header().Set(Header, Miss)
+			c.lookups.WithLabelValues("list", "uncached").Inc()
+			passThrough(w, r, next)
+			return
+		}
 		c.serve(w, r, listSlot(canonical), next)
 	})
+}
+
+// isSearch reports whether a canonical list query (listQuery) asks for a search. Any
+// q the canonical form keeps is one, blank ones included: whether "  " means none is
+// the service's to say, and asking it costs only the copy a blank search would have
+// shared with the whole list.
+func isSearch(canonical string) bool {
+	q, _ := url.ParseQuery(canonical) // canonical: made by listQuery
+	return q.Get(searchParam) != ""
 }
 
 // Forget drops the copies of the products ids and every list page, so that the next

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/pkg/events"
+	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
@@ -274,6 +275,82 @@ func TestOnlyCursorsThePagesHandedOutAreKept(t *testing.T) {
 	f.expect(t, second, productcache.Hit, read(second, 2))
 	if keys := f.listKeys(t); len(keys) != 2 {
 		t.Errorf("%d copies, want the two pages: %v", len(keys), keys)
+	}
+}
+
+// Finding: any text makes a search, so a client making up a new q for every request
+// would make a copy each time. A search is answered by the service, never kept nor
+// looked up, and counted as uncached; its next_cursor is not one a kept page handed
+// out.
+func TestSearchPagesAreNeverKept(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), listing)
+	searches := []string{
+		"/api/v1/products?q=mug",
+		"/api/v1/products?limit=2&q=blue+mug",
+		"/api/v1/products?q=%20", // blank: whether that is none is the service's to say
+		"/api/v1/products?limit=2&cursor=abc&q=mug",
+	}
+	for _, path := range searches {
+		for n := 1; n <= 2; n++ {
+			f.expect(t, path, productcache.Miss, listRead(path, n)) // forwarded as it came
+		}
+	}
+	for i := range 20 {
+		path := fmt.Sprintf("/api/v1/products?q=made-up-%d", i)
+		f.expect(t, path, productcache.Miss, listRead(path, 1))
+	}
+	if keys := f.listKeys(t); len(keys) != 0 {
+		t.Fatalf("searches left copies: %v", keys)
+	}
+	if n := f.rdb.Exists(context.Background(), "gateway:products:cursors").Val(); n != 0 {
+		t.Errorf("the next_cursor of a search was remembered as a kept page's")
+	}
+	got := lookupsCounted(t, f.reg)
+	maps.DeleteFunc(got, func(_ string, v float64) bool { return v == 0 })
+	if want := map[string]float64{"list/uncached": float64(2*len(searches) + 20)}; !maps.Equal(got, want) {
+		t.Errorf("lookups counted %v, want %v", got, want)
+	}
+
+	// A search answer is tagged like any other, and revalidates: the upstream's
+	// third answer to the first search is the one a client already has.
+	req, err := http.NewRequest(http.MethodGet, f.url+searches[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("If-None-Match", httpserver.ETag([]byte(listRead(searches[0], 3))))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotModified || resp.Header.Get(productcache.Header) != productcache.Miss {
+		t.Errorf("a search with a matching If-None-Match: %d %s, want 304 MISS", resp.StatusCode, resp.Header.Get(productcache.Header))
+	}
+}
+
+// Without q, or with an empty one, a page is kept as it always was.
+func TestPagesWithoutASearchAreKeptAsBefore(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, redistest.New(t), listing)
+	first := "/api/v1/products?limit=2"
+	f.expect(t, first, productcache.Miss, listRead(first, 1))
+	f.expect(t, first, productcache.Hit, listRead(first, 1))
+	f.expect(t, "/api/v1/products?q=&limit=2", productcache.Hit, listRead(first, 1))
+	second := "/api/v1/products?limit=2&cursor=abc"
+	f.expect(t, second, productcache.Miss, read(second, 1))
+	f.expect(t, "/api/v1/products?cursor=abc&q=&limit=2", productcache.Hit, read(second, 1))
+	if keys := f.listKeys(t); len(keys) != 2 {
+		t.Errorf("%d copies, want the two pages: %v", len(keys), keys)
+	}
+	got := lookupsCounted(t, f.reg)
+	maps.DeleteFunc(got, func(_ string, v float64) bool { return v == 0 })
+	if want := map[string]float64{"list/miss": 2, "list/hit": 3}; !maps.Equal(got, want) {
+		t.Errorf("lookups counted %v, want %v", got, want)
+	}
+	// q is one of the list's parameters, so given twice it is refused like the others.
+	if status, d := problemOf(t, f, "/api/v1/products?q=a&q=b"); status != http.StatusUnprocessableEntity || len(d.Errors) != 1 || d.Errors[0].Field != "q" {
+		t.Errorf("q twice: %d %+v, want 422 naming q", status, d)
 	}
 }
 
