@@ -192,6 +192,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Log:           p.Log,
 		Verifier:      p.TokenVerifier(),
 		Notifications: store,
+		Events:        store,
+		MessageID:     mailer.MessageID,
 	})
 	return p.Serve(ctx, public, p.InternalRouter())
 }

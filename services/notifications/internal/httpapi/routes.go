@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 )
@@ -16,10 +17,17 @@ type Deps struct {
 	Log           *slog.Logger
 	Verifier      *auth.Verifier // checks access tokens against the users service's keys
 	Notifications Lister
+	// Events reads the notifications and inbox entries of given events, for
+	// operators.
+	Events EventReader
+	// MessageID is the Message-ID of a notification's e-mail (mail.Mailer.MessageID).
+	MessageID func(uuid.UUID) string
 }
 
 // Mount adds every route of the notifications service to r. The paths are the public
 // ones: the gateway proxies them unchanged.
 func Mount(r chi.Router, d Deps) {
 	r.With(d.Verifier.Require(d.Log)).Get("/api/v1/notifications", list(d.Log, d.Notifications))
+	admin := r.With(d.Verifier.Require(d.Log), auth.RequireRole(d.Log, auth.RoleAdmin))
+	admin.Get("/api/v1/admin/notifications", adminNotifications(d.Log, d.Events, d.MessageID))
 }

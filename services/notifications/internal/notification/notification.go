@@ -176,6 +176,15 @@ type Notification struct {
 	SentAt    time.Time // zero until sent
 }
 
+// Handled is an event the consumer handled, as its inbox remembers it (for
+// INBOX_RETENTION): whether or not it made a notification, it was applied once, then.
+type Handled struct {
+	EventID   uuid.UUID
+	Stream    string
+	Type      string
+	HandledAt time.Time
+}
+
 // New is a queued notification of kind for the event eventID, to r, made at at. Its
 // subject is fixed now, from the details, so that the list shows what the e-mail says.
 func New(eventID uuid.UUID, kind Kind, r Recipient, d Details, at time.Time) Notification {

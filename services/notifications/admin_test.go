@@ -1,0 +1,108 @@
+package main
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/pkg/programtest"
+)
+
+// adminNotificationsBody is GET /api/v1/admin/notifications's answer.
+type adminNotificationsBody struct {
+	Notifications []struct {
+		ID        string     `json:"id"`
+		EventID   string     `json:"event_id"`
+		Kind      string     `json:"kind"`
+		UserID    string     `json:"user_id"`
+		Recipient string     `json:"recipient"`
+		Subject   string     `json:"subject"`
+		Status    string     `json:"status"`
+		Attempts  int        `json:"attempts"`
+		Error     *string    `json:"error"`
+		MessageID string     `json:"message_id"`
+		CreatedAt time.Time  `json:"created_at"`
+		SentAt    *time.Time `json:"sent_at"`
+	} `json:"notifications"`
+	Inbox []struct {
+		EventID   string    `json:"event_id"`
+		Stream    string    `json:"stream"`
+		Type      string    `json:"type"`
+		HandledAt time.Time `json:"handled_at"`
+	} `json:"inbox"`
+}
+
+func TestAnAdminReadsWhatEventsLedTo(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, nil)
+	di := newUser("Di")
+	registered := s.register(t, di)
+	order := uuid.New()
+	// order.created makes no e-mail, but the consumer handles it all the same.
+	created := s.publish(t, "events.orders", "order.created", map[string]any{
+		"order_id": order, "user_id": di.id, "total_cents": 1299, "currency": "USD",
+		"items": []map[string]any{{"product_id": uuid.New(), "quantity": 1, "unit_price_cents": 1299}},
+	})
+	confirmed := s.publish(t, "events.orders", "order.confirmed", map[string]any{
+		"order_id": order, "user_id": di.id, "total_cents": 1299, "currency": "USD",
+		"items": []map[string]any{{"product_id": uuid.New(), "quantity": 1, "unit_price_cents": 1299}},
+	})
+	s.waitRow(t, confirmed.ID, "the order_confirmed e-mail sent", func(r row) bool { return r.status == "sent" })
+	eventually(t, arrives, "order.created handled", func() bool {
+		return s.count(t, `SELECT count(*) FROM inbox WHERE event_id = $1`, created.ID) == 1
+	})
+
+	admin := s.issuer.tokenAs(t, uuid.New(), auth.RoleAdmin)
+	query := "?event_id=" + created.ID.String() + "&event_id=" + confirmed.ID.String() + "&event_id=" + confirmed.ID.String() +
+		"&event_id=" + uuid.NewString()
+	r := s.get(t, "/api/v1/admin/notifications"+query, admin)
+	if r.Status != http.StatusOK || r.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("admin read: %d %v %s", r.Status, r.Header, r.Body)
+	}
+	var got adminNotificationsBody
+	r.JSON(t, &got)
+	if len(got.Notifications) != 1 {
+		t.Fatalf("notifications %+v; want the order_confirmed one alone (the welcome's event was not asked about)", got.Notifications)
+	}
+	n := got.Notifications[0]
+	if uuid.Validate(n.ID) != nil || n.EventID != confirmed.ID.String() || n.Kind != "order_confirmed" || n.UserID != di.id.String() ||
+		n.Recipient != di.email || !strings.Contains(n.Subject, "is confirmed") || n.Status != "sent" || n.Attempts != 1 ||
+		n.Error != nil || n.SentAt == nil || n.SentAt.Before(n.CreatedAt) {
+		t.Errorf("notification %+v; want Di's sent order_confirmed e-mail", n)
+	}
+	if n.MessageID != "<"+n.ID+"@bazaar.local>" {
+		t.Errorf("message_id %q; want the notification id at the sender's domain", n.MessageID)
+	}
+	if msgs := s.waitMail(t, di.email, 2); msgs[1].Header.Get("Message-ID") != n.MessageID {
+		t.Errorf("the e-mail's Message-ID is %q; the admin read says %q", msgs[1].Header.Get("Message-ID"), n.MessageID)
+	}
+	handled := map[string]string{}
+	for _, h := range got.Inbox {
+		handled[h.EventID] = h.Type + " on " + h.Stream
+		if h.HandledAt.IsZero() {
+			t.Errorf("inbox entry %+v has no time", h)
+		}
+	}
+	if len(handled) != 2 || handled[created.ID.String()] != "order.created on events.orders" ||
+		handled[confirmed.ID.String()] != "order.confirmed on events.orders" {
+		t.Errorf("inbox %+v; want order.created and order.confirmed, each once", got.Inbox)
+	}
+
+	t.Run("bounded, and for admins only", func(t *testing.T) {
+		many := strings.Repeat("&event_id="+registered.ID.String(), 51)
+		for _, q := range []string{"", "?event_id=nope", "?" + many[1:]} {
+			d := s.get(t, "/api/v1/admin/notifications"+q, admin).Problem(t, http.StatusUnprocessableEntity)
+			if len(d.Errors) != 1 || d.Errors[0].Field != "event_id" {
+				t.Errorf("%.40q: %+v; want event_id named", q, d)
+			}
+		}
+		s.get(t, "/api/v1/admin/notifications?event_id="+confirmed.ID.String(), s.issuer.token(t, di.id)).
+			Problem(t, http.StatusForbidden)
+		programtest.Call(t, http.MethodGet, s.url+"/api/v1/admin/notifications?event_id="+confirmed.ID.String(), "").
+			Problem(t, http.StatusUnauthorized)
+	})
+}
