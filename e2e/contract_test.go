@@ -66,13 +66,28 @@ type contract struct {
 var theContract = sync.OnceValues(loadContract)
 
 // outsideTheAPI reports the gateway's paths the document leaves out (its description
-// says so): the probes, the metrics and the operations pages.
+// says so): the probes, the metrics, the operations pages and the storefront's pages.
 func outsideTheAPI(path string) bool {
 	switch path {
 	case "/healthz", "/readyz", "/metrics":
 		return true
 	}
-	return path == "/ops" || strings.HasPrefix(path, "/ops/")
+	return path == "/ops" || strings.HasPrefix(path, "/ops/") || shopPage(path)
+}
+
+// shopPage reports whether path is one of the storefront's (gateway/internal/storefront).
+func shopPage(path string) bool {
+	for _, p := range []string{"/", "/cart", "/cart/update", "/checkout", "/signup", "/login", "/logout", "/orders", "/inbox", "/admin"} {
+		if path == p {
+			return true
+		}
+	}
+	for _, prefix := range []string{"/products/", "/orders/", "/admin/", "/static/"} {
+		if strings.HasPrefix(path, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 func loadContract() (*contract, error) {

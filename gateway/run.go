@@ -23,6 +23,7 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/gateway/internal/ratelimit"
+	"github.com/bazaar-shop/bazaar/gateway/internal/storefront"
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
 	"github.com/bazaar-shop/bazaar/internal/programs"
@@ -108,6 +109,15 @@ type Config struct {
 	StreamIdleTimeout time.Duration
 	ProductCacheTTL   time.Duration // PRODUCT_CACHE_TTL: the longest a product read is served from the cache
 	OpsSessionTTL     time.Duration // OPS_SESSION_TTL: how long an admin stays signed in to /ops
+	// ShopSessionTTL (SHOP_SESSION_TTL) is the longest a storefront session lasts
+	// from sign-in; the users service may end it sooner (SESSION_MAX_AGE, log-out).
+	ShopSessionTTL time.Duration
+	// MailpitURL (MAILPIT_URL) is the mail catcher's web page, which the admin pages
+	// link to; empty where there is none (production).
+	MailpitURL string
+	// TraceURL (TRACE_URL_TEMPLATE) is a trace's page in a trace viewer, with
+	// {trace_id} where its id goes; the order story links to it. Empty: no link.
+	TraceURL string
 	// ConsumerName (CONSUMER_NAME) names this replica in the "gateway" consumer group
 	// that reads inventory events for the product cache; empty means
 	// "gateway@<host name>". It must be stable across restarts and unique among
@@ -141,6 +151,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		StreamIdleTimeout: env.Duration("STREAM_IDLE_TIMEOUT", time.Minute),
 		ProductCacheTTL:   env.Duration("PRODUCT_CACHE_TTL", time.Minute),
 		OpsSessionTTL:     env.Duration("OPS_SESSION_TTL", 8*time.Hour),
+		ShopSessionTTL:    env.Duration("SHOP_SESSION_TTL", 7*24*time.Hour),
+		MailpitURL:        env.OptionalURL("MAILPIT_URL", "http", "https"),
+		TraceURL:          env.String("TRACE_URL_TEMPLATE", ""),
 		ConsumerName:      env.String("CONSUMER_NAME", ""),
 		RateLimits: ratelimit.Limits{
 			EdgeIP:          env.Int("RATE_EDGE_IP", 100, 0, 1_000_000),
@@ -194,6 +207,9 @@ func (c Config) LogValue() slog.Value {
 		slog.String("stream_idle_timeout", c.StreamIdleTimeout.String()),
 		slog.String("product_cache_ttl", c.ProductCacheTTL.String()),
 		slog.String("ops_session_ttl", c.OpsSessionTTL.String()),
+		slog.String("shop_session_ttl", c.ShopSessionTTL.String()),
+		slog.String("mailpit_url", c.MailpitURL),
+		slog.String("trace_url_template", c.TraceURL),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.Any("rate_limits", c.RateLimits),
 	)
@@ -317,6 +333,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		WithRevocations(auth.RedisRevocations(revokeRDB)).
 		WithCache(tokenCacheSize, revocationRecheck).
 		WithLogger(log)
+	shop, err := storefront.New(storefront.Options{
+		Log:      log,
+		Sessions: storefront.NewSessions(rdb, cfg.ShopSessionTTL),
+		Links:    storefront.Links{TaskMonitor: httpapi.TaskMonitorPath, Mailpit: cfg.MailpitURL, Trace: cfg.TraceURL},
+	})
+	if err != nil {
+		return err
+	}
 	h, err := httpapi.NewServer(httpapi.Deps{
 		Log:          log,
 		Metrics:      reg,
@@ -337,6 +361,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			Home:       httpapi.TaskMonitorPath,
 		}),
 		TaskMonitor: monitor,
+		Shop:        shop,
 		RateLimit:   limiter,
 		MaxInFlight: cfg.MaxInFlight,
 	})

@@ -1,6 +1,6 @@
 #!/bin/sh
 # ensure-browser.sh: what the browser tests (e2e/browser) need: Debian's chromium and
-# playwright-core from npm, at the version e2e/browser/package-lock.json pins.
+# playwright-core and axe-core from npm, at the versions e2e/browser/package-lock.json pins.
 # Playwright's own browser download cannot work here, so its bare driver drives the
 # distribution's browser. `make test` runs this first; quiet and quick when both are
 # there.
@@ -19,10 +19,17 @@ if ! command -v chromium >/dev/null 2>&1; then
 	${SUDO:-} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ||
 		{ ${SUDO:-} apt-get update -qq && ${SUDO:-} env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 fi
-# npm ci when the installed driver is not the locked one (or none is).
-want=$(node -p 'require("./e2e/browser/package-lock.json").packages["node_modules/playwright-core"].version')
-have=$(node -p 'try { require("./e2e/browser/node_modules/playwright-core/package.json").version } catch { "" }')
-if [ "$want" != "$have" ]; then
-	echo "ensure-browser: installing playwright-core $want"
+# npm ci when an installed package is not the locked version (or is missing).
+stale=$(node -e '
+const lock = require("./e2e/browser/package-lock.json");
+let stale = "";
+for (const [path, meta] of Object.entries(lock.packages)) {
+	if (!path) continue;
+	try { if (require("./e2e/browser/" + path + "/package.json").version !== meta.version) stale = path; }
+	catch { stale = path; }
+}
+console.log(stale);')
+if [ -n "$stale" ]; then
+	echo "ensure-browser: installing the browser tests' packages ($stale is not the locked version)"
 	(cd e2e/browser && npm ci --no-audit --no-fund --silent)
 fi

@@ -430,6 +430,7 @@ func (s *Stack) start(ctx context.Context) error {
 		// gateway its real port back, which would no longer imply a free ops port.
 		gw["OPS_ADDR"] = "127.0.0.1:0"
 	}
+	gw["MAILPIT_URL"] = s.urls.Mailpit // the admin pages link to the inbox
 	for _, name := range Services {
 		gw[strings.ToUpper(name)+"_URL"] = s.urlList(name, s.urls.Programs)
 		gw[strings.ToUpper(name)+"_INTERNAL_URL"] = s.urlList(name, s.urls.Internal)

@@ -109,6 +109,12 @@ func addRoutes(r chi.Router, d Deps) {
 		// asynqmon: its pages, their assets, and its API under /ops/tasks/api/.
 		r.With(d.Ops.RequireAdmin, withPolicy(d.monitorPolicy)).Handle(TaskMonitorPath+"*", d.TaskMonitor)
 	})
+
+	// The storefront: pages for people at /, made from the public API above, which
+	// they call through this same router (storefront.Shop.Mount lists them).
+	if d.Shop != nil {
+		d.Shop.Mount(r, r)
+	}
 }
 
 // addOpsRoutes lists the routes of the operations listener (OPS_ADDR), which is off

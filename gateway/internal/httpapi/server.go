@@ -14,6 +14,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/docs"
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
+	"github.com/bazaar-shop/bazaar/gateway/internal/storefront"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/health"
@@ -77,6 +78,8 @@ type Deps struct {
 	Ops *opsauth.Auth
 	// TaskMonitor is asynqmon, serving its pages and API under TaskMonitorPath.
 	TaskMonitor http.Handler
+	// Shop is the storefront: pages at / made from the public API. Nil: none.
+	Shop *storefront.Shop
 	// RateLimit limits the public API's callers (a *ratelimit.Limiter in the gateway).
 	RateLimit RateLimit
 	// MaxInFlight bounds the requests in flight to each upstream service
