@@ -135,6 +135,7 @@ test("the admin adds the products the shopper will find", async () => {
 test("a new shopper signs up, searches, orders two products with a Visa and watches it confirm", async () => {
 	const page = await open(shop, "/");
 	await accessible(page);
+	await page.screenshot({ path: `${shots}/readme-catalogue.png` });
 	await page.click("text=Create account");
 	await page.fill("#name", shopper.name);
 	await page.fill("#email", shopper.email);
@@ -165,6 +166,7 @@ test("a new shopper signs up, searches, orders two products with a Visa and watc
 	await see(page, /^Confirmed$/, 30_000);
 	assert.equal(navigations, 0, "the page reloaded to show the status");
 	await accessible(page);
+	await page.screenshot({ path: `${shots}/readme-order-confirmed.png`, fullPage: true });
 	confirmedOrder = id;
 
 	// The confirmation, in the shop's inbox and in Mailpit's.
@@ -308,4 +310,22 @@ test("the admin reads a confirmed order's whole story", async () => {
 	await see(page, `Your order ${confirmedOrder.slice(-8).toUpperCase()} is confirmed`);
 	await see(page, /^[0-9a-f]{32}$/); // the trace id
 	await accessible(page);
+	await page.screenshot({ path: `${shots}/readme-order-story.png`, fullPage: true });
+});
+
+test("the shop reads at phone width without sideways scrolling", async () => {
+	// Closed with the browser, after afterEach has taken its screenshot.
+	const phone = await browser.newContext({ baseURL: gateway, viewport: { width: 375, height: 740 }, isMobile: true });
+	const page = await phone.newPage();
+	lastPage = page;
+	for (const path of ["/", "/?q=" + encodeURIComponent(lamp), "/cart", "/login", "/signup"]) {
+		await page.goto(path);
+		const [content, viewport] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+		assert.ok(content <= viewport, `${path} is ${content}px wide on a ${viewport}px screen`);
+		await accessible(page);
+	}
+	await page.getByRole("link", { name: lamp }).click();
+	const [content, viewport] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+	assert.ok(content <= viewport, `the product page is ${content}px wide on a ${viewport}px screen`);
+	await page.screenshot({ path: `${shots}/readme-phone-product.png`, fullPage: true });
 });

@@ -1,9 +1,9 @@
 package storefront
 
 import (
-	"strings"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"

@@ -83,8 +83,14 @@ func parsePages() (*pages, error) {
 			}
 			return t.Local().Format("2 Jan 2006, 15:04:05")
 		},
-		"iso":   func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
-		"ref":   orderRef,
+		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"derefTime": func(t *time.Time) time.Time {
+			if t == nil {
+				return time.Time{}
+			}
+			return *t
+		},
+		"ref": orderRef,
 		"deref": func(s *string) string {
 			if s == nil {
 				return ""

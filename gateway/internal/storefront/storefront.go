@@ -51,6 +51,8 @@ type Options struct {
 	Log      *slog.Logger
 	Sessions *Sessions
 	Links    Links
+	// Stories tells an order's whole story on the admin pages.
+	Stories Stories
 }
 
 // Shop serves the storefront's pages.
@@ -58,6 +60,7 @@ type Shop struct {
 	log      *slog.Logger
 	sessions *Sessions
 	links    Links
+	stories  Stories
 	api      api
 	pages    *pages
 }
@@ -69,7 +72,7 @@ func New(o Options) (*Shop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Shop{log: o.Log, sessions: o.Sessions, links: o.Links, pages: p}, nil
+	return &Shop{log: o.Log, sessions: o.Sessions, links: o.Links, stories: o.Stories, pages: p}, nil
 }
 
 // Mount adds every page of the shop to r, whose handler (api) answers the public API
@@ -108,6 +111,7 @@ func (s *Shop) Mount(r chi.Router, api http.Handler) {
 		r.Get("/admin/products/{id}", s.adminProduct)
 		r.Post("/admin/products/{id}", s.adminUpdateProduct)
 		r.Get("/admin/sagas", s.adminSagas)
+		r.Get("/admin/orders/{id}", s.adminOrder)
 	})
 	r.Get("/static/*", s.static)
 }

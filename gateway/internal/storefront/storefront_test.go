@@ -254,7 +254,7 @@ func TestEveryPageRenders(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"catalogue", "product", "cart", "checkout", "signup", "login", "orders", "order", "inbox", "message",
-		"admin_home", "admin_products", "admin_product", "admin_sagas"} {
+		"admin_home", "admin_products", "admin_product", "admin_sagas", "admin_order"} {
 		if _, ok := p.sets[name]; !ok {
 			t.Errorf("no page %q", name)
 		}
