@@ -351,6 +351,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Upstreams:    upstreams,
 		Products:     cache,
 		Tasks:        inspector,
+		Streams:      rdb,
 		Ops: opsauth.New(opsauth.Options{
 			Log:        log,
 			Verifier:   verifier,

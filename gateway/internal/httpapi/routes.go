@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
+	"github.com/bazaar-shop/bazaar/gateway/internal/orderstory"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 )
@@ -69,9 +70,11 @@ func addRoutes(r chi.Router, d Deps) {
 	// Users: a user's own account.
 	user.Method(http.MethodGet, "/api/v1/users/me", up.Users)
 
-	// Inventory: changing the catalogue is for admins.
+	// Inventory: changing the catalogue, and reading an order's reservation, is for
+	// admins.
 	admin.Method(http.MethodPost, "/api/v1/products", up.Inventory)
 	admin.Method(http.MethodPatch, "/api/v1/products/{id}", up.Inventory)
+	admin.Method(http.MethodGet, "/api/v1/admin/reservations/{order_id}", up.Inventory)
 
 	// Orders: a user's own (the service answers 404 for anyone else's). The status
 	// stream goes through a proxy of its own that lets it last.
@@ -81,17 +84,25 @@ func addRoutes(r chi.Router, d Deps) {
 	user.Method(http.MethodPost, "/api/v1/orders/{id}/cancel", up.Orders)
 	user.Method(http.MethodGet, "/api/v1/orders/{id}/events", up.OrderEvents)
 	admin.Method(http.MethodGet, "/api/v1/admin/sagas", up.Orders)
+	admin.Method(http.MethodGet, "/api/v1/admin/orders/{id}", up.Orders)
 	admin.Method(http.MethodPost, "/api/v1/admin/reports/sales", up.Orders)
 
-	// Payments: a user's own, by order.
+	// Payments: a user's own, by order; any order's for admins.
 	user.Method(http.MethodGet, "/api/v1/payments", up.Payments)
+	admin.Method(http.MethodGet, "/api/v1/admin/payments", up.Payments)
 
-	// Notifications: a user's own list.
+	// Notifications: a user's own list; for admins, what given events led to.
 	user.Method(http.MethodGet, "/api/v1/notifications", up.Notifications)
+	admin.Method(http.MethodGet, "/api/v1/admin/notifications", up.Notifications)
 
 	// Background tasks' states and results, answered by the gateway itself from
 	// the task queues, whichever service's they are.
 	admin.Method(http.MethodGet, "/api/v1/admin/tasks/{id}", taskStatus(d.Log, d.Tasks))
+
+	// An order's whole story, told by the gateway from the four admin routes above,
+	// asked through this same router as the admin, and from the streams and the task
+	// queues in Redis (orderstory).
+	admin.Method(http.MethodGet, "/api/v1/admin/orders/{id}/story", orderStory(d.Log, orderstory.New(r, d.Streams, d.Tasks, d.Log)))
 
 	// Operations pages, for administrators in a browser: a sign-in form that gives
 	// the browser a session cookie (bearer tokens do not work there), and the task

@@ -1,8 +1,9 @@
 // Package httpapi is the gateway's HTTP surface: the standard middleware, and in
 // routes.go every route the gateway answers, with the upstream that serves it and the
 // checks that run first. The gateway's handlers only route and check, and the
-// services answer, with two exceptions: product reads may come from the gateway's
-// cache, and the state of a background task is read from the task queues (tasks.go).
+// services answer, with three exceptions: product reads may come from the gateway's
+// cache, the state of a background task is read from the task queues (tasks.go),
+// and an order's story is told from the services' admin routes and Redis (story.go).
 package httpapi
 
 import (
@@ -11,6 +12,7 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/docs"
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
@@ -73,6 +75,9 @@ type Deps struct {
 	Products ProductCache
 	// Tasks answers GET /api/v1/admin/tasks/{id} from the task queues in Redis.
 	Tasks Tasks
+	// Streams is the Redis the services publish their events to, where an order's
+	// story reads who consumed them (orderstory). Nil: the story goes without.
+	Streams *redis.Client
 	// Ops signs administrators in to the operations pages from a browser and
 	// guards those pages.
 	Ops *opsauth.Auth
