@@ -324,7 +324,9 @@ test("the shop reads at phone width without sideways scrolling", async () => {
 		assert.ok(content <= viewport, `${path} is ${content}px wide on a ${viewport}px screen`);
 		await accessible(page);
 	}
+	await page.goto("/?q=" + encodeURIComponent(lamp));
 	await page.getByRole("link", { name: lamp }).click();
+	await see(page, "Add to cart");
 	const [content, viewport] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
 	assert.ok(content <= viewport, `the product page is ${content}px wide on a ${viewport}px screen`);
 	await page.screenshot({ path: `${shots}/readme-phone-product.png`, fullPage: true });

@@ -102,7 +102,8 @@ func addRoutes(r chi.Router, d Deps) {
 	// An order's whole story, told by the gateway from the four admin routes above,
 	// asked through this same router as the admin, and from the streams and the task
 	// queues in Redis (orderstory).
-	admin.Method(http.MethodGet, "/api/v1/admin/orders/{id}/story", orderStory(d.Log, orderstory.New(r, d.Streams, d.Tasks, d.Log)))
+	stories := orderstory.New(r, d.Streams, d.Tasks, d.Log)
+	admin.Method(http.MethodGet, "/api/v1/admin/orders/{id}/story", orderStory(d.Log, stories))
 
 	// Operations pages, for administrators in a browser: a sign-in form that gives
 	// the browser a session cookie (bearer tokens do not work there), and the task
@@ -122,9 +123,10 @@ func addRoutes(r chi.Router, d Deps) {
 	})
 
 	// The storefront: pages for people at /, made from the public API above, which
-	// they call through this same router (storefront.Shop.Mount lists them).
+	// they call through this same router (storefront.Shop.Mount lists them); its
+	// admin pages tell an order's story as the API route above does.
 	if d.Shop != nil {
-		d.Shop.Mount(r, r)
+		d.Shop.Mount(r, r, stories)
 	}
 }
 

@@ -83,7 +83,9 @@ func parsePages() (*pages, error) {
 			}
 			return t.Local().Format("2 Jan 2006, 15:04:05")
 		},
-		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"iso": func(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) },
+		// stamp is a time to the millisecond, for a story whose steps are that close.
+		"stamp": func(t time.Time) string { return t.Local().Format("15:04:05.000") },
 		"derefTime": func(t *time.Time) time.Time {
 			if t == nil {
 				return time.Time{}

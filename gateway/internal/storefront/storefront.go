@@ -51,8 +51,6 @@ type Options struct {
 	Log      *slog.Logger
 	Sessions *Sessions
 	Links    Links
-	// Stories tells an order's whole story on the admin pages.
-	Stories Stories
 }
 
 // Shop serves the storefront's pages.
@@ -72,14 +70,15 @@ func New(o Options) (*Shop, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Shop{log: o.Log, sessions: o.Sessions, links: o.Links, stories: o.Stories, pages: p}, nil
+	return &Shop{log: o.Log, sessions: o.Sessions, links: o.Links, pages: p}, nil
 }
 
 // Mount adds every page of the shop to r, whose handler (api) answers the public API
-// the pages call. The pages are answered with their own Content-Security-Policy:
-// scripts, styles and images from the gateway only, nothing inline, no framing.
-func (s *Shop) Mount(r chi.Router, api http.Handler) {
-	s.api.h = api
+// the pages call, and stories tells orders' stories from that same API. The pages
+// are answered with their own Content-Security-Policy: scripts, styles and images
+// from the gateway only, nothing inline, no framing.
+func (s *Shop) Mount(r chi.Router, api http.Handler, stories Stories) {
+	s.api.h, s.stories = api, stories
 	r.Group(func(r chi.Router) {
 		r.Use(pagePolicy, s.checkForms)
 
