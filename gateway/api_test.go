@@ -113,8 +113,10 @@ func TestCatalogueOrdersAndPaymentsRoutesCheckAccessBeforeForwarding(t *testing.
 	inventory := newUpstream(t, "inventory", nil)
 	orders := newUpstream(t, "orders", nil)
 	payments := newUpstream(t, "payments", nil)
+	notifications := newUpstream(t, "notifications", nil)
 	gw := startGateway(t, map[string]string{
 		"USERS_URL": users.URL, "INVENTORY_URL": inventory.URL, "ORDERS_URL": orders.URL, "PAYMENTS_URL": payments.URL,
+		"NOTIFICATIONS_URL": notifications.URL,
 	})
 	tokens := map[string]string{
 		"anonymous": "",
@@ -142,6 +144,11 @@ func TestCatalogueOrdersAndPaymentsRoutesCheckAccessBeforeForwarding(t *testing.
 		{http.MethodGet, "/api/v1/admin/sagas?state=running&cursor={id}", "", orders, admin},
 		{http.MethodPost, "/api/v1/admin/reports/sales?from=2026-01-01&to=2026-01-31&x={id}", "", orders, admin},
 		{http.MethodGet, "/api/v1/payments?order_id={id}", "", payments, user},
+		// The admin reads an order's story is told from.
+		{http.MethodGet, "/api/v1/admin/orders/{id}", "", orders, admin},
+		{http.MethodGet, "/api/v1/admin/reservations/{id}", "", inventory, admin},
+		{http.MethodGet, "/api/v1/admin/payments?order_id={id}", "", payments, admin},
+		{http.MethodGet, "/api/v1/admin/notifications?event_id={id}&event_id={id}", "", notifications, admin},
 	} {
 		for caller, tok := range tokens {
 			id := uuid.NewString()
