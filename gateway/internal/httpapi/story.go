@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/inproc"
 	"github.com/bazaar-shop/bazaar/gateway/internal/orderstory"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
@@ -30,7 +31,7 @@ func orderStory(log *slog.Logger, stories OrderStories) http.HandlerFunc {
 			problem.Write(w, r, log, orderstory.ErrNotFound)
 			return
 		}
-		story, err := stories.Build(orderstory.WithCaller(r.Context(), r), id, auth.BearerToken(r))
+		story, err := stories.Build(inproc.WithCaller(r.Context(), r), id, auth.BearerToken(r))
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

@@ -1,13 +1,9 @@
 package orderstory
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto/tls"
-	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -19,9 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/inproc"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
-	"github.com/bazaar-shop/bazaar/pkg/logging"
-	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
@@ -35,7 +30,7 @@ type Tasks interface {
 
 // Builder tells orders' stories. It is safe for concurrent use.
 type Builder struct {
-	api     http.Handler
+	api     inproc.Client
 	streams streamReader
 	tasks   Tasks
 	log     *slog.Logger
@@ -46,7 +41,7 @@ type Builder struct {
 // are what a story is read from), reads the services' streams from the Redis they
 // publish to (streams) and the e-mail tasks from every queue (tasks).
 func New(api http.Handler, streams *redis.Client, tasks Tasks, log *slog.Logger) *Builder {
-	b := &Builder{api: api, tasks: tasks, log: log}
+	b := &Builder{api: inproc.Client{Handler: api}, tasks: tasks, log: log}
 	if streams != nil { // a nil *redis.Client in the interface would not be nil
 		b.streams = streams
 	}
@@ -62,7 +57,7 @@ const notificationsGroup = "notifications"
 
 // Build tells the story of order orderID, as the admin whose access token is
 // bearerToken may see it: every API call it makes carries that token and nothing
-// else of the admin's but what WithCaller put in ctx, so the gateway checks it, its
+// else of the admin's but what inproc.WithCaller put in ctx, so the gateway checks it, its
 // role and its rate limits on each call as it would for the admin calling directly.
 //
 // It asks the orders, inventory and payments admin endpoints at once, then, with the
@@ -301,109 +296,11 @@ func toEvents(answers []eventAnswer) []Event {
 	return out
 }
 
-// caller is what the story's API calls take from the admin's own request.
-type caller struct {
-	remoteAddr, host string
-	tls              *tls.ConnectionState
-}
-
-type callerKey struct{}
-
-// WithCaller is ctx carrying what Build's API calls take from r, the admin's request
-// the story is told for: the client's address, so that the calls count against the
-// admin's own limits per address, and r's host and TLS state. The request id and
-// the trace are ctx's own (the gateway's middleware put r's there). Without it the
-// calls come from no address.
-func WithCaller(ctx context.Context, r *http.Request) context.Context {
-	return context.WithValue(ctx, callerKey{}, caller{remoteAddr: r.RemoteAddr, host: r.Host, tls: r.TLS})
-}
-
-// maxAnswer bounds what one API answer the story reads may hold.
-const maxAnswer = 4 << 20
-
 // get makes GET path through the API as the admin: with the token, and the address,
-// request id and trace of the caller in ctx, and nothing else. A 2xx answer is
-// decoded into out; any other is returned as the *apperr.Error its problem document
-// describes (problem.FromResponse).
+// request id and trace of the caller in ctx (inproc.WithCaller), and nothing else.
+// A 2xx answer is decoded into out; any other is returned as the *apperr.Error its
+// problem document describes.
 func (b *Builder) get(ctx context.Context, path, token string, out any) error {
-	inner, cancel := detached(ctx)
-	defer cancel()
-	req, err := http.NewRequestWithContext(inner, http.MethodGet, path, http.NoBody)
-	if err != nil {
-		return apperr.Wrap(err, apperr.Internal, "the story's request could not be made")
-	}
-	if c, ok := ctx.Value(callerKey{}).(caller); ok {
-		req.RemoteAddr, req.Host, req.TLS = c.remoteAddr, c.host, c.tls
-	}
-	req.Header.Set("Accept", "application/json")
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if id := logging.RequestID(ctx); id != "" {
-		req.Header.Set("X-Request-ID", id)
-	}
-	if tp := telemetry.TraceParent(ctx); tp != "" {
-		req.Header.Set("traceparent", tp)
-	}
-	rec := &recorder{header: http.Header{}}
-	b.api.ServeHTTP(rec, req)
-	if rec.status < 200 || rec.status > 299 {
-		resp := &http.Response{StatusCode: rec.status, Header: rec.header, Body: io.NopCloser(&rec.body)}
-		return problem.FromResponse(resp)
-	}
-	if rec.overflow {
-		return apperr.E(apperr.BadGateway, "the answer to %s was too large", req.URL.Path)
-	}
-	if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
-		return apperr.Wrap(err, apperr.BadGateway, "the answer to "+req.URL.Path+" could not be read")
-	}
-	return nil
+	_, err := b.api.Do(ctx, inproc.Request{Method: http.MethodGet, Path: path, Token: token}, out)
+	return err
 }
-
-// detached is a context for a request made in the process as if it came from
-// outside: it ends when ctx does (and has its deadline), but carries none of ctx's
-// values, so nothing of the admin's own request (its route, its verified principal)
-// leaks into the API call, which is routed, authenticated and limited afresh.
-func detached(ctx context.Context) (context.Context, context.CancelFunc) {
-	inner, cancel := context.WithCancelCause(context.Background())
-	stop := context.AfterFunc(ctx, func() { cancel(context.Cause(ctx)) })
-	var cancelDeadline context.CancelFunc = func() {}
-	if d, ok := ctx.Deadline(); ok {
-		inner, cancelDeadline = context.WithDeadline(inner, d)
-	}
-	return inner, func() {
-		stop()
-		cancelDeadline()
-		cancel(context.Canceled)
-	}
-}
-
-// recorder keeps what the API answered to one call, up to maxAnswer bytes.
-type recorder struct {
-	header   http.Header
-	status   int
-	body     bytes.Buffer
-	overflow bool
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-
-func (r *recorder) Write(p []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	if r.body.Len()+len(p) > maxAnswer {
-		r.overflow = true
-		return len(p), nil
-	}
-	return r.body.Write(p)
-}
-
-// Flush is there for handlers that flush as they go; the answer is read whole.
-func (r *recorder) Flush() {}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/inproc"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -184,7 +185,7 @@ func callerContext(addr string) context.Context {
 	r := httptest.NewRequest(http.MethodGet, "/api/v1/admin/orders/x/story", nil)
 	r.RemoteAddr = addr
 	r.Header.Set("Cookie", "shop_session=secret") // the admin's browser's: never passed on
-	return WithCaller(logging.WithRequestID(context.Background(), "req-42"), r)
+	return inproc.WithCaller(logging.WithRequestID(context.Background(), "req-42"), r)
 }
 
 func TestAStoryIsToldWhole(t *testing.T) {

@@ -41,8 +41,8 @@ func (s *Shop) signup(w http.ResponseWriter, r *http.Request) {
 		Next:  localPath(r.PostFormValue("next")),
 	}
 	password := r.PostFormValue("password")
-	_, err := s.api.do(r, call{method: http.MethodPost, path: "/api/v1/auth/register",
-		body: map[string]string{"name": d.Name, "email": d.Email, "password": password}}, nil)
+	err := s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/auth/register",
+		Body: map[string]string{"name": d.Name, "email": d.Email, "password": password}}, nil)
 	if err == nil {
 		err = s.startSession(w, r, d.Email, password)
 	}
@@ -89,13 +89,13 @@ func (s *Shop) login(w http.ResponseWriter, r *http.Request) {
 // signed-in one.
 func (s *Shop) startSession(w http.ResponseWriter, r *http.Request, email, password string) error {
 	var t tokenResponse
-	_, err := s.api.do(r, call{method: http.MethodPost, path: "/api/v1/auth/login",
-		body: map[string]string{"email": email, "password": password}}, &t)
+	err := s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/auth/login",
+		Body: map[string]string{"email": email, "password": password}}, &t)
 	if err != nil {
 		return err
 	}
 	var who me
-	if _, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/users/me", token: t.AccessToken}, &who); err != nil {
+	if err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/users/me", Token: t.AccessToken}, &who); err != nil {
 		return err
 	}
 	uid, err := uuid.Parse(who.ID)
@@ -122,8 +122,8 @@ func (s *Shop) startSession(w http.ResponseWriter, r *http.Request, email, passw
 func (s *Shop) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil {
 		if sess, err := s.sessions.Get(r.Context(), c.Value); err == nil {
-			_, err := s.api.do(r, call{method: http.MethodPost, path: "/api/v1/auth/logout",
-				body: map[string]string{"refresh_token": sess.Tokens.Refresh}}, nil)
+			err := s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/auth/logout",
+				Body: map[string]string{"refresh_token": sess.Tokens.Refresh}}, nil)
 			if err != nil {
 				// The shop's session ends anyway; the tokens lapse on their own.
 				s.log.WarnContext(r.Context(), "shop sign-out: ending the session at the users service", "err", err)

@@ -43,7 +43,7 @@ func (s *Shop) adminHome(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var h systemHealth
-	_, err := s.api.do(r, call{method: http.MethodGet, path: "/health", anyStatus: true}, &h)
+	err := s.api.do(r, call{Method: http.MethodGet, Path: "/health", AnyStatus: true}, &h)
 	v := s.view(w, r, "Administration")
 	v.Session, v.Nav = sess, "admin"
 	if err != nil || h.Status == "" {
@@ -142,7 +142,7 @@ func (s *Shop) renderProducts(w http.ResponseWriter, r *http.Request, sess *Sess
 		params.Set("cursor", c)
 	}
 	var list productList
-	if _, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/products?" + params.Encode()}, &list); err != nil {
+	if err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/products?" + params.Encode()}, &list); err != nil {
 		s.failed(w, r, "Products", err)
 		return
 	}
@@ -178,7 +178,7 @@ func (s *Shop) adminCreateProduct(w http.ResponseWriter, r *http.Request) {
 	body, err := form.body(true)
 	var p product
 	if err == nil {
-		_, err = s.api.do(r, call{method: http.MethodPost, path: "/api/v1/products", token: sess.Tokens.Access, body: body}, &p)
+		err = s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/products", Token: sess.Tokens.Access, Body: body}, &p)
 	}
 	if err != nil {
 		s.renderProducts(w, r, sess, http.StatusUnprocessableEntity, form, formFields(err))
@@ -252,7 +252,7 @@ func (s *Shop) adminUpdateProduct(w http.ResponseWriter, r *http.Request) {
 	form.Currency = p.Currency
 	body, err := form.body(false)
 	if err == nil {
-		_, err = s.api.do(r, call{method: http.MethodPatch, path: "/api/v1/products/" + p.ID, token: sess.Tokens.Access, body: body}, &p)
+		err = s.api.do(r, call{Method: http.MethodPatch, Path: "/api/v1/products/" + p.ID, Token: sess.Tokens.Access, Body: body}, &p)
 	}
 	if err != nil {
 		s.renderProduct(w, r, sess, http.StatusUnprocessableEntity, p, form, formFields(err))
@@ -279,7 +279,7 @@ func (s *Shop) adminSagas(w http.ResponseWriter, r *http.Request) {
 	var list struct {
 		Items []json.RawMessage `json:"items"`
 	}
-	if _, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/admin/sagas?" + params.Encode(), token: sess.Tokens.Access}, &list); err != nil {
+	if err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/admin/sagas?" + params.Encode(), Token: sess.Tokens.Access}, &list); err != nil {
 		s.failed(w, r, "Sagas", err)
 		return
 	}

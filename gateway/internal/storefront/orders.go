@@ -23,7 +23,7 @@ func (s *Shop) orders(w http.ResponseWriter, r *http.Request) {
 		params.Set("cursor", cursor)
 	}
 	var list orderList
-	if _, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/orders?" + params.Encode(), token: sess.Tokens.Access}, &list); err != nil {
+	if err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/orders?" + params.Encode(), Token: sess.Tokens.Access}, &list); err != nil {
 		s.failed(w, r, "Your orders", err)
 		return
 	}
@@ -81,7 +81,7 @@ func (s *Shop) order(w http.ResponseWriter, r *http.Request) {
 		d.Items = append(d.Items, orderItem{l, name})
 	}
 	var pays paymentList
-	if _, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/payments?order_id=" + url.QueryEscape(o.ID), token: sess.Tokens.Access}, &pays); err == nil {
+	if err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/payments?order_id=" + url.QueryEscape(o.ID), Token: sess.Tokens.Access}, &pays); err == nil {
 		d.Payments = pays.Items
 	}
 	v := s.view(w, r, "Order "+orderRef(o.ID))
@@ -104,7 +104,7 @@ func (s *Shop) getOrder(r *http.Request, sess *Session, id string) (order, error
 		return order{}, apperr.E(apperr.NotFound, "no such order")
 	}
 	var o order
-	_, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/orders/" + id, token: sess.Tokens.Access}, &o)
+	err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/orders/" + id, Token: sess.Tokens.Access}, &o)
 	return o, err
 }
 
@@ -129,8 +129,8 @@ func (s *Shop) orderLive(w http.ResponseWriter, r *http.Request) {
 	}
 	// The page's policy is for pages; the stream is not one.
 	w.Header().Del("Content-Security-Policy")
-	s.api.stream(w, r, call{method: http.MethodGet, path: "/api/v1/orders/" + id + "/events", token: sess.Tokens.Access,
-		header: http.Header{"Accept": {"text/event-stream"}}})
+	s.api.stream(w, r, call{Method: http.MethodGet, Path: "/api/v1/orders/" + id + "/events", Token: sess.Tokens.Access,
+		Header: http.Header{"Accept": {"text/event-stream"}}})
 }
 
 // cancelOrder answers POST /orders/{id}/cancel.
@@ -144,7 +144,7 @@ func (s *Shop) cancelOrder(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, "Order", apperr.E(apperr.NotFound, "no such order"))
 		return
 	}
-	_, err := s.api.do(r, call{method: http.MethodPost, path: "/api/v1/orders/" + id + "/cancel", token: sess.Tokens.Access}, nil)
+	err := s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/orders/" + id + "/cancel", Token: sess.Tokens.Access}, nil)
 	if apperr.CodeOf(err) == apperr.Conflict {
 		err = apperr.E(apperr.Conflict, "this order can no longer be cancelled")
 	}
@@ -162,7 +162,7 @@ func (s *Shop) inbox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var list notificationList
-	if _, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/notifications?limit=50", token: sess.Tokens.Access}, &list); err != nil {
+	if err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/notifications?limit=50", Token: sess.Tokens.Access}, &list); err != nil {
 		s.failed(w, r, "Inbox", err)
 		return
 	}

@@ -28,7 +28,7 @@ func (s *Shop) catalogue(w http.ResponseWriter, r *http.Request) {
 		params.Set("cursor", cursor)
 	}
 	var list productList
-	_, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/products?" + params.Encode()}, &list)
+	err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/products?" + params.Encode()}, &list)
 	if err != nil {
 		s.failed(w, r, "Catalogue", err)
 		return
@@ -70,7 +70,7 @@ func (s *Shop) getProduct(r *http.Request, id string) (product, error) {
 		return product{}, apperr.E(apperr.NotFound, "no such product")
 	}
 	var p product
-	_, err := s.api.do(r, call{method: http.MethodGet, path: "/api/v1/products/" + id}, &p)
+	err := s.api.do(r, call{Method: http.MethodGet, Path: "/api/v1/products/" + id}, &p)
 	return p, err
 }
 
@@ -307,8 +307,8 @@ func (s *Shop) checkout(w http.ResponseWriter, r *http.Request) {
 		body.Items = append(body.Items, line{l.ProductID.String(), l.Quantity})
 	}
 	var o order
-	_, err = s.api.do(r, call{method: http.MethodPost, path: "/api/v1/orders", token: sess.Tokens.Access,
-		body: body, header: http.Header{"Idempotency-Key": {key}}}, &o)
+	err = s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/orders", Token: sess.Tokens.Access,
+		Body: body, Header: http.Header{"Idempotency-Key": {key}}}, &o)
 	if err != nil {
 		status, msg := explain(err)
 		again(status, msg, nil)

@@ -78,7 +78,7 @@ func New(o Options) (*Shop, error) {
 // are answered with their own Content-Security-Policy: scripts, styles and images
 // from the gateway only, nothing inline, no framing.
 func (s *Shop) Mount(r chi.Router, api http.Handler, stories Stories) {
-	s.api.h, s.stories = api, stories
+	s.api.client.Handler, s.stories = api, stories
 	r.Group(func(r chi.Router) {
 		r.Use(pagePolicy, s.checkForms)
 
@@ -201,8 +201,8 @@ func (s *Shop) refresh(r *http.Request, sess Session) (*Session, error) {
 		return &cur, nil
 	}
 	var t tokenResponse
-	_, err = s.api.do(r, call{method: http.MethodPost, path: "/api/v1/auth/refresh",
-		body: map[string]string{"refresh_token": cur.Tokens.Refresh}}, &t)
+	err = s.api.do(r, call{Method: http.MethodPost, Path: "/api/v1/auth/refresh",
+		Body: map[string]string{"refresh_token": cur.Tokens.Refresh}}, &t)
 	if apperr.CodeOf(err) == apperr.Unauthorized {
 		// The users service ended the session (signed out elsewhere, too old).
 		_ = s.sessions.Delete(ctx, sess.ID)

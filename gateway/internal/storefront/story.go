@@ -8,6 +8,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/inproc"
 	"github.com/bazaar-shop/bazaar/gateway/internal/orderstory"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 )
@@ -36,7 +37,7 @@ func (s *Shop) adminOrder(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, r, "Order story", apperr.E(apperr.NotFound, "no such order"))
 		return
 	}
-	story, err := s.stories.Build(orderstory.WithCaller(r.Context(), r), id, sess.Tokens.Access)
+	story, err := s.stories.Build(inproc.WithCaller(r.Context(), r), id, sess.Tokens.Access)
 	if err != nil {
 		s.failed(w, r, "Order story", err)
 		return
