@@ -346,7 +346,7 @@ func get(t *testing.T, url string) []byte {
 
 // browserTests is how many tests e2e/browser holds: a test file that stops being
 // found (renamed, a syntax error node reports as one failure) shows as fewer.
-const browserTests = 11
+const browserTests = 12
 
 // summaryCount reads a count from node --test's summary ("ℹ pass 11").
 func summaryCount(out []byte, name string) int {

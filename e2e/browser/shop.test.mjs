@@ -275,6 +275,31 @@ test("a shopper checks out with the keyboard alone", async () => {
 	await see(page, /^Confirmed$/, 30_000);
 });
 
+test("browsing and ordering work with JavaScript off", async () => {
+	// The shopper's session and cart, in a browser that runs no script.
+	const plain = await browser.newContext({ baseURL: gateway, javaScriptEnabled: false });
+	await plain.addCookies(await shop.cookies());
+	const page = await plain.newPage();
+	lastPage = page;
+	await page.goto("/?q=" + encodeURIComponent(lamp));
+	await page.getByRole("link", { name: lamp }).click();
+	await page.fill("#quantity", "1");
+	await page.click("button:text('Add to cart')");
+	await see(page, "Added to your cart");
+	await page.goto("/checkout");
+	await page.check("#pm-pm_card_visa");
+	await page.click("button:text('Place order')");
+	await page.waitForURL(/\/orders\/[0-9a-f-]{36}$/);
+	// Without the script the page does not change by itself; reloading shows the news.
+	for (const deadline = Date.now() + 30_000; ; ) {
+		if ((await page.locator("#order-status").innerText()) === "Confirmed") break;
+		assert.ok(Date.now() < deadline, "the order was not confirmed within 30s");
+		await page.waitForTimeout(500);
+		await page.reload();
+	}
+	assert.ok(await page.getByRole("button", { name: "Cancel this order" }).isVisible());
+});
+
 test("a form posted without its CSRF token is refused", async () => {
 	const page = await open(shop, "/");
 	// The shopper's own browser, cookies and all, posting a form with no token, and
