@@ -17,10 +17,11 @@ import (
 // carries cookies by hand, so that a test sees every Set-Cookie.
 type browser struct {
 	t       *testing.T
+	base    string // the gateway
 	cookies map[string]string
 }
 
-func newBrowser(t *testing.T) *browser { return &browser{t: t, cookies: map[string]string{}} }
+func newBrowser(t *testing.T) *browser { return &browser{t: t, base: baseURL, cookies: map[string]string{}} }
 
 var pageClient = &http.Client{
 	Timeout:       30 * time.Second,
@@ -42,13 +43,13 @@ func (b *browser) send(method, path string, form url.Values) page {
 		if form != nil {
 			body = strings.NewReader(form.Encode())
 		}
-		req, err := http.NewRequestWithContext(b.t.Context(), method, baseURL+path, body)
+		req, err := http.NewRequestWithContext(b.t.Context(), method, b.base+path, body)
 		if err != nil {
 			b.t.Fatal(err)
 		}
 		if form != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", baseURL)
+			req.Header.Set("Origin", b.base)
 		}
 		req.Header.Set("Accept", "text/html")
 		for k, v := range b.cookies {
@@ -179,5 +180,33 @@ func TestShopSessionIsAnHttpOnlyCookieAndTheTokensStayOnTheServer(t *testing.T) 
 	b.cookies["bazaar_session"] = old
 	if again := b.send("GET", "/orders", nil); again.StatusCode != http.StatusSeeOther || !strings.HasPrefix(again.Header.Get("Location"), "/login") {
 		t.Errorf("GET /orders with the ended session → %d to %q; want 303 to /login", again.StatusCode, again.Header.Get("Location"))
+	}
+}
+
+func TestShopSaysInWordsWhenAServiceIsDown(t *testing.T) {
+	setup(t)
+	s := startStack(t, faultConfig{})
+	b := &browser{t: t, base: s.URLs().Gateway, cookies: map[string]string{}}
+	if p := b.send("GET", "/", nil); p.StatusCode != http.StatusOK {
+		t.Fatalf("GET / → %d before the fault", p.StatusCode)
+	}
+	if err := s.StopProgram(t.Context(), "inventory"); err != nil {
+		t.Fatal(err)
+	}
+	// Until the gateway has taken inventory out of service an answer may take a
+	// moment; every answer is the page with the message, never a bare error.
+	var last page
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		last = b.send("GET", "/", nil)
+		if last.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+	}
+	if last.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(last.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(last.Body, "Part of the shop is not answering right now") {
+		t.Fatalf("with inventory down, GET / → %d %s:\n%s", last.StatusCode, last.Header.Get("Content-Type"), last.Body)
+	}
+	if strings.Contains(last.Body, "inventory") || strings.Contains(last.Body, "urn:bazaar") {
+		t.Errorf("the page shows internals:\n%s", last.Body)
 	}
 }
