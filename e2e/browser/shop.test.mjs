@@ -275,7 +275,7 @@ test("a shopper checks out with the keyboard alone", async () => {
 	await see(page, /^Confirmed$/, 30_000);
 });
 
-test("browsing and ordering work with JavaScript off", async () => {
+test("browsing, ordering and cancelling work with JavaScript off", async () => {
 	// The shopper's session and cart, in a browser that runs no script.
 	const plain = await browser.newContext({ baseURL: gateway, javaScriptEnabled: false });
 	await plain.addCookies(await shop.cookies());
@@ -297,7 +297,18 @@ test("browsing and ordering work with JavaScript off", async () => {
 		await page.waitForTimeout(500);
 		await page.reload();
 	}
-	assert.ok(await page.getByRole("button", { name: "Cancel this order" }).isVisible());
+	// The shopper changes their mind: the order is undone, stock back and money refunded.
+	await page.getByRole("button", { name: "Cancel this order" }).click();
+	await see(page, "Cancellation requested");
+	for (const deadline = Date.now() + 30_000; ; ) {
+		if ((await page.locator("#order-status").innerText()).startsWith("Cancelled: you asked to cancel it")) break;
+		assert.ok(Date.now() < deadline, "the cancellation did not finish within 30s");
+		await page.waitForTimeout(500);
+		await page.reload();
+	}
+	await page.goto("/orders");
+	await see(page, "Cancelled: you asked to cancel it");
+	await accessible(page);
 });
 
 test("a form posted without its CSRF token is refused", async () => {
