@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -62,11 +63,12 @@ func TestAboutReadsTheEventsOfTheSubjectsAskedForOldestFirst(t *testing.T) {
 		t.Errorf("an unpublished, untraced event read back as %+v; want no published_at, no traceparent", got[1])
 	}
 
-	if none, err := outbox.About(t.Context(), pool, []string{uuid.NewString()}); err != nil || len(none) != 0 {
-		t.Errorf("About an unknown subject = %v, %v; want nothing", none, err)
+	// Nothing is an empty slice, not nil: the admin answers list it as [].
+	if none, err := outbox.About(t.Context(), pool, []string{uuid.NewString()}); err != nil || none == nil || len(none) != 0 {
+		t.Errorf("About an unknown subject = %#v, %v; want an empty slice", none, err)
 	}
-	if none, err := outbox.About(t.Context(), pool, nil); err != nil || len(none) != 0 {
-		t.Errorf("About no subject = %v, %v; want nothing", none, err)
+	if none, err := outbox.About(t.Context(), pool, nil); err != nil || none == nil || len(none) != 0 {
+		t.Errorf("About no subject = %#v, %v; want an empty slice", none, err)
 	}
 	if _, err := outbox.About(t.Context(), pool, make([]string, outbox.MaxSubjects+1)); err == nil {
 		t.Errorf("About %d subjects succeeded; want an error", outbox.MaxSubjects+1)
@@ -74,5 +76,32 @@ func TestAboutReadsTheEventsOfTheSubjectsAskedForOldestFirst(t *testing.T) {
 	pool.Close()
 	if _, err := outbox.About(t.Context(), pool, []string{order}); err == nil || !strings.Contains(err.Error(), "outbox") {
 		t.Errorf("About on a closed pool: %v; want an error naming the outbox", err)
+	}
+}
+
+// The admin answers of orders, inventory and payments carry Records as they are, so
+// their field names, the id's and the times' text, and null for an unpublished event
+// are docs/openapi.yaml's OutboxEvent and must not drift. The services' admin tests
+// read the answers back into Records, so the names are checked here, once.
+func TestRecordsWireForm(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 500_000_000, time.UTC)
+	published := at.Add(time.Second)
+	id := uuid.MustParse("0b6c4f6e-3f1d-4c52-9b8e-2f0c8a7d1e90")
+	got, err := json.Marshal([]outbox.Record{
+		{ID: id, Stream: "events.orders", Type: "order.created", Subject: "o1", Time: at, PublishedAt: &published,
+			TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{ID: id, Stream: "events.orders", Type: "order.confirmed", Subject: "o1", Time: at},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"id":"0b6c4f6e-3f1d-4c52-9b8e-2f0c8a7d1e90","stream":"events.orders","type":"order.created","subject":"o1",` +
+		`"time":"2026-03-01T12:00:00.5Z","published_at":"2026-03-01T12:00:01.5Z",` +
+		`"traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},` +
+		`{"id":"0b6c4f6e-3f1d-4c52-9b8e-2f0c8a7d1e90","stream":"events.orders","type":"order.confirmed","subject":"o1",` +
+		`"time":"2026-03-01T12:00:00.5Z","published_at":null,"traceparent":""}]`
+	if string(got) != want {
+		t.Errorf("Records marshal as\n%s\nwant\n%s", got, want)
 	}
 }

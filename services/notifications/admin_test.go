@@ -16,19 +16,15 @@ import (
 
 // adminNotificationsBody is GET /api/v1/admin/notifications's answer.
 type adminNotificationsBody struct {
+	// What its user sees, and what only an operator does.
 	Notifications []struct {
-		ID        string     `json:"id"`
-		EventID   string     `json:"event_id"`
-		Kind      string     `json:"kind"`
-		UserID    string     `json:"user_id"`
-		Recipient string     `json:"recipient"`
-		Subject   string     `json:"subject"`
-		Status    string     `json:"status"`
-		Attempts  int        `json:"attempts"`
-		Error     *string    `json:"error"`
-		MessageID string     `json:"message_id"`
-		CreatedAt time.Time  `json:"created_at"`
-		SentAt    *time.Time `json:"sent_at"`
+		notificationBody
+		EventID   string  `json:"event_id"`
+		UserID    string  `json:"user_id"`
+		Recipient string  `json:"recipient"`
+		Attempts  int     `json:"attempts"`
+		Error     *string `json:"error"`
+		MessageID string  `json:"message_id"`
 	} `json:"notifications"`
 	Inbox []struct {
 		EventID   string    `json:"event_id"`

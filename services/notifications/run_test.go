@@ -265,16 +265,19 @@ func (s *stack) get(t *testing.T, path, token string) programtest.Response {
 	return programtest.Call(t, http.MethodGet, s.url+path, "", header...)
 }
 
+// notificationBody is a notification as its user sees it.
+type notificationBody struct {
+	ID        string     `json:"id"`
+	Kind      string     `json:"kind"`
+	Subject   string     `json:"subject"`
+	Status    string     `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
+	SentAt    *time.Time `json:"sent_at"`
+}
+
 type listBody struct {
-	Items []struct {
-		ID        string     `json:"id"`
-		Kind      string     `json:"kind"`
-		Subject   string     `json:"subject"`
-		Status    string     `json:"status"`
-		CreatedAt time.Time  `json:"created_at"`
-		SentAt    *time.Time `json:"sent_at"`
-	} `json:"items"`
-	NextCursor *string `json:"next_cursor"`
+	Items      []notificationBody `json:"items"`
+	NextCursor *string            `json:"next_cursor"`
 }
 
 func (s *stack) list(t *testing.T, token, query string) listBody {

@@ -100,7 +100,13 @@ func startPayments(t *testing.T) stack {
 // token is a customer's access token for user.
 func (s stack) token(t *testing.T, user string) string {
 	t.Helper()
-	tok, err := s.signer.Sign(auth.Principal{UserID: uuid.MustParse(user), Role: auth.RoleCustomer})
+	return s.tokenAs(t, user, auth.RoleCustomer)
+}
+
+// tokenAs is an access token for user in role.
+func (s stack) tokenAs(t *testing.T, user string, role auth.Role) string {
+	t.Helper()
+	tok, err := s.signer.Sign(auth.Principal{UserID: uuid.MustParse(user), Role: role})
 	if err != nil {
 		t.Fatal(err)
 	}

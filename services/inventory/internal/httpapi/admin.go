@@ -20,27 +20,6 @@ type EventLog interface {
 	Events(ctx context.Context, subjects []string) ([]outbox.Record, error)
 }
 
-// eventResponse is an event in the outbox as operators see it: which it was, where it
-// went and when, and the trace of the request that caused it; not its data.
-type eventResponse struct {
-	ID          string     `json:"id"`
-	Stream      string     `json:"stream"`
-	Type        string     `json:"type"`
-	Subject     string     `json:"subject"`
-	Time        time.Time  `json:"time"`
-	PublishedAt *time.Time `json:"published_at"`
-	TraceParent string     `json:"traceparent"`
-}
-
-func toEventResponses(records []outbox.Record) []eventResponse {
-	out := make([]eventResponse, len(records))
-	for i, e := range records {
-		out[i] = eventResponse{ID: e.ID.String(), Stream: e.Stream, Type: e.Type, Subject: e.Subject, Time: e.Time,
-			PublishedAt: e.PublishedAt, TraceParent: e.TraceParent}
-	}
-	return out
-}
-
 // adminReservation is a reservation as operators see it: as the saga does, and when
 // it was made and last changed.
 type adminReservation struct {
@@ -51,7 +30,7 @@ type adminReservation struct {
 
 type adminReservationResponse struct {
 	Reservation adminReservation `json:"reservation"`
-	Events      []eventResponse  `json:"events"`
+	Events      []outbox.Record  `json:"events"` // outbox.Record is the wire form: pkg/outbox says why
 }
 
 // getAdminReservation answers GET /api/v1/admin/reservations/{order_id}: the order's
@@ -80,7 +59,7 @@ func getAdminReservation(log *slog.Logger, reservations *reservation.Service, ev
 		httpjson.Write(w, http.StatusOK, adminReservationResponse{
 			Reservation: adminReservation{reservationResponse: toReservationResponse(res),
 				CreatedAt: res.CreatedAt.UTC(), UpdatedAt: res.UpdatedAt.UTC()},
-			Events: toEventResponses(found),
+			Events: found,
 		})
 	}
 }

@@ -138,32 +138,11 @@ func salesReport(d Deps) http.HandlerFunc {
 	}
 }
 
-// eventResponse is an event in the outbox as operators see it: which it was, where it
-// went and when, and the trace of the request that caused it; not its data.
-type eventResponse struct {
-	ID          string     `json:"id"`
-	Stream      string     `json:"stream"`
-	Type        string     `json:"type"`
-	Subject     string     `json:"subject"`
-	Time        time.Time  `json:"time"`
-	PublishedAt *time.Time `json:"published_at"`
-	TraceParent string     `json:"traceparent"`
-}
-
-func toEventResponses(records []outbox.Record) []eventResponse {
-	out := make([]eventResponse, len(records))
-	for i, e := range records {
-		out[i] = eventResponse{ID: e.ID.String(), Stream: e.Stream, Type: e.Type, Subject: e.Subject, Time: e.Time,
-			PublishedAt: e.PublishedAt, TraceParent: e.TraceParent}
-	}
-	return out
-}
-
 // adminOrderResponse is one order as operators see it whole.
 type adminOrderResponse struct {
 	Order  orderResponse   `json:"order"`
 	Saga   sagaResponse    `json:"saga"`
-	Events []eventResponse `json:"events"`
+	Events []outbox.Record `json:"events"` // outbox.Record is the wire form: pkg/outbox says why
 }
 
 // adminOrder answers GET /api/v1/admin/orders/{id}: any user's order, its saga with
@@ -188,7 +167,7 @@ func adminOrder(d Deps) http.HandlerFunc {
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		httpjson.Write(w, http.StatusOK, adminOrderResponse{
-			Order: toOrderResponse(v.Order), Saga: toSagaResponse(v), Events: toEventResponses(events),
+			Order: toOrderResponse(v.Order), Saga: toSagaResponse(v), Events: events,
 		})
 	}
 }

@@ -19,23 +19,6 @@ type EventLog interface {
 	Events(ctx context.Context, subjects []string) ([]outbox.Record, error)
 }
 
-// eventResponse is an event in the outbox as operators see it: which it was, where it
-// went and when, and the trace of the request that caused it; not its data.
-type eventResponse struct {
-	ID          string     `json:"id"`
-	Stream      string     `json:"stream"`
-	Type        string     `json:"type"`
-	Subject     string     `json:"subject"`
-	Time        time.Time  `json:"time"`
-	PublishedAt *time.Time `json:"published_at"`
-	TraceParent string     `json:"traceparent"`
-}
-
-func toEventResponse(e outbox.Record) eventResponse {
-	return eventResponse{ID: e.ID.String(), Stream: e.Stream, Type: e.Type, Subject: e.Subject, Time: e.Time,
-		PublishedAt: e.PublishedAt, TraceParent: e.TraceParent}
-}
-
 // adminPaymentResponse is a payment as operators see it: whose it is, how it was
 // paid, where it stands and when it got there, and the events about it.
 type adminPaymentResponse struct {
@@ -50,7 +33,7 @@ type adminPaymentResponse struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	SettledAt   *time.Time      `json:"settled_at"`
 	RefundedAt  *time.Time      `json:"refunded_at"`
-	Events      []eventResponse `json:"events"`
+	Events      []outbox.Record `json:"events"` // outbox.Record is the wire form: pkg/outbox says why
 }
 
 type adminPaymentsResponse struct {
@@ -62,7 +45,7 @@ func toAdminPaymentResponse(p payment.Payment) adminPaymentResponse {
 	r := adminPaymentResponse{
 		ID: p.ID.String(), OrderID: p.OrderID.String(), UserID: p.UserID.String(), AmountCents: p.Amount.Cents,
 		Currency: p.Amount.Currency.String(), Method: string(p.Method), Status: string(p.Status),
-		CreatedAt: p.CreatedAt.UTC(), Events: []eventResponse{},
+		CreatedAt: p.CreatedAt.UTC(), Events: []outbox.Record{},
 	}
 	if p.DeclineCode != "" {
 		code := string(p.DeclineCode)
@@ -112,7 +95,7 @@ func adminPayments(log *slog.Logger, payments *payment.Service, events EventLog)
 			}
 			for _, e := range records {
 				i := at[e.Subject]
-				resp.Payments[i].Events = append(resp.Payments[i].Events, toEventResponse(e))
+				resp.Payments[i].Events = append(resp.Payments[i].Events, e)
 			}
 		}
 		w.Header().Set("Cache-Control", "no-store")
