@@ -227,8 +227,11 @@ func (r *Relay) publishBatch(ctx context.Context, conn *pgx.Conn) (int, error) {
 		return 0, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	// clock_timestamp(), not now(): now() is when the transaction began, which can
+	// be before an event it then finds was written, and a row must not say it was
+	// published before it happened.
 	rows, err := tx.Query(ctx, `
-		UPDATE outbox SET published_at = now()
+		UPDATE outbox SET published_at = clock_timestamp()
 		WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1 FOR UPDATE)
 		RETURNING seq, id, stream, type, source, subject, time, data, traceparent`, r.opts.BatchSize)
 	if err != nil {
