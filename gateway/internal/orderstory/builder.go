@@ -17,6 +17,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/inproc"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
+	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
@@ -252,17 +253,10 @@ func byTime(a, b Event) int {
 	return cmp.Compare(a.ID.String(), b.ID.String())
 }
 
-// The services' answers, as far as the story reads them.
+// The services' answers, as far as the story reads them. Their events are outbox
+// records in the wire form pkg/outbox gives them.
 type (
-	eventAnswer struct {
-		ID          uuid.UUID  `json:"id"`
-		Stream      string     `json:"stream"`
-		Type        string     `json:"type"`
-		Subject     string     `json:"subject"`
-		Time        time.Time  `json:"time"`
-		PublishedAt *time.Time `json:"published_at"`
-		TraceParent string     `json:"traceparent"`
-	}
+	eventAnswer  = outbox.Record
 	ordersAnswer struct {
 		Order  Order         `json:"order"`
 		Saga   Saga          `json:"saga"`
