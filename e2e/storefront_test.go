@@ -21,7 +21,9 @@ type browser struct {
 	cookies map[string]string
 }
 
-func newBrowser(t *testing.T) *browser { return &browser{t: t, base: baseURL, cookies: map[string]string{}} }
+func newBrowser(t *testing.T) *browser {
+	return &browser{t: t, base: baseURL, cookies: map[string]string{}}
+}
 
 var pageClient = &http.Client{
 	Timeout:       30 * time.Second,
