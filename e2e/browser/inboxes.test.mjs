@@ -1,7 +1,8 @@
 // The pages a person is sent to besides the shop: Mailpit's inbox and the task
 // monitor, opened in a real browser, each showing its content (not a blank page).
 // cmd/devstack's make-run test runs this against its stack, with the variables below.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
+import { mkdirSync } from "node:fs";
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 
@@ -12,6 +13,8 @@ const env = (name) => {
 };
 const gateway = env("BAZAAR_URL");
 const mailpit = env("MAILPIT_URL");
+const shots = process.env.SCREENSHOT_DIR || new URL("./screenshots/", import.meta.url).pathname;
+mkdirSync(shots, { recursive: true });
 
 let browser;
 before(async () => {
@@ -20,6 +23,10 @@ before(async () => {
 });
 after(async () => {
 	await browser?.close();
+});
+let lastPage; // the page each test leaves its screenshot of
+afterEach(async (t) => {
+	if (lastPage) await lastPage.screenshot({ path: `${shots}/${t.name.replace(/[^a-z0-9]+/gi, "-").toLowerCase()}.png`, fullPage: true });
 });
 
 // see waits for text on page, failing with where the page is and what it shows.
@@ -37,6 +44,7 @@ async function open(url) {
 	const page = await browser.newPage();
 	const errors = [];
 	page.on("pageerror", (e) => errors.push(e.message));
+	lastPage = page;
 	await page.goto(url);
 	return { page, errors };
 }
