@@ -94,7 +94,7 @@ type fixture struct {
 	url    string
 }
 
-func newFixture(t *testing.T, redisURL string, answer func(http.ResponseWriter, *http.Request, int)) *fixture {
+func newFixture(t *testing.T, redisURL string, answer func(http.ResponseWriter, *http.Request, int), tune ...func(*productcache.Options)) *fixture {
 	t.Helper()
 	rdb := openRedis(t, redisURL)
 	log, err := logging.New(t.Output(), "debug", "gateway")
@@ -107,8 +107,12 @@ func newFixture(t *testing.T, redisURL string, answer func(http.ResponseWriter, 
 	}
 	t.Cleanup(func() { events.Close() })
 	reg := prometheus.NewRegistry()
+	opts := productcache.Options{TTL: time.Minute, Log: log, Registerer: reg}
+	for _, with := range tune {
+		with(&opts)
+	}
 	f := &fixture{
-		cache:  productcache.New(rdb, productcache.Options{TTL: time.Minute, Log: log, Registerer: reg}),
+		cache:  productcache.New(rdb, opts),
 		reg:    reg,
 		rdb:    rdb,
 		events: events,
