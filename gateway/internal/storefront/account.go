@@ -1,7 +1,6 @@
 package storefront
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 
@@ -47,13 +46,9 @@ func (s *Shop) signup(w http.ResponseWriter, r *http.Request) {
 		err = s.startSession(w, r, d.Email, password)
 	}
 	if err != nil {
-		status, msg := explain(err)
 		v := s.view(w, r, "Create an account")
-		v.Nav, v.Data, v.Error = "account", d, msg
-		var ae *apperr.Error
-		if errors.As(err, &ae) {
-			v.Fields = ae.Fields
-		}
+		v.Nav, v.Data = "account", d
+		status := v.fail(err)
 		if apperr.CodeOf(err) == apperr.Conflict {
 			v.Error = "An account with this e-mail address exists already. Sign in instead."
 			v.Fields = []apperr.FieldError{{Field: "email", Message: "is taken"}}

@@ -149,11 +149,7 @@ func (s *Shop) renderProducts(w http.ResponseWriter, r *http.Request, sess *Sess
 	v := s.view(w, r, "Products")
 	v.Session, v.Nav = sess, "admin"
 	if failure != nil {
-		status, v.Error = explain(failure)
-		var ae *apperr.Error
-		if errors.As(failure, &ae) {
-			v.Fields = ae.Fields
-		}
+		status = v.fail(failure)
 	}
 	type data struct {
 		Products []product
@@ -222,11 +218,7 @@ func (s *Shop) renderProduct(w http.ResponseWriter, r *http.Request, sess *Sessi
 	v := s.view(w, r, "Edit "+p.Name)
 	v.Session, v.Nav = sess, "admin"
 	if failure != nil {
-		status, v.Error = explain(failure)
-		var ae *apperr.Error
-		if errors.As(failure, &ae) {
-			v.Fields = ae.Fields
-		}
+		status = v.fail(failure)
 	}
 	type data struct {
 		Product product

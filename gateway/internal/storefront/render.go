@@ -136,6 +136,18 @@ func (s *Shop) view(w http.ResponseWriter, r *http.Request, title string) view {
 	return v
 }
 
+// fail shows err on the page, its field errors beside their fields, and returns the
+// status the page answers with.
+func (v *view) fail(err error) int {
+	status, msg := explain(err)
+	v.Error = msg
+	var ae *apperr.Error
+	if errors.As(err, &ae) {
+		v.Fields = ae.Fields
+	}
+	return status
+}
+
 // notices are the messages a redirect can ask the next page to show (?m=): fixed
 // texts, so that a link cannot make the shop say anything else.
 var notices = map[string]string{

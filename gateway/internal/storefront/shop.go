@@ -219,28 +219,49 @@ func (s *Shop) updateCart(w http.ResponseWriter, r *http.Request) {
 
 // checkoutPage answers GET /checkout: the order to place and how to pay.
 func (s *Shop) checkoutPage(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.signedIn(w, r)
+	sess, c, ok := s.checkoutCart(w, r)
 	if !ok {
 		return
+	}
+	s.renderCheckout(w, r, sess, c, http.StatusOK, "", nil, paymentMethods[0].ID, uuid.NewString())
+}
+
+// checkoutCart is the signed-in shopper and their cart, for the checkout; without a
+// session the browser is sent to sign in, with an empty cart to the cart. Either way
+// it reports false and has answered.
+func (s *Shop) checkoutCart(w http.ResponseWriter, r *http.Request) (*Session, cart, bool) {
+	sess, ok := s.signedIn(w, r)
+	if !ok {
+		return nil, nil, false
 	}
 	c := readCart(r)
 	if len(c) == 0 {
 		http.Redirect(w, r, "/cart", http.StatusSeeOther)
-		return
+		return nil, nil, false
 	}
+	return sess, c, true
+}
+
+// renderCheckout answers the checkout page for cart c with status, msg (the cart's
+// own shortage when it has one and msg is ""), the payment method chosen and the
+// order key (a fresh one when key is not one).
+func (s *Shop) renderCheckout(w http.ResponseWriter, r *http.Request, sess *Session, c cart, status int, msg string, fields []apperr.FieldError, method, key string) {
 	d, err := s.cartItems(r, c)
 	if err != nil {
 		s.failed(w, r, "Checkout", err)
 		return
 	}
 	v := s.view(w, r, "Checkout")
-	v.Session, v.Nav = sess, "cart"
-	d.Methods, d.Method, d.OrderKey = paymentMethods, paymentMethods[0].ID, uuid.NewString()
-	if d.Short {
+	v.Session, v.Nav, v.Error, v.Fields = sess, "cart", msg, fields
+	if msg == "" && d.Short {
 		v.Error = outOfStockMessage
 	}
+	if _, err := uuid.Parse(key); err != nil {
+		key = uuid.NewString()
+	}
+	d.Methods, d.Method, d.OrderKey = paymentMethods, method, key
 	v.Data = d
-	s.render(w, r, http.StatusOK, "checkout", v)
+	s.render(w, r, status, "checkout", v)
 }
 
 const outOfStockMessage = "Some products in your cart are out of stock, or not in the quantity you asked for. Change your cart, then check out."
@@ -250,31 +271,14 @@ const outOfStockMessage = "Some products in your cart are out of stock, or not i
 // rendered, is the API's Idempotency-Key: a form posted twice (a double click, a
 // reload of the answer) places one order.
 func (s *Shop) checkout(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.signedIn(w, r)
+	sess, c, ok := s.checkoutCart(w, r)
 	if !ok {
-		return
-	}
-	c := readCart(r)
-	if len(c) == 0 {
-		http.Redirect(w, r, "/cart", http.StatusSeeOther)
 		return
 	}
 	method := r.PostFormValue("payment_method")
 	key := r.PostFormValue("order_key")
 	again := func(status int, msg string, fields []apperr.FieldError) {
-		d, err := s.cartItems(r, c)
-		if err != nil {
-			s.failed(w, r, "Checkout", err)
-			return
-		}
-		v := s.view(w, r, "Checkout")
-		v.Session, v.Nav, v.Error, v.Fields = sess, "cart", msg, fields
-		d.Methods, d.Method, d.OrderKey = paymentMethods, method, key
-		if _, err := uuid.Parse(key); err != nil {
-			d.OrderKey = uuid.NewString()
-		}
-		v.Data = d
-		s.render(w, r, status, "checkout", v)
+		s.renderCheckout(w, r, sess, c, status, msg, fields, method, key)
 	}
 	if !knownPaymentMethod(method) {
 		again(http.StatusUnprocessableEntity, "Choose how to pay.", []apperr.FieldError{{Field: "payment_method", Message: "Choose how to pay."}})
