@@ -158,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	feed := statusfeed.New(p.Redis, p.Log)
 	p.Background("status feed", feed.Run)
-	deps := order.Deps{Store: store, Inventory: inv, Payments: pay, Notifier: feed, Recorder: recorder, Log: p.Log}
+	deps := order.Deps{Store: store, Inventory: inv, Payments: pay, Notifier: feed, Recorder: recorder, Now: time.Now, Log: p.Log}
 	policy := order.DefaultPolicy
 	policy.ChargeBudget, policy.AlarmAfter = cfg.ChargeBudget, cfg.SagaAlarmAfter
 	saga := order.NewOrchestrator(deps, order.OrchestratorConfig{Policy: policy, Owner: owner()})
@@ -179,7 +179,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if err := jobs.Register(t, jobs.Deps{Reports: store, Log: p.Log, Cleanup: store.Cleanup(cfg.Retention, p.Log)}); err != nil {
+	if err := jobs.Register(t, jobs.Deps{Reports: store, Log: p.Log, Now: time.Now, Cleanup: store.Cleanup(cfg.Retention, p.Log)}); err != nil {
 		return err
 	}
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
-	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
 )
@@ -43,7 +42,9 @@ const DailySalesAt = 30 * time.Minute
 type Deps struct {
 	Reports report.Store
 	Log     *slog.Logger
-	Clock   order.Clock
+	// Now tells the time (nil is time.Now); only a daily report run without its
+	// scheduled slot asks it.
+	Now func() time.Time
 	// Cleanup is retention:cleanup's handler (postgres.Store.Cleanup); nil runs none.
 	Cleanup tasks.HandlerFunc
 }
@@ -52,8 +53,8 @@ type Deps struct {
 // scheduler. (Saga recovery is not a task: it runs in the process, so that sagas are
 // finished while Redis is down; see order.Orchestrator.RecoverEvery.)
 func Register(t *platform.Tasks, d Deps) error {
-	if d.Clock == nil {
-		d.Clock = order.SystemClock{}
+	if d.Now == nil {
+		d.Now = time.Now
 	}
 	t.Worker.Handle(SalesReport, tasks.JSON(func(ctx context.Context, p SalesPayload) error {
 		sales, err := d.Reports.SalesReport(ctx, report.Range{From: p.From, To: p.To})
@@ -67,7 +68,7 @@ func Register(t *platform.Tasks, d Deps) error {
 		// report the same day.
 		at, ok := tasks.ScheduledFor(ctx)
 		if !ok {
-			at = d.Clock.Now()
+			at = d.Now()
 		}
 		sales, err := d.Reports.SalesReport(ctx, report.Day(at))
 		if err != nil {

@@ -103,7 +103,7 @@ func newRig(t *testing.T) *rig {
 	}
 	r.invClient, r.payClient = inv, pay
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := order.Deps{Store: r.store, Inventory: inv, Payments: pay, Notifier: r.notes, Clock: r.clock, Log: log}
+	d := order.Deps{Store: r.store, Inventory: inv, Payments: pay, Notifier: r.notes, Now: r.clock.Now, Log: log}
 	r.saga = order.NewOrchestrator(d, order.OrchestratorConfig{Policy: policy, LeaseTTL: 10 * time.Second})
 	r.svc = order.NewService(d, r.saga, 5*time.Second)
 	return r

@@ -2,7 +2,8 @@
 // the parsing of a create request into typed values, and the create-order saga that
 // takes an order from pending to confirmed or cancelled across inventory and payments
 // (saga.go). It declares the small interfaces it needs at its seams: the Store, the
-// Inventory and Payments services, the Notifier of status changes, the Clock.
+// Inventory and Payments services, the Notifier of status changes. The time comes
+// from a func() time.Time, as in the other services' domains, so tests can move it.
 package order
 
 import (

@@ -144,12 +144,3 @@ type Recorder interface {
 	// Alarmed records a saga that entered state stuck or compensation_failed.
 	Alarmed(state SagaState)
 }
-
-// Clock tells the time; tests set it.
-type Clock interface{ Now() time.Time }
-
-// SystemClock is the real time.
-type SystemClock struct{}
-
-// Now is time.Now.
-func (SystemClock) Now() time.Time { return time.Now() }

@@ -21,7 +21,7 @@ type Service struct {
 	inventory Inventory
 	saga      *Orchestrator
 	notifier  Notifier
-	clock     Clock
+	now       func() time.Time
 	log       *slog.Logger
 	inline    time.Duration
 }
@@ -32,10 +32,10 @@ func NewService(d Deps, saga *Orchestrator, inline time.Duration) *Service {
 	if d.Notifier == nil {
 		d.Notifier = noNotifier{}
 	}
-	if d.Clock == nil {
-		d.Clock = SystemClock{}
+	if d.Now == nil {
+		d.Now = time.Now
 	}
-	return &Service{store: d.Store, inventory: d.Inventory, saga: saga, notifier: d.Notifier, clock: d.Clock, log: d.Log, inline: inline}
+	return &Service{store: d.Store, inventory: d.Inventory, saga: saga, notifier: d.Notifier, now: d.Now, log: d.Log, inline: inline}
 }
 
 // Create makes order id for the user from n, priced by inventory, and runs its saga
@@ -62,7 +62,7 @@ func (s *Service) Create(ctx context.Context, userID, id uuid.UUID, n NewOrder) 
 	if err := checkQuote(n, q); err != nil {
 		return Order{}, apperr.Wrap(err, apperr.BadGateway, "the inventory service priced a different basket")
 	}
-	now := dbTime(s.clock.Now())
+	now := s.timestamp()
 	o := Order{
 		ID: id, UserID: userID, Status: StatusPending, Lines: q.Lines, TotalCents: q.TotalCents, Currency: q.Currency,
 		PaymentMethod: n.PaymentMethod, CreatedAt: now, UpdatedAt: now,
@@ -194,7 +194,7 @@ func (s *Service) Cancel(ctx context.Context, userID, id uuid.UUID) (Order, erro
 	}
 	// StartCancel decides again with the rows locked: this read may be stale.
 	c, err := s.store.UpdateSaga(ctx, id, func(o Order, sg Saga) (Change, error) {
-		return StartCancel(o, sg, dbTime(s.clock.Now()))
+		return StartCancel(o, sg, s.timestamp())
 	})
 	switch {
 	case errors.Is(err, ErrSagaBusy):
@@ -208,6 +208,10 @@ func (s *Service) Cancel(ctx context.Context, userID, id uuid.UUID) (Order, erro
 	s.notifier.Notify(context.WithoutCancel(ctx), StatusChange{OrderID: id, Status: c.Order.Status})
 	return s.inlined(ctx, c.Order, func(ctx context.Context) (Order, error) { return s.saga.Drive(ctx, id) })
 }
+
+// timestamp is now at the database's precision, so that what a call returns equals
+// what is read back later.
+func (s *Service) timestamp() time.Time { return dbTime(s.now()) }
 
 // Sagas lists sagas for operators: those in state, or every unfinished one when
 // state is "", oldest first, with their step logs; and the next page's cursor.
