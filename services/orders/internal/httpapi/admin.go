@@ -73,6 +73,11 @@ func toSagaResponse(v order.SagaView) sagaResponse {
 	return r
 }
 
+// sagaCursor is a saga's position in a list of sagas (created_at, then order id).
+func sagaCursor(v order.SagaView) page.Cursor {
+	return page.Cursor{Time: v.Saga.CreatedAt, ID: v.Saga.OrderID}
+}
+
 // listSagas answers GET /api/v1/admin/sagas?state=: the sagas in state (running, stuck,
 // compensating, compensation_failed, done), or every unfinished one without state,
 // oldest first, each with its latest step log entries.
@@ -97,11 +102,12 @@ func listSagas(d Deps) http.HandlerFunc {
 			problem.Write(w, r, d.Log, err)
 			return
 		}
-		views, next, err := d.Orders.Sagas(r.Context(), state, pr)
+		found, err := d.Orders.Sagas(r.Context(), state, pr)
 		if err != nil {
 			problem.Write(w, r, d.Log, err)
 			return
 		}
+		views, next := page.Next(found, pr.Limit, sagaCursor)
 		resp := listResponse[sagaResponse]{Items: make([]sagaResponse, len(views)), NextCursor: next}
 		for i, v := range views {
 			resp.Items[i] = toSagaResponse(v)

@@ -77,6 +77,9 @@ type listResponse[T any] struct {
 	NextCursor *string `json:"next_cursor"`
 }
 
+// orderCursor is an order's position in a list of orders (created_at, then id).
+func orderCursor(o order.Order) page.Cursor { return page.Cursor{Time: o.CreatedAt, ID: o.ID} }
+
 func orderLocation(id uuid.UUID) string { return "/api/v1/orders/" + id.String() }
 
 // maxKeyLen bounds an Idempotency-Key (Stripe's limit).
@@ -248,11 +251,12 @@ func listOrders(d Deps) http.HandlerFunc {
 			problem.Write(w, r, d.Log, err)
 			return
 		}
-		orders, next, err := d.Orders.List(r.Context(), p.UserID, pr)
+		found, err := d.Orders.List(r.Context(), p.UserID, pr)
 		if err != nil {
 			problem.Write(w, r, d.Log, err)
 			return
 		}
+		orders, next := page.Next(found, pr.Limit, orderCursor)
 		resp := listResponse[orderResponse]{Items: make([]orderResponse, len(orders)), NextCursor: next}
 		for i, o := range orders {
 			resp.Items[i] = toOrderResponse(o)

@@ -222,9 +222,18 @@ func TestASagaThatKeepsFailingIsMarkedStuckAndListed(t *testing.T) {
 	if st := r.sagaState(t, o.ID); st != stuck {
 		t.Fatalf("saga %s; want %s", st, stuck)
 	}
-	views, _, err := r.svc.Sagas(context.Background(), stuck, page.Request{Limit: 10})
-	if err != nil || len(views) != 1 || views[0].Saga.OrderID != o.ID || views[0].Saga.LastError == "" {
-		t.Errorf("stuck sagas %+v, %v", views, err)
+	views, err := r.svc.Sagas(context.Background(), stuck, page.Request{Limit: 10})
+	if err != nil {
+		t.Fatalf("stuck sagas: %v", err)
+	}
+	if len(views) != 1 {
+		t.Fatalf("%d stuck sagas, want 1: %+v", len(views), views)
+	}
+	if got := views[0].Saga.OrderID; got != o.ID {
+		t.Errorf("stuck saga of order %s, want %s", got, o.ID)
+	}
+	if views[0].Saga.LastError == "" {
+		t.Error("stuck saga has no last error")
 	}
 	r.inv.SetAnswer("commit", 0)
 	if o = r.recoverUntilDone(t, o.ID); o.Status != order.StatusConfirmed {

@@ -166,15 +166,10 @@ func (s *Service) Get(ctx context.Context, userID, id uuid.UUID) (Order, error) 
 	return s.owned(o, userID)
 }
 
-// List returns a page of the user's orders, newest first, and the next page's cursor
-// (nil on the last page).
-func (s *Service) List(ctx context.Context, userID uuid.UUID, p page.Request) ([]Order, *string, error) {
-	orders, err := s.store.OrdersByUser(ctx, userID, p)
-	if err != nil {
-		return nil, nil, err
-	}
-	items, next := page.Next(orders, p.Limit, func(o Order) page.Cursor { return page.Cursor{Time: o.CreatedAt, ID: o.ID} })
-	return items, next, nil
+// List returns a page of the user's orders, newest first (created_at, then id), with
+// one order more than p.Limit when another page follows (for page.Next).
+func (s *Service) List(ctx context.Context, userID uuid.UUID, p page.Request) ([]Order, error) {
+	return s.store.OrdersByUser(ctx, userID, p)
 }
 
 // Cancel cancels the user's confirmed order: a compensation saga refunds the payment
@@ -214,18 +209,14 @@ func (s *Service) Cancel(ctx context.Context, userID, id uuid.UUID) (Order, erro
 func (s *Service) timestamp() time.Time { return dbTime(s.now()) }
 
 // Sagas lists sagas for operators: those in state, or every unfinished one when
-// state is "", oldest first, with their step logs; and the next page's cursor.
-func (s *Service) Sagas(ctx context.Context, state SagaState, p page.Request) ([]SagaView, *string, error) {
+// state is "", oldest first (created_at, then order id), with their step logs; one
+// saga more than p.Limit when another page follows (for page.Next).
+func (s *Service) Sagas(ctx context.Context, state SagaState, p page.Request) ([]SagaView, error) {
 	var states []SagaState
 	if state != "" {
 		states = []SagaState{state}
 	}
-	views, err := s.store.Sagas(ctx, states, p)
-	if err != nil {
-		return nil, nil, err
-	}
-	items, next := page.Next(views, p.Limit, func(v SagaView) page.Cursor { return page.Cursor{Time: v.Saga.CreatedAt, ID: v.Saga.OrderID} })
-	return items, next, nil
+	return s.store.Sagas(ctx, states, p)
 }
 
 // Saga is the order's saga for operators, with the order and every entry of its step
