@@ -15,7 +15,6 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/page"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
-	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 )
 
 type lineRequest struct {
@@ -191,13 +190,13 @@ func claimKey(w http.ResponseWriter, r *http.Request, d Deps, userID uuid.UUID, 
 			return false
 		}
 		switch c.State {
-		case postgres.ClaimNew:
+		case order.KeyClaimNew:
 			return true
-		case postgres.ClaimReplay:
+		case order.KeyClaimReplay:
 			w.Header().Set("Idempotent-Replayed", "true")
 			writeStored(w, c.Status, c.Body, c.Location)
 			return false
-		case postgres.ClaimMismatch:
+		case order.KeyClaimMismatch:
 			problem.Write(w, r, d.Log, order.ErrKeyReused)
 			return false
 		}

@@ -14,7 +14,6 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
-	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/report"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/statusfeed"
 )
@@ -51,7 +50,7 @@ type EventLog interface {
 
 // IdempotencyKeys keeps Idempotency-Key claims (see postgres.Store.ClaimKey).
 type IdempotencyKeys interface {
-	ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (postgres.Claim, error)
+	ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (order.KeyClaim, error)
 	CompleteKey(ctx context.Context, userID uuid.UUID, key string, status int, body []byte, location string) error
 	AbandonKey(ctx context.Context, userID uuid.UUID, key string) error
 	UnlockKey(ctx context.Context, userID uuid.UUID, key string) error

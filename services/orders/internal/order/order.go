@@ -317,6 +317,31 @@ func IdempotentID(userID uuid.UUID, key string) uuid.UUID {
 // idempotencyNamespace is the UUID namespace of IdempotentID (a random constant).
 var idempotencyNamespace = uuid.MustParse("5b0f5b8e-1f0c-4d39-9a52-0c7f2d1e6a43")
 
+// KeyClaimState is what claiming an Idempotency-Key found.
+type KeyClaimState int
+
+// The outcomes of claiming an Idempotency-Key.
+const (
+	// KeyClaimNew: the key is the caller's to run the request with (a first request,
+	// or the take-over of one whose claim ran out without an answer).
+	KeyClaimNew KeyClaimState = iota
+	// KeyClaimReplay: the key has a stored answer to replay.
+	KeyClaimReplay
+	// KeyClaimMismatch: the key was used with a different request.
+	KeyClaimMismatch
+	// KeyClaimBusy: another request with the key is running; ask again shortly.
+	KeyClaimBusy
+)
+
+// KeyClaim is the result of claiming an Idempotency-Key; Status, Body and Location
+// (the stored answer) are set for KeyClaimReplay.
+type KeyClaim struct {
+	State    KeyClaimState
+	Status   int
+	Body     []byte
+	Location string
+}
+
 // message is the client-facing text of a parser's error.
 func message(err error) string {
 	var e *apperr.Error

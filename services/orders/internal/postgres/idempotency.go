@@ -7,48 +7,27 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
 )
-
-// ClaimState is what claiming an Idempotency-Key found.
-type ClaimState int
-
-// The outcomes of a claim.
-const (
-	// ClaimNew: the key is the caller's to run the request with (a first request, or
-	// the take-over of one whose claim ran out without an answer).
-	ClaimNew ClaimState = iota
-	// ClaimReplay: the key has a stored answer to replay.
-	ClaimReplay
-	// ClaimMismatch: the key was used with a different request.
-	ClaimMismatch
-	// ClaimBusy: another request with the key is running; ask again shortly.
-	ClaimBusy
-)
-
-// Claim is the result of ClaimKey; Status, Body and Location are set for ClaimReplay.
-type Claim struct {
-	State    ClaimState
-	Status   int
-	Body     []byte
-	Location string
-}
 
 // ClaimKey claims the user's Idempotency-Key for a request with fingerprint, for ttl.
-// Of concurrent first requests with one key exactly one gets ClaimNew (the primary key
-// decides); the others get ClaimBusy until it completes, then ClaimReplay.
-func (s *Store) ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (Claim, error) {
+// Of concurrent first requests with one key exactly one gets order.KeyClaimNew (the
+// primary key decides); the others get order.KeyClaimBusy until it completes, then
+// order.KeyClaimReplay.
+func (s *Store) ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint string, ttl time.Duration) (order.KeyClaim, error) {
 	for range 3 { // a row deleted (abandoned) between the insert and the read: again
 		tag, err := s.pool.Exec(ctx,
 			`INSERT INTO idempotency_keys (user_id, key, fingerprint, locked_until)
 			 VALUES ($1, $2, $3, now() + make_interval(secs => $4)) ON CONFLICT DO NOTHING`,
 			userID, key, fingerprint, ttl.Seconds())
 		if err != nil {
-			return Claim{}, dbError(err, "claim idempotency key")
+			return order.KeyClaim{}, dbError(err, "claim idempotency key")
 		}
 		if tag.RowsAffected() == 1 {
-			return Claim{State: ClaimNew}, nil
+			return order.KeyClaim{State: order.KeyClaimNew}, nil
 		}
-		var c Claim
+		var c order.KeyClaim
 		var stored string
 		var status *int
 		var expired bool
@@ -60,14 +39,14 @@ func (s *Store) ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint
 		case errors.Is(err, pgx.ErrNoRows):
 			continue
 		case err != nil:
-			return Claim{}, dbError(err, "read idempotency key")
+			return order.KeyClaim{}, dbError(err, "read idempotency key")
 		case stored != fingerprint:
-			return Claim{State: ClaimMismatch}, nil
+			return order.KeyClaim{State: order.KeyClaimMismatch}, nil
 		case status != nil:
-			c.State, c.Status = ClaimReplay, *status
+			c.State, c.Status = order.KeyClaimReplay, *status
 			return c, nil
 		case !expired:
-			return Claim{State: ClaimBusy}, nil
+			return order.KeyClaim{State: order.KeyClaimBusy}, nil
 		}
 		// The request that claimed the key died without answering: take over. Its order,
 		// if it made one, has the same id and is found rather than made again.
@@ -76,14 +55,14 @@ func (s *Store) ClaimKey(ctx context.Context, userID uuid.UUID, key, fingerprint
 			 WHERE user_id = $1 AND key = $2 AND status IS NULL AND locked_until < now()`,
 			userID, key, ttl.Seconds())
 		if err != nil {
-			return Claim{}, dbError(err, "take over idempotency key")
+			return order.KeyClaim{}, dbError(err, "take over idempotency key")
 		}
 		if tag.RowsAffected() == 1 {
-			return Claim{State: ClaimNew}, nil
+			return order.KeyClaim{State: order.KeyClaimNew}, nil
 		}
-		return Claim{State: ClaimBusy}, nil
+		return order.KeyClaim{State: order.KeyClaimBusy}, nil
 	}
-	return Claim{State: ClaimBusy}, nil
+	return order.KeyClaim{State: order.KeyClaimBusy}, nil
 }
 
 // CompleteKey stores the answer to replay for the user's key and ends the claim.

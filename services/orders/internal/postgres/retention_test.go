@@ -221,8 +221,11 @@ func TestOldIdempotencyKeysAreDeleted(t *testing.T) {
 	}
 
 	n, err := store.DeleteIdempotencyKeys(ctx, 24*time.Hour)
-	if err != nil || n != 2 {
-		t.Fatalf("deleted %d (%v), want the answered and the abandoned key over a day old", n, err)
+	if err != nil {
+		t.Fatalf("delete idempotency keys: %v", err)
+	}
+	if n != 2 {
+		t.Fatalf("deleted %d, want the answered and the abandoned key over a day old", n)
 	}
 	for name, want := range map[string]int{"answered-long-ago": 0, "abandoned-long-ago": 0, "answered-today": 1, "taken-over-now": 1} {
 		if got := countRows(t, pool, `SELECT count(*) FROM idempotency_keys WHERE user_id = $1 AND key = $2`, user, name); got != want {
@@ -231,8 +234,11 @@ func TestOldIdempotencyKeysAreDeleted(t *testing.T) {
 	}
 	// The key repeated: a new claim, for an order id that names the existing order.
 	c, err := store.ClaimKey(ctx, user, "answered-long-ago", "fp", time.Minute)
-	if err != nil || c.State != postgres.ClaimNew {
-		t.Fatalf("claim of the deleted key: %+v, %v; want a new claim", c, err)
+	if err != nil {
+		t.Fatalf("claim of the deleted key: %v", err)
+	}
+	if c.State != order.KeyClaimNew {
+		t.Fatalf("claim of the deleted key: %+v; want a new claim", c)
 	}
 	if got := countRows(t, pool, `SELECT count(*) FROM orders WHERE id = $1`, order.IdempotentID(user, "answered-long-ago")); got != 1 {
 		t.Errorf("the key's order is not where its id says")

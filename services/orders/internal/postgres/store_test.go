@@ -139,7 +139,7 @@ func TestIdempotencyKeyClaims(t *testing.T) {
 	// Of racing first requests exactly one gets the key.
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	states := map[postgres.ClaimState]int{}
+	states := map[order.KeyClaimState]int{}
 	for range 8 {
 		wg.Go(func() {
 			c, err := s.ClaimKey(ctx, user, "k", "fp", time.Minute)
@@ -153,35 +153,50 @@ func TestIdempotencyKeyClaims(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if states[postgres.ClaimNew] != 1 || states[postgres.ClaimBusy] != 7 {
-		t.Fatalf("claims %v, want 1 new and 7 busy", states)
+	if n := states[order.KeyClaimNew]; n != 1 {
+		t.Fatalf("%d new claims, want 1 (claims %v)", n, states)
 	}
-	if c, _ := s.ClaimKey(ctx, user, "k", "other", time.Minute); c.State != postgres.ClaimMismatch {
+	if n := states[order.KeyClaimBusy]; n != 7 {
+		t.Fatalf("%d busy claims, want 7 (claims %v)", n, states)
+	}
+	if c, _ := s.ClaimKey(ctx, user, "k", "other", time.Minute); c.State != order.KeyClaimMismatch {
 		t.Errorf("another request with the key: %v", c.State)
 	}
 	if err := s.CompleteKey(ctx, user, "k", 201, []byte(`{"id":"x"}`), "/api/v1/orders/x"); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := s.ClaimKey(ctx, user, "k", "fp", time.Minute); c.State != postgres.ClaimReplay || c.Status != 201 ||
-		string(c.Body) != `{"id":"x"}` || c.Location != "/api/v1/orders/x" {
-		t.Errorf("replay %+v", c)
+	c, err := s.ClaimKey(ctx, user, "k", "fp", time.Minute)
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if c.State != order.KeyClaimReplay {
+		t.Errorf("replay state %v, want %v", c.State, order.KeyClaimReplay)
+	}
+	if c.Status != 201 {
+		t.Errorf("replay status %d, want 201", c.Status)
+	}
+	if string(c.Body) != `{"id":"x"}` {
+		t.Errorf("replay body %s", c.Body)
+	}
+	if c.Location != "/api/v1/orders/x" {
+		t.Errorf("replay location %q", c.Location)
 	}
 
 	// A claim whose request died is taken over once it runs out.
-	if c, _ := s.ClaimKey(ctx, user, "dead", "fp", time.Minute); c.State != postgres.ClaimNew {
+	if c, _ := s.ClaimKey(ctx, user, "dead", "fp", time.Minute); c.State != order.KeyClaimNew {
 		t.Fatalf("claim %v", c.State)
 	}
 	if _, err := pool.Exec(ctx, `UPDATE idempotency_keys SET locked_until = now() - interval '1 second' WHERE key = 'dead'`); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := s.ClaimKey(ctx, user, "dead", "fp", time.Minute); c.State != postgres.ClaimNew {
+	if c, _ := s.ClaimKey(ctx, user, "dead", "fp", time.Minute); c.State != order.KeyClaimNew {
 		t.Errorf("take-over %v", c.State)
 	}
 	// An abandoned claim frees the key.
 	if err := s.AbandonKey(ctx, user, "dead"); err != nil {
 		t.Fatal(err)
 	}
-	if c, _ := s.ClaimKey(ctx, user, "dead", "new", time.Minute); c.State != postgres.ClaimNew {
+	if c, _ := s.ClaimKey(ctx, user, "dead", "new", time.Minute); c.State != order.KeyClaimNew {
 		t.Errorf("after abandon %v", c.State)
 	}
 }
