@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -81,7 +82,7 @@ func sagaCursor(v order.SagaView) page.Cursor {
 // listSagas answers GET /api/v1/admin/sagas?state=: the sagas in state (running, stuck,
 // compensating, compensation_failed, done), or every unfinished one without state,
 // oldest first, each with its latest step log entries.
-func listSagas(d Deps) http.HandlerFunc {
+func listSagas(log *slog.Logger, orders *order.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		var f apperr.Fields
@@ -99,12 +100,12 @@ func listSagas(d Deps) http.HandlerFunc {
 			f = append(f, ae.Fields...)
 		}
 		if err := f.Err(); err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
-		found, err := d.Orders.Sagas(r.Context(), state, pr)
+		found, err := orders.Sagas(r.Context(), state, pr)
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		views, next := page.Next(found, pr.Limit, sagaCursor)
@@ -125,20 +126,20 @@ type taskResponse struct {
 // report:sales task and answers 202 with its id, and the Location where the gateway
 // shows its state and, once done, its result. 422 for a bad range; 503 when the task
 // queue (Redis) cannot be reached.
-func salesReport(d Deps) http.HandlerFunc {
+func salesReport(log *slog.Logger, reports ReportQueue) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		rg, err := report.ParseRange(q.Get("from"), q.Get("to"))
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
-		id, err := d.Reports.Enqueue(r.Context(), rg)
+		id, err := reports.Enqueue(r.Context(), rg)
 		if err != nil {
-			problem.Write(w, r, d.Log, apperr.Wrap(err, apperr.Unavailable, "the task queue is unavailable"))
+			problem.Write(w, r, log, apperr.Wrap(err, apperr.Unavailable, "the task queue is unavailable"))
 			return
 		}
-		d.Log.InfoContext(r.Context(), "sales report enqueued", "task_id", id, "from", rg.From, "to", rg.To)
+		log.InfoContext(r.Context(), "sales report enqueued", "task_id", id, "from", rg.From, "to", rg.To)
 		w.Header().Set("Location", "/api/v1/admin/tasks/"+id)
 		httpjson.Write(w, http.StatusAccepted, taskResponse{TaskID: id})
 	}
@@ -154,26 +155,26 @@ type adminOrderResponse struct {
 // adminOrder answers GET /api/v1/admin/orders/{id}: any user's order, its saga with
 // every entry of its step log, and the events the order wrote about it (its outbox
 // rows, published or still waiting); 404 for an unknown or malformed id.
-func adminOrder(d Deps) http.HandlerFunc {
+func adminOrder(log *slog.Logger, orders *order.Service, events EventLog) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := uuid.Parse(chi.URLParam(r, "id"))
 		if err != nil {
-			problem.Write(w, r, d.Log, order.ErrNotFound)
+			problem.Write(w, r, log, order.ErrNotFound)
 			return
 		}
-		v, err := d.Orders.Saga(r.Context(), id)
+		v, err := orders.Saga(r.Context(), id)
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
-		events, err := d.Events.Events(r.Context(), []string{id.String()})
+		records, err := events.Events(r.Context(), []string{id.String()})
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		httpjson.Write(w, http.StatusOK, adminOrderResponse{
-			Order: toOrderResponse(v.Order), Saga: toSagaResponse(v), Events: events,
+			Order: toOrderResponse(v.Order), Saga: toSagaResponse(v), Events: records,
 		})
 	}
 }

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -22,31 +23,32 @@ const keepAlive = 15 * time.Second
 // orderEvents answers GET /api/v1/orders/{id}/events: a text/event-stream of the
 // order's status, as `event: status` with data {"order_id","status","cancel_reason"}:
 // the current status first, then each change, closing after a terminal status
-// (confirmed or cancelled). Changes come over Redis Pub/Sub; the order is also re-read
-// every PollEvery, so a lost message (or Redis down) only delays the stream.
-func orderEvents(d Deps) http.HandlerFunc {
+// (confirmed or cancelled). Changes come over feed (Redis Pub/Sub); the order is also
+// re-read every pollEvery, so a lost message (or Redis down) only delays the stream. The
+// stream ends when stop is closed, so that it does not hold up a graceful shutdown.
+func orderEvents(log *slog.Logger, orders *order.Service, feed Subscriber, pollEvery time.Duration, stop <-chan struct{}) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, id, ok := principalAndID(w, r, d)
+		p, id, ok := principalAndID(w, r, log)
 		if !ok {
 			return
 		}
 		ctx := r.Context()
-		if _, err := d.Orders.Get(ctx, p.UserID, id); err != nil {
-			problem.Write(w, r, d.Log, err)
+		if _, err := orders.Get(ctx, p.UserID, id); err != nil {
+			problem.Write(w, r, log, err)
 			return
 		}
 		// Subscribe before reading the status that is sent first, so that no change
 		// can fall between the two.
 		var changes <-chan order.StatusChange
-		if sub, err := d.Feed.Subscribe(ctx, id); err != nil {
-			d.Log.WarnContext(ctx, "live status unavailable; the stream polls", "order_id", id, "err", err)
+		if sub, err := feed.Subscribe(ctx, id); err != nil {
+			log.WarnContext(ctx, "live status unavailable; the stream polls", "order_id", id, "err", err)
 		} else {
 			defer sub.Close()
 			changes = sub.C
 		}
-		o, err := d.Orders.Get(ctx, p.UserID, id)
+		o, err := orders.Get(ctx, p.UserID, id)
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		rc := http.NewResponseController(w)
@@ -74,7 +76,7 @@ func orderEvents(d Deps) http.HandlerFunc {
 		if send(order.StatusChange{OrderID: o.ID, Status: o.Status, CancelReason: o.CancelReason}) {
 			return
 		}
-		poll := time.NewTicker(d.PollEvery)
+		poll := time.NewTicker(pollEvery)
 		defer poll.Stop()
 		idle := time.NewTicker(keepAlive)
 		defer idle.Stop()
@@ -89,7 +91,7 @@ func orderEvents(d Deps) http.HandlerFunc {
 					return
 				}
 			case <-poll.C:
-				o, err := d.Orders.Get(ctx, p.UserID, id)
+				o, err := orders.Get(ctx, p.UserID, id)
 				if err != nil {
 					continue
 				}
@@ -102,7 +104,7 @@ func orderEvents(d Deps) http.HandlerFunc {
 				}
 			case <-ctx.Done():
 				return
-			case <-d.Stop.Done():
+			case <-stop:
 				return
 			}
 		}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -91,43 +92,53 @@ const keyWaitPoll = 25 * time.Millisecond
 // createOrder answers POST /api/v1/orders: 201 with the finished order (confirmed, or
 // cancelled with its reason), or 202 with the order still in progress when the saga
 // could not finish within SAGA_INLINE_TIMEOUT (recovery finishes it); Location either
-// way. With an Idempotency-Key the first answer is stored and replayed for the same
-// user and key; a repeat that comes while the first is running waits for its answer;
-// the same key with another request is 422.
-func createOrder(d Deps) http.HandlerFunc {
+// way. With an Idempotency-Key the first answer is stored in keys and replayed for the
+// same user and key; a repeat that comes while the first is running waits for its
+// answer (at most keyTTL); the same key with another request is 422.
+func createOrder(log *slog.Logger, orders *order.Service, keys IdempotencyKeys, keyTTL time.Duration) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := principal(w, r, d)
+		p, ok := principal(w, r, log)
 		if !ok {
 			return
 		}
 		var req createRequest
 		if err := httpjson.Decode(r, &req); err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		n, err := order.ParseNewOrder(req.toRaw())
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		id, err := uuid.NewV7()
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		key := r.Header.Get("Idempotency-Key")
 		if key != "" {
 			if !saneKey(key) {
-				problem.Write(w, r, d.Log, &apperr.Error{Code: apperr.Invalid, Message: "the request has invalid fields",
+				problem.Write(w, r, log, &apperr.Error{Code: apperr.Invalid, Message: "the request has invalid fields",
 					Fields: []apperr.FieldError{{Field: "Idempotency-Key", Message: "must be 1 to 255 printable ASCII characters"}}})
 				return
 			}
-			if !claimKey(w, r, d, p.UserID, key, n.Fingerprint()) {
-				return // answered: a replay, a mismatch or a failure
+			c, err := claimKey(r.Context(), keys, keyTTL, p.UserID, key, n.Fingerprint())
+			switch {
+			case err != nil:
+				problem.Write(w, r, log, err)
+				return
+			case c.State == order.KeyClaimReplay:
+				w.Header().Set("Idempotent-Replayed", "true")
+				writeStored(w, c.Status, c.Body, c.Location)
+				return
+			case c.State == order.KeyClaimMismatch:
+				problem.Write(w, r, log, order.ErrKeyReused)
+				return
 			}
 			id = order.IdempotentID(p.UserID, key)
 		}
-		o, err := d.Orders.Create(r.Context(), p.UserID, id, n)
+		o, err := orders.Create(r.Context(), p.UserID, id, n)
 		if err != nil {
 			if key != "" {
 				// Let the client try again with the same key at once. When the order may
@@ -135,16 +146,16 @@ func createOrder(d Deps) http.HandlerFunc {
 				// fingerprint: a retry of the same request finds the order (its id comes
 				// from the key), another request with the key is still refused.
 				dctx, cancel := detached(r.Context())
-				release := d.Keys.AbandonKey
+				release := keys.AbandonKey
 				if order.MaybeStored(err) {
-					release = d.Keys.UnlockKey
+					release = keys.UnlockKey
 				}
 				if aerr := release(dctx, p.UserID, key); aerr != nil {
-					d.Log.WarnContext(r.Context(), "idempotency key not released; it expires by itself", "err", aerr)
+					log.WarnContext(r.Context(), "idempotency key not released; it expires by itself", "err", aerr)
 				}
 				cancel()
 			}
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		status := http.StatusAccepted
@@ -153,16 +164,16 @@ func createOrder(d Deps) http.HandlerFunc {
 		}
 		body, err := json.Marshal(toOrderResponse(o))
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		body = append(body, '\n')
 		if key != "" {
 			dctx, cancel := detached(r.Context())
-			if err := d.Keys.CompleteKey(dctx, p.UserID, key, status, body, orderLocation(o.ID)); err != nil {
+			if err := keys.CompleteKey(dctx, p.UserID, key, status, body, orderLocation(o.ID)); err != nil {
 				// The answer is still right; a repeat takes the claim over once it
 				// expires and finds the order by its id.
-				d.Log.WarnContext(r.Context(), "idempotent answer not stored", "order_id", o.ID, "err", err)
+				log.WarnContext(r.Context(), "idempotent answer not stored", "order_id", o.ID, "err", err)
 			}
 			cancel()
 		}
@@ -170,41 +181,25 @@ func createOrder(d Deps) http.HandlerFunc {
 	}
 }
 
-// claimKey claims the user's Idempotency-Key for this request, waiting while another
-// request holds it. It reports whether the caller should go on and run the request;
-// when it does not, it has answered (the replay, a 422 for a different request with the
-// key, or a problem).
-func claimKey(w http.ResponseWriter, r *http.Request, d Deps, userID uuid.UUID, key, fingerprint string) bool {
-	ttl := d.KeyTTL
-	if ttl <= 0 {
-		ttl = 30 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), ttl+time.Second)
+// claimKey claims the user's Idempotency-Key for a request with fingerprint, for ttl,
+// waiting while another request holds it (order.KeyClaimBusy). It returns the claim
+// once it is the caller's (order.KeyClaimNew), has an answer to replay or belongs to
+// another request; an apperr.Conflict error when the other request still holds it
+// after ttl and a second, or the store's error.
+func claimKey(ctx context.Context, keys IdempotencyKeys, ttl time.Duration, userID uuid.UUID, key, fingerprint string) (order.KeyClaim, error) {
+	ctx, cancel := context.WithTimeout(ctx, ttl+time.Second)
 	defer cancel()
 	tick := time.NewTicker(keyWaitPoll)
 	defer tick.Stop()
 	for {
-		c, err := d.Keys.ClaimKey(ctx, userID, key, fingerprint, ttl)
-		if err != nil {
-			problem.Write(w, r, d.Log, err)
-			return false
-		}
-		switch c.State {
-		case order.KeyClaimNew:
-			return true
-		case order.KeyClaimReplay:
-			w.Header().Set("Idempotent-Replayed", "true")
-			writeStored(w, c.Status, c.Body, c.Location)
-			return false
-		case order.KeyClaimMismatch:
-			problem.Write(w, r, d.Log, order.ErrKeyReused)
-			return false
+		c, err := keys.ClaimKey(ctx, userID, key, fingerprint, ttl)
+		if err != nil || c.State != order.KeyClaimBusy {
+			return c, err
 		}
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			problem.Write(w, r, d.Log, apperr.E(apperr.Conflict, "a request with this Idempotency-Key is still in progress; retry shortly"))
-			return false
+			return order.KeyClaim{}, apperr.E(apperr.Conflict, "a request with this Idempotency-Key is still in progress; retry shortly")
 		}
 	}
 }
@@ -239,25 +234,25 @@ func detached(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // listOrders answers GET /api/v1/orders: the caller's orders, newest first, a page at
 // a time.
-func listOrders(d Deps) http.HandlerFunc {
+func listOrders(log *slog.Logger, orders *order.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := principal(w, r, d)
+		p, ok := principal(w, r, log)
 		if !ok {
 			return
 		}
 		pr, err := page.Parse(r.URL.Query())
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
-		found, err := d.Orders.List(r.Context(), p.UserID, pr)
+		found, err := orders.List(r.Context(), p.UserID, pr)
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
-		orders, next := page.Next(found, pr.Limit, orderCursor)
-		resp := listResponse[orderResponse]{Items: make([]orderResponse, len(orders)), NextCursor: next}
-		for i, o := range orders {
+		items, next := page.Next(found, pr.Limit, orderCursor)
+		resp := listResponse[orderResponse]{Items: make([]orderResponse, len(items)), NextCursor: next}
+		for i, o := range items {
 			resp.Items[i] = toOrderResponse(o)
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -267,15 +262,15 @@ func listOrders(d Deps) http.HandlerFunc {
 
 // getOrder answers GET /api/v1/orders/{id}: the caller's order; 404 for someone else's
 // or a malformed id.
-func getOrder(d Deps) http.HandlerFunc {
+func getOrder(log *slog.Logger, orders *order.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, id, ok := principalAndID(w, r, d)
+		p, id, ok := principalAndID(w, r, log)
 		if !ok {
 			return
 		}
-		o, err := d.Orders.Get(r.Context(), p.UserID, id)
+		o, err := orders.Get(r.Context(), p.UserID, id)
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -287,15 +282,15 @@ func getOrder(d Deps) http.HandlerFunc {
 // restocked and comes back cancelled (customer_request), 200; when the compensation
 // cannot finish within SAGA_INLINE_TIMEOUT it goes on in the background and the order
 // comes back cancelling with 202. 409 for an order that is not confirmed.
-func cancelOrder(d Deps) http.HandlerFunc {
+func cancelOrder(log *slog.Logger, orders *order.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, id, ok := principalAndID(w, r, d)
+		p, id, ok := principalAndID(w, r, log)
 		if !ok {
 			return
 		}
-		o, err := d.Orders.Cancel(r.Context(), p.UserID, id)
+		o, err := orders.Cancel(r.Context(), p.UserID, id)
 		if err != nil {
-			problem.Write(w, r, d.Log, err)
+			problem.Write(w, r, log, err)
 			return
 		}
 		status := http.StatusOK
@@ -308,24 +303,24 @@ func cancelOrder(d Deps) http.HandlerFunc {
 }
 
 // principal is the caller, put in the context by the Require middleware.
-func principal(w http.ResponseWriter, r *http.Request, d Deps) (auth.Principal, bool) {
+func principal(w http.ResponseWriter, r *http.Request, log *slog.Logger) (auth.Principal, bool) {
 	p, ok := auth.FromContext(r.Context())
 	if !ok { // only reachable if the route lost its Require middleware
-		problem.Write(w, r, d.Log, apperr.E(apperr.Unauthorized, "a bearer access token is required"))
+		problem.Write(w, r, log, apperr.E(apperr.Unauthorized, "a bearer access token is required"))
 	}
 	return p, ok
 }
 
 // principalAndID is the caller and the order id of the path; a malformed id is the
 // same 404 as an unknown one.
-func principalAndID(w http.ResponseWriter, r *http.Request, d Deps) (auth.Principal, uuid.UUID, bool) {
-	p, ok := principal(w, r, d)
+func principalAndID(w http.ResponseWriter, r *http.Request, log *slog.Logger) (auth.Principal, uuid.UUID, bool) {
+	p, ok := principal(w, r, log)
 	if !ok {
 		return p, uuid.Nil, false
 	}
 	id, err := uuid.Parse(chi.URLParam(r, "id"))
 	if err != nil {
-		problem.Write(w, r, d.Log, order.ErrNotFound)
+		problem.Write(w, r, log, order.ErrNotFound)
 		return p, uuid.Nil, false
 	}
 	return p, id, true

@@ -26,7 +26,7 @@ type Deps struct {
 	// Keys keeps the Idempotency-Key claims and answers of POST /orders.
 	Keys IdempotencyKeys
 	// KeyTTL is how long a request holds its Idempotency-Key before a repeat may take
-	// over (the first request died): longer than any request runs.
+	// over (the first request died): longer than any request runs; default 30s.
 	KeyTTL time.Duration
 	// Feed is the live status feed the SSE stream listens to.
 	Feed Subscriber
@@ -67,8 +67,12 @@ type ReportQueue interface {
 }
 
 // Mount adds every route of the orders service to r. The paths are the public ones:
-// the gateway proxies them unchanged.
+// the gateway proxies them unchanged. Each handler is given only the parts of d it
+// uses, so that its signature says what it depends on.
 func Mount(r chi.Router, d Deps) {
+	if d.KeyTTL <= 0 {
+		d.KeyTTL = 30 * time.Second
+	}
 	if d.PollEvery <= 0 {
 		d.PollEvery = 2 * time.Second
 	}
@@ -77,16 +81,16 @@ func Mount(r chi.Router, d Deps) {
 	}
 	r.Group(func(r chi.Router) {
 		r.Use(d.Verifier.Require(d.Log))
-		r.Post("/api/v1/orders", createOrder(d))
-		r.Get("/api/v1/orders", listOrders(d))
-		r.Get("/api/v1/orders/{id}", getOrder(d))
-		r.Post("/api/v1/orders/{id}/cancel", cancelOrder(d))
-		r.Get("/api/v1/orders/{id}/events", orderEvents(d))
+		r.Post("/api/v1/orders", createOrder(d.Log, d.Orders, d.Keys, d.KeyTTL))
+		r.Get("/api/v1/orders", listOrders(d.Log, d.Orders))
+		r.Get("/api/v1/orders/{id}", getOrder(d.Log, d.Orders))
+		r.Post("/api/v1/orders/{id}/cancel", cancelOrder(d.Log, d.Orders))
+		r.Get("/api/v1/orders/{id}/events", orderEvents(d.Log, d.Orders, d.Feed, d.PollEvery, d.Stop.Done()))
 		r.Group(func(r chi.Router) {
 			r.Use(auth.RequireRole(d.Log, auth.RoleAdmin))
-			r.Get("/api/v1/admin/sagas", listSagas(d))
-			r.Get("/api/v1/admin/orders/{id}", adminOrder(d))
-			r.Post("/api/v1/admin/reports/sales", salesReport(d))
+			r.Get("/api/v1/admin/sagas", listSagas(d.Log, d.Orders))
+			r.Get("/api/v1/admin/orders/{id}", adminOrder(d.Log, d.Orders, d.Events))
+			r.Post("/api/v1/admin/reports/sales", salesReport(d.Log, d.Reports))
 		})
 	})
 }
