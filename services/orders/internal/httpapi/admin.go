@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -157,7 +156,7 @@ type adminOrderResponse struct {
 // rows, published or still waiting); 404 for an unknown or malformed id.
 func adminOrder(log *slog.Logger, orders *order.Service, events EventLog) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := uuid.Parse(chi.URLParam(r, "id"))
+		id, err := uuid.Parse(r.PathValue("id"))
 		if err != nil {
 			problem.Write(w, r, log, order.ErrNotFound)
 			return

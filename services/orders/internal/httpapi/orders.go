@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -318,7 +317,7 @@ func principalAndID(w http.ResponseWriter, r *http.Request, log *slog.Logger) (a
 	if !ok {
 		return p, uuid.Nil, false
 	}
-	id, err := uuid.Parse(chi.URLParam(r, "id"))
+	id, err := uuid.Parse(r.PathValue("id"))
 	if err != nil {
 		problem.Write(w, r, log, order.ErrNotFound)
 		return p, uuid.Nil, false
