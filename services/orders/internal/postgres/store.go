@@ -190,22 +190,41 @@ func loadLines(ctx context.Context, q querier, orders []order.Order) error {
 }
 
 func scanOrder(row pgx.Row) (order.Order, error) {
-	var o order.Order
-	var status, method, reason string
-	err := row.Scan(&o.ID, &o.UserID, &status, &o.TotalCents, &o.Currency, &method, &reason, &o.CreatedAt, &o.UpdatedAt)
+	var r orderRow
+	err := row.Scan(r.dest()...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return order.Order{}, order.ErrNotFound
 	}
 	if err != nil {
 		return order.Order{}, err
 	}
-	if o.Status, err = order.ParseStatus(status); err != nil {
+	return r.parse()
+}
+
+// orderRow receives the columns of orderColumnsOf, in every query that reads an
+// order (alone or joined to its saga), so that each read checks them the same way.
+type orderRow struct {
+	o                      order.Order
+	status, method, reason string
+}
+
+// dest is where Scan puts the columns of orderColumnsOf, in their order.
+func (r *orderRow) dest() []any {
+	return []any{&r.o.ID, &r.o.UserID, &r.status, &r.o.TotalCents, &r.o.Currency, &r.method, &r.reason, &r.o.CreatedAt, &r.o.UpdatedAt}
+}
+
+// parse is the order scanned, without its lines. A status or cancel reason the domain
+// does not know is an error rather than a value nothing above the store expects.
+func (r *orderRow) parse() (order.Order, error) {
+	o := r.o
+	var err error
+	if o.Status, err = order.ParseStatus(r.status); err != nil {
 		return order.Order{}, err
 	}
-	if o.CancelReason, err = order.ParseCancelReason(reason); err != nil {
+	if o.CancelReason, err = order.ParseCancelReason(r.reason); err != nil {
 		return order.Order{}, err
 	}
-	o.PaymentMethod = order.PaymentMethod(method)
+	o.PaymentMethod = order.PaymentMethod(r.method)
 	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
 	return o, nil
 }
@@ -245,14 +264,32 @@ func scanSaga(row pgx.Row, extra ...any) (order.Saga, error) {
 	return sg, nil
 }
 
-// sagaArgs are the columns a change writes, from $2 on.
-func sagaArgs(sg order.Saga) []any {
-	return []any{sg.State, nullable(string(sg.Reason)), sg.Charge, nullTime(sg.FailingSince), sg.Reserved,
-		sg.Attempts, sg.Failures, sg.LastError, sg.UpdatedAt, nullTime(sg.FinishedAt)}
-}
+// setSaga writes the columns of a saga that a change sets. Its parameters are named
+// (sagaArgs gives them), so that the statements using it add their own by name, and
+// a column added here cannot shift theirs.
+const setSaga = `state = @state, cancel_reason = @cancel_reason, charge = @charge, failing_since = @failing_since,
+	reserved = @reserved, attempts = @attempts, failures = @failures, last_error = @last_error,
+	updated_at = @updated_at, finished_at = @finished_at`
 
-const setSaga = `state = $2, cancel_reason = $3, charge = $4, failing_since = $5, reserved = $6, attempts = $7,
-	failures = $8, last_error = $9, updated_at = $10, finished_at = $11`
+// sagaArgs are the arguments of a statement that uses setSaga: setSaga's, from sg,
+// and the statement's own (its WHERE, say), which must not reuse a name of setSaga's.
+// They are strict: pgx refuses a statement that lacks one of them or has one too
+// many.
+func sagaArgs(sg order.Saga, own pgx.StrictNamedArgs) (pgx.StrictNamedArgs, error) {
+	args := pgx.StrictNamedArgs{
+		"state": sg.State, "cancel_reason": nullable(string(sg.Reason)), "charge": sg.Charge,
+		"failing_since": nullTime(sg.FailingSince), "reserved": sg.Reserved, "attempts": sg.Attempts,
+		"failures": sg.Failures, "last_error": sg.LastError, "updated_at": sg.UpdatedAt,
+		"finished_at": nullTime(sg.FinishedAt),
+	}
+	for name, v := range own {
+		if _, taken := args[name]; taken {
+			return nil, fmt.Errorf("saga statement argument @%s is one of setSaga's", name)
+		}
+		args[name] = v
+	}
+	return args, nil
+}
 
 // ClaimSaga implements order.Store. The conditional UPDATE is the lease: of workers
 // racing for one saga exactly one sees a row come back.
@@ -292,13 +329,17 @@ func (s *Store) ClaimSaga(ctx context.Context, id uuid.UUID, owner string, ttl t
 // commit; any other renews the lease.
 func (s *Store) Apply(ctx context.Context, l order.Lease, c order.Change) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		args := append([]any{l.OrderID}, sagaArgs(c.Saga)...)
-		args = append(args, l.Token, l.TTL.Seconds(), c.Saga.State == order.SagaDone)
+		args, err := sagaArgs(c.Saga, pgx.StrictNamedArgs{
+			"order_id": l.OrderID, "lease_token": l.Token, "lease_secs": l.TTL.Seconds(), "finishes": c.Saga.State == order.SagaDone,
+		})
+		if err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx,
 			`UPDATE sagas SET `+setSaga+`,
-			     locked_by = CASE WHEN $14 THEN NULL ELSE locked_by END,
-			     locked_until = CASE WHEN $14 THEN NULL ELSE now() + make_interval(secs => $13) END
-			 WHERE order_id = $1 AND lease_token = $12`, args...)
+			     locked_by = CASE WHEN @finishes THEN NULL ELSE locked_by END,
+			     locked_until = CASE WHEN @finishes THEN NULL ELSE now() + make_interval(secs => @lease_secs) END
+			 WHERE order_id = @order_id AND lease_token = @lease_token`, args)
 		if err != nil {
 			return err
 		}
@@ -381,7 +422,11 @@ func (s *Store) UpdateSaga(ctx context.Context, id uuid.UUID, fn func(order.Orde
 		if c, err = fn(orders[0], sg); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE sagas SET `+setSaga+` WHERE order_id = $1`, append([]any{id}, sagaArgs(c.Saga)...)...); err != nil {
+		args, err := sagaArgs(c.Saga, pgx.StrictNamedArgs{"order_id": id})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE sagas SET `+setSaga+` WHERE order_id = @order_id`, args); err != nil {
 			return err
 		}
 		return writeChange(ctx, tx, c)
@@ -419,16 +464,15 @@ func (s *Store) Sagas(ctx context.Context, states []order.SagaState, p page.Requ
 	}
 	views, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (order.SagaView, error) {
 		var v order.SagaView
-		var status, method, reason string
-		o := &v.Order
-		sg, err := scanSaga(r, &v.Leased, &o.ID, &o.UserID, &status, &o.TotalCents, &o.Currency, &method, &reason, &o.CreatedAt, &o.UpdatedAt)
+		var or orderRow
+		sg, err := scanSaga(r, append([]any{&v.Leased}, or.dest()...)...)
 		if err != nil {
 			return v, err
 		}
-		v.Saga = sg
-		o.Status, o.CancelReason, o.PaymentMethod = order.Status(status), order.CancelReason(reason), order.PaymentMethod(method)
-		o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
-		v.Next = sg.Next(*o)
+		if v.Order, err = or.parse(); err != nil {
+			return v, err
+		}
+		v.Saga, v.Next = sg, sg.Next(v.Order)
 		return v, nil
 	})
 	if err != nil {
@@ -468,29 +512,23 @@ func (s *Store) Sagas(ctx context.Context, states []order.SagaState, p page.Requ
 // Saga implements order.Store.
 func (s *Store) Saga(ctx context.Context, id uuid.UUID) (order.SagaView, error) {
 	var v order.SagaView
-	var status, method, reason string
-	o := &v.Order
+	var or orderRow
 	sg, err := scanSaga(s.pool.QueryRow(ctx,
 		`SELECT `+sagaColumnsOf("s")+`, coalesce(s.locked_until > now(), false), `+orderColumnsOf("o")+`
 		 FROM sagas s JOIN orders o ON o.id = s.order_id WHERE s.order_id = $1`, id),
-		&v.Leased, &o.ID, &o.UserID, &status, &o.TotalCents, &o.Currency, &method, &reason, &o.CreatedAt, &o.UpdatedAt)
+		append([]any{&v.Leased}, or.dest()...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return order.SagaView{}, order.ErrNotFound
 	}
 	if err != nil {
 		return order.SagaView{}, dbError(err, "saga")
 	}
-	v.Saga = sg
-	if o.Status, err = order.ParseStatus(status); err != nil {
+	o, err := or.parse()
+	if err != nil {
 		return order.SagaView{}, err
 	}
-	if o.CancelReason, err = order.ParseCancelReason(reason); err != nil {
-		return order.SagaView{}, err
-	}
-	o.PaymentMethod = order.PaymentMethod(method)
-	o.CreatedAt, o.UpdatedAt = o.CreatedAt.UTC(), o.UpdatedAt.UTC()
-	v.Next = sg.Next(*o)
-	orders := []order.Order{*o}
+	v.Saga, v.Next = sg, sg.Next(o)
+	orders := []order.Order{o}
 	if err := loadLines(ctx, s.pool, orders); err != nil {
 		return order.SagaView{}, err
 	}

@@ -353,3 +353,28 @@ func TestTheChangeThatFinishesASagaGivesItsLeaseBack(t *testing.T) {
 		t.Errorf("cancel right after confirmation: %v, want it taken", err)
 	}
 }
+
+// A status this code does not know (one a newer version wrote during a rolling
+// deploy, say) is an error on every read of an order, the operators' list of sagas
+// included, rather than a value nothing above the store expects.
+func TestEveryReadOfAnOrderRefusesAStatusItDoesNotKnow(t *testing.T) {
+	t.Parallel()
+	s, pool := newStore(t)
+	ctx := context.Background()
+	o := placed(t, s, time.Now().UTC(), order.StatusPending, order.Line{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 5})
+	if _, err := pool.Exec(ctx, `ALTER TABLE orders DROP CONSTRAINT orders_status_check`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE orders SET status = 'on_hold' WHERE id = $1`, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Order(ctx, o.ID); err == nil {
+		t.Errorf("Order read status %q", got.Status)
+	}
+	if got, err := s.Saga(ctx, o.ID); err == nil {
+		t.Errorf("Saga read status %q", got.Order.Status)
+	}
+	if got, err := s.Sagas(ctx, nil, page.Request{Limit: 10}); err == nil {
+		t.Errorf("Sagas read %d sagas", len(got))
+	}
+}
