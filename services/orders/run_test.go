@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -401,7 +402,7 @@ func TestOrdersAPI(t *testing.T) {
 		if len(d.Errors) != 1 || d.Errors[0].Field != "state" {
 			t.Errorf("bad state problem %+v", d)
 		}
-		var done struct {
+		type sagaList struct {
 			Items []struct {
 				OrderID string `json:"order_id"`
 				State   string `json:"state"`
@@ -409,11 +410,45 @@ func TestOrdersAPI(t *testing.T) {
 					Step, Outcome string
 				} `json:"steps"`
 			} `json:"items"`
+			NextCursor *string `json:"next_cursor"`
 		}
+		var done sagaList
 		r := call(t, http.MethodGet, sagas+"?state=done&limit=100", admin, "")
 		r.JSON(t, &done)
-		if r.Status != http.StatusOK || len(done.Items) < 4 || done.Items[0].OrderID != o.ID || len(done.Items[0].Steps) < 5 {
-			t.Errorf("done sagas: %d %s", r.Status, r.Body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("done sagas: %d %s", r.Status, r.Body)
+		}
+		if len(done.Items) < 4 {
+			t.Fatalf("%d done sagas, want at least 4: %s", len(done.Items), r.Body)
+		}
+		if done.Items[0].OrderID != o.ID {
+			t.Errorf("oldest done saga is order %s, want %s", done.Items[0].OrderID, o.ID)
+		}
+		if n := len(done.Items[0].Steps); n < 5 {
+			t.Errorf("oldest done saga has %d steps, want at least 5", n)
+		}
+		if done.NextCursor != nil {
+			t.Errorf("a next_cursor after all %d done sagas", len(done.Items))
+		}
+		// Two at a time, following next_cursor: the same sagas in the same order.
+		var paged []string
+		for q := "?state=done&limit=2"; ; {
+			var p sagaList
+			call(t, http.MethodGet, sagas+q, admin, "").JSON(t, &p)
+			for _, it := range p.Items {
+				paged = append(paged, it.OrderID)
+			}
+			if p.NextCursor == nil || len(paged) > len(done.Items) {
+				break
+			}
+			q = "?state=done&limit=2&cursor=" + url.QueryEscape(*p.NextCursor)
+		}
+		var whole []string
+		for _, it := range done.Items {
+			whole = append(whole, it.OrderID)
+		}
+		if !slices.Equal(paged, whole) {
+			t.Errorf("paged by two: %v, want %v", paged, whole)
 		}
 		var unfinished listBody
 		call(t, http.MethodGet, sagas, admin, "").JSON(t, &unfinished)
