@@ -226,7 +226,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	signer := auth.NewSigner(keys.Current().ID, keys.Current().Private, cfg.AccessTokenTTL)
 	// Failed log-ins are counted in Redis, in this process while Redis is down.
 	guard := throttle.New(fastRedis, cfg.LoginPolicy, throttle.Options{Log: p.Log})
-	users, err := user.NewService(store, password.New(password.OWASP), signer, user.SystemClock{}, guard, user.Sessions{
+	users, err := user.NewService(store, password.New(password.OWASP), signer, time.Now, guard, user.Sessions{
 		RefreshTTL: cfg.RefreshTokenTTL,
 		MaxAge:     cfg.SessionMaxAge,
 		Revoker:    revocations,

@@ -270,8 +270,12 @@ type Service struct {
 	now   func() time.Time
 }
 
-// NewService makes the service; now tells the time (time.Now outside tests).
+// NewService makes the service; now tells the time (nil is time.Now; tests pass their
+// own).
 func NewService(store Store, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
 	return &Service{store: store, now: now}
 }
 

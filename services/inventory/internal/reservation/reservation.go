@@ -251,8 +251,11 @@ type Service struct {
 }
 
 // NewService makes the service: reservations not committed within ttl are released by
-// ExpireDue; now tells the time (time.Now outside tests).
+// ExpireDue; now tells the time (nil is time.Now; tests pass their own).
 func NewService(store Store, ttl time.Duration, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
 	return &Service{store: store, ttl: ttl, now: now}
 }
 

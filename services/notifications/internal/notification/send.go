@@ -76,9 +76,13 @@ type Sender struct {
 	giveUp GiveUp
 }
 
-// NewSender sends through mailer, keeping the outcome in store; now is the clock
-// (time.Now), giveUp when transient failures end in failed.
+// NewSender sends through mailer, keeping the outcome in store; now tells the time
+// (nil is time.Now; tests pass their own), giveUp when transient failures end in
+// failed.
 func NewSender(store SendStore, mailer Mailer, now func() time.Time, giveUp GiveUp) *Sender {
+	if now == nil {
+		now = time.Now
+	}
 	return &Sender{store: store, mailer: mailer, now: now, giveUp: giveUp}
 }
 

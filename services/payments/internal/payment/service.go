@@ -54,11 +54,14 @@ type Service struct {
 	timeout   time.Duration
 }
 
-// NewService makes the service. The processor calls of one request may take up to
-// timeout together; then the request fails with apperr.Timeout. Recording each
-// outcome adds at most a second (recordTimeout), so a request answers within timeout
-// plus its database work.
+// NewService makes the service; now tells the time (nil is time.Now; tests pass their
+// own). The processor calls of one request may take up to timeout together; then the
+// request fails with apperr.Timeout. Recording each outcome adds at most a second
+// (recordTimeout), so a request answers within timeout plus its database work.
 func NewService(store Store, processor Processor, now func() time.Time, timeout time.Duration) *Service {
+	if now == nil {
+		now = time.Now
+	}
 	return &Service{store: store, processor: processor, now: now, timeout: timeout}
 }
 

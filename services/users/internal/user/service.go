@@ -83,15 +83,6 @@ type Throttle interface {
 	Admit(ctx context.Context, email string, from netip.Addr) (func(context.Context), error)
 }
 
-// Clock tells the time; tests set it.
-type Clock interface{ Now() time.Time }
-
-// SystemClock is the real time.
-type SystemClock struct{}
-
-// Now is time.Now.
-func (SystemClock) Now() time.Time { return time.Now() }
-
 // Tokens are what a login or refresh hands the client.
 type Tokens struct {
 	AccessToken string
@@ -117,7 +108,7 @@ type Service struct {
 	store    Store
 	hasher   Hasher
 	signer   TokenSigner
-	clock    Clock
+	now      func() time.Time
 	throttle Throttle
 	sessions Sessions
 	// dummyHash is checked against when a login names an unknown e-mail, so that the
@@ -125,9 +116,9 @@ type Service struct {
 	dummyHash string
 }
 
-// NewService makes the service. It fails when a required seam is missing or the hasher
-// fails.
-func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, throttle Throttle, sessions Sessions) (*Service, error) {
+// NewService makes the service; now tells the time (nil is time.Now; tests pass their
+// own). It fails when a required seam is missing or the hasher fails.
+func NewService(store Store, hasher Hasher, signer TokenSigner, now func() time.Time, throttle Throttle, sessions Sessions) (*Service, error) {
 	if throttle == nil {
 		return nil, errors.New("user service: no log-in throttle")
 	}
@@ -141,7 +132,10 @@ func NewService(store Store, hasher Hasher, signer TokenSigner, clock Clock, thr
 	if err != nil {
 		return nil, fmt.Errorf("hash the dummy password: %w", err)
 	}
-	return &Service{store: store, hasher: hasher, signer: signer, clock: clock, throttle: throttle, sessions: sessions, dummyHash: dummy}, nil
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{store: store, hasher: hasher, signer: signer, now: now, throttle: throttle, sessions: sessions, dummyHash: dummy}, nil
 }
 
 // Register creates a customer account. It returns ErrEmailTaken when the e-mail has
@@ -181,7 +175,7 @@ func (s *Service) newUser(r Registration, role auth.Role) (User, error) {
 		PasswordHash: hash,
 		// Postgres keeps microseconds; truncating here makes the returned user equal
 		// the stored one.
-		CreatedAt: s.clock.Now().UTC().Truncate(time.Microsecond),
+		CreatedAt: s.now().UTC().Truncate(time.Microsecond),
 	}, nil
 }
 
@@ -228,7 +222,7 @@ func (s *Service) login(ctx context.Context, email, password string) (Tokens, er
 
 	raw, hashed := newRefreshToken()
 	// Postgres keeps microseconds; truncating keeps the session's start exact.
-	now := s.clock.Now().UTC().Truncate(time.Microsecond)
+	now := s.now().UTC().Truncate(time.Microsecond)
 	family := newID()
 	err = s.store.CreateRefreshToken(ctx, RefreshToken{
 		ID: family, Hash: hashed, UserID: u.ID, FamilyID: family, SessionStartedAt: now,
@@ -269,7 +263,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		return Tokens{}, ErrRefreshTokenInvalid
 	}
 	raw, hashed := newRefreshToken()
-	now := s.clock.Now().UTC().Truncate(time.Microsecond)
+	now := s.now().UTC().Truncate(time.Microsecond)
 	next, err := s.store.RotateRefreshToken(ctx, old, RefreshToken{
 		ID: newID(), Hash: hashed, CreatedAt: now, ExpiresAt: now.Add(s.sessions.RefreshTTL),
 	}, now, s.sessions.MaxAge)
@@ -303,7 +297,7 @@ func (s *Service) Logout(ctx context.Context, refreshToken string) error {
 	if !ok {
 		return nil
 	}
-	t, err := s.store.RevokeRefreshTokenFamily(ctx, hash, s.clock.Now().UTC())
+	t, err := s.store.RevokeRefreshTokenFamily(ctx, hash, s.now().UTC())
 	if errors.Is(err, ErrRefreshTokenInvalid) {
 		return nil
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -192,24 +193,23 @@ func (fakeSigner) Sign(p auth.Principal) (string, error) {
 }
 func (fakeSigner) TTL() time.Duration { return 15 * time.Minute }
 
-type fixedClock struct{ t time.Time }
-
-func (c fixedClock) Now() time.Time { return c.t }
-
 var now = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
+
+// fixedNow is a clock stopped at now.
+func fixedNow() time.Time { return now }
 
 func newService(t *testing.T) (*user.Service, *fakeStore, *fakeHasher) {
 	t.Helper()
-	svc, store, hasher, _ := newServiceWith(t, fixedClock{now}, 90*24*time.Hour)
+	svc, store, hasher, _ := newServiceWith(t, fixedNow, 90*24*time.Hour)
 	return svc, store, hasher
 }
 
 // home is the client address of the tests' log-ins.
 var home = netip.MustParseAddr("203.0.113.1")
 
-// newServiceWith is a service on clock whose sessions last at most maxAge, throttling
-// log-ins by the default policy in a fresh Redis.
-func newServiceWith(t *testing.T, clock user.Clock, maxAge time.Duration) (*user.Service, *fakeStore, *fakeHasher, *fakeRevoker) {
+// newServiceWith is a service whose clock is clock and whose sessions last at most
+// maxAge, throttling log-ins by the default policy in a fresh Redis.
+func newServiceWith(t *testing.T, clock func() time.Time, maxAge time.Duration) (*user.Service, *fakeStore, *fakeHasher, *fakeRevoker) {
 	t.Helper()
 	store, hasher, revoker := newFakeStore(), &fakeHasher{}, &fakeRevoker{revoked: map[string]time.Duration{}}
 	rdb, err := redisclient.Open(redistest.New(t))
@@ -217,7 +217,7 @@ func newServiceWith(t *testing.T, clock user.Clock, maxAge time.Duration) (*user
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	guard := throttle.New(rdb, throttle.DefaultPolicy, throttle.Options{Now: clock.Now})
+	guard := throttle.New(rdb, throttle.DefaultPolicy, throttle.Options{Now: clock})
 	svc, err := user.NewService(store, hasher, fakeSigner{}, clock, guard, user.Sessions{
 		RefreshTTL: 720 * time.Hour, MaxAge: maxAge, Revoker: revoker,
 	})
@@ -245,8 +245,17 @@ func TestRegisterStoresACustomerWithAHashedPassword(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Role != auth.RoleCustomer || u.Email != "ann@example.com" || u.Name != "Ann" || u.ID == uuid.Nil {
-		t.Errorf("user = %+v", u)
+	if u.Role != auth.RoleCustomer {
+		t.Errorf("role = %q, want customer", u.Role)
+	}
+	if u.Email != "ann@example.com" {
+		t.Errorf("e-mail = %q, want it in lower case: ann@example.com", u.Email)
+	}
+	if u.Name != "Ann" {
+		t.Errorf("name = %q, want Ann", u.Name)
+	}
+	if u.ID == uuid.Nil {
+		t.Error("the user has no id")
 	}
 	if u.PasswordHash != "hashed:correct horse" {
 		t.Errorf("password hash = %q", u.PasswordHash)
@@ -311,20 +320,38 @@ func TestLoginIssuesTokensAndStoresOnlyTheRefreshTokensHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok.AccessToken != "access:"+u.ID.String()+":customer:"+store.tokens[0].FamilyID.String() || tok.ExpiresIn != 15*time.Minute {
-		t.Errorf("tokens = %+v", tok)
+	// The sid is the session's family id.
+	if want := "access:" + u.ID.String() + ":customer:" + store.tokens[0].FamilyID.String(); tok.AccessToken != want {
+		t.Errorf("access token = %q, want %q", tok.AccessToken, want)
+	}
+	if tok.ExpiresIn != 15*time.Minute {
+		t.Errorf("expires in %v, want the signer's 15m", tok.ExpiresIn)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(tok.RefreshToken)
-	if err != nil || len(raw) != 32 {
-		t.Fatalf("refresh token %q is not 32 base64url bytes", tok.RefreshToken)
+	if err != nil {
+		t.Fatalf("refresh token %q is not base64url: %v", tok.RefreshToken, err)
+	}
+	if len(raw) != 32 {
+		t.Fatalf("refresh token %q holds %d bytes, want 32", tok.RefreshToken, len(raw))
 	}
 	if len(store.tokens) != 1 {
 		t.Fatalf("stored %d tokens", len(store.tokens))
 	}
 	st, sum := store.tokens[0], sha256.Sum256(raw)
-	if !bytes.Equal(st.Hash, sum[:]) || st.UserID != u.ID || st.FamilyID != st.ID || st.ParentID != uuid.Nil ||
-		!st.SessionStartedAt.Equal(now.Truncate(time.Microsecond)) {
-		t.Errorf("stored token = %+v", st)
+	if !bytes.Equal(st.Hash, sum[:]) {
+		t.Errorf("stored hash %x, want the refresh token's SHA-256 %x", st.Hash, sum)
+	}
+	if st.UserID != u.ID {
+		t.Errorf("stored token's user = %s, want %s", st.UserID, u.ID)
+	}
+	if st.FamilyID != st.ID {
+		t.Errorf("stored token's family = %s, want its own id %s: it starts the session", st.FamilyID, st.ID)
+	}
+	if st.ParentID != uuid.Nil {
+		t.Errorf("stored token's parent = %s, want none", st.ParentID)
+	}
+	if want := now.Truncate(time.Microsecond); !st.SessionStartedAt.Equal(want) {
+		t.Errorf("session started at %v, want %v", st.SessionStartedAt, want)
 	}
 	if !st.ExpiresAt.Equal(now.Truncate(time.Microsecond).Add(720 * time.Hour)) {
 		t.Errorf("expires_at = %v", st.ExpiresAt)
@@ -354,12 +381,19 @@ func TestRefreshRotatesAndReadsTheCurrentRole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Same session, so the same sid.
-	if next.RefreshToken == first.RefreshToken || next.AccessToken != "access:"+u.ID.String()+":admin:"+store.tokens[0].FamilyID.String() {
-		t.Errorf("refreshed = %+v", next)
+	if next.RefreshToken == first.RefreshToken {
+		t.Error("the refresh token was not rotated")
 	}
-	if st := store.tokens[len(store.tokens)-1]; st.ParentID != store.tokens[0].ID || st.FamilyID != store.tokens[0].FamilyID {
-		t.Errorf("child token = %+v", st)
+	// Same session, so the same sid.
+	if want := "access:" + u.ID.String() + ":admin:" + store.tokens[0].FamilyID.String(); next.AccessToken != want {
+		t.Errorf("refreshed access token = %q, want %q", next.AccessToken, want)
+	}
+	child := store.tokens[len(store.tokens)-1]
+	if child.ParentID != store.tokens[0].ID {
+		t.Errorf("child token's parent = %s, want the first token %s", child.ParentID, store.tokens[0].ID)
+	}
+	if child.FamilyID != store.tokens[0].FamilyID {
+		t.Errorf("child token's family = %s, want the session's %s", child.FamilyID, store.tokens[0].FamilyID)
 	}
 }
 
@@ -393,7 +427,7 @@ func TestStoreFailuresPassThrough(t *testing.T) {
 
 func TestLogoutEndsTheSessionAndItsAccessTokens(t *testing.T) {
 	t.Parallel()
-	svc, store, _, revoker := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	svc, store, _, revoker := newServiceWith(t, fixedNow, 30*24*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -416,8 +450,11 @@ func TestLogoutEndsTheSessionAndItsAccessTokens(t *testing.T) {
 	if err := svc.Logout(ctx, first.RefreshToken); err != nil {
 		t.Fatal(err)
 	}
-	if ttl, ok := revoker.ttl(sid); !ok || ttl != 16*time.Minute {
-		t.Errorf("session %s revoked: %t for %v; want for the access-token lifetime and a minute", sid, ok, ttl)
+	switch ttl, ok := revoker.ttl(sid); {
+	case !ok:
+		t.Errorf("session %s was not revoked", sid)
+	case ttl != 16*time.Minute:
+		t.Errorf("session %s revoked for %v; want for the access-token lifetime and a minute, 16m", sid, ttl)
 	}
 	if _, err := svc.Refresh(ctx, second.RefreshToken); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("refresh after logout: %v, want ErrRefreshTokenInvalid", err)
@@ -436,7 +473,7 @@ func TestLogoutEndsTheSessionAndItsAccessTokens(t *testing.T) {
 
 func TestLogoutSaysWhenAccessTokensCannotBeRevoked(t *testing.T) {
 	t.Parallel()
-	svc, _, _, revoker := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	svc, _, _, revoker := newServiceWith(t, fixedNow, 30*24*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -464,7 +501,7 @@ func TestLogoutSaysWhenAccessTokensCannotBeRevoked(t *testing.T) {
 
 func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
 	t.Parallel()
-	svc, store, _, revoker := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	svc, store, _, revoker := newServiceWith(t, fixedNow, 30*24*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -492,17 +529,24 @@ func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
 	}
 	revoker.err = errors.New("redis: connection refused")
 	_, err = svc.Refresh(ctx, second.RefreshToken)
-	if !errors.Is(err, user.ErrRefreshTokenReused) || apperr.CodeOf(err) != apperr.Unauthorized || !strings.Contains(err.Error(), "connection refused") {
-		t.Errorf("reuse with revocation failing: %v", err)
+	if !errors.Is(err, user.ErrRefreshTokenReused) {
+		t.Errorf("reuse with revocation failing: %v, want ErrRefreshTokenReused", err)
+	}
+	if code := apperr.CodeOf(err); code != apperr.Unauthorized {
+		t.Errorf("reuse with revocation failing: code %q, want %q (the reuse's 401)", code, apperr.Unauthorized)
+	}
+	if !strings.Contains(fmt.Sprint(err), "connection refused") {
+		t.Errorf("reuse with revocation failing: %v; want it to say why the revocation failed", err)
 	}
 }
 
+// movableClock is a time the test moves by hand; its now method is the service's clock.
 type movableClock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
-func (c *movableClock) Now() time.Time {
+func (c *movableClock) now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.t
@@ -517,7 +561,7 @@ func (c *movableClock) advance(d time.Duration) {
 func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 	t.Parallel()
 	clock := &movableClock{t: now}
-	svc, store, _, _ := newServiceWith(t, clock, 10*time.Hour)
+	svc, store, _, _ := newServiceWith(t, clock.now, 10*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -550,7 +594,7 @@ func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 func TestACorrectPasswordAfterFailuresWaitsForTheDelay(t *testing.T) {
 	t.Parallel()
 	clock := &movableClock{t: now}
-	svc, _, hasher, _ := newServiceWith(t, clock, 30*24*time.Hour)
+	svc, _, hasher, _ := newServiceWith(t, clock.now, 30*24*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -563,8 +607,14 @@ func TestACorrectPasswordAfterFailuresWaitsForTheDelay(t *testing.T) {
 	checked := len(hasher.verified)
 	_, err := svc.Login(ctx, "ann@example.com", "correct horse", home)
 	var tma *user.TooManyAttemptsError
-	if !errors.As(err, &tma) || tma.RetryAfter != time.Second || apperr.CodeOf(err) != apperr.RateLimited {
-		t.Fatalf("the right password at once: %v, want too many attempts, retry after 1s", err)
+	if !errors.As(err, &tma) {
+		t.Fatalf("the right password at once: %v, want too many attempts", err)
+	}
+	if tma.RetryAfter != time.Second {
+		t.Errorf("the right password at once: retry after %v, want 1s", tma.RetryAfter)
+	}
+	if code := apperr.CodeOf(err); code != apperr.RateLimited {
+		t.Errorf("the right password at once: code %q, want %q", code, apperr.RateLimited)
 	}
 	clock.advance(time.Second - time.Millisecond)
 	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); !errors.As(err, &tma) {
@@ -583,7 +633,7 @@ func TestACorrectPasswordAfterFailuresWaitsForTheDelay(t *testing.T) {
 // count towards a delay.
 func TestOutagesDoNotCountAsFailures(t *testing.T) {
 	t.Parallel()
-	svc, store, _, _ := newServiceWith(t, fixedClock{now}, 30*24*time.Hour)
+	svc, store, _, _ := newServiceWith(t, fixedNow, 30*24*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
