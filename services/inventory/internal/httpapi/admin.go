@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
@@ -40,7 +38,7 @@ type adminReservationResponse struct {
 // malformed id.
 func getAdminReservation(log *slog.Logger, reservations *reservation.Service, events EventLog) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		order, err := pathID(chi.URLParam(r, "order_id"), reservation.ErrNotFound)
+		order, err := pathID(r.PathValue("order_id"), reservation.ErrNotFound)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

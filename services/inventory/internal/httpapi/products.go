@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/page"
@@ -86,7 +84,7 @@ func listProducts(log *slog.Logger, products *product.Service) http.HandlerFunc 
 // getProduct answers GET /api/v1/products/{id}.
 func getProduct(log *slog.Logger, products *product.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(chi.URLParam(r, "id"), product.ErrNotFound)
+		id, err := pathID(r.PathValue("id"), product.ErrNotFound)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return
@@ -222,7 +220,7 @@ func patchField[In, Out any](f *apperr.Fields, name string, v field[In], parser 
 // changed.
 func updateProduct(log *slog.Logger, products *product.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := pathID(chi.URLParam(r, "id"), product.ErrNotFound)
+		id, err := pathID(r.PathValue("id"), product.ErrNotFound)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -154,7 +153,7 @@ func reserve(log *slog.Logger, reservations *reservation.Service) http.HandlerFu
 // release, each 200 with the reservation.
 func reservationAction(log *slog.Logger, act func(r *http.Request, order uuid.UUID) (reservation.Reservation, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		order, err := pathID(chi.URLParam(r, "order_id"), reservation.ErrNotFound)
+		order, err := pathID(r.PathValue("order_id"), reservation.ErrNotFound)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

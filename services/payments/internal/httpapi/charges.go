@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -149,6 +148,6 @@ func refund(log *slog.Logger, payments *payment.Service) http.HandlerFunc {
 
 // orderIDParam is the {order_id} of the path; a malformed one names no order (404).
 func orderIDParam(r *http.Request) (uuid.UUID, bool) {
-	id, err := payment.ParseID(chi.URLParam(r, "order_id"))
+	id, err := payment.ParseID(r.PathValue("order_id"))
 	return id, err == nil
 }
