@@ -9,8 +9,8 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/catalogue"
-	"github.com/bazaar-shop/bazaar/services/inventory/internal/expirytask"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/inventory/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres/migrations"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"
@@ -86,7 +86,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	if err := expirytask.Register(queue.Worker, queue.Scheduler, reservations, p.Log); err != nil {
+	if err := jobs.RegisterExpiry(queue.Worker, queue.Scheduler, reservations, p.Log); err != nil {
 		return err
 	}
 
