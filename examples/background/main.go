@@ -149,7 +149,7 @@ func run(ctx context.Context, redisURL string, out io.Writer) error {
 		return err
 	}
 	say("   asynq's record of it: %s after %d retry, last error %q", info.State, info.Retried, info.LastErr)
-	say("\nIn Bazaar: e-mails are email:send tasks (services/notifications/internal/emailtask).")
+	say("\nIn Bazaar: e-mails are email:send tasks (services/notifications/internal/jobs, EmailTask).")
 	return nil
 }
 

@@ -17,9 +17,9 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
-	"github.com/bazaar-shop/bazaar/services/notifications/internal/emailtask"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/httpapi"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/intake"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres"
@@ -75,7 +75,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		SMTPAddr:         env.Addr("SMTP_ADDR", "127.0.0.1:1025"),
 		EmailMaxRetry:    env.Int("EMAIL_MAX_RETRY", notification.DefaultGiveUp.Retries, 0, 25),
 		EmailGiveUpAfter: env.Duration("EMAIL_GIVE_UP_AFTER", notification.DefaultGiveUp.After),
-		EmailRetryCap:    env.Duration("EMAIL_RETRY_CAP", emailtask.DefaultRetryCap),
+		EmailRetryCap:    env.Duration("EMAIL_RETRY_CAP", jobs.DefaultEmailRetryCap),
 		ConsumerName:     env.String("CONSUMER_NAME", ""),
 		InboxRetention:   env.Duration("INBOX_RETENTION", tasks.DefaultInboxRetention),
 		DLQMaxLen:        env.Int("DLQ_MAXLEN", events.DefaultDLQMaxLen, 100, 10_000_000),
@@ -159,15 +159,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	giveUp := notification.GiveUp{Retries: cfg.EmailMaxRetry, After: cfg.EmailGiveUpAfter}
-	task := emailtask.Task(giveUp, cfg.EmailRetryCap)
-	emailtask.Register(queue.Worker, task, notification.NewSender(store, mailer, time.Now, giveUp), p.Log)
+	task := jobs.EmailTask(giveUp, cfg.EmailRetryCap)
+	jobs.RegisterEmail(queue.Worker, task, notification.NewSender(store, mailer, time.Now, giveUp), p.Log)
 	inspector, err := tasks.NewInspector(cfg.RedisURL, cfg.Name)
 	if err != nil {
 		return err
 	}
 	defer inspector.Close()
 	listener := postgres.NewListener(p.Pool, p.Log)
-	dispatcher := notification.NewDispatcher(store, emailtask.NewEnqueuer(task, queue.Client, inspector), p.Log,
+	dispatcher := notification.NewDispatcher(store, jobs.NewEmailEnqueuer(task, queue.Client, inspector), p.Log,
 		notification.DispatcherOptions{})
 	p.Background("notify listener", listener.Run)
 	p.Background("email dispatcher", func(ctx context.Context) error { return dispatcher.Run(ctx, listener.C()) })

@@ -1,4 +1,4 @@
-package emailtask_test
+package jobs_test
 
 import (
 	"context"
@@ -17,7 +17,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/smtptest"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
-	"github.com/bazaar-shop/bazaar/services/notifications/internal/emailtask"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres"
@@ -68,14 +68,14 @@ func TestLongSMTPOutageDelaysMailAndLosesNone(t *testing.T) {
 
 	giveUp := notification.DefaultGiveUp
 	// Retries every second or so (asynq's resolution), not every quarter of an hour.
-	task := emailtask.Task(giveUp, 50*time.Millisecond)
+	task := jobs.EmailTask(giveUp, 50*time.Millisecond)
 	worker, err := tasks.NewWorker(redisURL, log, tasks.Config{Service: service, RetryBase: 10 * time.Millisecond, PollInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	from := netmail.Address{Name: "Bazaar", Address: "no-reply@bazaar.local"}
 	sender := notification.NewSender(store, mail.New(smtp.Addr(), from, time.Second), clk.Now, giveUp)
-	emailtask.Register(worker, task, sender, log)
+	jobs.RegisterEmail(worker, task, sender, log)
 	client, err := tasks.NewClient(redisURL, service)
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ func TestLongSMTPOutageDelaysMailAndLosesNone(t *testing.T) {
 	defer inspector.Close()
 	// The dispatcher looks at the waiting rows again every 100 ms, as it would every
 	// 5 minutes in production: many sweeps over the outage.
-	dispatcher := notification.NewDispatcher(store, emailtask.NewEnqueuer(task, client, inspector), log,
+	dispatcher := notification.NewDispatcher(store, jobs.NewEmailEnqueuer(task, client, inspector), log,
 		notification.DispatcherOptions{Poll: 20 * time.Millisecond, StaleAfter: 100 * time.Millisecond})
 	runCtx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -98,19 +98,35 @@ func TestLongSMTPOutageDelaysMailAndLosesNone(t *testing.T) {
 
 	// The old one runs out of patience after its retries...
 	r := waitRow(t, pool, stale, "the old notification given up", func(r row) bool { return r.status != "queued" })
-	if r.status != "failed" || r.attempts != giveUp.Retries+1 || !strings.Contains(r.err, "gave up") || !strings.Contains(r.err, "421") {
-		t.Errorf("old notification: %+v; want failed after %d attempts, giving up on the 421", r, giveUp.Retries+1)
+	if r.status != "failed" {
+		t.Errorf("old notification: %+v; want it failed", r)
+	}
+	if r.attempts != giveUp.Retries+1 {
+		t.Errorf("old notification: %d attempts, want %d (1 + its retries)", r.attempts, giveUp.Retries+1)
+	}
+	if !strings.Contains(r.err, "gave up") {
+		t.Errorf("old notification's error %q; want it to say the Sender gave up", r.err)
+	}
+	if !strings.Contains(r.err, "421") {
+		t.Errorf("old notification's error %q; want the mail server's 421 in it", r.err)
 	}
 	waitTask(t, inspector, stale, "the old notification's task archived", func(s tasks.State) bool { return s == tasks.StateFailed })
 	// ...while the young one goes on waiting, well past its retry count and through
 	// the dispatcher's sweeps.
 	r = waitRow(t, pool, waiting, "the waiting notification retried past its count",
 		func(r row) bool { return r.attempts >= giveUp.Retries+3 || r.status != "queued" })
-	if r.status != "queued" || !strings.Contains(r.err, "421") {
+	if r.status != "queued" {
 		t.Fatalf("after %d attempts in the outage: %+v; want it queued", r.attempts, r)
 	}
-	if info, err := inspector.Get(ctx, emailtask.TaskID(waiting)); err != nil || info.State == tasks.StateFailed {
-		t.Fatalf("the waiting notification's task: %+v, %v; want it still retrying", info, err)
+	if !strings.Contains(r.err, "421") {
+		t.Errorf("after %d attempts in the outage: error %q; want the mail server's 421", r.attempts, r.err)
+	}
+	info, err := inspector.Get(ctx, jobs.EmailTaskID(waiting))
+	if err != nil {
+		t.Fatalf("the waiting notification's task: %v", err)
+	}
+	if info.State == tasks.StateFailed {
+		t.Fatalf("the waiting notification's task: %+v; want it still retrying", info)
 	}
 
 	// The server is back: the e-mail goes out, once.
@@ -143,19 +159,25 @@ func TestTaskRetriesOutlastTheGiveUpAge(t *testing.T) {
 		giveUp notification.GiveUp
 		cap    time.Duration
 	}{
-		{notification.DefaultGiveUp, emailtask.DefaultRetryCap},
+		{notification.DefaultGiveUp, jobs.DefaultEmailRetryCap},
 		{notification.GiveUp{Retries: 25, After: 30 * 24 * time.Hour}, time.Second},
 		{notification.GiveUp{Retries: 0, After: 24 * time.Hour}, time.Hour},
 	} {
-		task := emailtask.Task(tc.giveUp, tc.cap)
-		if task.RetryCap != tc.cap || task.Queue != tasks.QueueCritical {
-			t.Errorf("task %+v", task)
+		task := jobs.EmailTask(tc.giveUp, tc.cap)
+		if task.RetryCap != tc.cap {
+			t.Errorf("%+v: retry cap %s, want %s", tc.giveUp, task.RetryCap, tc.cap)
+		}
+		if task.Queue != tasks.QueueCritical {
+			t.Errorf("%+v: queue %q, want %q", tc.giveUp, task.Queue, tasks.QueueCritical)
 		}
 		// The least time the retries take once backoff has reached the cap: each waits
 		// at least half the cap, and asynq at least a second.
 		perRetry := max(tc.cap/2, time.Second)
-		if capped := time.Duration(task.MaxRetry-64) * perRetry; capped < tc.giveUp.After || task.MaxRetry-64 < tc.giveUp.Retries {
+		if capped := time.Duration(task.MaxRetry-64) * perRetry; capped < tc.giveUp.After {
 			t.Errorf("%+v, cap %s: %d retries last only %s", tc.giveUp, tc.cap, task.MaxRetry, capped)
+		}
+		if task.MaxRetry-64 < tc.giveUp.Retries {
+			t.Errorf("%+v, cap %s: %d retries, want 64 beyond the %d the Sender may use", tc.giveUp, tc.cap, task.MaxRetry, tc.giveUp.Retries)
 		}
 	}
 }
@@ -208,7 +230,7 @@ func waitRow(t *testing.T, pool *pgxpool.Pool, id uuid.UUID, what string, cond f
 func waitTask(t *testing.T, in *tasks.Inspector, id uuid.UUID, what string, cond func(tasks.State) bool) {
 	t.Helper()
 	eventually(t, what, func() bool {
-		info, err := in.Get(t.Context(), emailtask.TaskID(id))
+		info, err := in.Get(t.Context(), jobs.EmailTaskID(id))
 		return err == nil && cond(info.State)
 	})
 }
