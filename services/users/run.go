@@ -14,6 +14,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/services/users/internal/httpapi"
+	"github.com/bazaar-shop/bazaar/services/users/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/users/internal/password"
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
@@ -71,7 +72,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 		AccessTokenTTL:        env.Duration("ACCESS_TOKEN_TTL", 15*time.Minute),
 		RefreshTokenTTL:       env.Duration("REFRESH_TOKEN_TTL", 30*24*time.Hour),
 		SessionMaxAge:         env.Duration("SESSION_MAX_AGE", 30*24*time.Hour),
-		RefreshTokenRetention: env.Duration("REFRESH_TOKEN_RETENTION", defaultRefreshTokenRetention),
+		RefreshTokenRetention: env.Duration("REFRESH_TOKEN_RETENTION", jobs.DefaultRefreshTokenRetention),
 		LoginPolicy: throttle.Policy{
 			EmailFailures:   env.Int("LOGIN_EMAIL_FAILURES", throttle.DefaultPolicy.EmailFailures, 1, 1000),
 			AddressFailures: env.Int("LOGIN_ADDRESS_FAILURES", throttle.DefaultPolicy.AddressFailures, 1, 1_000_000),
@@ -247,7 +248,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := p.RelayOutbox(); err != nil {
 		return err
 	}
-	if err := scheduleRefreshTokenCleanup(p, store, cfg.RefreshTokenRetention); err != nil {
+	queue, err := p.Tasks()
+	if err != nil {
+		return err
+	}
+	if err := jobs.RegisterRefreshTokenCleanup(queue.Worker, queue.Scheduler, store, cfg.RefreshTokenRetention, p.Log); err != nil {
 		return err
 	}
 
