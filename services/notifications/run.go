@@ -191,9 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	httpapi.Mount(public, httpapi.Deps{
 		Log:           p.Log,
 		Verifier:      p.TokenVerifier(),
-		Notifications: store,
-		Events:        store,
-		MessageID:     mailer.MessageID,
+		Notifications: notification.NewService(store, mailer.MessageID),
 	})
 	return p.Serve(ctx, public, p.InternalRouter())
 }

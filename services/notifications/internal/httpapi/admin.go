@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,14 +17,6 @@ import (
 // MaxEventIDs bounds the event ids one admin read asks about: an order's story has a
 // handful of events; more is a mistake, or a scan, and is refused (422).
 const MaxEventIDs = 50
-
-// EventReader reads what the service did with given events, for operators.
-type EventReader interface {
-	// ByEvents returns the notifications made from the events, oldest first.
-	ByEvents(ctx context.Context, ids []uuid.UUID) ([]notification.Notification, error)
-	// Handled returns the inbox entries of the events the consumer handled.
-	Handled(ctx context.Context, ids []uuid.UUID) ([]notification.Handled, error)
-}
 
 // adminNotificationResponse is a notification as operators see it: besides what its
 // user sees, the event it came from, whose it is and the address it went to (an
@@ -59,11 +50,11 @@ type adminNotificationsResponse struct {
 	Inbox         []inboxResponse             `json:"inbox"`
 }
 
-func toAdminNotificationResponse(n notification.Notification, messageID func(uuid.UUID) string) adminNotificationResponse {
+func toAdminNotificationResponse(n notification.Notification, messageID string) adminNotificationResponse {
 	r := adminNotificationResponse{
 		ID: n.ID.String(), EventID: n.EventID.String(), Kind: string(n.Kind), UserID: n.UserID.String(),
 		Recipient: n.Recipient, Subject: n.Subject, Status: string(n.Status), Attempts: n.Attempts,
-		MessageID: messageID(n.ID), CreatedAt: n.CreatedAt.UTC(),
+		MessageID: messageID, CreatedAt: n.CreatedAt.UTC(),
 	}
 	if n.Error != "" {
 		r.Error = &n.Error
@@ -108,31 +99,26 @@ func parseEventIDs(values []string) ([]uuid.UUID, error) {
 // the notifications made from those events (any user's), and the inbox entries of
 // those the consumer handled, whether or not they made one. 422 with no event_id, a
 // malformed one, or more than MaxEventIDs.
-func adminNotifications(log *slog.Logger, store EventReader, messageID func(uuid.UUID) string) http.HandlerFunc {
+func adminNotifications(log *slog.Logger, notifications *notification.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ids, err := parseEventIDs(r.URL.Query()["event_id"])
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return
 		}
-		found, err := store.ByEvents(r.Context(), ids)
-		if err != nil {
-			problem.Write(w, r, log, err)
-			return
-		}
-		handled, err := store.Handled(r.Context(), ids)
+		trail, err := notifications.Trail(r.Context(), ids)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return
 		}
 		resp := adminNotificationsResponse{
-			Notifications: make([]adminNotificationResponse, len(found)),
-			Inbox:         make([]inboxResponse, len(handled)),
+			Notifications: make([]adminNotificationResponse, len(trail.Notifications)),
+			Inbox:         make([]inboxResponse, len(trail.Handled)),
 		}
-		for i, n := range found {
-			resp.Notifications[i] = toAdminNotificationResponse(n, messageID)
+		for i, n := range trail.Notifications {
+			resp.Notifications[i] = toAdminNotificationResponse(n, notifications.MessageID(n.ID))
 		}
-		for i, h := range handled {
+		for i, h := range trail.Handled {
 			resp.Inbox[i] = inboxResponse{EventID: h.EventID.String(), Stream: h.Stream, Type: h.Type, HandledAt: h.HandledAt}
 		}
 		w.Header().Set("Cache-Control", "no-store")

@@ -1,12 +1,9 @@
 package httpapi
 
 import (
-	"context"
 	"log/slog"
 	"net/http"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -15,15 +12,6 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 )
-
-// Lister reads a user's notifications.
-type Lister interface {
-	// List returns user's notifications newest first (created_at, then id), after
-	// pr.After when set, up to pr.Limit+1 of them (one more than a page, so that
-	// page.Next can tell whether another follows). It fails with an apperr.Unavailable
-	// error when the database cannot be reached.
-	List(ctx context.Context, user uuid.UUID, pr page.Request) ([]notification.Notification, error)
-}
 
 // notificationResponse is a notification as its user sees it: not the address, the
 // template data or the failure detail, which are for operators.
@@ -62,7 +50,7 @@ func cursorOf(n notification.Notification) page.Cursor {
 
 // list answers GET /api/v1/notifications: the caller's notifications, newest first,
 // a page at a time (?limit=1..100, default 20; ?cursor= from next_cursor).
-func list(log *slog.Logger, store Lister) http.HandlerFunc {
+func list(log *slog.Logger, notifications *notification.Service) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, ok := auth.FromContext(r.Context())
 		if !ok { // only reachable if the route lost its Require middleware
@@ -74,7 +62,7 @@ func list(log *slog.Logger, store Lister) http.HandlerFunc {
 			problem.Write(w, r, log, err)
 			return
 		}
-		found, err := store.List(r.Context(), p.UserID, pr)
+		found, err := notifications.List(r.Context(), p.UserID, pr)
 		if err != nil {
 			problem.Write(w, r, log, err)
 			return

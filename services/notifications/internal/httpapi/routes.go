@@ -1,27 +1,22 @@
 // Package httpapi is the notifications service's HTTP API: the routes, the JSON
 // response types and the converters to them from the domain. Handlers parse requests
-// into typed values, ask the store, and render errors as problems.
+// into typed values, call the notification.Service, and render errors as problems.
 package httpapi
 
 import (
 	"log/slog"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/auth"
+	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 )
 
 // Deps are what the handlers need.
 type Deps struct {
 	Log           *slog.Logger
 	Verifier      *auth.Verifier // checks access tokens against the users service's keys
-	Notifications Lister
-	// Events reads the notifications and inbox entries of given events, for
-	// operators.
-	Events EventReader
-	// MessageID is the Message-ID of a notification's e-mail (mail.Mailer.MessageID).
-	MessageID func(uuid.UUID) string
+	Notifications *notification.Service
 }
 
 // Mount adds every route of the notifications service to r. The paths are the public
@@ -29,5 +24,5 @@ type Deps struct {
 func Mount(r chi.Router, d Deps) {
 	r.With(d.Verifier.Require(d.Log)).Get("/api/v1/notifications", list(d.Log, d.Notifications))
 	admin := r.With(d.Verifier.Require(d.Log), auth.RequireRole(d.Log, auth.RoleAdmin))
-	admin.Get("/api/v1/admin/notifications", adminNotifications(d.Log, d.Events, d.MessageID))
+	admin.Get("/api/v1/admin/notifications", adminNotifications(d.Log, d.Notifications))
 }

@@ -3,8 +3,9 @@
 // admin for the daily sales report), how it is rendered, and the rules of its life —
 // queued, then sent, or failed once retries run out. The Sender delivers one
 // notification (the email:send task), the Dispatcher makes sure every queued
-// notification has its task. The small interfaces they need (stores, a Mailer, an
-// Enqueuer) are declared here and implemented by the adapters.
+// notification has its task, and the Service answers the HTTP API's reads. The small
+// interfaces they need (stores, a Mailer, an Enqueuer) are declared here and
+// implemented by the adapters.
 package notification
 
 import (

@@ -32,6 +32,7 @@ const NotifyChannel = "notification_queued"
 type Store struct{ pool *pgxpool.Pool }
 
 var (
+	_ notification.Store         = (*Store)(nil)
 	_ notification.SendStore     = (*Store)(nil)
 	_ notification.DispatchStore = (*Store)(nil)
 )
