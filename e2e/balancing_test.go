@@ -17,7 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 )
 
 // Discovery and balancing under faults: each test runs a stack of its own with two

@@ -22,7 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 )
 
 // BenchmarkPlaceOrder measures POST /api/v1/orders through the gateway on the shared

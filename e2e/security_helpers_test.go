@@ -30,8 +30,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // The security suite's helpers: clients that come from an address of their own, a

@@ -17,10 +17,10 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // received is one request an upstream got.

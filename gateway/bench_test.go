@@ -27,9 +27,9 @@ import (
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/httpload"
 	"github.com/bazaar-shop/bazaar/internal/benchdoc"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // The benchmark's servers run in processes of their own, as they would in production

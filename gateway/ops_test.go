@@ -25,12 +25,12 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // The accounts fakeAccounts knows.

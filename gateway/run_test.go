@@ -21,12 +21,12 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // closedURL is the URL of a port nothing listens on.

@@ -10,8 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // signSession issues a token for a new user with role in the session sid, as users

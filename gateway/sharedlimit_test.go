@@ -12,9 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/ratelimit"
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 

@@ -26,8 +26,8 @@ import (
 	"github.com/bazaar-shop/bazaar/deploy/observability"
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/programs"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 )
 
 // againstMakeRun are the e2e tests run against a stack like make run's. Between them

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 )
 
 // newClient is a client of a fresh logical database of its own, flushed when t ends.

@@ -10,7 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 )
 
 // setup is a client of a fresh database and a channel no one else uses. Pub/Sub

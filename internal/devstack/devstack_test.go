@@ -25,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bazaar-shop/bazaar/internal/programs"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 )
 
 // The test binary doubles as a fake program for the process tests: started with

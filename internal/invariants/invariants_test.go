@@ -20,8 +20,8 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/invariants"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
 // sqlOnly is a migrations directory as the service embeds it: its *.sql files.

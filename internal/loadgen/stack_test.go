@@ -15,8 +15,8 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/invariants"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 )
 
 // TestLoadOnARealStack starts the whole system (as the e2e suite does: free ports, its

@@ -19,11 +19,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/internal/benchdoc"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // benchSchema is a service with an outbox that also consumes: one database keeps the

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
 func TestAboutReadsTheEventsOfTheSubjectsAskedForOldestFirst(t *testing.T) {

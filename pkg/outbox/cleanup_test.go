@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 )
 
 func TestCleanupDeletesOnlyOldPublishedRows(t *testing.T) {

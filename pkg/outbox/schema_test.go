@@ -7,9 +7,9 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
 // A service's migrations get the outbox table as their first, and goose applies

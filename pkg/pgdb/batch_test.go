@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
 func TestDeleteInBatchesDeletesEveryMatchingRowAndNoOther(t *testing.T) {

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

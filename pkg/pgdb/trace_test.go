@@ -7,8 +7,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 )
 
 // A statement run for traced work is a span in its trace, named by verb and

@@ -18,13 +18,13 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 

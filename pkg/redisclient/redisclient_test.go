@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 func TestOpenTalksToTheDatabaseInTheURL(t *testing.T) {

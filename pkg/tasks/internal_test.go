@@ -14,8 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/hibiken/asynq"
 
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 )
 
 func TestBackoffGrowsIsJitteredAndCapped(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
 )
 
 // adminReservationBody is GET /api/v1/admin/reservations/{order_id}'s answer.

@@ -9,9 +9,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/smtptest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
-	"github.com/bazaar-shop/bazaar/pkg/smtptest"
 )
 
 // adminNotificationsBody is GET /api/v1/admin/notifications's answer.

@@ -6,9 +6,9 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 

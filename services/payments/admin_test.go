@@ -9,9 +9,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/outbox"
-	"github.com/bazaar-shop/bazaar/pkg/programtest"
 )
 
 // adminPaymentsBody is GET /api/v1/admin/payments's answer.

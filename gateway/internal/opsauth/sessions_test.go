@@ -14,10 +14,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 func TestSessionsLiveForTheirTTLUnderAHashedKey(t *testing.T) {

@@ -15,8 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // answer is a response as a test client saw it.

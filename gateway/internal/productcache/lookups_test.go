@@ -13,8 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // lookupHook counts the cache's lookups in Redis (the pipelines that read a copy)

@@ -22,12 +22,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // upstream stands in for the inventory service: its answer to each request is

@@ -10,8 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 func TestAppendUUIDIsTheUsualForm(t *testing.T) {

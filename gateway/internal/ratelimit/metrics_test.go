@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 // Each 429 is counted under the limit that answered it, and every limit is exported

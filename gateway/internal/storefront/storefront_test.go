@@ -11,9 +11,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 )
 
 func TestCartCookieKeepsValidLinesOnly(t *testing.T) {

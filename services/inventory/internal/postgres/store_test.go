@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/page"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/postgres/migrations"
 	"github.com/bazaar-shop/bazaar/services/inventory/internal/product"

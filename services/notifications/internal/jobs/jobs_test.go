@@ -13,9 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
-	"github.com/bazaar-shop/bazaar/pkg/smtptest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/smtptest"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"

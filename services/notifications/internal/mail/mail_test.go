@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/bazaar-shop/bazaar/pkg/smtptest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/smtptest"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 )

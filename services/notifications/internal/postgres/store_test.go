@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/page"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/postgres/migrations"

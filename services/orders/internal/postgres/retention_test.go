@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"

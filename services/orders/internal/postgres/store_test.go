@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/page"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/order"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/postgres/migrations"

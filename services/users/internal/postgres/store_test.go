@@ -14,10 +14,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/pgdb"
-	"github.com/bazaar-shop/bazaar/pkg/pgtest"
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres"
 	"github.com/bazaar-shop/bazaar/services/users/internal/postgres/migrations"
 	"github.com/bazaar-shop/bazaar/services/users/internal/signing"

@@ -13,9 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
-	"github.com/bazaar-shop/bazaar/pkg/redistest"
 	"github.com/bazaar-shop/bazaar/services/users/internal/throttle"
 	"github.com/bazaar-shop/bazaar/services/users/internal/user"
 )

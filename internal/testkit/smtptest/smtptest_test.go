@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bazaar-shop/bazaar/pkg/smtptest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/smtptest"
 )
 
 const multipartMessage = "From: Bazaar <no-reply@bazaar.local>\r\n" +
