@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testclock"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 )
 
@@ -31,28 +32,10 @@ func (c *countingKeys) Key(ctx context.Context, kid string) (ed25519.PublicKey, 
 	return c.StaticKeys.Key(ctx, kid)
 }
 
-// clock is a settable time for a verifier.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type cacheFixture struct {
 	keys   *countingKeys
 	signer *Signer
-	clock  *clock
+	clock  *testclock.Clock
 	revs   *fakeRevocations
 	v      *Verifier
 }
@@ -60,7 +43,7 @@ type cacheFixture struct {
 func newCacheFixture(t *testing.T, size int, recheck, ttl time.Duration) *cacheFixture {
 	t.Helper()
 	pub, priv := newKey(t)
-	c := &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	f := &cacheFixture{
 		keys:   &countingKeys{StaticKeys: StaticKeys{"k1": pub}},
 		signer: NewSigner("k1", priv, ttl).WithClock(c.Now),
@@ -134,14 +117,14 @@ func TestCachedTokensExpire(t *testing.T) {
 	}
 	// Past CacheMaxAge the token is verified again from scratch (the key looked up
 	// again), and still good.
-	f.clock.Add(CacheMaxAge)
+	f.clock.Advance(CacheMaxAge)
 	if _, err := f.v.Verify(ctx, tok); err != nil {
 		t.Fatalf("after CacheMaxAge: %v", err)
 	}
 	if n := f.keys.asked.Load(); n != 2 {
 		t.Errorf("key looked up %d times, want 2: once more after CacheMaxAge", n)
 	}
-	f.clock.Add(3*time.Minute - CacheMaxAge + Leeway + time.Second)
+	f.clock.Advance(3*time.Minute - CacheMaxAge + Leeway + time.Second)
 	if _, err := f.v.Verify(ctx, tok); apperr.CodeOf(err) != apperr.Unauthorized {
 		t.Fatalf("after exp and the leeway: %v, want unauthorized", err)
 	}
@@ -169,19 +152,19 @@ func TestCachedTokensOfAnEndedSessionAreRefusedWithinTheRecheckTime(t *testing.T
 	f.revs.revoked["ending"] = true
 	f.revs.mu.Unlock()
 	// Within the recheck time the cached verdict stands, and the list is not asked.
-	f.clock.Add(recheck - time.Millisecond)
+	f.clock.Advance(recheck - time.Millisecond)
 	if _, err := f.v.Verify(ctx, tok); err != nil {
 		t.Fatalf("within the recheck time: %v (the cached verdict stands)", err)
 	}
 	if n := f.asked(); n != 2 {
 		t.Fatalf("the list was asked within the recheck time (%d asks)", n)
 	}
-	f.clock.Add(time.Millisecond)
+	f.clock.Advance(time.Millisecond)
 	if _, err := f.v.Verify(ctx, tok); apperr.CodeOf(err) != apperr.Unauthorized {
 		t.Fatalf("once the recheck time has passed: %v, want unauthorized", err)
 	}
 	// Refused from then on, without asking: an ended session never comes back.
-	f.clock.Add(10 * recheck)
+	f.clock.Advance(10 * recheck)
 	asked := f.asked()
 	if _, err := f.v.Verify(ctx, tok); apperr.CodeOf(err) != apperr.Unauthorized || f.asked() != asked {
 		t.Fatalf("later: %v, %d more asks", err, f.asked()-asked)
@@ -242,7 +225,7 @@ func TestCachedTokensWhileTheListCannotBeRead(t *testing.T) {
 	f.revs.mu.Lock()
 	f.revs.err = errors.New("redis: connection refused")
 	f.revs.mu.Unlock()
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	for range 5 {
 		if _, err := f.v.Verify(ctx, tok); err != nil {
 			t.Fatalf("with the list unreadable: %v", err)
@@ -259,7 +242,7 @@ func TestCachedTokensWhileTheListCannotBeRead(t *testing.T) {
 	f.revs.err = nil
 	f.revs.revoked["s"] = true
 	f.revs.mu.Unlock()
-	f.clock.Add(time.Second)
+	f.clock.Advance(time.Second)
 	if _, err := f.v.Verify(ctx, tok); apperr.CodeOf(err) != apperr.Unauthorized {
 		t.Fatalf("after the list came back: %v, want unauthorized", err)
 	}

@@ -12,29 +12,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testclock"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/svcauth"
 )
-
-// clock is a settable time for signers and verifiers.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 func keysDir(t *testing.T, services ...string) string {
 	t.Helper()
@@ -45,28 +32,28 @@ func keysDir(t *testing.T, services ...string) string {
 	return dir
 }
 
-func signer(t *testing.T, dir, service string, c *clock) *svcauth.Signer {
+func signer(t *testing.T, dir, service string, c *testclock.Clock) *svcauth.Signer {
 	t.Helper()
 	s, err := svcauth.NewSigner(service, svcauth.KeyFile(dir, service))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s.WithClock(c.now)
+	return s.WithClock(c.Now)
 }
 
-func verifier(t *testing.T, dir, self string, c *clock) *svcauth.Verifier {
+func verifier(t *testing.T, dir, self string, c *testclock.Clock) *svcauth.Verifier {
 	t.Helper()
 	v, err := svcauth.NewVerifier(self, svcauth.TrustDir(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return v.WithClock(c.now)
+	return v.WithClock(c.Now)
 }
 
 func TestAServiceProvesWhoItIsToTheServiceItCalls(t *testing.T) {
 	t.Parallel()
 	dir := keysDir(t, "orders", "payments")
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	tok, err := signer(t, dir, "orders", c).Token("payments")
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +88,7 @@ func forge(t *testing.T, key ed25519.PrivateKey, header map[string]any, claims j
 func TestRequireLetsInOnlyTheRoutesCallers(t *testing.T) {
 	t.Parallel()
 	dir := keysDir(t, "orders", "payments", "notifications")
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	ordersKey, err := svcauth.ReadPrivateKey(svcauth.KeyFile(dir, "orders"))
 	if err != nil {
 		t.Fatal(err)
@@ -111,7 +98,7 @@ func TestRequireLetsInOnlyTheRoutesCallers(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, strangerKey, _ := ed25519.GenerateKey(rand.Reader)
-	now := c.now()
+	now := c.Now()
 	good := func() jwt.MapClaims {
 		return jwt.MapClaims{"iss": "orders", "sub": "orders", "aud": "payments",
 			"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(), "jti": "x"}
@@ -127,7 +114,7 @@ func TestRequireLetsInOnlyTheRoutesCallers(t *testing.T) {
 	}
 	// A shopper's access token, well signed by the users service's key.
 	_, usersKey, _ := ed25519.GenerateKey(rand.Reader)
-	shopper, err := auth.NewSigner("users-key", usersKey, 15*time.Minute).WithClock(c.now).
+	shopper, err := auth.NewSigner("users-key", usersKey, 15*time.Minute).WithClock(c.Now).
 		Sign(auth.Principal{UserID: uuid.New(), Role: auth.RoleAdmin})
 	if err != nil {
 		t.Fatal(err)
@@ -226,17 +213,17 @@ func hmacToken(t *testing.T, key ed25519.PrivateKey) string {
 func TestATokenIsReusedForHalfItsLifetime(t *testing.T) {
 	t.Parallel()
 	dir := keysDir(t, "orders")
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	s := signer(t, dir, "orders", c)
 	first, _ := s.Token("payments")
-	c.add(svcauth.Lifetime/2 - time.Second)
+	c.Advance(svcauth.Lifetime/2 - time.Second)
 	if again, _ := s.Token("payments"); again != first {
 		t.Error("a token was signed again before half its lifetime")
 	}
 	if other, _ := s.Token("inventory"); other == first {
 		t.Error("one token served two audiences")
 	}
-	c.add(2 * time.Second)
+	c.Advance(2 * time.Second)
 	if later, _ := s.Token("payments"); later == first {
 		t.Error("a token was reused past half its lifetime")
 	}
@@ -268,7 +255,7 @@ func TestEnsureKeysCreatesWhatIsMissingAndKeepsWhatExists(t *testing.T) {
 	if again, _ := os.ReadFile(svcauth.KeyFile(dir, "orders")); !bytes.Equal(again, key) {
 		t.Error("an existing private key was replaced")
 	}
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	tok, _ := signer(t, dir, "orders", c).Token("payments")
 	if _, err := verifier(t, dir, "payments", c).Verify(tok); err != nil {
 		t.Errorf("orders' restored public key is not trusted: %v", err)
@@ -281,7 +268,7 @@ func TestEnsureKeysCreatesWhatIsMissingAndKeepsWhatExists(t *testing.T) {
 func TestRotationRefusesNoCallAndRetiresTheOldKeyAtTheNextRotation(t *testing.T) {
 	t.Parallel()
 	dir := keysDir(t, "orders")
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	s := signer(t, dir, "orders", c)
 	v := verifier(t, dir, "payments", c)
 	first, err := svcauth.ReadPrivateKey(svcauth.KeyFile(dir, "orders"))
@@ -293,7 +280,7 @@ func TestRotationRefusesNoCallAndRetiresTheOldKeyAtTheNextRotation(t *testing.T)
 	// During the wait the new public key is published but not yet used: calls signed
 	// with the current key keep passing.
 	kid, err := svcauth.Rotate(dir, "orders", 2, func() {
-		c.add(svcauth.ReloadEvery)
+		c.Advance(svcauth.ReloadEvery)
 		if _, err := v.Verify(before); err != nil {
 			t.Errorf("during the rotation, the current key's token was refused: %v", err)
 		}
@@ -305,7 +292,7 @@ func TestRotationRefusesNoCallAndRetiresTheOldKeyAtTheNextRotation(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.add(svcauth.ReloadEvery)
+	c.Advance(svcauth.ReloadEvery)
 	after, _ := s.Token("payments")
 	if after == before || headerKid(t, after) != kid {
 		t.Fatalf("after the rotation the signer still uses the old key (kid %s, want %s)", headerKid(t, after), kid)
@@ -316,11 +303,11 @@ func TestRotationRefusesNoCallAndRetiresTheOldKeyAtTheNextRotation(t *testing.T)
 		}
 	}
 	// The next rotation drops the first key: its tokens have long expired.
-	if _, err := svcauth.Rotate(dir, "orders", 2, func() { c.add(svcauth.ReloadEvery) }); err != nil {
+	if _, err := svcauth.Rotate(dir, "orders", 2, func() { c.Advance(svcauth.ReloadEvery) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(forge(t, first, nil, jwt.MapClaims{"iss": "orders", "sub": "orders",
-		"aud": "payments", "iat": c.now().Unix(), "exp": c.now().Add(time.Minute).Unix()})); err == nil {
+		"aud": "payments", "iat": c.Now().Unix(), "exp": c.Now().Add(time.Minute).Unix()})); err == nil {
 		t.Error("the key retired by the second rotation is still trusted")
 	}
 }
@@ -341,7 +328,7 @@ func headerKid(t *testing.T, token string) string {
 func TestAVerifiedTokenStandsOnlyWhileItAndItsKeyDo(t *testing.T) {
 	t.Parallel()
 	dir := keysDir(t, "orders", "payments")
-	c := &clock{t: time.Now()}
+	c := testclock.New(time.Now())
 	v := verifier(t, dir, "payments", c)
 	tok, err := signer(t, dir, "orders", c).Token("payments")
 	if err != nil {
@@ -353,13 +340,13 @@ func TestAVerifiedTokenStandsOnlyWhileItAndItsKeyDo(t *testing.T) {
 		}
 	}
 	// Expired (past its leeway): refused, though it was verified before.
-	c.add(svcauth.Lifetime + auth.Leeway + time.Second)
+	c.Advance(svcauth.Lifetime + auth.Leeway + time.Second)
 	if _, err := v.Verify(tok); err == nil {
 		t.Error("an expired token was taken because it had been verified")
 	}
 
 	// Its key withdrawn from the trust directory: refused once the directory is read again.
-	c2 := &clock{t: time.Now()}
+	c2 := testclock.New(time.Now())
 	v2 := verifier(t, dir, "payments", c2)
 	tok2, _ := signer(t, dir, "orders", c2).Token("payments")
 	if _, err := v2.Verify(tok2); err != nil {
@@ -376,7 +363,7 @@ func TestAVerifiedTokenStandsOnlyWhileItAndItsKeyDo(t *testing.T) {
 			}
 		}
 	}
-	c2.add(svcauth.ReloadEvery + time.Second) // the verifier read the directory on the real clock, a little after c2 began
+	c2.Advance(svcauth.ReloadEvery + time.Second) // the verifier read the directory on the real clock, a little after c2 began
 	if _, err := v2.Verify(tok2); err == nil {
 		t.Error("a token whose key is no longer trusted was taken because it had been verified")
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/smtptest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testclock"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"
@@ -25,24 +26,6 @@ import (
 )
 
 const service = "notifications"
-
-// clock is the Sender's time, moved by the test: days of outage pass in seconds.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 // The mail server is down for what the Sender's clock says is most of three days,
 // with the worker retrying and the dispatcher sweeping all along. A notification
@@ -64,7 +47,7 @@ func TestLongSMTPOutageDelaysMailAndLosesNone(t *testing.T) {
 	stale := addNotification(t, pool, store, "stale@example.com", start.Add(-2*time.Hour))
 	// 71 hours into the outage: the first notification is just younger than the
 	// default give-up age of 72 h, the second just older.
-	clk := &clock{now: start.Add(71 * time.Hour)}
+	clk := testclock.New(start.Add(71 * time.Hour))
 
 	giveUp := notification.DefaultGiveUp
 	// Retries every second or so (asynq's resolution), not every quarter of an hour.

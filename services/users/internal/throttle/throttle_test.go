@@ -14,29 +14,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testclock"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/services/users/internal/throttle"
 	"github.com/bazaar-shop/bazaar/services/users/internal/user"
 )
-
-// clock is a time the test moves by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 var policy = throttle.DefaultPolicy
 
@@ -56,11 +39,11 @@ func backends(t *testing.T) map[string]*redis.Client {
 	return map[string]*redis.Client{"redis": up, "in-process": down}
 }
 
-func newGuard(t *testing.T, rdb *redis.Client, p throttle.Policy) (*throttle.Guard, *clock, *bytes.Buffer) {
+func newGuard(t *testing.T, rdb *redis.Client, p throttle.Policy) (*throttle.Guard, *testclock.Clock, *bytes.Buffer) {
 	t.Helper()
-	c := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	c := testclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	var logs bytes.Buffer
-	g := throttle.New(rdb, p, throttle.Options{Now: c.now, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	g := throttle.New(rdb, p, throttle.Options{Now: c.Now, Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	return g, c, &logs
 }
 
@@ -133,7 +116,7 @@ func TestFreshAddressesShareABudget(t *testing.T) {
 			}
 			d := refused(t, g, "ann@example.com", "192.0.2.1")
 			// Once the delay has passed, anyone may try again.
-			c.advance(d)
+			c.Advance(d)
 			fail(t, g, "ann@example.com", "192.0.2.1")
 		})
 	}
@@ -155,16 +138,16 @@ func TestDelaysGrowPerAddressAndAreCapped(t *testing.T) {
 				if d := refused(t, g, "ann@example.com", "198.51.100.1"); d != want {
 					t.Fatalf("Retry-After %v, want %v", d, want)
 				}
-				c.advance(want - time.Millisecond)
+				c.Advance(want - time.Millisecond)
 				refused(t, g, "ann@example.com", "198.51.100.1")
-				c.advance(time.Millisecond)
+				c.Advance(time.Millisecond)
 				fail(t, g, "ann@example.com", "198.51.100.1")
 				want = min(2*want, policy.MaxDelay)
 			}
 			if want != policy.MaxDelay {
 				t.Fatalf("the delay reached %v, want the cap %v", want, policy.MaxDelay)
 			}
-			c.advance(refused(t, g, "ann@example.com", "198.51.100.1"))
+			c.Advance(refused(t, g, "ann@example.com", "198.51.100.1"))
 			succeed(t, g, "ann@example.com", "198.51.100.1")
 		})
 	}
@@ -238,7 +221,7 @@ func TestConcurrentAttemptsGetOneTry(t *testing.T) {
 			for range policy.EmailFailures {
 				fail(t, g, "ann@example.com", "198.51.100.1")
 			}
-			c.advance(time.Second)
+			c.Advance(time.Second)
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			admitted := 0

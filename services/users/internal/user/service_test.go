@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testclock"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
@@ -540,28 +541,10 @@ func TestReuseEndsTheSessionsAccessTokens(t *testing.T) {
 	}
 }
 
-// movableClock is a time the test moves by hand; its now method is the service's clock.
-type movableClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *movableClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *movableClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 	t.Parallel()
-	clock := &movableClock{t: now}
-	svc, store, _, _ := newServiceWith(t, clock.now, 10*time.Hour)
+	clock := testclock.New(now)
+	svc, store, _, _ := newServiceWith(t, clock.Now, 10*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -574,11 +557,11 @@ func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 	if end := now.Truncate(time.Microsecond).Add(10 * time.Hour); !store.tokens[0].ExpiresAt.Equal(end) {
 		t.Errorf("the first refresh token expires %v, want the session's end %v", store.tokens[0].ExpiresAt, end)
 	}
-	clock.advance(9 * time.Hour)
+	clock.Advance(9 * time.Hour)
 	if tok, err = svc.Refresh(ctx, tok.RefreshToken); err != nil {
 		t.Fatal(err)
 	}
-	clock.advance(time.Hour)
+	clock.Advance(time.Hour)
 	if _, err := svc.Refresh(ctx, tok.RefreshToken); !errors.Is(err, user.ErrSessionExpired) {
 		t.Errorf("a refresh at the session's end: %v, want ErrSessionExpired", err)
 	}
@@ -593,8 +576,8 @@ func TestSessionsEndAtTheirMaximumAge(t *testing.T) {
 // (its password is not even checked meanwhile), and gets in once the delay has passed.
 func TestACorrectPasswordAfterFailuresWaitsForTheDelay(t *testing.T) {
 	t.Parallel()
-	clock := &movableClock{t: now}
-	svc, _, hasher, _ := newServiceWith(t, clock.now, 30*24*time.Hour)
+	clock := testclock.New(now)
+	svc, _, hasher, _ := newServiceWith(t, clock.Now, 30*24*time.Hour)
 	ctx := context.Background()
 	if _, err := svc.Register(ctx, registration(t, "ann@example.com", "correct horse", "Ann")); err != nil {
 		t.Fatal(err)
@@ -616,14 +599,14 @@ func TestACorrectPasswordAfterFailuresWaitsForTheDelay(t *testing.T) {
 	if code := apperr.CodeOf(err); code != apperr.RateLimited {
 		t.Errorf("the right password at once: code %q, want %q", code, apperr.RateLimited)
 	}
-	clock.advance(time.Second - time.Millisecond)
+	clock.Advance(time.Second - time.Millisecond)
 	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); !errors.As(err, &tma) {
 		t.Fatalf("a millisecond early: %v, want too many attempts", err)
 	}
 	if len(hasher.verified) != checked {
 		t.Error("a refused attempt's password was checked")
 	}
-	clock.advance(time.Millisecond)
+	clock.Advance(time.Millisecond)
 	if _, err := svc.Login(ctx, "ann@example.com", "correct horse", home); err != nil {
 		t.Fatalf("once the delay has passed: %v", err)
 	}
