@@ -541,6 +541,12 @@ func (s *Stack) watch(p *process) {
 		s.failOnce.Do(func() {
 			s.failErr = err
 			s.out.printf("%s exited unexpectedly (%s); stopping the rest", p.name, desc)
+			// Stopping from here on, before Done says so: a control called as soon
+			// as Done is closed (RestartProgram) must get ErrStopping, not start a
+			// program that Stop then kills under it.
+			s.mu.Lock()
+			s.stopping = true
+			s.mu.Unlock()
 			close(s.failed)
 		})
 		close(p.watched)
