@@ -18,6 +18,7 @@ import (
 type browser struct {
 	t       *testing.T
 	base    string // the gateway
+	origin  string // the Origin its forms are posted from; "" is the gateway's own
 	cookies map[string]string
 }
 
@@ -51,7 +52,11 @@ func (b *browser) send(method, path string, form url.Values) page {
 		}
 		if form != nil {
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-			req.Header.Set("Origin", b.base)
+			origin := b.origin
+			if origin == "" {
+				origin = b.base
+			}
+			req.Header.Set("Origin", origin)
 		}
 		req.Header.Set("Accept", "text/html")
 		for k, v := range b.cookies {
@@ -131,9 +136,17 @@ func TestShopFormsWithoutTheBrowsersCSRFTokenAreRefused(t *testing.T) {
 			t.Errorf("%s: POST /login → %d, want 403 and the message", name, p.StatusCode)
 		}
 	}
+	// The right token posted from another site's page is refused before the form is
+	// read (the same-origin check), and signs nobody in.
+	b.origin = "https://evil.example"
+	p := b.send("POST", "/login", url.Values{"csrf_token": {token}, "email": {"a@example.com"}, "password": {"whatever-1"}})
+	if p.StatusCode != http.StatusForbidden || b.cookies["bazaar_session"] != "" {
+		t.Errorf("a form from another origin: POST /login → %d, want 403 and no session", p.StatusCode)
+	}
+	b.origin = ""
 	// A token without the cookie it belongs to is refused too.
 	stranger := newBrowser(t)
-	p := stranger.send("POST", "/cart", url.Values{"csrf_token": {token}, "product_id": {"x"}, "quantity": {"1"}})
+	p = stranger.send("POST", "/cart", url.Values{"csrf_token": {token}, "product_id": {"x"}, "quantity": {"1"}})
 	if p.StatusCode != http.StatusForbidden {
 		t.Errorf("a token from another browser: POST /cart → %d, want 403", p.StatusCode)
 	}

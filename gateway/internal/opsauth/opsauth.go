@@ -165,7 +165,7 @@ func (a *Auth) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
 		// Browsers send the cookie only on requests that start on this site:
 		// another site can neither link nor post its way into a signed-in page.
 		SameSite: http.SameSiteStrictMode,
-		Secure:   overTLS(r),
+		Secure:   OverTLS(r),
 	}
 }
 
@@ -179,11 +179,11 @@ func clientIP(r *http.Request) string {
 	return host
 }
 
-// overTLS reports whether the browser reached the gateway over HTTPS, directly or
+// OverTLS reports whether the browser reached the gateway over HTTPS, directly or
 // through a proxy that terminated TLS and said so. X-Forwarded-Proto is trusted here,
 // though the proxy package drops it, because the most a forged value can do is make
 // the cookie Secure, which only keeps it off plain HTTP.
-func overTLS(r *http.Request) bool {
+func OverTLS(r *http.Request) bool {
 	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 )
 
 // The cart lives in the browser, in a cookie: it is kept across reloads and
@@ -66,7 +68,7 @@ func (c cart) write(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: cartCookie, Value: strings.Join(parts, "|"), Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: overTLS(r), SameSite: http.SameSiteLaxMode,
+		HttpOnly: true, Secure: opsauth.OverTLS(r), SameSite: http.SameSiteLaxMode,
 	})
 }
 

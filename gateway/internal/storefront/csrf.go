@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/http"
+
+	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 )
 
 // Every form that changes something carries a CSRF token, and the shop refuses a
@@ -36,7 +38,7 @@ func newCSRFToken(w http.ResponseWriter, r *http.Request) string {
 	v := base64.RawURLEncoding.EncodeToString(raw[:])
 	http.SetCookie(w, &http.Cookie{
 		Name: csrfCookie, Value: v, Path: "/", HttpOnly: true,
-		Secure: overTLS(r), SameSite: http.SameSiteStrictMode,
+		Secure: opsauth.OverTLS(r), SameSite: http.SameSiteStrictMode,
 	})
 	// The page being rendered reads the token from the request's cookie.
 	setCookieValue(r, csrfCookie, v)

@@ -56,9 +56,6 @@ type orderData struct {
 	Live     bool // the status may still change: the page listens for it
 }
 
-// terminal reports whether an order's status is final.
-func terminal(status string) bool { return status == "confirmed" || status == "cancelled" }
-
 // order answers GET /orders/{id}: the order, its status in words, and, while the
 // status may still change, a stream of its changes for the script to show.
 func (s *Shop) order(w http.ResponseWriter, r *http.Request) {

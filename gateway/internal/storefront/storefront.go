@@ -25,6 +25,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 )
@@ -80,7 +81,9 @@ func New(o Options) (*Shop, error) {
 func (s *Shop) Mount(r chi.Router, api http.Handler, stories Stories) {
 	s.api.client.Handler, s.stories = api, stories
 	r.Group(func(r chi.Router) {
-		r.Use(pagePolicy, s.checkForms)
+		// Forms that change something must come from this origin (Fetch metadata,
+		// Origin) and carry the browser's CSRF token.
+		r.Use(pagePolicy, opsauth.SameOrigin(s.log), s.checkForms)
 
 		// The shop.
 		r.Get("/", s.catalogue)
@@ -262,7 +265,7 @@ func (s *Shop) setSessionCookie(w http.ResponseWriter, r *http.Request, id strin
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: id, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, // no script, and so no injected script, reads it
-		Secure:   overTLS(r),
+		Secure:   opsauth.OverTLS(r),
 		// Lax, not Strict: a link from the order's e-mail opens the order signed in.
 		// Cross-site posts still go without it, and forms need the CSRF token too.
 		SameSite: http.SameSiteLaxMode,
@@ -276,10 +279,4 @@ func localPath(next string) string {
 		return "/"
 	}
 	return next
-}
-
-// overTLS reports whether the browser reached the gateway over HTTPS, directly or
-// through a proxy that says so (opsauth.overTLS says why the header is trusted here).
-func overTLS(r *http.Request) bool {
-	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
