@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -21,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -32,12 +32,7 @@ import (
 // closedURL is the URL of a port nothing listens on.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return closedport.URL(t)
 }
 
 // startGateway runs the gateway with env over defaults that point every upstream at a

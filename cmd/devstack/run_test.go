@@ -3,27 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 )
 
 func TestRunSaysWhichServerIsDownAndFails(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := closedport.Addr(t)
 	env := map[string]string{
 		"BAZAAR_ADMIN_DATABASE_URL": "postgres://postgres@" + closed + "/postgres?sslmode=disable",
 		"REDIS_URL":                 "redis://" + closed + "/0",
 	}
 	var out bytes.Buffer
-	err = run(context.Background(), []string{"devstack"}, func(k string) string { return env[k] }, &out)
+	err := run(context.Background(), []string{"devstack"}, func(k string) string { return env[k] }, &out)
 	if err == nil {
 		t.Fatal("run succeeded with Postgres and Redis down")
 	}

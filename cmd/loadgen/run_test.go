@@ -3,9 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
 	"testing"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 )
 
 func noEnv(string) string { return "" }
@@ -48,15 +49,10 @@ func TestRunHelpIsNotAnError(t *testing.T) {
 
 func TestRunSaysWhenTheGatewayIsDown(t *testing.T) {
 	stderr = &bytes.Buffer{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	ln.Close()
+	url := closedport.URL(t)
 	env := map[string]string{"LOADGEN_URL": url, "LOADGEN_TOKEN_CACHE": t.TempDir() + "/tokens.json"}
 	var out bytes.Buffer
-	err = run(context.Background(), []string{"loadgen", "-orders", "1"}, func(k string) string { return env[k] }, &out)
+	err := run(context.Background(), []string{"loadgen", "-orders", "1"}, func(k string) string { return env[k] }, &out)
 	if err == nil || !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), "is the stack running?") {
 		t.Fatalf("err = %v; want one naming %s", err, url)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/bazaar-shop/bazaar/internal/programs"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 )
 
@@ -290,13 +291,7 @@ func redisURL() string {
 // closedPort is a loopback address nothing listens on.
 func closedPort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return closedport.Addr(t)
 }
 
 func TestDatabasesRejectsABadPrefix(t *testing.T) {

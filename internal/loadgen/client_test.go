@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 )
 
 // testClient is a client of srv with a fake clock.
@@ -151,12 +152,7 @@ func TestClientClassifiesFailures(t *testing.T) {
 	defer hanging.Close()
 	notFound := httptest.NewServer(http.NotFoundHandler())
 	defer notFound.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
+	closed := closedport.URL(t)
 
 	cancelled, cancel := context.WithCancel(t.Context())
 	cancel()

@@ -3,13 +3,14 @@ package loadgen
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 )
 
 // fakeConfig is a quick run against the fake gateway at url.
@@ -158,14 +159,9 @@ func TestRunStoppedEarlyStillAddsUp(t *testing.T) {
 
 func TestRunFailsWhenTheGatewayIsDown(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + ln.Addr().String()
-	ln.Close()
+	url := closedport.URL(t)
 	cfg := fakeConfig(t, url)
-	_, err = Run(t.Context(), cfg)
+	_, err := Run(t.Context(), cfg)
 	if err == nil || !strings.Contains(err.Error(), "is the stack running?") || !strings.Contains(err.Error(), url) {
 		t.Fatalf("err = %v; want one naming %s and asking whether the stack runs", err, url)
 	}

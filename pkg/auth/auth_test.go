@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 )
 
@@ -274,11 +275,9 @@ func TestJWKSLimitsRefetchesForMadeUpKids(t *testing.T) {
 
 func TestJWKSUnreachable(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(http.NotFoundHandler())
-	srv.Close() // nothing listens there any more
 	_, priv := newKey(t)
 	tok, _ := NewSigner("k1", priv, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer})
-	_, err := NewVerifier(NewJWKS(srv.URL, nil)).Verify(context.Background(), tok)
+	_, err := NewVerifier(NewJWKS(closedport.URL(t)+"/.well-known/jwks.json", nil)).Verify(context.Background(), tok)
 	if apperr.CodeOf(err) != apperr.Unavailable {
 		t.Fatalf("Verify = %v, want unavailable", err)
 	}

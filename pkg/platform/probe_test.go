@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 )
 
@@ -63,12 +64,7 @@ func TestProbeAsksReadyzAndPassesOnlyOn200(t *testing.T) {
 
 func TestProbeFailsWhenNothingListensOrTheAddressIsBad(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := closedport.Addr(t)
 	if err := platform.Probe(context.Background(), addr); err == nil {
 		t.Errorf("Probe(%s) with nothing listening passed", addr)
 	}

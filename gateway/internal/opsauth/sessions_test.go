@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
@@ -106,12 +106,7 @@ func TestSessionsRefuseWhatCreateDidNotMake(t *testing.T) {
 
 func TestSessionsReportRedisDownAsUnavailable(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
+	addr := closedport.Addr(t)
 	// No retries: each call fails at its first refused connection.
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
 	t.Cleanup(func() { rdb.Close() })

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 )
@@ -343,12 +343,7 @@ func TestProductReadsHaveETagsAndAnswer304WhenTheyMatch(t *testing.T) {
 
 func TestETagsWithoutRedis(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "redis://" + ln.Addr().String() + "/0"
-	ln.Close()
+	closed := "redis://" + closedport.Addr(t) + "/0"
 	f := newFixture(t, closed, product)
 	path := "/api/v1/products/" + uuid.NewString()
 	for n := 1; n <= 2; n++ {

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
@@ -374,12 +375,7 @@ func TestCopiesExpireAfterTheTTL(t *testing.T) {
 
 func TestRedisDownIsAMissNeverAnError(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "redis://" + ln.Addr().String() + "/0"
-	ln.Close()
+	closed := "redis://" + closedport.Addr(t) + "/0"
 	f := newFixture(t, closed, product)
 
 	for _, path := range []string{"/api/v1/products/" + uuid.NewString(), "/api/v1/products?limit=3"} {
@@ -793,12 +789,7 @@ func TestListKeysAreMadeOnlyFromTheAPIsParameters(t *testing.T) {
 
 func TestListParametersAreRefusedWithoutRedisToo(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "redis://" + ln.Addr().String() + "/0"
-	ln.Close()
+	closed := "redis://" + closedport.Addr(t) + "/0"
 	f := newFixture(t, closed, product)
 	if status, d := problemOf(t, f, "/api/v1/products?utm_source=x"); status != http.StatusUnprocessableEntity || len(d.Errors) != 1 {
 		t.Errorf("got %d %+v, want 422: the API does not change with Redis's health", status, d)

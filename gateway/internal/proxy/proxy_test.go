@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -186,13 +186,7 @@ func decodeProblem(t *testing.T, resp *http.Response, body string) problem.Detai
 // closedURL is the URL of a port nothing listens on.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
+	return closedport.URL(t)
 }
 
 func TestForwardsPathBodyAndRequestIDUnchanged(t *testing.T) {

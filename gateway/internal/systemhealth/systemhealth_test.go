@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
@@ -47,12 +47,7 @@ func reporting(t *testing.T, rep health.Report) string {
 
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return "http://" + ln.Addr().String()
+	return closedport.URL(t)
 }
 
 // one is the balancer of a service with one instance, asked for readiness at url.

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -67,14 +67,7 @@ func TestLoginErrorsCarryACode(t *testing.T) {
 	answer := func(code apperr.Code) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) { problem.Write(w, r, nil, apperr.E(code, "no")) }
 	}
-	closed := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return "http://" + ln.Addr().String()
-	}()
+	closed := closedport.URL(t)
 
 	for _, tc := range []struct {
 		name string

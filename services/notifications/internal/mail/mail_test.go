@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"mime"
-	"net"
 	netmail "net/mail"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/smtptest"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/mail"
 	"github.com/bazaar-shop/bazaar/services/notifications/internal/notification"
@@ -144,13 +144,8 @@ func TestFailuresAreClassified(t *testing.T) {
 
 func TestNoServer(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	err = mail.New(addr, from, 5*time.Second).Send(t.Context(), email())
+	addr := closedport.Addr(t)
+	err := mail.New(addr, from, 5*time.Second).Send(t.Context(), email())
 	if err == nil || errors.Is(err, notification.ErrUndeliverable) {
 		t.Errorf("Send to a closed port = %v, want a retryable error", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -191,14 +191,8 @@ func TestBreakerOpensAfterConsecutiveTransientFailuresAndFailsFast(t *testing.T)
 
 func TestRefusedConnectionIsUnavailableAndATimeoutIsTimeout(t *testing.T) {
 	t.Parallel()
-	// A port nobody listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String()
-	ln.Close()
-	err = client(t, dead, nil).Do(context.Background(), post, nil)
+	dead := closedport.URL(t)
+	err := client(t, dead, nil).Do(context.Background(), post, nil)
 	if apperr.CodeOf(err) != apperr.Unavailable || !strings.Contains(err.Error(), "payments service is unavailable") {
 		t.Errorf("refused: %v, want Unavailable (nothing was sent)", err)
 	}
@@ -421,14 +415,7 @@ func TestAnEjectedInstanceComesBackOnceItIsReady(t *testing.T) {
 // instances are out, naming the service.
 func TestEveryInstanceDownIsUnavailableAtOnce(t *testing.T) {
 	t.Parallel()
-	dead := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return "http://" + ln.Addr().String()
-	}
+	dead := func() string { return closedport.URL(t) }
 	cl := client(t, dead()+","+dead(), func(cfg *downstream.Config) {
 		cfg.Balancing = balancer.Settings{EjectAfter: 2, EjectBackoff: time.Hour, BreakerCooldown: time.Hour}
 	})
