@@ -498,10 +498,8 @@ const (
 	// pkg/tasks: a worker's default ShutdownTimeout (Config.ShutdownTimeout), waited
 	// for alongside the listeners' shutdown.
 	tasksShutdown = 20 * time.Second
-	// pkg/platform Close and gateway/run.go: flushing the traces, after the listeners.
+	// pkg/platform Close: flushing the traces, after the listeners.
 	traceFlush = 5 * time.Second
-	// gateway/run.go serveBoth: the operations listener's shutdown, after the public one.
-	gatewayOpsShutdown = 5 * time.Second
 )
 
 // The grace period outlasts the preStop pause and the program's whole drain, so that
@@ -524,9 +522,11 @@ func TestK8sTerminationGraceOutlastsTheDrain(t *testing.T) {
 					preStop = time.Duration(l.PreStop.Sleep.Seconds) * time.Second
 				}
 			}
+			// pkg/platform Serve: the two listeners and the task worker drain at
+			// the same time; the gateway runs no task worker.
 			drain := preStop + max(httpShutdown, tasksShutdown) + traceFlush
 			if !p.Service() {
-				drain = preStop + httpShutdown + gatewayOpsShutdown + traceFlush
+				drain = preStop + httpShutdown + traceFlush
 			}
 			grace := time.Duration(-1)
 			if g := d.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {

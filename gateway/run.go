@@ -7,13 +7,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"runtime/debug"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -27,25 +25,17 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/systemhealth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/usersclient"
 	"github.com/bazaar-shop/bazaar/internal/programs"
-	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/config"
-	"github.com/bazaar-shop/bazaar/pkg/health"
-	"github.com/bazaar-shop/bazaar/pkg/httpserver"
-	"github.com/bazaar-shop/bazaar/pkg/logging"
-	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
-// Timeouts of the health checks: the gateway's own, and each service's /readyz as
-// asked by GET /health. Short, so that /health answers promptly when a service hangs.
-const (
-	readyTimeout        = 2 * time.Second
-	serviceReadyTimeout = 2 * time.Second
-)
+// serviceReadyTimeout bounds each service's /readyz as asked by GET /health. Short, so
+// that /health answers promptly when a service hangs.
+const serviceReadyTimeout = 2 * time.Second
 
 // healthCacheTTL is how long GET /health gives the same report again: anyone may ask
 // it, and each check asks every service, so a second's staleness buys a bound on what
@@ -74,14 +64,21 @@ const defaultGOGC = 400
 // loopback by default, so that only the machine (or a scraper beside it) reaches it.
 const defaultOpsPort = "9080"
 
-// Config is everything the gateway reads from its environment.
+// flushLogsEvery is how long an info line of the gateway's log may wait in memory
+// before it is written (logging.Buffer): its access log, a line per request, costs
+// a system call a line otherwise.
+const flushLogsEvery = 100 * time.Millisecond
+
+// Config is everything the gateway reads from its environment: the settings every
+// program shares (platform.Config), then its own.
 type Config struct {
-	HTTPAddr string // HTTP_ADDR
-	// OpsAddr (OPS_ADDR) is the operations listener: /metrics, and the probes again.
-	// By default 127.0.0.1:9080, or any free port when HTTP_ADDR asks for one (port
-	// 0), since such a gateway is one of many on the machine (a test's stack).
-	OpsAddr          string
-	RedisURL         string // REDIS_URL: operations sessions, the product cache, the task queues
+	// platform.Config's InternalAddr is the operations listener, OPS_ADDR: /metrics,
+	// the probes again, and the profiler with PPROF. By default 127.0.0.1:9080, or
+	// any free port when HTTP_ADDR asks for one (port 0), since such a gateway is one
+	// of many on the machine (a test's stack). REDIS_URL holds the operations and
+	// shop sessions, the product cache, the rate limits' shared counts and the task
+	// queues. The gateway has no database.
+	platform.Config
 	UsersURL         string // USERS_URL: its instances' base URLs, comma-separated (upstreams.go)
 	InventoryURL     string // INVENTORY_URL
 	PaymentsURL      string // PAYMENTS_URL
@@ -94,10 +91,7 @@ type Config struct {
 	// one per instance, where GET /health and the balancers ask for /readyz: the
 	// probes are not on the public ports the gateway proxies to.
 	ReadyURLs       map[string]string
-	JWKSURL         string           // JWKS_URL, by default the users service's key set
-	LogLevel        string           // LOG_LEVEL
-	TraceExport     telemetry.Export // the standard OTEL_* variables (telemetry.ExportFromEnv)
-	UpstreamTimeout time.Duration    // UPSTREAM_TIMEOUT: the whole of one proxied call
+	UpstreamTimeout time.Duration // UPSTREAM_TIMEOUT: the whole of one proxied call
 	// MaxInFlight (UPSTREAM_MAX_IN_FLIGHT) bounds the requests in flight to each
 	// upstream service; past it the gateway answers 503 with Retry-After at once.
 	MaxInFlight int
@@ -136,15 +130,21 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	web := []string{"http", "https"}
 	var bad []error // bad lists of URLs (urlList)
 	c := Config{
-		HTTPAddr:          env.Addr("HTTP_ADDR", ":8080"),
-		RedisURL:          env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+		Config: platform.Config{
+			Name:         "gateway",
+			HTTPAddr:     env.Addr("HTTP_ADDR", ":8080"),
+			RedisURL:     env.URL("REDIS_URL", "redis://127.0.0.1:6379/0", "redis", "rediss"),
+			LogLevel:     env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+			TraceExport:  telemetry.ExportFromEnv(env),
+			Pprof:        env.Bool("PPROF", false),
+			InternalName: "ops",
+			LogEvery:     flushLogsEvery,
+		},
 		UsersURL:          urlList(env, "USERS_URL", localURL("users", false), &bad),
 		InventoryURL:      urlList(env, "INVENTORY_URL", localURL("inventory", false), &bad),
 		PaymentsURL:       urlList(env, "PAYMENTS_URL", localURL("payments", false), &bad),
 		OrdersURL:         urlList(env, "ORDERS_URL", localURL("orders", false), &bad),
 		NotificationsURL:  urlList(env, "NOTIFICATIONS_URL", localURL("notifications", false), &bad),
-		LogLevel:          env.OneOf("LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		TraceExport:       telemetry.ExportFromEnv(env),
 		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
 		MaxInFlight:       env.Int("UPSTREAM_MAX_IN_FLIGHT", 512, 1, 1_000_000),
 		GOGC:              env.String("GOGC", ""),
@@ -175,7 +175,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if _, port, err := net.SplitHostPort(c.HTTPAddr); err == nil && port == "0" {
 		opsDefault = "127.0.0.1:0"
 	}
-	c.OpsAddr = env.Addr("OPS_ADDR", opsDefault)
+	c.InternalAddr = env.Addr("OPS_ADDR", opsDefault)
 	c.JWKSURL = env.URL("JWKS_URL", firstURL(c.UsersURL)+"/.well-known/jwks.json", web...)
 	c.ReadyURLs = map[string]string{}
 	for _, name := range serviceNames {
@@ -185,12 +185,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	return c, errors.Join(env.Err(), errors.Join(bad...), c.checkPairs())
 }
 
-// LogValue shows the config with its secrets masked.
+// LogValue shows the gateway's own settings with their secrets masked; platform.Start
+// logs the shared ones.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("http_addr", c.HTTPAddr),
-		slog.String("ops_addr", c.OpsAddr),
-		slog.String("redis_url", config.Mask(c.RedisURL)),
 		slog.String("users_url", config.Mask(c.UsersURL)),
 		slog.String("inventory_url", config.Mask(c.InventoryURL)),
 		slog.String("payments_url", config.Mask(c.PaymentsURL)),
@@ -198,9 +196,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("notifications_url", config.Mask(c.NotificationsURL)),
 		slog.Any("internal_urls", c.ReadyURLs),
 		slog.Any("balancing", c.Balancing),
-		slog.String("jwks_url", config.Mask(c.JWKSURL)),
-		slog.String("log_level", c.LogLevel),
-		slog.String("trace_export", c.TraceExport.String()),
 		slog.String("upstream_timeout", c.UpstreamTimeout.String()),
 		slog.Int("upstream_max_in_flight", c.MaxInFlight),
 		slog.String("gogc", c.GOGC),
@@ -229,68 +224,44 @@ func localURL(name string, internal bool) string {
 	return "http://127.0.0.1:" + strconv.Itoa(port)
 }
 
-// run starts the gateway and serves until ctx ends. The gateway has no database, so
-// it wires the pieces a service gets from pkg/platform itself.
+// run starts the gateway and serves until ctx ends. It runs in the process shell every
+// service does (pkg/platform), without a database.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return err
 	}
 	if platform.Probing(args) {
-		return platform.Probe(ctx, cfg.OpsAddr) // the ops listener serves /readyz too
+		return platform.Probe(ctx, cfg.InternalAddr) // the ops listener serves /readyz too
 	}
-	// The log is written in batches, warnings and errors at once (logbuffer.go); the
-	// rest is written when run returns, after every deferred step has logged.
-	logs := newLogBuffer(stdout)
-	defer logs.Close()
-	log, err := logging.New(logs, cfg.LogLevel, "gateway")
-	if err != nil {
-		return fmt.Errorf("LOG_LEVEL: %w", err)
-	}
-	log = slog.New(urgentLines{log.Handler(), logs})
-	log.Info("starting", "config", cfg)
 	if cfg.GOGC == "" {
 		debug.SetGCPercent(defaultGOGC)
 	}
-
-	tracing, err := telemetry.Setup(ctx, "gateway", cfg.TraceExport)
+	// Its log is written in batches, warnings and errors at once (cfg.LogEvery).
+	p, err := platform.Start(ctx, cfg.Config, nil, stdout)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := tracing.Shutdown(sctx); err != nil {
-			log.Warn("flushing traces", "err", err)
-		}
-	}()
-
-	rdb, err := redisclient.Open(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	defer rdb.Close()
-	if tracing.Exporting {
-		redisclient.Trace(rdb, tracing.Provider) // the product cache's reads, a request's
-	}
-	ready := health.NewChecker(log, readyTimeout)
+	defer p.Close()
+	log := p.Log
+	log.Info("gateway settings", "config", cfg)
 	// Without Redis the gateway still routes the API; the operations pages, the
-	// product cache (bypassed) and task states need it, so it is degraded, not down.
-	ready.Optional("redis", func(ctx context.Context) error { return rdb.Ping(ctx).Err() })
-	reg := metrics.New()
+	// product cache (bypassed) and task states need it, so the platform's readiness
+	// counts it degraded, not down.
+	rdb := p.Redis
 
-	upstreams, services, err := newUpstreams(ctx, cfg, log, tracing)
+	upstreams, services, err := newUpstreams(ctx, cfg, log, p.Tracing)
 	if err != nil {
 		return err
 	}
 
 	// The product cache has Redis connections of its own, which give up quickly.
-	cacheRDB, err := productcache.Open(cfg.RedisURL)
+	cacheRDB, err := redisclient.OpenBounded(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	defer cacheRDB.Close()
-	cache := productcache.New(cacheRDB, productcache.Options{TTL: cfg.ProductCacheTTL, Log: log, Registerer: reg})
+	cache := productcache.New(cacheRDB, productcache.Options{TTL: cfg.ProductCacheTTL, Log: log, Registerer: p.Metrics})
 	invalidator := productcache.NewInvalidator(cache, rdb, productcache.InvalidatorOptions{Name: cfg.ConsumerName, Log: log})
 
 	// The rate limiter has Redis connections of its own too, which give up sooner
@@ -302,7 +273,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	defer limitRDB.Close()
-	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log, Registerer: reg})
+	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log, Registerer: p.Metrics})
 
 	inspector, err := tasks.NewInspector(cfg.RedisURL, "") // every service's queues
 	if err != nil {
@@ -316,23 +287,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer monitor.Close()
 
-	// Tokens of a session that has ended (logged out, or its refresh token reused) are
-	// refused before they expire: users marks the session in Redis. The look-up has a
-	// client of its own like the limiter's, bounded by its context's deadline; when it
-	// fails the token is judged on its signature and claims alone (pkg/auth logs it).
-	// Verified tokens are cached, so that a token is not parsed and its signature not
-	// checked on every request, and its session is asked about once every
-	// revocationRecheck rather than on every request: the gateway refuses an ended
-	// session's tokens within that (the services behind it at once).
-	revokeRDB, err := ratelimit.Open(cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	defer revokeRDB.Close()
-	verifier := auth.NewVerifier(auth.NewJWKS(cfg.JWKSURL, nil)).
-		WithRevocations(auth.RedisRevocations(revokeRDB)).
-		WithCache(tokenCacheSize, revocationRecheck).
-		WithLogger(log)
+	// The platform's verifier refuses the tokens of a session that has ended (logged
+	// out, or its refresh token reused) before they expire, each look-up bounded. The
+	// gateway caches verified tokens besides, so that a token is not parsed and its
+	// signature not checked on every request, and its session is asked about once
+	// every revocationRecheck rather than on every request: the gateway refuses an
+	// ended session's tokens within that (the services behind it at once).
+	verifier := p.TokenVerifier().WithCache(tokenCacheSize, revocationRecheck)
 	shop, err := storefront.New(storefront.Options{
 		Log:      log,
 		Sessions: storefront.NewSessions(rdb, cfg.ShopSessionTTL),
@@ -343,11 +304,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	h, err := httpapi.NewServer(httpapi.Deps{
 		Log:          log,
-		Metrics:      reg,
-		Tracing:      tracing,
+		Metrics:      p.Metrics,
+		Tracing:      p.Tracing,
 		Verifier:     verifier,
-		Ready:        ready,
-		SystemHealth: systemhealth.New(services, ready.Check, serviceReadyTimeout, log).CacheFor(healthCacheTTL),
+		Ready:        p.Health,
+		SystemHealth: systemhealth.New(services, p.Health.Check, serviceReadyTimeout, log).CacheFor(healthCacheTTL),
 		Upstreams:    upstreams,
 		Products:     cache,
 		Tasks:        inspector,
@@ -355,7 +316,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		Ops: opsauth.New(opsauth.Options{
 			Log:        log,
 			Verifier:   verifier,
-			Users:      usersclient.New(firstURL(cfg.UsersURL), cfg.UpstreamTimeout, tracing),
+			Users:      usersclient.New(firstURL(cfg.UsersURL), cfg.UpstreamTimeout, p.Tracing),
 			Sessions:   opsauth.NewSessions(rdb, cfg.OpsSessionTTL),
 			Limiter:    limiter,
 			RetryAfter: usersclient.RetryAfter,
@@ -370,67 +331,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	// Background work stops with the server, and is waited for before the Redis
-	// clients it uses are closed (the defers above run after this one).
-	bg, stopBackground := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = invalidator.Run(bg) })
-	wg.Go(func() { _ = limiter.Run(bg) })
-	defer func() {
-		stopBackground()
-		wg.Wait()
-	}()
-
-	// The operations listener binds first, so that a gateway whose OPS_ADDR is taken
-	// never starts serving the public.
-	opsLn, err := net.Listen("tcp", cfg.OpsAddr)
-	if err != nil {
-		return fmt.Errorf("OPS_ADDR: listen on %s: %w", cfg.OpsAddr, err)
-	}
-	ops := httpapi.NewOpsServer(httpapi.Deps{Log: log, Metrics: reg, Ready: ready})
-	if err := serveBoth(ctx, log, httpserver.New(cfg.HTTPAddr, h, log), opsLn, ops); err != nil {
-		return err
-	}
-	log.Info("stopped")
-	return nil
-}
-
-// serveBoth serves the public server and, on opsLn, the operations handler until ctx
-// ends, then stops both. If either fails the other is stopped too and the error
-// returned.
-func serveBoth(ctx context.Context, log *slog.Logger, public *httpserver.Server, opsLn net.Listener, ops http.Handler) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	opsSrv := &http.Server{
-		Handler:           ops,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	// Not "listening": that line names the public address, which tests and the local
-	// stack read from the log.
-	log.Info("ops listening", "addr", opsLn.Addr().String())
-	opsErr := make(chan error, 1)
-	go func() {
-		err := opsSrv.Serve(opsLn)
-		if !errors.Is(err, http.ErrServerClosed) {
-			cancel() // the public server stops too
-		}
-		opsErr <- err
-	}()
-
-	err := public.Run(ctx)
-	sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
-	defer stop()
-	if serr := opsSrv.Shutdown(sctx); serr != nil {
-		err = errors.Join(err, fmt.Errorf("ops shutdown: %w", serr))
-	}
-	if oerr := <-opsErr; !errors.Is(oerr, http.ErrServerClosed) {
-		err = errors.Join(err, fmt.Errorf("ops serve: %w", oerr))
-	}
-	return err
+	// Serve waits for these before returning, so before the Redis clients they use
+	// are closed.
+	p.Background("product cache invalidator", invalidator.Run)
+	p.Background("rate limit sync", limiter.Run)
+	return p.Serve(ctx, h, p.InternalRouter())
 }
 
 // newTaskMonitor is asynqmon over the Redis at redisURL, which must be the one the

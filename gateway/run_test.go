@@ -6,12 +6,14 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -487,8 +489,8 @@ func TestOperationalRoutes(t *testing.T) {
 	if resp, body := get(t, gw.URL+"/metrics", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("public /metrics: %d, want 404:\n%.300s", resp.StatusCode, body)
 	}
-	// It counts the public port's requests (the two 404s), not its own scrapes and
-	// probes, which are not traffic.
+	// It counts the public port's requests (the two 404s), as every service's
+	// internal listener counts its own.
 	if resp, body := get(t, ops+"/metrics", nil); resp.StatusCode != http.StatusOK ||
 		!bytes.Contains(body, []byte(`http_requests_total{code="404",method="GET",route="unmatched"} 2`+"\n")) {
 		t.Errorf("ops /metrics: %d, want the public 404s counted:\n%s", resp.StatusCode, body)
@@ -496,6 +498,27 @@ func TestOperationalRoutes(t *testing.T) {
 	// Nothing else is served there.
 	if resp, _ := get(t, ops+"/api/v1/products", nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("ops /api/v1/products: %d, want 404", resp.StatusCode)
+	}
+}
+
+// The gateway's profiler is the platform's: on the operations listener with PPROF,
+// never on the public port.
+func TestTheProfilerIsOnTheOpsListenerOnlyWhenAskedFor(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprintf("PPROF=%t", on), func(t *testing.T) {
+			gw := startGateway(t, map[string]string{"PPROF": strconv.FormatBool(on)})
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
+			}
+			if resp, _ := get(t, opsURL(t, gw)+"/debug/pprof/heap?debug=1", nil); resp.StatusCode != want {
+				t.Errorf("ops /debug/pprof/heap: %d, want %d", resp.StatusCode, want)
+			}
+			if resp, _ := get(t, gw.URL+"/debug/pprof/heap?debug=1", nil); resp.StatusCode != http.StatusNotFound {
+				t.Errorf("public /debug/pprof/heap: %d, want 404", resp.StatusCode)
+			}
+		})
 	}
 }
 
@@ -553,11 +576,28 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.HTTPAddr != ":8080" || cfg.OpsAddr != "127.0.0.1:9080" || cfg.UsersURL != "http://127.0.0.1:8081" || cfg.NotificationsURL != "http://127.0.0.1:8085" ||
-		cfg.JWKSURL != "http://127.0.0.1:8081/.well-known/jwks.json" || cfg.UpstreamTimeout != 10*time.Second ||
-		cfg.OpsSessionTTL != 8*time.Hour || cfg.ProductCacheTTL != time.Minute || cfg.StreamIdleTimeout != time.Minute ||
-		!strings.HasPrefix(cfg.ConsumerName, "gateway@") {
-		t.Errorf("defaults: %+v", cfg)
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"HTTP_ADDR", cfg.HTTPAddr, ":8080"},
+		{"OPS_ADDR", cfg.InternalAddr, "127.0.0.1:9080"},
+		{"USERS_URL", cfg.UsersURL, "http://127.0.0.1:8081"},
+		{"NOTIFICATIONS_URL", cfg.NotificationsURL, "http://127.0.0.1:8085"},
+		{"JWKS_URL", cfg.JWKSURL, "http://127.0.0.1:8081/.well-known/jwks.json"},
+		{"UPSTREAM_TIMEOUT", cfg.UpstreamTimeout, 10 * time.Second},
+		{"OPS_SESSION_TTL", cfg.OpsSessionTTL, 8 * time.Hour},
+		{"PRODUCT_CACHE_TTL", cfg.ProductCacheTTL, time.Minute},
+		{"STREAM_IDLE_TIMEOUT", cfg.StreamIdleTimeout, time.Minute},
+		{"PPROF", cfg.Pprof, false},
+		{"DATABASE_URL (none)", cfg.DatabaseURL, ""},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s defaults to %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	if !strings.HasPrefix(cfg.ConsumerName, "gateway@") {
+		t.Errorf("CONSUMER_NAME defaults to %q, want gateway@<host>", cfg.ConsumerName)
 	}
 	// The per-address limit in front of token checks: a lone user meets their own
 	// limit first, and a flood of 150 bad tokens at once cannot fit in its burst.
@@ -569,14 +609,14 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 	// stack): its operations listener takes any free port too, not a fixed one.
 	for httpAddr, want := range map[string]string{"127.0.0.1:0": "127.0.0.1:0", ":0": "127.0.0.1:0", "127.0.0.1:8080": "127.0.0.1:9080"} {
 		cfg, err := loadConfig(func(k string) string { return map[string]string{"HTTP_ADDR": httpAddr}[k] })
-		if err != nil || cfg.OpsAddr != want {
-			t.Errorf("HTTP_ADDR=%s: OPS_ADDR defaults to %q (%v), want %q", httpAddr, cfg.OpsAddr, err, want)
+		if err != nil || cfg.InternalAddr != want {
+			t.Errorf("HTTP_ADDR=%s: OPS_ADDR defaults to %q (%v), want %q", httpAddr, cfg.InternalAddr, err, want)
 		}
 	}
 	if cfg, _ := loadConfig(func(k string) string {
 		return map[string]string{"HTTP_ADDR": "127.0.0.1:0", "OPS_ADDR": "10.0.0.5:9999"}[k]
-	}); cfg.OpsAddr != "10.0.0.5:9999" {
-		t.Errorf("OPS_ADDR set: %q", cfg.OpsAddr)
+	}); cfg.InternalAddr != "10.0.0.5:9999" {
+		t.Errorf("OPS_ADDR set: %q", cfg.InternalAddr)
 	}
 
 	env := map[string]string{"USERS_URL": "http://users.internal:8081/", "REDIS_URL": "redis://:hunter2@redis:6379/0"}
@@ -587,9 +627,20 @@ func TestConfigDefaultsAndMaskedLog(t *testing.T) {
 	if cfg.JWKSURL != "http://users.internal:8081/.well-known/jwks.json" {
 		t.Errorf("JWKS_URL defaults to %q, want the users service's key set", cfg.JWKSURL)
 	}
+	// What run logs: the shared settings (platform.Start), then the gateway's own.
 	var logs bytes.Buffer
-	slog.New(slog.NewJSONHandler(&logs, nil)).Info("starting", "config", cfg)
-	if strings.Contains(logs.String(), "hunter2") || !strings.Contains(logs.String(), "redis://:xxxxx@redis:6379/0") {
-		t.Errorf("config logged as %s", logs.String())
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	log.Info("starting", "config", cfg.Config)
+	log.Info("gateway settings", "config", cfg)
+	if strings.Contains(logs.String(), "hunter2") {
+		t.Errorf("a password logged: %s", logs.String())
+	}
+	for _, want := range []string{`"redis_url":"redis://:xxxxx@redis:6379/0"`, `"ops_addr":"127.0.0.1:9080"`, `"users_url":"http://users.internal:8081/"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("config logged without %s: %s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "database_url") {
+		t.Errorf("a gateway without a database logged a database_url: %s", logs.String())
 	}
 }

@@ -18,6 +18,7 @@ import (
 type Server struct {
 	srv *http.Server
 	log *slog.Logger
+	ln  net.Listener // bound by Listen
 	// ShutdownTimeout bounds how long in-flight requests may finish after the context ends.
 	ShutdownTimeout time.Duration
 	// Label names a listener other than the program's public one ("internal"): its
@@ -43,14 +44,39 @@ func New(addr string, h http.Handler, log *slog.Logger) *Server {
 	}
 }
 
-// Run listens, logs "listening" with the bound address (tests start programs on :0
-// and read it from there), and serves until ctx ends; then it stops accepting, lets
-// in-flight requests finish within ShutdownTimeout, and returns nil.
-func (s *Server) Run(ctx context.Context) error {
+// Listen binds the server's address without serving it yet, so that a program can
+// make sure of every address it needs before it serves any: one whose second port is
+// taken then never half-starts. Run calls it when it has not been called; a listener
+// bound but never run is released by Close.
+func (s *Server) Listen() error {
+	if s.ln != nil {
+		return nil
+	}
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.srv.Addr, err)
 	}
+	s.ln = ln
+	return nil
+}
+
+// Close releases the address Listen bound, for a server that will not Run after all.
+func (s *Server) Close() error {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Close()
+}
+
+// Run listens (unless Listen has), logs "listening" with the bound address (tests
+// start programs on :0 and read it from there), and serves until ctx ends; then it
+// stops accepting, lets in-flight requests finish within ShutdownTimeout, and returns
+// nil.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.Listen(); err != nil {
+		return err
+	}
+	ln := s.ln
 	s.srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	msg := "listening"
 	if s.Label != "" {

@@ -1,8 +1,9 @@
-// Package platform is the process shell every Bazaar service runs in: it reads the
+// Package platform is the process shell every Bazaar program runs in: it reads the
 // settings all services share, opens the logger, tracing, the Postgres pool (applying
 // the service's migrations) and Redis, registers the readiness checks, and serves the
-// service's handler until the context ends. A service's run() reads as: load config,
-// platform.Start, build the handler, Serve.
+// program's two listeners and background loops until the context ends. A program's
+// run() reads as: load config, platform.Start, build the handlers, Serve. The gateway
+// runs in it too, without a database (Start with no migrations).
 package platform
 
 import (
@@ -60,6 +61,16 @@ type Config struct {
 	// Pprof (PPROF) serves Go's profiler on the internal listener (see
 	// httpserver.Profiling); off by default.
 	Pprof bool
+
+	// What follows is set by the program, not read from the environment.
+
+	// InternalName is how the log names the internal listener: "<name> listening".
+	// Empty means "internal"; the gateway's, which serves operations only, is "ops".
+	InternalName string
+	// LogEvery, when set, writes info and debug lines in batches this often, and
+	// warnings and errors at once (logging.Buffer): for a program whose access log
+	// is a large part of its work, the gateway.
+	LogEvery time.Duration
 }
 
 // LoadConfig reads the shared settings of service name, whose local defaults are the
@@ -85,24 +96,37 @@ func LoadConfig(env *config.Env, name, defaultAddr, defaultInternalAddr string) 
 
 // LogValue shows the config with its secrets masked.
 func (c Config) LogValue() slog.Value {
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.String("http_addr", c.HTTPAddr),
-		slog.String("internal_addr", c.InternalAddr),
+		slog.String(c.internalName()+"_addr", c.InternalAddr),
 		slog.String("service_key_file", c.ServiceKeyFile),
 		slog.String("service_trust_dir", c.ServiceTrustDir),
-		slog.String("database_url", config.Mask(c.DatabaseURL)),
+	}
+	if c.DatabaseURL != "" {
+		attrs = append(attrs, slog.String("database_url", config.Mask(c.DatabaseURL)))
+	}
+	return slog.GroupValue(append(attrs,
 		slog.String("redis_url", config.Mask(c.RedisURL)),
-		slog.String("jwks_url", c.JWKSURL),
+		slog.String("jwks_url", config.Mask(c.JWKSURL)),
 		slog.String("log_level", c.LogLevel),
 		slog.String("trace_export", c.TraceExport.String()),
 		slog.Bool("pprof", c.Pprof),
-	)
+	)...)
+}
+
+// internalName is InternalName with its default.
+func (c Config) internalName() string {
+	if c.InternalName == "" {
+		return "internal"
+	}
+	return c.InternalName
 }
 
 // Platform is a started service's shared machinery.
 type Platform struct {
-	Config  Config
-	Log     *slog.Logger
+	Config Config
+	Log    *slog.Logger
+	// Pool is the service's database; nil for a program started without one.
 	Pool    *pgxpool.Pool
 	Redis   *redis.Client
 	Metrics *metrics.Registry
@@ -114,54 +138,75 @@ type Platform struct {
 	migrator    *pgdb.Migrator
 	loops       []loop
 	tasks       *Tasks
+	logs        *logging.Buffer // with Config.LogEvery
 }
 
-// Start opens everything the service needs and applies its migrations, retrying while
+// Start opens everything the program needs and applies its migrations, retrying while
 // Postgres is unreachable for up to cfg.StartupTimeout. Readiness then checks Postgres
 // and the migrations (critical) and Redis (optional: a service without Redis still
-// writes, its events wait in the outbox). The caller must Close the platform.
+// writes, its events wait in the outbox). With no migrations the program has no
+// database (the gateway): no pool, and readiness asks Redis alone. The caller must
+// Close the platform.
 func Start(ctx context.Context, cfg Config, migrations fs.FS, logOut io.Writer) (*Platform, error) {
+	p := &Platform{Config: cfg, Metrics: metrics.New()}
+	if cfg.LogEvery > 0 {
+		p.logs = logging.NewBuffer(logOut, cfg.LogEvery)
+		logOut = p.logs
+	}
 	log, err := logging.New(logOut, cfg.LogLevel, cfg.Name)
 	if err != nil {
+		p.closeLogs()
 		return nil, fmt.Errorf("LOG_LEVEL: %w", err)
 	}
+	if p.logs != nil {
+		log = p.logs.Urgent(log)
+	}
+	p.Log = log
 	log.Info("starting", "config", cfg)
-	p := &Platform{Config: cfg, Log: log, Metrics: metrics.New()}
 	if p.Tracing, err = telemetry.Setup(ctx, cfg.Name, cfg.TraceExport); err != nil {
-		return nil, err
-	}
-	var dbOpts []pgdb.Option
-	if p.Tracing.Exporting {
-		dbOpts = append(dbOpts, pgdb.Traced(p.Tracing.Provider))
-	}
-	if p.Pool, err = pgdb.Open(ctx, cfg.DatabaseURL, dbOpts...); err != nil {
 		p.Close()
 		return nil, err
 	}
-	if p.migrator, err = pgdb.NewMigrator(p.Pool, migrations, log); err != nil {
-		p.Close()
-		return nil, err
-	}
-	if err := p.migrate(ctx); err != nil {
-		p.Close()
-		return nil, err
+	if migrations != nil {
+		if err := p.openDatabase(ctx, migrations); err != nil {
+			p.Close()
+			return nil, err
+		}
 	}
 	if p.Redis, err = redisclient.Open(cfg.RedisURL); err != nil {
 		p.Close()
-		return nil, err
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	if p.Tracing.Exporting {
 		redisclient.Trace(p.Redis, p.Tracing.Provider)
 	}
 	if p.revocations, err = redisclient.OpenBounded(cfg.RedisURL); err != nil {
 		p.Close()
-		return nil, err
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	p.Health = health.NewChecker(log, 2*time.Second)
-	p.Health.Critical("postgres", p.Pool.Ping)
-	p.Health.Critical("migrations", p.migrator.Check)
+	if p.Pool != nil {
+		p.Health.Critical("postgres", p.Pool.Ping)
+		p.Health.Critical("migrations", p.migrator.Check)
+	}
 	p.Health.Optional("redis", func(ctx context.Context) error { return p.Redis.Ping(ctx).Err() })
 	return p, nil
+}
+
+// openDatabase opens the pool and applies the migrations.
+func (p *Platform) openDatabase(ctx context.Context, migrations fs.FS) error {
+	var dbOpts []pgdb.Option
+	if p.Tracing.Exporting {
+		dbOpts = append(dbOpts, pgdb.Traced(p.Tracing.Provider))
+	}
+	var err error
+	if p.Pool, err = pgdb.Open(ctx, p.Config.DatabaseURL, dbOpts...); err != nil {
+		return err
+	}
+	if p.migrator, err = pgdb.NewMigrator(p.Pool, migrations, p.Log); err != nil {
+		return err
+	}
+	return p.migrate(ctx)
 }
 
 func (p *Platform) migrate(ctx context.Context) error {
@@ -259,8 +304,19 @@ type loop struct {
 // Serve serves the public API on HTTP_ADDR and internal (the /internal routes and the
 // operational ones: build it on InternalRouter) on INTERNAL_ADDR, and runs the
 // background loops, until ctx ends or one of them fails; then it stops them all,
-// letting in-flight work finish.
+// letting in-flight work finish. Both addresses are bound before anything starts, the
+// internal one first, so that a program whose port is taken never serves half.
 func (p *Platform) Serve(ctx context.Context, public, internal http.Handler) error {
+	in := httpserver.New(p.Config.InternalAddr, internal, p.Log)
+	in.Label = p.Config.internalName()
+	if err := in.Listen(); err != nil {
+		return fmt.Errorf("%s listener: %w", in.Label, err)
+	}
+	pub := httpserver.New(p.Config.HTTPAddr, public, p.Log)
+	if err := pub.Listen(); err != nil {
+		in.Close()
+		return fmt.Errorf("public listener: %w", err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errs := make(chan error, len(p.loops)+2)
@@ -281,9 +337,7 @@ func (p *Platform) Serve(ctx context.Context, public, internal http.Handler) err
 			errs <- err
 		}()
 	}
-	in := httpserver.New(p.Config.InternalAddr, internal, p.Log)
-	in.Label = "internal"
-	for _, srv := range []*httpserver.Server{in, httpserver.New(p.Config.HTTPAddr, public, p.Log)} {
+	for _, srv := range []*httpserver.Server{in, pub} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -330,6 +384,15 @@ func (p *Platform) Close() {
 	}
 	if err := errors.Join(errs...); err != nil {
 		p.Log.Warn("closing", "err", err)
+	}
+	p.closeLogs()
+}
+
+// closeLogs writes what the log buffer holds, last, after every other step has
+// logged.
+func (p *Platform) closeLogs() {
+	if p.logs != nil {
+		_ = p.logs.Close()
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -270,4 +271,112 @@ func TestRevocationChecksAreBoundedWhenRedisHangs(t *testing.T) {
 			t.Fatalf("verify %d took %s with Redis hung; the revocation look-up is bounded at %s", i+1, took, auth.DefaultRevocationTimeout)
 		}
 	}
+}
+
+// A program with no database (the gateway) runs in the same shell: no pool, and
+// readiness asks Redis alone, healthy with it and degraded without it.
+func TestAProgramWithoutADatabase(t *testing.T) {
+	t.Parallel()
+	rd, redisURL := proxied(t, redistest.New(t))
+	noDB := func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+		env := config.New(getenv)
+		cfg := platform.Config{Name: "edge", HTTPAddr: env.Addr("HTTP_ADDR", ":0"), InternalAddr: env.Addr("INTERNAL_ADDR", ":0"),
+			RedisURL: env.String("REDIS_URL", ""), LogLevel: "info"}
+		if platform.Probing(args) {
+			return platform.Probe(ctx, cfg.InternalAddr)
+		}
+		p, err := platform.Start(ctx, cfg, nil, stdout)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		if p.Pool != nil {
+			return errors.New("a pool without migrations")
+		}
+		return p.Serve(ctx, p.Router(), p.InternalRouter())
+	}
+	prog := programtest.Start(t, noDB, map[string]string{"REDIS_URL": redisURL})
+	rep := eventually(t, prog.InternalURL(), health.Healthy, http.StatusOK)
+	if len(rep.Checks) != 1 {
+		t.Errorf("checks %v, want redis alone", rep.Checks)
+	}
+	if rep.Checks["redis"] != health.Healthy {
+		t.Errorf("redis check %q, want healthy", rep.Checks["redis"])
+	}
+	if strings.Contains(prog.Logs(), "database_url") {
+		t.Errorf("a program without a database logged a database_url:\n%s", prog.Logs())
+	}
+	rd.Cut()
+	eventually(t, prog.InternalURL(), health.Degraded, http.StatusOK)
+	rd.Restore()
+	eventually(t, prog.InternalURL(), health.Healthy, http.StatusOK)
+}
+
+// A program whose internal address is taken fails at once and never serves the
+// public: both addresses are bound before either is served.
+func TestATakenInternalAddressStopsTheProgramBeforeItServes(t *testing.T) {
+	t.Parallel()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	vars := map[string]string{"DATABASE_URL": pgtest.NewDatabase(t), "REDIS_URL": redistest.New(t),
+		"HTTP_ADDR": "127.0.0.1:0", "INTERNAL_ADDR": taken.Addr().String()}
+	var logs strings.Builder
+	err = run(context.Background(), nil, func(k string) string { return vars[k] }, &logs)
+	if err == nil {
+		t.Fatal("run succeeded with its internal address taken")
+	}
+	if !strings.Contains(err.Error(), "internal listener") || !strings.Contains(err.Error(), taken.Addr().String()) {
+		t.Errorf("err = %v; want it to name the internal listener and its address", err)
+	}
+	if strings.Contains(logs.String(), `"msg":"listening"`) {
+		t.Errorf("the public listener served although the internal one could not:\n%s", logs.String())
+	}
+}
+
+// With LogEvery, info lines wait in memory and a warning is written at once with
+// everything before it; Close writes the rest, after every other line.
+func TestBatchedLogsKeepTheirOrderAndAreAllWrittenByClose(t *testing.T) {
+	t.Parallel()
+	var out lockedWriter
+	cfg := platform.Config{Name: "edge", RedisURL: redistest.New(t), LogLevel: "info", LogEvery: time.Hour}
+	p, err := platform.Start(context.Background(), cfg, nil, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Log.Info("held")
+	if got := out.String(); strings.Contains(got, `"msg":"held"`) {
+		t.Fatalf("an info line was written before its time:\n%s", got)
+	}
+	p.Log.Warn("urgent")
+	got := out.String()
+	if i, j := strings.Index(got, `"msg":"held"`), strings.Index(got, `"msg":"urgent"`); i < 0 || j < i {
+		t.Fatalf("after a warning the log is\n%s\nwant held, then urgent", got)
+	}
+	p.Log.Info("last")
+	p.Close()
+	if !strings.Contains(out.String(), `"msg":"last"`) {
+		t.Errorf("Close left a line unwritten:\n%s", out.String())
+	}
+}
+
+// lockedWriter is a log destination written from the buffer's goroutine and read by
+// the test.
+type lockedWriter struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

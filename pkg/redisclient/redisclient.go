@@ -24,8 +24,9 @@ func Open(url string) (*redis.Client, error) {
 // OpenBounded is Open for calls made while a request waits: every call gives up at its
 // context's deadline (go-redis otherwise waits for its read timeout), a dial at one
 // second, and a refused connection is not dialled again within the call. A check that
-// must answer within a bound (a token's revocation) uses it.
-func OpenBounded(url string) (*redis.Client, error) {
+// must answer within a bound (a token's revocation, a cached read, a rate limit) uses
+// it. Each tune, if any, adjusts the options further (a pool size).
+func OpenBounded(url string, tune ...func(*redis.Options)) (*redis.Client, error) {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
@@ -35,5 +36,8 @@ func OpenBounded(url string) (*redis.Client, error) {
 	opt.ReadTimeout = time.Second
 	opt.WriteTimeout = time.Second
 	opt.DialerRetries = 1
+	for _, f := range tune {
+		f(opt)
+	}
 	return redis.NewClient(opt), nil
 }

@@ -21,7 +21,10 @@ func addRoutes(r chi.Router, d Deps) {
 	r.Use(exceptProbes(d.RateLimit.PerAddress))
 
 	// The gateway's own probes, for orchestrators and the local stack. Metrics are
-	// not here but on the operations listener (addOpsRoutes).
+	// not here but on the operations listener (OPS_ADDR, the platform's internal
+	// listener in run.go), off the public port: they tell whoever reads them the
+	// routes, the traffic, the error rates and the cache's hit rate, which is for
+	// operators. The probes are there too, so that operators' tools need only it.
 	r.Method(http.MethodGet, "/healthz", health.Live())
 	r.Method(http.MethodGet, "/readyz", d.Ready.Ready())
 
@@ -128,16 +131,6 @@ func addRoutes(r chi.Router, d Deps) {
 	if d.Shop != nil {
 		d.Shop.Mount(r, r, stories)
 	}
-}
-
-// addOpsRoutes lists the routes of the operations listener (OPS_ADDR), which is off
-// the public port: metrics tell whoever reads them the routes, the traffic, the error
-// rates and the cache's hit rate, which is for operators; and the probes again, so
-// that operators' tools need only this address.
-func addOpsRoutes(r chi.Router, d Deps) {
-	r.Method(http.MethodGet, "/metrics", d.Metrics.Handler())
-	r.Method(http.MethodGet, "/healthz", health.Live())
-	r.Method(http.MethodGet, "/readyz", d.Ready.Ready())
 }
 
 // exceptProbes applies mw to every request but the liveness and readiness probes,

@@ -11,18 +11,15 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/docs"
 	"github.com/bazaar-shop/bazaar/gateway/internal/opsauth"
 	"github.com/bazaar-shop/bazaar/gateway/internal/storefront"
-	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
-	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
@@ -132,17 +129,4 @@ func NewServer(d Deps) (http.Handler, error) {
 	r := httpserver.NewRouter(httpserver.Deps{Log: d.Log, Metrics: d.Metrics, Tracing: d.Tracing})
 	addRoutes(r, d)
 	return httpserver.SecurityHeaders(r), nil
-}
-
-// NewOpsServer is the handler of the operations listener: metrics and probes (d.Log,
-// d.Metrics and d.Ready are all it uses). Its requests get ids, access-log lines (at
-// debug level) and panic recovery, but are not counted in the metrics: scrapes and
-// probes are not traffic.
-func NewOpsServer(d Deps) http.Handler {
-	r := chi.NewRouter()
-	r.Use(httpserver.RequestID, httpserver.AccessLog(d.Log), httpserver.Recover(d.Log))
-	r.NotFound(problem.Handler(d.Log, apperr.E(apperr.NotFound, "no such resource")).ServeHTTP)
-	r.MethodNotAllowed(problem.Handler(d.Log, apperr.E(apperr.NotAllowed, "this resource does not allow that method")).ServeHTTP)
-	addOpsRoutes(r, d)
-	return httpserver.SecurityHeaders(r)
 }

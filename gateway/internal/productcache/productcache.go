@@ -93,7 +93,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -135,30 +134,13 @@ const DefaultOpTimeout = 250 * time.Millisecond
 // bypassFor is how long the cache is left out after a Redis failure.
 const bypassFor = time.Second
 
-// Open is a Redis client for the cache at url (redis://[user:password@]host:port/db).
-// It is not pkg/redisclient's: a call gives up at its context's deadline (without
-// ContextTimeoutEnabled go-redis waits for its read timeout instead), its timeouts
-// are short, and a refused connection is not dialled again within the same call.
-func Open(url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = time.Second
-	opt.WriteTimeout = time.Second
-	opt.DialerRetries = 1
-	return redis.NewClient(opt), nil
-}
-
 // Options tune a Cache.
 type Options struct {
 	// TTL is how long a copy lives at most (PRODUCT_CACHE_TTL). It must be positive.
 	TTL time.Duration
 	// OpTimeout bounds each Redis call made while a client waits; default
 	// DefaultOpTimeout. A cache that waits is slower than none. go-redis honours the
-	// limit fully only on a client made with Open.
+	// limit fully only on a client made with redisclient.OpenBounded.
 	OpTimeout time.Duration
 	// Log receives Redis failures. It is required.
 	Log *slog.Logger

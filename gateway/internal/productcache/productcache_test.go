@@ -76,7 +76,7 @@ func listRead(uri string, n int) string {
 // openRedis is a client as the gateway makes the cache's.
 func openRedis(t *testing.T, url string) *redis.Client {
 	t.Helper()
-	rdb, err := productcache.Open(url)
+	rdb, err := redisclient.OpenBounded(url)
 	if err != nil {
 		t.Fatal(err)
 	}

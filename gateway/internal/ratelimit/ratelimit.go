@@ -30,7 +30,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -50,6 +49,7 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 )
 
 // KeyPrefix starts every key the limiter keeps in Redis.
@@ -111,25 +111,16 @@ type Options struct {
 	SignInOpTimeout time.Duration
 }
 
-// Open is a Redis client for the limiter at url: like the product cache's, a call
-// gives up at its context's deadline and a refused connection is not dialled twice.
+// Open is a Redis client for the limiter at url: bounded like every client a waiting
+// request uses (redisclient.OpenBounded), with enough connections, some kept open,
+// that a burst of requests does not queue for one past OpTimeout: a check that times
+// out is counted in the process alone, so a pool too small would multiply the very
+// limit meant for a parallel flood of log-ins by the number of replicas.
 func Open(url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = time.Second
-	opt.WriteTimeout = time.Second
-	opt.DialerRetries = 1
-	// Enough connections, some kept open, that a burst of requests does not queue
-	// for one past OpTimeout: a check that times out is counted in the process alone,
-	// so a pool too small would multiply the very limit meant for a parallel flood of
-	// log-ins by the number of replicas.
-	opt.PoolSize = poolSize
-	opt.MinIdleConns = minIdleConns
-	return redis.NewClient(opt), nil
+	return redisclient.OpenBounded(url, func(o *redis.Options) {
+		o.PoolSize = poolSize
+		o.MinIdleConns = minIdleConns
+	})
 }
 
 // The limiter's Redis connections: at most poolSize, minIdleConns kept ready.

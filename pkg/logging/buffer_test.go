@@ -1,4 +1,4 @@
-package main
+package logging
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // lockedBuffer is an output written from the buffer's goroutine and read by the test.
@@ -28,11 +29,12 @@ func (l *lockedBuffer) String() string {
 
 // A warning is written as soon as it is logged, after every line logged before it,
 // in order; Close writes whatever is left; a buffer that fills up is written then.
-func TestLogBufferWritesWarningsAtOnceAndTheRestInOrder(t *testing.T) {
+func TestBufferWritesWarningsAtOnceAndTheRestInOrder(t *testing.T) {
 	t.Parallel()
 	out := &lockedBuffer{}
-	buf := newLogBuffer(out)
-	log := slog.New(urgentLines{slog.NewTextHandler(buf, nil), buf}).With("service", "gateway")
+	// An hour: nothing is written by the clock during the test.
+	buf := NewBuffer(out, time.Hour)
+	log := buf.Urgent(slog.New(slog.NewTextHandler(buf, nil))).With("service", "gateway")
 
 	log.Info("first")
 	log.Info("second")
@@ -55,15 +57,33 @@ func TestLogBufferWritesWarningsAtOnceAndTheRestInOrder(t *testing.T) {
 
 	// More than the buffer holds is written without waiting.
 	out2 := &lockedBuffer{}
-	buf2 := newLogBuffer(out2)
+	buf2 := NewBuffer(out2, time.Hour)
 	defer buf2.Close()
 	line := strings.Repeat("x", 1023) + "\n"
-	for range 2 * maxLogBuffer / len(line) {
+	for range 2 * maxBuffer / len(line) {
 		if _, err := buf2.Write([]byte(line)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := len(out2.String()); n < maxLogBuffer/2 {
+	if n := len(out2.String()); n < maxBuffer/2 {
 		t.Fatalf("%d bytes written after twice the buffer's size was logged", n)
+	}
+}
+
+// An info line waits at most about the interval: poll for it with a deadline far
+// beyond that.
+func TestBufferWritesHeldLinesOnItsInterval(t *testing.T) {
+	t.Parallel()
+	out := &lockedBuffer{}
+	buf := NewBuffer(out, 10*time.Millisecond)
+	defer buf.Close()
+	if _, err := buf.Write([]byte("held\n")); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); out.String() != "held\n"; {
+		if time.Now().After(deadline) {
+			t.Fatalf("output %q ten seconds after the write; want the held line", out.String())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
