@@ -47,6 +47,24 @@ func mustPublish(t *testing.T, rdb *redis.Client, channel, msg string, wantRecei
 	}
 }
 
+// waitForSubscribers polls PUBSUB NUMSUB until channel has n subscribers, or fails
+// after a deadline.
+func waitForSubscribers(t *testing.T, rdb *redis.Client, channel string, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		counts, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if counts[channel] == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still has %d subscribers after 10s; want %d", channel, counts[channel], n)
+		}
+	}
+}
+
 // mustReceive checks the next messages ps receives. Redis delivers a connection's
 // messages in the order they were published, so if a subscriber's first message is
 // the second one published, it never got the first: no waiting for "nothing" needed.
@@ -89,6 +107,8 @@ func TestASubscriberThatReconnectsMissesWhatWasPublishedWhileAway(t *testing.T) 
 	if err := sub.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Close returns once the client has hung up, which Redis notices a moment later.
+	waitForSubscribers(t, rdb, channel, 0)
 	mustPublish(t, rdb, channel, "while away", 0) // delivered to nobody, and dropped
 
 	again := mustSubscribe(t, rdb, channel)

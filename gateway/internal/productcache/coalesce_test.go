@@ -108,14 +108,10 @@ func TestConcurrentColdReadsAskTheUpstreamOnce(t *testing.T) {
 	path := "/api/v1/products/" + uuid.NewString()
 	list := "/api/v1/products?limit=5"
 	gates := map[string]gate{path: newGate(), list: newGate()}
-	// A Redis call may take longer than the cache's 250 ms bound when 200 readers
-	// start at once on a loaded machine (make test's race detector, other tests),
-	// and a reader whose lookup times out passes through instead of sharing: this
-	// test is about sharing, so it gives Redis time.
 	f := newFixture(t, redistest.New(t), func(w http.ResponseWriter, r *http.Request, n int) {
 		gates[r.URL.RequestURI()].hold(n)
 		listing(w, r, n)
-	}, func(o *productcache.Options) { o.OpTimeout = 10 * time.Second })
+	})
 	for _, g := range gates {
 		t.Cleanup(g.release)
 	}
