@@ -122,6 +122,10 @@ type Config struct {
 	// the public API's rate limits; 0 turns one off. RATE_SYNC_INTERVAL is how often
 	// the per-caller ones are reconciled across replicas through Redis.
 	RateLimits ratelimit.Limits
+	// RateRedisTimeout (RATE_REDIS_TIMEOUT) bounds a per-caller limit's call to
+	// Redis; past it the request is judged in the process, and counted there too,
+	// since Redis may have counted it or not.
+	RateRedisTimeout time.Duration
 }
 
 // loadConfig reads the gateway's settings; the error names every bad variable.
@@ -166,6 +170,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			AuthEmailPerMin: env.Int("RATE_AUTH_EMAIL_PER_MIN", 5, 0, 1_000_000),
 			SyncInterval:    env.Duration("RATE_SYNC_INTERVAL", ratelimit.DefaultSyncInterval),
 		},
+		RateRedisTimeout: env.Duration("RATE_REDIS_TIMEOUT", ratelimit.DefaultOpTimeout),
 	}
 	if c.ConsumerName == "" {
 		host, _ := os.Hostname()
@@ -207,6 +212,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("trace_url_template", c.TraceURL),
 		slog.String("consumer_name", c.ConsumerName),
 		slog.Any("rate_limits", c.RateLimits),
+		slog.String("rate_redis_timeout", c.RateRedisTimeout.String()),
 	)
 }
 
@@ -273,7 +279,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
 	defer limitRDB.Close()
-	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log, Registerer: p.Metrics})
+	limiter := ratelimit.New(limitRDB, cfg.RateLimits, ratelimit.Options{Log: log, Registerer: p.Metrics, OpTimeout: cfg.RateRedisTimeout})
 
 	inspector, err := tasks.NewInspector(cfg.RedisURL, "") // every service's queues
 	if err != nil {

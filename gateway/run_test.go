@@ -555,6 +555,7 @@ func TestBadConfigNamesTheVariable(t *testing.T) {
 		"OPS_ADDR":            "nowhere",
 		"RATE_EDGE_IP":        "lots",
 		"RATE_EDGE_IP_BURST":  "-1",
+		"RATE_REDIS_TIMEOUT":  "never",
 	}
 	err := run(context.Background(), nil, func(k string) string { return bad[k] }, io.Discard)
 	if err == nil {
