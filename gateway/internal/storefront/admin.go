@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 )
 
@@ -206,7 +204,7 @@ func (s *Shop) adminProduct(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := s.getProduct(r, chi.URLParam(r, "id"))
+	p, err := s.getProduct(r, r.PathValue("id"))
 	if err != nil {
 		s.failed(w, r, "Product", err)
 		return
@@ -235,7 +233,7 @@ func (s *Shop) adminUpdateProduct(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	p, err := s.getProduct(r, chi.URLParam(r, "id"))
+	p, err := s.getProduct(r, r.PathValue("id"))
 	if err != nil {
 		s.failed(w, r, "Product", err)
 		return

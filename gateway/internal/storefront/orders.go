@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -63,7 +62,7 @@ func (s *Shop) order(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := chi.URLParam(r, "id")
+	id := r.PathValue("id")
 	o, err := s.getOrder(r, sess, id)
 	if err != nil {
 		s.failed(w, r, "Order", err)
@@ -119,7 +118,7 @@ func (s *Shop) orderLive(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 		return
 	}
-	id := chi.URLParam(r, "id")
+	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
 		http.NotFound(w, r)
 		return
@@ -136,7 +135,7 @@ func (s *Shop) cancelOrder(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := chi.URLParam(r, "id")
+	id := r.PathValue("id")
 	if _, err := uuid.Parse(id); err != nil {
 		s.failed(w, r, "Order", apperr.E(apperr.NotFound, "no such order"))
 		return

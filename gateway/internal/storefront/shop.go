@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
@@ -76,7 +75,7 @@ func (s *Shop) getProduct(r *http.Request, id string) (product, error) {
 
 // product answers GET /products/{id}: the product, its stock, and a form to add it.
 func (s *Shop) product(w http.ResponseWriter, r *http.Request) {
-	p, err := s.getProduct(r, chi.URLParam(r, "id"))
+	p, err := s.getProduct(r, r.PathValue("id"))
 	if err != nil {
 		s.failed(w, r, "Product", err)
 		return
