@@ -132,7 +132,6 @@ type Config struct {
 func loadConfig(getenv func(string) string) (Config, error) {
 	env := config.New(getenv)
 	web := []string{"http", "https"}
-	var bad []error // bad lists of URLs (urlList)
 	c := Config{
 		Config: platform.Config{
 			Name:         "gateway",
@@ -144,11 +143,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 			InternalName: "ops",
 			LogEvery:     flushLogsEvery,
 		},
-		UsersURL:          urlList(env, "USERS_URL", localURL("users", false), &bad),
-		InventoryURL:      urlList(env, "INVENTORY_URL", localURL("inventory", false), &bad),
-		PaymentsURL:       urlList(env, "PAYMENTS_URL", localURL("payments", false), &bad),
-		OrdersURL:         urlList(env, "ORDERS_URL", localURL("orders", false), &bad),
-		NotificationsURL:  urlList(env, "NOTIFICATIONS_URL", localURL("notifications", false), &bad),
+		UsersURL:          env.Valid("USERS_URL", localURL("users", false), balancer.ValidURLs),
+		InventoryURL:      env.Valid("INVENTORY_URL", localURL("inventory", false), balancer.ValidURLs),
+		PaymentsURL:       env.Valid("PAYMENTS_URL", localURL("payments", false), balancer.ValidURLs),
+		OrdersURL:         env.Valid("ORDERS_URL", localURL("orders", false), balancer.ValidURLs),
+		NotificationsURL:  env.Valid("NOTIFICATIONS_URL", localURL("notifications", false), balancer.ValidURLs),
 		UpstreamTimeout:   env.Duration("UPSTREAM_TIMEOUT", 10*time.Second),
 		MaxInFlight:       env.Int("UPSTREAM_MAX_IN_FLIGHT", 512, 1, 1_000_000),
 		GOGC:              env.String("GOGC", ""),
@@ -184,10 +183,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c.JWKSURL = env.URL("JWKS_URL", firstURL(c.UsersURL)+"/.well-known/jwks.json", web...)
 	c.ReadyURLs = map[string]string{}
 	for _, name := range serviceNames {
-		c.ReadyURLs[name] = urlList(env, strings.ToUpper(name)+"_INTERNAL_URL", localURL(name, true), &bad)
+		c.ReadyURLs[name] = env.Valid(strings.ToUpper(name)+"_INTERNAL_URL", localURL(name, true), balancer.ValidURLs)
 	}
 	c.Balancing = loadBalancing(env)
-	return c, errors.Join(env.Err(), errors.Join(bad...), c.checkPairs())
+	return c, errors.Join(env.Err(), c.checkPairs())
 }
 
 // LogValue shows the gateway's own settings with their secrets masked; platform.Start

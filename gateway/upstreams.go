@@ -23,17 +23,6 @@ import (
 // entry of <NAME>_URL, in the same order (a host name pairs with the same name). See
 // pkg/balancer.
 
-// urlList reads a comma-separated list of base URLs; a bad one is reported under the
-// variable's name, its value not shown (it may hold a password).
-func urlList(env *config.Env, name, def string, bad *[]error) string {
-	v := env.String(name, def)
-	if _, err := balancer.SplitURLs(v); err != nil {
-		*bad = append(*bad, fmt.Errorf("%s: %w", name, err))
-		return def
-	}
-	return v
-}
-
 // loadBalancing reads the balancers' settings (EJECT_AFTER, EJECT_BACKOFF,
 // EJECT_BACKOFF_MAX, RESOLVE_EVERY, BREAKER_COOLDOWN), the same for every upstream.
 func loadBalancing(env *config.Env) balancer.Settings {

@@ -774,6 +774,13 @@ func (b *Balancer) Instances(ctx context.Context) []InstanceState {
 	return out
 }
 
+// ValidURLs is SplitURLs's check alone, for config.Env.Valid: a *_URL variable's list
+// is read with env.Valid(name, def, balancer.ValidURLs).
+func ValidURLs(list string) error {
+	_, err := SplitURLs(list)
+	return err
+}
+
 // SplitURLs splits a comma-separated list of base URLs (INVENTORY_URL with several
 // instances), spaces around each allowed. Each must be an absolute http or https URL
 // with a host and no path (a lone "/" is dropped), query or fragment. Errors give the

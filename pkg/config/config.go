@@ -172,6 +172,18 @@ func (e *Env) KeyValues(name string) map[string]string {
 	return out
 }
 
+// Valid is the variable's value (or def when unset) when valid accepts it. Otherwise
+// the error is left for Err under the variable's name, and def is returned. valid's
+// error must not show the value when it may hold a password.
+func (e *Env) Valid(name, def string, valid func(string) error) string {
+	v := e.lookup(name, def)
+	if err := valid(v); err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %w", name, err))
+		return def
+	}
+	return v
+}
+
 // Err is nil when every variable read so far was valid; otherwise it names each bad one.
 func (e *Env) Err() error {
 	if len(e.errs) == 0 {

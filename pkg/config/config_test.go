@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,5 +133,38 @@ func TestSecretOrFile(t *testing.T) {
 		if strings.Contains(err.Error(), "hunter2") {
 			t.Errorf("%s: error %q shows the secret", c.name, err)
 		}
+	}
+}
+
+func TestValidChecksWithTheCallersRule(t *testing.T) {
+	t.Parallel()
+	vars := map[string]string{"GOOD": "a,b", "BAD": "a,,b"}
+	env := New(func(k string) string { return vars[k] })
+	noEmpty := func(v string) error {
+		for _, part := range strings.Split(v, ",") {
+			if part == "" {
+				return errors.New("an empty entry")
+			}
+		}
+		return nil
+	}
+	if got := env.Valid("GOOD", "d", noEmpty); got != "a,b" {
+		t.Errorf("GOOD = %q, want a,b", got)
+	}
+	if got := env.Valid("UNSET", "d", noEmpty); got != "d" {
+		t.Errorf("UNSET = %q, want the default", got)
+	}
+	if got := env.Valid("BAD", "d", noEmpty); got != "d" {
+		t.Errorf("BAD = %q, want the default", got)
+	}
+	err := env.Err()
+	if err == nil {
+		t.Fatal("Err = nil after a bad value")
+	}
+	if !strings.Contains(err.Error(), "BAD: an empty entry") {
+		t.Errorf("Err = %v, want BAD named with the rule's error", err)
+	}
+	if strings.Contains(err.Error(), "GOOD") || strings.Contains(err.Error(), "a,,b") {
+		t.Errorf("Err = %v, names a good variable or shows the bad value", err)
 	}
 }

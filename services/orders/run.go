@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"time"
@@ -65,11 +63,10 @@ type settings struct {
 // loadSettings reads the configuration; the error names every bad variable.
 func loadSettings(getenv func(string) string) (settings, error) {
 	env := config.New(getenv)
-	var bad []error // bad lists of URLs (urlList)
 	s := settings{
 		Config:            platform.LoadConfig(env, "orders", ":8084", ":9084"),
-		InventoryURL:      urlList(env, "INVENTORY_URL", "http://127.0.0.1:9082", &bad),
-		PaymentsURL:       urlList(env, "PAYMENTS_URL", "http://127.0.0.1:9083", &bad),
+		InventoryURL:      env.Valid("INVENTORY_URL", "http://127.0.0.1:9082", balancer.ValidURLs),
+		PaymentsURL:       env.Valid("PAYMENTS_URL", "http://127.0.0.1:9083", balancer.ValidURLs),
 		SagaInlineTimeout: env.Duration("SAGA_INLINE_TIMEOUT", 3*time.Second),
 		ChargeBudget:      env.Duration("CHARGE_BUDGET", 2*time.Minute),
 		RecoverEvery:      env.Duration("RECOVER_EVERY", 15*time.Second),
@@ -89,21 +86,10 @@ func loadSettings(getenv func(string) string) (settings, error) {
 			IdempotencyKeys: env.Duration("IDEMPOTENCY_KEY_RETENTION", postgres.DefaultRetention.IdempotencyKeys),
 		},
 	}
-	if err := errors.Join(env.Err(), errors.Join(bad...)); err != nil {
+	if err := env.Err(); err != nil {
 		return settings{}, err
 	}
 	return s, nil
-}
-
-// urlList reads a comma-separated list of base URLs; a bad one is reported under the
-// variable's name, its value not shown (it may hold a password).
-func urlList(env *config.Env, name, def string, bad *[]error) string {
-	v := env.String(name, def)
-	if _, err := balancer.SplitURLs(v); err != nil {
-		*bad = append(*bad, fmt.Errorf("%s: %w", name, err))
-		return def
-	}
-	return v
 }
 
 // run starts the orders service: orders, the create-order saga across inventory and

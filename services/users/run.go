@@ -8,11 +8,10 @@ import (
 	"io"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
+	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 	"github.com/bazaar-shop/bazaar/services/users/internal/httpapi"
 	"github.com/bazaar-shop/bazaar/services/users/internal/jobs"
 	"github.com/bazaar-shop/bazaar/services/users/internal/password"
@@ -212,7 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// Session revocations and log-in throttling have a Redis client of their own that
 	// gives up quickly: a request must not hang on a Redis that does.
-	fastRedis, err := openFastRedis(cfg.RedisURL)
+	fastRedis, err := redisclient.OpenBounded(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
@@ -328,20 +327,4 @@ func signingKeysError(op string, err error, cfg settings) error {
 			op, err, cfg.SigningKEKSource)
 	}
 	return fmt.Errorf("%s: %w", op, err)
-}
-
-// openFastRedis is a Redis client whose calls end at their context's deadline and that
-// does not dial a refused connection twice, for work on the request path that must
-// give up quickly when Redis is down or hangs.
-func openFastRedis(url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse redis url: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	opt.DialTimeout = time.Second
-	opt.ReadTimeout = time.Second
-	opt.WriteTimeout = time.Second
-	opt.DialerRetries = 1
-	return redis.NewClient(opt), nil
 }
