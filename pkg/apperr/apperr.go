@@ -30,6 +30,7 @@ const (
 	BadGateway      Code = "bad_gateway"      // 502: an upstream answered badly
 	Unavailable     Code = "unavailable"      // 503: a dependency is down
 	Timeout         Code = "timeout"          // 504: an upstream did not answer in time
+	LoopDetected    Code = "loop_detected"    // 508: a request came back to the gateway that sent it
 )
 
 // UnsupportedMediaType (415) is a body of a type the endpoint does not take: a JSON
@@ -51,6 +52,7 @@ var statuses = map[Code]int{
 	BadGateway:      http.StatusBadGateway,
 	Unavailable:     http.StatusServiceUnavailable,
 	Timeout:         http.StatusGatewayTimeout,
+	LoopDetected:    http.StatusLoopDetected,
 
 	UnsupportedMediaType: http.StatusUnsupportedMediaType,
 }

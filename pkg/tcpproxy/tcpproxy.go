@@ -13,15 +13,15 @@ import (
 
 // Proxy forwards connections from its own address to a target.
 type Proxy struct {
-	target string
-	ln     net.Listener
-	addr   string
+	ln   net.Listener
+	addr string
 
-	mu    sync.Mutex
-	cut   bool
-	delay time.Duration
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu     sync.Mutex
+	target string
+	cut    bool
+	delay  time.Duration
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
 }
 
 // New listens on a free loopback port and forwards to target (host:port). The target
@@ -39,6 +39,15 @@ func New(target string) (*Proxy, error) {
 
 // Addr is the proxy's host:port: point the program here instead of at the target.
 func (p *Proxy) Addr() string { return p.addr }
+
+// SetTarget points the connections accepted from now on at target: for a target
+// whose address is known only once the proxy's is in use (a program pointed at
+// itself through the proxy).
+func (p *Proxy) SetTarget(target string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.target = target
+}
 
 // Cut drops every open connection and refuses new ones until Restore.
 func (p *Proxy) Cut() {
@@ -127,7 +136,10 @@ func (p *Proxy) serve(client net.Conn) {
 		return
 	}
 	defer p.untrack(client)
-	server, err := net.Dial("tcp", p.target)
+	p.mu.Lock()
+	target := p.target
+	p.mu.Unlock()
+	server, err := net.Dial("tcp", target)
 	if err != nil {
 		return
 	}

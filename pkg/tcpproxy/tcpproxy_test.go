@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 
@@ -155,5 +156,28 @@ func TestCutAndCloseDoNotWaitOutADelay(t *testing.T) {
 		t.Fatal("the delayed chunk arrived after Close")
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("the client's connection stayed open after Close")
+	}
+}
+
+func TestSetTargetMovesNewConnections(t *testing.T) {
+	t.Parallel()
+	// First a target that refuses: a connection still sent there gets no echo.
+	p, err := tcpproxy.New(closedport.Addr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	p.SetTarget(echoServer(t))
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || got != "ping\n" {
+		t.Fatalf("through the proxy after SetTarget: %q, %v; want the echo", got, err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
@@ -98,4 +99,24 @@ func passTrace(t *telemetry.Tracing, next http.Handler) http.Handler {
 		t.Propagator.Inject(r.Context(), propagation.HeaderCarrier(r.Header))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// refuseLoops answers 508 to a request that a Bazaar gateway has already forwarded
+// (proxy.Looped): an upstream URL that points at the gateway itself, a configuration
+// mistake that would otherwise send each request round and round, every lap holding a
+// connection, until a rate limit or a timeout stopped it. It is logged as a warning,
+// since only an operator can fix it.
+func refuseLoops(log *slog.Logger) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !proxy.Looped(r) {
+				next.ServeHTTP(w, r)
+				return
+			}
+			log.WarnContext(r.Context(), "a request came back to the gateway that forwarded it: an upstream URL points at the gateway",
+				"method", r.Method, "path", r.URL.Path, "via", r.Header.Values("Via"))
+			problem.Write(w, r, log, apperr.E(apperr.LoopDetected,
+				"the request came back to the gateway: an upstream URL points at the gateway itself"))
+		})
+	}
 }

@@ -15,6 +15,8 @@ import (
 // unchanged: each service serves its API under the same /api/v1 paths. Anything not
 // listed, under /api/v1 or not, is the router's 404 problem.
 func addRoutes(r chi.Router, d Deps) {
+	// A request this gateway (or another) has already forwarded is refused first.
+	r.Use(refuseLoops(d.Log))
 	// Every request but a probe is first limited per client address, before any
 	// token is looked at: what is refused with a 401 must cost something too.
 	// Unknown paths included: the router's 404s and 405s come after it.

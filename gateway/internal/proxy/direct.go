@@ -22,7 +22,7 @@ import (
 // straight onto a pooled connection (fastTransport), and the answer's head copied to
 // the client, with the same rules ReverseProxy applies (see rewrite): hop-by-hop
 // headers dropped both ways, the client's Forwarded and X-Forwarded-* replaced by what
-// the gateway saw, the gateway's request id, the upstream's X-Request-ID dropped.
+// the gateway saw, the gateway's request id and Via token added, the upstream's X-Request-ID dropped.
 //
 // It takes a request when directSuits it and nothing asks for what only the other path
 // has: a client span per call (Options.Tracing) or a stream (Options.IdleTimeout).
@@ -157,6 +157,7 @@ func writeHead(bw *bufio.Writer, r *http.Request, host, requestID string) error 
 	if requestID != "" {
 		writeField(bw, httpserver.RequestIDHeader, requestID)
 	}
+	writeField(bw, "Via", Via) // after the client's own, as a list's last entry
 	_, err := bw.WriteString("\r\n")
 	return err
 }

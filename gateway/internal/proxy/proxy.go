@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,6 +242,25 @@ func (a *activityWriter) FlushError() error {
 // Unwrap lets http.ResponseController reach the connection's deadlines.
 func (a *activityWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter }
 
+// Via is what the gateway adds to the Via header of each request it forwards (RFC
+// 9110, 7.6.3): the protocol and a pseudonym, not its address. A request that arrives
+// with it has been through a Bazaar gateway already (Looped).
+const Via = "1.1 " + viaName
+
+const viaName = "bazaar-gateway"
+
+// Looped reports whether r was forwarded by a Bazaar gateway: an upstream URL that
+// points back at the gateway would otherwise send each request round until a limit
+// stopped it, each lap holding a connection and a goroutine.
+func Looped(r *http.Request) bool {
+	for _, v := range r.Header["Via"] {
+		if strings.Contains(v, viaName) {
+			return true
+		}
+	}
+	return false
+}
+
 // rewrite builds the outgoing request. Before calling it, ReverseProxy has already
 // removed the hop-by-hop headers and the client's own Forwarded and X-Forwarded-*
 // headers: the gateway is the edge, and a client could otherwise pose as any address.
@@ -252,6 +272,7 @@ func (a *activityWriter) Unwrap() http.ResponseWriter { return a.ResponseWriter 
 func rewrite(pr *httputil.ProxyRequest, service string) {
 	pr.SetURL(&url.URL{Scheme: "http", Host: service}) // the client's Host goes in X-Forwarded-Host
 	pr.SetXForwarded()
+	pr.Out.Header.Add("Via", Via)
 	// The request-id middleware has already replaced an insane client id; setting it
 	// from the context makes the upstream log under the gateway's id in every case.
 	if id := logging.RequestID(pr.In.Context()); id != "" {
