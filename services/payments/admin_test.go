@@ -38,8 +38,11 @@ func TestAnAdminReadsAnyOrdersPaymentsWithTheirEvents(t *testing.T) {
 	read := func(order string) adminPaymentsBody {
 		t.Helper()
 		r := get(admin, "?order_id="+order)
-		if r.Status != http.StatusOK || r.Header.Get("Cache-Control") != "no-store" {
-			t.Fatalf("admin read of %s: %d %v %s", order, r.Status, r.Header, r.Body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("admin read of %s: status %d, want 200; body %s", order, r.Status, r.Body)
+		}
+		if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("admin read of %s: Cache-Control %q, want no-store", order, cc)
 		}
 		var b adminPaymentsBody
 		r.JSON(t, &b)
@@ -51,19 +54,57 @@ func TestAnAdminReadsAnyOrdersPaymentsWithTheirEvents(t *testing.T) {
 	p := s.payment(t, s.charge(t, paid), http.StatusCreated)
 	s.payment(t, s.saga(t, http.MethodPost, "/internal/charges/"+paid.OrderID+"/refund", ""), http.StatusOK)
 	got := read(paid.OrderID)
-	if got.OrderID != paid.OrderID || len(got.Payments) != 1 {
-		t.Fatalf("payments of a paid order: %+v; want one", got)
+	if got.OrderID != paid.OrderID {
+		t.Errorf("payments of a paid order: order_id %s, want %s", got.OrderID, paid.OrderID)
+	}
+	if len(got.Payments) != 1 {
+		t.Fatalf("payments of a paid order: %d payments %+v, want one", len(got.Payments), got.Payments)
 	}
 	pay := got.Payments[0]
-	if pay.ID != p.ID || pay.UserID != paid.UserID || pay.AmountCents != 2599 || pay.Currency != "USD" || pay.Method != "pm_card_visa" ||
-		pay.Status != "refunded" || pay.DeclineCode != "" || pay.SettledAt == nil || pay.RefundedAt == nil || pay.CreatedAt.IsZero() {
-		t.Errorf("payment %+v; want the user's refunded visa payment of 2599 USD", pay)
+	if pay.ID != p.ID {
+		t.Errorf("payment id %s, want %s", pay.ID, p.ID)
+	}
+	if pay.UserID != paid.UserID {
+		t.Errorf("payment user_id %s, want %s", pay.UserID, paid.UserID)
+	}
+	if pay.AmountCents != 2599 {
+		t.Errorf("payment amount_cents %d, want 2599", pay.AmountCents)
+	}
+	if pay.Currency != "USD" {
+		t.Errorf("payment currency %q, want USD", pay.Currency)
+	}
+	if pay.Method != "pm_card_visa" {
+		t.Errorf("payment method %q, want pm_card_visa", pay.Method)
+	}
+	if pay.Status != "refunded" {
+		t.Errorf("payment status %q, want refunded", pay.Status)
+	}
+	if pay.DeclineCode != "" {
+		t.Errorf("payment decline_code %q, want none", pay.DeclineCode)
+	}
+	if pay.SettledAt == nil {
+		t.Error("payment settled_at null, want a time")
+	}
+	if pay.RefundedAt == nil {
+		t.Error("payment refunded_at null, want a time")
+	}
+	if pay.CreatedAt.IsZero() {
+		t.Error("payment created_at zero, want a time")
 	}
 	var types []string
 	for _, e := range pay.Events {
 		types = append(types, e.Type)
-		if e.Stream != "events.payments" || e.Subject != p.ID || e.ID == uuid.Nil || e.Time.IsZero() {
-			t.Errorf("event %+v; want one on events.payments about the payment", e)
+		if e.Stream != "events.payments" {
+			t.Errorf("event %s: stream %q, want events.payments", e.Type, e.Stream)
+		}
+		if e.Subject != p.ID {
+			t.Errorf("event %s: subject %q, want the payment %s", e.Type, e.Subject, p.ID)
+		}
+		if e.ID == uuid.Nil {
+			t.Errorf("event %s: nil id, want one", e.Type)
+		}
+		if e.Time.IsZero() {
+			t.Errorf("event %s: zero time, want one", e.Type)
 		}
 	}
 	if !slices.Equal(types, []string{"payment.captured", "payment.refunded"}) {
@@ -74,21 +115,39 @@ func TestAnAdminReadsAnyOrdersPaymentsWithTheirEvents(t *testing.T) {
 	refused := newCharge("pm_card_chargeDeclinedInsufficientFunds")
 	s.charge(t, refused)
 	got = read(refused.OrderID)
-	if len(got.Payments) != 1 || got.Payments[0].Status != "declined" || got.Payments[0].DeclineCode != "insufficient_funds" ||
-		got.Payments[0].RefundedAt != nil || len(got.Payments[0].Events) != 1 || got.Payments[0].Events[0].Type != "payment.declined" {
-		t.Errorf("payments of a declined order: %+v", got)
+	if len(got.Payments) != 1 {
+		t.Fatalf("payments of a declined order: %d payments %+v, want one", len(got.Payments), got.Payments)
+	}
+	if st := got.Payments[0].Status; st != "declined" {
+		t.Errorf("payment of a declined order: status %q, want declined", st)
+	}
+	if dc := got.Payments[0].DeclineCode; dc != "insufficient_funds" {
+		t.Errorf("payment of a declined order: decline_code %q, want insufficient_funds", dc)
+	}
+	if ra := got.Payments[0].RefundedAt; ra != nil {
+		t.Errorf("payment of a declined order: refunded_at %v, want null", *ra)
+	}
+	if evs := got.Payments[0].Events; len(evs) != 1 {
+		t.Errorf("payment of a declined order: %d events %+v, want one", len(evs), evs)
+	} else if evs[0].Type != "payment.declined" {
+		t.Errorf("payment of a declined order: event %q, want payment.declined", evs[0].Type)
 	}
 
 	// Never charged: none, and still a list.
 	r := get(admin, "?order_id="+uuid.NewString())
-	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"payments":[]`) {
-		t.Errorf("an order never charged: %d %s; want an empty list", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Errorf("an order never charged: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if !strings.Contains(string(r.Body), `"payments":[]`) {
+		t.Errorf("an order never charged: body %s, want an empty list \"payments\":[]", r.Body)
 	}
 
 	for _, q := range []string{"", "?order_id=nope"} {
 		d := get(admin, q).problem(t, http.StatusUnprocessableEntity)
-		if len(d.Errors) != 1 || d.Errors[0].Field != "order_id" {
-			t.Errorf("%q: %+v; want order_id named", q, d)
+		if len(d.Errors) != 1 {
+			t.Errorf("%q: %d field errors %+v, want one", q, len(d.Errors), d.Errors)
+		} else if d.Errors[0].Field != "order_id" {
+			t.Errorf("%q: field %q named, want order_id", q, d.Errors[0].Field)
 		}
 	}
 	get(s.token(t, paid.UserID), "?order_id="+paid.OrderID).problem(t, http.StatusForbidden)

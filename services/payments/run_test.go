@@ -192,9 +192,29 @@ func TestAVisaChargeIsCapturedOnceAndPublished(t *testing.T) {
 
 	r := s.charge(t, c)
 	p := s.payment(t, r, http.StatusCreated)
-	if _, err := uuid.Parse(p.ID); err != nil || p.OrderID != c.OrderID || p.UserID != c.UserID || p.AmountCents != 2599 ||
-		p.Currency != "USD" || p.Status != "captured" || p.DeclineCode != "" || !strings.Contains(string(r.Body), `"decline_code":null`) {
-		t.Errorf("charge answered %s", r.Body)
+	if _, err := uuid.Parse(p.ID); err != nil {
+		t.Errorf("charge answered id %q: %v, want a UUID", p.ID, err)
+	}
+	if p.OrderID != c.OrderID {
+		t.Errorf("charge answered order_id %s, want %s", p.OrderID, c.OrderID)
+	}
+	if p.UserID != c.UserID {
+		t.Errorf("charge answered user_id %s, want %s", p.UserID, c.UserID)
+	}
+	if p.AmountCents != 2599 {
+		t.Errorf("charge answered amount_cents %d, want 2599", p.AmountCents)
+	}
+	if p.Currency != "USD" {
+		t.Errorf("charge answered currency %q, want USD", p.Currency)
+	}
+	if p.Status != "captured" {
+		t.Errorf("charge answered status %q, want captured", p.Status)
+	}
+	if p.DeclineCode != "" {
+		t.Errorf("charge answered decline_code %q, want none", p.DeclineCode)
+	}
+	if !strings.Contains(string(r.Body), `"decline_code":null`) {
+		t.Errorf("charge answered %s, want \"decline_code\":null in it", r.Body)
 	}
 	if loc := r.Header.Get("Location"); loc != "/internal/charges/"+c.OrderID {
 		t.Errorf("Location %q", loc)
@@ -227,13 +247,27 @@ func TestAVisaChargeIsCapturedOnceAndPublished(t *testing.T) {
 			published = append(published, e)
 		}
 	}
-	if len(published) != 1 || published[0].Type != "payment.captured" || published[0].Source != "payments" || published[0].Subject != p.ID {
-		t.Fatalf("events.payments = %+v, want one payment.captured about %s", published, p.ID)
+	if len(published) != 1 {
+		t.Fatalf("events.payments = %+v, want one event", published)
+	}
+	if published[0].Type != "payment.captured" {
+		t.Errorf("event type %q, want payment.captured", published[0].Type)
+	}
+	if published[0].Source != "payments" {
+		t.Errorf("event source %q, want payments", published[0].Source)
+	}
+	if published[0].Subject != p.ID {
+		t.Errorf("event subject %q, want the payment %s", published[0].Subject, p.ID)
 	}
 	var data map[string]any
-	if err := published[0].Decode(&data); err != nil || data["payment_id"] != p.ID || data["order_id"] != c.OrderID ||
-		data["user_id"] != c.UserID || data["amount_cents"] != float64(2599) || data["currency"] != "USD" || data["decline_code"] != nil {
-		t.Errorf("event data %v, %v", data, err)
+	if err := published[0].Decode(&data); err != nil {
+		t.Fatalf("event data: %v, want no error", err)
+	}
+	for k, v := range map[string]any{"payment_id": p.ID, "order_id": c.OrderID, "user_id": c.UserID,
+		"amount_cents": float64(2599), "currency": "USD", "decline_code": nil} {
+		if data[k] != v {
+			t.Errorf("event data %s = %v, want %v", k, data[k], v)
+		}
 	}
 }
 
@@ -246,9 +280,17 @@ func TestDeclinedChargesAre402WithTheirCode(t *testing.T) {
 	} {
 		c := newCharge(method)
 		first := s.charge(t, c).problem(t, http.StatusPaymentRequired)
-		if first.Type != "urn:bazaar:problem:"+code || first.Title != "Payment Required" || first.Instance != "/internal/charges" ||
-			!strings.Contains(first.Detail, "declined") {
-			t.Errorf("%s: %+v", method, first)
+		if first.Type != "urn:bazaar:problem:"+code {
+			t.Errorf("%s: type %q, want urn:bazaar:problem:%s", method, first.Type, code)
+		}
+		if first.Title != "Payment Required" {
+			t.Errorf("%s: title %q, want Payment Required", method, first.Title)
+		}
+		if first.Instance != "/internal/charges" {
+			t.Errorf("%s: instance %q, want /internal/charges", method, first.Instance)
+		}
+		if !strings.Contains(first.Detail, "declined") {
+			t.Errorf("%s: detail %q, want it to say declined", method, first.Detail)
 		}
 		if code == "insufficient_funds" && !strings.Contains(first.Detail, "insufficient funds") {
 			t.Errorf("%s: detail %q does not say why", method, first.Detail)
@@ -258,8 +300,14 @@ func TestDeclinedChargesAre402WithTheirCode(t *testing.T) {
 			t.Errorf("%s retry: %+v", method, again)
 		}
 		p := s.payment(t, s.saga(t, http.MethodGet, "/internal/charges/"+c.OrderID, ""), http.StatusOK)
-		if p.Status != "declined" || p.DeclineCode != code || p.OrderID != c.OrderID {
-			t.Errorf("%s look-up: %+v", method, p)
+		if p.Status != "declined" {
+			t.Errorf("%s look-up: status %q, want declined", method, p.Status)
+		}
+		if p.DeclineCode != code {
+			t.Errorf("%s look-up: decline_code %q, want %q", method, p.DeclineCode, code)
+		}
+		if p.OrderID != c.OrderID {
+			t.Errorf("%s look-up: order_id %s, want %s", method, p.OrderID, c.OrderID)
 		}
 		// A compensation refunding it finishes with nothing to do.
 		if got := s.payment(t, s.saga(t, http.MethodPost, "/internal/charges/"+c.OrderID+"/refund", ""), http.StatusOK); got != p {
@@ -282,8 +330,14 @@ func TestRefundIsIdempotent(t *testing.T) {
 
 	refund := "/internal/charges/" + c.OrderID + "/refund"
 	first := s.payment(t, s.saga(t, http.MethodPost, refund, ""), http.StatusOK)
-	if first.ID != charged.ID || first.Status != "refunded" || first.AmountCents != charged.AmountCents {
-		t.Errorf("refund answered %+v", first)
+	if first.ID != charged.ID {
+		t.Errorf("refund answered payment %s, want %s", first.ID, charged.ID)
+	}
+	if first.Status != "refunded" {
+		t.Errorf("refund answered status %q, want refunded", first.Status)
+	}
+	if first.AmountCents != charged.AmountCents {
+		t.Errorf("refund answered amount_cents %d, want %d", first.AmountCents, charged.AmountCents)
 	}
 	if again := s.payment(t, s.saga(t, http.MethodPost, refund, ""), http.StatusOK); again != first {
 		t.Errorf("second refund %+v, want %+v", again, first)
@@ -292,8 +346,12 @@ func TestRefundIsIdempotent(t *testing.T) {
 		t.Errorf("look-up after the refund: %+v", got)
 	}
 	// A retried charge of the refunded order charges nothing: it answers the payment.
-	if again := s.payment(t, s.charge(t, c), http.StatusCreated); again.ID != charged.ID || again.Status != "refunded" {
-		t.Errorf("charge after the refund: %+v", again)
+	again := s.payment(t, s.charge(t, c), http.StatusCreated)
+	if again.ID != charged.ID {
+		t.Errorf("charge after the refund: payment %s, want %s", again.ID, charged.ID)
+	}
+	if again.Status != "refunded" {
+		t.Errorf("charge after the refund: status %q, want refunded", again.Status)
 	}
 	if n := s.count(t, `SELECT count(*) FROM outbox WHERE type = 'payment.refunded' AND subject = $1`, charged.ID); n != 1 {
 		t.Errorf("%d payment.refunded events, want 1", n)
@@ -304,8 +362,14 @@ func TestRefundIsIdempotent(t *testing.T) {
 	r := s.saga(t, http.MethodPost, "/internal/charges/"+late.OrderID+"/refund", "")
 	var none map[string]any
 	r.JSON(t, &none)
-	if r.Status != http.StatusOK || none["order_id"] != late.OrderID || none["status"] != "none" {
-		t.Errorf("refund of an order never charged: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Errorf("refund of an order never charged: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if none["order_id"] != late.OrderID {
+		t.Errorf("refund of an order never charged: order_id %v, want %s", none["order_id"], late.OrderID)
+	}
+	if none["status"] != "none" {
+		t.Errorf("refund of an order never charged: status %v, want none", none["status"])
 	}
 	// The refund voided the order: a charge arriving late (sent before the saga gave up
 	// and compensated) takes no money.
@@ -344,11 +408,14 @@ func TestConcurrentIdenticalChargesAnswerTheSamePayment(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	for _, a := range answers {
-		if a != answers[0] || a.Status != "captured" {
-			t.Errorf("answers differ: %+v", answers)
+	for i, a := range answers {
+		if a != answers[0] {
+			t.Errorf("answer %d %+v differs from the first %+v; all: %+v", i, a, answers[0], answers)
 			break
 		}
+	}
+	if answers[0].Status != "captured" {
+		t.Errorf("answers: status %q, want captured", answers[0].Status)
 	}
 	if n, e := s.count(t, `SELECT count(*) FROM payments`), s.count(t, `SELECT count(*) FROM outbox`); n != 1 || e != 1 {
 		t.Errorf("%d payments, %d events; want 1 and 1", n, e)
@@ -433,9 +500,19 @@ func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
 	var got listBody
 	r.JSON(t, &got)
 	want := map[string]any{"id": p.ID, "order_id": c.OrderID, "amount_cents": float64(2599), "currency": "USD", "status": "captured"}
-	if r.Status != http.StatusOK || len(got.Items) != 1 || got.NextCursor != nil || !strings.Contains(string(r.Body), `"next_cursor":null`) ||
-		fmt.Sprint(got.Items[0]) != fmt.Sprint(want) {
-		t.Errorf("owner's list: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("owner's list: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if len(got.Items) != 1 {
+		t.Errorf("owner's list: %d items %v, want one", len(got.Items), got.Items)
+	} else if fmt.Sprint(got.Items[0]) != fmt.Sprint(want) {
+		t.Errorf("owner's list: item %v, want %v", got.Items[0], want)
+	}
+	if got.NextCursor != nil {
+		t.Errorf("owner's list: next_cursor %q, want null", *got.NextCursor)
+	}
+	if !strings.Contains(string(r.Body), `"next_cursor":null`) {
+		t.Errorf("owner's list: %s, want \"next_cursor\":null in it", r.Body)
 	}
 	if r.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("Cache-Control %q", r.Header.Get("Cache-Control"))
@@ -445,8 +522,13 @@ func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
 	s.saga(t, http.MethodPost, "/internal/charges/"+c.OrderID+"/refund", "")
 	got = listBody{}
 	list(owner, "?order_id="+c.OrderID+"&limit=1").JSON(t, &got)
-	if len(got.Items) != 1 || got.Items[0]["status"] != "refunded" || got.NextCursor != nil {
-		t.Errorf("owner's list after the refund: %+v", got)
+	if len(got.Items) != 1 {
+		t.Errorf("owner's list after the refund: %d items %v, want one", len(got.Items), got.Items)
+	} else if got.Items[0]["status"] != "refunded" {
+		t.Errorf("owner's list after the refund: status %v, want refunded", got.Items[0]["status"])
+	}
+	if got.NextCursor != nil {
+		t.Errorf("owner's list after the refund: next_cursor %q, want null", *got.NextCursor)
 	}
 
 	// Another user asking for the order gets an empty list: not a 403 or 404 that
@@ -454,8 +536,17 @@ func TestTheOwnerListsTheirPaymentsAndNobodyElseSeesThem(t *testing.T) {
 	r = list(s.token(t, uuid.NewString()), "?order_id="+c.OrderID)
 	got = listBody{}
 	r.JSON(t, &got)
-	if r.Status != http.StatusOK || got.Items == nil || len(got.Items) != 0 || !strings.Contains(string(r.Body), `"items":[]`) {
-		t.Errorf("another user's list: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Errorf("another user's list: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if got.Items == nil {
+		t.Errorf("another user's list: items null, want []; body %s", r.Body)
+	}
+	if len(got.Items) != 0 {
+		t.Errorf("another user's list: %d items %v, want none", len(got.Items), got.Items)
+	}
+	if !strings.Contains(string(r.Body), `"items":[]`) {
+		t.Errorf("another user's list: %s, want \"items\":[] in it", r.Body)
 	}
 
 	if r := call(t, http.MethodGet, s.url+"/api/v1/payments?order_id="+c.OrderID, ""); r.Status != http.StatusUnauthorized {
@@ -504,8 +595,10 @@ func TestSettingsDefaults(t *testing.T) {
 		t.Errorf("defaults: %+v, %v; want PROCESSOR_TIMEOUT 3s on :8083", s, err)
 	}
 	s, err = loadSettings(func(k string) string { return map[string]string{"PROCESSOR_TIMEOUT": "1500ms"}[k] })
-	if err != nil || s.ProcessorTimeout != 1500*time.Millisecond {
-		t.Errorf("PROCESSOR_TIMEOUT=1500ms: %v, %v", s.ProcessorTimeout, err)
+	if err != nil {
+		t.Errorf("PROCESSOR_TIMEOUT=1500ms: %v, want no error", err)
+	} else if s.ProcessorTimeout != 1500*time.Millisecond {
+		t.Errorf("PROCESSOR_TIMEOUT=1500ms: %v, want 1.5s", s.ProcessorTimeout)
 	}
 }
 
@@ -621,8 +714,10 @@ func TestTheDailyCleanupForgetsOldVoids(t *testing.T) {
 	store := postgres.NewStore(pool)
 	old, recent := uuid.New(), uuid.New()
 	for order, at := range map[uuid.UUID]time.Time{old: time.Now().Add(-31 * 24 * time.Hour), recent: time.Now().Add(-29 * 24 * time.Hour)} {
-		if voided, err := store.Void(ctx, order, at); err != nil || !voided {
-			t.Fatalf("void: %v, %v", voided, err)
+		if voided, err := store.Void(ctx, order, at); err != nil {
+			t.Fatalf("void: %v, want no error", err)
+		} else if !voided {
+			t.Fatal("void: not voided, want voided")
 		}
 	}
 	voided := func(order uuid.UUID) bool {
@@ -667,8 +762,10 @@ func TestVoidRetentionIsAMonthAndAtLeastAnHour(t *testing.T) {
 	if s, err := settingsOf(""); err != nil || s.VoidRetention != 30*24*time.Hour {
 		t.Errorf("default: %v, %v; want 720h", s.VoidRetention, err)
 	}
-	if s, err := settingsOf("2h"); err != nil || s.VoidRetention != 2*time.Hour {
-		t.Errorf("VOID_RETENTION=2h: %v, %v", s.VoidRetention, err)
+	if s, err := settingsOf("2h"); err != nil {
+		t.Errorf("VOID_RETENTION=2h: %v, want no error", err)
+	} else if s.VoidRetention != 2*time.Hour {
+		t.Errorf("VOID_RETENTION=2h: %v, want 2h", s.VoidRetention)
 	}
 	// Shorter than an hour, a void could be forgotten while a charge it must stop is
 	// still on its way.
@@ -703,12 +800,22 @@ func TestRefundSettlesAChargeLeftPending(t *testing.T) {
 	}
 
 	for range 2 {
-		if p := refund(payment.MethodVisa); p.ID != left[payment.MethodVisa].String() || p.Status != "refunded" {
-			t.Errorf("refund of a pending visa charge: %+v, want it refunded", p)
+		visa := refund(payment.MethodVisa)
+		if visa.ID != left[payment.MethodVisa].String() {
+			t.Errorf("refund of a pending visa charge: payment %s, want %s", visa.ID, left[payment.MethodVisa])
 		}
-		if p := refund(payment.MethodInsufficientFunds); p.ID != left[payment.MethodInsufficientFunds].String() ||
-			p.Status != "declined" || p.DeclineCode != "insufficient_funds" {
-			t.Errorf("refund of a pending declined charge: %+v, want it declined as it is", p)
+		if visa.Status != "refunded" {
+			t.Errorf("refund of a pending visa charge: status %q, want refunded", visa.Status)
+		}
+		declined := refund(payment.MethodInsufficientFunds)
+		if declined.ID != left[payment.MethodInsufficientFunds].String() {
+			t.Errorf("refund of a pending declined charge: payment %s, want %s", declined.ID, left[payment.MethodInsufficientFunds])
+		}
+		if declined.Status != "declined" {
+			t.Errorf("refund of a pending declined charge: status %q, want it declined as it is", declined.Status)
+		}
+		if declined.DeclineCode != "insufficient_funds" {
+			t.Errorf("refund of a pending declined charge: decline_code %q, want insufficient_funds", declined.DeclineCode)
 		}
 	}
 	// Exactly one event per change, whatever the repeats.
@@ -796,8 +903,10 @@ func TestPendingPaymentsAreScrapedAndASlowDatabaseDoesNotHoldTheScrape(t *testin
 		}
 		return string(r.Body), time.Since(start)
 	}
-	if body, _ := metrics(t); !strings.Contains(body, "payments_pending 0\n") || !strings.Contains(body, "payments_pending_oldest_age_seconds 0\n") {
-		t.Errorf("with nothing pending, /metrics lacks payments_pending 0 and an oldest age of 0:\n%s", body)
+	if body, _ := metrics(t); !strings.Contains(body, "payments_pending 0\n") {
+		t.Errorf("with nothing pending, /metrics lacks payments_pending 0:\n%s", body)
+	} else if !strings.Contains(body, "payments_pending_oldest_age_seconds 0\n") {
+		t.Errorf("with nothing pending, /metrics lacks payments_pending_oldest_age_seconds 0:\n%s", body)
 	}
 
 	// A charge in progress for 30 s: younger than the sweep's minute, so it stays.

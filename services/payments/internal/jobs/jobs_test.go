@@ -76,8 +76,11 @@ func TestRunSweepSweepsAtStartAndSurvivesFailures(t *testing.T) {
 	if s.calls != 1 || s.ages[0] != jobs.SweepAge {
 		t.Errorf("%d sweeps with ages %v; want one, at start, for payments older than %s", s.calls, s.ages, jobs.SweepAge)
 	}
-	if !strings.Contains(logs.String(), `"settled":2`) || !strings.Contains(logs.String(), "unavailable") {
-		t.Errorf("the failed sweep's log does not say how far it got and why:\n%s", logs.String())
+	if !strings.Contains(logs.String(), `"settled":2`) {
+		t.Errorf("the failed sweep's log does not say how far it got (\"settled\":2):\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "unavailable") {
+		t.Errorf("the failed sweep's log does not say why (unavailable):\n%s", logs.String())
 	}
 }
 
@@ -91,7 +94,13 @@ func (brokenForgetter) ForgetVoids(context.Context, time.Duration) (int64, error
 func TestVoidsCleanupHandlerFailsTheTaskOnError(t *testing.T) {
 	t.Parallel()
 	err := jobs.VoidsCleanupHandler(brokenForgetter{}, time.Hour, slog.New(slog.DiscardHandler))(context.Background(), nil)
-	if err == nil || !strings.Contains(err.Error(), "deleted 3 old voids") || !strings.Contains(err.Error(), "connection reset") {
-		t.Errorf("handler error %v", err)
+	if err == nil {
+		t.Fatal("handler error nil, want the failure")
+	}
+	if !strings.Contains(err.Error(), "deleted 3 old voids") {
+		t.Errorf("handler error %q does not say how far it got (deleted 3 old voids)", err)
+	}
+	if !strings.Contains(err.Error(), "connection reset") {
+		t.Errorf("handler error %q does not say why (connection reset)", err)
 	}
 }

@@ -19,8 +19,10 @@ func isInvalid(err error) bool { return apperr.CodeOf(err) == apperr.Invalid }
 func TestParseID(t *testing.T) {
 	t.Parallel()
 	id := uuid.New()
-	if got, err := payment.ParseID(id.String()); err != nil || got != id {
-		t.Errorf("ParseID(%s) = %v, %v", id, got, err)
+	if got, err := payment.ParseID(id.String()); err != nil {
+		t.Errorf("ParseID(%s): %v, want no error", id, err)
+	} else if got != id {
+		t.Errorf("ParseID(%s) = %v, want %v", id, got, id)
 	}
 	for _, s := range []string{"", "nope", "00000000-0000-0000-0000-000000000000", "urn:uuid:" + id.String(),
 		"{" + id.String() + "}", strings.ReplaceAll(id.String(), "-", "")} {
@@ -32,8 +34,10 @@ func TestParseID(t *testing.T) {
 
 func TestParseCurrencyAmountAndMethod(t *testing.T) {
 	t.Parallel()
-	if c, err := payment.ParseCurrency("usd"); err != nil || c != "USD" {
-		t.Errorf("ParseCurrency(usd) = %q, %v", c, err)
+	if c, err := payment.ParseCurrency("usd"); err != nil {
+		t.Errorf("ParseCurrency(usd): %v, want no error", err)
+	} else if c != "USD" {
+		t.Errorf("ParseCurrency(usd) = %q, want USD", c)
 	}
 	for _, s := range []string{"", "US", "USDD", "U5D", "€UR"} {
 		if _, err := payment.ParseCurrency(s); !isInvalid(err) {
@@ -41,8 +45,10 @@ func TestParseCurrencyAmountAndMethod(t *testing.T) {
 		}
 	}
 	for _, n := range []int64{1, 1999, payment.MaxAmountCents} {
-		if got, err := payment.ParseAmount(n); err != nil || got != n {
-			t.Errorf("ParseAmount(%d) = %d, %v", n, got, err)
+		if got, err := payment.ParseAmount(n); err != nil {
+			t.Errorf("ParseAmount(%d): %v, want no error", n, err)
+		} else if got != n {
+			t.Errorf("ParseAmount(%d) = %d, want %d", n, got, n)
 		}
 	}
 	for _, n := range []int64{0, -1, payment.MaxAmountCents + 1} {
@@ -51,8 +57,10 @@ func TestParseCurrencyAmountAndMethod(t *testing.T) {
 		}
 	}
 	for _, m := range []payment.Method{payment.MethodVisa, payment.MethodDeclined, payment.MethodInsufficientFunds} {
-		if got, err := payment.ParseMethod(string(m)); err != nil || got != m {
-			t.Errorf("ParseMethod(%s) = %q, %v", m, got, err)
+		if got, err := payment.ParseMethod(string(m)); err != nil {
+			t.Errorf("ParseMethod(%s): %v, want no error", m, err)
+		} else if got != m {
+			t.Errorf("ParseMethod(%s) = %q, want %q", m, got, m)
 		}
 	}
 	for _, s := range []string{"", "pm_card_mastercard", "PM_CARD_VISA", "pm_card_visa "} {
@@ -65,12 +73,16 @@ func TestParseCurrencyAmountAndMethod(t *testing.T) {
 func TestParseKeyMustBeTheOrderID(t *testing.T) {
 	t.Parallel()
 	order := uuid.New()
-	if k, err := payment.ParseKey(order.String(), order); err != nil || k != order.String() {
-		t.Errorf("ParseKey(order) = %q, %v", k, err)
+	if k, err := payment.ParseKey(order.String(), order); err != nil {
+		t.Errorf("ParseKey(order): %v, want no error", err)
+	} else if k != order.String() {
+		t.Errorf("ParseKey(order) = %q, want %q", k, order)
 	}
 	// Upper-case hex is the same UUID; the key is kept in its canonical form.
-	if k, err := payment.ParseKey(strings.ToUpper(order.String()), order); err != nil || k != order.String() {
-		t.Errorf("ParseKey(upper-case order) = %q, %v", k, err)
+	if k, err := payment.ParseKey(strings.ToUpper(order.String()), order); err != nil {
+		t.Errorf("ParseKey(upper-case order): %v, want no error", err)
+	} else if k != order.String() {
+		t.Errorf("ParseKey(upper-case order) = %q, want %q", k, order)
 	}
 	for _, k := range []string{"", uuid.NewString(), "some-key", strings.Repeat("x", 300)} {
 		if _, err := payment.ParseKey(k, order); !isInvalid(err) {
@@ -89,8 +101,11 @@ func visaCharge() payment.ChargeRequest {
 func TestFingerprintTellsRequestsApart(t *testing.T) {
 	t.Parallel()
 	c := visaCharge()
-	if !bytes.Equal(c.Fingerprint(), c.Fingerprint()) || len(c.Fingerprint()) != 32 {
-		t.Fatal("the fingerprint of one request changes")
+	if a, b := c.Fingerprint(), c.Fingerprint(); !bytes.Equal(a, b) {
+		t.Fatalf("the fingerprint of one request changes: %x, then %x", a, b)
+	}
+	if n := len(c.Fingerprint()); n != 32 {
+		t.Fatalf("a fingerprint of %d bytes, want 32", n)
 	}
 	variants := map[string]func(*payment.ChargeRequest){
 		"order":    func(c *payment.ChargeRequest) { c.OrderID = uuid.New() },
@@ -107,8 +122,17 @@ func TestFingerprintTellsRequestsApart(t *testing.T) {
 		}
 	}
 	p := payment.NewPending(uuid.New(), c, time.Now())
-	if !p.Matches(c) || p.Request() != c || p.Status != payment.StatusPending || p.IdempotencyKey != c.OrderID.String() {
-		t.Errorf("pending payment %+v", p)
+	if !p.Matches(c) {
+		t.Errorf("pending payment %+v does not match its request %+v", p, c)
+	}
+	if got := p.Request(); got != c {
+		t.Errorf("pending payment's request %+v, want %+v", got, c)
+	}
+	if p.Status != payment.StatusPending {
+		t.Errorf("pending payment's status %s, want %s", p.Status, payment.StatusPending)
+	}
+	if p.IdempotencyKey != c.OrderID.String() {
+		t.Errorf("pending payment's idempotency key %q, want the order id %s", p.IdempotencyKey, c.OrderID)
 	}
 }
 
@@ -118,21 +142,51 @@ func TestSettleAndRefundFollowTheLifecycle(t *testing.T) {
 	pending := payment.NewPending(uuid.New(), visaCharge(), at)
 
 	captured, err := pending.Settle(payment.Outcome{Status: payment.StatusCaptured, Reference: "ch_1"}, at)
-	if err != nil || captured.Status != payment.StatusCaptured || captured.ProcessorRef != "ch_1" ||
-		!captured.SettledAt.Equal(at) || captured.Declined() != nil {
-		t.Errorf("captured = %+v, %v", captured, err)
+	if err != nil {
+		t.Fatalf("settle as captured: %v, want no error", err)
+	}
+	if captured.Status != payment.StatusCaptured {
+		t.Errorf("captured: status %s, want %s", captured.Status, payment.StatusCaptured)
+	}
+	if captured.ProcessorRef != "ch_1" {
+		t.Errorf("captured: processor ref %q, want ch_1", captured.ProcessorRef)
+	}
+	if !captured.SettledAt.Equal(at) {
+		t.Errorf("captured: settled at %v, want %v", captured.SettledAt, at)
+	}
+	if err := captured.Declined(); err != nil {
+		t.Errorf("captured.Declined() = %v, want nil", err)
 	}
 	refunded, err := captured.Refund(at.Add(time.Hour))
-	if err != nil || refunded.Status != payment.StatusRefunded || !refunded.RefundedAt.Equal(at.Add(time.Hour)) {
-		t.Errorf("refunded = %+v, %v", refunded, err)
+	if err != nil {
+		t.Fatalf("refund of the captured payment: %v, want no error", err)
+	}
+	if refunded.Status != payment.StatusRefunded {
+		t.Errorf("refunded: status %s, want %s", refunded.Status, payment.StatusRefunded)
+	}
+	if !refunded.RefundedAt.Equal(at.Add(time.Hour)) {
+		t.Errorf("refunded: refunded at %v, want %v", refunded.RefundedAt, at.Add(time.Hour))
 	}
 
 	declined, err := pending.Settle(payment.Outcome{Status: payment.StatusDeclined, DeclineCode: payment.DeclineInsufficientFunds}, at)
-	if err != nil || declined.Status != payment.StatusDeclined || declined.DeclineCode != payment.DeclineInsufficientFunds {
-		t.Errorf("declined = %+v, %v", declined, err)
+	if err != nil {
+		t.Fatalf("settle as declined: %v, want no error", err)
 	}
-	if err := declined.Declined(); apperr.ReasonOf(err) != "insufficient_funds" || apperr.CodeOf(err) != apperr.PaymentRequired || !strings.Contains(err.Error(), "insufficient funds") {
-		t.Errorf("declined.Declined() = %v", err)
+	if declined.Status != payment.StatusDeclined {
+		t.Errorf("declined: status %s, want %s", declined.Status, payment.StatusDeclined)
+	}
+	if declined.DeclineCode != payment.DeclineInsufficientFunds {
+		t.Errorf("declined: decline code %s, want %s", declined.DeclineCode, payment.DeclineInsufficientFunds)
+	}
+	err = declined.Declined()
+	if r := apperr.ReasonOf(err); r != "insufficient_funds" {
+		t.Errorf("declined.Declined() = %v: reason %q, want insufficient_funds", err, r)
+	}
+	if code := apperr.CodeOf(err); code != apperr.PaymentRequired {
+		t.Errorf("declined.Declined() = %v: code %s, want %s", err, code, apperr.PaymentRequired)
+	}
+	if err == nil || !strings.Contains(err.Error(), "insufficient funds") {
+		t.Errorf("declined.Declined() = %v, want it to say insufficient funds", err)
 	}
 
 	bad := []struct {
@@ -171,8 +225,17 @@ func TestStripeTestFollowsTheTestPaymentMethods(t *testing.T) {
 		c := visaCharge()
 		c.Method = method
 		got, err := payment.StripeTest{}.Charge(ctx, "key-1", c)
-		if err != nil || got.Status != want.Status || got.DeclineCode != want.DeclineCode || got.Reference != "ch_test_key-1" {
-			t.Errorf("%s: %+v, %v; want %+v", method, got, err, want)
+		if err != nil {
+			t.Fatalf("%s: %v, want no error", method, err)
+		}
+		if got.Status != want.Status {
+			t.Errorf("%s: status %s, want %s", method, got.Status, want.Status)
+		}
+		if got.DeclineCode != want.DeclineCode {
+			t.Errorf("%s: decline code %q, want %q", method, got.DeclineCode, want.DeclineCode)
+		}
+		if got.Reference != "ch_test_key-1" {
+			t.Errorf("%s: reference %q, want ch_test_key-1", method, got.Reference)
 		}
 		// The same key answers the same: a repeat charges nothing more.
 		if again, _ := (payment.StripeTest{}).Charge(ctx, "key-1", c); again != got {
@@ -208,8 +271,14 @@ func TestStripeTestFollowsTheTestPaymentMethods(t *testing.T) {
 func TestDeclinesAre402sWithTheirCodeAsReason(t *testing.T) {
 	t.Parallel()
 	for _, c := range []payment.DeclineCode{payment.DeclinePaymentDeclined, payment.DeclineInsufficientFunds} {
-		if apperr.CodeOf(c.Err()) != apperr.PaymentRequired || apperr.ReasonOf(c.Err()) != string(c) || !c.Valid() {
-			t.Errorf("%s: err %v", c, c.Err())
+		if code := apperr.CodeOf(c.Err()); code != apperr.PaymentRequired {
+			t.Errorf("%s: err %v with code %s, want %s", c, c.Err(), code, apperr.PaymentRequired)
+		}
+		if r := apperr.ReasonOf(c.Err()); r != string(c) {
+			t.Errorf("%s: err %v with reason %q, want %q", c, c.Err(), r, c)
+		}
+		if !c.Valid() {
+			t.Errorf("%s: not valid, want valid", c)
 		}
 	}
 	if payment.DeclineCode("stolen").Valid() {

@@ -144,8 +144,11 @@ func TestAProcessorOutageLeavesThePaymentPendingUntilARetry(t *testing.T) {
 	if _, err := svc.Charge(ctx, c); apperr.CodeOf(err) != apperr.Unavailable {
 		t.Fatalf("charge while the processor is down: %v, want unavailable", err)
 	}
-	if p, _ := store.ByOrder(ctx, c.OrderID); p.Status != payment.StatusPending || len(store.events) != 0 {
-		t.Fatalf("after a failed processor call: %+v, events %v", p, store.events)
+	if p, _ := store.ByOrder(ctx, c.OrderID); p.Status != payment.StatusPending {
+		t.Fatalf("after a failed processor call: status %q, want pending", p.Status)
+	}
+	if len(store.events) != 0 {
+		t.Fatalf("after a failed processor call: events %v, want none", store.events)
 	}
 	// A look-up cannot learn the outcome either, and says why.
 	if _, err := svc.Payment(ctx, c.OrderID); apperr.CodeOf(err) != apperr.Unavailable {
@@ -154,12 +157,24 @@ func TestAProcessorOutageLeavesThePaymentPendingUntilARetry(t *testing.T) {
 
 	proc.fail(nil)
 	p, err := svc.Charge(ctx, c)
-	if err != nil || p.Status != payment.StatusCaptured || len(store.events) != 1 {
-		t.Fatalf("retry: %+v, %v, events %v", p, err, store.events)
+	if err != nil {
+		t.Fatalf("retry: %v, want no error", err)
+	}
+	if p.Status != payment.StatusCaptured {
+		t.Fatalf("retry: status %s, want %s", p.Status, payment.StatusCaptured)
+	}
+	if len(store.events) != 1 {
+		t.Fatalf("retry: events %v, want one", store.events)
 	}
 	again, err := svc.Charge(ctx, c)
-	if err != nil || again.ID != p.ID || proc.charges != 3 {
-		t.Errorf("repeat: %+v, %v; %d processor calls, want 3 (two failed, one answered)", again, err, proc.charges)
+	if err != nil {
+		t.Fatalf("repeat: %v, want no error", err)
+	}
+	if again.ID != p.ID {
+		t.Errorf("repeat: payment %s, want the first %s", again.ID, p.ID)
+	}
+	if proc.charges != 3 {
+		t.Errorf("repeat: %d processor calls, want 3 (two failed, one answered)", proc.charges)
 	}
 }
 
@@ -183,8 +198,12 @@ func TestTheSameKeyWithAnotherRequestIsRefused(t *testing.T) {
 	}
 	other := c
 	other.Amount.Cents++
-	if _, err := svc.Charge(ctx, other); !errors.Is(err, payment.ErrKeyReused) || apperr.CodeOf(err) != apperr.Invalid {
+	_, err := svc.Charge(ctx, other)
+	if !errors.Is(err, payment.ErrKeyReused) {
 		t.Errorf("same key, other amount: %v, want ErrKeyReused", err)
+	}
+	if code := apperr.CodeOf(err); code != apperr.Invalid {
+		t.Errorf("same key, other amount: code %s, want %s", code, apperr.Invalid)
 	}
 	if proc.charges != 1 || len(store.events) != 1 {
 		t.Errorf("%d processor calls, events %v; want 1 and 1", proc.charges, store.events)
@@ -204,8 +223,17 @@ func TestRefundSettlesAnInterruptedChargeFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := svc.Refund(ctx, c.OrderID)
-	if err != nil || p.Status != payment.StatusRefunded || proc.charges != 1 || proc.refunds != 1 {
-		t.Fatalf("refund of a pending charge: %+v, %v; %d charges, %d refunds", p, err, proc.charges, proc.refunds)
+	if err != nil {
+		t.Fatalf("refund of a pending charge: %v, want no error", err)
+	}
+	if p.Status != payment.StatusRefunded {
+		t.Errorf("refund of a pending charge: status %s, want %s", p.Status, payment.StatusRefunded)
+	}
+	if proc.charges != 1 {
+		t.Errorf("refund of a pending charge: %d processor charges, want 1", proc.charges)
+	}
+	if proc.refunds != 1 {
+		t.Errorf("refund of a pending charge: %d processor refunds, want 1", proc.refunds)
 	}
 	if len(store.events) != 2 || store.events[0] != payment.StatusCaptured || store.events[1] != payment.StatusRefunded {
 		t.Errorf("events %v, want captured then refunded", store.events)
@@ -243,12 +271,19 @@ func TestARequestAsksTheProcessorWithinOneTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	if p, err := svc.Refund(ctx, c.OrderID); err != nil || p.Status != payment.StatusRefunded {
-		t.Fatalf("refund of a pending payment: %+v, %v", p, err)
+	if p, err := svc.Refund(ctx, c.OrderID); err != nil {
+		t.Fatalf("refund of a pending payment: %v, want no error", err)
+	} else if p.Status != payment.StatusRefunded {
+		t.Fatalf("refund of a pending payment: status %s, want %s", p.Status, payment.StatusRefunded)
 	}
 	end := time.Now()
-	if len(proc.deadlines) != 2 || !proc.deadlines[0].Equal(proc.deadlines[1]) ||
-		proc.deadlines[0].Before(start.Add(timeout)) || proc.deadlines[0].After(end.Add(timeout)) {
-		t.Errorf("processor call deadlines %v, want both the same, %s after the refund started (%v)", proc.deadlines, timeout, start)
+	if len(proc.deadlines) != 2 {
+		t.Fatalf("processor call deadlines %v, want two", proc.deadlines)
+	}
+	if !proc.deadlines[0].Equal(proc.deadlines[1]) {
+		t.Errorf("processor call deadlines %v and %v, want both the same", proc.deadlines[0], proc.deadlines[1])
+	}
+	if proc.deadlines[0].Before(start.Add(timeout)) || proc.deadlines[0].After(end.Add(timeout)) {
+		t.Errorf("processor call deadline %v, want between %v and %v (%s after the refund started and ended)", proc.deadlines[0], start.Add(timeout), end.Add(timeout), timeout)
 	}
 }

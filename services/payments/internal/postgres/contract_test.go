@@ -58,8 +58,11 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 		if err := rows.Scan(&stream, &source, &typ, &data); err != nil {
 			t.Fatal(err)
 		}
-		if stream != paymentevents.Stream || source != paymentevents.Source {
-			t.Errorf("%s on %s from %s", typ, stream, source)
+		if stream != paymentevents.Stream {
+			t.Errorf("%s on stream %s, want %s", typ, stream, paymentevents.Stream)
+		}
+		if source != paymentevents.Source {
+			t.Errorf("%s from source %s, want %s", typ, source, paymentevents.Source)
 		}
 		written = append(written, typ)
 		eventcontract.SameJSON(t, typ, data, eventcontract.Example(t, typ))

@@ -191,14 +191,51 @@ func TestChargeCapturesOnceAndWritesItsEvent(t *testing.T) {
 	c := charge(payment.MethodVisa)
 
 	p, err := e.svc.Charge(ctx, c)
-	if err != nil || p.Status != payment.StatusCaptured || p.OrderID != c.OrderID || p.UserID != c.UserID ||
-		p.Amount != c.Amount || p.DeclineCode != "" || p.ProcessorRef != "ch_test_"+p.ID.String() || p.SettledAt.IsZero() {
-		t.Fatalf("Charge = %+v, %v", p, err)
+	if err != nil {
+		t.Fatalf("Charge: %v, want no error", err)
+	}
+	if p.Status != payment.StatusCaptured {
+		t.Fatalf("Charge: status %s, want %s", p.Status, payment.StatusCaptured)
+	}
+	if p.OrderID != c.OrderID {
+		t.Fatalf("Charge: order %s, want %s", p.OrderID, c.OrderID)
+	}
+	if p.UserID != c.UserID {
+		t.Fatalf("Charge: user %s, want %s", p.UserID, c.UserID)
+	}
+	if p.Amount != c.Amount {
+		t.Fatalf("Charge: amount %+v, want %+v", p.Amount, c.Amount)
+	}
+	if p.DeclineCode != "" {
+		t.Fatalf("Charge: decline code %q, want none", p.DeclineCode)
+	}
+	if want := "ch_test_" + p.ID.String(); p.ProcessorRef != want {
+		t.Fatalf("Charge: processor ref %q, want %q", p.ProcessorRef, want)
+	}
+	if p.SettledAt.IsZero() {
+		t.Fatal("Charge: settled at zero, want a time")
 	}
 	stored, err := e.store.ByOrder(ctx, c.OrderID)
-	if err != nil || stored.ID != p.ID || stored.Status != payment.StatusCaptured || !stored.SettledAt.Equal(p.SettledAt) ||
-		!stored.CreatedAt.Equal(p.CreatedAt) || stored.IdempotencyKey != c.OrderID.String() || !stored.Matches(c) {
-		t.Errorf("stored %+v, %v; returned %+v", stored, err, p)
+	if err != nil {
+		t.Fatalf("stored: %v, want no error", err)
+	}
+	if stored.ID != p.ID {
+		t.Errorf("stored id %s, want the returned %s", stored.ID, p.ID)
+	}
+	if stored.Status != payment.StatusCaptured {
+		t.Errorf("stored status %s, want %s", stored.Status, payment.StatusCaptured)
+	}
+	if !stored.SettledAt.Equal(p.SettledAt) {
+		t.Errorf("stored settled at %v, want the returned %v", stored.SettledAt, p.SettledAt)
+	}
+	if !stored.CreatedAt.Equal(p.CreatedAt) {
+		t.Errorf("stored created at %v, want the returned %v", stored.CreatedAt, p.CreatedAt)
+	}
+	if stored.IdempotencyKey != c.OrderID.String() {
+		t.Errorf("stored idempotency key %q, want the order id %s", stored.IdempotencyKey, c.OrderID)
+	}
+	if !stored.Matches(c) {
+		t.Errorf("stored %+v does not match the request %+v", stored, c)
 	}
 
 	evs := events(t, e.pool)
@@ -206,9 +243,20 @@ func TestChargeCapturesOnceAndWritesItsEvent(t *testing.T) {
 		t.Fatalf("%d events, want 1", len(evs))
 	}
 	ev := evs[0]
-	if ev.Stream != "events.payments" || ev.Type != "payment.captured" || ev.Source != "payments" || ev.Subject != p.ID.String() ||
-		!ev.Time.Equal(p.SettledAt) {
-		t.Errorf("event %+v", ev)
+	if ev.Stream != "events.payments" {
+		t.Errorf("event stream %q, want events.payments", ev.Stream)
+	}
+	if ev.Type != "payment.captured" {
+		t.Errorf("event type %q, want payment.captured", ev.Type)
+	}
+	if ev.Source != "payments" {
+		t.Errorf("event source %q, want payments", ev.Source)
+	}
+	if ev.Subject != p.ID.String() {
+		t.Errorf("event subject %q, want the payment %s", ev.Subject, p.ID)
+	}
+	if !ev.Time.Equal(p.SettledAt) {
+		t.Errorf("event time %v, want the settlement's %v", ev.Time, p.SettledAt)
 	}
 	want := map[string]any{"payment_id": p.ID.String(), "order_id": c.OrderID.String(), "user_id": c.UserID.String(),
 		"amount_cents": float64(4200), "currency": "USD", "decline_code": nil}
@@ -223,8 +271,14 @@ func TestChargeCapturesOnceAndWritesItsEvent(t *testing.T) {
 
 	// A retry answers the first outcome without asking the processor again.
 	again, err := e.svc.Charge(ctx, c)
-	if err != nil || again.ID != p.ID || again.Status != payment.StatusCaptured {
-		t.Errorf("retry = %+v, %v", again, err)
+	if err != nil {
+		t.Fatalf("retry: %v, want no error", err)
+	}
+	if again.ID != p.ID {
+		t.Errorf("retry: payment %s, want the first %s", again.ID, p.ID)
+	}
+	if again.Status != payment.StatusCaptured {
+		t.Errorf("retry: status %s, want %s", again.Status, payment.StatusCaptured)
 	}
 	if n := e.proc.charges.Load(); n != 1 {
 		t.Errorf("%d processor charges, want 1", n)
@@ -244,16 +298,37 @@ func TestDeclinesAreRecordedWithTheirCode(t *testing.T) {
 	} {
 		c := charge(method)
 		p, err := e.svc.Charge(ctx, c)
-		if err != nil || p.Status != payment.StatusDeclined || p.DeclineCode != code || apperr.ReasonOf(p.Declined()) != string(code) {
-			t.Errorf("%s: %+v, %v", method, p, err)
+		if err != nil {
+			t.Fatalf("%s: %v, want no error", method, err)
+		}
+		if p.Status != payment.StatusDeclined {
+			t.Errorf("%s: status %s, want %s", method, p.Status, payment.StatusDeclined)
+		}
+		if p.DeclineCode != code {
+			t.Errorf("%s: decline code %s, want %s", method, p.DeclineCode, code)
+		}
+		if r := apperr.ReasonOf(p.Declined()); r != string(code) {
+			t.Errorf("%s: Declined() reason %q, want %q", method, r, code)
 		}
 		again, err := e.svc.Charge(ctx, c)
-		if err != nil || again.ID != p.ID || again.DeclineCode != code {
-			t.Errorf("%s retry: %+v, %v", method, again, err)
+		if err != nil {
+			t.Fatalf("%s retry: %v, want no error", method, err)
+		}
+		if again.ID != p.ID {
+			t.Errorf("%s retry: payment %s, want the first %s", method, again.ID, p.ID)
+		}
+		if again.DeclineCode != code {
+			t.Errorf("%s retry: decline code %s, want %s", method, again.DeclineCode, code)
 		}
 		stored, err := e.store.ByOrder(ctx, c.OrderID)
-		if err != nil || stored.DeclineCode != code || stored.Status != payment.StatusDeclined {
-			t.Errorf("%s stored: %+v, %v", method, stored, err)
+		if err != nil {
+			t.Fatalf("%s stored: %v, want no error", method, err)
+		}
+		if stored.DeclineCode != code {
+			t.Errorf("%s stored: decline code %s, want %s", method, stored.DeclineCode, code)
+		}
+		if stored.Status != payment.StatusDeclined {
+			t.Errorf("%s stored: status %s, want %s", method, stored.Status, payment.StatusDeclined)
 		}
 	}
 	if n := e.proc.charges.Load(); n != 2 {
@@ -265,13 +340,19 @@ func TestDeclinesAreRecordedWithTheirCode(t *testing.T) {
 	}
 	codes := map[any]bool{}
 	for _, ev := range evs {
-		if ev.Type != "payment.declined" || ev.Stream != "events.payments" {
-			t.Errorf("event %+v", ev)
+		if ev.Type != "payment.declined" {
+			t.Errorf("event type %q, want payment.declined", ev.Type)
+		}
+		if ev.Stream != "events.payments" {
+			t.Errorf("event %s on stream %q, want events.payments", ev.Type, ev.Stream)
 		}
 		codes[ev.Data["decline_code"]] = true
 	}
-	if !codes["payment_declined"] || !codes["insufficient_funds"] {
-		t.Errorf("decline codes in events: %v", codes)
+	if !codes["payment_declined"] {
+		t.Errorf("decline codes in events: %v, want payment_declined among them", codes)
+	}
+	if !codes["insufficient_funds"] {
+		t.Errorf("decline codes in events: %v, want insufficient_funds among them", codes)
 	}
 }
 
@@ -296,8 +377,14 @@ func TestTheSameKeyWithAnotherRequestChangesNothing(t *testing.T) {
 		}
 	}
 	stored, _ := e.store.ByOrder(ctx, c.OrderID)
-	if stored.ID != first.ID || stored.Status != payment.StatusDeclined || stored.Amount != c.Amount {
-		t.Errorf("stored %+v", stored)
+	if stored.ID != first.ID {
+		t.Errorf("stored payment %s, want the first %s", stored.ID, first.ID)
+	}
+	if stored.Status != payment.StatusDeclined {
+		t.Errorf("stored status %s, want %s", stored.Status, payment.StatusDeclined)
+	}
+	if stored.Amount != c.Amount {
+		t.Errorf("stored amount %+v, want %+v", stored.Amount, c.Amount)
 	}
 	if n, m, calls := count(t, e.pool, "payments"), count(t, e.pool, "outbox"), e.proc.charges.Load(); n != 1 || m != 1 || calls != 1 {
 		t.Errorf("%d payments, %d events, %d processor calls; want 1 each", n, m, calls)
@@ -371,24 +458,40 @@ func TestAFailedProcessorCallLeavesAPendingPaymentTheRetrySettles(t *testing.T) 
 		t.Fatalf("charge with the processor down: %v, want unavailable", err)
 	}
 	stored, err := e.store.ByOrder(ctx, c.OrderID)
-	if err != nil || stored.Status != payment.StatusPending || !stored.SettledAt.IsZero() {
-		t.Fatalf("after the failure: %+v, %v", stored, err)
+	if err != nil {
+		t.Fatalf("after the failure: %v, want no error", err)
+	}
+	if stored.Status != payment.StatusPending {
+		t.Fatalf("after the failure: status %s, want %s", stored.Status, payment.StatusPending)
+	}
+	if !stored.SettledAt.IsZero() {
+		t.Fatalf("after the failure: settled at %v, want zero", stored.SettledAt)
 	}
 	if n := count(t, e.pool, "outbox"); n != 0 {
 		t.Errorf("%d events for a charge with no outcome, want 0", n)
 	}
 	// A pending payment is nobody's business but the saga's: the owner sees none yet.
-	if list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20}); err != nil || len(list) != 0 {
-		t.Errorf("owner's list with a pending payment: %v, %v", list, err)
+	if list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20}); err != nil {
+		t.Errorf("owner's list with a pending payment: %v, want no error", err)
+	} else if len(list) != 0 {
+		t.Errorf("owner's list with a pending payment: %+v, want none", list)
 	}
 
 	e.proc.fail.Store(false)
 	p, err := e.svc.Charge(ctx, c)
-	if err != nil || p.Status != payment.StatusCaptured || p.ID != stored.ID {
-		t.Fatalf("retry: %+v, %v", p, err)
+	if err != nil {
+		t.Fatalf("retry: %v, want no error", err)
 	}
-	if evs := events(t, e.pool); len(evs) != 1 || evs[0].Type != "payment.captured" {
-		t.Errorf("events %+v", evs)
+	if p.Status != payment.StatusCaptured {
+		t.Fatalf("retry: status %s, want %s", p.Status, payment.StatusCaptured)
+	}
+	if p.ID != stored.ID {
+		t.Fatalf("retry: payment %s, want the pending %s", p.ID, stored.ID)
+	}
+	if evs := events(t, e.pool); len(evs) != 1 {
+		t.Errorf("events %+v, want one", evs)
+	} else if evs[0].Type != "payment.captured" {
+		t.Errorf("event type %q, want payment.captured", evs[0].Type)
 	}
 }
 
@@ -409,15 +512,37 @@ func TestALookUpSettlesAPaymentACrashLeftPending(t *testing.T) {
 	}
 
 	p, err := e.svc.Payment(ctx, c.OrderID)
-	if err != nil || p.ID != pending.ID || p.Status != payment.StatusDeclined || p.DeclineCode != payment.DeclineInsufficientFunds {
-		t.Fatalf("look-up of the pending payment: %+v, %v", p, err)
+	if err != nil {
+		t.Fatalf("look-up of the pending payment: %v, want no error", err)
+	}
+	if p.ID != pending.ID {
+		t.Fatalf("look-up of the pending payment: payment %s, want the first pending one %s", p.ID, pending.ID)
+	}
+	if p.Status != payment.StatusDeclined {
+		t.Fatalf("look-up of the pending payment: status %s, want %s", p.Status, payment.StatusDeclined)
+	}
+	if p.DeclineCode != payment.DeclineInsufficientFunds {
+		t.Fatalf("look-up of the pending payment: decline code %s, want %s", p.DeclineCode, payment.DeclineInsufficientFunds)
 	}
 	again, err := e.svc.Payment(ctx, c.OrderID)
-	if err != nil || again.Status != payment.StatusDeclined || e.proc.charges.Load() != 1 {
-		t.Errorf("second look-up: %+v, %v, %d processor calls", again, err, e.proc.charges.Load())
+	if err != nil {
+		t.Fatalf("second look-up: %v, want no error", err)
 	}
-	if evs := events(t, e.pool); len(evs) != 1 || evs[0].Type != "payment.declined" || evs[0].Subject != pending.ID.String() {
-		t.Errorf("events %+v", evs)
+	if again.Status != payment.StatusDeclined {
+		t.Errorf("second look-up: status %s, want %s", again.Status, payment.StatusDeclined)
+	}
+	if n := e.proc.charges.Load(); n != 1 {
+		t.Errorf("second look-up: %d processor calls in all, want 1", n)
+	}
+	evs := events(t, e.pool)
+	if len(evs) != 1 {
+		t.Fatalf("events %+v, want one", evs)
+	}
+	if evs[0].Type != "payment.declined" {
+		t.Errorf("event type %q, want payment.declined", evs[0].Type)
+	}
+	if evs[0].Subject != pending.ID.String() {
+		t.Errorf("event subject %q, want the payment %s", evs[0].Subject, pending.ID)
 	}
 	if _, err := e.svc.Payment(ctx, uuid.New()); !errors.Is(err, payment.ErrNotFound) {
 		t.Errorf("look-up of an order never charged: %v", err)
@@ -462,8 +587,14 @@ func TestConcurrentRefundsRecordOneRefund(t *testing.T) {
 	wg.Wait()
 	close(results)
 	for p := range results {
-		if p.ID != charged.ID || p.Status != payment.StatusRefunded || p.RefundedAt.IsZero() {
-			t.Errorf("a refund answered %+v", p)
+		if p.ID != charged.ID {
+			t.Errorf("a refund answered payment %s, want %s", p.ID, charged.ID)
+		}
+		if p.Status != payment.StatusRefunded {
+			t.Errorf("a refund answered status %s, want %s", p.Status, payment.StatusRefunded)
+		}
+		if p.RefundedAt.IsZero() {
+			t.Error("a refund answered refunded at zero, want a time")
 		}
 	}
 	if keys := e.proc.keysSeen(); len(keys) != 2 || keys[charged.ID.String()] != 1 || keys["refund_"+charged.ID.String()] != callers {
@@ -476,8 +607,11 @@ func TestConcurrentRefundsRecordOneRefund(t *testing.T) {
 	ref := evs[1]
 	want := map[string]any{"payment_id": charged.ID.String(), "order_id": c.OrderID.String(), "user_id": c.UserID.String(),
 		"amount_cents": float64(4200), "currency": "USD"}
-	if len(ref.Data) != len(want) || ref.Subject != charged.ID.String() {
-		t.Errorf("refund event %+v", ref)
+	if len(ref.Data) != len(want) {
+		t.Errorf("refund event data %v, want %v", ref.Data, want)
+	}
+	if ref.Subject != charged.ID.String() {
+		t.Errorf("refund event subject %q, want the payment %s", ref.Subject, charged.ID)
 	}
 	for k, v := range want {
 		if ref.Data[k] != v {
@@ -496,8 +630,17 @@ func TestRefundingADeclinedOrUnknownChargeChangesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := e.svc.Refund(ctx, c.OrderID)
-	if err != nil || p.ID != declined.ID || p.Status != payment.StatusDeclined || !p.RefundedAt.IsZero() {
-		t.Errorf("refund of a declined charge: %+v, %v", p, err)
+	if err != nil {
+		t.Fatalf("refund of a declined charge: %v, want no error", err)
+	}
+	if p.ID != declined.ID {
+		t.Errorf("refund of a declined charge: payment %s, want %s", p.ID, declined.ID)
+	}
+	if p.Status != payment.StatusDeclined {
+		t.Errorf("refund of a declined charge: status %s, want %s", p.Status, payment.StatusDeclined)
+	}
+	if !p.RefundedAt.IsZero() {
+		t.Errorf("refund of a declined charge: refunded at %v, want zero", p.RefundedAt)
 	}
 	if _, err := e.svc.Refund(ctx, uuid.New()); !errors.Is(err, payment.ErrNotFound) {
 		t.Errorf("refund of an order never charged: %v, want ErrNotFound", err)
@@ -522,20 +665,33 @@ func TestTheListShowsOnlyTheOwnersPayments(t *testing.T) {
 	}
 
 	list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20})
-	if err != nil || len(list) != 1 || list[0].ID != p.ID || list[0].Status != payment.StatusCaptured {
-		t.Errorf("owner's list: %+v, %v", list, err)
+	if err != nil {
+		t.Fatalf("owner's list: %v, want no error", err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("owner's list: %+v, want one payment", list)
+	}
+	if list[0].ID != p.ID {
+		t.Errorf("owner's list: payment %s, want %s", list[0].ID, p.ID)
+	}
+	if list[0].Status != payment.StatusCaptured {
+		t.Errorf("owner's list: status %s, want %s", list[0].Status, payment.StatusCaptured)
 	}
 	for name, q := range map[string][2]uuid.UUID{
 		"someone else asking for the order":  {other.UserID, c.OrderID},
 		"the owner asking for another order": {c.UserID, other.OrderID},
 	} {
-		if list, err := e.svc.List(ctx, q[0], q[1], page.Request{Limit: 20}); err != nil || len(list) != 0 {
-			t.Errorf("%s: %+v, %v", name, list, err)
+		if list, err := e.svc.List(ctx, q[0], q[1], page.Request{Limit: 20}); err != nil {
+			t.Errorf("%s: %v, want no error", name, err)
+		} else if len(list) != 0 {
+			t.Errorf("%s: %+v, want none", name, list)
 		}
 	}
 	after := page.Cursor{Time: p.CreatedAt, ID: p.ID}
-	if list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20, After: &after}); err != nil || len(list) != 0 {
-		t.Errorf("page after the only payment: %+v, %v", list, err)
+	if list, err := e.svc.List(ctx, c.UserID, c.OrderID, page.Request{Limit: 20, After: &after}); err != nil {
+		t.Errorf("page after the only payment: %v, want no error", err)
+	} else if len(list) != 0 {
+		t.Errorf("page after the only payment: %+v, want none", list)
 	}
 }
 
@@ -558,8 +714,11 @@ func TestChargeAndVoidOfOneOrderExcludeEachOther(t *testing.T) {
 		wg.Wait()
 		switch {
 		case chargeErr == nil: // the charge came first; the refund gave the money back
-			if refundErr != nil || refunded.Status != payment.StatusRefunded {
-				t.Fatalf("charge won but the refund answered %+v, %v", refunded, refundErr)
+			if refundErr != nil {
+				t.Fatalf("charge won but the refund answered %v, want no error", refundErr)
+			}
+			if refunded.Status != payment.StatusRefunded {
+				t.Fatalf("charge won but the refund answered status %s, want %s", refunded.Status, payment.StatusRefunded)
 			}
 		case errors.Is(chargeErr, payment.ErrVoided): // the void came first
 			if !errors.Is(refundErr, payment.ErrNotFound) {
@@ -655,8 +814,12 @@ func TestNothingIsHeldWhileTheProcessorIsAsked(t *testing.T) {
 		}
 
 		release()
-		if p := <-done; p.OrderID != c.order || p.Status != c.status {
-			t.Errorf("%s answered %+v, want %s", c.name, p, c.status)
+		p := <-done
+		if p.OrderID != c.order {
+			t.Errorf("%s answered order %s, want %s", c.name, p.OrderID, c.order)
+		}
+		if p.Status != c.status {
+			t.Errorf("%s answered status %s, want %s", c.name, p.Status, c.status)
 		}
 		wg.Wait()
 	}
@@ -688,18 +851,29 @@ func TestRecordMovesAPaymentOnlyFromTheStatusItWasIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := e.store.Record(ctx, payment.StatusPending, declined); err != nil || !reflect.DeepEqual(got, declined) {
-		t.Fatalf("Record(pending → declined) = %+v, %v", got, err)
+	if got, err := e.store.Record(ctx, payment.StatusPending, declined); err != nil {
+		t.Fatalf("Record(pending → declined): %v, want no error", err)
+	} else if !reflect.DeepEqual(got, declined) {
+		t.Fatalf("Record(pending → declined) = %+v, want %+v", got, declined)
 	}
 
 	captured, _ := pending.Settle(payment.Outcome{Status: payment.StatusCaptured, Reference: "ch_2"}, at.Add(time.Second))
-	if got, err := e.store.Record(ctx, payment.StatusPending, captured); err != nil || got.Status != payment.StatusDeclined || got.ProcessorRef != "ch_1" {
-		t.Errorf("a second outcome for a settled payment: %+v, %v; want the stored decline", got, err)
+	if got, err := e.store.Record(ctx, payment.StatusPending, captured); err != nil {
+		t.Errorf("a second outcome for a settled payment: %v, want no error", err)
+	} else {
+		if got.Status != payment.StatusDeclined {
+			t.Errorf("a second outcome for a settled payment: status %s, want the stored %s", got.Status, payment.StatusDeclined)
+		}
+		if got.ProcessorRef != "ch_1" {
+			t.Errorf("a second outcome for a settled payment: processor ref %q, want the stored ch_1", got.ProcessorRef)
+		}
 	}
 	refunded := captured
 	refunded.Status, refunded.RefundedAt = payment.StatusRefunded, at
-	if got, err := e.store.Record(ctx, payment.StatusCaptured, refunded); err != nil || got.Status != payment.StatusDeclined {
-		t.Errorf("a refund of a declined payment: %+v, %v; want the stored decline", got, err)
+	if got, err := e.store.Record(ctx, payment.StatusCaptured, refunded); err != nil {
+		t.Errorf("a refund of a declined payment: %v, want no error", err)
+	} else if got.Status != payment.StatusDeclined {
+		t.Errorf("a refund of a declined payment: status %s, want the stored %s", got.Status, payment.StatusDeclined)
 	}
 	if stored, _ := e.store.ByOrder(ctx, pending.OrderID); !reflect.DeepEqual(stored, declined) {
 		t.Errorf("stored %+v, want %+v", stored, declined)
@@ -798,8 +972,18 @@ func TestTheSweepSettlesPaymentsLeftPending(t *testing.T) {
 	}
 
 	calls := e.proc.charges.Load()
-	if n, err := e.svc.SettlePending(ctx, time.Minute); n != 0 || err != nil || e.proc.charges.Load() != calls || count(t, e.pool, "outbox") != left {
-		t.Errorf("second sweep: %d, %v, %d more processor calls, %d events", n, err, e.proc.charges.Load()-calls, count(t, e.pool, "outbox"))
+	n, err := e.svc.SettlePending(ctx, time.Minute)
+	if err != nil {
+		t.Errorf("second sweep: %v, want no error", err)
+	}
+	if n != 0 {
+		t.Errorf("second sweep: %d settled, want 0", n)
+	}
+	if more := e.proc.charges.Load() - calls; more != 0 {
+		t.Errorf("second sweep: %d more processor calls, want 0", more)
+	}
+	if m := count(t, e.pool, "outbox"); m != left {
+		t.Errorf("second sweep: %d events in all, want %d", m, left)
 	}
 }
 
@@ -812,8 +996,10 @@ func TestForgetVoidsDeletesOnlyTheOldOnes(t *testing.T) {
 	const retention = 30 * 24 * time.Hour
 	old, recent := charge(payment.MethodVisa), charge(payment.MethodVisa)
 	for c, at := range map[*payment.ChargeRequest]time.Time{&old: time.Now().Add(-retention - time.Hour), &recent: time.Now().Add(-retention + time.Hour)} {
-		if voided, err := e.store.Void(ctx, c.OrderID, at); err != nil || !voided {
-			t.Fatalf("void: %v, %v", voided, err)
+		if voided, err := e.store.Void(ctx, c.OrderID, at); err != nil {
+			t.Fatalf("void: %v, want no error", err)
+		} else if !voided {
+			t.Fatal("void: not voided, want voided")
 		}
 	}
 	if n, err := e.svc.ForgetVoids(ctx, retention); n != 1 || err != nil {
@@ -825,8 +1011,10 @@ func TestForgetVoidsDeletesOnlyTheOldOnes(t *testing.T) {
 	if _, err := e.svc.Charge(ctx, recent); !errors.Is(err, payment.ErrVoided) {
 		t.Errorf("charge of an order voided within the retention: %v, want ErrVoided", err)
 	}
-	if p, err := e.svc.Charge(ctx, old); err != nil || p.Status != payment.StatusCaptured {
-		t.Errorf("charge of an order whose void was forgotten: %+v, %v", p, err)
+	if p, err := e.svc.Charge(ctx, old); err != nil {
+		t.Errorf("charge of an order whose void was forgotten: %v, want no error", err)
+	} else if p.Status != payment.StatusCaptured {
+		t.Errorf("charge of an order whose void was forgotten: status %s, want %s", p.Status, payment.StatusCaptured)
 	}
 }
 
@@ -857,8 +1045,15 @@ func TestARefundDuringTheChargeTakesTheMoneyBack(t *testing.T) {
 	if refundErr != nil || refunded.Status != payment.StatusRefunded {
 		t.Errorf("refund: %+v, %v; want refunded", refunded, refundErr)
 	}
-	if chargeErr != nil || charged.ID != refunded.ID || (charged.Status != payment.StatusCaptured && charged.Status != payment.StatusRefunded) {
-		t.Errorf("charge: %+v, %v", charged, chargeErr)
+	if chargeErr != nil {
+		t.Errorf("charge: %v, want no error", chargeErr)
+	} else {
+		if charged.ID != refunded.ID {
+			t.Errorf("charge: payment %s, want the refunded %s", charged.ID, refunded.ID)
+		}
+		if charged.Status != payment.StatusCaptured && charged.Status != payment.StatusRefunded {
+			t.Errorf("charge: status %s, want %s or %s", charged.Status, payment.StatusCaptured, payment.StatusRefunded)
+		}
 	}
 	if stored, err := e.store.ByOrder(context.Background(), c.OrderID); err != nil || stored.Status != payment.StatusRefunded {
 		t.Errorf("stored %+v, %v; want refunded", stored, err)
