@@ -176,38 +176,77 @@ func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
 	s := startUsers(t, nil)
 
 	r := post(t, s.url+"/api/v1/auth/register", `{"email":"  Ann@Example.com ","password":"correct horse","name":" Ann Lee "}`)
-	if r.Status != http.StatusCreated || r.Header.Get("Location") != "/api/v1/users/me" {
-		t.Fatalf("register: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("register: status %d, want 201; body %s", r.Status, r.Body)
+	}
+	if loc := r.Header.Get("Location"); loc != "/api/v1/users/me" {
+		t.Errorf("register: Location %q, want /api/v1/users/me", loc)
 	}
 	var ann userBody
 	r.JSON(t, &ann)
-	if _, err := uuid.Parse(ann.ID); err != nil || ann.Email != "ann@example.com" || ann.Name != "Ann Lee" ||
-		ann.Role != "customer" || time.Since(ann.CreatedAt) > time.Minute {
-		t.Errorf("registered user %+v", ann)
+	if _, err := uuid.Parse(ann.ID); err != nil {
+		t.Errorf("registered user id %q: %v, want a UUID", ann.ID, err)
 	}
-	if strings.Contains(string(r.Body), "password") || strings.Contains(string(r.Body), "argon2") {
-		t.Errorf("register answer shows the password or its hash: %s", r.Body)
+	if ann.Email != "ann@example.com" {
+		t.Errorf("registered user e-mail %q, want ann@example.com", ann.Email)
+	}
+	if ann.Name != "Ann Lee" {
+		t.Errorf("registered user name %q, want Ann Lee", ann.Name)
+	}
+	if ann.Role != "customer" {
+		t.Errorf("registered user role %q, want customer", ann.Role)
+	}
+	if time.Since(ann.CreatedAt) > time.Minute {
+		t.Errorf("registered user created_at %v, want within the last minute", ann.CreatedAt)
+	}
+	if strings.Contains(string(r.Body), "password") {
+		t.Errorf("register answer shows the password: %s, want no \"password\" in it", r.Body)
+	}
+	if strings.Contains(string(r.Body), "argon2") {
+		t.Errorf("register answer shows the password's hash: %s, want no \"argon2\" in it", r.Body)
 	}
 	var event struct{ Type, Subject, Data string }
 	err := s.db.QueryRow(context.Background(), `SELECT type, subject, data::text FROM outbox`).Scan(&event.Type, &event.Subject, &event.Data)
-	if err != nil || event.Type != "user.registered" || event.Subject != ann.ID || !strings.Contains(event.Data, `"email": "ann@example.com"`) {
-		t.Errorf("outbox event %+v, %v", event, err)
+	if err != nil {
+		t.Fatalf("outbox event: %v, want one", err)
+	}
+	if event.Type != "user.registered" {
+		t.Errorf("outbox event type %q, want user.registered", event.Type)
+	}
+	if event.Subject != ann.ID {
+		t.Errorf("outbox event subject %q, want the user %s", event.Subject, ann.ID)
+	}
+	if !strings.Contains(event.Data, `"email": "ann@example.com"`) {
+		t.Errorf("outbox event data %s, want \"email\": \"ann@example.com\" in it", event.Data)
 	}
 	var stored string
-	if err := s.db.QueryRow(context.Background(), `SELECT password_hash FROM users`).Scan(&stored); err != nil ||
-		!strings.HasPrefix(stored, "$argon2id$v=19$m=19456,t=2,p=1$") {
-		t.Errorf("stored password hash %q, %v", stored, err)
+	if err := s.db.QueryRow(context.Background(), `SELECT password_hash FROM users`).Scan(&stored); err != nil {
+		t.Errorf("stored password hash: %v, want one", err)
+	} else if !strings.HasPrefix(stored, "$argon2id$v=19$m=19456,t=2,p=1$") {
+		t.Errorf("stored password hash %q, want it to start $argon2id$v=19$m=19456,t=2,p=1$", stored)
 	}
 
 	// Log in with the e-mail in another case: addresses are case-insensitive.
 	r = post(t, s.url+"/api/v1/auth/login", `{"email":"ANN@example.COM","password":"correct horse"}`)
-	if r.Status != http.StatusOK || r.Header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("login: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("login: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("login: Cache-Control %q, want no-store", cc)
 	}
 	var first tokenBody
 	r.JSON(t, &first)
-	if first.TokenType != "Bearer" || first.ExpiresIn != 900 || first.AccessToken == "" || len(first.RefreshToken) != 43 {
-		t.Errorf("tokens %+v", first)
+	if first.TokenType != "Bearer" {
+		t.Errorf("token_type %q, want Bearer", first.TokenType)
+	}
+	if first.ExpiresIn != 900 {
+		t.Errorf("expires_in %d, want 900", first.ExpiresIn)
+	}
+	if first.AccessToken == "" {
+		t.Error("access_token empty, want one")
+	}
+	if len(first.RefreshToken) != 43 {
+		t.Errorf("refresh_token %q of %d characters, want 43", first.RefreshToken, len(first.RefreshToken))
 	}
 	var tokenHashes int
 	if err := s.db.QueryRow(context.Background(), `SELECT count(*) FROM refresh_tokens WHERE length(token_hash) = 32`).Scan(&tokenHashes); err != nil || tokenHashes != 1 {
@@ -230,8 +269,14 @@ func TestRegisterLoginMeRefreshAndReuse(t *testing.T) {
 	}
 	var second tokenBody
 	r.JSON(t, &second)
-	if second.RefreshToken == first.RefreshToken || second.AccessToken == first.AccessToken || second.TokenType != "Bearer" {
-		t.Errorf("refreshed %+v", second)
+	if second.RefreshToken == first.RefreshToken {
+		t.Errorf("refreshed refresh_token %q, want a new one", second.RefreshToken)
+	}
+	if second.AccessToken == first.AccessToken {
+		t.Errorf("refreshed access_token %q, want a new one", second.AccessToken)
+	}
+	if second.TokenType != "Bearer" {
+		t.Errorf("refreshed token_type %q, want Bearer", second.TokenType)
 	}
 	if r := programtest.Call(t, http.MethodGet, s.url+"/api/v1/users/me", "", programtest.Bearer(second.AccessToken)...); r.Status != http.StatusOK {
 		t.Errorf("me with the refreshed token: %d %s", r.Status, r.Body)
@@ -267,8 +312,11 @@ func TestLogoutEndsTheSession(t *testing.T) {
 	}
 
 	r := post(t, s.url+"/api/v1/auth/logout", `{"refresh_token":"`+phone.RefreshToken+`"}`)
-	if r.Status != http.StatusNoContent || len(r.Body) != 0 {
-		t.Fatalf("logout: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusNoContent {
+		t.Fatalf("logout: status %d, want 204; body %s", r.Status, r.Body)
+	}
+	if len(r.Body) != 0 {
+		t.Fatalf("logout: body %q, want none", r.Body)
 	}
 	post(t, s.url+"/api/v1/auth/refresh", `{"refresh_token":"`+phone.RefreshToken+`"}`).Problem(t, http.StatusUnauthorized)
 	s.eventuallyRefused(t, phone.AccessToken, "after logout")
@@ -365,8 +413,14 @@ func tooSoon(t *testing.T, r programtest.Response) int {
 	t.Helper()
 	d := r.Problem(t, http.StatusTooManyRequests)
 	secs, err := strconv.Atoi(r.Header.Get("Retry-After"))
-	if err != nil || secs < 1 || secs > 15*60 || !strings.HasSuffix(d.Type, "rate_limited") {
-		t.Fatalf("Retry-After %q, problem %+v", r.Header.Get("Retry-After"), d)
+	if err != nil {
+		t.Fatalf("Retry-After %q: %v, want whole seconds", r.Header.Get("Retry-After"), err)
+	}
+	if secs < 1 || secs > 15*60 {
+		t.Fatalf("Retry-After %d s, want 1 to %d", secs, 15*60)
+	}
+	if !strings.HasSuffix(d.Type, "rate_limited") {
+		t.Fatalf("problem type %q, want one ending rate_limited", d.Type)
 	}
 	return secs
 }
@@ -498,8 +552,15 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	}
 
 	// The same answer for an unknown e-mail as for a wrong password.
-	if a, b := details["login: wrong password"], details["login: unknown e-mail"]; a.Detail != b.Detail || a.Type != b.Type || a.Detail == "" {
-		t.Errorf("login failures differ: %+v vs %+v", a, b)
+	wrong, unknown := details["login: wrong password"], details["login: unknown e-mail"]
+	if wrong.Detail != unknown.Detail {
+		t.Errorf("login failures differ: detail %q for a wrong password, %q for an unknown e-mail; want the same", wrong.Detail, unknown.Detail)
+	}
+	if wrong.Type != unknown.Type {
+		t.Errorf("login failures differ: type %q for a wrong password, %q for an unknown e-mail; want the same", wrong.Type, unknown.Type)
+	}
+	if wrong.Detail == "" {
+		t.Error("login failure detail empty, want one")
 	}
 	after := [3]int{s.count(t, "users"), s.count(t, "outbox"), s.count(t, "refresh_tokens")}
 	if after != before {
@@ -604,19 +665,41 @@ func TestJWKSVerifiesIssuedTokens(t *testing.T) {
 	tok := s.login(t, "ann@example.com", "correct horse")
 
 	r := programtest.Call(t, http.MethodGet, s.url+"/.well-known/jwks.json", "")
-	if r.Status != http.StatusOK || !strings.Contains(r.Header.Get("Cache-Control"), "max-age=") {
-		t.Fatalf("jwks: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("jwks: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if cc := r.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age=") {
+		t.Errorf("jwks: Cache-Control %q, want a max-age", cc)
 	}
 	var set auth.KeySet
 	r.JSON(t, &set)
-	if len(set.Keys) != 1 || set.Keys[0].Alg != "EdDSA" || set.Keys[0].Crv != "Ed25519" || set.Keys[0].Kid == "" {
-		t.Fatalf("key set %s", r.Body)
+	if len(set.Keys) != 1 {
+		t.Fatalf("key set %s, want one key", r.Body)
+	}
+	if set.Keys[0].Alg != "EdDSA" {
+		t.Errorf("key alg %q, want EdDSA", set.Keys[0].Alg)
+	}
+	if set.Keys[0].Crv != "Ed25519" {
+		t.Errorf("key crv %q, want Ed25519", set.Keys[0].Crv)
+	}
+	if set.Keys[0].Kid == "" {
+		t.Error("key kid empty, want one")
 	}
 	// Verify the way the gateway and the other services do: from the JWKS URL.
 	v := auth.NewVerifier(auth.NewJWKS(s.url+"/.well-known/jwks.json", nil))
 	p, err := v.Verify(context.Background(), tok.AccessToken)
-	if err != nil || p.UserID.String() != ann.ID || p.Role != auth.RoleCustomer || p.TokenID == "" {
-		t.Errorf("Verify = %+v, %v", p, err)
+	if err != nil {
+		t.Errorf("Verify: %v, want no error", err)
+	} else {
+		if p.UserID.String() != ann.ID {
+			t.Errorf("Verify: user %s, want %s", p.UserID, ann.ID)
+		}
+		if p.Role != auth.RoleCustomer {
+			t.Errorf("Verify: role %s, want %s", p.Role, auth.RoleCustomer)
+		}
+		if p.TokenID == "" {
+			t.Error("Verify: token id empty, want one")
+		}
 	}
 	// The token carries the kid that the JWKS publishes and the claims docs/contract.md names.
 	var claims jwt.MapClaims
@@ -624,17 +707,39 @@ func TestJWKSVerifiesIssuedTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if parsed.Header["kid"] != set.Keys[0].Kid || parsed.Header["alg"] != "EdDSA" {
-		t.Errorf("header %v", parsed.Header)
+	if parsed.Header["kid"] != set.Keys[0].Kid {
+		t.Errorf("header kid %v, want the JWKS's %q", parsed.Header["kid"], set.Keys[0].Kid)
+	}
+	if parsed.Header["alg"] != "EdDSA" {
+		t.Errorf("header alg %v, want EdDSA", parsed.Header["alg"])
 	}
 	exp, _ := claims.GetExpirationTime()
 	iat, _ := claims.GetIssuedAt()
-	if claims["iss"] != "bazaar-users" || claims["sub"] != ann.ID || claims["role"] != "customer" || claims["jti"] == nil ||
-		exp == nil || iat == nil || exp.Sub(iat.Time) != 15*time.Minute {
-		t.Errorf("claims %v", claims)
+	if claims["iss"] != "bazaar-users" {
+		t.Errorf("claim iss %v, want bazaar-users", claims["iss"])
 	}
-	if aud, _ := claims.GetAudience(); len(aud) != 1 || aud[0] != "bazaar" {
-		t.Errorf("aud %v", aud)
+	if claims["sub"] != ann.ID {
+		t.Errorf("claim sub %v, want %s", claims["sub"], ann.ID)
+	}
+	if claims["role"] != "customer" {
+		t.Errorf("claim role %v, want customer", claims["role"])
+	}
+	if claims["jti"] == nil {
+		t.Errorf("no jti claim, want one; claims %v", claims)
+	}
+	if exp == nil {
+		t.Errorf("no exp claim, want one; claims %v", claims)
+	}
+	if iat == nil {
+		t.Errorf("no iat claim, want one; claims %v", claims)
+	}
+	if exp != nil && iat != nil && exp.Sub(iat.Time) != 15*time.Minute {
+		t.Errorf("exp - iat = %v, want 15m", exp.Sub(iat.Time))
+	}
+	if aud, _ := claims.GetAudience(); len(aud) != 1 {
+		t.Errorf("aud %v, want [bazaar]", aud)
+	} else if aud[0] != "bazaar" {
+		t.Errorf("aud %q, want bazaar", aud[0])
 	}
 }
 
@@ -652,8 +757,17 @@ func TestBootstrapAdminIsCreatedOnceAndKeysSurviveARestart(t *testing.T) {
 	r := programtest.Call(t, http.MethodGet, first.url+"/api/v1/users/me", "", programtest.Bearer(tok.AccessToken)...)
 	var admin userBody
 	r.JSON(t, &admin)
-	if r.Status != http.StatusOK || admin.Role != "admin" || admin.Email != "admin@bazaar.local" || admin.Name != "Bazaar Admin" {
-		t.Fatalf("me: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("me: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if admin.Role != "admin" {
+		t.Errorf("me: role %q, want admin", admin.Role)
+	}
+	if admin.Email != "admin@bazaar.local" {
+		t.Errorf("me: e-mail %q, want admin@bazaar.local", admin.Email)
+	}
+	if admin.Name != "Bazaar Admin" {
+		t.Errorf("me: name %q, want Bazaar Admin", admin.Name)
 	}
 
 	// A second replica on the same database starts cleanly, adds no second admin or
@@ -691,8 +805,11 @@ func TestBootstrapAdminPasswordFromAFile(t *testing.T) {
 	r := s.me(t, tok.AccessToken)
 	var admin userBody
 	r.JSON(t, &admin)
-	if r.Status != http.StatusOK || admin.Role != "admin" {
-		t.Fatalf("me: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("me: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if admin.Role != "admin" {
+		t.Errorf("me: role %q, want admin", admin.Role)
 	}
 	if strings.Contains(prog.Logs(), generated) {
 		t.Errorf("the logs show the password:\n%s", prog.Logs())
@@ -720,8 +837,13 @@ func TestBootstrapAdminPasswordFromAFile(t *testing.T) {
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%v: err = %v, want it to say %q", env, err, name)
-		} else if strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), generated) {
-			t.Errorf("%v: the error %q shows the password", env, err)
+		} else {
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("%v: the error %q shows the password hunter2, want no password in it", env, err)
+			}
+			if strings.Contains(err.Error(), generated) {
+				t.Errorf("%v: the error %q shows the generated password, want no password in it", env, err)
+			}
 		}
 	}
 }
@@ -773,8 +895,11 @@ func startFails(t *testing.T, env map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard)
-	if err == nil || ctx.Err() != nil {
-		t.Fatalf("the service started: %v", err)
+	if ctx.Err() != nil {
+		t.Fatalf("the service started and ran until the test's deadline (%v); want it refused", err)
+	}
+	if err == nil {
+		t.Fatal("the service started and returned no error; want it refused")
 	}
 	return err
 }
@@ -809,8 +934,12 @@ func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if row(); len(seed) != 32 || sealed != nil {
-		t.Fatalf("without a KEK: seed %x, sealed %x", seed, sealed)
+	row()
+	if len(seed) != 32 {
+		t.Fatalf("without a KEK: seed %x of %d bytes, want 32", seed, len(seed))
+	}
+	if sealed != nil {
+		t.Fatalf("without a KEK: sealed %x, want NULL", sealed)
 	}
 	plainSeed := seed
 
@@ -819,11 +948,20 @@ func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	sealedProg := programtest.Start(t, run, env("SIGNING_KEK_FILE", kekFile))
-	if row(); seed != nil || len(sealed) == 0 || bytes.Contains(sealed, plainSeed) {
-		t.Fatalf("with a KEK: seed %x, sealed %x", seed, sealed)
+	row()
+	if seed != nil {
+		t.Fatalf("with a KEK: seed %x, want NULL", seed)
 	}
-	if opened, err := kekOf(t, testKEK).Open(kid, sealed); err != nil || !bytes.Equal(opened, plainSeed) {
-		t.Fatalf("the sealed key is not the same key: %v", err)
+	if len(sealed) == 0 {
+		t.Fatal("with a KEK: sealed empty, want the sealed seed")
+	}
+	if bytes.Contains(sealed, plainSeed) {
+		t.Fatalf("with a KEK: sealed %x holds the plain seed %x, want it sealed", sealed, plainSeed)
+	}
+	if opened, err := kekOf(t, testKEK).Open(kid, sealed); err != nil {
+		t.Fatalf("the sealed key does not open: %v", err)
+	} else if !bytes.Equal(opened, plainSeed) {
+		t.Fatalf("the sealed key opens to %x, want the same key %x", opened, plainSeed)
 	}
 	if !strings.Contains(sealedProg.Logs(), "signing keys encrypted in place") {
 		t.Errorf("the sealing is not logged; logs:\n%s", sealedProg.Logs())
@@ -839,8 +977,12 @@ func TestSigningKeysAreEncryptedAtRest(t *testing.T) {
 		t.Errorf("a start without the KEK: %v; want it to say to set SIGNING_KEK", err)
 	}
 	other := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
-	if err := startFails(t, env("SIGNING_KEK", other)); !strings.Contains(err.Error(), "SIGNING_KEK") || !errors.Is(err, signing.ErrWrongKEK) {
-		t.Errorf("a start with another KEK: %v; want it to say SIGNING_KEK is wrong", err)
+	err := startFails(t, env("SIGNING_KEK", other))
+	if !strings.Contains(err.Error(), "SIGNING_KEK") {
+		t.Errorf("a start with another KEK: %v; want it to name SIGNING_KEK", err)
+	}
+	if !errors.Is(err, signing.ErrWrongKEK) {
+		t.Errorf("a start with another KEK: %v; want signing.ErrWrongKEK", err)
 	}
 	if row(); seed != nil {
 		t.Error("a failed start unsealed the key")
@@ -903,11 +1045,19 @@ func TestTheKEKIsRotatedWithSigningKEKPrevious(t *testing.T) {
 	}
 
 	err = startFails(t, env("SIGNING_KEK", kekB))
-	if !errors.Is(err, signing.ErrWrongKEK) || !strings.Contains(err.Error(), "SIGNING_KEK") || !strings.Contains(err.Error(), "SIGNING_KEK_PREVIOUS") {
-		t.Errorf("the new KEK alone before the rotation: %v; want the wrong-KEK error, saying to set SIGNING_KEK_PREVIOUS", err)
+	if !errors.Is(err, signing.ErrWrongKEK) {
+		t.Errorf("the new KEK alone before the rotation: %v; want signing.ErrWrongKEK", err)
 	}
-	if a, b := opensWith(); !a || b {
-		t.Fatalf("a refused start changed the keys: they open with A %v, with B %v", a, b)
+	if !strings.Contains(err.Error(), "SIGNING_KEK") {
+		t.Errorf("the new KEK alone before the rotation: %v; want it to name SIGNING_KEK", err)
+	}
+	if !strings.Contains(err.Error(), "SIGNING_KEK_PREVIOUS") {
+		t.Errorf("the new KEK alone before the rotation: %v; want it to say to set SIGNING_KEK_PREVIOUS", err)
+	}
+	if a, b := opensWith(); !a {
+		t.Fatal("a refused start changed the keys: they no longer all open with A, want them to")
+	} else if b {
+		t.Fatal("a refused start changed the keys: they open with B, want A only")
 	}
 
 	rotating := programtest.Start(t, run, env("SIGNING_KEK", kekB, "SIGNING_KEK_PREVIOUS", kekA))
@@ -915,11 +1065,17 @@ func TestTheKEKIsRotatedWithSigningKEKPrevious(t *testing.T) {
 		t.Errorf("after the rotation the keys open with A %v, with B %v; want B only", a, b)
 	}
 	logs := rotating.Logs()
-	if !strings.Contains(logs, `"msg":"signing keys sealed again under the new key-encryption key"`) || !strings.Contains(logs, `"keys":2`) {
-		t.Errorf("the rotation is not logged with its count; logs:\n%s", logs)
+	if !strings.Contains(logs, `"msg":"signing keys sealed again under the new key-encryption key"`) {
+		t.Errorf("the rotation is not logged; logs:\n%s", logs)
 	}
-	if strings.Contains(logs, kekA) || strings.Contains(logs, kekB) {
-		t.Errorf("the logs show a KEK:\n%s", logs)
+	if !strings.Contains(logs, `"keys":2`) {
+		t.Errorf("the rotation's log lacks its count \"keys\":2; logs:\n%s", logs)
+	}
+	if strings.Contains(logs, kekA) {
+		t.Errorf("the logs show KEK A, want no KEK:\n%s", logs)
+	}
+	if strings.Contains(logs, kekB) {
+		t.Errorf("the logs show KEK B, want no KEK:\n%s", logs)
 	}
 	rotated := stack{url: rotating.URL, db: db}
 	if r := rotated.me(t, tok.AccessToken); r.Status != http.StatusOK {
@@ -951,8 +1107,10 @@ func TestWithoutAKEKUsersRefusesToStart(t *testing.T) {
 		}
 	}
 	var table *string
-	if err := openDB(t, dbURL).QueryRow(context.Background(), `SELECT to_regclass('signing_keys')::text`).Scan(&table); err != nil || table != nil {
-		t.Errorf("the refused start made the signing_keys table (%v, %v)", table, err)
+	if err := openDB(t, dbURL).QueryRow(context.Background(), `SELECT to_regclass('signing_keys')::text`).Scan(&table); err != nil {
+		t.Errorf("looking for the signing_keys table: %v", err)
+	} else if table != nil {
+		t.Errorf("the refused start made the signing_keys table %q, want none", *table)
 	}
 }
 
@@ -966,9 +1124,15 @@ func TestSigningKeysPlaintextIsAnExplicitOptOut(t *testing.T) {
 		t.Errorf("no warning; logs:\n%s", prog.Logs())
 	}
 	var plain, sealed []byte
-	if err := openDB(t, dbURL).QueryRow(context.Background(), `SELECT seed, sealed_seed FROM signing_keys`).Scan(&plain, &sealed); err != nil ||
-		len(plain) != 32 || sealed != nil {
-		t.Errorf("stored seed %d bytes, sealed %x (%v); want the key in plain", len(plain), sealed, err)
+	if err := openDB(t, dbURL).QueryRow(context.Background(), `SELECT seed, sealed_seed FROM signing_keys`).Scan(&plain, &sealed); err != nil {
+		t.Errorf("stored signing key: %v, want one", err)
+	} else {
+		if len(plain) != 32 {
+			t.Errorf("stored seed %d bytes, want the key in plain, 32", len(plain))
+		}
+		if sealed != nil {
+			t.Errorf("stored sealed seed %x, want NULL", sealed)
+		}
 	}
 }
 
@@ -1020,8 +1184,15 @@ func TestAnOldSigningKeyIsRotatedAtStartAndItsTokensStillVerify(t *testing.T) {
 	// The JWKS publishes both, and other verifiers accept both tokens through it.
 	var set auth.KeySet
 	programtest.Call(t, http.MethodGet, after.url+"/.well-known/jwks.json", "").JSON(t, &set)
-	if keys := set.StaticKeys(); len(keys) != 2 || keys[kidOf(old.AccessToken)] == nil || keys[kidOf(fresh.AccessToken)] == nil {
-		t.Errorf("the JWKS has %d keys: %v; want the old and the new", len(set.Keys), set.Keys)
+	keys := set.StaticKeys()
+	if len(keys) != 2 {
+		t.Errorf("the JWKS has %d keys: %v; want 2, the old and the new", len(keys), set.Keys)
+	}
+	if keys[kidOf(old.AccessToken)] == nil {
+		t.Errorf("the JWKS %v lacks the old key %s", set.Keys, kidOf(old.AccessToken))
+	}
+	if keys[kidOf(fresh.AccessToken)] == nil {
+		t.Errorf("the JWKS %v lacks the new key %s", set.Keys, kidOf(fresh.AccessToken))
 	}
 	v := auth.NewVerifier(auth.NewJWKS(after.url+"/.well-known/jwks.json", nil))
 	for _, tok := range []string{old.AccessToken, fresh.AccessToken} {
@@ -1081,8 +1252,11 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 	// Redis down: degraded, but sign-up works and its event waits in the outbox.
 	rd.Cut()
 	rep := readiness(t, internal, health.Degraded, http.StatusOK)
-	if rep.Checks["redis"] != health.Unhealthy || rep.Checks["postgres"] != health.Healthy {
-		t.Errorf("with Redis cut: %+v", rep)
+	if rep.Checks["redis"] != health.Unhealthy {
+		t.Errorf("with Redis cut: redis check %v, want %v", rep.Checks["redis"], health.Unhealthy)
+	}
+	if rep.Checks["postgres"] != health.Healthy {
+		t.Errorf("with Redis cut: postgres check %v, want %v", rep.Checks["postgres"], health.Healthy)
 	}
 	ann := s.register(t, "ann@example.com", "correct horse", "Ann")
 	var events int
@@ -1140,8 +1314,11 @@ func TestReadinessAndRegistrationFollowTheDependencies(t *testing.T) {
 		seen := map[string]bool{}
 		for _, m := range msgs {
 			e, err := bazaarevents.Parse(m.Values)
-			if err != nil || e.Type != "user.registered" {
+			if err != nil {
 				t.Fatalf("bad entry on events.users: %v %v", m.Values, err)
+			}
+			if e.Type != "user.registered" {
+				t.Fatalf("entry on events.users of type %q, want user.registered: %v", e.Type, m.Values)
 			}
 			if !seen[e.ID.String()] {
 				seen[e.ID.String()] = true

@@ -57,8 +57,10 @@ func TestVerifyUsesTheParametersInTheHash(t *testing.T) {
 	if !strings.Contains(old, "$m=64,t=1,p=1$") {
 		t.Fatalf("hash %q", old)
 	}
-	if ok, err := password.New(password.OWASP).Verify("pw-from-2020", old); err != nil || !ok {
-		t.Errorf("Verify = %v, %v", ok, err)
+	if ok, err := password.New(password.OWASP).Verify("pw-from-2020", old); err != nil {
+		t.Errorf("Verify: %v, want no error", err)
+	} else if !ok {
+		t.Error("Verify = false, want true")
 	}
 }
 
@@ -85,8 +87,12 @@ func TestVerifyRejectsMalformedHashes(t *testing.T) {
 		"too few sections":  strings.Join(parts[:5], "$"),
 		"too many sections": good + "$x",
 	} {
-		if ok, err := h.Verify("pw", enc); !errors.Is(err, password.ErrMalformed) || ok {
-			t.Errorf("%s: Verify(%q) = %v, %v; want ErrMalformed", name, enc, ok, err)
+		ok, err := h.Verify("pw", enc)
+		if !errors.Is(err, password.ErrMalformed) {
+			t.Errorf("%s: Verify(%q): %v, want ErrMalformed", name, enc, err)
+		}
+		if ok {
+			t.Errorf("%s: Verify(%q) = true, want false", name, enc)
 		}
 	}
 }

@@ -32,8 +32,14 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT stream, type, source, data FROM outbox`).Scan(&stream, &typ, &source, &data); err != nil {
 		t.Fatal(err)
 	}
-	if stream != userevents.Stream || typ != string(userevents.TypeRegistered) || source != userevents.Source {
-		t.Errorf("outbox row %s %s %s", stream, typ, source)
+	if stream != userevents.Stream {
+		t.Errorf("outbox row stream %s, want %s", stream, userevents.Stream)
+	}
+	if typ != string(userevents.TypeRegistered) {
+		t.Errorf("outbox row type %s, want %s", typ, userevents.TypeRegistered)
+	}
+	if source != userevents.Source {
+		t.Errorf("outbox row source %s, want %s", source, userevents.Source)
 	}
 	eventcontract.SameJSON(t, typ, data, eventcontract.Example(t, typ))
 }

@@ -62,8 +62,10 @@ func TestCreateUserWritesTheUserAndItsEvent(t *testing.T) {
 	if err != nil || got != u {
 		t.Errorf("UserByID = %+v, %v; want %+v", got, err, u)
 	}
-	if got, err := store.UserByEmail(ctx, "ann@example.com"); err != nil || got.ID != u.ID {
-		t.Errorf("UserByEmail = %+v, %v", got, err)
+	if got, err := store.UserByEmail(ctx, "ann@example.com"); err != nil {
+		t.Errorf("UserByEmail: %v, want no error", err)
+	} else if got.ID != u.ID {
+		t.Errorf("UserByEmail = user %s, want %s", got.ID, u.ID)
 	}
 
 	var stream, typ, source, subject string
@@ -75,16 +77,35 @@ func TestCreateUserWritesTheUserAndItsEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stream != "events.users" || typ != "user.registered" || source != "users" || subject != u.ID.String() ||
-		!at.Equal(created) || published != nil {
-		t.Errorf("outbox row: %s %s %s %s %v %v", stream, typ, source, subject, at, published)
+	if stream != "events.users" {
+		t.Errorf("outbox row stream %q, want events.users", stream)
+	}
+	if typ != "user.registered" {
+		t.Errorf("outbox row type %q, want user.registered", typ)
+	}
+	if source != "users" {
+		t.Errorf("outbox row source %q, want users", source)
+	}
+	if subject != u.ID.String() {
+		t.Errorf("outbox row subject %q, want the user %s", subject, u.ID)
+	}
+	if !at.Equal(created) {
+		t.Errorf("outbox row time %v, want the user's creation %v", at, created)
+	}
+	if published != nil {
+		t.Errorf("outbox row published_at %v, want NULL", *published)
 	}
 	var payload map[string]string
 	if err := json.Unmarshal(data, &payload); err != nil {
 		t.Fatal(err)
 	}
-	if payload["user_id"] != u.ID.String() || payload["email"] != "ann@example.com" || payload["name"] != "Ann" || len(payload) != 3 {
-		t.Errorf("event data = %s", data)
+	for k, v := range map[string]string{"user_id": u.ID.String(), "email": "ann@example.com", "name": "Ann"} {
+		if payload[k] != v {
+			t.Errorf("event data %s = %q, want %q", k, payload[k], v)
+		}
+	}
+	if len(payload) != 3 {
+		t.Errorf("event data %s has %d fields, want 3", data, len(payload))
 	}
 }
 
@@ -131,8 +152,15 @@ func TestEnsureAdminIsIdempotentUnderConcurrency(t *testing.T) {
 			a := newUser(t, "admin@bazaar.local")
 			a.Role = auth.RoleAdmin
 			got, created, err := store.EnsureAdmin(ctx, a)
-			if err != nil || got.Role != auth.RoleAdmin || got.Email != "admin@bazaar.local" {
-				t.Errorf("EnsureAdmin = %+v, %v", got, err)
+			if err != nil {
+				t.Errorf("EnsureAdmin: %v, want no error", err)
+			} else {
+				if got.Role != auth.RoleAdmin {
+					t.Errorf("EnsureAdmin: role %s, want %s", got.Role, auth.RoleAdmin)
+				}
+				if got.Email != "admin@bazaar.local" {
+					t.Errorf("EnsureAdmin: e-mail %q, want admin@bazaar.local", got.Email)
+				}
 			}
 			results <- created
 		})
@@ -161,8 +189,20 @@ func TestEnsureAdminPromotesAnExistingUserAndKeepsTheirPassword(t *testing.T) {
 	a := newUser(t, "Boss@example.com")
 	a.Role, a.PasswordHash = auth.RoleAdmin, "$argon2id$other"
 	got, created, err := store.EnsureAdmin(ctx, a)
-	if err != nil || created || got.ID != u.ID || got.Role != auth.RoleAdmin || got.PasswordHash != u.PasswordHash {
-		t.Errorf("EnsureAdmin = %+v, %v, %v", got, created, err)
+	if err != nil {
+		t.Fatalf("EnsureAdmin: %v, want no error", err)
+	}
+	if created {
+		t.Error("EnsureAdmin created a user, want the existing one promoted")
+	}
+	if got.ID != u.ID {
+		t.Errorf("EnsureAdmin: user %s, want the existing %s", got.ID, u.ID)
+	}
+	if got.Role != auth.RoleAdmin {
+		t.Errorf("EnsureAdmin: role %s, want %s", got.Role, auth.RoleAdmin)
+	}
+	if got.PasswordHash != u.PasswordHash {
+		t.Errorf("EnsureAdmin: password hash %q, want the user's own %q", got.PasswordHash, u.PasswordHash)
 	}
 	if n := count(t, pool, "outbox"); n != 1 {
 		t.Errorf("%d events; promotion is not a registration", n)
@@ -210,8 +250,14 @@ func TestRotationAndFamilyRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if child.ParentID != root.ID || child.FamilyID != root.FamilyID || child.UserID != root.UserID {
-		t.Errorf("child = %+v, root = %+v", child, root)
+	if child.ParentID != root.ID {
+		t.Errorf("child's parent %s, want the root %s", child.ParentID, root.ID)
+	}
+	if child.FamilyID != root.FamilyID {
+		t.Errorf("child's family %s, want the root's %s", child.FamilyID, root.FamilyID)
+	}
+	if child.UserID != root.UserID {
+		t.Errorf("child's user %s, want the root's %s", child.UserID, root.UserID)
 	}
 	grandchild, err := store.RotateRefreshToken(ctx, child.Hash, next(later), now, forever)
 	if err != nil {
@@ -224,8 +270,11 @@ func TestRotationAndFamilyRevocation(t *testing.T) {
 	if !errors.Is(err, user.ErrRefreshTokenReused) {
 		t.Fatalf("reuse: %v, want ErrRefreshTokenReused", err)
 	}
-	if reused.FamilyID != root.FamilyID || reused.UserID != root.UserID {
-		t.Errorf("reuse reported %+v, want the family %s", reused, root.FamilyID)
+	if reused.FamilyID != root.FamilyID {
+		t.Errorf("reuse reported the family %s, want %s", reused.FamilyID, root.FamilyID)
+	}
+	if reused.UserID != root.UserID {
+		t.Errorf("reuse reported the user %s, want %s", reused.UserID, root.UserID)
 	}
 	if _, err := store.RotateRefreshToken(ctx, grandchild.Hash, next(later), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("grandchild after reuse: %v, want ErrRefreshTokenInvalid", err)
@@ -256,13 +305,22 @@ func TestSessionsHaveAMaximumAge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !child.ExpiresAt.Equal(end) || !child.SessionStartedAt.Equal(root.SessionStartedAt) {
-		t.Errorf("child expires %v (want the session's end %v), session started %v", child.ExpiresAt, end, child.SessionStartedAt)
+	if !child.ExpiresAt.Equal(end) {
+		t.Errorf("child expires %v, want the session's end %v", child.ExpiresAt, end)
+	}
+	if !child.SessionStartedAt.Equal(root.SessionStartedAt) {
+		t.Errorf("child's session started %v, want the root's %v", child.SessionStartedAt, root.SessionStartedAt)
 	}
 	// The stored child says the same, so that the next rotation sees it.
 	grandchild, err := store.RotateRefreshToken(ctx, child.Hash, next(now.Add(30*24*time.Hour)), now.Add(time.Minute), maxAge)
-	if err != nil || !grandchild.SessionStartedAt.Equal(created) || !grandchild.ExpiresAt.Equal(end) {
-		t.Fatalf("grandchild %+v, %v", grandchild, err)
+	if err != nil {
+		t.Fatalf("grandchild: %v, want no error", err)
+	}
+	if !grandchild.SessionStartedAt.Equal(created) {
+		t.Fatalf("grandchild's session started %v, want %v", grandchild.SessionStartedAt, created)
+	}
+	if !grandchild.ExpiresAt.Equal(end) {
+		t.Fatalf("grandchild expires %v, want the session's end %v", grandchild.ExpiresAt, end)
 	}
 	// At its end a session's live token is refused, and so it is under a limit lowered
 	// since the log-in.
@@ -291,18 +349,28 @@ func TestRevokeRefreshTokenFamily(t *testing.T) {
 	otherHash, other := session(t, store, later)
 
 	got, err := store.RevokeRefreshTokenFamily(ctx, rootHash, now) // the used root
-	if err != nil || got.FamilyID != root.FamilyID || got.UserID != root.UserID {
-		t.Fatalf("RevokeRefreshTokenFamily = %+v, %v", got, err)
+	if err != nil {
+		t.Fatalf("RevokeRefreshTokenFamily: %v, want no error", err)
+	}
+	if got.FamilyID != root.FamilyID {
+		t.Fatalf("RevokeRefreshTokenFamily: family %s, want %s", got.FamilyID, root.FamilyID)
+	}
+	if got.UserID != root.UserID {
+		t.Fatalf("RevokeRefreshTokenFamily: user %s, want %s", got.UserID, root.UserID)
 	}
 	if _, err := store.RotateRefreshToken(ctx, child.Hash, next(later), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("the live child after logout: %v, want ErrRefreshTokenInvalid", err)
 	}
-	if again, err := store.RevokeRefreshTokenFamily(ctx, child.Hash, now.Add(time.Minute)); err != nil || again.FamilyID != root.FamilyID {
-		t.Errorf("a second logout: %+v, %v", again, err)
+	if again, err := store.RevokeRefreshTokenFamily(ctx, child.Hash, now.Add(time.Minute)); err != nil {
+		t.Errorf("a second logout: %v, want no error", err)
+	} else if again.FamilyID != root.FamilyID {
+		t.Errorf("a second logout: family %s, want %s", again.FamilyID, root.FamilyID)
 	}
 	var revokedAt time.Time
-	if err := pool.QueryRow(ctx, `SELECT max(revoked_at) FROM refresh_tokens WHERE family_id = $1`, root.FamilyID).Scan(&revokedAt); err != nil || !revokedAt.Equal(now) {
-		t.Errorf("revoked_at %v (%v); a second logout must not move it", revokedAt, err)
+	if err := pool.QueryRow(ctx, `SELECT max(revoked_at) FROM refresh_tokens WHERE family_id = $1`, root.FamilyID).Scan(&revokedAt); err != nil {
+		t.Errorf("revoked_at: %v", err)
+	} else if !revokedAt.Equal(now) {
+		t.Errorf("revoked_at %v, want the first logout's %v: a second logout must not move it", revokedAt, now)
 	}
 	if _, err := store.RevokeRefreshTokenFamily(ctx, randomHash(), now); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("an unknown token: %v, want ErrRefreshTokenInvalid", err)
@@ -381,8 +449,12 @@ func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
 	for range replicas {
 		wg.Go(func() {
 			ring, _, err := store.SigningKeys(ctx, signing.Generate, nil, 0)
-			if err != nil || len(ring) != 1 {
-				t.Errorf("SigningKeys = %v, %v", ring, err)
+			if err != nil {
+				t.Errorf("SigningKeys: %v, want no error", err)
+				return
+			}
+			if len(ring) != 1 {
+				t.Errorf("SigningKeys = %v, want one key", ring)
 				return
 			}
 			kids <- ring.Current().ID
@@ -401,8 +473,14 @@ func TestSigningKeysAreMadeOnceAndShared(t *testing.T) {
 	}
 	// A restart loads the same key rather than making one.
 	ring, _, err := store.SigningKeys(ctx, mustNotGenerate, nil, 0)
-	if err != nil || ring.Current().ID != first || ring.Current().CreatedAt.IsZero() {
-		t.Errorf("reload = %v, %v", ring, err)
+	if err != nil {
+		t.Fatalf("reload: %v, want no error", err)
+	}
+	if id := ring.Current().ID; id != first {
+		t.Errorf("reload: current key %s, want %s", id, first)
+	}
+	if ring.Current().CreatedAt.IsZero() {
+		t.Error("reload: current key's creation time zero, want one")
 	}
 }
 
@@ -436,12 +514,24 @@ func TestSigningKeysAreSealedWithAKEK(t *testing.T) {
 	}
 	k := ring.Current()
 	plain, sealed := storedSeed(t, pool, k.ID)
-	if plain != nil || len(sealed) == 0 || bytes.Contains(sealed, k.Private.Seed()) {
-		t.Fatalf("stored seed %x, sealed %x: the seed is readable", plain, sealed)
+	if plain != nil {
+		t.Fatalf("stored seed %x, want NULL: the seed is readable", plain)
+	}
+	if len(sealed) == 0 {
+		t.Fatal("stored sealed seed empty, want the sealed seed")
+	}
+	if bytes.Contains(sealed, k.Private.Seed()) {
+		t.Fatalf("stored sealed seed %x holds the plain seed, want it sealed: the seed is readable", sealed)
 	}
 	again, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), 0)
-	if err != nil || again.Current().ID != k.ID || !again.Current().Private.Equal(k.Private) {
-		t.Fatalf("reload = %v, %v", again, err)
+	if err != nil {
+		t.Fatalf("reload: %v, want no error", err)
+	}
+	if id := again.Current().ID; id != k.ID {
+		t.Fatalf("reload: current key %s, want %s", id, k.ID)
+	}
+	if !again.Current().Private.Equal(k.Private) {
+		t.Fatalf("reload: key %s opened to another private key, want the same", k.ID)
 	}
 	if _, _, err := store.SigningKeys(ctx, mustNotGenerate, nil, 0); !errors.Is(err, signing.ErrNoKEK) {
 		t.Errorf("reload without a KEK: %v, want ErrNoKEK", err)
@@ -450,8 +540,12 @@ func TestSigningKeysAreSealedWithAKEK(t *testing.T) {
 		t.Errorf("reload with another KEK: %v, want ErrWrongKEK", err)
 	}
 	// Nothing was sealed twice or rewritten by the failed loads.
-	if p2, s2 := storedSeed(t, pool, k.ID); p2 != nil || !bytes.Equal(s2, sealed) {
-		t.Errorf("the row changed: %x %x", p2, s2)
+	p2, s2 := storedSeed(t, pool, k.ID)
+	if p2 != nil {
+		t.Errorf("the row changed: seed %x, want NULL", p2)
+	}
+	if !bytes.Equal(s2, sealed) {
+		t.Errorf("the row changed: sealed seed %x, want %x", s2, sealed)
 	}
 }
 
@@ -466,20 +560,38 @@ func TestPlaintextSigningKeysAreSealedInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := ring.Current()
-	if plain, sealed := storedSeed(t, pool, k.ID); !bytes.Equal(plain, k.Private.Seed()) || sealed != nil {
-		t.Fatalf("without a KEK: seed %x, sealed %x", plain, sealed)
+	if plain, sealed := storedSeed(t, pool, k.ID); !bytes.Equal(plain, k.Private.Seed()) {
+		t.Fatalf("without a KEK: seed %x, want the key's %x", plain, k.Private.Seed())
+	} else if sealed != nil {
+		t.Fatalf("without a KEK: sealed seed %x, want NULL", sealed)
 	}
 	n, resealed, err := store.SealSigningKeys(ctx, kek(t, 1), nil)
-	if err != nil || n != 1 || resealed != 0 {
-		t.Fatalf("SealSigningKeys = %d, %d, %v; want 1 sealed", n, resealed, err)
+	if err != nil {
+		t.Fatalf("SealSigningKeys: %v, want no error", err)
 	}
-	if plain, sealed := storedSeed(t, pool, k.ID); plain != nil || len(sealed) == 0 {
-		t.Fatalf("after sealing: seed %x, sealed %x", plain, sealed)
+	if n != 1 {
+		t.Fatalf("SealSigningKeys sealed %d, want 1", n)
+	}
+	if resealed != 0 {
+		t.Fatalf("SealSigningKeys sealed again %d, want 0", resealed)
+	}
+	if plain, sealed := storedSeed(t, pool, k.ID); plain != nil {
+		t.Fatalf("after sealing: seed %x, want NULL", plain)
+	} else if len(sealed) == 0 {
+		t.Fatal("after sealing: sealed seed empty, want the sealed seed")
 	}
 	sealedRing, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), 0)
-	if err != nil || sealedRing.Current().ID != k.ID || !sealedRing.Current().Private.Equal(k.Private) ||
-		!sealedRing.Current().CreatedAt.Equal(k.CreatedAt) {
-		t.Fatalf("after sealing: %v, %v", sealedRing, err)
+	if err != nil {
+		t.Fatalf("after sealing: %v, want no error", err)
+	}
+	if id := sealedRing.Current().ID; id != k.ID {
+		t.Fatalf("after sealing: current key %s, want %s", id, k.ID)
+	}
+	if !sealedRing.Current().Private.Equal(k.Private) {
+		t.Fatalf("after sealing: key %s opened to another private key, want the same", k.ID)
+	}
+	if at := sealedRing.Current().CreatedAt; !at.Equal(k.CreatedAt) {
+		t.Fatalf("after sealing: key made %v, want %v", at, k.CreatedAt)
 	}
 	if n, resealed, err := store.SealSigningKeys(ctx, kek(t, 1), nil); err != nil || n != 0 || resealed != 0 {
 		t.Errorf("a second SealSigningKeys = %d, %d, %v; want 0, 0", n, resealed, err)
@@ -503,8 +615,17 @@ func TestAnOldSigningKeyIsSupersededOnce(t *testing.T) {
 	old := addKey(t, pool, kek(t, 1), 2*time.Hour)
 	for _, maxAge := range []time.Duration{0, 3 * time.Hour} {
 		ring, added, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), maxAge)
-		if err != nil || added || len(ring) != 1 || ring.Current().ID != old.ID {
-			t.Errorf("with a maximum age of %v: %v, %v, %v; want the old key alone", maxAge, ring, added, err)
+		if err != nil {
+			t.Errorf("with a maximum age of %v: %v, want no error", maxAge, err)
+			continue
+		}
+		if added {
+			t.Errorf("with a maximum age of %v: a key added, want none", maxAge)
+		}
+		if len(ring) != 1 {
+			t.Errorf("with a maximum age of %v: ring %v, want the old key alone", maxAge, ring)
+		} else if ring.Current().ID != old.ID {
+			t.Errorf("with a maximum age of %v: current key %s, want the old %s", maxAge, ring.Current().ID, old.ID)
 		}
 	}
 
@@ -538,15 +659,27 @@ func TestAnOldSigningKeyIsSupersededOnce(t *testing.T) {
 			t.Errorf("ring %v; want the new key %s, then the old %s", ring, current.ID, old.ID)
 		}
 	}
-	if current.ID == old.ID || !current.CreatedAt.After(old.CreatedAt) {
-		t.Errorf("the current key %s (made %v) is not a new one", current.ID, current.CreatedAt)
+	if current.ID == old.ID {
+		t.Errorf("the current key is the old one %s, want a new one", current.ID)
 	}
-	if plain, sealed := storedSeed(t, pool, current.ID); plain != nil || len(sealed) == 0 {
-		t.Errorf("the new key is not sealed: seed %x", plain)
+	if !current.CreatedAt.After(old.CreatedAt) {
+		t.Errorf("the current key %s was made %v, want after the old one's %v", current.ID, current.CreatedAt, old.CreatedAt)
+	}
+	if plain, sealed := storedSeed(t, pool, current.ID); plain != nil {
+		t.Errorf("the new key is not sealed: seed %x, want NULL", plain)
+	} else if len(sealed) == 0 {
+		t.Error("the new key is not sealed: sealed seed empty, want one")
 	}
 	// It is young: the next start keeps it.
-	if ring, added, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), time.Hour); err != nil || added || ring.Current().ID != current.ID {
-		t.Errorf("a start after the rotation: %v, %v, %v", ring, added, err)
+	if ring, added, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 1), time.Hour); err != nil {
+		t.Errorf("a start after the rotation: %v, want no error", err)
+	} else {
+		if added {
+			t.Error("a start after the rotation added a key, want none")
+		}
+		if ring.Current().ID != current.ID {
+			t.Errorf("a start after the rotation: current key %s, want %s", ring.Current().ID, current.ID)
+		}
 	}
 }
 
@@ -607,20 +740,34 @@ func TestSigningKeysUnderThePreviousKEKAreSealedAgain(t *testing.T) {
 	}
 	for _, k := range []signing.Key{older, newer, plain} {
 		p, s := storedSeed(t, pool, k.ID)
-		if _, err := kek(t, 1).Open(k.ID, s); p != nil || err == nil {
-			t.Errorf("key %s: seed %x, and it still opens with the previous KEK (%v)", k.ID, p, err)
+		if p != nil {
+			t.Errorf("key %s: seed %x, want NULL", k.ID, p)
 		}
-		if seed, err := kek(t, 2).Open(k.ID, s); err != nil || !bytes.Equal(seed, k.Private.Seed()) {
-			t.Errorf("key %s does not open with the new KEK to itself: %v", k.ID, err)
+		if _, err := kek(t, 1).Open(k.ID, s); err == nil {
+			t.Errorf("key %s still opens with the previous KEK, want it not to", k.ID)
+		}
+		if seed, err := kek(t, 2).Open(k.ID, s); err != nil {
+			t.Errorf("key %s does not open with the new KEK: %v", k.ID, err)
+		} else if !bytes.Equal(seed, k.Private.Seed()) {
+			t.Errorf("key %s opens with the new KEK to seed %x, want itself %x", k.ID, seed, k.Private.Seed())
 		}
 	}
 	after, _, err := store.SigningKeys(ctx, mustNotGenerate, kek(t, 2), 0)
-	if err != nil || len(after) != len(before) {
-		t.Fatalf("with the new KEK alone: %v, %v", after, err)
+	if err != nil {
+		t.Fatalf("with the new KEK alone: %v, want no error", err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("with the new KEK alone: ring %v, want %d keys as before", after, len(before))
 	}
 	for i := range before {
-		if after[i].ID != before[i].ID || !after[i].Private.Equal(before[i].Private) || !after[i].CreatedAt.Equal(before[i].CreatedAt) {
-			t.Errorf("key %d changed: %s %v, was %s %v", i, after[i].ID, after[i].CreatedAt, before[i].ID, before[i].CreatedAt)
+		if after[i].ID != before[i].ID {
+			t.Errorf("key %d changed: id %s, was %s", i, after[i].ID, before[i].ID)
+		}
+		if !after[i].Private.Equal(before[i].Private) {
+			t.Errorf("key %d (%s) changed: another private key, want the same", i, after[i].ID)
+		}
+		if !after[i].CreatedAt.Equal(before[i].CreatedAt) {
+			t.Errorf("key %d (%s) changed: made %v, was %v", i, after[i].ID, after[i].CreatedAt, before[i].CreatedAt)
 		}
 	}
 	if s, r, err := store.SealSigningKeys(ctx, kek(t, 2), kek(t, 1)); s != 0 || r != 0 || err != nil {
@@ -655,12 +802,21 @@ func TestSealingWithTheWrongKEKsChangesNothing(t *testing.T) {
 		{"a previous KEK that opens some keys", kek(t, 3), kek(t, 2)},
 	} {
 		s, r, err := store.SealSigningKeys(ctx, c.kek, c.previous)
-		if !errors.Is(err, signing.ErrWrongKEK) || s != 0 || r != 0 {
-			t.Errorf("%s: SealSigningKeys = %d, %d, %v; want ErrWrongKEK", c.name, s, r, err)
+		if !errors.Is(err, signing.ErrWrongKEK) {
+			t.Errorf("%s: SealSigningKeys: %v, want ErrWrongKEK", c.name, err)
+		}
+		if s != 0 {
+			t.Errorf("%s: SealSigningKeys sealed %d, want 0", c.name, s)
+		}
+		if r != 0 {
+			t.Errorf("%s: SealSigningKeys sealed again %d, want 0", c.name, r)
 		}
 		for kid, got := range rows() {
-			if !bytes.Equal(got[0], want[kid][0]) || !bytes.Equal(got[1], want[kid][1]) {
-				t.Errorf("%s: key %s changed", c.name, kid)
+			if !bytes.Equal(got[0], want[kid][0]) {
+				t.Errorf("%s: key %s changed: seed %x, was %x", c.name, kid, got[0], want[kid][0])
+			}
+			if !bytes.Equal(got[1], want[kid][1]) {
+				t.Errorf("%s: key %s changed: sealed seed %x, was %x", c.name, kid, got[1], want[kid][1])
 			}
 		}
 	}
@@ -743,7 +899,9 @@ func TestDeleteDeadRefreshTokensKeepsLiveSessionsWhole(t *testing.T) {
 	if _, err := store.RotateRefreshToken(ctx, child.Hash, next(now.Add(time.Hour)), now, forever); !errors.Is(err, user.ErrRefreshTokenInvalid) {
 		t.Errorf("the live token after the reuse: %v, want ErrRefreshTokenInvalid", err)
 	}
-	if n, err := store.DeleteDeadRefreshTokens(ctx, 7*24*time.Hour); err != nil || n != 0 {
-		t.Errorf("a second run deleted %d (%v): the session revoked just now is kept", n, err)
+	if n, err := store.DeleteDeadRefreshTokens(ctx, 7*24*time.Hour); err != nil {
+		t.Errorf("a second run: %v, want no error", err)
+	} else if n != 0 {
+		t.Errorf("a second run deleted %d, want 0: the session revoked just now is kept", n)
 	}
 }

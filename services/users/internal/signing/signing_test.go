@@ -41,14 +41,26 @@ func TestRingPublishesAndVerifiesEveryKey(t *testing.T) {
 		t.Error("Current is not the newest key")
 	}
 	set := ring.KeySet()
-	if len(set.Keys) != 2 || set.Keys[0].Kid != newer.ID || set.Keys[0].Alg != "EdDSA" || set.Keys[0].Kty != "OKP" {
-		t.Fatalf("key set = %+v", set)
+	if len(set.Keys) != 2 {
+		t.Fatalf("key set = %+v, want 2 keys", set)
+	}
+	if set.Keys[0].Kid != newer.ID {
+		t.Errorf("first key kid %s, want the newest %s", set.Keys[0].Kid, newer.ID)
+	}
+	if set.Keys[0].Alg != "EdDSA" {
+		t.Errorf("first key alg %q, want EdDSA", set.Keys[0].Alg)
+	}
+	if set.Keys[0].Kty != "OKP" {
+		t.Errorf("first key kty %q, want OKP", set.Keys[0].Kty)
 	}
 	// The published document reads back to the very keys that verify.
 	back := set.StaticKeys()
 	for _, k := range ring {
-		if !ed25519.PublicKey(back[k.ID]).Equal(k.Public()) || !ring.Verification()[k.ID].Equal(k.Public()) {
-			t.Errorf("key %s does not round-trip", k.ID)
+		if !ed25519.PublicKey(back[k.ID]).Equal(k.Public()) {
+			t.Errorf("key %s does not round-trip through the key set: %x, want %x", k.ID, back[k.ID], k.Public())
+		}
+		if !ring.Verification()[k.ID].Equal(k.Public()) {
+			t.Errorf("key %s does not round-trip through Verification: %x, want %x", k.ID, ring.Verification()[k.ID], k.Public())
 		}
 	}
 	if _, err := signing.FromSeed([]byte("short")); err == nil {
@@ -78,8 +90,11 @@ func TestKEKSealsSeedsBoundToTheirKid(t *testing.T) {
 		t.Error("two seals of the same seed are equal: the nonce is not fresh")
 	}
 	opened, err := kek.Open(k.ID, sealed)
-	if err != nil || !bytes.Equal(opened, seed) {
-		t.Fatalf("Open = %x, %v", opened, err)
+	if err != nil {
+		t.Fatalf("Open: %v, want no error", err)
+	}
+	if !bytes.Equal(opened, seed) {
+		t.Fatalf("Open = %x, want the seed %x", opened, seed)
 	}
 
 	// The kid is authenticated: a sealed seed copied to another key's row does not open.

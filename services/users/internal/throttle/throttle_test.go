@@ -62,8 +62,11 @@ func refused(t *testing.T, g *throttle.Guard, email, from string) time.Duration 
 	t.Helper()
 	_, err := g.Admit(context.Background(), email, addr(from))
 	var tma *user.TooManyAttemptsError
-	if !errors.As(err, &tma) || apperr.CodeOf(err) != apperr.RateLimited {
+	if !errors.As(err, &tma) {
 		t.Fatalf("%s from %s: %v, want too many attempts", email, from, err)
+	}
+	if code := apperr.CodeOf(err); code != apperr.RateLimited {
+		t.Fatalf("%s from %s: %v with code %s, want %s", email, from, err, code, apperr.RateLimited)
 	}
 	return tma.RetryAfter
 }
@@ -249,12 +252,21 @@ func TestRedisStateExpires(t *testing.T) {
 	g, _, _ := newGuard(t, rdb, policy)
 	fail(t, g, "ann@example.com", "198.51.100.1")
 	keys, err := rdb.Keys(context.Background(), "*").Result()
-	if err != nil || len(keys) == 0 {
-		t.Fatalf("keys %v, %v", keys, err)
+	if err != nil {
+		t.Fatalf("keys: %v", err)
+	}
+	if len(keys) == 0 {
+		t.Fatal("no keys in Redis, want the state of the failure")
 	}
 	for _, k := range keys {
-		if !strings.HasPrefix(k, throttle.KeyPrefix) || strings.Contains(k, "ann") || strings.Contains(k, "198.51") {
-			t.Errorf("key %q", k)
+		if !strings.HasPrefix(k, throttle.KeyPrefix) {
+			t.Errorf("key %q, want the prefix %q", k, throttle.KeyPrefix)
+		}
+		if strings.Contains(k, "ann") {
+			t.Errorf("key %q shows the e-mail address, want it hidden", k)
+		}
+		if strings.Contains(k, "198.51") {
+			t.Errorf("key %q shows the client address, want it hidden", k)
 		}
 		if ttl := rdb.PTTL(context.Background(), k).Val(); ttl <= 0 || ttl > policy.Window+policy.MaxDelay {
 			t.Errorf("key %q lives %v", k, ttl)
@@ -270,7 +282,10 @@ func TestWithoutRedisTheLimitsHoldInProcessAndItIsLogged(t *testing.T) {
 		fail(t, g, "ann@example.com", "198.51.100.1")
 	}
 	refused(t, g, "ann@example.com", "198.51.100.1")
-	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "in-process") {
+	if !strings.Contains(logs.String(), "level=WARN") {
+		t.Errorf("logs %q have no warning, want level=WARN", logs.String())
+	}
+	if !strings.Contains(logs.String(), "in-process") {
 		t.Errorf("logs %q do not say the limits moved in-process", logs.String())
 	}
 }

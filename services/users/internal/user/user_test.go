@@ -79,8 +79,10 @@ func TestPasswordNeverPrints(t *testing.T) {
 
 func TestParseName(t *testing.T) {
 	t.Parallel()
-	if got, err := user.ParseName("  Ann Lee  "); err != nil || got != "Ann Lee" {
-		t.Errorf("ParseName = %q, %v", got, err)
+	if got, err := user.ParseName("  Ann Lee  "); err != nil {
+		t.Errorf("ParseName: %v, want no error", err)
+	} else if got != "Ann Lee" {
+		t.Errorf("ParseName = %q, want %q", got, "Ann Lee")
 	}
 	if _, err := user.ParseName(strings.Repeat("é", 100)); err != nil {
 		t.Errorf("100 characters: %v", err)
