@@ -43,8 +43,11 @@ func TestAnAdminReadsAnyOrderWithItsWholeSagaAndEvents(t *testing.T) {
 	var placed orderBody
 	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 2))
 	r.JSON(t, &placed)
-	if r.Status != http.StatusCreated || placed.Status != "confirmed" {
-		t.Fatalf("create: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create: status %d, want 201; body %s", r.Status, r.Body)
+	}
+	if placed.Status != "confirmed" {
+		t.Fatalf("create: order status %q, want confirmed", placed.Status)
 	}
 	path := s.url + "/api/v1/admin/orders/" + placed.ID
 
@@ -67,17 +70,38 @@ func TestAnAdminReadsAnyOrderWithItsWholeSagaAndEvents(t *testing.T) {
 	if r.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("Cache-Control %q; want no-store", r.Header.Get("Cache-Control"))
 	}
-	if got.Order.ID != placed.ID || got.Order.UserID != annID.String() || got.Order.Status != "confirmed" || got.Order.TotalCents != 240 {
-		t.Errorf("order %+v; want ann's confirmed order of 240", got.Order)
+	if got.Order.ID != placed.ID {
+		t.Errorf("order id %s, want %s", got.Order.ID, placed.ID)
 	}
-	if got.Saga.OrderID != placed.ID || got.Saga.State != "done" || got.Saga.NextStep != nil || got.Saga.Charge != "captured" {
-		t.Errorf("saga %+v; want done, captured, no next step", got.Saga)
+	if got.Order.UserID != annID.String() {
+		t.Errorf("order user_id %s, want ann's %s", got.Order.UserID, annID)
+	}
+	if got.Order.Status != "confirmed" {
+		t.Errorf("order status %q, want confirmed", got.Order.Status)
+	}
+	if got.Order.TotalCents != 240 {
+		t.Errorf("order total_cents %d, want 240", got.Order.TotalCents)
+	}
+	if got.Saga.OrderID != placed.ID {
+		t.Errorf("saga order_id %s, want %s", got.Saga.OrderID, placed.ID)
+	}
+	if got.Saga.State != "done" {
+		t.Errorf("saga state %q, want done", got.Saga.State)
+	}
+	if got.Saga.NextStep != nil {
+		t.Errorf("saga next_step %q, want null", *got.Saga.NextStep)
+	}
+	if got.Saga.Charge != "captured" {
+		t.Errorf("saga charge %q, want captured", got.Saga.Charge)
 	}
 	var steps []string
 	for _, st := range got.Saga.Steps {
 		steps = append(steps, st.Step+":"+st.Outcome)
-		if st.Attempt < 1 || st.At.IsZero() {
-			t.Errorf("step %+v lacks its attempt or time", st)
+		if st.Attempt < 1 {
+			t.Errorf("step %+v: attempt %d, want 1 or more", st, st.Attempt)
+		}
+		if st.At.IsZero() {
+			t.Errorf("step %+v: zero time, want one", st)
 		}
 	}
 	if !slices.Equal(steps, []string{"reserve:ok", "charge:ok", "commit:ok"}) {
@@ -85,9 +109,23 @@ func TestAnAdminReadsAnyOrderWithItsWholeSagaAndEvents(t *testing.T) {
 	}
 	for i, want := range []string{"order.created", "order.confirmed"} {
 		e := got.Events[i]
-		if e.Type != want || e.Stream != "events.orders" || e.Subject != placed.ID || e.ID == uuid.Nil ||
-			e.Time.IsZero() || e.PublishedAt.Before(e.Time) {
-			t.Errorf("event %d: %+v; want %s on events.orders about the order, published after it happened", i, e, want)
+		if e.Type != want {
+			t.Errorf("event %d: type %q, want %s", i, e.Type, want)
+		}
+		if e.Stream != "events.orders" {
+			t.Errorf("event %d: stream %q, want events.orders", i, e.Stream)
+		}
+		if e.Subject != placed.ID {
+			t.Errorf("event %d: subject %q, want the order %s", i, e.Subject, placed.ID)
+		}
+		if e.ID == uuid.Nil {
+			t.Errorf("event %d: nil id, want one", i)
+		}
+		if e.Time.IsZero() {
+			t.Errorf("event %d: zero time, want one", i)
+		}
+		if e.PublishedAt.Before(e.Time) {
+			t.Errorf("event %d: published at %v, want after it happened at %v", i, *e.PublishedAt, e.Time)
 		}
 	}
 
@@ -105,8 +143,14 @@ func TestAnAdminReadsAnyOrderWithItsWholeSagaAndEvents(t *testing.T) {
 		}
 		var whole adminOrderBody
 		call(t, http.MethodGet, path, admin, "").JSON(t, &whole)
-		if n := len(whole.Saga.Steps); n != 63 || whole.Saga.Steps[0].Step != "reserve" || whole.Saga.Steps[62].Error != "boom" {
-			t.Errorf("%d step log entries (first %+v); want all 63, oldest first", n, whole.Saga.Steps[0])
+		if n := len(whole.Saga.Steps); n != 63 {
+			t.Fatalf("%d step log entries, want all 63", n)
+		}
+		if first := whole.Saga.Steps[0]; first.Step != "reserve" {
+			t.Errorf("first step log entry %+v, want the oldest, reserve", first)
+		}
+		if last := whole.Saga.Steps[62]; last.Error != "boom" {
+			t.Errorf("last step log entry %+v, want the newest, with error boom", last)
 		}
 	})
 

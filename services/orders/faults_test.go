@@ -35,8 +35,11 @@ func TestSagasAreRecoveredWithRedisDown(t *testing.T) {
 	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 2))
 	var o orderBody
 	r.JSON(t, &o)
-	if r.Status != http.StatusAccepted || o.Status != "pending" {
-		t.Fatalf("create with inventory failing and Redis down: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("create with inventory failing and Redis down: status %d, want 202; body %s", r.Status, r.Body)
+	}
+	if o.Status != "pending" {
+		t.Fatalf("create with inventory failing and Redis down: order status %q, want pending", o.Status)
 	}
 	s.inv.SetFailing("reserve", false)
 	s.waitFor(t, ann, o.ID, func(o orderBody) bool { return o.Status == "confirmed" })
@@ -71,14 +74,24 @@ func TestAnUnknownCreateOutcomeKeepsTheIdempotencyKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", pear, 1), key...).Problem(t, http.StatusUnprocessableEntity)
-	if len(d.Errors) != 1 || d.Errors[0].Field != "Idempotency-Key" {
-		t.Errorf("another body with the key: %+v", d)
+	if len(d.Errors) != 1 {
+		t.Errorf("another body with the key: %d field errors %+v, want one", len(d.Errors), d.Errors)
+	} else if d.Errors[0].Field != "Idempotency-Key" {
+		t.Errorf("another body with the key: field %q named, want Idempotency-Key", d.Errors[0].Field)
 	}
 	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 1), key...)
 	var o orderBody
 	r.JSON(t, &o)
-	if r.Status != http.StatusCreated || o.Status != "confirmed" || o.Items[0].ProductID != apple.String() {
-		t.Errorf("the same body again: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusCreated {
+		t.Errorf("the same body again: status %d, want 201; body %s", r.Status, r.Body)
+	}
+	if o.Status != "confirmed" {
+		t.Errorf("the same body again: order status %q, want confirmed", o.Status)
+	}
+	if len(o.Items) == 0 {
+		t.Errorf("the same body again: no items, want the apple %s", apple)
+	} else if o.Items[0].ProductID != apple.String() {
+		t.Errorf("the same body again: product %s, want the apple %s", o.Items[0].ProductID, apple)
 	}
 }
 
@@ -120,13 +133,18 @@ func TestAForgottenKeyStillCannotFetchAnotherRequestsOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", pear, 1), key...).Problem(t, http.StatusUnprocessableEntity)
-	if len(d.Errors) != 1 || d.Errors[0].Field != "Idempotency-Key" {
-		t.Errorf("another body with a forgotten key: %+v", d)
+	if len(d.Errors) != 1 {
+		t.Errorf("another body with a forgotten key: %d field errors %+v, want one", len(d.Errors), d.Errors)
+	} else if d.Errors[0].Field != "Idempotency-Key" {
+		t.Errorf("another body with a forgotten key: field %q named, want Idempotency-Key", d.Errors[0].Field)
 	}
 	var again orderBody
 	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 1), key...)
 	r.JSON(t, &again)
-	if r.Status != http.StatusCreated || again.ID != first.ID {
-		t.Errorf("the same body with a forgotten key: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusCreated {
+		t.Errorf("the same body with a forgotten key: status %d, want 201; body %s", r.Status, r.Body)
+	}
+	if again.ID != first.ID {
+		t.Errorf("the same body with a forgotten key: order %s, want the first %s", again.ID, first.ID)
 	}
 }

@@ -214,10 +214,34 @@ func TestOrdersAPI(t *testing.T) {
 	}
 	var o orderBody
 	r.JSON(t, &o)
-	if r.Header.Get("Location") != "/api/v1/orders/"+o.ID || o.Status != "confirmed" || o.UserID != annID.String() ||
-		o.TotalCents != 540 || o.Currency != "USD" || len(o.Items) != 2 || o.Items[1].UnitPriceCents != 300 ||
-		o.CancelReason != nil || o.PaymentMethod != "pm_card_visa" || time.Since(o.CreatedAt) > time.Minute {
-		t.Errorf("created %d %v %+v", r.Status, r.Header, o)
+	if loc := r.Header.Get("Location"); loc != "/api/v1/orders/"+o.ID {
+		t.Errorf("created: Location %q, want /api/v1/orders/%s", loc, o.ID)
+	}
+	if o.Status != "confirmed" {
+		t.Errorf("created: status %q, want confirmed", o.Status)
+	}
+	if o.UserID != annID.String() {
+		t.Errorf("created: user_id %s, want ann's %s", o.UserID, annID)
+	}
+	if o.TotalCents != 540 {
+		t.Errorf("created: total_cents %d, want 540", o.TotalCents)
+	}
+	if o.Currency != "USD" {
+		t.Errorf("created: currency %q, want USD", o.Currency)
+	}
+	if len(o.Items) != 2 {
+		t.Errorf("created: %d items %+v, want 2", len(o.Items), o.Items)
+	} else if o.Items[1].UnitPriceCents != 300 {
+		t.Errorf("created: second item's unit_price_cents %d, want 300", o.Items[1].UnitPriceCents)
+	}
+	if o.CancelReason != nil {
+		t.Errorf("created: cancel_reason %q, want null", *o.CancelReason)
+	}
+	if o.PaymentMethod != "pm_card_visa" {
+		t.Errorf("created: payment_method %q, want pm_card_visa", o.PaymentMethod)
+	}
+	if time.Since(o.CreatedAt) > time.Minute {
+		t.Errorf("created: created_at %v, want within the last minute", o.CreatedAt)
 	}
 	if !strings.Contains(string(r.Body), `"cancel_reason":null`) {
 		t.Errorf("cancel_reason is not null: %s", r.Body)
@@ -227,8 +251,20 @@ func TestOrdersAPI(t *testing.T) {
 		r := call(t, http.MethodGet, orders+"/"+o.ID, ann, "")
 		var got orderBody
 		r.JSON(t, &got)
-		if r.Status != http.StatusOK || got.ID != o.ID || got.Status != "confirmed" || !got.CreatedAt.Equal(o.CreatedAt) || !got.UpdatedAt.Equal(o.UpdatedAt) {
-			t.Errorf("get: %d %+v", r.Status, got)
+		if r.Status != http.StatusOK {
+			t.Fatalf("get: status %d, want 200; body %s", r.Status, r.Body)
+		}
+		if got.ID != o.ID {
+			t.Errorf("get: id %s, want %s", got.ID, o.ID)
+		}
+		if got.Status != "confirmed" {
+			t.Errorf("get: status %q, want confirmed", got.Status)
+		}
+		if !got.CreatedAt.Equal(o.CreatedAt) {
+			t.Errorf("get: created_at %v, want %v", got.CreatedAt, o.CreatedAt)
+		}
+		if !got.UpdatedAt.Equal(o.UpdatedAt) {
+			t.Errorf("get: updated_at %v, want %v", got.UpdatedAt, o.UpdatedAt)
 		}
 		call(t, http.MethodGet, orders+"/"+o.ID, bob, "").Problem(t, http.StatusNotFound)
 		call(t, http.MethodGet, orders+"/"+uuid.NewString(), ann, "").Problem(t, http.StatusNotFound)
@@ -241,23 +277,48 @@ func TestOrdersAPI(t *testing.T) {
 		second := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_chargeDeclined", pear, 1))
 		var declined orderBody
 		second.JSON(t, &declined)
-		if second.Status != http.StatusCreated || declined.Status != "cancelled" || declined.CancelReason == nil || *declined.CancelReason != "payment_declined" {
-			t.Fatalf("declined: %d %s", second.Status, second.Body)
+		if second.Status != http.StatusCreated {
+			t.Fatalf("declined: status %d, want 201; body %s", second.Status, second.Body)
+		}
+		if declined.Status != "cancelled" {
+			t.Fatalf("declined: order status %q, want cancelled", declined.Status)
+		}
+		if declined.CancelReason == nil {
+			t.Fatal("declined: cancel_reason null, want payment_declined")
+		} else if *declined.CancelReason != "payment_declined" {
+			t.Fatalf("declined: cancel_reason %q, want payment_declined", *declined.CancelReason)
 		}
 		var page1, page2 listBody
 		call(t, http.MethodGet, orders+"?limit=1", ann, "").JSON(t, &page1)
-		if len(page1.Items) != 1 || page1.Items[0].ID != declined.ID || page1.NextCursor == nil {
-			t.Fatalf("page 1 %+v", page1)
+		if len(page1.Items) != 1 {
+			t.Fatalf("page 1: %d items %+v, want one", len(page1.Items), page1.Items)
+		}
+		if page1.Items[0].ID != declined.ID {
+			t.Errorf("page 1: order %s, want the newest, %s", page1.Items[0].ID, declined.ID)
+		}
+		if page1.NextCursor == nil {
+			t.Fatal("page 1: next_cursor null, want one")
 		}
 		call(t, http.MethodGet, orders+"?limit=1&cursor="+*page1.NextCursor, ann, "").JSON(t, &page2)
-		if len(page2.Items) != 1 || page2.Items[0].ID != o.ID || page2.NextCursor != nil {
-			t.Errorf("page 2 %+v", page2)
+		if len(page2.Items) != 1 {
+			t.Errorf("page 2: %d items %+v, want one", len(page2.Items), page2.Items)
+		} else if page2.Items[0].ID != o.ID {
+			t.Errorf("page 2: order %s, want the first %s", page2.Items[0].ID, o.ID)
+		}
+		if page2.NextCursor != nil {
+			t.Errorf("page 2: next_cursor %q, want null", *page2.NextCursor)
 		}
 		var others listBody
 		r := call(t, http.MethodGet, orders, bob, "")
 		r.JSON(t, &others)
-		if len(others.Items) != 0 || !strings.Contains(string(r.Body), `"next_cursor":null`) || !strings.Contains(string(r.Body), `"items":[]`) {
-			t.Errorf("bob's list %s", r.Body)
+		if len(others.Items) != 0 {
+			t.Errorf("bob's list: %d items %+v, want none", len(others.Items), others.Items)
+		}
+		if !strings.Contains(string(r.Body), `"next_cursor":null`) {
+			t.Errorf("bob's list %s, want \"next_cursor\":null in it", r.Body)
+		}
+		if !strings.Contains(string(r.Body), `"items":[]`) {
+			t.Errorf("bob's list %s, want \"items\":[] in it", r.Body)
 		}
 		call(t, http.MethodGet, orders+"?limit=0", ann, "").Problem(t, http.StatusUnprocessableEntity)
 	})
@@ -320,25 +381,47 @@ func TestOrdersAPI(t *testing.T) {
 		body := orderJSON("pm_card_visa", apple, 1)
 		first := call(t, http.MethodPost, orders, ann, body, "Idempotency-Key", "order-42")
 		again := call(t, http.MethodPost, orders, ann, " "+body, "Idempotency-Key", "order-42")
-		if first.Status != http.StatusCreated || again.Status != first.Status || string(again.Body) != string(first.Body) ||
-			again.Header.Get("Location") != first.Header.Get("Location") || again.Header.Get("Idempotent-Replayed") != "true" {
-			t.Fatalf("first %d %s\nagain %d %v %s", first.Status, first.Body, again.Status, again.Header, again.Body)
+		if first.Status != http.StatusCreated {
+			t.Fatalf("first: status %d, want 201; body %s", first.Status, first.Body)
+		}
+		if again.Status != first.Status {
+			t.Fatalf("again: status %d, want the first's %d; body %s", again.Status, first.Status, again.Body)
+		}
+		if string(again.Body) != string(first.Body) {
+			t.Fatalf("again: body %s, want the first's %s", again.Body, first.Body)
+		}
+		if loc, want := again.Header.Get("Location"), first.Header.Get("Location"); loc != want {
+			t.Fatalf("again: Location %q, want the first's %q", loc, want)
+		}
+		if replayed := again.Header.Get("Idempotent-Replayed"); replayed != "true" {
+			t.Fatalf("again: Idempotent-Replayed %q, want true", replayed)
 		}
 		var fo orderBody
 		first.JSON(t, &fo)
-		if s.pay.Captures(uuid.MustParse(fo.ID)) != 1 || s.pay.Calls("charge", uuid.MustParse(fo.ID)) != 1 {
-			t.Errorf("captures %d", s.pay.Captures(uuid.MustParse(fo.ID)))
+		if n := s.pay.Captures(uuid.MustParse(fo.ID)); n != 1 {
+			t.Errorf("%d captures, want 1", n)
+		}
+		if n := s.pay.Calls("charge", uuid.MustParse(fo.ID)); n != 1 {
+			t.Errorf("%d charge calls, want 1", n)
 		}
 		d := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_visa", apple, 2), "Idempotency-Key", "order-42").Problem(t, http.StatusUnprocessableEntity)
-		if len(d.Errors) != 1 || d.Errors[0].Field != "Idempotency-Key" {
-			t.Errorf("mismatch problem %+v", d)
+		if len(d.Errors) != 1 {
+			t.Errorf("mismatch problem: %d field errors %+v, want one", len(d.Errors), d.Errors)
+		} else if d.Errors[0].Field != "Idempotency-Key" {
+			t.Errorf("mismatch problem: field %q named, want Idempotency-Key", d.Errors[0].Field)
 		}
 		// Keys are per user: bob's order-42 is his own order.
 		other := call(t, http.MethodPost, orders, bob, body, "Idempotency-Key", "order-42")
 		var bo orderBody
 		other.JSON(t, &bo)
-		if other.Status != http.StatusCreated || bo.ID == fo.ID || other.Header.Get("Idempotent-Replayed") != "" {
-			t.Errorf("bob's order %d %s", other.Status, other.Body)
+		if other.Status != http.StatusCreated {
+			t.Errorf("bob's order: status %d, want 201; body %s", other.Status, other.Body)
+		}
+		if bo.ID == fo.ID {
+			t.Errorf("bob's order is ann's %s, want his own", bo.ID)
+		}
+		if replayed := other.Header.Get("Idempotent-Replayed"); replayed != "" {
+			t.Errorf("bob's order: Idempotent-Replayed %q, want none", replayed)
 		}
 	})
 
@@ -354,8 +437,11 @@ func TestOrdersAPI(t *testing.T) {
 		}
 		wg.Wait()
 		for i, a := range answers {
-			if a.Status != http.StatusCreated || string(a.Body) != string(answers[0].Body) {
-				t.Errorf("answer %d: %d %s (first %s)", i, a.Status, a.Body, answers[0].Body)
+			if a.Status != http.StatusCreated {
+				t.Errorf("answer %d: status %d, want 201; body %s", i, a.Status, a.Body)
+			}
+			if string(a.Body) != string(answers[0].Body) {
+				t.Errorf("answer %d: %s, want the first's %s", i, a.Body, answers[0].Body)
 			}
 		}
 		var n int
@@ -364,8 +450,15 @@ func TestOrdersAPI(t *testing.T) {
 		}
 		var co orderBody
 		answers[0].JSON(t, &co)
-		if id := uuid.MustParse(co.ID); s.pay.Captures(id) != 1 || s.pay.Calls("charge", id) != 1 || s.inv.Calls("reserve", id) != 1 {
-			t.Errorf("captures %d, charges %d, reserves %d", s.pay.Captures(id), s.pay.Calls("charge", id), s.inv.Calls("reserve", id))
+		id := uuid.MustParse(co.ID)
+		if n := s.pay.Captures(id); n != 1 {
+			t.Errorf("%d captures, want 1", n)
+		}
+		if n := s.pay.Calls("charge", id); n != 1 {
+			t.Errorf("%d charge calls, want 1", n)
+		}
+		if n := s.inv.Calls("reserve", id); n != 1 {
+			t.Errorf("%d reserve calls, want 1", n)
 		}
 	})
 
@@ -373,12 +466,23 @@ func TestOrdersAPI(t *testing.T) {
 		r := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, "")
 		var c orderBody
 		r.JSON(t, &c)
-		if r.Status != http.StatusOK || c.Status != "cancelled" || c.CancelReason == nil || *c.CancelReason != "customer_request" {
-			t.Fatalf("cancel: %d %s", r.Status, r.Body)
+		if r.Status != http.StatusOK {
+			t.Fatalf("cancel: status %d, want 200; body %s", r.Status, r.Body)
+		}
+		if c.Status != "cancelled" {
+			t.Fatalf("cancel: order status %q, want cancelled", c.Status)
+		}
+		if c.CancelReason == nil {
+			t.Fatal("cancel: cancel_reason null, want customer_request")
+		} else if *c.CancelReason != "customer_request" {
+			t.Fatalf("cancel: cancel_reason %q, want customer_request", *c.CancelReason)
 		}
 		id := uuid.MustParse(o.ID)
-		if p, _ := s.pay.Payment(id); p.Status != "refunded" || s.inv.Reservation(id) != "released" {
-			t.Errorf("payment %q, reservation %q", p.Status, s.inv.Reservation(id))
+		if p, _ := s.pay.Payment(id); p.Status != "refunded" {
+			t.Errorf("payment %q, want refunded", p.Status)
+		}
+		if res := s.inv.Reservation(id); res != "released" {
+			t.Errorf("reservation %q, want released", res)
 		}
 		// Cancelling again: it is not confirmed any more (409, TestCancellingTwiceIsAConflict).
 		// Not confirmed (cancelled for another reason): 409.
@@ -399,8 +503,10 @@ func TestOrdersAPI(t *testing.T) {
 		sagas := s.url + "/api/v1/admin/sagas"
 		call(t, http.MethodGet, sagas, ann, "").Problem(t, http.StatusForbidden)
 		d := call(t, http.MethodGet, sagas+"?state=paused", admin, "").Problem(t, http.StatusUnprocessableEntity)
-		if len(d.Errors) != 1 || d.Errors[0].Field != "state" {
-			t.Errorf("bad state problem %+v", d)
+		if len(d.Errors) != 1 {
+			t.Errorf("bad state problem: %d field errors %+v, want one", len(d.Errors), d.Errors)
+		} else if d.Errors[0].Field != "state" {
+			t.Errorf("bad state problem: field %q named, want state", d.Errors[0].Field)
 		}
 		type sagaList struct {
 			Items []struct {
@@ -470,8 +576,14 @@ func TestOrdersAPI(t *testing.T) {
 			TaskID string `json:"task_id"`
 		}
 		r.JSON(t, &task)
-		if r.Status != http.StatusAccepted || task.TaskID == "" || r.Header.Get("Location") != "/api/v1/admin/tasks/"+task.TaskID {
-			t.Fatalf("enqueue: %d %v %s", r.Status, r.Header, r.Body)
+		if r.Status != http.StatusAccepted {
+			t.Fatalf("enqueue: status %d, want 202; body %s", r.Status, r.Body)
+		}
+		if task.TaskID == "" {
+			t.Fatalf("enqueue: task_id empty, want one; body %s", r.Body)
+		}
+		if loc := r.Header.Get("Location"); loc != "/api/v1/admin/tasks/"+task.TaskID {
+			t.Errorf("enqueue: Location %q, want /api/v1/admin/tasks/%s", loc, task.TaskID)
 		}
 		in, err := tasks.NewInspector(s.redisURL, "orders")
 		if err != nil {
@@ -495,8 +607,11 @@ func TestOrdersAPI(t *testing.T) {
 				Quantity  int64  `json:"quantity"`
 			} `json:"top_products"`
 		}
-		if info.State != tasks.StateCompleted || json.Unmarshal(info.Result, &rep) != nil {
-			t.Fatalf("task %+v", info)
+		if info.State != tasks.StateCompleted {
+			t.Fatalf("task %+v: state %v, want %v", info, info.State, tasks.StateCompleted)
+		}
+		if err := json.Unmarshal(info.Result, &rep); err != nil {
+			t.Fatalf("task result %s: %v", info.Result, err)
 		}
 		var orders, confirmed int64
 		var revenue int64
@@ -505,9 +620,21 @@ func TestOrdersAPI(t *testing.T) {
 			Scan(&orders, &confirmed, &revenue); err != nil {
 			t.Fatal(err)
 		}
-		if rep.Orders != orders || rep.Confirmed != confirmed || len(rep.Revenue) != 1 || rep.Revenue[0].AmountCents != revenue ||
-			len(rep.TopProducts) == 0 || rep.TopProducts[0].ProductID != pear.String() {
-			t.Errorf("report %s; want %d orders, %d confirmed, %d cents", info.Result, orders, confirmed, revenue)
+		if rep.Orders != orders {
+			t.Errorf("report of %d orders, want %d", rep.Orders, orders)
+		}
+		if rep.Confirmed != confirmed {
+			t.Errorf("report of %d confirmed, want %d", rep.Confirmed, confirmed)
+		}
+		if len(rep.Revenue) != 1 {
+			t.Errorf("report revenue %+v, want one currency", rep.Revenue)
+		} else if rep.Revenue[0].AmountCents != revenue {
+			t.Errorf("report revenue %d cents, want %d", rep.Revenue[0].AmountCents, revenue)
+		}
+		if len(rep.TopProducts) == 0 {
+			t.Errorf("report without top products, want the pear %s first", pear)
+		} else if rep.TopProducts[0].ProductID != pear.String() {
+			t.Errorf("report top product %s, want the pear %s", rep.TopProducts[0].ProductID, pear)
 		}
 	})
 
@@ -532,8 +659,14 @@ func TestOrdersAPI(t *testing.T) {
 				break
 			}
 		}
-		if n != 1 || !strings.Contains(data, `"day": "`+yesterday+`"`) || !strings.Contains(data, `"top_products"`) {
-			t.Errorf("%d report.daily_sales events for %s: %s", n, yesterday, data)
+		if n != 1 {
+			t.Errorf("%d report.daily_sales events for %s, want 1", n, yesterday)
+		}
+		if !strings.Contains(data, `"day": "`+yesterday+`"`) {
+			t.Errorf("report.daily_sales data %s, want \"day\": %q in it", data, yesterday)
+		}
+		if !strings.Contains(data, `"top_products"`) {
+			t.Errorf("report.daily_sales data %s, want \"top_products\" in it", data)
 		}
 	})
 
@@ -605,8 +738,14 @@ func TestPendingOrdersAreFinishedByRecoveryAndStreamed(t *testing.T) {
 	r := call(t, http.MethodPost, s.url+"/api/v1/orders", ann, orderJSON("pm_card_visa", apple, 2))
 	var o orderBody
 	r.JSON(t, &o)
-	if r.Status != http.StatusAccepted || o.Status != "pending" || r.Header.Get("Location") != "/api/v1/orders/"+o.ID {
-		t.Fatalf("create with reservations failing: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("create with reservations failing: status %d, want 202; body %s", r.Status, r.Body)
+	}
+	if o.Status != "pending" {
+		t.Fatalf("create with reservations failing: order status %q, want pending", o.Status)
+	}
+	if loc := r.Header.Get("Location"); loc != "/api/v1/orders/"+o.ID {
+		t.Errorf("create with reservations failing: Location %q, want /api/v1/orders/%s", loc, o.ID)
 	}
 	if took := time.Since(start); took > 2500*time.Millisecond {
 		t.Errorf("the 202 took %s", took)
@@ -620,8 +759,14 @@ func TestPendingOrdersAreFinishedByRecoveryAndStreamed(t *testing.T) {
 		t.Errorf("content type %q", header.Get("Content-Type"))
 	}
 	first := <-events
-	if first["status"] != "pending" || first["order_id"] != o.ID || first["cancel_reason"] != nil {
-		t.Fatalf("first event %v", first)
+	if first["status"] != "pending" {
+		t.Fatalf("first event %v: status %v, want pending", first, first["status"])
+	}
+	if first["order_id"] != o.ID {
+		t.Errorf("first event %v: order_id %v, want %s", first, first["order_id"], o.ID)
+	}
+	if first["cancel_reason"] != nil {
+		t.Errorf("first event %v: cancel_reason %v, want null", first, first["cancel_reason"])
 	}
 	// Payments goes down too; inventory comes back: recovery reserves, but cannot charge.
 	s.pay.SetDown(true)
@@ -653,8 +798,14 @@ func TestPendingOrdersAreFinishedByRecoveryAndStreamed(t *testing.T) {
 		}
 	}
 	id := uuid.MustParse(o.ID)
-	if s.pay.Captures(id) != 1 || s.inv.Reservation(id) != "committed" || s.inv.Stock(apple) != 8 {
-		t.Errorf("captures %d, reservation %q, stock %d", s.pay.Captures(id), s.inv.Reservation(id), s.inv.Stock(apple))
+	if n := s.pay.Captures(id); n != 1 {
+		t.Errorf("%d captures, want 1", n)
+	}
+	if res := s.inv.Reservation(id); res != "committed" {
+		t.Errorf("reservation %q, want committed", res)
+	}
+	if n := s.inv.Stock(apple); n != 8 {
+		t.Errorf("stock %d, want 8", n)
 	}
 
 	// A finished order's stream sends its status and closes at once.

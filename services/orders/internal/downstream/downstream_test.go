@@ -78,8 +78,11 @@ func TestTransientFailuresAreRetriedAtMostThreeTimes(t *testing.T) {
 			if calls.Load() != 3 {
 				t.Errorf("%d attempts, want 3", calls.Load())
 			}
-			if c := apperr.CodeOf(err); c != apperr.Unavailable && c != apperr.Timeout || !strings.Contains(err.Error(), "payments") {
-				t.Errorf("err = %v", err)
+			if c := apperr.CodeOf(err); c != apperr.Unavailable && c != apperr.Timeout {
+				t.Errorf("err = %v: code %s, want %s or %s", err, c, apperr.Unavailable, apperr.Timeout)
+			}
+			if err == nil || !strings.Contains(err.Error(), "payments") {
+				t.Errorf("err = %v, want it to name payments", err)
 			}
 		})
 	}
@@ -114,8 +117,11 @@ func TestBusinessAnswersAreNeitherRetriedNorBreakerFailures(t *testing.T) {
 					t.Errorf("fields %v, want %v", ae.Fields, c.err.Fields)
 				}
 			}
-			if calls.Load() != 5 || cl.BreakerState() != "closed" {
-				t.Errorf("%d calls for 5 (want no retries), breaker %s", calls.Load(), cl.BreakerState())
+			if n := calls.Load(); n != 5 {
+				t.Errorf("%d calls for 5, want 5 (no retries)", n)
+			}
+			if st := cl.BreakerState(); st != "closed" {
+				t.Errorf("breaker %s, want closed", st)
 			}
 		})
 	}
@@ -151,8 +157,10 @@ func TestBreakerOpensAfterConsecutiveTransientFailuresAndFailsFast(t *testing.T)
 					t.Fatalf("%d circuit_breaker_state series", len(mf.GetMetric()))
 				}
 				m := mf.GetMetric()[0]
-				if l := m.GetLabel(); len(l) != 1 || l[0].GetValue() != "payments" {
-					t.Errorf("labels %v", l)
+				if l := m.GetLabel(); len(l) != 1 {
+					t.Errorf("labels %v, want one", l)
+				} else if l[0].GetValue() != "payments" {
+					t.Errorf("label %s=%q, want payments", l[0].GetName(), l[0].GetValue())
 				}
 				return m.GetGauge().GetValue()
 			}
@@ -164,13 +172,25 @@ func TestBreakerOpensAfterConsecutiveTransientFailuresAndFailsFast(t *testing.T)
 	}
 	_ = cl.Do(context.Background(), post, nil) // 3 attempts
 	_ = cl.Do(context.Background(), post, nil) // 2 more: 5 in a row, open
-	if calls.Load() != 5 || cl.BreakerState() != "open" || gauge() != 2 {
-		t.Fatalf("%d calls, breaker %s (gauge %v); want 5 and open", calls.Load(), cl.BreakerState(), gauge())
+	if n := calls.Load(); n != 5 {
+		t.Fatalf("%d calls, want 5", n)
+	}
+	if st := cl.BreakerState(); st != "open" {
+		t.Fatalf("breaker %s, want open", st)
+	}
+	if g := gauge(); g != 2 {
+		t.Fatalf("circuit_breaker_state %v, want 2 (open)", g)
 	}
 	start := time.Now()
 	err := cl.Do(context.Background(), post, nil)
-	if calls.Load() != 5 || apperr.CodeOf(err) != apperr.Unavailable || time.Since(start) > 150*time.Millisecond {
-		t.Errorf("with the breaker open: %d calls, %v after %s; want no call, Unavailable, fast", calls.Load(), err, time.Since(start))
+	if n := calls.Load(); n != 5 {
+		t.Errorf("with the breaker open: %d calls in all, want still 5 (no call)", n)
+	}
+	if code := apperr.CodeOf(err); code != apperr.Unavailable {
+		t.Errorf("with the breaker open: %v with code %s, want %s", err, code, apperr.Unavailable)
+	}
+	if took := time.Since(start); took > 150*time.Millisecond {
+		t.Errorf("with the breaker open: the call took %s, want at most 150ms", took)
 	}
 	if !strings.Contains(err.Error(), "circuit breaker") {
 		t.Errorf("err %v does not say the breaker is open", err)
@@ -184,8 +204,11 @@ func TestBreakerOpensAfterConsecutiveTransientFailuresAndFailsFast(t *testing.T)
 	if err := cl.Do(context.Background(), post, nil); err != nil {
 		t.Fatalf("trial call: %v", err)
 	}
-	if cl.BreakerState() != "closed" || gauge() != 0 {
-		t.Errorf("after a good trial call the breaker is %s", cl.BreakerState())
+	if st := cl.BreakerState(); st != "closed" {
+		t.Errorf("after a good trial call the breaker is %s, want closed", st)
+	}
+	if g := gauge(); g != 0 {
+		t.Errorf("after a good trial call circuit_breaker_state is %v, want 0 (closed)", g)
 	}
 }
 
@@ -193,8 +216,11 @@ func TestRefusedConnectionIsUnavailableAndATimeoutIsTimeout(t *testing.T) {
 	t.Parallel()
 	dead := closedport.URL(t)
 	err := client(t, dead, nil).Do(context.Background(), post, nil)
-	if apperr.CodeOf(err) != apperr.Unavailable || !strings.Contains(err.Error(), "payments service is unavailable") {
-		t.Errorf("refused: %v, want Unavailable (nothing was sent)", err)
+	if code := apperr.CodeOf(err); code != apperr.Unavailable {
+		t.Errorf("refused: %v with code %s, want %s (nothing was sent)", err, code, apperr.Unavailable)
+	}
+	if err == nil || !strings.Contains(err.Error(), "payments service is unavailable") {
+		t.Errorf("refused: %v, want it to say the payments service is unavailable", err)
 	}
 
 	slow, calls := server(t, func(w http.ResponseWriter, r *http.Request) {
@@ -241,8 +267,15 @@ func TestTheCallerGivingUpEndsTheRetries(t *testing.T) {
 	}
 	// Our own impatience says nothing about the service: the breaker stays closed,
 	// the instance in service.
-	if in := cl.Instances(context.Background())[0]; cl.BreakerState() != "closed" || !in.InService || in.Failures != 0 {
-		t.Errorf("breaker %s, instance %+v after a call its caller abandoned", cl.BreakerState(), in)
+	if st := cl.BreakerState(); st != "closed" {
+		t.Errorf("breaker %s after a call its caller abandoned, want closed", st)
+	}
+	in := cl.Instances(context.Background())[0]
+	if !in.InService {
+		t.Errorf("instance %+v out of service after a call its caller abandoned, want in service", in)
+	}
+	if in.Failures != 0 {
+		t.Errorf("instance %+v with %d failures after a call its caller abandoned, want 0", in, in.Failures)
 	}
 }
 
@@ -276,13 +309,30 @@ func TestCallsCarryTheRequestIDTraceContextTokenAndHeaders(t *testing.T) {
 	call := post
 	call.Header = http.Header{"Idempotency-Key": {"order-1"}}
 	var out struct{ ID string }
-	if err := client(t, url, nil).Do(ctx, call, &out); err != nil || out.ID != "x" {
-		t.Fatalf("Do = %v, %+v", err, out)
+	if err := client(t, url, nil).Do(ctx, call, &out); err != nil {
+		t.Fatalf("Do: %v, want no error", err)
+	}
+	if out.ID != "x" {
+		t.Fatalf("Do decoded id %q, want x", out.ID)
 	}
 	s := <-got
-	if s.requestID != "req-123" || !strings.Contains(s.traceparent, "4bf92f3577b34da6a3ce929d0e0e4736") ||
-		s.auth != "Bearer service-token-for-payments" || s.key != "order-1" || s.contentType != "application/json" || s.body != `{"amount_cents":1}` {
-		t.Errorf("the service saw %+v", s)
+	if s.requestID != "req-123" {
+		t.Errorf("the service saw X-Request-ID %q, want req-123", s.requestID)
+	}
+	if !strings.Contains(s.traceparent, "4bf92f3577b34da6a3ce929d0e0e4736") {
+		t.Errorf("the service saw traceparent %q, want the trace 4bf92f3577b34da6a3ce929d0e0e4736 in it", s.traceparent)
+	}
+	if s.auth != "Bearer service-token-for-payments" {
+		t.Errorf("the service saw Authorization %q, want Bearer service-token-for-payments", s.auth)
+	}
+	if s.key != "order-1" {
+		t.Errorf("the service saw Idempotency-Key %q, want order-1", s.key)
+	}
+	if s.contentType != "application/json" {
+		t.Errorf("the service saw Content-Type %q, want application/json", s.contentType)
+	}
+	if s.body != `{"amount_cents":1}` {
+		t.Errorf("the service saw the body %s, want {\"amount_cents\":1}", s.body)
 	}
 }
 
@@ -291,8 +341,11 @@ func TestAnUnreadableAnswerIsABadGatewayNotRetried(t *testing.T) {
 	url, calls := server(t, func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte(`not json`)) })
 	var out struct{}
 	err := client(t, url, nil).Do(context.Background(), post, &out)
-	if apperr.CodeOf(err) != apperr.BadGateway || calls.Load() != 1 {
-		t.Errorf("%v after %d calls", err, calls.Load())
+	if code := apperr.CodeOf(err); code != apperr.BadGateway {
+		t.Errorf("%v: code %s, want %s", err, code, apperr.BadGateway)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d calls, want 1 (not retried)", n)
 	}
 }
 
@@ -427,8 +480,11 @@ func TestEveryInstanceDownIsUnavailableAtOnce(t *testing.T) {
 	}
 	start := time.Now()
 	err := cl.Do(context.Background(), post, nil)
-	if apperr.CodeOf(err) != apperr.Unavailable || time.Since(start) > 100*time.Millisecond {
-		t.Errorf("with every instance out: %v after %s; want Unavailable at once", err, time.Since(start))
+	if code := apperr.CodeOf(err); code != apperr.Unavailable {
+		t.Errorf("with every instance out: %v with code %s, want %s", err, code, apperr.Unavailable)
+	}
+	if took := time.Since(start); took > 100*time.Millisecond {
+		t.Errorf("with every instance out: the call took %s, want at most 100ms (at once)", took)
 	}
 	for _, in := range cl.Instances(context.Background()) {
 		if in.InService {

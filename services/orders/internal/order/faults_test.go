@@ -53,12 +53,20 @@ func TestCompensationRefundsAChargeWhoseAnswerDiedWithTheProcess(t *testing.T) {
 	// It stays down past the charge budget: recovery expires the order.
 	r.clock.advance(policy.ChargeBudget + time.Second)
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
-		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	if o.Status != order.StatusCancelled {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusCancelled)
 	}
-	if got := r.payment(t, o.ID); got != "refunded" || r.pay.Captures(o.ID) != 1 || r.inv.Stock(r.product) != 100 {
-		t.Errorf("payment %q (captures %d), stock %d: the cancelled order kept the money or the stock; steps %v",
-			got, r.pay.Captures(o.ID), r.inv.Stock(r.product), r.steps(t, o.ID))
+	if o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order cancel reason %q, want %s", o.CancelReason, order.ReasonTimeout)
+	}
+	if got := r.payment(t, o.ID); got != "refunded" {
+		t.Errorf("payment %q, want refunded: the cancelled order kept the money; steps %v", got, r.steps(t, o.ID))
+	}
+	if n := r.pay.Captures(o.ID); n != 1 {
+		t.Errorf("%d captures, want 1; steps %v", n, r.steps(t, o.ID))
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100: the cancelled order kept the stock; steps %v", n, r.steps(t, o.ID))
 	}
 }
 
@@ -71,8 +79,11 @@ func TestCompensationRefundsAChargeAnswered503AfterTheMoneyWasTaken(t *testing.T
 	r.pay.SetFailingAfterCharge(true)
 	r.pay.SetFailing("lookup", true)
 	o := r.create(t, order.PaymentVisa, r.product, 3)
-	if o.Status != order.StatusReserved || r.pay.Captures(o.ID) != 1 {
-		t.Fatalf("order %s, captures %d", o.Status, r.pay.Captures(o.ID))
+	if o.Status != order.StatusReserved {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusReserved)
+	}
+	if n := r.pay.Captures(o.ID); n != 1 {
+		t.Fatalf("%d captures, want 1", n)
 	}
 	r.clock.advance(policy.ChargeBudget + time.Second)
 	r.pay.SetFailingAfterCharge(false)
@@ -81,9 +92,12 @@ func TestCompensationRefundsAChargeAnswered503AfterTheMoneyWasTaken(t *testing.T
 	if o.Status == order.StatusConfirmed {
 		t.Fatalf("order confirmed after its charge budget")
 	}
-	if got := r.payment(t, o.ID); got != "refunded" || r.inv.Stock(r.product) != 100 {
-		t.Errorf("order %s/%s with payment %q, stock %d: money kept for a cancelled order; steps %v",
-			o.Status, o.CancelReason, got, r.inv.Stock(r.product), r.steps(t, o.ID))
+	if got := r.payment(t, o.ID); got != "refunded" {
+		t.Errorf("order %s/%s with payment %q, want refunded: money kept for a cancelled order; steps %v",
+			o.Status, o.CancelReason, got, r.steps(t, o.ID))
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("order %s/%s: stock %d, want 100; steps %v", o.Status, o.CancelReason, n, r.steps(t, o.ID))
 	}
 }
 
@@ -103,11 +117,17 @@ func TestCompensationReleasesAReservationWhoseAnswerDiedWithTheProcess(t *testin
 	r.forget(t, o.ID, `reserved = false, attempts = 0`)
 	r.clock.advance(policy.ChargeBudget + time.Second)
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
-		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	if o.Status != order.StatusCancelled {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusCancelled)
 	}
-	if r.inv.Stock(r.product) != 100 || r.inv.Reservation(o.ID) != "released" {
-		t.Errorf("stock %d, reservation %q: a cancelled order holds stock", r.inv.Stock(r.product), r.inv.Reservation(o.ID))
+	if o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order cancel reason %q, want %s", o.CancelReason, order.ReasonTimeout)
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100: a cancelled order holds stock", n)
+	}
+	if res := r.inv.Reservation(o.ID); res != "released" {
+		t.Errorf("reservation %q, want released: a cancelled order holds stock", res)
 	}
 	if r.pay.Calls("charge", o.ID) != 0 {
 		t.Errorf("an order that was never reserved was charged")
@@ -139,8 +159,14 @@ func TestARefundDoesNotWaitForInventory(t *testing.T) {
 	}
 	r.inv.SetDown(false)
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonCustomerRequest || r.inv.Stock(r.product) != 100 {
-		t.Errorf("order %s/%s, stock %d", o.Status, o.CancelReason, r.inv.Stock(r.product))
+	if o.Status != order.StatusCancelled {
+		t.Errorf("order status %s, want %s", o.Status, order.StatusCancelled)
+	}
+	if o.CancelReason != order.ReasonCustomerRequest {
+		t.Errorf("order cancel reason %q, want %s", o.CancelReason, order.ReasonCustomerRequest)
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100", n)
 	}
 	if r.pay.Calls("refund", o.ID) != 1 {
 		t.Errorf("refunded %d times, want once", r.pay.Calls("refund", o.ID))
@@ -162,8 +188,12 @@ func TestAnOrderWhoseStockIsBackDoesNotShowConfirmed(t *testing.T) {
 		t.Errorf("stock is back on sale while the order shows %s; want %s", got, statusCancelling)
 	}
 	r.pay.SetDown(false)
-	if o = r.recoverUntilDone(t, o.ID); o.Status != order.StatusCancelled || r.payment(t, o.ID) != "refunded" {
-		t.Errorf("order %s, payment %q", o.Status, r.payment(t, o.ID))
+	o = r.recoverUntilDone(t, o.ID)
+	if o.Status != order.StatusCancelled {
+		t.Errorf("order status %s, want %s", o.Status, order.StatusCancelled)
+	}
+	if got := r.payment(t, o.ID); got != "refunded" {
+		t.Errorf("payment %q, want refunded", got)
 	}
 }
 
@@ -172,8 +202,11 @@ func TestAnOrderIsNotChargedAtPricesOtherThanItsReservation(t *testing.T) {
 	r := newRig(t)
 	r.inv.SetFailing("reserve", true)
 	o := r.create(t, order.PaymentVisa, r.product, 2) // quoted at 250
-	if o.Status != order.StatusPending || o.TotalCents != 500 {
-		t.Fatalf("order %s %d", o.Status, o.TotalCents)
+	if o.Status != order.StatusPending {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusPending)
+	}
+	if o.TotalCents != 500 {
+		t.Fatalf("order total %d cents, want 500", o.TotalCents)
 	}
 	// The price changes between the quote and the reservation.
 	r.inv.SetPrice(r.product, 300)
@@ -182,8 +215,11 @@ func TestAnOrderIsNotChargedAtPricesOtherThanItsReservation(t *testing.T) {
 	if o.Status != order.StatusCancelled || o.CancelReason != order.CancelReason("price_changed") {
 		t.Errorf("order %s/%s; want cancelled for price_changed", o.Status, o.CancelReason)
 	}
-	if r.pay.Calls("charge", o.ID) != 0 || r.inv.Stock(r.product) != 100 {
-		t.Errorf("charges %d, stock %d", r.pay.Calls("charge", o.ID), r.inv.Stock(r.product))
+	if n := r.pay.Calls("charge", o.ID); n != 0 {
+		t.Errorf("%d charge calls, want 0", n)
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100", n)
 	}
 }
 

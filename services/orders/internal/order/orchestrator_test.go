@@ -213,14 +213,33 @@ func TestSagaConfirmsAnOrderWithItsEvents(t *testing.T) {
 	t.Parallel()
 	r := newRig(t)
 	o := r.create(t, order.PaymentVisa, r.product, 3)
-	if o.Status != order.StatusConfirmed || o.TotalCents != 750 || o.Currency != "USD" || o.Lines[0].UnitPriceCents != 250 {
-		t.Fatalf("order %+v", o)
+	if o.Status != order.StatusConfirmed {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusConfirmed)
 	}
-	if r.inv.Stock(r.product) != 97 || r.inv.Reservation(o.ID) != "committed" || r.pay.Captures(o.ID) != 1 {
-		t.Errorf("stock %d, reservation %q, captures %d", r.inv.Stock(r.product), r.inv.Reservation(o.ID), r.pay.Captures(o.ID))
+	if o.TotalCents != 750 {
+		t.Fatalf("order total %d cents, want 750", o.TotalCents)
 	}
-	if p, _ := r.pay.Payment(o.ID); p.AmountCents != 750 || p.UserID != r.user {
-		t.Errorf("payment %+v", p)
+	if o.Currency != "USD" {
+		t.Fatalf("order currency %q, want USD", o.Currency)
+	}
+	if o.Lines[0].UnitPriceCents != 250 {
+		t.Fatalf("order line unit price %d cents, want 250", o.Lines[0].UnitPriceCents)
+	}
+	if n := r.inv.Stock(r.product); n != 97 {
+		t.Errorf("stock %d, want 97", n)
+	}
+	if res := r.inv.Reservation(o.ID); res != "committed" {
+		t.Errorf("reservation %q, want committed", res)
+	}
+	if n := r.pay.Captures(o.ID); n != 1 {
+		t.Errorf("%d captures, want 1", n)
+	}
+	p, _ := r.pay.Payment(o.ID)
+	if p.AmountCents != 750 {
+		t.Errorf("payment of %d cents, want 750", p.AmountCents)
+	}
+	if p.UserID != r.user {
+		t.Errorf("payment by user %s, want %s", p.UserID, r.user)
 	}
 	evs := r.events(t, o.ID)
 	if got := types(evs); !slices.Equal(got, []string{"order.created", "order.confirmed"}) {
@@ -228,11 +247,19 @@ func TestSagaConfirmsAnOrderWithItsEvents(t *testing.T) {
 	}
 	c := evs[1].Data
 	items, _ := c["items"].([]any)
-	if c["order_id"] != o.ID.String() || c["user_id"] != r.user.String() || c["total_cents"] != 750.0 || c["currency"] != "USD" || len(items) != 1 {
-		t.Errorf("order.confirmed data %v", c)
+	for k, v := range map[string]any{"order_id": o.ID.String(), "user_id": r.user.String(), "total_cents": 750.0, "currency": "USD"} {
+		if c[k] != v {
+			t.Errorf("order.confirmed data %s = %v, want %v", k, c[k], v)
+		}
 	}
-	if it, _ := items[0].(map[string]any); it["product_id"] != r.product.String() || it["quantity"] != 3.0 || it["unit_price_cents"] != 250.0 {
-		t.Errorf("order.confirmed item %v", items[0])
+	if len(items) != 1 {
+		t.Fatalf("order.confirmed items %v, want one", c["items"])
+	}
+	it, _ := items[0].(map[string]any)
+	for k, v := range map[string]any{"product_id": r.product.String(), "quantity": 3.0, "unit_price_cents": 250.0} {
+		if it[k] != v {
+			t.Errorf("order.confirmed item %s = %v, want %v", k, it[k], v)
+		}
 	}
 	if got := r.steps(t, o.ID); !slices.Equal(got, []string{"reserve:ok", "charge:ok", "commit:ok"}) {
 		t.Errorf("step log %v", got)
@@ -251,19 +278,33 @@ func TestSagaCancelsOutOfStockWithNothingToRelease(t *testing.T) {
 	r := newRig(t)
 	scarce := r.inv.AddProduct(100, 2)
 	o := r.create(t, order.PaymentVisa, scarce, 3)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonOutOfStock {
-		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	if o.Status != order.StatusCancelled {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusCancelled)
 	}
-	if r.inv.Stock(scarce) != 2 || r.inv.Calls("release", o.ID) != 0 || r.pay.Calls("charge", o.ID) != 0 || r.inv.Calls("reserve", o.ID) != 1 {
-		t.Errorf("stock %d, releases %d, charges %d, reserves %d", r.inv.Stock(scarce), r.inv.Calls("release", o.ID),
-			r.pay.Calls("charge", o.ID), r.inv.Calls("reserve", o.ID))
+	if o.CancelReason != order.ReasonOutOfStock {
+		t.Fatalf("order cancel reason %q, want %s", o.CancelReason, order.ReasonOutOfStock)
+	}
+	if n := r.inv.Stock(scarce); n != 2 {
+		t.Errorf("stock %d, want 2", n)
+	}
+	if n := r.inv.Calls("release", o.ID); n != 0 {
+		t.Errorf("%d release calls, want 0", n)
+	}
+	if n := r.pay.Calls("charge", o.ID); n != 0 {
+		t.Errorf("%d charge calls, want 0", n)
+	}
+	if n := r.inv.Calls("reserve", o.ID); n != 1 {
+		t.Errorf("%d reserve calls, want 1", n)
 	}
 	evs := r.events(t, o.ID)
 	if got := types(evs); !slices.Equal(got, []string{"order.created", "order.cancelled"}) {
 		t.Fatalf("events %v", got)
 	}
-	if d := evs[1].Data; d["reason"] != "out_of_stock" || d["total_cents"] != 300.0 || d["user_id"] != r.user.String() {
-		t.Errorf("order.cancelled data %v", d)
+	d := evs[1].Data
+	for k, v := range map[string]any{"reason": "out_of_stock", "total_cents": 300.0, "user_id": r.user.String()} {
+		if d[k] != v {
+			t.Errorf("order.cancelled data %s = %v, want %v", k, d[k], v)
+		}
 	}
 }
 
@@ -275,17 +316,28 @@ func TestSagaDeclinedCardReleasesStockAndCancelsWithTheReason(t *testing.T) {
 		order.PaymentInsufficientFunds: order.ReasonInsufficientFunds,
 	} {
 		o := r.create(t, method, r.product, 5)
-		if o.Status != order.StatusCancelled || o.CancelReason != reason {
-			t.Errorf("%s: order %s/%s", method, o.Status, o.CancelReason)
+		if o.Status != order.StatusCancelled {
+			t.Errorf("%s: order status %s, want %s", method, o.Status, order.StatusCancelled)
 		}
-		if r.inv.Reservation(o.ID) != "released" || r.pay.Captures(o.ID) != 0 || r.pay.Calls("refund", o.ID) != 0 {
-			t.Errorf("%s: reservation %q, captures %d, refunds %d", method, r.inv.Reservation(o.ID), r.pay.Captures(o.ID), r.pay.Calls("refund", o.ID))
+		if o.CancelReason != reason {
+			t.Errorf("%s: order cancel reason %q, want %s", method, o.CancelReason, reason)
+		}
+		if res := r.inv.Reservation(o.ID); res != "released" {
+			t.Errorf("%s: reservation %q, want released", method, res)
+		}
+		if n := r.pay.Captures(o.ID); n != 0 {
+			t.Errorf("%s: %d captures, want 0", method, n)
+		}
+		if n := r.pay.Calls("refund", o.ID); n != 0 {
+			t.Errorf("%s: %d refund calls, want 0", method, n)
 		}
 		if got := r.steps(t, o.ID); !slices.Equal(got, []string{"reserve:ok", "charge:refused", "release:ok"}) {
 			t.Errorf("%s: step log %v", method, got)
 		}
-		if evs := r.events(t, o.ID); len(evs) != 2 || evs[1].Data["reason"] != string(reason) {
-			t.Errorf("%s: events %v", method, evs)
+		if evs := r.events(t, o.ID); len(evs) != 2 {
+			t.Errorf("%s: events %v, want 2", method, evs)
+		} else if evs[1].Data["reason"] != string(reason) {
+			t.Errorf("%s: cancellation event reason %v, want %s", method, evs[1].Data["reason"], reason)
 		}
 	}
 	if r.inv.Stock(r.product) != 100 {
@@ -313,8 +365,14 @@ func TestSagaWithPaymentsDownStaysInProgressThenRecoveryConfirms(t *testing.T) {
 	}
 	r.pay.SetDown(false)
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusConfirmed || r.pay.Captures(o.ID) != 1 || r.inv.Reservation(o.ID) != "committed" {
-		t.Errorf("after recovery: %s, captures %d, reservation %q", o.Status, r.pay.Captures(o.ID), r.inv.Reservation(o.ID))
+	if o.Status != order.StatusConfirmed {
+		t.Errorf("after recovery: order status %s, want %s", o.Status, order.StatusConfirmed)
+	}
+	if n := r.pay.Captures(o.ID); n != 1 {
+		t.Errorf("after recovery: %d captures, want 1", n)
+	}
+	if res := r.inv.Reservation(o.ID); res != "committed" {
+		t.Errorf("after recovery: reservation %q, want committed", res)
 	}
 	if got := types(r.events(t, o.ID)); !slices.Equal(got, []string{"order.created", "order.confirmed"}) {
 		t.Errorf("events %v", got)
@@ -339,23 +397,34 @@ func TestSagaOverItsChargeBudgetCompensatesAsTimeout(t *testing.T) {
 	r := newRig(t)
 	r.pay.SetDown(true)
 	o := r.create(t, order.PaymentVisa, r.product, 4)
-	if o.Status != order.StatusReserved || r.inv.Stock(r.product) != 96 {
-		t.Fatalf("order %s, stock %d", o.Status, r.inv.Stock(r.product))
+	if o.Status != order.StatusReserved {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusReserved)
+	}
+	if n := r.inv.Stock(r.product); n != 96 {
+		t.Fatalf("stock %d, want 96", n)
 	}
 	r.clock.advance(policy.ChargeBudget + time.Second)
 	r.pay.SetDown(false) // too late: the order is not charged any more
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
-		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	if o.Status != order.StatusCancelled {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusCancelled)
 	}
-	if r.inv.Stock(r.product) != 100 || r.pay.Captures(o.ID) != 0 {
-		t.Errorf("stock %d, captures %d", r.inv.Stock(r.product), r.pay.Captures(o.ID))
+	if o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order cancel reason %q, want %s", o.CancelReason, order.ReasonTimeout)
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100", n)
+	}
+	if n := r.pay.Captures(o.ID); n != 0 {
+		t.Errorf("%d captures, want 0", n)
 	}
 	// The failed charges may have taken money: the refund settles that (payments
 	// had none, so it voids the order).
 	steps := r.steps(t, o.ID)
-	if len(steps) < 4 || !slices.Equal(steps[len(steps)-3:], []string{"expire:ok", "release:ok", "refund:ok"}) {
-		t.Errorf("step log %v", steps)
+	if len(steps) < 4 {
+		t.Errorf("step log %v, want at least 4 steps", steps)
+	} else if tail := steps[len(steps)-3:]; !slices.Equal(tail, []string{"expire:ok", "release:ok", "refund:ok"}) {
+		t.Errorf("step log ends %v, want [expire:ok release:ok refund:ok]; whole log %v", tail, steps)
 	}
 }
 
@@ -368,19 +437,28 @@ func TestSagaSettlesAnUnknownChargeByAskingBeforeItCancels(t *testing.T) {
 		t.Fatalf("order %s", o.Status)
 	}
 	var charge string
-	if err := r.pool.QueryRow(context.Background(), `SELECT charge FROM sagas WHERE order_id = $1`, o.ID).Scan(&charge); err != nil || charge != "unknown" {
-		t.Fatalf("charge %q, %v", charge, err)
+	if err := r.pool.QueryRow(context.Background(), `SELECT charge FROM sagas WHERE order_id = $1`, o.ID).Scan(&charge); err != nil {
+		t.Fatalf("the saga's charge: %v", err)
+	}
+	if charge != "unknown" {
+		t.Fatalf("charge %q, want unknown", charge)
 	}
 	r.pay.SetSlow(0)
 	r.clock.advance(policy.ChargeBudget + time.Second)
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
-		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	if o.Status != order.StatusCancelled {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusCancelled)
+	}
+	if o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order cancel reason %q, want %s", o.CancelReason, order.ReasonTimeout)
 	}
 	// Payments had no charge, and was told to settle the order anyway (a refund voids
 	// it, so a charge still on its way takes nothing).
-	if r.pay.Calls("refund", o.ID) != 1 || r.pay.Captures(o.ID) != 0 {
-		t.Errorf("look-ups %d, refunds %d, captures %d", r.pay.Calls("lookup", o.ID), r.pay.Calls("refund", o.ID), r.pay.Captures(o.ID))
+	if n := r.pay.Calls("refund", o.ID); n != 1 {
+		t.Errorf("%d refund calls, want 1 (after %d look-ups)", n, r.pay.Calls("lookup", o.ID))
+	}
+	if n := r.pay.Captures(o.ID); n != 0 {
+		t.Errorf("%d captures, want 0", n)
 	}
 	if r.inv.Stock(r.product) != 100 {
 		t.Errorf("stock %d", r.inv.Stock(r.product))
@@ -398,11 +476,20 @@ func TestSagaWhoseReservationExpiredBeforeCommitRefunds(t *testing.T) {
 	r.inv.Expire(o.ID)
 	r.inv.SetFailing("commit", false)
 	o = r.recoverUntilDone(t, o.ID)
-	if o.Status != order.StatusCancelled || o.CancelReason != order.ReasonTimeout {
-		t.Fatalf("order %s/%s", o.Status, o.CancelReason)
+	if o.Status != order.StatusCancelled {
+		t.Fatalf("order status %s, want %s", o.Status, order.StatusCancelled)
 	}
-	if p, _ := r.pay.Payment(o.ID); p.Status != "refunded" || r.pay.Captures(o.ID) != 1 || r.inv.Stock(r.product) != 100 {
-		t.Errorf("payment %+v, captures %d, stock %d", p, r.pay.Captures(o.ID), r.inv.Stock(r.product))
+	if o.CancelReason != order.ReasonTimeout {
+		t.Fatalf("order cancel reason %q, want %s", o.CancelReason, order.ReasonTimeout)
+	}
+	if p, _ := r.pay.Payment(o.ID); p.Status != "refunded" {
+		t.Errorf("payment %+v, want refunded", p)
+	}
+	if n := r.pay.Captures(o.ID); n != 1 {
+		t.Errorf("%d captures, want 1", n)
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100", n)
 	}
 }
 
@@ -512,8 +599,12 @@ func TestRacingRecoveryPassesNeverDriveASagaTwice(t *testing.T) {
 		if reserves != 1 || charges != 1 || commits != 1 || r.pay.Captures(id) != 1 {
 			t.Errorf("%s: %d reserves, %d charges, %d commits, %d captures; want one of each", id, reserves, charges, commits, r.pay.Captures(id))
 		}
-		if got := r.steps(t, id); slices.Index(got, "reserve:ok") < 0 || len(got) != countFailed(got)+3 {
-			t.Errorf("%s: step log %v", id, got)
+		got := r.steps(t, id)
+		if slices.Index(got, "reserve:ok") < 0 {
+			t.Errorf("%s: step log %v, want a reserve:ok", id, got)
+		}
+		if len(got) != countFailed(got)+3 {
+			t.Errorf("%s: step log %v of %d steps, want %d: the failed reserves and three more", id, got, len(got), countFailed(got)+3)
 		}
 	}
 }
@@ -542,16 +633,21 @@ func TestALeaseKeepsOtherWorkersOut(t *testing.T) {
 		t.Errorf("second claim: %v, want busy", err)
 	}
 	// Drive leaves a held saga alone.
-	if got, err := r.saga.Drive(ctx, o.ID); err != nil || got.Status != order.StatusPending {
-		t.Errorf("Drive of a held saga = %s, %v", got.Status, err)
+	if got, err := r.saga.Drive(ctx, o.ID); err != nil {
+		t.Errorf("Drive of a held saga: %v, want no error", err)
+	} else if got.Status != order.StatusPending {
+		t.Errorf("Drive of a held saga = %s, want %s", got.Status, order.StatusPending)
 	}
 	// A lease that ran out is taken over, and the old holder can no longer write.
 	if _, err := r.pool.Exec(ctx, `UPDATE sagas SET locked_until = now() - interval '1 second' WHERE order_id = $1`, o.ID); err != nil {
 		t.Fatal(err)
 	}
 	l2, ord, sg, err := r.store.ClaimSaga(ctx, o.ID, "b", time.Minute)
-	if err != nil || l2.Token == l1.Token {
-		t.Fatalf("take-over: %+v, %v", l2, err)
+	if err != nil {
+		t.Fatalf("take-over: %v, want no error", err)
+	}
+	if l2.Token == l1.Token {
+		t.Fatalf("take-over: token %v, want a new one", l2.Token)
 	}
 	c := order.Advance(ord, sg, order.StepReserve, order.Outcome{Kind: order.OutcomeOK}, time.Now(), policy)
 	if err := r.store.Apply(ctx, l1, c); !errors.Is(err, order.ErrLeaseLost) {
@@ -581,16 +677,31 @@ func TestCustomerCancelRefundsAndRestocks(t *testing.T) {
 		t.Errorf("cancel of someone else's order: %v", err)
 	}
 	c, err := r.svc.Cancel(context.Background(), r.user, o.ID)
-	if err != nil || c.Status != order.StatusCancelled || c.CancelReason != order.ReasonCustomerRequest {
-		t.Fatalf("cancel = %s/%s, %v", c.Status, c.CancelReason, err)
+	if err != nil {
+		t.Fatalf("cancel: %v, want no error", err)
 	}
-	if p, _ := r.pay.Payment(o.ID); p.Status != "refunded" || r.inv.Reservation(o.ID) != "released" || r.inv.Stock(r.product) != 100 {
-		t.Errorf("payment %q, reservation %q, stock %d", p.Status, r.inv.Reservation(o.ID), r.inv.Stock(r.product))
+	if c.Status != order.StatusCancelled {
+		t.Fatalf("cancel: order status %s, want %s", c.Status, order.StatusCancelled)
+	}
+	if c.CancelReason != order.ReasonCustomerRequest {
+		t.Fatalf("cancel: cancel reason %q, want %s", c.CancelReason, order.ReasonCustomerRequest)
+	}
+	if p, _ := r.pay.Payment(o.ID); p.Status != "refunded" {
+		t.Errorf("payment %q, want refunded", p.Status)
+	}
+	if res := r.inv.Reservation(o.ID); res != "released" {
+		t.Errorf("reservation %q, want released", res)
+	}
+	if n := r.inv.Stock(r.product); n != 100 {
+		t.Errorf("stock %d, want 100", n)
 	}
 	if got := types(r.events(t, o.ID)); !slices.Equal(got, []string{"order.created", "order.confirmed", "order.cancelled"}) {
 		t.Errorf("events %v", got)
 	}
-	if _, err := r.svc.Cancel(context.Background(), r.user, o.ID); !errors.Is(err, order.ErrNotCancellable) || r.pay.Calls("refund", o.ID) != 1 {
-		t.Errorf("second cancel: %v; refunds %d", err, r.pay.Calls("refund", o.ID))
+	if _, err := r.svc.Cancel(context.Background(), r.user, o.ID); !errors.Is(err, order.ErrNotCancellable) {
+		t.Errorf("second cancel: %v, want ErrNotCancellable", err)
+	}
+	if n := r.pay.Calls("refund", o.ID); n != 1 {
+		t.Errorf("after a second cancel: %d refund calls, want 1", n)
 	}
 }

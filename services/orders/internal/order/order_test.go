@@ -38,8 +38,11 @@ func TestParseNewOrderAcceptsAValidRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []order.WantedLine{{ProductID: a, Quantity: 1}, {ProductID: b, Quantity: 100}}
-	if !slices.Equal(n.Lines, want) || n.PaymentMethod != order.PaymentVisa {
-		t.Errorf("parsed %+v", n)
+	if !slices.Equal(n.Lines, want) {
+		t.Errorf("parsed lines %+v, want %+v", n.Lines, want)
+	}
+	if n.PaymentMethod != order.PaymentVisa {
+		t.Errorf("parsed payment method %q, want %q", n.PaymentMethod, order.PaymentVisa)
 	}
 	for _, m := range []string{"pm_card_chargeDeclined", "pm_card_chargeDeclinedInsufficientFunds"} {
 		if _, err := order.ParseNewOrder(order.RawNewOrder{Lines: []order.RawLine{{ProductID: a.String(), Quantity: 1}}, PaymentMethod: m}); err != nil {
@@ -100,8 +103,11 @@ func TestFingerprintIgnoresLineOrderButNotContent(t *testing.T) {
 	if n1.Fingerprint() != n2.Fingerprint() {
 		t.Error("line order changed the fingerprint")
 	}
-	if n1.Fingerprint() == n3.Fingerprint() || n1.Fingerprint() == n4.Fingerprint() {
-		t.Error("different requests share a fingerprint")
+	if n1.Fingerprint() == n3.Fingerprint() {
+		t.Error("requests with different quantities share a fingerprint, want different ones")
+	}
+	if n1.Fingerprint() == n4.Fingerprint() {
+		t.Error("requests with different payment methods share a fingerprint, want different ones")
 	}
 }
 
@@ -127,19 +133,27 @@ func TestIdempotentIDIsPerUserAndKey(t *testing.T) {
 func TestStatusAndStateParsing(t *testing.T) {
 	t.Parallel()
 	for _, s := range []string{"pending", "reserved", "paid", "confirmed", "cancelling", "cancelled"} {
-		if st, err := order.ParseStatus(s); err != nil || string(st) != s {
-			t.Errorf("ParseStatus(%q) = %q, %v", s, st, err)
+		if st, err := order.ParseStatus(s); err != nil {
+			t.Errorf("ParseStatus(%q): %v, want no error", s, err)
+		} else if string(st) != s {
+			t.Errorf("ParseStatus(%q) = %q, want %q", s, st, s)
 		}
 	}
 	if _, err := order.ParseStatus("shipped"); err == nil {
 		t.Error("ParseStatus accepted shipped")
 	}
 	for _, s := range []string{"running", "stuck", "compensating", "compensation_failed", "done"} {
-		if st, err := order.ParseSagaState(s); err != nil || string(st) != s {
-			t.Errorf("ParseSagaState(%q) = %q, %v", s, st, err)
+		if st, err := order.ParseSagaState(s); err != nil {
+			t.Errorf("ParseSagaState(%q): %v, want no error", s, err)
+		} else if string(st) != s {
+			t.Errorf("ParseSagaState(%q) = %q, want %q", s, st, s)
 		}
 	}
-	if _, err := order.ParseSagaState("paused"); apperr.CodeOf(err) != apperr.Invalid || !strings.Contains(err.Error(), "compensation_failed") {
-		t.Errorf("ParseSagaState(paused) = %v", err)
+	_, err := order.ParseSagaState("paused")
+	if code := apperr.CodeOf(err); code != apperr.Invalid {
+		t.Errorf("ParseSagaState(paused) = %v: code %s, want %s", err, code, apperr.Invalid)
+	}
+	if err == nil || !strings.Contains(err.Error(), "compensation_failed") {
+		t.Errorf("ParseSagaState(paused) = %v, want it to name the states, compensation_failed among them", err)
 	}
 }

@@ -49,8 +49,17 @@ func (m *machine) step(want order.Step, out order.Outcome) order.Change {
 
 func (m *machine) expectEnd(status order.Status, reason order.CancelReason) {
 	m.t.Helper()
-	if m.o.Status != status || m.o.CancelReason != reason || m.s.State != order.SagaDone || m.s.FinishedAt.IsZero() {
-		m.t.Errorf("ended %s/%q with saga %+v; want %s/%q and done", m.o.Status, m.o.CancelReason, m.s, status, reason)
+	if m.o.Status != status {
+		m.t.Errorf("ended with status %s, want %s", m.o.Status, status)
+	}
+	if m.o.CancelReason != reason {
+		m.t.Errorf("ended with cancel reason %q, want %q", m.o.CancelReason, reason)
+	}
+	if m.s.State != order.SagaDone {
+		m.t.Errorf("ended with saga state %v, want %v", m.s.State, order.SagaDone)
+	}
+	if m.s.FinishedAt.IsZero() {
+		m.t.Errorf("ended with the saga's finish time zero, want one; saga %+v", m.s)
 	}
 	if got := order.Plan(m.o, m.s, m.now, policy); got != order.StepNone {
 		m.t.Errorf("a finished saga plans %q", got)
@@ -75,18 +84,31 @@ var (
 func TestSagaHappyPath(t *testing.T) {
 	t.Parallel()
 	m := newMachine(t)
-	if c := m.step(order.StepReserve, ok); !c.StatusChanged || m.o.Status != order.StatusReserved || !m.s.Reserved {
-		t.Errorf("after reserve: %s %+v", m.o.Status, m.s)
+	c := m.step(order.StepReserve, ok)
+	if !c.StatusChanged {
+		t.Error("after reserve: the status did not change, want it changed")
+	}
+	if m.o.Status != order.StatusReserved {
+		t.Errorf("after reserve: status %s, want %s", m.o.Status, order.StatusReserved)
+	}
+	if !m.s.Reserved {
+		t.Errorf("after reserve: saga not reserved, want reserved; saga %+v", m.s)
 	}
 	m.step(order.StepCharge, order.Outcome{Kind: order.OutcomeOK, Charge: order.ChargeCaptured})
-	if m.o.Status != order.StatusPaid || m.s.Charge != order.ChargeCaptured {
-		t.Errorf("after charge: %s %+v", m.o.Status, m.s)
+	if m.o.Status != order.StatusPaid {
+		t.Errorf("after charge: status %s, want %s", m.o.Status, order.StatusPaid)
+	}
+	if m.s.Charge != order.ChargeCaptured {
+		t.Errorf("after charge: saga charge %v, want %v", m.s.Charge, order.ChargeCaptured)
 	}
 	m.step(order.StepCommit, ok)
 	m.expectEnd(order.StatusConfirmed, order.ReasonNone)
 	for i, l := range m.log {
-		if l.Attempt != 1 || l.Outcome != order.OutcomeOK {
-			t.Errorf("log[%d] = %+v", i, l)
+		if l.Attempt != 1 {
+			t.Errorf("log[%d] = %+v: attempt %d, want 1", i, l, l.Attempt)
+		}
+		if l.Outcome != order.OutcomeOK {
+			t.Errorf("log[%d] = %+v: outcome %v, want %v", i, l, l.Outcome, order.OutcomeOK)
 		}
 	}
 }
@@ -96,8 +118,14 @@ func TestSagaOutOfStockCancelsWithNothingToUndo(t *testing.T) {
 	m := newMachine(t)
 	c := m.step(order.StepReserve, refused(order.ReasonOutOfStock))
 	m.expectEnd(order.StatusCancelled, order.ReasonOutOfStock)
-	if m.s.Reserved || !c.StatusChanged || c.Log.Outcome != order.OutcomeRefused {
-		t.Errorf("saga %+v, change %+v", m.s, c)
+	if m.s.Reserved {
+		t.Errorf("saga reserved, want nothing reserved; saga %+v", m.s)
+	}
+	if !c.StatusChanged {
+		t.Error("the status did not change, want it changed")
+	}
+	if c.Log.Outcome != order.OutcomeRefused {
+		t.Errorf("logged outcome %v, want %v", c.Log.Outcome, order.OutcomeRefused)
 	}
 }
 
@@ -109,8 +137,11 @@ func TestSagaDeclinedReleasesThenCancelsWithTheReason(t *testing.T) {
 		out := refused(reason)
 		out.Charge = order.ChargeDeclined
 		m.step(order.StepCharge, out)
-		if m.s.State != order.SagaCompensating || m.o.Status != order.StatusCancelling {
-			t.Fatalf("after decline: %s %+v", m.o.Status, m.s)
+		if m.s.State != order.SagaCompensating {
+			t.Fatalf("after decline: saga state %v, want %v", m.s.State, order.SagaCompensating)
+		}
+		if m.o.Status != order.StatusCancelling {
+			t.Fatalf("after decline: status %s, want %s", m.o.Status, order.StatusCancelling)
 		}
 		m.step(order.StepRelease, ok) // no refund: nothing was captured
 		m.expectEnd(order.StatusCancelled, reason)
@@ -122,18 +153,33 @@ func TestSagaRetriesTransientFailuresThenExpiresAfterTheChargeBudget(t *testing.
 	m := newMachine(t)
 	m.step(order.StepReserve, failed)
 	m.step(order.StepReserve, ok)
-	if m.s.Attempts != 0 || m.log[1].Attempt != 2 {
-		t.Errorf("attempts %d, second log %+v", m.s.Attempts, m.log[1])
+	if m.s.Attempts != 0 {
+		t.Errorf("attempts %d after a success, want 0", m.s.Attempts)
+	}
+	if m.log[1].Attempt != 2 {
+		t.Errorf("second log %+v: attempt %d, want 2", m.log[1], m.log[1].Attempt)
 	}
 	m.step(order.StepCharge, failed)
 	m.step(order.StepCharge, failed)
-	if m.s.Attempts != 2 || m.o.Status != order.StatusReserved || m.s.LastError != "down" {
-		t.Errorf("after two failed charges: %s %+v", m.o.Status, m.s)
+	if m.s.Attempts != 2 {
+		t.Errorf("after two failed charges: attempts %d, want 2", m.s.Attempts)
+	}
+	if m.o.Status != order.StatusReserved {
+		t.Errorf("after two failed charges: status %s, want %s", m.o.Status, order.StatusReserved)
+	}
+	if m.s.LastError != "down" {
+		t.Errorf("after two failed charges: last error %q, want down", m.s.LastError)
 	}
 	m.now = t0.Add(policy.ChargeBudget + time.Second)
 	m.step(order.StepExpire, ok)
-	if m.s.State != order.SagaCompensating || m.s.Reason != order.ReasonTimeout || m.o.Status != order.StatusCancelling {
-		t.Fatalf("after expiry: %s %+v", m.o.Status, m.s)
+	if m.s.State != order.SagaCompensating {
+		t.Fatalf("after expiry: saga state %v, want %v", m.s.State, order.SagaCompensating)
+	}
+	if m.s.Reason != order.ReasonTimeout {
+		t.Fatalf("after expiry: saga reason %q, want %s", m.s.Reason, order.ReasonTimeout)
+	}
+	if m.o.Status != order.StatusCancelling {
+		t.Fatalf("after expiry: status %s, want %s", m.o.Status, order.StatusCancelling)
 	}
 	m.step(order.StepRelease, ok)
 	// A failed charge may have taken the money: the refund settles it (and voids
@@ -148,8 +194,11 @@ func TestSagaExpiringUndoesWhatADeadProcessMayHaveDone(t *testing.T) {
 	m := newMachine(t)
 	m.now = t0.Add(policy.ChargeBudget + time.Second)
 	m.step(order.StepExpire, ok)
-	if !m.s.Reserved || m.s.Charge != order.ChargeNone {
-		t.Errorf("expired while pending: %+v", m.s)
+	if !m.s.Reserved {
+		t.Errorf("expired while pending: saga not reserved, want reserved (to release what may exist); saga %+v", m.s)
+	}
+	if m.s.Charge != order.ChargeNone {
+		t.Errorf("expired while pending: saga charge %v, want %v", m.s.Charge, order.ChargeNone)
 	}
 	m.step(order.StepRelease, ok)
 	m.expectEnd(order.StatusCancelled, order.ReasonTimeout)
@@ -179,8 +228,11 @@ func TestSagaCompensationsRunEachOnTheirOwn(t *testing.T) {
 	}
 	c := order.Advance(m.o, m.s, order.StepRefund, order.Outcome{Kind: order.OutcomeOK, Charge: order.ChargeRefunded}, m.now, policy)
 	m.o, m.s = c.Order, c.Saga
-	if m.o.Status != order.StatusCancelling || m.s.Charge != order.ChargeRefunded {
-		t.Errorf("after the refund: %s %+v", m.o.Status, m.s)
+	if m.o.Status != order.StatusCancelling {
+		t.Errorf("after the refund: status %s, want %s", m.o.Status, order.StatusCancelling)
+	}
+	if m.s.Charge != order.ChargeRefunded {
+		t.Errorf("after the refund: saga charge %v, want %v", m.s.Charge, order.ChargeRefunded)
 	}
 	if got := order.Plan(m.o, m.s, m.now, policy, order.StepRelease); got != order.StepNone {
 		t.Errorf("the pass plans %q after trying both", got)
@@ -194,16 +246,22 @@ func TestSagaLostChargeAnswerIsRefundedWhenCompensating(t *testing.T) {
 	m := newMachine(t)
 	m.step(order.StepReserve, ok)
 	m.step(order.StepCharge, order.Outcome{Kind: order.OutcomeFailed, Charge: order.ChargeUnknown, Err: errors.New("timeout")})
-	if m.s.Charge != order.ChargeUnknown || !m.s.FailingSince.Equal(t0) {
-		t.Fatalf("after a lost answer: %+v", m.s)
+	if m.s.Charge != order.ChargeUnknown {
+		t.Fatalf("after a lost answer: saga charge %v, want %v", m.s.Charge, order.ChargeUnknown)
+	}
+	if !m.s.FailingSince.Equal(t0) {
+		t.Fatalf("after a lost answer: failing since %v, want %v", m.s.FailingSince, t0)
 	}
 	m.now = t0.Add(time.Hour)
 	m.step(order.StepExpire, ok)
 	m.step(order.StepRelease, ok)
 	// The unknown charge must be settled before the order is cancelled.
 	m.step(order.StepRefund, failed)
-	if m.s.State != order.SagaCompensating || m.o.Status != order.StatusCancelling {
-		t.Errorf("after a failed refund: %s %+v", m.o.Status, m.s)
+	if m.s.State != order.SagaCompensating {
+		t.Errorf("after a failed refund: saga state %v, want %v", m.s.State, order.SagaCompensating)
+	}
+	if m.o.Status != order.StatusCancelling {
+		t.Errorf("after a failed refund: status %s, want %s", m.o.Status, order.StatusCancelling)
 	}
 	m.step(order.StepRefund, order.Outcome{Kind: order.OutcomeOK, Charge: order.ChargeRefunded})
 	m.expectEnd(order.StatusCancelled, order.ReasonTimeout)
@@ -231,21 +289,33 @@ func TestSagaCompensationThatKeepsFailingIsMarkedAndRecovers(t *testing.T) {
 	for i := 1; i <= 10; i++ {
 		m.now = m.now.Add(10 * time.Second)
 		m.step(order.StepRelease, failed)
-		if m.s.State != order.SagaCompensating || m.s.Attempts != i || !m.s.FailingSince.Equal(t0.Add(10*time.Second)) {
-			t.Fatalf("after %d failed releases: %+v", i, m.s)
+		if m.s.State != order.SagaCompensating {
+			t.Fatalf("after %d failed releases: saga state %v, want %v", i, m.s.State, order.SagaCompensating)
+		}
+		if m.s.Attempts != i {
+			t.Fatalf("after %d failed releases: attempts %d, want %d", i, m.s.Attempts, i)
+		}
+		if want := t0.Add(10 * time.Second); !m.s.FailingSince.Equal(want) {
+			t.Fatalf("after %d failed releases: failing since %v, want the first failure's %v", i, m.s.FailingSince, want)
 		}
 	}
 	// Failing for longer than AlarmAfter: an operator should look.
 	m.now = m.s.FailingSince.Add(policy.AlarmAfter)
 	m.step(order.StepRelease, failed)
-	if m.s.State != order.SagaCompensationFailed || m.o.Status != order.StatusCancelling {
-		t.Fatalf("status %s, saga %+v", m.o.Status, m.s)
+	if m.s.State != order.SagaCompensationFailed {
+		t.Fatalf("saga state %v, want %v", m.s.State, order.SagaCompensationFailed)
+	}
+	if m.o.Status != order.StatusCancelling {
+		t.Fatalf("status %s, want %s", m.o.Status, order.StatusCancelling)
 	}
 	m.step(order.StepRelease, failed) // still retried
 	m.step(order.StepRelease, ok)
 	m.expectEnd(order.StatusCancelled, order.ReasonPaymentDeclined)
-	if m.s.Failures != 0 || !m.s.FailingSince.IsZero() {
-		t.Errorf("after success %+v", m.s)
+	if m.s.Failures != 0 {
+		t.Errorf("after success: failures %d, want 0", m.s.Failures)
+	}
+	if !m.s.FailingSince.IsZero() {
+		t.Errorf("after success: failing since %v, want zero", m.s.FailingSince)
 	}
 }
 
@@ -261,8 +331,11 @@ func TestSagaRefusedCallsMarkItStuckAtOnce(t *testing.T) {
 		if i == policy.MaxHardFailures {
 			want = order.SagaStuck
 		}
-		if m.s.State != want || m.s.Failures != i {
-			t.Fatalf("after %d refused commits: %+v", i, m.s)
+		if m.s.State != want {
+			t.Fatalf("after %d refused commits: saga state %v, want %v", i, m.s.State, want)
+		}
+		if m.s.Failures != i {
+			t.Fatalf("after %d refused commits: failures %d, want %d", i, m.s.Failures, i)
 		}
 	}
 	// Stuck still plans its step, and success puts it back on its way.
@@ -276,8 +349,11 @@ func TestSagaPriceChangedReleasesWhatItReserved(t *testing.T) {
 	out := refused(order.ReasonPriceChanged)
 	out.Reserved = true
 	m.step(order.StepReserve, out)
-	if m.o.Status != order.StatusCancelling || !m.s.Reserved {
-		t.Fatalf("after a price change: %s %+v", m.o.Status, m.s)
+	if m.o.Status != order.StatusCancelling {
+		t.Fatalf("after a price change: status %s, want %s", m.o.Status, order.StatusCancelling)
+	}
+	if !m.s.Reserved {
+		t.Fatalf("after a price change: saga not reserved, want reserved; saga %+v", m.s)
 	}
 	m.step(order.StepRelease, ok)
 	m.expectEnd(order.StatusCancelled, order.ReasonPriceChanged)
@@ -293,9 +369,23 @@ func TestCustomerCancelCompensatesAConfirmedOrder(t *testing.T) {
 	m.step(order.StepCharge, order.Outcome{Kind: order.OutcomeOK, Charge: order.ChargeCaptured})
 	m.step(order.StepCommit, ok)
 	c, err := order.StartCancel(m.o, m.s, t0)
-	if err != nil || c.Saga.State != order.SagaCompensating || c.Saga.Reason != order.ReasonCustomerRequest ||
-		c.Log.Step != order.StepCancel || c.Order.Status != order.StatusCancelling || !c.StatusChanged {
-		t.Fatalf("StartCancel = %+v, %v", c, err)
+	if err != nil {
+		t.Fatalf("StartCancel: %v, want no error", err)
+	}
+	if c.Saga.State != order.SagaCompensating {
+		t.Fatalf("StartCancel: saga state %v, want %v", c.Saga.State, order.SagaCompensating)
+	}
+	if c.Saga.Reason != order.ReasonCustomerRequest {
+		t.Fatalf("StartCancel: saga reason %q, want %s", c.Saga.Reason, order.ReasonCustomerRequest)
+	}
+	if c.Log.Step != order.StepCancel {
+		t.Fatalf("StartCancel: logged step %q, want %q", c.Log.Step, order.StepCancel)
+	}
+	if c.Order.Status != order.StatusCancelling {
+		t.Fatalf("StartCancel: status %s, want %s", c.Order.Status, order.StatusCancelling)
+	}
+	if !c.StatusChanged {
+		t.Fatal("StartCancel: the status did not change, want it changed")
 	}
 	if _, err := order.StartCancel(c.Order, c.Saga, t0); !errors.Is(err, order.ErrNotCancellable) {
 		t.Errorf("a second cancel: %v", err)
@@ -322,7 +412,11 @@ func TestStatusRankOrdersTheSaga(t *testing.T) {
 			t.Errorf("%s does not rank above %s", seq[i], seq[i-1])
 		}
 	}
-	if order.StatusPaid.Terminal() || order.StatusCancelling.Terminal() || !order.StatusConfirmed.Terminal() || !order.StatusCancelled.Terminal() {
-		t.Error("Terminal is wrong")
+	for s, want := range map[order.Status]bool{
+		order.StatusPaid: false, order.StatusCancelling: false, order.StatusConfirmed: true, order.StatusCancelled: true,
+	} {
+		if got := s.Terminal(); got != want {
+			t.Errorf("%s.Terminal() = %v, want %v", s, got, want)
+		}
 	}
 }

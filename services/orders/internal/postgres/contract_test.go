@@ -72,8 +72,11 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 		if err := rows.Scan(&stream, &source, &typ, &subject, &data); err != nil {
 			t.Fatal(err)
 		}
-		if stream != orderevents.Stream || source != orderevents.Source {
-			t.Errorf("%s on %s from %s", typ, stream, source)
+		if stream != orderevents.Stream {
+			t.Errorf("%s on stream %s, want %s", typ, stream, orderevents.Stream)
+		}
+		if source != orderevents.Source {
+			t.Errorf("%s from source %s, want %s", typ, source, orderevents.Source)
 		}
 		written[typ]++
 		if typ == string(orderevents.TypeCreated) && subject != "0d000000-0000-4000-8000-0000000000a1" {
@@ -84,7 +87,9 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if written["order.created"] != 2 || written["order.confirmed"] != 1 || written["order.cancelled"] != 1 || written["report.daily_sales"] != 1 {
-		t.Errorf("written %v", written)
+	for typ, want := range map[string]int{"order.created": 2, "order.confirmed": 1, "order.cancelled": 1, "report.daily_sales": 1} {
+		if written[typ] != want {
+			t.Errorf("%d %s written, want %d; all written %v", written[typ], typ, want, written)
+		}
 	}
 }

@@ -35,8 +35,11 @@ func placed(t *testing.T, s *postgres.Store, at time.Time, status order.Status, 
 	}
 	ctx := context.Background()
 	o, _, created, err := s.CreateOrder(ctx, o, order.NewSaga(o), order.Lease{})
-	if err != nil || !created {
-		t.Fatalf("create: %v, %v", created, err)
+	if err != nil {
+		t.Fatalf("create: %v, want no error", err)
+	}
+	if !created {
+		t.Fatal("create: not created, want a new order")
 	}
 	if status == order.StatusPending {
 		return o
@@ -63,20 +66,48 @@ func TestCreateOrderIsOnceAndReadBackWhole(t *testing.T) {
 	o := placed(t, s, at, order.StatusPending, order.Line{ProductID: uuid.New(), Quantity: 2, UnitPriceCents: 150},
 		order.Line{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 99})
 	got, err := s.Order(context.Background(), o.ID)
-	if err != nil || got.TotalCents != 399 || len(got.Lines) != 2 || got.Lines[0] != o.Lines[0] || got.Lines[1] != o.Lines[1] ||
-		!got.CreatedAt.Equal(at) || got.Status != order.StatusPending || got.PaymentMethod != order.PaymentVisa {
-		t.Fatalf("read back %+v, %v", got, err)
+	if err != nil {
+		t.Fatalf("read back: %v, want no error", err)
+	}
+	if got.TotalCents != 399 {
+		t.Fatalf("read back total %d cents, want 399", got.TotalCents)
+	}
+	if len(got.Lines) != 2 {
+		t.Fatalf("read back lines %+v, want 2", got.Lines)
+	}
+	if got.Lines[0] != o.Lines[0] {
+		t.Fatalf("read back line 0 %+v, want %+v", got.Lines[0], o.Lines[0])
+	}
+	if got.Lines[1] != o.Lines[1] {
+		t.Fatalf("read back line 1 %+v, want %+v", got.Lines[1], o.Lines[1])
+	}
+	if !got.CreatedAt.Equal(at) {
+		t.Fatalf("read back created at %v, want %v", got.CreatedAt, at)
+	}
+	if got.Status != order.StatusPending {
+		t.Fatalf("read back status %s, want %s", got.Status, order.StatusPending)
+	}
+	if got.PaymentMethod != order.PaymentVisa {
+		t.Fatalf("read back payment method %q, want %q", got.PaymentMethod, order.PaymentVisa)
 	}
 	// The same id again (an Idempotency-Key repeated) finds the first, stores nothing.
 	again := o
 	again.TotalCents = 1
 	back, _, created, err := s.CreateOrder(context.Background(), again, order.NewSaga(again), order.Lease{})
-	if err != nil || created || back.TotalCents != 399 {
-		t.Errorf("second create = %+v, %v, %v", back, created, err)
+	if err != nil {
+		t.Fatalf("second create: %v, want no error", err)
+	}
+	if created {
+		t.Error("second create created an order, want the first found")
+	}
+	if back.TotalCents != 399 {
+		t.Errorf("second create: total %d cents, want the first's 399", back.TotalCents)
 	}
 	var events int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'order.created'`).Scan(&events); err != nil || events != 1 {
-		t.Errorf("%d order.created events", events)
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'order.created'`).Scan(&events); err != nil {
+		t.Errorf("order.created events: %v", err)
+	} else if events != 1 {
+		t.Errorf("%d order.created events, want 1", events)
 	}
 	if _, err := s.Order(context.Background(), uuid.New()); !errors.Is(err, order.ErrNotFound) {
 		t.Errorf("unknown order: %v", err)
@@ -215,8 +246,11 @@ func TestUpdateSagaLeavesAHeldSagaAlone(t *testing.T) {
 		called = true
 		return order.Change{}, nil
 	})
-	if !errors.Is(err, order.ErrSagaBusy) || called {
-		t.Errorf("update of a held saga: %v (fn called: %t)", err, called)
+	if !errors.Is(err, order.ErrSagaBusy) {
+		t.Errorf("update of a held saga: %v, want ErrSagaBusy", err)
+	}
+	if called {
+		t.Error("update of a held saga called its function, want it not called")
 	}
 	if err := s.ReleaseSaga(ctx, l); err != nil {
 		t.Fatal(err)
@@ -227,8 +261,12 @@ func TestUpdateSagaLeavesAHeldSagaAlone(t *testing.T) {
 	if !errors.Is(err, order.ErrNotCancellable) {
 		t.Errorf("cancel of a pending order: %v", err)
 	}
-	if ids, err := s.SagasToRecover(ctx, 10); err != nil || len(ids) != 1 || ids[0] != o.ID {
-		t.Errorf("to recover %v, %v", ids, err)
+	if ids, err := s.SagasToRecover(ctx, 10); err != nil {
+		t.Errorf("to recover: %v, want no error", err)
+	} else if len(ids) != 1 {
+		t.Errorf("to recover %v, want the one order %s", ids, o.ID)
+	} else if ids[0] != o.ID {
+		t.Errorf("to recover %s, want %s", ids[0], o.ID)
 	}
 }
 
@@ -249,16 +287,45 @@ func TestSalesReportAndTheDailyEvent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sales.Orders != 4 || sales.Confirmed != 2 || sales.Cancelled != 1 || len(sales.Revenue) != 1 || sales.Revenue[0] != (report.Money{Currency: "USD", AmountCents: 1800}) {
-		t.Errorf("report %+v", sales)
+	if sales.Orders != 4 {
+		t.Errorf("report of %d orders, want 4", sales.Orders)
 	}
-	if len(sales.TopProducts) != 2 || sales.TopProducts[0] != (report.ProductSales{ProductID: tea, Quantity: 4, RevenueCents: 800, Currency: "USD"}) ||
-		sales.TopProducts[1].ProductID != cake || sales.TopProducts[1].Quantity != 2 {
-		t.Errorf("top products %+v", sales.TopProducts)
+	if sales.Confirmed != 2 {
+		t.Errorf("report of %d confirmed, want 2", sales.Confirmed)
+	}
+	if sales.Cancelled != 1 {
+		t.Errorf("report of %d cancelled, want 1", sales.Cancelled)
+	}
+	if want := (report.Money{Currency: "USD", AmountCents: 1800}); len(sales.Revenue) != 1 {
+		t.Errorf("report revenue %+v, want [%+v]", sales.Revenue, want)
+	} else if sales.Revenue[0] != want {
+		t.Errorf("report revenue %+v, want %+v", sales.Revenue[0], want)
+	}
+	if len(sales.TopProducts) != 2 {
+		t.Errorf("top products %+v, want 2", sales.TopProducts)
+	} else {
+		if want := (report.ProductSales{ProductID: tea, Quantity: 4, RevenueCents: 800, Currency: "USD"}); sales.TopProducts[0] != want {
+			t.Errorf("top product %+v, want %+v", sales.TopProducts[0], want)
+		}
+		if p := sales.TopProducts[1]; p.ProductID != cake {
+			t.Errorf("second product %s, want the cake %s", p.ProductID, cake)
+		}
+		if p := sales.TopProducts[1]; p.Quantity != 2 {
+			t.Errorf("second product quantity %d, want 2", p.Quantity)
+		}
 	}
 	empty, err := s.SalesReport(context.Background(), report.Range{From: day.AddDate(-1, 0, 0), To: day.AddDate(-1, 0, 1)})
-	if err != nil || empty.Orders != 0 || empty.Revenue == nil || empty.TopProducts == nil {
-		t.Errorf("empty report %+v, %v", empty, err)
+	if err != nil {
+		t.Fatalf("empty report: %v, want no error", err)
+	}
+	if empty.Orders != 0 {
+		t.Errorf("empty report of %d orders, want 0", empty.Orders)
+	}
+	if empty.Revenue == nil {
+		t.Error("empty report revenue nil, want an empty list")
+	}
+	if empty.TopProducts == nil {
+		t.Error("empty report top products nil, want an empty list")
 	}
 
 	for range 2 { // a task run twice writes one event
@@ -275,8 +342,16 @@ func TestSalesReportAndTheDailyEvent(t *testing.T) {
 	}
 	var ev map[string]any
 	_ = json.Unmarshal(data, &ev)
-	if n != 1 || subject != "2025-03-01" || ev["day"] != "2025-03-01" || ev["orders"] != 4.0 || ev["from"] != "2025-03-01T00:00:00Z" {
-		t.Errorf("%d events, subject %q, data %s", n, subject, data)
+	if n != 1 {
+		t.Errorf("%d report.daily_sales events, want 1", n)
+	}
+	if subject != "2025-03-01" {
+		t.Errorf("report.daily_sales subject %q, want 2025-03-01", subject)
+	}
+	for k, v := range map[string]any{"day": "2025-03-01", "orders": 4.0, "from": "2025-03-01T00:00:00Z"} {
+		if ev[k] != v {
+			t.Errorf("report.daily_sales data %s = %v, want %v; data %s", k, ev[k], v, data)
+		}
 	}
 }
 
@@ -289,12 +364,23 @@ func TestANewSagaIsHeldByItsCreator(t *testing.T) {
 		CreatedAt: at, UpdatedAt: at, Lines: []order.Line{{ProductID: uuid.New(), Quantity: 1, UnitPriceCents: 5}}, TotalCents: 5}
 	sg := order.NewSaga(o)
 	_, lease, created, err := s.CreateOrder(ctx, o, sg, order.Lease{Owner: "creator", TTL: time.Minute})
-	if err != nil || !created || lease.Token == 0 || lease.OrderID != o.ID {
-		t.Fatalf("create: %+v, %v, %v", lease, created, err)
+	if err != nil {
+		t.Fatalf("create: %v, want no error", err)
+	}
+	if !created {
+		t.Fatal("create: not created, want a new order")
+	}
+	if lease.Token == 0 {
+		t.Fatalf("create: lease %+v without a token, want one", lease)
+	}
+	if lease.OrderID != o.ID {
+		t.Fatalf("create: lease of order %s, want %s", lease.OrderID, o.ID)
 	}
 	// Recovery neither lists nor takes it while its creator holds it.
-	if ids, err := s.SagasToRecover(ctx, 10); err != nil || len(ids) != 0 {
-		t.Errorf("to recover: %v, %v", ids, err)
+	if ids, err := s.SagasToRecover(ctx, 10); err != nil {
+		t.Errorf("to recover: %v, want no error", err)
+	} else if len(ids) != 0 {
+		t.Errorf("to recover: %v, want none", ids)
 	}
 	if _, _, _, err := s.ClaimSaga(ctx, o.ID, "recovery", time.Minute); !errors.Is(err, order.ErrSagaBusy) {
 		t.Errorf("claim by another worker: %v", err)
@@ -335,8 +421,12 @@ func TestTheChangeThatFinishesASagaGivesItsLeaseBack(t *testing.T) {
 	if err := s.Apply(ctx, l, c); err != nil {
 		t.Fatal(err)
 	}
-	if owner, until := held(); owner == nil || until == nil {
-		t.Fatalf("a step that does not finish the saga gave the lease back: %v %v", owner, until)
+	owner, until := held()
+	if owner == nil {
+		t.Fatal("a step that does not finish the saga gave the lease back: locked_by NULL, want the worker")
+	}
+	if until == nil {
+		t.Fatal("a step that does not finish the saga gave the lease back: locked_until NULL, want a time")
 	}
 
 	c.Order.Status, c.Saga.State, c.StatusChanged = order.StatusConfirmed, order.SagaDone, true
@@ -344,8 +434,12 @@ func TestTheChangeThatFinishesASagaGivesItsLeaseBack(t *testing.T) {
 	if err := s.Apply(ctx, l, c); err != nil {
 		t.Fatal(err)
 	}
-	if owner, until := held(); owner != nil || until != nil {
-		t.Errorf("the finished saga is still held by %v until %v", *owner, *until)
+	owner, until = held()
+	if owner != nil {
+		t.Errorf("the finished saga is still held by %q, want locked_by NULL", *owner)
+	}
+	if until != nil {
+		t.Errorf("the finished saga is still held until %v, want locked_until NULL", *until)
 	}
 	if _, err := s.UpdateSaga(ctx, o.ID, func(o order.Order, sg order.Saga) (order.Change, error) {
 		return order.StartCancel(o, sg, time.Now().UTC())

@@ -60,12 +60,17 @@ func TestPublishedChangesReachSubscribersOfThatOrderOnly(t *testing.T) {
 func TestMessageJSONHasANullReasonUnlessCancelled(t *testing.T) {
 	t.Parallel()
 	m := statusfeed.ToMessage(order.StatusChange{OrderID: uuid.New(), Status: order.StatusPending})
-	if m.CancelReason != nil || m.Status != "pending" {
-		t.Errorf("%+v", m)
+	if m.CancelReason != nil {
+		t.Errorf("pending: cancel reason %q, want nil", *m.CancelReason)
+	}
+	if m.Status != "pending" {
+		t.Errorf("pending: status %q, want pending", m.Status)
 	}
 	m = statusfeed.ToMessage(order.StatusChange{OrderID: uuid.New(), Status: order.StatusCancelled, CancelReason: order.ReasonOutOfStock})
-	if m.CancelReason == nil || *m.CancelReason != "out_of_stock" {
-		t.Errorf("%+v", m)
+	if m.CancelReason == nil {
+		t.Error("cancelled: cancel reason nil, want out_of_stock")
+	} else if *m.CancelReason != "out_of_stock" {
+		t.Errorf("cancelled: cancel reason %q, want out_of_stock", *m.CancelReason)
 	}
 }
 
