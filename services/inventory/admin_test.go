@@ -37,22 +37,55 @@ func TestAnAdminReadsAReservationWithItsStockEvents(t *testing.T) {
 	path := s.url + "/api/v1/admin/reservations/"
 
 	r := call(t, http.MethodGet, path+order, "", admin...)
-	if r.Status != http.StatusOK || r.Header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("admin read: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("admin read: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("admin read: Cache-Control %q, want no-store", cc)
 	}
 	var got adminReservationBody
 	r.JSON(t, &got)
 	res := got.Reservation
-	if res.OrderID != order || res.Status != "released" || res.TotalCents != 3600 || res.Currency != "USD" ||
-		len(res.Items) != 1 || res.Items[0] != (lineBody{mug.ID, 2, 1800}) || res.ExpiresAt.IsZero() ||
-		res.CreatedAt.IsZero() || res.UpdatedAt.Before(res.CreatedAt) {
-		t.Errorf("reservation %+v; want the order's released reservation of 2 mugs", res)
+	if res.OrderID != order {
+		t.Errorf("reservation order_id %s, want %s", res.OrderID, order)
+	}
+	if res.Status != "released" {
+		t.Errorf("reservation status %q, want released", res.Status)
+	}
+	if res.TotalCents != 3600 {
+		t.Errorf("reservation total_cents %d, want 3600", res.TotalCents)
+	}
+	if res.Currency != "USD" {
+		t.Errorf("reservation currency %q, want USD", res.Currency)
+	}
+	if len(res.Items) != 1 {
+		t.Errorf("reservation items %+v, want one", res.Items)
+	} else if want := (lineBody{mug.ID, 2, 1800}); res.Items[0] != want {
+		t.Errorf("reservation item %+v, want %+v", res.Items[0], want)
+	}
+	if res.ExpiresAt.IsZero() {
+		t.Error("reservation expires_at zero, want a time")
+	}
+	if res.CreatedAt.IsZero() {
+		t.Error("reservation created_at zero, want a time")
+	}
+	if res.UpdatedAt.Before(res.CreatedAt) {
+		t.Errorf("reservation updated_at %v, want no earlier than created_at %v", res.UpdatedAt, res.CreatedAt)
 	}
 	var types []string
 	for _, e := range got.Events {
 		types = append(types, e.Type)
-		if e.Stream != "events.inventory" || e.Subject != order || e.ID == uuid.Nil || e.Time.IsZero() {
-			t.Errorf("event %+v; want one on events.inventory about the order", e)
+		if e.Stream != "events.inventory" {
+			t.Errorf("event %s: stream %q, want events.inventory", e.Type, e.Stream)
+		}
+		if e.Subject != order {
+			t.Errorf("event %s: subject %q, want the order %s", e.Type, e.Subject, order)
+		}
+		if e.ID == uuid.Nil {
+			t.Errorf("event %s: nil id, want one", e.Type)
+		}
+		if e.Time.IsZero() {
+			t.Errorf("event %s: zero time, want one", e.Type)
 		}
 	}
 	// Only the order's: the product.created of the mug is about the product.

@@ -124,8 +124,11 @@ type response struct{ programtest.Response }
 func (r response) problem(t *testing.T, status int) problem.Details {
 	t.Helper()
 	d := r.Problem(t, status)
-	if !strings.HasPrefix(d.Type, problem.TypePrefix) || d.Detail == "" {
-		t.Errorf("problem document %+v", d)
+	if !strings.HasPrefix(d.Type, problem.TypePrefix) {
+		t.Errorf("problem type %q, want one under %s", d.Type, problem.TypePrefix)
+	}
+	if d.Detail == "" {
+		t.Errorf("problem document %+v without a detail, want one", d)
 	}
 	return d
 }
@@ -212,10 +215,32 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 	}
 	var mug productBody
 	r.JSON(t, &mug)
-	if _, err := uuid.Parse(mug.ID); err != nil || mug.SKU != "BZR-MUG-001" || mug.Name != "Stoneware Mug" ||
-		mug.Description != "350 ml.\nDishwasher safe." || mug.PriceCents != 1800 || mug.Currency != "USD" || mug.Stock != 12 ||
-		time.Since(mug.CreatedAt) > time.Minute || !mug.UpdatedAt.Equal(mug.CreatedAt) {
-		t.Errorf("created %+v", mug)
+	if _, err := uuid.Parse(mug.ID); err != nil {
+		t.Errorf("created id %q: %v, want a UUID", mug.ID, err)
+	}
+	if mug.SKU != "BZR-MUG-001" {
+		t.Errorf("created sku %q, want BZR-MUG-001", mug.SKU)
+	}
+	if mug.Name != "Stoneware Mug" {
+		t.Errorf("created name %q, want Stoneware Mug", mug.Name)
+	}
+	if mug.Description != "350 ml.\nDishwasher safe." {
+		t.Errorf("created description %q, want %q", mug.Description, "350 ml.\nDishwasher safe.")
+	}
+	if mug.PriceCents != 1800 {
+		t.Errorf("created price_cents %d, want 1800", mug.PriceCents)
+	}
+	if mug.Currency != "USD" {
+		t.Errorf("created currency %q, want USD", mug.Currency)
+	}
+	if mug.Stock != 12 {
+		t.Errorf("created stock %d, want 12", mug.Stock)
+	}
+	if time.Since(mug.CreatedAt) > time.Minute {
+		t.Errorf("created created_at %v, want within the last minute", mug.CreatedAt)
+	}
+	if !mug.UpdatedAt.Equal(mug.CreatedAt) {
+		t.Errorf("created updated_at %v, want created_at %v", mug.UpdatedAt, mug.CreatedAt)
 	}
 	if loc := r.Header.Get("Location"); loc != "/api/v1/products/"+mug.ID {
 		t.Errorf("Location %q", loc)
@@ -231,8 +256,17 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 	}
 	var typ, subject, data string
 	err := s.db.QueryRow(context.Background(), `SELECT type, subject, data::text FROM outbox`).Scan(&typ, &subject, &data)
-	if err != nil || typ != "product.created" || subject != mug.ID || !strings.Contains(data, `"sku": "BZR-MUG-001"`) {
-		t.Errorf("outbox %s %s %s, %v", typ, subject, data, err)
+	if err != nil {
+		t.Fatalf("outbox: %v, want one event", err)
+	}
+	if typ != "product.created" {
+		t.Errorf("outbox type %q, want product.created", typ)
+	}
+	if subject != mug.ID {
+		t.Errorf("outbox subject %q, want the product %s", subject, mug.ID)
+	}
+	if !strings.Contains(data, `"sku": "BZR-MUG-001"`) {
+		t.Errorf("outbox data %s, want \"sku\": \"BZR-MUG-001\" in it", data)
 	}
 
 	// The same SKU again is a conflict.
@@ -250,8 +284,11 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 	r.JSON(t, &got)
 	want := mug
 	want.Name, want.Description, want.Stock, want.PriceCents, want.UpdatedAt = "Big Mug", "Now 500 ml.", 0, 2100, got.UpdatedAt
-	if got != want || !got.UpdatedAt.After(mug.UpdatedAt) {
+	if got != want {
 		t.Errorf("patched %+v, want %+v", got, want)
+	}
+	if !got.UpdatedAt.After(mug.UpdatedAt) {
+		t.Errorf("patched updated_at %v, want after the creation's %v", got.UpdatedAt, mug.UpdatedAt)
 	}
 	var updated int
 	_ = s.db.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE type = 'product.updated' AND data->>'name' = 'Big Mug'`).Scan(&updated)
@@ -265,8 +302,11 @@ func TestAdminCreatesAndPatchesProducts(t *testing.T) {
 		t.Fatalf("empty patch: %d %s", r.Status, r.Body)
 	}
 	r.JSON(t, &same)
-	if same != got || s.count(t, "outbox") != 2 {
-		t.Errorf("empty patch gave %+v and %d events", same, s.count(t, "outbox"))
+	if same != got {
+		t.Errorf("empty patch gave %+v, want it unchanged %+v", same, got)
+	}
+	if n := s.count(t, "outbox"); n != 2 {
+		t.Errorf("after an empty patch %d events, want still 2", n)
 	}
 	for _, id := range []string{uuid.NewString(), "not-a-uuid"} {
 		call(t, http.MethodPatch, s.url+"/api/v1/products/"+id, `{"name":"X"}`, programtest.Bearer(s.admin)...).problem(t, http.StatusNotFound)
@@ -294,8 +334,11 @@ func TestAdminChangesAProductsSKU(t *testing.T) {
 	r.JSON(t, &got)
 	want := p
 	want.SKU, want.UpdatedAt = "FIXED-SKU", got.UpdatedAt // trimmed, as on create
-	if got != want || !got.UpdatedAt.After(p.UpdatedAt) {
+	if got != want {
 		t.Errorf("patched %+v, want %+v", got, want)
+	}
+	if !got.UpdatedAt.After(p.UpdatedAt) {
+		t.Errorf("patched updated_at %v, want after the creation's %v", got.UpdatedAt, p.UpdatedAt)
 	}
 	var read productBody
 	call(t, http.MethodGet, s.url+"/api/v1/products/"+p.ID, "").JSON(t, &read)
@@ -373,8 +416,11 @@ func TestCatalogueListsPagesAndGets(t *testing.T) {
 
 	// The default page holds them all; the last page says so with a null cursor.
 	r := call(t, http.MethodGet, s.url+"/api/v1/products", "")
-	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"next_cursor":null`) {
-		t.Errorf("default list: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Errorf("default list: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if !strings.Contains(string(r.Body), `"next_cursor":null`) {
+		t.Errorf("default list: %s, want \"next_cursor\":null in it", r.Body)
 	}
 	for _, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=nonsense"} {
 		d := call(t, http.MethodGet, s.url+"/api/v1/products?"+q, "").problem(t, http.StatusUnprocessableEntity)
@@ -435,8 +481,15 @@ func TestCatalogueSearch(t *testing.T) {
 	}
 	// Every bad parameter is named at once.
 	d := call(t, http.MethodGet, s.url+"/api/v1/products?limit=0&q="+strings.Repeat("x", 101), "").problem(t, http.StatusUnprocessableEntity)
-	if f := fields(d); !slices.Contains(f, "q") || !slices.Contains(f, "limit") || len(f) != 2 {
-		t.Errorf("a bad q and limit: %+v, want a 422 naming both", d)
+	f := fields(d)
+	if !slices.Contains(f, "q") {
+		t.Errorf("a bad q and limit: fields %v, want q among them", f)
+	}
+	if !slices.Contains(f, "limit") {
+		t.Errorf("a bad q and limit: fields %v, want limit among them", f)
+	}
+	if len(f) != 2 {
+		t.Errorf("a bad q and limit: fields %v, want the 2", f)
 	}
 }
 
@@ -466,8 +519,11 @@ func TestProductWritesNeedAnAdmin(t *testing.T) {
 			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
 		}
 	}
-	if after := [2]int{s.count(t, "products"), s.count(t, "outbox")}; after != before || s.stock(t, p.ID) != 3 {
-		t.Errorf("refused writes changed something: %v → %v, stock %d", before, after, s.stock(t, p.ID))
+	if after := [2]int{s.count(t, "products"), s.count(t, "outbox")}; after != before {
+		t.Errorf("refused writes changed the rows (products, outbox): %v → %v, want them as they were", before, after)
+	}
+	if n := s.stock(t, p.ID); n != 3 {
+		t.Errorf("refused writes changed the stock to %d, want 3", n)
 	}
 }
 
@@ -595,9 +651,21 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 		t.Fatalf("quote: %d %s", r.Status, r.Body)
 	}
 	r.JSON(t, &q)
-	if q.TotalCents != 3*1800+2900 || q.Currency != "USD" || len(q.Items) != 2 ||
-		q.Items[0] != (lineBody{mug.ID, 3, 1800}) || q.Items[1] != (lineBody{tee.ID, 1, 2900}) {
-		t.Errorf("quote %+v", q)
+	if q.TotalCents != 3*1800+2900 {
+		t.Errorf("quote total_cents %d, want %d", q.TotalCents, 3*1800+2900)
+	}
+	if q.Currency != "USD" {
+		t.Errorf("quote currency %q, want USD", q.Currency)
+	}
+	if len(q.Items) != 2 {
+		t.Errorf("quote items %+v, want 2", q.Items)
+	} else {
+		if want := (lineBody{mug.ID, 3, 1800}); q.Items[0] != want {
+			t.Errorf("quote item 0 %+v, want %+v", q.Items[0], want)
+		}
+		if want := (lineBody{tee.ID, 1, 2900}); q.Items[1] != want {
+			t.Errorf("quote item 1 %+v, want %+v", q.Items[1], want)
+		}
 	}
 	d := s.saga(t, http.MethodPost, "/internal/quotes",
 		fmt.Sprintf(`{"items":[{"product_id":%q,"quantity":1},{"product_id":%q,"quantity":1}]}`, mug.ID, uuid.New())).
@@ -611,23 +679,44 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	if !slices.Equal(fields(d), []string{"items"}) {
 		t.Errorf("mixed currencies in a quote: %+v", d)
 	}
-	if s.stock(t, mug.ID) != 10 || s.count(t, "reservations") != 0 {
-		t.Error("a quote changed something")
+	if n := s.stock(t, mug.ID); n != 10 {
+		t.Errorf("a quote changed the stock to %d, want 10", n)
+	}
+	if n := s.count(t, "reservations"); n != 0 {
+		t.Errorf("a quote made %d reservations, want 0", n)
 	}
 
 	// Reserve: 201 the first time, 200 with the same reservation after.
 	order := uuid.NewString()
 	body := reserveBody(order, mug.ID, 3, tee.ID, 2)
 	r = s.saga(t, http.MethodPost, "/internal/reservations", body)
-	if r.Status != http.StatusCreated || r.Header.Get("Location") != "/internal/reservations/"+order {
-		t.Fatalf("reserve: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("reserve: status %d, want 201; body %s", r.Status, r.Body)
+	}
+	if loc := r.Header.Get("Location"); loc != "/internal/reservations/"+order {
+		t.Errorf("reserve: Location %q, want /internal/reservations/%s", loc, order)
 	}
 	var res reservationBody
 	r.JSON(t, &res)
-	if res.OrderID != order || res.Status != "reserved" || res.TotalCents != 3*1800+2*2900 || res.Currency != "USD" ||
-		len(res.Items) != 2 || res.Items[1] != (lineBody{tee.ID, 2, 2900}) ||
-		res.ExpiresAt.Sub(time.Now()) < 9*time.Minute || res.ExpiresAt.Sub(time.Now()) > 10*time.Minute {
-		t.Errorf("reservation %+v", res)
+	if res.OrderID != order {
+		t.Errorf("reservation order_id %s, want %s", res.OrderID, order)
+	}
+	if res.Status != "reserved" {
+		t.Errorf("reservation status %q, want reserved", res.Status)
+	}
+	if res.TotalCents != 3*1800+2*2900 {
+		t.Errorf("reservation total_cents %d, want %d", res.TotalCents, 3*1800+2*2900)
+	}
+	if res.Currency != "USD" {
+		t.Errorf("reservation currency %q, want USD", res.Currency)
+	}
+	if len(res.Items) != 2 {
+		t.Errorf("reservation items %+v, want 2", res.Items)
+	} else if want := (lineBody{tee.ID, 2, 2900}); res.Items[1] != want {
+		t.Errorf("reservation item 1 %+v, want %+v", res.Items[1], want)
+	}
+	if res.ExpiresAt.Sub(time.Now()) < 9*time.Minute || res.ExpiresAt.Sub(time.Now()) > 10*time.Minute {
+		t.Errorf("reservation expires_at %v, %s from now; want 9 to 10 minutes", res.ExpiresAt, time.Until(res.ExpiresAt))
 	}
 	r = s.saga(t, http.MethodPost, "/internal/reservations", body)
 	var again reservationBody
@@ -635,13 +724,22 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 		t.Fatalf("repeat reserve: %d %s", r.Status, r.Body)
 	}
 	r.JSON(t, &again)
-	if fmt.Sprint(again) != fmt.Sprint(res) || s.stock(t, mug.ID) != 7 || s.stock(t, tee.ID) != 0 {
-		t.Errorf("repeat gave %+v (want %+v), stock %d/%d", again, res, s.stock(t, mug.ID), s.stock(t, tee.ID))
+	if fmt.Sprint(again) != fmt.Sprint(res) {
+		t.Errorf("repeat gave %+v, want %+v", again, res)
+	}
+	if n := s.stock(t, mug.ID); n != 7 {
+		t.Errorf("after a repeat reserve mug stock %d, want 7", n)
+	}
+	if n := s.stock(t, tee.ID); n != 0 {
+		t.Errorf("after a repeat reserve tee stock %d, want 0", n)
 	}
 	r = s.saga(t, http.MethodGet, "/internal/reservations/"+order, "")
 	r.JSON(t, &again)
-	if r.Status != http.StatusOK || fmt.Sprint(again) != fmt.Sprint(res) {
-		t.Errorf("GET reservation: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Errorf("GET reservation: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if fmt.Sprint(again) != fmt.Sprint(res) {
+		t.Errorf("GET reservation %+v, want %+v", again, res)
 	}
 
 	// The tee is sold out: another order for it is refused with out_of_stock, and
@@ -649,11 +747,20 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	short := uuid.NewString()
 	before := s.count(t, "outbox")
 	d = s.saga(t, http.MethodPost, "/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
-	if d.Type != "urn:bazaar:problem:out_of_stock" || d.Title != "Conflict" || d.Instance != "/internal/reservations" {
-		t.Errorf("out of stock problem %+v", d)
+	if d.Type != "urn:bazaar:problem:out_of_stock" {
+		t.Errorf("out of stock problem type %q, want urn:bazaar:problem:out_of_stock", d.Type)
 	}
-	if s.stock(t, mug.ID) != 7 || s.count(t, "outbox") != before {
-		t.Errorf("a refused reserve changed stock (%d) or wrote events", s.stock(t, mug.ID))
+	if d.Title != "Conflict" {
+		t.Errorf("out of stock problem title %q, want Conflict", d.Title)
+	}
+	if d.Instance != "/internal/reservations" {
+		t.Errorf("out of stock problem instance %q, want /internal/reservations", d.Instance)
+	}
+	if n := s.stock(t, mug.ID); n != 7 {
+		t.Errorf("a refused reserve changed the mug stock to %d, want 7", n)
+	}
+	if n := s.count(t, "outbox"); n != before {
+		t.Errorf("a refused reserve left %d events, want still %d", n, before)
 	}
 	d = s.saga(t, http.MethodPost, "/internal/reservations", reserveBody(short, mug.ID, 1, tee.ID, 1)).problem(t, http.StatusConflict)
 	if d.Type != "urn:bazaar:problem:out_of_stock" {
@@ -665,16 +772,28 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	for range 2 {
 		r = s.saga(t, http.MethodPost, "/internal/reservations/"+order+"/commit", "")
 		r.JSON(t, &again)
-		if r.Status != http.StatusOK || again.Status != "committed" || again.TotalCents != res.TotalCents {
-			t.Errorf("commit: %d %s", r.Status, r.Body)
+		if r.Status != http.StatusOK {
+			t.Errorf("commit: status %d, want 200; body %s", r.Status, r.Body)
+		}
+		if again.Status != "committed" {
+			t.Errorf("commit: reservation status %q, want committed", again.Status)
+		}
+		if again.TotalCents != res.TotalCents {
+			t.Errorf("commit: total_cents %d, want %d", again.TotalCents, res.TotalCents)
 		}
 	}
 	// Release (a customer cancels): the stock comes back, once.
 	for range 2 {
 		r = s.saga(t, http.MethodPost, "/internal/reservations/"+order+"/release", "")
 		r.JSON(t, &again)
-		if r.Status != http.StatusOK || again.Status != "released" || len(again.Items) != 2 {
-			t.Errorf("release: %d %s", r.Status, r.Body)
+		if r.Status != http.StatusOK {
+			t.Errorf("release: status %d, want 200; body %s", r.Status, r.Body)
+		}
+		if again.Status != "released" {
+			t.Errorf("release: reservation status %q, want released", again.Status)
+		}
+		if len(again.Items) != 2 {
+			t.Errorf("release: items %+v, want 2", again.Items)
 		}
 	}
 	if s.stock(t, mug.ID) != 10 || s.stock(t, tee.ID) != 2 {
@@ -692,9 +811,20 @@ func TestQuotesAndReservationsOverHTTP(t *testing.T) {
 	s.saga(t, http.MethodGet, "/internal/reservations/"+never, "").problem(t, http.StatusNotFound)
 	r = s.saga(t, http.MethodPost, "/internal/reservations/"+never+"/release", "")
 	r.JSON(t, &again)
-	if r.Status != http.StatusOK || again.Status != "released" || again.OrderID != never || len(again.Items) != 0 ||
-		!strings.Contains(string(r.Body), `"items":[]`) {
-		t.Errorf("release of nothing: %d %s", r.Status, r.Body)
+	if r.Status != http.StatusOK {
+		t.Errorf("release of nothing: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if again.Status != "released" {
+		t.Errorf("release of nothing: status %q, want released", again.Status)
+	}
+	if again.OrderID != never {
+		t.Errorf("release of nothing: order_id %s, want %s", again.OrderID, never)
+	}
+	if len(again.Items) != 0 {
+		t.Errorf("release of nothing: items %+v, want none", again.Items)
+	}
+	if !strings.Contains(string(r.Body), `"items":[]`) {
+		t.Errorf("release of nothing: %s, want \"items\":[] in it", r.Body)
 	}
 	for _, path := range []string{"/internal/reservations/nope", "/internal/reservations/nope/commit", "/internal/reservations/nope/release"} {
 		method := http.MethodPost
@@ -788,8 +918,20 @@ func TestSeededCatalogueIsAddedOnce(t *testing.T) {
 		if i == 0 {
 			wantStock = 1 // a later seed never overwrites
 		}
-		if p.SKU != w.SKU.String() || p.Name != w.Name.String() || p.PriceCents != int64(w.Price) || p.Currency != "USD" || p.Stock != wantStock {
-			t.Errorf("product %d is %+v, want %+v with stock %d", i, p, w, wantStock)
+		if p.SKU != w.SKU.String() {
+			t.Errorf("product %d: sku %q, want %q", i, p.SKU, w.SKU)
+		}
+		if p.Name != w.Name.String() {
+			t.Errorf("product %d: name %q, want %q", i, p.Name, w.Name)
+		}
+		if p.PriceCents != int64(w.Price) {
+			t.Errorf("product %d: price_cents %d, want %d", i, p.PriceCents, int64(w.Price))
+		}
+		if p.Currency != "USD" {
+			t.Errorf("product %d: currency %q, want USD", i, p.Currency)
+		}
+		if p.Stock != wantStock {
+			t.Errorf("product %d: stock %d, want %d", i, p.Stock, wantStock)
 		}
 	}
 
@@ -845,8 +987,11 @@ func TestExpiryTaskReleasesAbandonedReservations(t *testing.T) {
 	if status(live) != "reserved" || s.stock(t, p.ID.String()) != 6 {
 		t.Errorf("live reservation %s, stock %d; want reserved and 6", status(live), s.stock(t, p.ID.String()))
 	}
-	if !strings.Contains(s.prog.Logs(), `"msg":"expired reservations released"`) || !strings.Contains(s.prog.Logs(), `"released":1`) {
-		t.Errorf("the task did not log its count:\n%s", s.prog.Logs())
+	if !strings.Contains(s.prog.Logs(), `"msg":"expired reservations released"`) {
+		t.Errorf("the task did not log \"expired reservations released\":\n%s", s.prog.Logs())
+	}
+	if !strings.Contains(s.prog.Logs(), `"released":1`) {
+		t.Errorf("the task did not log its count \"released\":1:\n%s", s.prog.Logs())
 	}
 }
 
@@ -865,8 +1010,17 @@ func TestBadSettingsStopTheStart(t *testing.T) {
 		}
 	}
 	s, err := loadSettings(func(string) string { return "" })
-	if err != nil || s.ReservationTTL != 15*time.Minute || s.SeedCatalogue || s.HTTPAddr != ":8082" {
-		t.Errorf("defaults %+v, %v", s, err)
+	if err != nil {
+		t.Fatalf("defaults: %v, want no error", err)
+	}
+	if s.ReservationTTL != 15*time.Minute {
+		t.Errorf("default RESERVATION_TTL %v, want 15m", s.ReservationTTL)
+	}
+	if s.SeedCatalogue {
+		t.Error("default SEED_CATALOGUE true, want false")
+	}
+	if s.HTTPAddr != ":8082" {
+		t.Errorf("default HTTP_ADDR %q, want :8082", s.HTTPAddr)
 	}
 }
 

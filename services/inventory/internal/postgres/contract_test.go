@@ -55,8 +55,11 @@ func TestTheEventsWrittenAreTheContractExamples(t *testing.T) {
 		if err := rows.Scan(&stream, &source, &typ, &subject, &data); err != nil {
 			t.Fatal(err)
 		}
-		if stream != inventoryevents.Stream || source != inventoryevents.Source {
-			t.Errorf("%s on %s from %s", typ, stream, source)
+		if stream != inventoryevents.Stream {
+			t.Errorf("%s on stream %s, want %s", typ, stream, inventoryevents.Stream)
+		}
+		if source != inventoryevents.Source {
+			t.Errorf("%s from source %s, want %s", typ, source, inventoryevents.Source)
 		}
 		if typ == string(inventoryevents.TypeProductCreated) && subject == tee.ID.String() {
 			continue // the second product, there to be reserved; the mug is the example

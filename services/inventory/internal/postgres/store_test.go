@@ -115,8 +115,11 @@ func reserve(t *testing.T, store *postgres.Store, order uuid.UUID, b reservation
 	t.Helper()
 	at := now()
 	r, created, err := store.Reserve(ctx, order, b, at, at.Add(ttl))
-	if err != nil || !created {
-		t.Fatalf("Reserve = %v, created %v", err, created)
+	if err != nil {
+		t.Fatalf("Reserve: %v, want no error", err)
+	}
+	if !created {
+		t.Fatal("Reserve: not created, want a new reservation")
 	}
 	return r
 }
@@ -140,9 +143,20 @@ func TestProductsAreCreatedUpdatedAndPublished(t *testing.T) {
 	_ = json.Unmarshal(data, &body)
 	want := map[string]any{"id": p.ID.String(), "sku": "MUG-1", "name": "Product MUG-1", "description": "A thing.",
 		"price_cents": 1800.0, "currency": "USD", "stock": 7.0}
-	if stream != "events.inventory" || typ != "product.created" || source != "inventory" || subject != p.ID.String() ||
-		fmt.Sprint(body) != fmt.Sprint(want) {
-		t.Errorf("outbox row %s %s %s %s %s", stream, typ, source, subject, data)
+	if stream != "events.inventory" {
+		t.Errorf("outbox row stream %q, want events.inventory", stream)
+	}
+	if typ != "product.created" {
+		t.Errorf("outbox row type %q, want product.created", typ)
+	}
+	if source != "inventory" {
+		t.Errorf("outbox row source %q, want inventory", source)
+	}
+	if subject != p.ID.String() {
+		t.Errorf("outbox row subject %q, want the product %s", subject, p.ID)
+	}
+	if fmt.Sprint(body) != fmt.Sprint(want) {
+		t.Errorf("outbox row data %v, want %v", body, want)
 	}
 
 	// A duplicate SKU is refused and writes nothing.
@@ -151,8 +165,11 @@ func TestProductsAreCreatedUpdatedAndPublished(t *testing.T) {
 	if err := store.CreateProduct(ctx, dup); !errors.Is(err, product.ErrSKUTaken) {
 		t.Errorf("duplicate sku: %v", err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM products`); n != 1 || events(t, pool, "product.created") != 1 {
-		t.Errorf("after the duplicate: %d products, %d events", n, events(t, pool, "product.created"))
+	if n := count(t, pool, `SELECT count(*) FROM products`); n != 1 {
+		t.Errorf("after the duplicate: %d products, want 1", n)
+	}
+	if n := events(t, pool, "product.created"); n != 1 {
+		t.Errorf("after the duplicate: %d product.created events, want 1", n)
 	}
 
 	// A patch changes what it names, and only that.
@@ -172,8 +189,10 @@ func TestProductsAreCreatedUpdatedAndPublished(t *testing.T) {
 	}
 	body = nil
 	_ = json.Unmarshal(data, &body)
-	if body["name"] != "Big Mug" || body["stock"] != 0.0 || body["price_cents"] != 1800.0 {
-		t.Errorf("product.updated data %s", data)
+	for k, v := range map[string]any{"name": "Big Mug", "stock": 0.0, "price_cents": 1800.0} {
+		if body[k] != v {
+			t.Errorf("product.updated data %s = %v, want %v; data %s", k, body[k], v, data)
+		}
 	}
 
 	if _, err := store.UpdateProduct(ctx, uuid.New(), product.Patch{Name: &name}, at); !errors.Is(err, product.ErrNotFound) {
@@ -212,8 +231,11 @@ func TestUpdateProductChangesTheSKUUnlessAnotherProductHasIt(t *testing.T) {
 	}
 	var body map[string]any
 	_ = json.Unmarshal(data, &body)
-	if body["sku"] != "NEW-SKU" || body["id"] != p.ID.String() {
-		t.Errorf("product.updated data %s; want the new sku", data)
+	if body["sku"] != "NEW-SKU" {
+		t.Errorf("product.updated sku %v, want the new NEW-SKU; data %s", body["sku"], data)
+	}
+	if body["id"] != p.ID.String() {
+		t.Errorf("product.updated id %v, want the product's %s; data %s", body["id"], p.ID, data)
 	}
 
 	// Another product's SKU: refused with the create's error, and the name in the same
@@ -395,8 +417,10 @@ func seedProducts(n int, skus ...string) []product.Product {
 func TestSeedProductsAddsEachSKUOnce(t *testing.T) {
 	t.Parallel()
 	store, pool := newStore(t)
-	if n, err := store.SeedProducts(ctx, seedProducts(10, "A", "B", "C")); err != nil || n != 3 {
-		t.Fatalf("first seed = %d, %v", n, err)
+	if n, err := store.SeedProducts(ctx, seedProducts(10, "A", "B", "C")); err != nil {
+		t.Fatalf("first seed: %v, want no error", err)
+	} else if n != 3 {
+		t.Fatalf("first seed = %d, want 3", n)
 	}
 	// Again, from two "replicas" at once, with one new SKU and new ids for the rest.
 	var wg sync.WaitGroup
@@ -519,9 +543,20 @@ func TestConcurrentReservesOfOneOrderMakeOneReservation(t *testing.T) {
 		t.Errorf("%d calls created the reservation, want 1", created.Load())
 	}
 	for i := range got {
-		if got[i].OrderID != order || got[i].Status != reservation.StatusReserved || got[i].Total() != 2*250+3*100 ||
-			!slices.Equal(got[i].Lines, got[0].Lines) || !got[i].ExpiresAt.Equal(got[0].ExpiresAt) {
-			t.Errorf("call %d got %+v, want %+v", i, got[i], got[0])
+		if got[i].OrderID != order {
+			t.Errorf("call %d got order %s, want %s", i, got[i].OrderID, order)
+		}
+		if got[i].Status != reservation.StatusReserved {
+			t.Errorf("call %d got status %v, want %v", i, got[i].Status, reservation.StatusReserved)
+		}
+		if got[i].Total() != 2*250+3*100 {
+			t.Errorf("call %d got total %d, want %d", i, got[i].Total(), 2*250+3*100)
+		}
+		if !slices.Equal(got[i].Lines, got[0].Lines) {
+			t.Errorf("call %d got lines %+v, want the first call's %+v", i, got[i].Lines, got[0].Lines)
+		}
+		if !got[i].ExpiresAt.Equal(got[0].ExpiresAt) {
+			t.Errorf("call %d got expiry %v, want the first call's %v", i, got[i].ExpiresAt, got[0].ExpiresAt)
 		}
 	}
 	if stockOf(t, pool, a.ID) != 8 || stockOf(t, pool, b.ID) != 7 {
@@ -548,8 +583,11 @@ func TestReserveIsAllOrNothing(t *testing.T) {
 	if stockOf(t, pool, plenty.ID) != 5 || stockOf(t, pool, scarce.ID) != 1 {
 		t.Errorf("stock %d and %d after a refused reserve, want 5 and 1", stockOf(t, pool, plenty.ID), stockOf(t, pool, scarce.ID))
 	}
-	if n := count(t, pool, `SELECT count(*) FROM reservation_lines`); n != 0 || count(t, pool, `SELECT count(*) FROM outbox`) != outboxBefore {
-		t.Errorf("a refused reserve left %d lines and %d new events", n, count(t, pool, `SELECT count(*) FROM outbox`)-outboxBefore)
+	if n := count(t, pool, `SELECT count(*) FROM reservation_lines`); n != 0 {
+		t.Errorf("a refused reserve left %d reservation lines, want 0", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != outboxBefore {
+		t.Errorf("a refused reserve left %d new events, want 0", n-outboxBefore)
 	}
 
 	// The refusal stands for that order, even once there is stock: the saga may have
@@ -569,11 +607,23 @@ func TestReserveIsAllOrNothing(t *testing.T) {
 		t.Errorf("Commit of a refused order = %v, want not found", err)
 	}
 	r, err := store.Release(ctx, order, now())
-	if err != nil || r.Status != reservation.StatusReleased || len(r.Lines) != 0 {
-		t.Errorf("Release of a refused order = %+v, %v", r, err)
+	if err != nil {
+		t.Fatalf("Release of a refused order: %v, want no error", err)
 	}
-	if stockOf(t, pool, plenty.ID) != 5 || stockOf(t, pool, scarce.ID) != 10 || events(t, pool, "stock.released") != 0 {
-		t.Error("releasing a refused order gave back stock it never took")
+	if r.Status != reservation.StatusReleased {
+		t.Errorf("Release of a refused order: status %v, want %v", r.Status, reservation.StatusReleased)
+	}
+	if len(r.Lines) != 0 {
+		t.Errorf("Release of a refused order: lines %+v, want none", r.Lines)
+	}
+	if n := stockOf(t, pool, plenty.ID); n != 5 {
+		t.Errorf("releasing a refused order gave back stock it never took: plenty's stock %d, want 5", n)
+	}
+	if n := stockOf(t, pool, scarce.ID); n != 10 {
+		t.Errorf("releasing a refused order gave back stock it never took: scarce's stock %d, want 10", n)
+	}
+	if n := events(t, pool, "stock.released"); n != 0 {
+		t.Errorf("releasing a refused order wrote %d stock.released events, want 0", n)
 	}
 	// Another order gets the stock.
 	reserve(t, store, uuid.New(), bk, time.Hour)
@@ -592,22 +642,44 @@ func TestReserveRefusesUnknownProductsAndMixedCurrencies(t *testing.T) {
 	at := now()
 	_, _, err := store.Reserve(ctx, uuid.New(), basket(t, item(usd, 1), reservation.Item{ProductID: uuid.New(), Quantity: 1}), at, at.Add(time.Hour))
 	var ae *apperr.Error
-	if !errors.As(err, &ae) || ae.Code != apperr.Invalid || len(ae.Fields) != 1 || ae.Fields[0].Field != "items[1].product_id" {
-		t.Errorf("unknown product: %v", err)
+	if !errors.As(err, &ae) {
+		t.Errorf("unknown product: %v, want an apperr", err)
+	} else {
+		if ae.Code != apperr.Invalid {
+			t.Errorf("unknown product: code %s, want %s", ae.Code, apperr.Invalid)
+		}
+		if len(ae.Fields) != 1 {
+			t.Errorf("unknown product: field errors %+v, want one", ae.Fields)
+		} else if ae.Fields[0].Field != "items[1].product_id" {
+			t.Errorf("unknown product: field %q named, want items[1].product_id", ae.Fields[0].Field)
+		}
 	}
 	_, _, err = store.Reserve(ctx, uuid.New(), basket(t, item(usd, 1), item(eur, 1)), at, at.Add(time.Hour))
 	if !errors.Is(err, reservation.ErrMixedCurrencies) {
 		t.Errorf("mixed currencies: %v", err)
 	}
-	if n := count(t, pool, `SELECT count(*) FROM reservations`); n != 0 || count(t, pool, `SELECT count(*) FROM outbox`) != outboxBefore ||
-		stockOf(t, pool, usd.ID) != 5 {
-		t.Errorf("refused reserves left %d reservations behind, or events, or took stock", n)
+	if n := count(t, pool, `SELECT count(*) FROM reservations`); n != 0 {
+		t.Errorf("refused reserves left %d reservations behind, want 0", n)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox`); n != outboxBefore {
+		t.Errorf("refused reserves left %d new events, want 0", n-outboxBefore)
+	}
+	if n := stockOf(t, pool, usd.ID); n != 5 {
+		t.Errorf("refused reserves took stock: %d left, want 5", n)
 	}
 
 	offers, err := store.Offers(ctx, []uuid.UUID{usd.ID, eur.ID, uuid.New()})
-	if err != nil || len(offers) != 2 || offers[usd.ID] != (reservation.Offer{UnitPrice: 100, Currency: "USD"}) ||
-		offers[eur.ID].Currency != "EUR" {
-		t.Errorf("Offers = %v, %v", offers, err)
+	if err != nil {
+		t.Fatalf("Offers: %v, want no error", err)
+	}
+	if len(offers) != 2 {
+		t.Errorf("Offers = %v, want the 2 known products", offers)
+	}
+	if want := (reservation.Offer{UnitPrice: 100, Currency: "USD"}); offers[usd.ID] != want {
+		t.Errorf("offer for the USD product %+v, want %+v", offers[usd.ID], want)
+	}
+	if offers[eur.ID].Currency != "EUR" {
+		t.Errorf("offer for the EUR product in %q, want EUR", offers[eur.ID].Currency)
 	}
 }
 
@@ -619,20 +691,28 @@ func TestReserveRoundTripsAndPricesFromTheCatalogue(t *testing.T) {
 	order := uuid.New()
 	at := now()
 	r, created, err := store.Reserve(ctx, order, basket(t, item(b, 4), item(a, 1)), at, at.Add(15*time.Minute))
-	if err != nil || !created {
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !created {
+		t.Fatal("Reserve: not created, want a new reservation")
 	}
 	want := reservation.Reservation{
 		OrderID: order, Status: reservation.StatusReserved, Currency: "USD",
 		Lines:     []reservation.Line{{ProductID: b.ID, Quantity: 4, UnitPrice: 5}, {ProductID: a.ID, Quantity: 1, UnitPrice: 1999}},
 		ExpiresAt: at.Add(15 * time.Minute), CreatedAt: at, UpdatedAt: at,
 	}
-	if fmt.Sprint(r) != fmt.Sprint(want) || r.Total() != 2019 {
+	if fmt.Sprint(r) != fmt.Sprint(want) {
 		t.Errorf("Reserve = %+v, want %+v", r, want)
 	}
+	if r.Total() != 2019 {
+		t.Errorf("Reserve total %d, want 2019", r.Total())
+	}
 	got, err := store.Reservation(ctx, order)
-	if err != nil || fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("Reservation = %+v, %v", got, err)
+	if err != nil {
+		t.Errorf("Reservation: %v, want no error", err)
+	} else if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Reservation = %+v, want %+v", got, want)
 	}
 	var data []byte
 	if err := pool.QueryRow(ctx, `SELECT data FROM outbox WHERE type = 'stock.reserved' AND subject = $1`, order.String()).Scan(&data); err != nil {
@@ -645,9 +725,24 @@ func TestReserveRoundTripsAndPricesFromTheCatalogue(t *testing.T) {
 			Quantity  int       `json:"quantity"`
 		} `json:"items"`
 	}
-	if err := json.Unmarshal(data, &ev); err != nil || ev.OrderID != order || len(ev.Items) != 2 ||
-		ev.Items[0].ProductID != b.ID || ev.Items[0].Quantity != 4 || ev.Items[1].ProductID != a.ID {
-		t.Errorf("stock.reserved data %s", data)
+	if err := json.Unmarshal(data, &ev); err != nil {
+		t.Fatalf("stock.reserved data %s: %v", data, err)
+	}
+	if ev.OrderID != order {
+		t.Errorf("stock.reserved order_id %s, want %s", ev.OrderID, order)
+	}
+	if len(ev.Items) != 2 {
+		t.Errorf("stock.reserved items %+v, want 2", ev.Items)
+	} else {
+		if ev.Items[0].ProductID != b.ID {
+			t.Errorf("stock.reserved item 0 product %s, want b %s", ev.Items[0].ProductID, b.ID)
+		}
+		if ev.Items[0].Quantity != 4 {
+			t.Errorf("stock.reserved item 0 quantity %d, want 4", ev.Items[0].Quantity)
+		}
+		if ev.Items[1].ProductID != a.ID {
+			t.Errorf("stock.reserved item 1 product %s, want a %s", ev.Items[1].ProductID, a.ID)
+		}
 	}
 
 	// A price change later does not reprice the reservation.
@@ -679,8 +774,15 @@ func TestReleaseRestocksExactlyOnce(t *testing.T) {
 		wg.Go(func() {
 			<-start
 			r, err := store.Release(ctx, order, now())
-			if err != nil || r.Status != reservation.StatusReleased || len(r.Lines) != 1 {
-				t.Errorf("Release = %+v, %v", r, err)
+			if err != nil {
+				t.Errorf("Release: %v, want no error", err)
+				return
+			}
+			if r.Status != reservation.StatusReleased {
+				t.Errorf("Release: status %v, want %v", r.Status, reservation.StatusReleased)
+			}
+			if len(r.Lines) != 1 {
+				t.Errorf("Release: lines %+v, want one", r.Lines)
 			}
 		})
 	}
@@ -706,12 +808,24 @@ func TestCommitThenReleaseRestocks(t *testing.T) {
 
 	committedAt := now()
 	c, err := store.Commit(ctx, order, committedAt)
-	if err != nil || c.Status != reservation.StatusCommitted || !c.UpdatedAt.Equal(committedAt) {
-		t.Fatalf("Commit = %+v, %v", c, err)
+	if err != nil {
+		t.Fatalf("Commit: %v, want no error", err)
+	}
+	if c.Status != reservation.StatusCommitted {
+		t.Fatalf("Commit: status %v, want %v", c.Status, reservation.StatusCommitted)
+	}
+	if !c.UpdatedAt.Equal(committedAt) {
+		t.Fatalf("Commit: updated at %v, want %v", c.UpdatedAt, committedAt)
 	}
 	again, err := store.Commit(ctx, order, now())
-	if err != nil || again.Status != reservation.StatusCommitted || !again.UpdatedAt.Equal(committedAt) {
-		t.Errorf("second Commit = %+v, %v; want it unchanged", again, err)
+	if err != nil {
+		t.Fatalf("second Commit: %v, want no error", err)
+	}
+	if again.Status != reservation.StatusCommitted {
+		t.Errorf("second Commit: status %v, want it unchanged, %v", again.Status, reservation.StatusCommitted)
+	}
+	if !again.UpdatedAt.Equal(committedAt) {
+		t.Errorf("second Commit: updated at %v, want it unchanged, %v", again.UpdatedAt, committedAt)
 	}
 	if stockOf(t, pool, p.ID) != 6 {
 		t.Errorf("stock %d after commit, want 6", stockOf(t, pool, p.ID))
@@ -722,11 +836,17 @@ func TestCommitThenReleaseRestocks(t *testing.T) {
 
 	// A customer cancels the confirmed order: the committed stock comes back.
 	r, err := store.Release(ctx, order, now())
-	if err != nil || r.Status != reservation.StatusReleased {
-		t.Fatalf("Release = %+v, %v", r, err)
+	if err != nil {
+		t.Fatalf("Release: %v, want no error", err)
 	}
-	if stockOf(t, pool, p.ID) != 10 || events(t, pool, "stock.released") != 1 {
-		t.Errorf("stock %d, %d stock.released after releasing a committed reservation", stockOf(t, pool, p.ID), events(t, pool, "stock.released"))
+	if r.Status != reservation.StatusReleased {
+		t.Fatalf("Release: status %v, want %v", r.Status, reservation.StatusReleased)
+	}
+	if n := stockOf(t, pool, p.ID); n != 10 {
+		t.Errorf("stock %d after releasing a committed reservation, want 10", n)
+	}
+	if n := events(t, pool, "stock.released"); n != 1 {
+		t.Errorf("%d stock.released after releasing a committed reservation, want 1", n)
 	}
 }
 
@@ -737,17 +857,35 @@ func TestReleaseBeforeReserveHoldsNothing(t *testing.T) {
 	order := uuid.New()
 
 	r, err := store.Release(ctx, order, now())
-	if err != nil || r.OrderID != order || r.Status != reservation.StatusReleased || len(r.Lines) != 0 {
-		t.Fatalf("Release of nothing = %+v, %v", r, err)
+	if err != nil {
+		t.Fatalf("Release of nothing: %v, want no error", err)
+	}
+	if r.OrderID != order {
+		t.Fatalf("Release of nothing: order %s, want %s", r.OrderID, order)
+	}
+	if r.Status != reservation.StatusReleased {
+		t.Fatalf("Release of nothing: status %v, want %v", r.Status, reservation.StatusReleased)
+	}
+	if len(r.Lines) != 0 {
+		t.Fatalf("Release of nothing: lines %+v, want none", r.Lines)
 	}
 	// The saga's reserve arrives late: it finds the released reservation.
 	at := now()
 	late, created, err := store.Reserve(ctx, order, basket(t, item(p, 2)), at, at.Add(time.Hour))
-	if err != nil || created || late.Status != reservation.StatusReleased {
-		t.Errorf("late Reserve = %+v, created %v, %v", late, created, err)
+	if err != nil {
+		t.Fatalf("late Reserve: %v, want no error", err)
 	}
-	if stockOf(t, pool, p.ID) != 10 || events(t, pool, "stock.reserved")+events(t, pool, "stock.released") != 0 {
-		t.Error("a reserve after its release took stock or wrote events")
+	if created {
+		t.Error("late Reserve created a reservation, want the released one found")
+	}
+	if late.Status != reservation.StatusReleased {
+		t.Errorf("late Reserve: status %v, want %v", late.Status, reservation.StatusReleased)
+	}
+	if n := stockOf(t, pool, p.ID); n != 10 {
+		t.Errorf("a reserve after its release took stock: %d left, want 10", n)
+	}
+	if n := events(t, pool, "stock.reserved") + events(t, pool, "stock.released"); n != 0 {
+		t.Errorf("a reserve after its release wrote %d stock events, want 0", n)
 	}
 }
 
@@ -783,17 +921,29 @@ func TestExpireDueReleasesOnlyExpiredReservations(t *testing.T) {
 		}
 		return got.Status
 	}
-	if status(expired) != reservation.StatusReleased || status(fresh) != reservation.StatusReserved ||
-		status(committed) != reservation.StatusCommitted || status(released) != reservation.StatusReleased {
-		t.Errorf("statuses after expiry: %s %s %s %s", status(expired), status(fresh), status(committed), status(released))
+	for _, c := range []struct {
+		name string
+		r    reservation.Reservation
+		want reservation.Status
+	}{
+		{"expired", expired, reservation.StatusReleased},
+		{"fresh", fresh, reservation.StatusReserved},
+		{"committed", committed, reservation.StatusCommitted},
+		{"released", released, reservation.StatusReleased},
+	} {
+		if got := status(c.r); got != c.want {
+			t.Errorf("the %s reservation is %s after expiry, want %s", c.name, got, c.want)
+		}
 	}
 	// fresh and committed still hold theirs.
 	if stockOf(t, pool, p.ID) != 98 || stockOf(t, pool, q.ID) != 96 {
 		t.Errorf("stock %d and %d, want 98 and 96", stockOf(t, pool, p.ID), stockOf(t, pool, q.ID))
 	}
-	if got := events(t, pool, "stock.released") - eventsBefore; got != 1 ||
-		count(t, pool, `SELECT count(*) FROM outbox WHERE type = 'stock.released' AND subject = $1`, expired.OrderID.String()) != 1 {
-		t.Errorf("%d stock.released events from expiry, want 1 for the expired order", got)
+	if got := events(t, pool, "stock.released") - eventsBefore; got != 1 {
+		t.Errorf("%d stock.released events from expiry, want 1", got)
+	}
+	if n := count(t, pool, `SELECT count(*) FROM outbox WHERE type = 'stock.released' AND subject = $1`, expired.OrderID.String()); n != 1 {
+		t.Errorf("%d stock.released events for the expired order, want 1", n)
 	}
 	if n, err := store.ExpireDue(ctx, later, 10); err != nil || n != 0 {
 		t.Errorf("second ExpireDue = %d, %v; want nothing left", n, err)
@@ -823,8 +973,14 @@ func TestExpireDueWorksInBatches(t *testing.T) {
 			break
 		}
 	}
-	if !slices.Equal(batches, []int{2, 2, 1}) || stockOf(t, pool, p.ID) != 100 || events(t, pool, "stock.released") != 5 {
-		t.Errorf("batches %v, stock %d, %d events", batches, stockOf(t, pool, p.ID), events(t, pool, "stock.released"))
+	if !slices.Equal(batches, []int{2, 2, 1}) {
+		t.Errorf("batches %v, want [2 2 1]", batches)
+	}
+	if n := stockOf(t, pool, p.ID); n != 100 {
+		t.Errorf("stock %d after expiry, want 100", n)
+	}
+	if n := events(t, pool, "stock.released"); n != 5 {
+		t.Errorf("%d stock.released events, want 5", n)
 	}
 
 	// Through the service, which loops over batches by itself.
@@ -836,12 +992,19 @@ func TestExpireDueWorksInBatches(t *testing.T) {
 		}
 	}
 	clockNow = clockNow.Add(59 * time.Second)
-	if n, err := svc.ExpireDue(ctx); err != nil || n != 0 {
-		t.Errorf("service ExpireDue before the TTL = %d, %v", n, err)
+	if n, err := svc.ExpireDue(ctx); err != nil {
+		t.Errorf("service ExpireDue before the TTL: %v, want no error", err)
+	} else if n != 0 {
+		t.Errorf("service ExpireDue before the TTL = %d, want 0", n)
 	}
 	clockNow = clockNow.Add(time.Second)
-	if n, err := svc.ExpireDue(ctx); err != nil || n != 3 || stockOf(t, pool, p.ID) != 100 {
-		t.Errorf("service ExpireDue = %d, %v; stock %d", n, err, stockOf(t, pool, p.ID))
+	if n, err := svc.ExpireDue(ctx); err != nil {
+		t.Errorf("service ExpireDue: %v, want no error", err)
+	} else if n != 3 {
+		t.Errorf("service ExpireDue = %d, want 3", n)
+	}
+	if n := stockOf(t, pool, p.ID); n != 100 {
+		t.Errorf("stock %d after the service's expiry, want 100", n)
 	}
 }
 
@@ -904,7 +1067,11 @@ func TestMixedConcurrentTrafficConservesStock(t *testing.T) {
 	for _, p := range ps {
 		held := count(t, pool, `SELECT coalesce(sum(l.quantity), 0) FROM reservation_lines l
 			JOIN reservations r USING (order_id) WHERE l.product_id = $1 AND r.status IN ('reserved', 'committed')`, p.ID)
-		if s := stockOf(t, pool, p.ID); s < 0 || s+held != 12 {
+		s := stockOf(t, pool, p.ID)
+		if s < 0 {
+			t.Errorf("%s: stock %d, want never negative", p.SKU, s)
+		}
+		if s+held != 12 {
 			t.Errorf("%s: stock %d + held %d, want 12", p.SKU, s, held)
 		}
 	}

@@ -48,11 +48,15 @@ func TestParseSKU(t *testing.T) {
 
 func TestParseName(t *testing.T) {
 	t.Parallel()
-	if got, err := ParseName("  Stoneware Mug  "); err != nil || got != "Stoneware Mug" {
-		t.Errorf("ParseName trims: %q, %v", got, err)
+	if got, err := ParseName("  Stoneware Mug  "); err != nil {
+		t.Errorf("ParseName trims: %v, want no error", err)
+	} else if got != "Stoneware Mug" {
+		t.Errorf("ParseName trims: %q, want %q", got, "Stoneware Mug")
 	}
-	if got, err := ParseName(strings.Repeat("é", 200)); err != nil || got.String() != strings.Repeat("é", 200) {
-		t.Errorf("200 characters (400 bytes) is allowed: %v", err)
+	if got, err := ParseName(strings.Repeat("é", 200)); err != nil {
+		t.Errorf("200 characters (400 bytes) is allowed: %v, want no error", err)
+	} else if got.String() != strings.Repeat("é", 200) {
+		t.Errorf("200 characters (400 bytes): %q, want them as they were", got)
 	}
 	for _, in := range []string{"", "  ", strings.Repeat("a", 201), "two\nlines", "bell\a"} {
 		if _, err := ParseName(in); !isInvalid(err) {
@@ -82,11 +86,15 @@ func TestParseDescription(t *testing.T) {
 
 func TestParsePriceCurrencyStock(t *testing.T) {
 	t.Parallel()
-	if p, err := ParsePrice(1); err != nil || p != 1 {
-		t.Errorf("ParsePrice(1) = %d, %v", p, err)
+	if p, err := ParsePrice(1); err != nil {
+		t.Errorf("ParsePrice(1): %v, want no error", err)
+	} else if p != 1 {
+		t.Errorf("ParsePrice(1) = %d, want 1", p)
 	}
-	if p, err := ParsePrice(int64(MaxPrice)); err != nil || p != MaxPrice {
-		t.Errorf("ParsePrice(max) = %d, %v", p, err)
+	if p, err := ParsePrice(int64(MaxPrice)); err != nil {
+		t.Errorf("ParsePrice(max): %v, want no error", err)
+	} else if p != MaxPrice {
+		t.Errorf("ParsePrice(max) = %d, want %d", p, MaxPrice)
 	}
 	for _, in := range []int64{0, -1, int64(MaxPrice) + 1} {
 		if _, err := ParsePrice(in); !isInvalid(err) {
@@ -94,8 +102,10 @@ func TestParsePriceCurrencyStock(t *testing.T) {
 		}
 	}
 
-	if c, err := ParseCurrency("USD"); err != nil || c != "USD" {
-		t.Errorf("ParseCurrency(USD) = %q, %v", c, err)
+	if c, err := ParseCurrency("USD"); err != nil {
+		t.Errorf("ParseCurrency(USD): %v, want no error", err)
+	} else if c != "USD" {
+		t.Errorf("ParseCurrency(USD) = %q, want USD", c)
 	}
 	for _, in := range []string{"", "usd", "US", "USDD", "U$D", " USD", "ÜSD"} {
 		if _, err := ParseCurrency(in); !isInvalid(err) {
@@ -104,8 +114,10 @@ func TestParsePriceCurrencyStock(t *testing.T) {
 	}
 
 	for _, in := range []int{0, 1, int(MaxStock)} {
-		if s, err := ParseStock(in); err != nil || int(s) != in {
-			t.Errorf("ParseStock(%d) = %d, %v", in, s, err)
+		if s, err := ParseStock(in); err != nil {
+			t.Errorf("ParseStock(%d): %v, want no error", in, err)
+		} else if int(s) != in {
+			t.Errorf("ParseStock(%d) = %d, want %d", in, s, in)
 		}
 	}
 	for _, in := range []int{-1, int(MaxStock) + 1} {
@@ -118,8 +130,14 @@ func TestParsePriceCurrencyStock(t *testing.T) {
 func TestPatchApply(t *testing.T) {
 	t.Parallel()
 	p := Product{ID: uuid.New(), SKU: "A", Name: "Old", Description: "old", Price: 100, Currency: "USD", Stock: 5}
-	if !(Patch{}).IsEmpty() || (Patch{Stock: new(Stock(0))}).IsEmpty() || (Patch{SKU: new(SKU("B"))}).IsEmpty() {
-		t.Error("IsEmpty is wrong")
+	if !(Patch{}).IsEmpty() {
+		t.Error("an empty patch: IsEmpty false, want true")
+	}
+	if (Patch{Stock: new(Stock(0))}).IsEmpty() {
+		t.Error("a patch of the stock to 0: IsEmpty true, want false")
+	}
+	if (Patch{SKU: new(SKU("B"))}).IsEmpty() {
+		t.Error("a patch of the SKU: IsEmpty true, want false")
 	}
 	if got := (Patch{}).Apply(p); got != p {
 		t.Errorf("an empty patch changed %+v to %+v", p, got)
@@ -205,31 +223,62 @@ func TestServiceStampsTimesAndOrdersTheSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := at.UTC().Truncate(time.Microsecond)
-	if p.ID.Version() != 7 || !p.CreatedAt.Equal(want) || p.CreatedAt.Location() != time.UTC || p.UpdatedAt != p.CreatedAt ||
-		len(store.created) != 1 || store.created[0] != p {
-		t.Errorf("created %+v (stored %+v)", p, store.created)
+	if v := p.ID.Version(); v != 7 {
+		t.Errorf("created id %s of version %d, want 7", p.ID, v)
+	}
+	if !p.CreatedAt.Equal(want) {
+		t.Errorf("created at %v, want %v", p.CreatedAt, want)
+	}
+	if loc := p.CreatedAt.Location(); loc != time.UTC {
+		t.Errorf("created at in %v, want UTC", loc)
+	}
+	if p.UpdatedAt != p.CreatedAt {
+		t.Errorf("updated at %v, want the creation time %v", p.UpdatedAt, p.CreatedAt)
+	}
+	if len(store.created) != 1 {
+		t.Errorf("stored %+v, want the one product", store.created)
+	} else if store.created[0] != p {
+		t.Errorf("stored %+v, want %+v", store.created[0], p)
 	}
 
 	// An empty patch reads instead of writing (no product.updated for nothing).
-	if _, err := s.Update(ctx, p.ID, Patch{}); err != nil || store.updated != 0 || store.got != 1 {
-		t.Errorf("empty patch: updated %d, read %d, %v", store.updated, store.got, err)
+	if _, err := s.Update(ctx, p.ID, Patch{}); err != nil {
+		t.Errorf("empty patch: %v, want no error", err)
 	}
-	if _, err := s.Update(ctx, p.ID, Patch{Stock: new(Stock(3))}); err != nil || store.updated != 1 {
-		t.Errorf("patch: updated %d, %v", store.updated, err)
+	if store.updated != 0 {
+		t.Errorf("empty patch: %d updates, want 0", store.updated)
+	}
+	if store.got != 1 {
+		t.Errorf("empty patch: %d reads, want 1", store.got)
+	}
+	if _, err := s.Update(ctx, p.ID, Patch{Stock: new(Stock(3))}); err != nil {
+		t.Errorf("patch: %v, want no error", err)
+	}
+	if store.updated != 1 {
+		t.Errorf("patch: %d updates in all, want 1", store.updated)
 	}
 	// A patch of the SKU alone is a change too.
-	if _, err := s.Update(ctx, p.ID, Patch{SKU: new(SKU("B"))}); err != nil || store.updated != 2 {
-		t.Errorf("sku patch: updated %d, %v", store.updated, err)
+	if _, err := s.Update(ctx, p.ID, Patch{SKU: new(SKU("B"))}); err != nil {
+		t.Errorf("sku patch: %v, want no error", err)
+	}
+	if store.updated != 2 {
+		t.Errorf("sku patch: %d updates in all, want 2", store.updated)
 	}
 
 	n, err := s.Seed(ctx, []New{{SKU: "A"}, {SKU: "B"}, {SKU: "C"}})
-	if err != nil || n != 3 {
-		t.Fatalf("Seed = %d, %v", n, err)
+	if err != nil {
+		t.Fatalf("Seed: %v, want no error", err)
+	}
+	if n != 3 {
+		t.Fatalf("Seed = %d, want 3", n)
 	}
 	for i := 1; i < len(store.seeded); i++ {
 		a, b := store.seeded[i-1], store.seeded[i]
-		if !a.CreatedAt.Before(b.CreatedAt) || a.ID == b.ID {
-			t.Errorf("seeded products %d and %d are not in order: %v, %v", i-1, i, a.CreatedAt, b.CreatedAt)
+		if !a.CreatedAt.Before(b.CreatedAt) {
+			t.Errorf("seeded products %d and %d are not in order: made %v, then %v", i-1, i, a.CreatedAt, b.CreatedAt)
+		}
+		if a.ID == b.ID {
+			t.Errorf("seeded products %d and %d share the id %s, want their own", i-1, i, a.ID)
 		}
 	}
 }

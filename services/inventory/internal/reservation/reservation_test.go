@@ -29,8 +29,10 @@ func fields(t *testing.T, err error) []string {
 func TestParseQuantity(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, 2, MaxQuantity} {
-		if q, err := ParseQuantity(n); err != nil || int(q) != n {
-			t.Errorf("ParseQuantity(%d) = %d, %v", n, q, err)
+		if q, err := ParseQuantity(n); err != nil {
+			t.Errorf("ParseQuantity(%d): %v, want no error", n, err)
+		} else if int(q) != n {
+			t.Errorf("ParseQuantity(%d) = %d, want %d", n, q, n)
 		}
 	}
 	for _, n := range []int{0, -1, MaxQuantity + 1} {
@@ -52,11 +54,21 @@ func TestNewBasket(t *testing.T) {
 	t.Parallel()
 	in := items(3)
 	b, err := NewBasket(in)
-	if err != nil || !slices.Equal(b.Items(), in) {
-		t.Fatalf("NewBasket = %+v, %v", b, err)
+	if err != nil {
+		t.Fatalf("NewBasket: %v, want no error", err)
 	}
-	if got := b.ProductIDs(); len(got) != 3 || got[0] != in[0].ProductID || got[2] != in[2].ProductID {
-		t.Errorf("ProductIDs = %v", got)
+	if !slices.Equal(b.Items(), in) {
+		t.Fatalf("NewBasket items %+v, want %+v", b.Items(), in)
+	}
+	if got := b.ProductIDs(); len(got) != 3 {
+		t.Errorf("ProductIDs = %v, want 3", got)
+	} else {
+		if got[0] != in[0].ProductID {
+			t.Errorf("ProductIDs[0] = %s, want %s", got[0], in[0].ProductID)
+		}
+		if got[2] != in[2].ProductID {
+			t.Errorf("ProductIDs[2] = %s, want %s", got[2], in[2].ProductID)
+		}
 	}
 	in[0].Quantity = 99 // the basket keeps its own copy
 	if b.Items()[0].Quantity != 1 {
@@ -95,8 +107,14 @@ func TestPriceBasket(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Line{{a, 2, 1250}, {b, 1, 99}, {c, 3, 1}}
-	if !slices.Equal(q.Lines, want) || q.Currency != "USD" || q.Total() != 2*1250+99+3 {
-		t.Errorf("quote %+v total %d", q, q.Total())
+	if !slices.Equal(q.Lines, want) {
+		t.Errorf("quote lines %+v, want %+v", q.Lines, want)
+	}
+	if q.Currency != "USD" {
+		t.Errorf("quote currency %q, want USD", q.Currency)
+	}
+	if q.Total() != 2*1250+99+3 {
+		t.Errorf("quote total %d, want %d", q.Total(), 2*1250+99+3)
 	}
 
 	// Unknown products are named by their place in the request.
@@ -106,8 +124,12 @@ func TestPriceBasket(t *testing.T) {
 	}
 
 	offers[c] = Offer{1, "EUR"}
-	if _, err := PriceBasket(basket, offers); !errors.Is(err, ErrMixedCurrencies) || apperr.CodeOf(err) != apperr.Invalid {
-		t.Errorf("mixed currencies: %v", err)
+	_, err = PriceBasket(basket, offers)
+	if !errors.Is(err, ErrMixedCurrencies) {
+		t.Errorf("mixed currencies: %v, want ErrMixedCurrencies", err)
+	}
+	if code := apperr.CodeOf(err); code != apperr.Invalid {
+		t.Errorf("mixed currencies: %v with code %s, want %s", err, code, apperr.Invalid)
 	}
 }
 
@@ -165,12 +187,28 @@ func TestExpireDueWorksThroughEveryBatch(t *testing.T) {
 	at := time.Date(2026, 3, 1, 12, 0, 0, 999, time.UTC)
 	s := NewService(store, time.Minute, func() time.Time { return at })
 	n, err := s.ExpireDue(context.Background())
-	if err != nil || n != 2*ExpireBatch+7 || store.calls != 3 || !store.lastNow.Equal(at.Truncate(time.Microsecond)) {
-		t.Errorf("ExpireDue = %d, %v after %d calls", n, err, store.calls)
+	if err != nil {
+		t.Errorf("ExpireDue: %v, want no error", err)
+	}
+	if n != 2*ExpireBatch+7 {
+		t.Errorf("ExpireDue = %d, want %d", n, 2*ExpireBatch+7)
+	}
+	if store.calls != 3 {
+		t.Errorf("ExpireDue made %d calls, want 3", store.calls)
+	}
+	if want := at.Truncate(time.Microsecond); !store.lastNow.Equal(want) {
+		t.Errorf("ExpireDue asked with now %v, want %v", store.lastNow, want)
 	}
 	store.due = ExpireBatch // exactly one batch: one more call finds nothing
 	store.calls = 0
-	if n, err := s.ExpireDue(context.Background()); err != nil || n != ExpireBatch || store.calls != 2 {
-		t.Errorf("ExpireDue = %d, %v after %d calls", n, err, store.calls)
+	n, err = s.ExpireDue(context.Background())
+	if err != nil {
+		t.Errorf("ExpireDue of one batch: %v, want no error", err)
+	}
+	if n != ExpireBatch {
+		t.Errorf("ExpireDue of one batch = %d, want %d", n, ExpireBatch)
+	}
+	if store.calls != 2 {
+		t.Errorf("ExpireDue of one batch made %d calls, want 2", store.calls)
 	}
 }
