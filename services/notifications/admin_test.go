@@ -58,8 +58,11 @@ func TestAnAdminReadsWhatEventsLedTo(t *testing.T) {
 	query := "?event_id=" + created.ID.String() + "&event_id=" + confirmed.ID.String() + "&event_id=" + confirmed.ID.String() +
 		"&event_id=" + uuid.NewString()
 	r := s.get(t, "/api/v1/admin/notifications"+query, admin)
-	if r.Status != http.StatusOK || r.Header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("admin read: %d %v %s", r.Status, r.Header, r.Body)
+	if r.Status != http.StatusOK {
+		t.Fatalf("admin read: status %d, want 200; body %s", r.Status, r.Body)
+	}
+	if cc := r.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("admin read: Cache-Control %q, want no-store", cc)
 	}
 	var got adminNotificationsBody
 	r.JSON(t, &got)
@@ -67,10 +70,37 @@ func TestAnAdminReadsWhatEventsLedTo(t *testing.T) {
 		t.Fatalf("notifications %+v; want the order_confirmed one alone (the welcome's event was not asked about)", got.Notifications)
 	}
 	n := got.Notifications[0]
-	if uuid.Validate(n.ID) != nil || n.EventID != confirmed.ID.String() || n.Kind != "order_confirmed" || n.UserID != di.id.String() ||
-		n.Recipient != di.email || !strings.Contains(n.Subject, "is confirmed") || n.Status != "sent" || n.Attempts != 1 ||
-		n.Error != nil || n.SentAt == nil || n.SentAt.Before(n.CreatedAt) {
-		t.Errorf("notification %+v; want Di's sent order_confirmed e-mail", n)
+	if err := uuid.Validate(n.ID); err != nil {
+		t.Errorf("notification id %q: %v, want a UUID", n.ID, err)
+	}
+	if n.EventID != confirmed.ID.String() {
+		t.Errorf("notification event_id %s, want the order.confirmed's %s", n.EventID, confirmed.ID)
+	}
+	if n.Kind != "order_confirmed" {
+		t.Errorf("notification kind %q, want order_confirmed", n.Kind)
+	}
+	if n.UserID != di.id.String() {
+		t.Errorf("notification user_id %s, want Di's %s", n.UserID, di.id)
+	}
+	if n.Recipient != di.email {
+		t.Errorf("notification recipient %q, want Di's %q", n.Recipient, di.email)
+	}
+	if !strings.Contains(n.Subject, "is confirmed") {
+		t.Errorf("notification subject %q, want it to say is confirmed", n.Subject)
+	}
+	if n.Status != "sent" {
+		t.Errorf("notification status %q, want sent", n.Status)
+	}
+	if n.Attempts != 1 {
+		t.Errorf("notification attempts %d, want 1", n.Attempts)
+	}
+	if n.Error != nil {
+		t.Errorf("notification error %q, want null", *n.Error)
+	}
+	if n.SentAt == nil {
+		t.Error("notification sent_at null, want a time")
+	} else if n.SentAt.Before(n.CreatedAt) {
+		t.Errorf("notification sent_at %v, want no earlier than created_at %v", *n.SentAt, n.CreatedAt)
 	}
 	if n.MessageID != "<"+n.ID+"@bazaar.local>" {
 		t.Errorf("message_id %q; want the notification id at the sender's domain", n.MessageID)
@@ -96,8 +126,10 @@ func TestAnAdminReadsWhatEventsLedTo(t *testing.T) {
 		many := strings.Repeat("&event_id="+registered.ID.String(), 51)
 		for _, q := range []string{"", "?event_id=nope", "?" + many[1:]} {
 			d := s.get(t, "/api/v1/admin/notifications"+q, admin).Problem(t, http.StatusUnprocessableEntity)
-			if len(d.Errors) != 1 || d.Errors[0].Field != "event_id" {
-				t.Errorf("%.40q: %+v; want event_id named", q, d)
+			if len(d.Errors) != 1 {
+				t.Errorf("%.40q: %d field errors %+v, want one", q, len(d.Errors), d.Errors)
+			} else if d.Errors[0].Field != "event_id" {
+				t.Errorf("%.40q: field %q named, want event_id", q, d.Errors[0].Field)
 			}
 		}
 		s.get(t, "/api/v1/admin/notifications?event_id="+confirmed.ID.String(), s.issuer.token(t, di.id)).

@@ -61,8 +61,12 @@ func TestEveryEventTheProducersWriteIsAcceptedWithAllItsValues(t *testing.T) {
 				}
 				if typ == "user.registered" {
 					id := uuid.MustParse(m["user_id"].(string))
-					if r := s.recipients[id]; r.Email != m["email"] || r.Name != m["name"] {
-						t.Errorf("recipient %+v from %s", r, raw)
+					r := s.recipients[id]
+					if r.Email != m["email"] {
+						t.Errorf("recipient e-mail %q, want the event's %v", r.Email, m["email"])
+					}
+					if r.Name != m["name"] {
+						t.Errorf("recipient name %q, want the event's %v", r.Name, m["name"])
 					}
 				}
 			})

@@ -73,8 +73,11 @@ func TestEventsBecomeNotifications(t *testing.T) {
 	if err := intake.Apply(ctx, s, reg, at, intake.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if s.recipients[user].Email != "ann@example.com" || s.recipients[user].Name != "Ann" {
-		t.Errorf("recipient %+v", s.recipients[user])
+	if got := s.recipients[user].Email; got != "ann@example.com" {
+		t.Errorf("recipient e-mail %q, want ann@example.com", got)
+	}
+	if got := s.recipients[user].Name; got != "Ann" {
+		t.Errorf("recipient name %q, want Ann", got)
 	}
 	for _, e := range []events.Envelope{
 		event(string(orderevents.TypeConfirmed), fmt.Sprintf(`{"order_id":%q,"user_id":%q,"total_cents":2598,"currency":"USD",
@@ -91,19 +94,45 @@ func TestEventsBecomeNotifications(t *testing.T) {
 	}
 	wantKinds := []notification.Kind{notification.KindWelcome, notification.KindOrderConfirmed, notification.KindOrderCancelled, notification.KindPaymentRefunded}
 	for i, n := range s.added {
-		if n.Kind != wantKinds[i] || n.UserID != user || n.Recipient != "ann@example.com" || n.Details.Name != "Ann" ||
-			n.Status != notification.StatusQueued || !n.CreatedAt.Equal(at) {
-			t.Errorf("notification %d: %+v", i, n)
+		if n.Kind != wantKinds[i] {
+			t.Errorf("notification %d: kind %q, want %q", i, n.Kind, wantKinds[i])
+		}
+		if n.UserID != user {
+			t.Errorf("notification %d: user %s, want %s", i, n.UserID, user)
+		}
+		if n.Recipient != "ann@example.com" {
+			t.Errorf("notification %d: recipient %q, want ann@example.com", i, n.Recipient)
+		}
+		if n.Details.Name != "Ann" {
+			t.Errorf("notification %d: name %q, want Ann", i, n.Details.Name)
+		}
+		if n.Status != notification.StatusQueued {
+			t.Errorf("notification %d: status %q, want %q", i, n.Status, notification.StatusQueued)
+		}
+		if !n.CreatedAt.Equal(at) {
+			t.Errorf("notification %d: created at %v, want %v", i, n.CreatedAt, at)
 		}
 	}
-	if d := s.added[1].Details; d.OrderID != order || d.Total.String() != "$25.98" || len(d.Items) != 1 || d.Items[0].Total().String() != "$25.98" {
-		t.Errorf("order_confirmed details %+v", d)
+	d := s.added[1].Details
+	if d.OrderID != order {
+		t.Errorf("order_confirmed details order %s, want %s", d.OrderID, order)
+	}
+	if got := d.Total.String(); got != "$25.98" {
+		t.Errorf("order_confirmed details total %s, want $25.98", got)
+	}
+	if len(d.Items) != 1 {
+		t.Errorf("order_confirmed details items %+v, want one", d.Items)
+	} else if got := d.Items[0].Total().String(); got != "$25.98" {
+		t.Errorf("order_confirmed details item total %s, want $25.98", got)
 	}
 	if d := s.added[2].Details; d.Reason != notification.ReasonOutOfStock {
 		t.Errorf("order_cancelled details %+v", d)
 	}
-	if d := s.added[3].Details; d.Refunded.String() != "$25.98" || d.PaymentID == uuid.Nil {
-		t.Errorf("payment_refunded details %+v", d)
+	if got := s.added[3].Details.Refunded.String(); got != "$25.98" {
+		t.Errorf("payment_refunded details refunded %s, want $25.98", got)
+	}
+	if s.added[3].Details.PaymentID == uuid.Nil {
+		t.Error("payment_refunded details payment id nil, want the payment's")
 	}
 	if s.added[0].EventID != reg.ID {
 		t.Errorf("event id %s, want %s", s.added[0].EventID, reg.ID)
@@ -193,27 +222,74 @@ func TestDailySalesReportGoesToTheAdmin(t *testing.T) {
 		t.Fatalf("%d notifications, want 1", len(s.added))
 	}
 	n := s.added[0]
-	if n.Kind != notification.KindDailySalesReport || n.EventID != e.ID || n.UserID != admin.UserID ||
-		n.Recipient != "admin@bazaar.local" || n.Details.Name != "Ada" || n.Subject != "Bazaar daily sales for 2026-11-25" ||
-		n.Status != notification.StatusQueued || !n.CreatedAt.Equal(at) {
-		t.Errorf("notification %+v", n)
+	if n.Kind != notification.KindDailySalesReport {
+		t.Errorf("notification kind %q, want %q", n.Kind, notification.KindDailySalesReport)
+	}
+	if n.EventID != e.ID {
+		t.Errorf("notification event %s, want %s", n.EventID, e.ID)
+	}
+	if n.UserID != admin.UserID {
+		t.Errorf("notification user %s, want the admin %s", n.UserID, admin.UserID)
+	}
+	if n.Recipient != "admin@bazaar.local" {
+		t.Errorf("notification recipient %q, want admin@bazaar.local", n.Recipient)
+	}
+	if n.Details.Name != "Ada" {
+		t.Errorf("notification name %q, want Ada", n.Details.Name)
+	}
+	if n.Subject != "Bazaar daily sales for 2026-11-25" {
+		t.Errorf("notification subject %q, want %q", n.Subject, "Bazaar daily sales for 2026-11-25")
+	}
+	if n.Status != notification.StatusQueued {
+		t.Errorf("notification status %q, want %q", n.Status, notification.StatusQueued)
+	}
+	if !n.CreatedAt.Equal(at) {
+		t.Errorf("notification created at %v, want %v", n.CreatedAt, at)
 	}
 	r := n.Details.Sales
 	if r == nil {
 		t.Fatal("no report in the details")
 	}
-	if r.DayString() != "2026-11-25" || !r.From.Equal(time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)) ||
-		!r.To.Equal(time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)) ||
-		r.Orders != 9 || r.Confirmed != 6 || r.Cancelled != 2 || r.Open() != 1 {
-		t.Errorf("report %+v", r)
+	if got := r.DayString(); got != "2026-11-25" {
+		t.Errorf("report day %s, want 2026-11-25", got)
 	}
-	if len(r.Revenue) != 2 || r.Revenue[0].String() != "€12.00" || r.Revenue[1].String() != "$1,234.56" {
-		t.Errorf("revenue %+v", r.Revenue)
+	if want := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC); !r.From.Equal(want) {
+		t.Errorf("report from %v, want %v", r.From, want)
 	}
-	if len(r.TopProducts) != 2 ||
-		r.TopProducts[0] != (notification.ProductSales{ProductID: p1, Quantity: 12, Revenue: notification.Money{Cents: 15588, Currency: "USD"}}) ||
-		r.TopProducts[1] != (notification.ProductSales{ProductID: p2, Quantity: 7, Revenue: notification.Money{Cents: 5588, Currency: "USD"}}) {
-		t.Errorf("top products %+v", r.TopProducts)
+	if want := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC); !r.To.Equal(want) {
+		t.Errorf("report to %v, want %v", r.To, want)
+	}
+	if r.Orders != 9 {
+		t.Errorf("report of %d orders, want 9", r.Orders)
+	}
+	if r.Confirmed != 6 {
+		t.Errorf("report of %d confirmed, want 6", r.Confirmed)
+	}
+	if r.Cancelled != 2 {
+		t.Errorf("report of %d cancelled, want 2", r.Cancelled)
+	}
+	if got := r.Open(); got != 1 {
+		t.Errorf("report of %d open, want 1", got)
+	}
+	if len(r.Revenue) != 2 {
+		t.Errorf("revenue %+v, want 2 currencies", r.Revenue)
+	} else {
+		if got := r.Revenue[0].String(); got != "€12.00" {
+			t.Errorf("revenue[0] %s, want €12.00", got)
+		}
+		if got := r.Revenue[1].String(); got != "$1,234.56" {
+			t.Errorf("revenue[1] %s, want $1,234.56", got)
+		}
+	}
+	if len(r.TopProducts) != 2 {
+		t.Errorf("top products %+v, want 2", r.TopProducts)
+	} else {
+		if want := (notification.ProductSales{ProductID: p1, Quantity: 12, Revenue: notification.Money{Cents: 15588, Currency: "USD"}}); r.TopProducts[0] != want {
+			t.Errorf("top product %+v, want %+v", r.TopProducts[0], want)
+		}
+		if want := (notification.ProductSales{ProductID: p2, Quantity: 7, Revenue: notification.Money{Cents: 5588, Currency: "USD"}}); r.TopProducts[1] != want {
+			t.Errorf("second product %+v, want %+v", r.TopProducts[1], want)
+		}
 	}
 }
 
@@ -226,8 +302,13 @@ func TestDailySalesReportOfAQuietDay(t *testing.T) {
 	if err := intake.Apply(context.Background(), s, e, at, reportOpts); err != nil {
 		t.Fatal(err)
 	}
-	if len(s.added) != 1 || s.added[0].Details.Sales == nil || s.added[0].Details.Sales.Orders != 0 {
-		t.Errorf("added %+v", s.added)
+	if len(s.added) != 1 {
+		t.Fatalf("added %+v, want one notification", s.added)
+	}
+	if r := s.added[0].Details.Sales; r == nil {
+		t.Error("no report in the details, want one of no orders")
+	} else if r.Orders != 0 {
+		t.Errorf("report of %d orders, want 0", r.Orders)
 	}
 }
 

@@ -45,30 +45,57 @@ func TestSendWritesAMultipartAlternativeMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := msgs[0]
-	if got.From != "no-reply@bazaar.local" || len(got.To) != 1 || got.To[0] != "ann@example.com" {
-		t.Errorf("envelope %q -> %q", got.From, got.To)
+	if got.From != "no-reply@bazaar.local" {
+		t.Errorf("envelope from %q, want no-reply@bazaar.local", got.From)
+	}
+	if len(got.To) != 1 {
+		t.Errorf("envelope to %q, want one recipient", got.To)
+	} else if got.To[0] != "ann@example.com" {
+		t.Errorf("envelope to %q, want ann@example.com", got.To[0])
 	}
 	h := got.Header
 	dec := new(mime.WordDecoder)
 	subject, err := dec.DecodeHeader(h.Get("Subject"))
-	if err != nil || subject != "Welcome to Bazaar, Ann Ünal" {
-		t.Errorf("Subject %q (%v)", h.Get("Subject"), err)
+	if err != nil {
+		t.Errorf("Subject %q: %v", h.Get("Subject"), err)
+	} else if subject != "Welcome to Bazaar, Ann Ünal" {
+		t.Errorf("Subject %q, want %q", subject, "Welcome to Bazaar, Ann Ünal")
 	}
 	to, err := h.AddressList("To")
-	if err != nil || len(to) != 1 || to[0].Name != "Ann Ünal" || to[0].Address != "ann@example.com" {
-		t.Errorf("To %q: %v %v", h.Get("To"), to, err)
+	if err != nil {
+		t.Errorf("To %q: %v", h.Get("To"), err)
+	} else if len(to) != 1 {
+		t.Errorf("To %q: %v, want one address", h.Get("To"), to)
+	} else {
+		if to[0].Name != "Ann Ünal" {
+			t.Errorf("To %q: name %q, want %q", h.Get("To"), to[0].Name, "Ann Ünal")
+		}
+		if to[0].Address != "ann@example.com" {
+			t.Errorf("To %q: address %q, want ann@example.com", h.Get("To"), to[0].Address)
+		}
 	}
-	if fromHdr, err := h.AddressList("From"); err != nil || fromHdr[0].String() != from.String() {
-		t.Errorf("From %q", h.Get("From"))
+	if fromHdr, err := h.AddressList("From"); err != nil {
+		t.Errorf("From %q: %v", h.Get("From"), err)
+	} else if fromHdr[0].String() != from.String() {
+		t.Errorf("From %q, want %q", fromHdr[0].String(), from.String())
 	}
-	if date, err := h.Date(); err != nil || !date.Equal(email().Date) {
+	if date, err := h.Date(); err != nil {
 		t.Errorf("Date %q: %v", h.Get("Date"), err)
+	} else if !date.Equal(email().Date) {
+		t.Errorf("Date %v, want %v", date, email().Date)
 	}
-	if id := h.Get("Message-ID"); id != "<0b5e8a4e-0000-4000-8000-000000000001@bazaar.local>" || id != m.MessageID(email().ID) {
-		t.Errorf("Message-ID %q", id)
+	id := h.Get("Message-ID")
+	if id != "<0b5e8a4e-0000-4000-8000-000000000001@bazaar.local>" {
+		t.Errorf("Message-ID %q, want %q", id, "<0b5e8a4e-0000-4000-8000-000000000001@bazaar.local>")
 	}
-	if h.Get("MIME-Version") != "1.0" || !strings.HasPrefix(h.Get("Content-Type"), "multipart/alternative;") {
-		t.Errorf("MIME headers %q %q", h.Get("MIME-Version"), h.Get("Content-Type"))
+	if want := m.MessageID(email().ID); id != want {
+		t.Errorf("Message-ID %q, want MessageID's %q", id, want)
+	}
+	if v := h.Get("MIME-Version"); v != "1.0" {
+		t.Errorf("MIME-Version %q, want 1.0", v)
+	}
+	if ct := h.Get("Content-Type"); !strings.HasPrefix(ct, "multipart/alternative;") {
+		t.Errorf("Content-Type %q, want multipart/alternative", ct)
 	}
 	parts, err := got.Parts()
 	if err != nil {
@@ -111,8 +138,11 @@ func TestFailuresAreClassified(t *testing.T) {
 
 	srv.FailMail(451, "4.3.0 try again later")
 	err := m.Send(t.Context(), email())
-	if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "451") {
+	if err == nil || errors.Is(err, notification.ErrUndeliverable) {
 		t.Errorf("451: %v, want a retryable error", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "451") {
+		t.Errorf("451: %v, want it to say 451", err)
 	}
 
 	srv.FailMail(550, "5.1.1 no such user")
@@ -123,8 +153,11 @@ func TestFailuresAreClassified(t *testing.T) {
 	srv.Recover()
 	srv.Refuse()
 	err = m.Send(t.Context(), email())
-	if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "421") {
+	if err == nil || errors.Is(err, notification.ErrUndeliverable) {
 		t.Errorf("421 greeting: %v, want a retryable error", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "421") {
+		t.Errorf("421 greeting: %v, want it to say 421", err)
 	}
 	if err := m.Ping(t.Context()); err == nil {
 		t.Error("Ping of a refusing server succeeded")

@@ -79,8 +79,14 @@ func TestPassEnqueuesEachQueuedNotificationOnce(t *testing.T) {
 	if err != nil || n != 2 {
 		t.Fatalf("Pass = %d, %v; want 2", n, err)
 	}
-	if !q.has(a.ID) || !q.has(b.ID) || q.has(sent.ID) {
-		t.Errorf("enqueued %v", q.tasks)
+	if !q.has(a.ID) {
+		t.Errorf("enqueued %v, want a queued notification %s among them", q.tasks, a.ID)
+	}
+	if !q.has(b.ID) {
+		t.Errorf("enqueued %v, want a queued notification %s among them", q.tasks, b.ID)
+	}
+	if q.has(sent.ID) {
+		t.Errorf("enqueued %v, want the sent notification %s not among them", q.tasks, sent.ID)
 	}
 	if n, err := d.Pass(t.Context()); err != nil || n != 0 {
 		t.Errorf("second Pass = %d, %v; want nothing left", n, err)
@@ -93,8 +99,11 @@ func TestPassTakesAnExistingTaskAsDone(t *testing.T) {
 	store, q := newFakeStore(a), newFakeQueue()
 	q.tasks[a.ID] = "pending" // enqueued by a pass whose record was lost, or another replica
 	n, err := dispatcher(store, q, clock).Pass(t.Context())
-	if err != nil || n != 1 {
-		t.Fatalf("Pass = %d, %v", n, err)
+	if err != nil {
+		t.Fatalf("Pass: %v, want no error", err)
+	}
+	if n != 1 {
+		t.Fatalf("Pass = %d, want 1", n)
 	}
 	if due, _ := store.Due(t.Context(), at.Add(-time.Minute), 10); len(due) != 0 {
 		t.Errorf("still due: %v", due)
@@ -124,8 +133,10 @@ func TestPassLooksAgainAtStaleNotifications(t *testing.T) {
 	store, q := newFakeStore(lost, retrying, failed), newFakeQueue()
 	now := at
 	d := dispatcher(store, q, func() time.Time { return now })
-	if n, err := d.Pass(t.Context()); err != nil || n != 3 {
-		t.Fatalf("Pass = %d, %v", n, err)
+	if n, err := d.Pass(t.Context()); err != nil {
+		t.Fatalf("Pass: %v, want no error", err)
+	} else if n != 3 {
+		t.Fatalf("Pass = %d, want 3", n)
 	}
 
 	// Long after: one task vanished (Redis lost it), one is still around, one failed
@@ -141,14 +152,21 @@ func TestPassLooksAgainAtStaleNotifications(t *testing.T) {
 	if n, err := d.Pass(t.Context()); err != nil || n != 3 {
 		t.Fatalf("stale Pass = %d, %v; want 3", n, err)
 	}
-	if !q.has(lost.ID) || q.enqueues != 4 {
-		t.Errorf("the lost task was not enqueued again (%d enqueues)", q.enqueues)
+	if !q.has(lost.ID) {
+		t.Errorf("the lost task was not enqueued again: tasks %v", q.tasks)
+	}
+	if q.enqueues != 4 {
+		t.Errorf("%d enqueues, want 4 (3, then the lost one again)", q.enqueues)
 	}
 	if got := store.get(retrying.ID); got.Status != notification.StatusQueued {
 		t.Errorf("a notification whose task is still there: %+v", got)
 	}
-	if got := store.get(failed.ID); got.Status != notification.StatusFailed || got.Error != "smtp: 451 try again later" {
-		t.Errorf("a notification whose task failed for good: %+v", got)
+	got := store.get(failed.ID)
+	if got.Status != notification.StatusFailed {
+		t.Errorf("a notification whose task failed for good: status %q, want %q", got.Status, notification.StatusFailed)
+	}
+	if got.Error != "smtp: 451 try again later" {
+		t.Errorf("a notification whose task failed for good: error %q, want the task's %q", got.Error, "smtp: 451 try again later")
 	}
 	if n, _ := d.Pass(t.Context()); n != 0 {
 		t.Errorf("the stale ones came back at once: %d", n)

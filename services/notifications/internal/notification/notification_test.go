@@ -54,8 +54,10 @@ func TestMoneyString(t *testing.T) {
 
 func TestNewMoney(t *testing.T) {
 	t.Parallel()
-	if m, err := notification.NewMoney(1999, "usd"); err != nil || m != usd(1999) {
-		t.Errorf("NewMoney(1999, usd) = %+v, %v", m, err)
+	if m, err := notification.NewMoney(1999, "usd"); err != nil {
+		t.Errorf("NewMoney(1999, usd): %v, want no error", err)
+	} else if m != usd(1999) {
+		t.Errorf("NewMoney(1999, usd) = %+v, want %+v", m, usd(1999))
 	}
 	for _, bad := range []struct {
 		cents    int64
@@ -74,8 +76,14 @@ func TestNewRecipient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Name != "Ann Bcc: evil@example.com" || r.Email != "ann@example.com" || r.UserID != id {
-		t.Errorf("recipient %+v: control characters must go", r)
+	if r.Name != "Ann Bcc: evil@example.com" {
+		t.Errorf("recipient name %q, want %q: control characters must go", r.Name, "Ann Bcc: evil@example.com")
+	}
+	if r.Email != "ann@example.com" {
+		t.Errorf("recipient e-mail %q, want ann@example.com", r.Email)
+	}
+	if r.UserID != id {
+		t.Errorf("recipient user %s, want %s", r.UserID, id)
 	}
 	for _, bad := range []struct {
 		id    uuid.UUID
@@ -103,10 +111,35 @@ func TestNewIsQueuedWithItsSubject(t *testing.T) {
 		{notification.KindDailySalesReport, notification.Details{Sales: salesReport()}, "Bazaar daily sales for 2026-11-25"},
 	} {
 		n := notification.New(ev, tc.kind, r, tc.d, at)
-		if n.Subject != tc.want || n.Status != notification.StatusQueued || n.Kind != tc.kind ||
-			n.EventID != ev || n.UserID != r.UserID || n.Recipient != r.Email || n.Details.Name != "Ann" ||
-			n.ID == uuid.Nil || !n.CreatedAt.Equal(at.Truncate(time.Microsecond)) || !n.SentAt.IsZero() {
-			t.Errorf("New(%s) = %+v; want subject %q", tc.kind, n, tc.want)
+		if n.Subject != tc.want {
+			t.Errorf("New(%s): subject %q, want %q", tc.kind, n.Subject, tc.want)
+		}
+		if n.Status != notification.StatusQueued {
+			t.Errorf("New(%s): status %q, want %q", tc.kind, n.Status, notification.StatusQueued)
+		}
+		if n.Kind != tc.kind {
+			t.Errorf("New(%s): kind %q, want %q", tc.kind, n.Kind, tc.kind)
+		}
+		if n.EventID != ev {
+			t.Errorf("New(%s): event %s, want %s", tc.kind, n.EventID, ev)
+		}
+		if n.UserID != r.UserID {
+			t.Errorf("New(%s): user %s, want %s", tc.kind, n.UserID, r.UserID)
+		}
+		if n.Recipient != r.Email {
+			t.Errorf("New(%s): recipient %q, want %q", tc.kind, n.Recipient, r.Email)
+		}
+		if n.Details.Name != "Ann" {
+			t.Errorf("New(%s): name %q, want Ann", tc.kind, n.Details.Name)
+		}
+		if n.ID == uuid.Nil {
+			t.Errorf("New(%s): nil id, want one", tc.kind)
+		}
+		if want := at.Truncate(time.Microsecond); !n.CreatedAt.Equal(want) {
+			t.Errorf("New(%s): created at %v, want %v", tc.kind, n.CreatedAt, want)
+		}
+		if !n.SentAt.IsZero() {
+			t.Errorf("New(%s): sent at %v, want zero", tc.kind, n.SentAt)
 		}
 	}
 	if n := notification.New(ev, notification.KindWelcome, recipient(t, ""), notification.Details{}, at); n.Subject != "Welcome to Bazaar" {
@@ -120,12 +153,22 @@ func TestCancelReasonWords(t *testing.T) {
 	for _, r := range []notification.CancelReason{notification.ReasonOutOfStock, notification.ReasonPaymentDeclined,
 		notification.ReasonInsufficientFunds, notification.ReasonCustomerRequest, notification.ReasonTimeout} {
 		w := r.Words()
-		if w == "" || strings.Contains(w, "_") || seen[w] {
-			t.Errorf("%s.Words() = %q: want distinct words", r, w)
+		if w == "" {
+			t.Errorf("%s.Words() empty, want words", r)
+		}
+		if strings.Contains(w, "_") {
+			t.Errorf("%s.Words() = %q, want words, not the code", r, w)
+		}
+		if seen[w] {
+			t.Errorf("%s.Words() = %q, the same as another reason's; want distinct words", r, w)
 		}
 		seen[w] = true
 	}
-	if w := notification.CancelReason("meteor_strike").Words(); w == "" || strings.Contains(w, "meteor") {
-		t.Errorf("an unknown reason is worded %q; want a neutral sentence", w)
+	w := notification.CancelReason("meteor_strike").Words()
+	if w == "" {
+		t.Error("an unknown reason is worded empty; want a neutral sentence")
+	}
+	if strings.Contains(w, "meteor") {
+		t.Errorf("an unknown reason is worded %q; want a neutral sentence, not the code", w)
 	}
 }

@@ -156,13 +156,36 @@ func TestSendSendsOnceAndMarksSent(t *testing.T) {
 		t.Fatalf("sent %d e-mails, want 1", len(mailer.sent))
 	}
 	e := mailer.sent[0]
-	if e.ID != n.ID || e.To != "ann@example.com" || e.ToName != "Ann" || e.Subject != "Welcome to Bazaar, Ann" ||
-		!e.Date.Equal(at) || !strings.Contains(e.Text, "Hello Ann") || !strings.Contains(e.HTML, "Hello Ann") {
-		t.Errorf("e-mail %+v", e)
+	if e.ID != n.ID {
+		t.Errorf("e-mail id %s, want the notification's %s", e.ID, n.ID)
+	}
+	if e.To != "ann@example.com" {
+		t.Errorf("e-mail to %q, want ann@example.com", e.To)
+	}
+	if e.ToName != "Ann" {
+		t.Errorf("e-mail to name %q, want Ann", e.ToName)
+	}
+	if e.Subject != "Welcome to Bazaar, Ann" {
+		t.Errorf("e-mail subject %q, want %q", e.Subject, "Welcome to Bazaar, Ann")
+	}
+	if !e.Date.Equal(at) {
+		t.Errorf("e-mail date %v, want %v", e.Date, at)
+	}
+	if !strings.Contains(e.Text, "Hello Ann") {
+		t.Errorf("e-mail text lacks Hello Ann:\n%s", e.Text)
+	}
+	if !strings.Contains(e.HTML, "Hello Ann") {
+		t.Errorf("e-mail HTML lacks Hello Ann:\n%s", e.HTML)
 	}
 	got := store.get(n.ID)
-	if got.Status != notification.StatusSent || !got.SentAt.Equal(at) || got.Attempts != 1 {
-		t.Errorf("row after send: %+v", got)
+	if got.Status != notification.StatusSent {
+		t.Errorf("row after send: status %q, want %q", got.Status, notification.StatusSent)
+	}
+	if !got.SentAt.Equal(at) {
+		t.Errorf("row after send: sent at %v, want %v", got.SentAt, at)
+	}
+	if got.Attempts != 1 {
+		t.Errorf("row after send: attempts %d, want 1", got.Attempts)
 	}
 }
 
@@ -173,26 +196,42 @@ func TestSendFailureIsRecordedAndRetryable(t *testing.T) {
 	s := notification.NewSender(store, mailer, clock, notification.DefaultGiveUp)
 	for range 2 {
 		err := s.Send(t.Context(), n.ID)
-		if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "451") {
-			t.Fatalf("Send = %v, want the retryable SMTP error", err)
+		if err == nil || errors.Is(err, notification.ErrUndeliverable) {
+			t.Fatalf("Send = %v, want a retryable error", err)
+		}
+		if !strings.Contains(err.Error(), "451") {
+			t.Fatalf("Send = %v, want the SMTP error, 451", err)
 		}
 	}
 	got := store.get(n.ID)
-	if got.Status != notification.StatusQueued || got.Attempts != 2 || !strings.Contains(got.Error, "451") {
-		t.Errorf("row after two failures: %+v", got)
+	if got.Status != notification.StatusQueued {
+		t.Errorf("row after two failures: status %q, want %q", got.Status, notification.StatusQueued)
+	}
+	if got.Attempts != 2 {
+		t.Errorf("row after two failures: attempts %d, want 2", got.Attempts)
+	}
+	if !strings.Contains(got.Error, "451") {
+		t.Errorf("row after two failures: error %q, want the SMTP error, 451", got.Error)
 	}
 
 	// The last retry failed too: the task's final-failure hook gives up.
 	if err := s.Fail(t.Context(), n.ID, errors.New("smtp: 451 try again later")); err != nil {
 		t.Fatal(err)
 	}
-	if got := store.get(n.ID); got.Status != notification.StatusFailed || !strings.Contains(got.Error, "451") {
-		t.Errorf("row after Fail: %+v", got)
+	got = store.get(n.ID)
+	if got.Status != notification.StatusFailed {
+		t.Errorf("row after Fail: status %q, want %q", got.Status, notification.StatusFailed)
+	}
+	if !strings.Contains(got.Error, "451") {
+		t.Errorf("row after Fail: error %q, want the SMTP error, 451", got.Error)
 	}
 	// A failed notification is not sent by a late run.
 	mailer.err = nil
-	if err := s.Send(t.Context(), n.ID); err != nil || len(mailer.sent) != 0 {
-		t.Errorf("Send of a failed notification = %v, %d sent", err, len(mailer.sent))
+	if err := s.Send(t.Context(), n.ID); err != nil {
+		t.Errorf("Send of a failed notification: %v, want no error", err)
+	}
+	if len(mailer.sent) != 0 {
+		t.Errorf("Send of a failed notification sent %d e-mails, want 0", len(mailer.sent))
 	}
 }
 
@@ -208,8 +247,11 @@ func TestSendGivesUpOnlyWhenOldAndRetriedEnough(t *testing.T) {
 	send := func(id uuid.UUID) error {
 		t.Helper()
 		err := s.Send(t.Context(), id)
-		if err == nil || errors.Is(err, notification.ErrUndeliverable) || !strings.Contains(err.Error(), "421") {
-			t.Fatalf("Send = %v, want the SMTP error", err)
+		if err == nil || errors.Is(err, notification.ErrUndeliverable) {
+			t.Fatalf("Send = %v, want a retryable error", err)
+		}
+		if !strings.Contains(err.Error(), "421") {
+			t.Fatalf("Send = %v, want the SMTP error, 421", err)
 		}
 		return err
 	}
@@ -229,9 +271,18 @@ func TestSendGivesUpOnlyWhenOldAndRetriedEnough(t *testing.T) {
 	if !errors.Is(err, notification.ErrGaveUp) || !strings.Contains(err.Error(), "96 attempts in 24h0m0s") {
 		t.Fatalf("Send a day on = %v, want ErrGaveUp after 96 attempts in 24h", err)
 	}
-	if got := store.get(n.ID); got.Status != notification.StatusFailed || got.Attempts != 96 ||
-		!strings.Contains(got.Error, "gave up") || !strings.Contains(got.Error, "421") {
-		t.Errorf("given-up row: %+v", got)
+	got := store.get(n.ID)
+	if got.Status != notification.StatusFailed {
+		t.Errorf("given-up row: status %q, want %q", got.Status, notification.StatusFailed)
+	}
+	if got.Attempts != 96 {
+		t.Errorf("given-up row: attempts %d, want 96", got.Attempts)
+	}
+	if !strings.Contains(got.Error, "gave up") {
+		t.Errorf("given-up row: error %q, want it to say gave up", got.Error)
+	}
+	if !strings.Contains(got.Error, "421") {
+		t.Errorf("given-up row: error %q, want the last SMTP error, 421", got.Error)
 	}
 
 	// Old, but not yet retried GiveUp.Retries times (its task was lost and only now
@@ -245,8 +296,11 @@ func TestSendGivesUpOnlyWhenOldAndRetriedEnough(t *testing.T) {
 
 	// Once the server is back, a notification still queued goes out, however old.
 	mailer.err = nil
-	if err := s.Send(t.Context(), young.ID); err != nil || len(mailer.sent) != 1 {
-		t.Errorf("Send after the outage = %v, %d sent", err, len(mailer.sent))
+	if err := s.Send(t.Context(), young.ID); err != nil {
+		t.Errorf("Send after the outage: %v, want no error", err)
+	}
+	if len(mailer.sent) != 1 {
+		t.Errorf("Send after the outage sent %d e-mails, want 1", len(mailer.sent))
 	}
 }
 
@@ -259,8 +313,12 @@ func TestSendUndeliverableFailsAtOnce(t *testing.T) {
 	if !errors.Is(err, notification.ErrUndeliverable) {
 		t.Fatalf("Send = %v, want ErrUndeliverable", err)
 	}
-	if got := store.get(n.ID); got.Status != notification.StatusFailed || !strings.Contains(got.Error, "550") {
-		t.Errorf("row: %+v", got)
+	got := store.get(n.ID)
+	if got.Status != notification.StatusFailed {
+		t.Errorf("row: status %q, want %q", got.Status, notification.StatusFailed)
+	}
+	if !strings.Contains(got.Error, "550") {
+		t.Errorf("row: error %q, want the SMTP error, 550", got.Error)
 	}
 }
 
@@ -286,8 +344,10 @@ func TestSendWhenMarkingFailsReturnsAnError(t *testing.T) {
 	if err := s.Send(t.Context(), n.ID); err != nil {
 		t.Fatal(err)
 	}
-	if len(mailer.sent) != 2 || mailer.sent[0].ID != mailer.sent[1].ID {
-		t.Errorf("sent %d copies; want 2 with the same id", len(mailer.sent))
+	if len(mailer.sent) != 2 {
+		t.Errorf("sent %d copies; want 2", len(mailer.sent))
+	} else if mailer.sent[0].ID != mailer.sent[1].ID {
+		t.Errorf("sent copies with the ids %s and %s; want the same id", mailer.sent[0].ID, mailer.sent[1].ID)
 	}
 	if got := store.get(n.ID); got.Status != notification.StatusSent {
 		t.Errorf("row: %+v", got)

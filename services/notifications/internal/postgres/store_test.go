@@ -80,9 +80,28 @@ func TestAddAndReadBackEveryField(t *testing.T) {
 		t.Errorf("read back %+v\nwant %+v", got, n)
 	}
 	gd := got.Details
-	if gd.Name != "Ann" || gd.OrderID != d.OrderID || gd.PaymentID != d.PaymentID || gd.Total != d.Total ||
-		gd.Reason != d.Reason || gd.Refunded != d.Refunded || len(gd.Items) != 1 || gd.Items[0] != d.Items[0] {
-		t.Errorf("details %+v\nwant %+v", gd, d)
+	if gd.Name != "Ann" {
+		t.Errorf("details name %q, want Ann", gd.Name)
+	}
+	if gd.OrderID != d.OrderID {
+		t.Errorf("details order %s, want %s", gd.OrderID, d.OrderID)
+	}
+	if gd.PaymentID != d.PaymentID {
+		t.Errorf("details payment %s, want %s", gd.PaymentID, d.PaymentID)
+	}
+	if gd.Total != d.Total {
+		t.Errorf("details total %+v, want %+v", gd.Total, d.Total)
+	}
+	if gd.Reason != d.Reason {
+		t.Errorf("details reason %q, want %q", gd.Reason, d.Reason)
+	}
+	if gd.Refunded != d.Refunded {
+		t.Errorf("details refunded %+v, want %+v", gd.Refunded, d.Refunded)
+	}
+	if len(gd.Items) != 1 {
+		t.Errorf("details items %+v, want one", gd.Items)
+	} else if gd.Items[0] != d.Items[0] {
+		t.Errorf("details item %+v, want %+v", gd.Items[0], d.Items[0])
 	}
 
 	if _, err := s.Notification(ctx, uuid.New()); !errors.Is(err, notification.ErrNotFound) {
@@ -180,8 +199,11 @@ func TestDailySalesReportIsStoredWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Kind != notification.KindDailySalesReport || got.Subject != "Bazaar daily sales for 2026-11-25" {
-		t.Errorf("read back %+v", got)
+	if got.Kind != notification.KindDailySalesReport {
+		t.Errorf("read back kind %q, want %q", got.Kind, notification.KindDailySalesReport)
+	}
+	if got.Subject != "Bazaar daily sales for 2026-11-25" {
+		t.Errorf("read back subject %q, want %q", got.Subject, "Bazaar daily sales for 2026-11-25")
 	}
 	r := got.Details.Sales
 	if r == nil || !r.Day.Equal(day) || !r.From.Equal(report.From) || !r.To.Equal(report.To) ||
@@ -193,8 +215,10 @@ func TestDailySalesReportIsStoredWhole(t *testing.T) {
 	// Other kinds carry no report.
 	w := notification.New(uuid.New(), notification.KindWelcome, ann(t), notification.Details{}, at)
 	add(t, pool, s, w)
-	if got, err := s.Notification(ctx, w.ID); err != nil || got.Details.Sales != nil {
-		t.Errorf("welcome read back with a report: %+v, %v", got.Details, err)
+	if got, err := s.Notification(ctx, w.ID); err != nil {
+		t.Errorf("welcome read back: %v, want no error", err)
+	} else if got.Details.Sales != nil {
+		t.Errorf("welcome read back with a report %+v, want none", *got.Details.Sales)
 	}
 }
 
@@ -235,8 +259,17 @@ func TestStatusTransitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := s.Notification(ctx, a.ID)
-	if got.Status != notification.StatusSent || got.Attempts != 2 || !got.SentAt.Equal(at.Add(time.Minute)) || got.Error != "smtp: 451 later" {
-		t.Errorf("after failure then send: %+v", got)
+	if got.Status != notification.StatusSent {
+		t.Errorf("after failure then send: status %q, want %q", got.Status, notification.StatusSent)
+	}
+	if got.Attempts != 2 {
+		t.Errorf("after failure then send: attempts %d, want 2", got.Attempts)
+	}
+	if want := at.Add(time.Minute); !got.SentAt.Equal(want) {
+		t.Errorf("after failure then send: sent at %v, want %v", got.SentAt, want)
+	}
+	if got.Error != "smtp: 451 later" {
+		t.Errorf("after failure then send: error %q, want the first failure's %q", got.Error, "smtp: 451 later")
 	}
 
 	if err := s.MarkFailed(ctx, b.ID, "smtp: 451 still"); err != nil {
@@ -249,11 +282,22 @@ func TestStatusTransitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ = s.Notification(ctx, b.ID)
-	if got.Status != notification.StatusFailed || got.Attempts != 0 || !got.SentAt.IsZero() || got.Error != "smtp: 451 still" {
-		t.Errorf("after failed: %+v", got)
+	if got.Status != notification.StatusFailed {
+		t.Errorf("after failed: status %q, want %q", got.Status, notification.StatusFailed)
 	}
-	if n, err := s.CountQueued(ctx); err != nil || n != 0 {
-		t.Errorf("CountQueued = %d, %v", n, err)
+	if got.Attempts != 0 {
+		t.Errorf("after failed: attempts %d, want 0", got.Attempts)
+	}
+	if !got.SentAt.IsZero() {
+		t.Errorf("after failed: sent at %v, want zero", got.SentAt)
+	}
+	if got.Error != "smtp: 451 still" {
+		t.Errorf("after failed: error %q, want %q", got.Error, "smtp: 451 still")
+	}
+	if n, err := s.CountQueued(ctx); err != nil {
+		t.Errorf("CountQueued: %v, want no error", err)
+	} else if n != 0 {
+		t.Errorf("CountQueued = %d, want 0", n)
 	}
 }
 
@@ -276,11 +320,19 @@ func TestDueAndMarkEnqueued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(due) != 2 || due[0] != (notification.Due{ID: older.ID}) || due[1] != (notification.Due{ID: newer.ID}) {
-		t.Fatalf("Due = %+v; want older then newer, not stale", due)
+	if len(due) != 2 {
+		t.Fatalf("Due = %+v; want 2, older then newer", due)
 	}
-	if due, _ := s.Due(ctx, now, 1); len(due) != 1 || due[0].ID != older.ID {
-		t.Errorf("Due with limit 1 = %+v", due)
+	if want := (notification.Due{ID: older.ID}); due[0] != want {
+		t.Fatalf("Due[0] = %+v; want the older, not stale, %+v", due[0], want)
+	}
+	if want := (notification.Due{ID: newer.ID}); due[1] != want {
+		t.Fatalf("Due[1] = %+v; want the newer, not stale, %+v", due[1], want)
+	}
+	if due, _ := s.Due(ctx, now, 1); len(due) != 1 {
+		t.Errorf("Due with limit 1 = %+v, want one", due)
+	} else if due[0].ID != older.ID {
+		t.Errorf("Due with limit 1 = %s, want the older %s", due[0].ID, older.ID)
 	}
 
 	if err := s.MarkEnqueued(ctx, []uuid.UUID{older.ID, newer.ID}, now); err != nil {
@@ -291,11 +343,22 @@ func TestDueAndMarkEnqueued(t *testing.T) {
 	}
 	// Ten minutes on, both are still queued: stale.
 	due, err = s.Due(ctx, now.Add(10*time.Minute).Add(-5*time.Minute), 10)
-	if err != nil || len(due) != 2 || !due[0].Stale || !due[1].Stale {
-		t.Errorf("stale Due = %+v, %v", due, err)
+	if err != nil {
+		t.Fatalf("stale Due: %v, want no error", err)
 	}
-	if n, err := s.CountQueued(ctx); err != nil || n != 2 {
-		t.Errorf("CountQueued = %d, %v", n, err)
+	if len(due) != 2 {
+		t.Errorf("stale Due = %+v, want 2", due)
+	} else {
+		for i, d := range due {
+			if !d.Stale {
+				t.Errorf("stale Due[%d] = %+v, want it stale", i, d)
+			}
+		}
+	}
+	if n, err := s.CountQueued(ctx); err != nil {
+		t.Errorf("CountQueued: %v, want no error", err)
+	} else if n != 2 {
+		t.Errorf("CountQueued = %d, want 2", n)
 	}
 }
 
