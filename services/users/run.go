@@ -38,6 +38,10 @@ type settings struct {
 	// LOGIN_ADDRESS_FAILURES, LOGIN_FRESH_BUDGET, LOGIN_FAILURE_WINDOW,
 	// LOGIN_BASE_DELAY, LOGIN_MAX_DELAY).
 	LoginPolicy throttle.Policy
+	// LoginRedisTimeout (LOGIN_REDIS_TIMEOUT) bounds the log-in throttle's call to
+	// Redis; past it the failures are counted in the process, which does not know
+	// those Redis holds.
+	LoginRedisTimeout time.Duration
 	// TrustedProxies (TRUSTED_PROXIES) may say the client's address in X-Forwarded-For.
 	TrustedProxies httpapi.TrustedProxies
 	// SigningKEK seals the signing keys in the database (SIGNING_KEK, or the file
@@ -80,6 +84,7 @@ func loadSettings(getenv func(string) string) (settings, error) {
 			BaseDelay:       env.Duration("LOGIN_BASE_DELAY", throttle.DefaultPolicy.BaseDelay),
 			MaxDelay:        env.Duration("LOGIN_MAX_DELAY", throttle.DefaultPolicy.MaxDelay),
 		},
+		LoginRedisTimeout: env.Duration("LOGIN_REDIS_TIMEOUT", throttle.DefaultTimeout),
 	}
 	var proxiesErr error
 	s.TrustedProxies, proxiesErr = httpapi.ParseTrustedProxies(env.String("TRUSTED_PROXIES", httpapi.DefaultTrustedProxies))
@@ -207,6 +212,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		"refresh_token_retention", cfg.RefreshTokenRetention.String(), "signing_kek_from", cmp.Or(cfg.SigningKEKSource, "none"),
 		"signing_kek_previous_from", cmp.Or(cfg.PreviousKEKSource, "none"), "signing_key_max_age", maxAge(cfg.SigningKeyMaxAge),
 		"bootstrap_admin_email", adminEmail, "login_policy", cfg.LoginPolicy.String(),
+		"login_redis_timeout", cfg.LoginRedisTimeout.String(),
 		"trusted_proxies", fmt.Sprint(cfg.TrustedProxies))
 
 	// Session revocations and log-in throttling have a Redis client of their own that
@@ -225,7 +231,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	signer := auth.NewSigner(keys.Current().ID, keys.Current().Private, cfg.AccessTokenTTL)
 	// Failed log-ins are counted in Redis, in this process while Redis is down.
-	guard := throttle.New(fastRedis, cfg.LoginPolicy, throttle.Options{Log: p.Log})
+	guard := throttle.New(fastRedis, cfg.LoginPolicy, throttle.Options{Log: p.Log, Timeout: cfg.LoginRedisTimeout})
 	users, err := user.NewService(store, password.New(password.OWASP), signer, time.Now, guard, user.Sessions{
 		RefreshTTL: cfg.RefreshTokenTTL,
 		MaxAge:     cfg.SessionMaxAge,

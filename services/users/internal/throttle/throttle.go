@@ -189,10 +189,15 @@ type Options struct {
 	// Log receives the warnings about Redis. Default: discarded.
 	Log *slog.Logger
 	// Timeout bounds each Redis call; past it the in-process state is used. Default
-	// 250 ms. It can cut a call short only if the client honours context deadlines
+	// DefaultTimeout. It can cut a call short only if the client honours context deadlines
 	// (redis.Options.ContextTimeoutEnabled).
 	Timeout time.Duration
 }
+
+// DefaultTimeout bounds each Redis call of a Guard unless Options says otherwise: a
+// log-in should not wait long for a Redis that is down or hung, and the in-process
+// count is the fallback.
+const DefaultTimeout = 250 * time.Millisecond
 
 // Guard applies a Policy. It is safe for concurrent use.
 type Guard struct {
@@ -223,7 +228,7 @@ func New(rdb redis.UniversalClient, p Policy, opts Options) *Guard {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	if opts.Timeout <= 0 {
-		opts.Timeout = 250 * time.Millisecond
+		opts.Timeout = DefaultTimeout
 	}
 	return &Guard{policy: p, now: opts.Now, log: opts.Log, timeout: opts.Timeout,
 		redis: &redisStore{rdb: rdb, p: p}, memory: newMemoryStore(p, memoryLimit)}
