@@ -51,8 +51,14 @@ func TestFields(t *testing.T) {
 	f.Add("email", "must be an e-mail address")
 	f.Add("password", "must be at least 8 characters")
 	var e *Error
-	if !errors.As(f.Err(), &e) || e.Code != Invalid || len(e.Fields) != 2 {
-		t.Fatalf("got %#v", f.Err())
+	if !errors.As(f.Err(), &e) {
+		t.Fatalf("Err() = %#v, want an *Error", f.Err())
+	}
+	if e.Code != Invalid {
+		t.Errorf("code %q, want %q", e.Code, Invalid)
+	}
+	if len(e.Fields) != 2 {
+		t.Errorf("fields %+v, want 2", e.Fields)
 	}
 }
 
@@ -65,12 +71,22 @@ func TestParseCollectsFieldErrors(t *testing.T) {
 		return n, nil
 	}
 	var f Fields
-	if got := Parse(&f, "quantity", 3, positive); got != 3 || f.Err() != nil {
-		t.Fatalf("Parse(3) = %d, %v", got, f.Err())
+	got := Parse(&f, "quantity", 3, positive)
+	if got != 3 {
+		t.Errorf("Parse(3) = %d, want 3", got)
+	}
+	if f.Err() != nil {
+		t.Fatalf("Parse(3) recorded %v, want no field error", f.Err())
 	}
 	Parse(&f, "items[0].quantity", -1, positive)
 	Parse(&f, "price", "x", func(string) (int, error) { return 0, errors.New("internal detail") })
-	if len(f) != 2 || f[0] != (FieldError{"items[0].quantity", "must be positive"}) || f[1] != (FieldError{"price", "is invalid"}) {
-		t.Fatalf("fields = %+v", f)
+	if len(f) != 2 {
+		t.Fatalf("fields = %+v, want 2", f)
+	}
+	if want := (FieldError{"items[0].quantity", "must be positive"}); f[0] != want {
+		t.Errorf("fields[0] = %+v, want %+v", f[0], want)
+	}
+	if want := (FieldError{"price", "is invalid"}); f[1] != want {
+		t.Errorf("fields[1] = %+v, want %+v", f[1], want)
 	}
 }

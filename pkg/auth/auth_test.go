@@ -73,8 +73,14 @@ func TestSignAndVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.UserID != id || p.Role != RoleAdmin || p.TokenID == "" {
-		t.Fatalf("got %+v", p)
+	if p.UserID != id {
+		t.Errorf("user %s, want %s", p.UserID, id)
+	}
+	if p.Role != RoleAdmin {
+		t.Errorf("role %q, want %q", p.Role, RoleAdmin)
+	}
+	if p.TokenID == "" {
+		t.Errorf("no token id in %+v, want one", p)
 	}
 }
 
@@ -160,8 +166,14 @@ func TestSignerMarksAccessTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if parsed.Header["typ"] != "at+jwt" || parsed.Header["kid"] != "k1" || parsed.Header["crit"] != nil {
-		t.Errorf("header %v", parsed.Header)
+	if got := parsed.Header["typ"]; got != "at+jwt" {
+		t.Errorf("header typ %v, want at+jwt", got)
+	}
+	if got := parsed.Header["kid"]; got != "k1" {
+		t.Errorf("header kid %v, want k1", got)
+	}
+	if got := parsed.Header["crit"]; got != nil {
+		t.Errorf("header crit %v, want none", got)
 	}
 	if c["sid"] != "s1" {
 		t.Errorf("claims %v", c)
@@ -292,8 +304,12 @@ func TestKeySetSkipsUnusableKeys(t *testing.T) {
 		{Kty: "OKP", Crv: "Ed25519", X: "short", Kid: "short"},
 		{Kty: "OKP", Crv: "Ed25519", X: PublicJWK("", pub).X, Kid: "enc", Use: "enc"},
 	}}
-	if got := set.StaticKeys(); len(got) != 1 || got["good"] == nil {
-		t.Fatalf("StaticKeys = %v", got)
+	got := set.StaticKeys()
+	if got["good"] == nil {
+		t.Errorf("StaticKeys = %v, want the key good in it", got)
+	}
+	if len(got) != 1 {
+		t.Errorf("StaticKeys has %d keys %v, want only good", len(got), got)
 	}
 }
 
@@ -316,8 +332,12 @@ func TestMiddleware(t *testing.T) {
 		admin.ServeHTTP(rec, req)
 		return rec
 	}
-	if rec := call(""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") == "" {
-		t.Fatalf("no token: %d", rec.Code)
+	rec := call("")
+	if rec.Code != 401 {
+		t.Fatalf("no token: %d, want 401", rec.Code)
+	}
+	if rec.Header().Get("WWW-Authenticate") == "" {
+		t.Fatal("no token: no WWW-Authenticate on the 401, want one")
 	}
 	if rec := call("junk"); rec.Code != 401 {
 		t.Fatalf("junk token: %d", rec.Code)
@@ -328,8 +348,11 @@ func TestMiddleware(t *testing.T) {
 	}
 	id := uuid.New()
 	adminTok, _ := signer.Sign(Principal{UserID: id, Role: RoleAdmin})
-	if rec := call(adminTok); rec.Code != 200 || seen.UserID != id {
-		t.Fatalf("admin: %d %+v", rec.Code, seen)
+	if rec := call(adminTok); rec.Code != 200 {
+		t.Fatalf("admin: %d, want 200", rec.Code)
+	}
+	if seen.UserID != id {
+		t.Fatalf("admin: the handler saw user %s, want %s", seen.UserID, id)
 	}
 }
 

@@ -71,8 +71,10 @@ func TestRevokedSessionsAreRefused(t *testing.T) {
 		t.Errorf("a revoked session's token: %v, want unauthorized", err)
 	}
 	p, err := v.Verify(ctx, sign("live"))
-	if err != nil || p.SessionID != "live" {
-		t.Errorf("a live session's token: %+v, %v", p, err)
+	if err != nil {
+		t.Errorf("a live session's token: %v, want it accepted", err)
+	} else if p.SessionID != "live" {
+		t.Errorf("a live session's token: session %q, want live", p.SessionID)
 	}
 	// A verifier without revocations does not check; one given them, even with the
 	// result of the call dropped, does.
@@ -86,12 +88,18 @@ func TestRevokedSessionsAreRefused(t *testing.T) {
 	}
 	// A token without a session cannot have been revoked; it is not looked up.
 	revs.asked = nil
-	if _, err := v.Verify(ctx, sign("")); err != nil || len(revs.asked) != 0 {
-		t.Errorf("a token without sid: %v, looked up %v", err, revs.asked)
+	if _, err := v.Verify(ctx, sign("")); err != nil {
+		t.Errorf("a token without sid: %v, want it accepted", err)
+	}
+	if len(revs.asked) != 0 {
+		t.Errorf("a token without sid: looked up %v, want nothing looked up", revs.asked)
 	}
 	// A bad token is refused before anyone is asked about its session.
-	if _, err := v.Verify(ctx, "junk"); apperr.CodeOf(err) != apperr.Unauthorized || len(revs.asked) != 0 {
-		t.Errorf("junk: %v, looked up %v", err, revs.asked)
+	if _, err := v.Verify(ctx, "junk"); apperr.CodeOf(err) != apperr.Unauthorized {
+		t.Errorf("junk: %v, want unauthorized", err)
+	}
+	if len(revs.asked) != 0 {
+		t.Errorf("junk: looked up %v, want nothing looked up", revs.asked)
 	}
 }
 
@@ -109,8 +117,12 @@ func TestRevocationFailureFailsOpenAndIsLogged(t *testing.T) {
 			t.Fatalf("Verify = %v, want the token accepted while revocations cannot be read", err)
 		}
 	}
-	if got := logs.String(); !strings.Contains(got, "revocation") || !strings.Contains(got, "connection refused") {
-		t.Errorf("logs %q do not say that revocations could not be checked", got)
+	got := logs.String()
+	if !strings.Contains(got, "revocation") {
+		t.Errorf("logs %q do not say that revocations could not be checked: no \"revocation\"", got)
+	}
+	if !strings.Contains(got, "connection refused") {
+		t.Errorf("logs %q do not say why revocations could not be checked: no \"connection refused\"", got)
 	}
 	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
 		t.Errorf("%d warnings for 3 failures in a row, want 1 (they are rate limited)", n)
@@ -127,14 +139,22 @@ func TestRedisRevocations(t *testing.T) {
 	revs := RedisRevocations(rdb)
 	ctx := context.Background()
 
-	if revoked, err := revs.Revoked(ctx, "s1"); err != nil || revoked {
-		t.Fatalf("before revocation: %t, %v", revoked, err)
+	revoked, err := revs.Revoked(ctx, "s1")
+	if err != nil {
+		t.Fatalf("before revocation: %v", err)
+	}
+	if revoked {
+		t.Fatal("before revocation: s1 revoked, want not")
 	}
 	if err := revs.Revoke(ctx, "s1", 16*time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if revoked, err := revs.Revoked(ctx, "s1"); err != nil || !revoked {
-		t.Fatalf("after revocation: %t, %v", revoked, err)
+	revoked, err = revs.Revoked(ctx, "s1")
+	if err != nil {
+		t.Fatalf("after revocation: %v", err)
+	}
+	if !revoked {
+		t.Fatal("after revocation: s1 not revoked, want revoked")
 	}
 	if revoked, _ := revs.Revoked(ctx, "s2"); revoked {
 		t.Error("another session is revoked too")
@@ -143,8 +163,13 @@ func TestRedisRevocations(t *testing.T) {
 	// and it goes once every token of the session has expired.
 	val, err := rdb.Get(ctx, "auth:revoked:s1").Result()
 	ttl := rdb.TTL(ctx, "auth:revoked:s1").Val()
-	if err != nil || val != "1" || ttl <= 15*time.Minute || ttl > 16*time.Minute {
-		t.Errorf("auth:revoked:s1 = %q (%v), ttl %v", val, err, ttl)
+	if err != nil {
+		t.Errorf("auth:revoked:s1: %v", err)
+	} else if val != "1" {
+		t.Errorf("auth:revoked:s1 = %q, want 1", val)
+	}
+	if ttl <= 15*time.Minute || ttl > 16*time.Minute {
+		t.Errorf("auth:revoked:s1 ttl %v, want within (15m, 16m]", ttl)
 	}
 	if err := revs.Revoke(ctx, "", time.Minute); err == nil {
 		t.Error("revoked the empty session id")

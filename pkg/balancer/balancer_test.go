@@ -154,8 +154,13 @@ func TestCallsGoToTheLessLoadedOfTwoRandomInstances(t *testing.T) {
 	// one, so it gets nothing new until the call ends.
 	held := pickOn(t, b, a)
 	got = picked(t, b, 1000)
-	if got[a] != 0 || got[bb] < 300 || got[c] < 300 {
-		t.Errorf("with a call outstanding on one instance: %v; want none for it and the rest shared", got)
+	if got[a] != 0 {
+		t.Errorf("with a call outstanding on %s: it got %d of 1000 calls, want none: %v", a, got[a], got)
+	}
+	for _, u := range []string{bb, c} {
+		if got[u] < 300 {
+			t.Errorf("with a call outstanding on another instance: %s got %d of 1000 calls, want at least 300 (the rest shared): %v", u, got[u], got)
+		}
 	}
 	held.Done(balancer.Success)
 	if got := picked(t, b, 3000); got[a] < 700 {
@@ -269,8 +274,14 @@ func TestWhenEveryInstanceIsOutCallsFailAtOnceNamingTheServiceAndRecoverByThemse
 	start := time.Now()
 	_, err := b.Pick(context.Background(), nil)
 	var ae *apperr.Error
-	if !errors.As(err, &ae) || ae.Code != apperr.Unavailable || !errors.Is(err, balancer.ErrNoInstance) {
-		t.Fatalf("Pick with every instance out = %v; want Unavailable wrapping ErrNoInstance", err)
+	if !errors.As(err, &ae) {
+		t.Fatalf("Pick with every instance out = %v; want an *apperr.Error", err)
+	}
+	if ae.Code != apperr.Unavailable {
+		t.Errorf("Pick with every instance out: code %s, want %s", ae.Code, apperr.Unavailable)
+	}
+	if !errors.Is(err, balancer.ErrNoInstance) {
+		t.Errorf("Pick with every instance out = %v; want it wrapping ErrNoInstance", err)
 	}
 	if ae.Message != "the payments service is unavailable" || strings.Contains(ae.Message, "127.0.0.1") {
 		t.Errorf("message %q; want it to name the service and no address", ae.Message)
@@ -283,8 +294,12 @@ func TestWhenEveryInstanceIsOutCallsFailAtOnceNamingTheServiceAndRecoverByThemse
 	if s := b.BreakerState(); s != "open" {
 		t.Errorf("breaker %s after 5 failures in a row; want open", s)
 	}
-	if _, err := b.Pick(context.Background(), nil); !errors.Is(err, balancer.ErrOpen) || apperr.CodeOf(err) != apperr.Unavailable {
-		t.Errorf("Pick with the breaker open = %v; want Unavailable wrapping ErrOpen", err)
+	_, err = b.Pick(context.Background(), nil)
+	if !errors.Is(err, balancer.ErrOpen) {
+		t.Errorf("Pick with the breaker open = %v; want it wrapping ErrOpen", err)
+	}
+	if code := apperr.CodeOf(err); code != apperr.Unavailable {
+		t.Errorf("Pick with the breaker open: code %s, want %s", code, apperr.Unavailable)
 	}
 
 	// Both come back: their checks (which go on while the breaker is open) put them
@@ -302,8 +317,11 @@ func TestWhenEveryInstanceIsOutCallsFailAtOnceNamingTheServiceAndRecoverByThemse
 	if s := b.BreakerState(); s != "closed" {
 		t.Errorf("breaker %s after a good trial call", s)
 	}
-	if got := picked(t, b, 200); got[one.url] < 50 || got[two.url] < 50 {
-		t.Errorf("after recovery: %v; want both in use", got)
+	got := picked(t, b, 200)
+	for _, u := range []string{one.url, two.url} {
+		if got[u] < 50 {
+			t.Errorf("after recovery: %s got %d of 200 calls, want at least 50 (both in use): %v", u, got[u], got)
+		}
 	}
 }
 
@@ -369,8 +387,18 @@ func TestCallsTheirCallersAbandonedCountForNothing(t *testing.T) {
 	c := pick(t, b)
 	c.Done(balancer.Failure)
 	c.Done(balancer.Failure) // a second Done is ignored
-	if in := b.Instances(context.Background())[0]; !in.InService || in.Failures != 1 || in.Outstanding != 0 || b.BreakerState() != "closed" {
-		t.Errorf("after 10 abandoned calls and one failure: %+v, breaker %s", in, b.BreakerState())
+	in := b.Instances(context.Background())[0]
+	if !in.InService {
+		t.Errorf("after 10 abandoned calls and one failure: %+v out of service, want in service", in)
+	}
+	if in.Failures != 1 {
+		t.Errorf("after 10 abandoned calls and one failure: %d failures in a row, want 1", in.Failures)
+	}
+	if in.Outstanding != 0 {
+		t.Errorf("after 10 abandoned calls and one failure: %d calls outstanding, want 0", in.Outstanding)
+	}
+	if s := b.BreakerState(); s != "closed" {
+		t.Errorf("after 10 abandoned calls and one failure: breaker %s, want closed", s)
 	}
 }
 
@@ -394,8 +422,12 @@ func TestARetryAvoidsTheInstanceItsLastAttemptFailedOn(t *testing.T) {
 	single := newBalancer(t, balancer.Options{URLs: []string{a}})
 	c := pick(t, single)
 	c.Done(balancer.Failure)
-	if again, err := single.Pick(context.Background(), c.Instance()); err != nil || again.Instance() != c.Instance() {
-		t.Errorf("the only instance, avoided: %v", err)
+	again, err := single.Pick(context.Background(), c.Instance())
+	if err != nil {
+		t.Fatalf("the only instance, avoided: %v", err)
+	}
+	if again.Instance() != c.Instance() {
+		t.Errorf("the only instance, avoided: picked %s, want it, %s", again.Instance().URL(), c.Instance().URL())
 	}
 }
 
@@ -540,7 +572,10 @@ func TestNewRefusesBadURLsWithoutShowingThem(t *testing.T) {
 		t.Errorf("SplitURLs = %v; want the position and no value", err)
 	}
 	got, err := balancer.SplitURLs(" http://a:1/ ,https://b ")
-	if err != nil || !slices.Equal(got, []string{"http://a:1", "https://b"}) {
-		t.Errorf("SplitURLs = %q, %v", got, err)
+	if err != nil {
+		t.Errorf("SplitURLs: %v", err)
+	}
+	if want := []string{"http://a:1", "https://b"}; !slices.Equal(got, want) {
+		t.Errorf("SplitURLs = %q, want %q", got, want)
 	}
 }

@@ -222,17 +222,33 @@ func TestFailingEventGoesToTheDLQAndReplays(t *testing.T) {
 		return len(dlq) == 1
 	})
 	d := dlq[0]
-	if d.Stream != stream || d.Group != "tests" || d.Deliveries != 5 || d.EventID != bad.String() ||
-		d.Error != "the handler cannot cope" || d.Type != "thing.happened" {
-		t.Fatalf("dead letter = %+v", d)
+	if d.Stream != stream {
+		t.Errorf("dead letter stream %q, want %q", d.Stream, stream)
+	}
+	if d.Group != "tests" {
+		t.Errorf("dead letter group %q, want tests", d.Group)
+	}
+	if d.Deliveries != 5 {
+		t.Errorf("dead letter after %d deliveries, want 5", d.Deliveries)
+	}
+	if d.EventID != bad.String() {
+		t.Errorf("dead letter event %s, want %s", d.EventID, bad)
+	}
+	if d.Error != "the handler cannot cope" {
+		t.Errorf("dead letter error %q, want %q", d.Error, "the handler cannot cope")
+	}
+	if d.Type != "thing.happened" {
+		t.Errorf("dead letter type %q, want thing.happened", d.Type)
 	}
 	// Once per delivery, and perhaps once more inside the batch it first came in,
 	// which its failure rolled back before the batch's entries were applied one by one.
 	if n := tries.Load(); n != 5 && n != 6 {
 		t.Fatalf("tried %d times, want 5 (6 if it came in a batch)", n)
 	}
-	if f.effects(t, "before") != 1 || f.effects(t, "after") != 1 {
-		t.Fatal("the other events did not flow")
+	for _, subject := range []string{"before", "after"} {
+		if n := f.effects(t, subject); n != 1 {
+			t.Fatalf("the other events did not flow: %d effects of %q, want 1", n, subject)
+		}
 	}
 	eventually(t, "the bad entry acknowledged", func() bool { return f.pendingCount(t) == 0 })
 
@@ -303,8 +319,11 @@ func TestStopFinishesTheEntryInHand(t *testing.T) {
 	}
 	close(release)
 	<-stopped
-	if f.effects(t, "slow") != 1 || f.pendingCount(t) != 0 {
-		t.Fatal("the entry in hand was not finished and acknowledged")
+	if n := f.effects(t, "slow"); n != 1 {
+		t.Errorf("the entry in hand was not finished: %d effects, want 1", n)
+	}
+	if n := f.pendingCount(t); n != 0 {
+		t.Errorf("the entry in hand was not acknowledged: %d pending, want 0", n)
 	}
 }
 
@@ -385,8 +404,14 @@ func TestDLQIsTrimmedToItsMaxLen(t *testing.T) {
 		t.Errorf("DLQ holds %d entries after a dead letter, want about 10 000", n)
 	}
 	first, err := f.redis.XRangeN(ctx, events.DLQStream, "-", "+", 1).Result()
-	if err != nil || len(first) != 1 || first[0].Values["old"] == "0" {
-		t.Errorf("oldest DLQ entry %v (%v), want the oldest ones trimmed", first, err)
+	if err != nil {
+		t.Fatalf("oldest DLQ entry: %v", err)
+	}
+	if len(first) != 1 {
+		t.Fatalf("oldest DLQ entries %v, want 1", first)
+	}
+	if first[0].Values["old"] == "0" {
+		t.Errorf("oldest DLQ entry %v, want the oldest ones (old=0) trimmed", first[0])
 	}
 }
 

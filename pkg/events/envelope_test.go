@@ -16,13 +16,33 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.ID != in.ID || out.Type != in.Type || out.Source != in.Source || out.Subject != in.Subject ||
-		!out.Time.Equal(in.Time) || string(out.Data) != string(in.Data) || out.TraceParent != in.TraceParent {
-		t.Fatalf("round trip: %+v != %+v", out, in)
+	if out.ID != in.ID {
+		t.Errorf("round trip: id %s, want %s", out.ID, in.ID)
+	}
+	if out.Type != in.Type {
+		t.Errorf("round trip: type %q, want %q", out.Type, in.Type)
+	}
+	if out.Source != in.Source {
+		t.Errorf("round trip: source %q, want %q", out.Source, in.Source)
+	}
+	if out.Subject != in.Subject {
+		t.Errorf("round trip: subject %q, want %q", out.Subject, in.Subject)
+	}
+	if !out.Time.Equal(in.Time) {
+		t.Errorf("round trip: time %v, want %v", out.Time, in.Time)
+	}
+	if string(out.Data) != string(in.Data) {
+		t.Errorf("round trip: data %s, want %s", out.Data, in.Data)
+	}
+	if out.TraceParent != in.TraceParent {
+		t.Errorf("round trip: traceparent %q, want %q", out.TraceParent, in.TraceParent)
 	}
 	var data struct{ Email string }
-	if err := out.Decode(&data); err != nil || data.Email != "a@b.c" {
-		t.Fatalf("Decode = %v, %+v", err, data)
+	if err := out.Decode(&data); err != nil {
+		t.Fatalf("Decode = %v", err)
+	}
+	if data.Email != "a@b.c" {
+		t.Errorf("Decode: email %q, want a@b.c", data.Email)
 	}
 }
 

@@ -38,8 +38,17 @@ func TestReadiness(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
 				t.Fatal(err)
 			}
-			if rec.Code != tc.wantStatus || rep.Status != tc.want || len(rep.Checks) != 2 || rep.Checks["postgres"] == Degraded {
-				t.Fatalf("got %d %+v", rec.Code, rep)
+			if rec.Code != tc.wantStatus {
+				t.Errorf("status %d, want %d", rec.Code, tc.wantStatus)
+			}
+			if rep.Status != tc.want {
+				t.Errorf("report status %q, want %q", rep.Status, tc.want)
+			}
+			if len(rep.Checks) != 2 {
+				t.Errorf("checks %v, want 2", rep.Checks)
+			}
+			if got := rep.Checks["postgres"]; got == Degraded {
+				t.Errorf("postgres check %q, want a critical check never %q", got, Degraded)
 			}
 		})
 	}
@@ -47,7 +56,13 @@ func TestReadiness(t *testing.T) {
 
 func TestWorse(t *testing.T) {
 	t.Parallel()
-	if Worse(Healthy, Degraded) != Degraded || Worse(Unhealthy, Degraded) != Unhealthy || Worse(Healthy, Healthy) != Healthy {
-		t.Fatal("Worse ranks wrongly")
+	if got := Worse(Healthy, Degraded); got != Degraded {
+		t.Errorf("Worse(Healthy, Degraded) = %q, want %q", got, Degraded)
+	}
+	if got := Worse(Unhealthy, Degraded); got != Unhealthy {
+		t.Errorf("Worse(Unhealthy, Degraded) = %q, want %q", got, Unhealthy)
+	}
+	if got := Worse(Healthy, Healthy); got != Healthy {
+		t.Errorf("Worse(Healthy, Healthy) = %q, want %q", got, Healthy)
 	}
 }

@@ -50,17 +50,46 @@ func TestAboutReadsTheEventsOfTheSubjectsAskedForOldestFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 3 || got[0].ID != created || got[1].ID != captured || got[2].ID != confirmed {
-		t.Fatalf("About = %+v; want order.created, payment.captured, order.confirmed", got)
+	if len(got) != 3 {
+		t.Fatalf("About = %+v; want 3 events: order.created, payment.captured, order.confirmed", got)
+	}
+	for i, want := range []uuid.UUID{created, captured, confirmed} {
+		if got[i].ID != want {
+			t.Fatalf("About[%d] = %s %s; want %s (order.created, payment.captured, order.confirmed in that order)", i, got[i].Type, got[i].ID, want)
+		}
 	}
 	first := got[0]
-	if first.Stream != "events.test" || first.Type != "order.created" || first.Subject != order || !first.Time.Equal(base) ||
-		first.Time.Location() != time.UTC || first.PublishedAt == nil || !first.PublishedAt.Equal(published) ||
-		first.TraceParent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
-		t.Errorf("order.created read back as %+v", first)
+	if first.Stream != "events.test" {
+		t.Errorf("order.created read back with stream %q, want events.test", first.Stream)
 	}
-	if got[1].PublishedAt != nil || got[1].TraceParent != "" || got[1].Subject != payment {
-		t.Errorf("an unpublished, untraced event read back as %+v; want no published_at, no traceparent", got[1])
+	if first.Type != "order.created" {
+		t.Errorf("order.created read back with type %q", first.Type)
+	}
+	if first.Subject != order {
+		t.Errorf("order.created read back with subject %s, want %s", first.Subject, order)
+	}
+	if !first.Time.Equal(base) {
+		t.Errorf("order.created read back with time %v, want %v", first.Time, base)
+	}
+	if loc := first.Time.Location(); loc != time.UTC {
+		t.Errorf("order.created read back with time in %v, want UTC", loc)
+	}
+	if first.PublishedAt == nil {
+		t.Errorf("order.created read back with no published_at, want %v", published)
+	} else if !first.PublishedAt.Equal(published) {
+		t.Errorf("order.created read back with published_at %v, want %v", *first.PublishedAt, published)
+	}
+	if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; first.TraceParent != want {
+		t.Errorf("order.created read back with traceparent %q, want %q", first.TraceParent, want)
+	}
+	if got[1].PublishedAt != nil {
+		t.Errorf("an unpublished event read back with published_at %v, want none", *got[1].PublishedAt)
+	}
+	if got[1].TraceParent != "" {
+		t.Errorf("an untraced event read back with traceparent %q, want none", got[1].TraceParent)
+	}
+	if got[1].Subject != payment {
+		t.Errorf("payment.captured read back with subject %s, want %s", got[1].Subject, payment)
 	}
 
 	// Nothing is an empty slice, not nil: the admin answers list it as [].

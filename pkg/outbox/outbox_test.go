@@ -55,8 +55,19 @@ func TestWriteCommitsAndRollsBackWithTheTransaction(t *testing.T) {
 	}
 	var payload map[string]string
 	_ = json.Unmarshal(data, &payload)
-	if n != 1 || typ != "user.registered" || subject != userID.String() || payload["email"] != "a@b.c" ||
-		traceparent != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" {
-		t.Fatalf("got n=%d type=%s subject=%s traceparent=%s data=%s", n, typ, subject, traceparent, data)
+	if n != 1 {
+		t.Errorf("%d outbox rows, want 1", n)
+	}
+	if typ != "user.registered" {
+		t.Errorf("type %q, want user.registered", typ)
+	}
+	if subject != userID.String() {
+		t.Errorf("subject %q, want %s", subject, userID)
+	}
+	if payload["email"] != "a@b.c" {
+		t.Errorf("data %s, want email a@b.c", data)
+	}
+	if want := "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"; traceparent != want {
+		t.Errorf("traceparent %q, want %q", traceparent, want)
 	}
 }

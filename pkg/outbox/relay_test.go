@@ -212,8 +212,11 @@ func TestRepublishSendsARangeAgain(t *testing.T) {
 		}
 	}
 	n, err := outbox.Republish(context.Background(), f.pool, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
-	if err != nil || n != 2 {
-		t.Fatalf("Republish = %d, %v", n, err)
+	if err != nil {
+		t.Fatalf("Republish: %v", err)
+	}
+	if n != 2 {
+		t.Fatalf("Republish = %d, want 2", n)
 	}
 	if got := streamSubjects(t, f.redis, 4); fmt.Sprint(got) != "[a b a b]" {
 		t.Fatalf("got %v", got)

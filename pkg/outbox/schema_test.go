@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"testing"
 	"testing/fstest"
 
@@ -23,15 +24,20 @@ DROP TABLE things;
 `)}}
 	schema := outbox.WithTable(own)
 	names, err := fs.Glob(schema, "*.sql")
-	if err != nil || len(names) != 2 || names[0] != "00001_outbox.sql" || names[1] != "00002_things.sql" {
-		t.Fatalf("migrations %v (%v); want the outbox's, then the service's", names, err)
+	if err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	if want := []string{"00001_outbox.sql", "00002_things.sql"}; !slices.Equal(names, want) {
+		t.Fatalf("migrations %v; want %v: the outbox's, then the service's", names, want)
 	}
 	pool := pgtest.New(t, schema)
 	ctx := context.Background()
 	for _, table := range []string{"outbox", "things"} {
 		var ok bool
-		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&ok); err != nil || !ok {
-			t.Errorf("table %s: %v %v", table, ok, err)
+		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&ok); err != nil {
+			t.Errorf("table %s: %v", table, err)
+		} else if !ok {
+			t.Errorf("table %s missing, want it migrated", table)
 		}
 	}
 }

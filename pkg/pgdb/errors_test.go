@@ -36,16 +36,20 @@ func TestErrorClassifies(t *testing.T) {
 		}
 		if c.want == apperr.Unavailable {
 			var ae *apperr.Error
-			if !errors.As(err, &ae) || ae.Message != "the orders database is unavailable" {
-				t.Errorf("%s: message %v", c.name, err)
+			if !errors.As(err, &ae) {
+				t.Errorf("%s: %v, want an *apperr.Error", c.name, err)
+			} else if ae.Message != "the orders database is unavailable" {
+				t.Errorf("%s: message %q, want %q", c.name, ae.Message, "the orders database is unavailable")
 			}
 		}
 	}
 	if pgdb.Error(nil, "orders", "x") != nil {
 		t.Error("nil is not nil")
 	}
-	if !pgdb.IsUniqueViolation(fmt.Errorf("w: %w", &pgconn.PgError{Code: "23505", ConstraintName: "users_email_key"}), "users_email_key") ||
-		pgdb.IsUniqueViolation(&pgconn.PgError{Code: "23505", ConstraintName: "other"}, "users_email_key") {
-		t.Error("IsUniqueViolation")
+	if !pgdb.IsUniqueViolation(fmt.Errorf("w: %w", &pgconn.PgError{Code: "23505", ConstraintName: "users_email_key"}), "users_email_key") {
+		t.Error("IsUniqueViolation of a wrapped 23505 on users_email_key = false, want true")
+	}
+	if pgdb.IsUniqueViolation(&pgconn.PgError{Code: "23505", ConstraintName: "other"}, "users_email_key") {
+		t.Error("IsUniqueViolation of a 23505 on another constraint = true, want false")
 	}
 }

@@ -59,8 +59,11 @@ func TestMigrateConcurrentlyAndCheck(t *testing.T) {
 		t.Fatalf("Check = %v, want ErrPending", err)
 	}
 	v, err := m.Up(ctx)
-	if err != nil || v != 2 {
-		t.Fatalf("Up = %d, %v", v, err)
+	if err != nil {
+		t.Fatalf("Up: %v", err)
+	}
+	if v != 2 {
+		t.Fatalf("Up = %d, want 2", v)
 	}
 	if err := m.Check(ctx); err != nil {
 		t.Fatalf("Check after Up = %v", err)

@@ -23,8 +23,12 @@ func TestOpenTalksToTheDatabaseInTheURL(t *testing.T) {
 	if got := c.Options().DB; got == 0 {
 		t.Fatalf("client on database %d; the leased URL %s names another", got, url)
 	}
-	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
-		t.Fatalf("Get = %q, %v", v, err)
+	v, err := c.Get(ctx, "k").Result()
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if v != "v" {
+		t.Fatalf("Get = %q, want v", v)
 	}
 }
 

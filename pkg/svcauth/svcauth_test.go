@@ -185,8 +185,14 @@ func TestRequireLetsInOnlyTheRoutesCallers(t *testing.T) {
 				Status int    `json:"status"`
 				Detail string `json:"detail"`
 			}
-			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.Status != tc.status || p.Detail == "" {
-				t.Errorf("problem %s (%v)", rec.Body, err)
+			if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+				t.Fatalf("problem %s: %v", rec.Body, err)
+			}
+			if p.Status != tc.status {
+				t.Errorf("problem status %d, want %d; body %s", p.Status, tc.status, rec.Body)
+			}
+			if p.Detail == "" {
+				t.Errorf("problem without a detail, want one; body %s", rec.Body)
 			}
 			if tc.status == 401 && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Bearer") {
 				t.Errorf("no WWW-Authenticate on a 401")
@@ -233,8 +239,11 @@ func TestEnsureKeysCreatesWhatIsMissingAndKeepsWhatExists(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	created, err := svcauth.EnsureKeys(dir, "orders", "gateway")
-	if err != nil || len(created) != 2 {
-		t.Fatalf("first EnsureKeys created %v, %v", created, err)
+	if err != nil {
+		t.Fatalf("first EnsureKeys: %v", err)
+	}
+	if len(created) != 2 {
+		t.Fatalf("first EnsureKeys created %v, want orders and gateway", created)
 	}
 	key, err := os.ReadFile(svcauth.KeyFile(dir, "orders"))
 	if err != nil {
@@ -294,8 +303,11 @@ func TestRotationRefusesNoCallAndRetiresTheOldKeyAtTheNextRotation(t *testing.T)
 	}
 	c.Advance(svcauth.ReloadEvery)
 	after, _ := s.Token("payments")
-	if after == before || headerKid(t, after) != kid {
-		t.Fatalf("after the rotation the signer still uses the old key (kid %s, want %s)", headerKid(t, after), kid)
+	if after == before {
+		t.Fatalf("after the rotation the signer gives the token it gave before (kid %s), want a new one with kid %s", headerKid(t, after), kid)
+	}
+	if got := headerKid(t, after); got != kid {
+		t.Fatalf("after the rotation the signer still uses the old key (kid %s, want %s)", got, kid)
 	}
 	for name, tok := range map[string]string{"before": before, "after": after} {
 		if _, err := v.Verify(tok); err != nil {

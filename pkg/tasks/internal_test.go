@@ -111,8 +111,11 @@ func TestLateReplicaFindsTheSlotTaken(t *testing.T) {
 	e := &entry{task: task, period: time.Hour, payload: []byte("null")}
 	slot := e.slotStart(time.Now())
 
-	if !replicas[0].enqueue(t.Context(), e, slot, false) || !strings.Contains(logs[0].String(), "periodic task enqueued") {
-		t.Fatalf("first replica did not enqueue the slot: %s", logs[0].String())
+	if !replicas[0].enqueue(t.Context(), e, slot, false) {
+		t.Fatalf("first replica: enqueue = false, want true; logs: %s", logs[0].String())
+	}
+	if !strings.Contains(logs[0].String(), "periodic task enqueued") {
+		t.Fatalf("first replica did not log \"periodic task enqueued\": %s", logs[0].String())
 	}
 	in, err := NewInspector(url, "svc")
 	if err != nil {
@@ -137,8 +140,11 @@ func TestLateReplicaFindsTheSlotTaken(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 
-	if !replicas[1].enqueue(t.Context(), e, slot, false) || !strings.Contains(logs[1].String(), "periodic task already scheduled") {
-		t.Fatalf("late replica did not find the slot taken: %s", logs[1].String())
+	if !replicas[1].enqueue(t.Context(), e, slot, false) {
+		t.Fatalf("late replica: enqueue = false, want true; logs: %s", logs[1].String())
+	}
+	if !strings.Contains(logs[1].String(), "periodic task already scheduled") {
+		t.Fatalf("late replica did not find the slot taken: no \"periodic task already scheduled\" in %s", logs[1].String())
 	}
 	if _, err := replicas[1].client.enqueue(t.Context(), task, nil, nil); err != nil {
 		t.Fatal(err) // a sentinel behind any task the late replica might have queued

@@ -205,8 +205,17 @@ func TestFailingTaskIsRetriedWithBackoffThenFailsOnce(t *testing.T) {
 
 	// The final failure is logged as JSON with the task's identity and retry count.
 	line := logs.find(t, "task failed for good", flakyID)
-	if line["task_type"] != flaky.Type || line["retried"] != 2.0 || line["max_retry"] != 2.0 || line["level"] != "ERROR" {
-		t.Errorf("final failure log line: %v", line)
+	if line["task_type"] != flaky.Type {
+		t.Errorf("final failure log line: task_type %v, want %s; line %v", line["task_type"], flaky.Type, line)
+	}
+	if line["retried"] != 2.0 {
+		t.Errorf("final failure log line: retried %v, want 2; line %v", line["retried"], line)
+	}
+	if line["max_retry"] != 2.0 {
+		t.Errorf("final failure log line: max_retry %v, want 2; line %v", line["max_retry"], line)
+	}
+	if line["level"] != "ERROR" {
+		t.Errorf("final failure log line: level %v, want ERROR; line %v", line["level"], line)
 	}
 }
 
@@ -283,17 +292,31 @@ func TestHandlerResultIsReadableByID(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := waitForState(t, in, id, tasks.StateCompleted)
-	if info.Type != report.Type || info.Queue != "svc:default" || info.Error != "" {
-		t.Errorf("completed task: %+v", info)
+	if info.Type != report.Type {
+		t.Errorf("completed task: type %q, want %q", info.Type, report.Type)
+	}
+	if info.Queue != "svc:default" {
+		t.Errorf("completed task: queue %q, want svc:default", info.Queue)
+	}
+	if info.Error != "" {
+		t.Errorf("completed task: error %q, want none", info.Error)
 	}
 	var result map[string]int
-	if err := json.Unmarshal(info.Result, &result); err != nil || result["orders"] != 3 || result["revenue_cents"] != 4500 {
-		t.Errorf("result %s (%v), want the handler's", info.Result, err)
+	if err := json.Unmarshal(info.Result, &result); err != nil {
+		t.Fatalf("result %s: %v", info.Result, err)
+	}
+	if result["orders"] != 3 {
+		t.Errorf("result %s: orders %d, want the handler's 3", info.Result, result["orders"])
+	}
+	if result["revenue_cents"] != 4500 {
+		t.Errorf("result %s: revenue_cents %d, want the handler's 4500", info.Result, result["revenue_cents"])
 	}
 
 	// The gateway's inspector searches every queue.
-	if all, err := newInspector(t, url, "").Get(t.Context(), id); err != nil || all.State != tasks.StateCompleted {
-		t.Errorf("inspector over all queues: %+v, %v", all, err)
+	if all, err := newInspector(t, url, "").Get(t.Context(), id); err != nil {
+		t.Errorf("inspector over all queues: %v", err)
+	} else if all.State != tasks.StateCompleted {
+		t.Errorf("inspector over all queues: state %s, want %s", all.State, tasks.StateCompleted)
 	}
 	if _, err := in.Get(t.Context(), "no-such-task"); !errors.Is(err, tasks.ErrTaskNotFound) {
 		t.Errorf("unknown id: %v, want ErrTaskNotFound", err)

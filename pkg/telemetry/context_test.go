@@ -28,9 +28,14 @@ func TestTransportPassesTheTraceOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if back := telemetry.WithTraceParent(context.Background(), got); got == "" ||
-		telemetry.TraceParent(back) == "" || span.SpanContext().TraceID().String() != got[3:35] {
-		t.Errorf("the call carried traceparent %q; want the caller's trace %s", got, span.SpanContext().TraceID())
+	back := telemetry.WithTraceParent(context.Background(), got)
+	want := span.SpanContext().TraceID().String()
+	if got == "" {
+		t.Errorf("the call carried no traceparent; want the caller's trace %s", want)
+	} else if telemetry.TraceParent(back) == "" {
+		t.Errorf("the call carried traceparent %q, which does not parse; want the caller's trace %s", got, want)
+	} else if got[3:35] != want {
+		t.Errorf("the call carried traceparent %q, trace %s; want the caller's trace %s", got, got[3:35], want)
 	}
 	var nilTracing *telemetry.Tracing
 	if rt := nilTracing.Transport(http.DefaultTransport); rt != http.DefaultTransport {

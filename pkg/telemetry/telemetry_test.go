@@ -22,8 +22,11 @@ func TestSpansGetIDsAndPropagate(t *testing.T) {
 	ctx, span := tr.Provider.Tracer("t").Start(context.Background(), "op")
 	defer span.End()
 	sc := span.SpanContext()
-	if !sc.HasTraceID() || !sc.HasSpanID() {
-		t.Fatalf("span without ids: %+v", sc)
+	if !sc.HasTraceID() {
+		t.Fatalf("span without a trace id: %+v", sc)
+	}
+	if !sc.HasSpanID() {
+		t.Fatalf("span without a span id: %+v", sc)
 	}
 	carrier := propagation.MapCarrier{}
 	tr.Propagator.Inject(ctx, carrier)
@@ -70,8 +73,12 @@ func TestWithoutAnExporterSpansCarryIDsAndRecordNothing(t *testing.T) {
 		if s.IsRecording() {
 			t.Errorf("%s records", name)
 		}
-		if sc := s.SpanContext(); !sc.IsValid() || !sc.IsSampled() {
-			t.Errorf("%s: span context %+v, want valid ids, sampled", name, sc)
+		sc := s.SpanContext()
+		if !sc.IsValid() {
+			t.Errorf("%s: span context %+v, want valid ids", name, sc)
+		}
+		if !sc.IsSampled() {
+			t.Errorf("%s: span context %+v not sampled, want sampled", name, sc)
 		}
 		s.End()
 	}
@@ -79,8 +86,11 @@ func TestWithoutAnExporterSpansCarryIDsAndRecordNothing(t *testing.T) {
 	if c.TraceID() != r.TraceID() || c.SpanID() == r.SpanID() {
 		t.Errorf("child %s/%s of %s/%s: want the same trace, another span", c.TraceID(), c.SpanID(), r.TraceID(), r.SpanID())
 	}
-	if other.SpanContext().TraceID() == r.TraceID() || fresh.SpanContext().TraceID() == r.TraceID() {
-		t.Error("a new root shares its trace id with another")
+	if id := other.SpanContext().TraceID(); id == r.TraceID() {
+		t.Errorf("another root has the first root's trace id %s, want its own", id)
+	}
+	if id := fresh.SpanContext().TraceID(); id == r.TraceID() {
+		t.Errorf("a new root under the first root's context has its trace id %s, want its own", id)
 	}
 
 	// A caller's trace context, not sampled: kept as it came.
@@ -90,9 +100,17 @@ func TestWithoutAnExporterSpansCarryIDsAndRecordNothing(t *testing.T) {
 	})
 	ctx, span := tracer.Start(remote, "server")
 	sc := span.SpanContext()
-	if sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" || sc.SpanID().String() == "00f067aa0ba902b7" ||
-		sc.IsSampled() || sc.TraceState().Get("vendor") != "x" {
-		t.Errorf("span under a remote parent: %+v", sc)
+	if got := sc.TraceID().String(); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("span under a remote parent: trace %s, want the caller's 4bf92f3577b34da6a3ce929d0e0e4736", got)
+	}
+	if got := sc.SpanID().String(); got == "00f067aa0ba902b7" {
+		t.Errorf("span under a remote parent: span id %s, the caller's; want its own", got)
+	}
+	if sc.IsSampled() {
+		t.Error("span under a remote parent: sampled, want not sampled as the caller said")
+	}
+	if got := sc.TraceState().Get("vendor"); got != "x" {
+		t.Errorf("span under a remote parent: tracestate vendor=%q, want x", got)
 	}
 	carrier := propagation.MapCarrier{}
 	tr.Propagator.Inject(ctx, carrier)

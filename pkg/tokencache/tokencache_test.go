@@ -15,8 +15,10 @@ func TestEntriesLiveUntilTheirTimeInABoundedCache(t *testing.T) {
 	now := time.Now()
 	c := tokencache.New[string](10)
 	c.Put("a.b.c", "orders", now.Add(time.Minute), now)
-	if v, ok := c.Get("a.b.c", now.Add(59*time.Second)); !ok || v != "orders" {
-		t.Errorf("Get before its time = %q, %t", v, ok)
+	if v, ok := c.Get("a.b.c", now.Add(59*time.Second)); !ok {
+		t.Error("Get before its time: not found, want orders")
+	} else if v != "orders" {
+		t.Errorf("Get before its time = %q, want orders", v)
 	}
 	if _, ok := c.Get("a.b.c", now.Add(time.Minute)); ok {
 		t.Error("an entry was found at its time")
