@@ -19,8 +19,11 @@ func gateway(t *testing.T, register int) (url string, got *[]string) {
 	var calls []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body map[string]string
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.Header.Get("Content-Type") != "application/json" {
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
 			t.Errorf("%s: a bad request: %v", r.URL.Path, err)
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: a bad request: Content-Type %q, want application/json", r.URL.Path, ct)
 		}
 		calls = append(calls, r.URL.Path+" "+body["email"])
 		switch {

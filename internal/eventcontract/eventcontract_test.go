@@ -217,7 +217,10 @@ func TestCheckPayloadRejectsUnknownMissingAndUnsetFields(t *testing.T) {
 	ft := &fakeT{TB: t}
 	eventcontract.SameJSON(ft, "reordered", []byte(`{"a":1,"b":[1,2]}`), []byte(`{"b":[1,2],"a":1}`))
 	eventcontract.CheckPayload(ft, "nested unset", []byte(`{"order_id":"0b000000-0000-4000-8000-0000000000a1","items":[]}`), new(inventoryevents.StockReserved))
-	if !ft.failed || ft.errors != 1 {
+	if !ft.failed {
+		t.Error("SameJSON on reordered keys and CheckPayload on empty items did not fail the test, want it failed (the empty items)")
+	}
+	if ft.errors != 1 {
 		t.Errorf("SameJSON on reordered keys and CheckPayload on empty items: %d errors, want 1 (the empty items)", ft.errors)
 	}
 }

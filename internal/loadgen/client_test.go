@@ -57,8 +57,14 @@ func TestClientWaitsOutA429AsRetryAfterSaysAndSendsAgain(t *testing.T) {
 	clk := newFakeClock()
 	cl := testClient(srv, clk, 10)
 	a, err := cl.do(t.Context(), getX)
-	if err != nil || a.status != http.StatusOK || string(a.body) != `{"fine":true}` {
-		t.Fatalf("do = %d %s, %v; want the 200", a.status, a.body, err)
+	if err != nil {
+		t.Fatalf("do: %v; want the 200", err)
+	}
+	if a.status != http.StatusOK {
+		t.Fatalf("do = %d %s; want the 200", a.status, a.body)
+	}
+	if string(a.body) != `{"fine":true}` {
+		t.Errorf("do: body %s; want the 200's, {\"fine\":true}", a.body)
 	}
 	if n.Load() != 2 {
 		t.Errorf("%d requests; want 2", n.Load())
@@ -244,11 +250,17 @@ func TestStreamOpenTimesOutOnlyBeforeTheHeaders(t *testing.T) {
 func TestKindOf(t *testing.T) {
 	t.Parallel()
 	wrapped := fmt.Errorf("placing: %w", &requestError{ErrServer, 503, errors.New("down")})
-	if kindOf(wrapped) != ErrServer || !transient(wrapped) {
-		t.Errorf("kindOf(%v) = %s", wrapped, kindOf(wrapped))
+	if got := kindOf(wrapped); got != ErrServer {
+		t.Errorf("kindOf(%v) = %s, want %s", wrapped, got, ErrServer)
 	}
-	if kindOf(context.Canceled) != ErrInterrupted || transient(context.Canceled) {
-		t.Errorf("a context's end is %s", kindOf(context.Canceled))
+	if !transient(wrapped) {
+		t.Errorf("transient(%v) = false, want true", wrapped)
+	}
+	if got := kindOf(context.Canceled); got != ErrInterrupted {
+		t.Errorf("a context's end is %s, want %s", got, ErrInterrupted)
+	}
+	if transient(context.Canceled) {
+		t.Error("a context's end is transient, want not")
 	}
 	if kindOf(errors.New("eh")) != ErrNetwork {
 		t.Error("an unknown error should count as network")

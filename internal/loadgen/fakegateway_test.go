@@ -296,8 +296,18 @@ func (g *fakeGateway) createOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	key := r.Header.Get("Idempotency-Key")
 	var b orderRequest
-	if key == "" || !g.body(r, &b) || len(b.Items) == 0 {
-		g.t.Errorf("POST /orders: key %q, body %+v", key, b)
+	if key == "" {
+		g.t.Error("POST /orders without an Idempotency-Key, want one")
+		writeProblem(w, http.StatusUnprocessableEntity)
+		return
+	}
+	if !g.body(r, &b) {
+		g.t.Errorf("POST /orders: body does not decode as an order (read %+v)", b)
+		writeProblem(w, http.StatusUnprocessableEntity)
+		return
+	}
+	if len(b.Items) == 0 {
+		g.t.Errorf("POST /orders: body %+v without items, want some", b)
 		writeProblem(w, http.StatusUnprocessableEntity)
 		return
 	}

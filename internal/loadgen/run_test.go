@@ -76,11 +76,26 @@ func TestRunAgainstAFakeGatewayAccountsForEveryOrder(t *testing.T) {
 	if s.RateLimited == 0 || s.Errors[ErrRateLimited] != 0 || len(s.Errors) != 0 {
 		t.Errorf("rate limited %d, errors %v; want the 429s waited out and no errors", s.RateLimited, s.Errors)
 	}
-	if s.Streams == 0 || s.Polls == 0 || s.Requests["cancel_order"] == 0 || s.Requests["list_products"] < 2 || s.Requests["get_product"] == 0 {
-		t.Errorf("streams %d, polls %d, requests %v; want some of each", s.Streams, s.Polls, s.Requests)
+	if s.Streams == 0 {
+		t.Error("no streams, want some")
 	}
-	if s.Settle.Count != s.Created || s.Latency.P99 <= 0 {
-		t.Errorf("latency %+v, settle %+v", s.Latency, s.Settle)
+	if s.Polls == 0 {
+		t.Error("no polls, want some")
+	}
+	if s.Requests["cancel_order"] == 0 {
+		t.Errorf("no cancel_order requests, want some: %v", s.Requests)
+	}
+	if n := s.Requests["list_products"]; n < 2 {
+		t.Errorf("%d list_products requests, want at least 2: %v", n, s.Requests)
+	}
+	if s.Requests["get_product"] == 0 {
+		t.Errorf("no get_product requests, want some: %v", s.Requests)
+	}
+	if s.Settle.Count != s.Created {
+		t.Errorf("settle count %d, want one per order created, %d", s.Settle.Count, s.Created)
+	}
+	if s.Latency.P99 <= 0 {
+		t.Errorf("latency p99 %s, want above 0: %+v", s.Latency.P99, s.Latency)
 	}
 	// Three new accounts: each signed up and logged in once, never again.
 	if g.count("POST /api/v1/auth/register") != 3 || g.count("POST /api/v1/auth/login") != 3 || g.count("POST /api/v1/auth/refresh") != 0 {
@@ -90,8 +105,14 @@ func TestRunAgainstAFakeGatewayAccountsForEveryOrder(t *testing.T) {
 	mu.Lock()
 	last := progress[len(progress)-1]
 	mu.Unlock()
-	if !last.Final || last.Created != s.Created || last.Outcomes.Total() != s.Orders {
-		t.Errorf("final progress %+v; want Final with the summary's counts", last)
+	if !last.Final {
+		t.Errorf("final progress %+v not Final, want Final", last)
+	}
+	if last.Created != s.Created {
+		t.Errorf("final progress: %d created, want the summary's %d", last.Created, s.Created)
+	}
+	if n := last.Outcomes.Total(); n != s.Orders {
+		t.Errorf("final progress: %d outcomes, want the summary's %d orders", n, s.Orders)
 	}
 
 	// A second run with the same token cache signs nobody in again.
@@ -121,11 +142,18 @@ func TestRunCountsAReplayThatIsNotOne(t *testing.T) {
 	if s.Replays != 5 || len(s.ReplayMismatches) != 5 || s.Errors[ErrReplayMismatch] != 5 {
 		t.Fatalf("replays %d, mismatches %v, errors %v; want all 5 mismatched", s.Replays, s.ReplayMismatches, s.Errors)
 	}
-	if m := s.ReplayMismatches[0]; !strings.Contains(m, "Idempotent-Replayed") || !strings.Contains(m, "order ") {
-		t.Errorf("mismatch %q should say what differed", m)
+	m := s.ReplayMismatches[0]
+	if !strings.Contains(m, "Idempotent-Replayed") {
+		t.Errorf("mismatch %q should say what differed: no Idempotent-Replayed", m)
 	}
-	if err := s.Consistent(); err != nil || s.Created != 5 {
-		t.Errorf("created %d, %v; the second orders are not the run's", s.Created, err)
+	if !strings.Contains(m, "order ") {
+		t.Errorf("mismatch %q should say what differed: no \"order \"", m)
+	}
+	if err := s.Consistent(); err != nil {
+		t.Errorf("the summary is not consistent: %v", err)
+	}
+	if s.Created != 5 {
+		t.Errorf("created %d, want 5: the second orders are not the run's", s.Created)
 	}
 }
 
@@ -194,8 +222,12 @@ func TestAccountsSignUpOnceAndReuseTheirTokens(t *testing.T) {
 	if want := map[string]int{"register": 2, "login": 2}; !mapsEqual(reqs, want) {
 		t.Errorf("first warm-up: %v; want %v", reqs, want)
 	}
-	if fi, err := os.Stat(cfg.TokenCache); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("token cache: %v, %v; want a file only its owner reads", fi, err)
+	fi, err := os.Stat(cfg.TokenCache)
+	if err != nil {
+		t.Fatalf("token cache: %v", err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("token cache mode %v, want 0600: a file only its owner reads", perm)
 	}
 
 	// The cached tokens are good: no request at all.
@@ -227,8 +259,14 @@ func TestAccountsSignUpOnceAndReuseTheirTokens(t *testing.T) {
 	}
 	a.invalidate(old)
 	tok, err := p.token(t.Context(), a)
-	if err != nil || tok == old || tok == "" {
-		t.Errorf("token after a 401: %q, %v; want a new one", tok, err)
+	if err != nil {
+		t.Fatalf("token after a 401: %v", err)
+	}
+	if tok == "" {
+		t.Error("token after a 401: empty, want a new one")
+	}
+	if tok == old {
+		t.Errorf("token after a 401: %q, the one dropped; want a new one", tok)
 	}
 }
 

@@ -260,15 +260,25 @@ func TestBucketPacesAndAllowsItsBurst(t *testing.T) {
 		t.Error("try took a token from an empty bucket")
 	}
 	clk.advance(1500 * time.Millisecond) // pays back the two promised, then one more
-	if !b.try() || b.try() {
-		t.Error("after 1.5 s want exactly one token")
+	if !b.try() {
+		t.Error("after 1.5 s no token, want exactly one")
+	} else if b.try() {
+		t.Error("after 1.5 s a second token, want exactly one")
 	}
 	clk.advance(time.Hour)
-	if !b.try() || !b.try() || b.try() {
-		t.Error("after an hour want the burst of 2, no more")
+	if !b.try() {
+		t.Error("after an hour no token, want the burst of 2")
+	} else if !b.try() {
+		t.Error("after an hour one token, want the burst of 2")
+	} else if b.try() {
+		t.Error("after an hour a third token, want the burst of 2, no more")
 	}
-	if free := newBucket(clk, 0, 0); free.reserve() != 0 || !free.try() {
-		t.Error("a zero rate should never wait")
+	free := newBucket(clk, 0, 0)
+	if d := free.reserve(); d != 0 {
+		t.Errorf("a zero rate should never wait: reserve = %s, want 0", d)
+	}
+	if !free.try() {
+		t.Error("a zero rate should never wait: try = false, want true")
 	}
 }
 

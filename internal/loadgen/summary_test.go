@@ -26,16 +26,29 @@ func TestQuantilesAreNearestRank(t *testing.T) {
 	if samples[0] != millis(100) {
 		t.Error("latencyOf sorted its argument")
 	}
-	if one := latencyOf([]time.Duration{millis(7)}); one.P50 != millis(7) || one.P99 != millis(7) || one.Max != millis(7) {
-		t.Errorf("one sample: %+v", one)
+	one := latencyOf([]time.Duration{millis(7)})
+	if one.P50 != millis(7) {
+		t.Errorf("one sample: p50 %s, want 7ms", one.P50)
+	}
+	if one.P99 != millis(7) {
+		t.Errorf("one sample: p99 %s, want 7ms", one.P99)
+	}
+	if one.Max != millis(7) {
+		t.Errorf("one sample: max %s, want 7ms", one.Max)
 	}
 	if latencyOf(nil) != (Latency{}) {
 		t.Error("no samples should be the zero Latency")
 	}
 	// Four samples: p50 is the 2nd, p90 and p99 the 4th.
 	four := latencyOf([]time.Duration{millis(4), millis(1), millis(3), millis(2)})
-	if four.P50 != millis(2) || four.P90 != millis(4) || four.P99 != millis(4) {
-		t.Errorf("four samples: %+v", four)
+	if four.P50 != millis(2) {
+		t.Errorf("four samples: p50 %s, want the 2nd, 2ms", four.P50)
+	}
+	if four.P90 != millis(4) {
+		t.Errorf("four samples: p90 %s, want the 4th, 4ms", four.P90)
+	}
+	if four.P99 != millis(4) {
+		t.Errorf("four samples: p99 %s, want the 4th, 4ms", four.P99)
 	}
 }
 
@@ -81,20 +94,55 @@ func TestSummaryCountsAddUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := s.Outcomes
-	if s.Orders != 6 || s.Created != 5 || o.Confirmed != 2 || o.CancelledTotal() != 2 || o.Pending != 1 || o.FailedTotal() != 1 {
-		t.Errorf("orders %d created %d outcomes %+v", s.Orders, s.Created, o)
+	if s.Orders != 6 {
+		t.Errorf("%d orders, want 6", s.Orders)
 	}
-	if o.Cancelled["payment_declined"] != 1 || o.Cancelled["customer_request"] != 1 || o.Failed[ErrTimeout] != 1 {
-		t.Errorf("outcomes by reason %+v", o)
+	if s.Created != 5 {
+		t.Errorf("%d created, want 5", s.Created)
+	}
+	if o.Confirmed != 2 {
+		t.Errorf("%d confirmed, want 2", o.Confirmed)
+	}
+	if n := o.CancelledTotal(); n != 2 {
+		t.Errorf("%d cancelled, want 2: %v", n, o.Cancelled)
+	}
+	if o.Pending != 1 {
+		t.Errorf("%d pending, want 1", o.Pending)
+	}
+	if n := o.FailedTotal(); n != 1 {
+		t.Errorf("%d failed, want 1: %v", n, o.Failed)
+	}
+	for _, reason := range []string{"payment_declined", "customer_request"} {
+		if n := o.Cancelled[reason]; n != 1 {
+			t.Errorf("%d cancelled for %s, want 1: %v", n, reason, o.Cancelled)
+		}
+	}
+	if n := o.Failed[ErrTimeout]; n != 1 {
+		t.Errorf("%d failed for %s, want 1: %v", n, ErrTimeout, o.Failed)
 	}
 	if want := map[string]int{ErrTimeout: 1, ErrServer: 1, ErrReplayMismatch: 1}; !mapsEqual(s.Errors, want) {
 		t.Errorf("errors %v; want %v", s.Errors, want)
 	}
-	if s.Replays != 2 || len(s.ReplayMismatches) != 1 || s.RateLimited != 1 || s.Dropped != 1 {
-		t.Errorf("replays %d %v, rate limited %d, dropped %d", s.Replays, s.ReplayMismatches, s.RateLimited, s.Dropped)
+	if s.Replays != 2 {
+		t.Errorf("%d replays, want 2", s.Replays)
 	}
-	if s.Latency.Count != 5 || s.Settle.Count != 4 || s.Latency.P50 != millis(30) {
-		t.Errorf("latency %+v, settle %+v", s.Latency, s.Settle)
+	if len(s.ReplayMismatches) != 1 {
+		t.Errorf("replay mismatches %q, want 1", s.ReplayMismatches)
+	}
+	if s.RateLimited != 1 {
+		t.Errorf("rate limited %d, want 1", s.RateLimited)
+	}
+	if s.Dropped != 1 {
+		t.Errorf("dropped %d, want 1", s.Dropped)
+	}
+	if s.Latency.Count != 5 {
+		t.Errorf("latency count %d, want 5", s.Latency.Count)
+	}
+	if s.Settle.Count != 4 {
+		t.Errorf("settle count %d, want 4", s.Settle.Count)
+	}
+	if s.Latency.P50 != millis(30) {
+		t.Errorf("latency p50 %s, want 30ms", s.Latency.P50)
 	}
 	if len(s.Unsettled) != 1 || s.Unsettled[0] != "e" {
 		t.Errorf("unsettled %v; want [e]", s.Unsettled)
@@ -234,9 +282,26 @@ func TestConfigDefaultsAndChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.BaseURL != DefaultBaseURL || c.Duration != DefaultDuration || c.Accounts != DefaultAccounts || c.Seed == 0 ||
-		c.Password != DefaultPassword || c.email(3) != "loadgen-3@bazaar.test" || c.Browse != 0 {
-		t.Errorf("defaults: %+v", c)
+	if c.BaseURL != DefaultBaseURL {
+		t.Errorf("default base URL %q, want %q", c.BaseURL, DefaultBaseURL)
+	}
+	if c.Duration != DefaultDuration {
+		t.Errorf("default duration %s, want %s", c.Duration, DefaultDuration)
+	}
+	if c.Accounts != DefaultAccounts {
+		t.Errorf("default accounts %d, want %d", c.Accounts, DefaultAccounts)
+	}
+	if c.Seed == 0 {
+		t.Error("default seed 0, want one chosen")
+	}
+	if c.Password != DefaultPassword {
+		t.Errorf("default password %q, want %q", c.Password, DefaultPassword)
+	}
+	if got := c.email(3); got != "loadgen-3@bazaar.test" {
+		t.Errorf("email(3) = %q, want loadgen-3@bazaar.test", got)
+	}
+	if c.Browse != 0 {
+		t.Errorf("default browse %v, want 0", c.Browse)
 	}
 	if c, _ := (Config{Concurrency: 2, Orders: 10, BaseURL: "http://h:1/"}).normalize(); c.Duration != 0 || c.BaseURL != "http://h:1" {
 		t.Errorf("an order bound alone should not get a duration, nor the URL its slash: %s %s", c.Duration, c.BaseURL)

@@ -51,12 +51,22 @@ func TestTheListIsEveryProgramInTheRepository(t *testing.T) {
 			}
 			ports[port] = p.Name
 		}
-		if p.Port == 0 || (p.Service() && p.InternalPort == 0) || (!p.Service() && p.InternalPort != 0) {
-			t.Errorf("%s: port %d, internal port %d", p.Name, p.Port, p.InternalPort)
+		if p.Port == 0 {
+			t.Errorf("%s: port 0, want one", p.Name)
+		}
+		if p.Service() && p.InternalPort == 0 {
+			t.Errorf("%s: a service with internal port 0, want one", p.Name)
+		}
+		if !p.Service() && p.InternalPort != 0 {
+			t.Errorf("%s: not a service, with internal port %d; want none", p.Name, p.InternalPort)
 		}
 	}
-	if got := programs.Services(); slices.Contains(got, programs.Gateway) || len(got) != len(programs.All)-1 {
-		t.Errorf("Services() = %v", got)
+	got := programs.Services()
+	if slices.Contains(got, programs.Gateway) {
+		t.Errorf("Services() = %v, want it without %s", got, programs.Gateway)
+	}
+	if len(got) != len(programs.All)-1 {
+		t.Errorf("Services() = %v, %d of them; want every program but the gateway, %d", got, len(got), len(programs.All)-1)
 	}
 	if programs.All[0].Name != "users" || programs.All[len(programs.All)-1].Name != programs.Gateway {
 		t.Errorf("start order %v: users first (the others fetch its keys), the gateway last", programs.Names())

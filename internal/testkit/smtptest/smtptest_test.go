@@ -42,11 +42,17 @@ func TestAcceptsAndRecordsMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := msgs[0]
-	if m.From != "no-reply@bazaar.local" || strings.Join(m.To, ",") != "ann@example.com,bob@example.com" {
-		t.Errorf("envelope %q -> %q", m.From, m.To)
+	if m.From != "no-reply@bazaar.local" {
+		t.Errorf("envelope from %q, want no-reply@bazaar.local", m.From)
 	}
-	if m.Header.Get("Subject") != "Hello" || m.Header.Get("Message-ID") != "<n1@bazaar.local>" {
-		t.Errorf("header %v", m.Header)
+	if to := strings.Join(m.To, ","); to != "ann@example.com,bob@example.com" {
+		t.Errorf("envelope to %q, want ann@example.com,bob@example.com", to)
+	}
+	if got := m.Header.Get("Subject"); got != "Hello" {
+		t.Errorf("Subject %q, want Hello", got)
+	}
+	if got := m.Header.Get("Message-ID"); got != "<n1@bazaar.local>" {
+		t.Errorf("Message-ID %q, want <n1@bazaar.local>", got)
 	}
 	if string(m.Data) != multipartMessage {
 		t.Errorf("data differs from what was sent (dot-stuffing or line ends):\n%q", m.Data)
@@ -55,11 +61,17 @@ func TestAcceptsAndRecordsMessages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if parts["text/plain"] != "Caf\u00e9 time\r\n.a line that starts with a dot" || parts["text/html"] != "<p>Caf\u00e9 time</p>" {
-		t.Errorf("parts %q", parts)
+	if want := "Caf\u00e9 time\r\n.a line that starts with a dot"; parts["text/plain"] != want {
+		t.Errorf("text/plain part %q, want %q", parts["text/plain"], want)
 	}
-	if len(s.To("BOB@example.com")) != 1 || len(s.To("carol@example.com")) != 0 {
-		t.Error("To does not filter by recipient")
+	if want := "<p>Caf\u00e9 time</p>"; parts["text/html"] != want {
+		t.Errorf("text/html part %q, want %q", parts["text/html"], want)
+	}
+	if n := len(s.To("BOB@example.com")); n != 1 {
+		t.Errorf("To(BOB@example.com): %d messages, want 1", n)
+	}
+	if n := len(s.To("carol@example.com")); n != 0 {
+		t.Errorf("To(carol@example.com): %d messages, want 0", n)
 	}
 }
 
@@ -147,8 +159,11 @@ func TestWaitForGivesUpAtItsDeadline(t *testing.T) {
 	s := smtptest.New(t)
 	start := time.Now()
 	msgs, err := s.WaitFor(1, 100*time.Millisecond)
-	if err == nil || len(msgs) != 0 {
-		t.Fatalf("WaitFor = %d messages, %v; want an error", len(msgs), err)
+	if err == nil {
+		t.Fatalf("WaitFor = %d messages, no error; want an error", len(msgs))
+	}
+	if len(msgs) != 0 {
+		t.Fatalf("WaitFor = %d messages, %v; want none and an error", len(msgs), err)
 	}
 	if waited := time.Since(start); waited < 100*time.Millisecond {
 		t.Errorf("gave up after %s", waited)
