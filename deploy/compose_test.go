@@ -57,8 +57,16 @@ func TestComposeRunsEveryProgramFromThisRepo(t *testing.T) {
 			t.Errorf("service %s missing: %v", name, err)
 			continue
 		}
-		if s.Build == nil || s.Build.Args["PROGRAM"] == nil || *s.Build.Args["PROGRAM"] != dir {
-			t.Errorf("%s does not build ./%s", name, dir)
+		if s.Build == nil {
+			t.Errorf("%s has no build, want one of ./%s", name, dir)
+			continue
+		}
+		if s.Build.Args["PROGRAM"] == nil {
+			t.Errorf("%s has no PROGRAM build arg, want %s", name, dir)
+			continue
+		}
+		if got := *s.Build.Args["PROGRAM"]; got != dir {
+			t.Errorf("%s builds PROGRAM=%s, want %s", name, got, dir)
 			continue
 		}
 		if _, err := os.Stat(filepath.Join("..", dir, "main.go")); err != nil {
@@ -67,8 +75,11 @@ func TestComposeRunsEveryProgramFromThisRepo(t *testing.T) {
 		if !strings.HasSuffix(s.Build.Dockerfile, "deploy/Dockerfile") {
 			t.Errorf("%s uses Dockerfile %q", name, s.Build.Dockerfile)
 		}
-		if env(s, "HTTP_ADDR") != ":8080" || env(s, "REDIS_URL") != "redis://redis:6379/0" {
-			t.Errorf("%s: HTTP_ADDR=%q REDIS_URL=%q", name, env(s, "HTTP_ADDR"), env(s, "REDIS_URL"))
+		if got := env(s, "HTTP_ADDR"); got != ":8080" {
+			t.Errorf("%s: HTTP_ADDR=%q, want :8080", name, got)
+		}
+		if got := env(s, "REDIS_URL"); got != "redis://redis:6379/0" {
+			t.Errorf("%s: REDIS_URL=%q, want redis://redis:6379/0", name, got)
 		}
 	}
 }
@@ -99,8 +110,10 @@ func TestComposeDatabasesAreSeparate(t *testing.T) {
 				t.Errorf("postgres-init.sql lacks %q", stmt)
 			}
 		}
-		if _, ok := s.DependsOn["postgres"]; !ok || s.DependsOn["postgres"].Condition != types.ServiceConditionHealthy {
-			t.Errorf("%s does not wait for a healthy postgres", name)
+		if _, ok := s.DependsOn["postgres"]; !ok {
+			t.Errorf("%s does not depend on postgres, want it to wait for a healthy postgres", name)
+		} else if got := s.DependsOn["postgres"].Condition; got != types.ServiceConditionHealthy {
+			t.Errorf("%s waits for postgres to be %s, want %s", name, got, types.ServiceConditionHealthy)
 		}
 	}
 }
@@ -175,9 +188,16 @@ func TestComposeBakesInNoSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal("no secrets service to create them")
 	}
-	if s.Build == nil || *s.Build.Args["PROGRAM"] != "cmd/bazaarctl" ||
-		strings.Join(s.Command, " ") != "secrets init -dir /secrets -owner 65532:65532" || !mounts(s, "/secrets", "") {
-		t.Errorf("the secrets service does not run bazaarctl secrets init on the volume: %+v %v", s.Build, s.Command)
+	if s.Build == nil {
+		t.Error("the secrets service has no build, want one of cmd/bazaarctl")
+	} else if got := *s.Build.Args["PROGRAM"]; got != "cmd/bazaarctl" {
+		t.Errorf("the secrets service builds PROGRAM=%s, want cmd/bazaarctl", got)
+	}
+	if got, want := strings.Join(s.Command, " "), "secrets init -dir /secrets -owner 65532:65532"; got != want {
+		t.Errorf("the secrets service runs %q, want %q", got, want)
+	}
+	if !mounts(s, "/secrets", "") {
+		t.Errorf("the secrets service does not mount the secrets volume at /secrets: %+v", s.Volumes)
 	}
 	if s.Restart != "no" && s.Restart != "" {
 		t.Errorf("the secrets service restarts (%q): it runs once per start", s.Restart)
@@ -206,16 +226,23 @@ func TestComposeInternalListenersAndServiceKeys(t *testing.T) {
 	p := loadProject(t)
 	for _, name := range programlist.Services() {
 		s, _ := p.GetService(name)
-		if env(s, "INTERNAL_ADDR") != ":9090" || env(s, "SERVICE_KEY_FILE") != "/run/bazaar/key/service.key" ||
-			env(s, "SERVICE_TRUST_DIR") != "/run/bazaar/trust" {
-			t.Errorf("%s: INTERNAL_ADDR=%q SERVICE_KEY_FILE=%q SERVICE_TRUST_DIR=%q", name,
-				env(s, "INTERNAL_ADDR"), env(s, "SERVICE_KEY_FILE"), env(s, "SERVICE_TRUST_DIR"))
+		if got := env(s, "INTERNAL_ADDR"); got != ":9090" {
+			t.Errorf("%s: INTERNAL_ADDR=%q, want :9090", name, got)
+		}
+		if got := env(s, "SERVICE_KEY_FILE"); got != "/run/bazaar/key/service.key" {
+			t.Errorf("%s: SERVICE_KEY_FILE=%q, want /run/bazaar/key/service.key", name, got)
+		}
+		if got := env(s, "SERVICE_TRUST_DIR"); got != "/run/bazaar/trust" {
+			t.Errorf("%s: SERVICE_TRUST_DIR=%q, want /run/bazaar/trust", name, got)
 		}
 		if len(s.Ports) != 0 {
 			t.Errorf("%s publishes %+v: only the gateway is reachable from outside", name, s.Ports)
 		}
-		if !mounts(s, "/run/bazaar/key", "keys/"+name) || !mounts(s, "/run/bazaar/trust", "keys/public") {
-			t.Errorf("%s does not mount its own key and the public keys, read-only: %+v", name, s.Volumes)
+		if !mounts(s, "/run/bazaar/key", "keys/"+name) {
+			t.Errorf("%s does not mount its own key (keys/%s) at /run/bazaar/key, read-only: %+v", name, name, s.Volumes)
+		}
+		if !mounts(s, "/run/bazaar/trust", "keys/public") {
+			t.Errorf("%s does not mount the public keys (keys/public) at /run/bazaar/trust, read-only: %+v", name, s.Volumes)
 		}
 		for _, v := range s.Volumes {
 			if v.Source == "secrets" && v.Volume != nil && strings.HasPrefix(v.Volume.Subpath, "keys/") &&
@@ -223,8 +250,10 @@ func TestComposeInternalListenersAndServiceKeys(t *testing.T) {
 				t.Errorf("%s mounts another service's key: %s", name, v.Volume.Subpath)
 			}
 		}
-		if d, ok := s.DependsOn["secrets"]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
-			t.Errorf("%s does not wait for the secrets to be created", name)
+		if d, ok := s.DependsOn["secrets"]; !ok {
+			t.Errorf("%s does not depend on secrets, want it to wait for the secrets to be created", name)
+		} else if d.Condition != types.ServiceConditionCompletedSuccessfully {
+			t.Errorf("%s waits for secrets to be %s, want %s", name, d.Condition, types.ServiceConditionCompletedSuccessfully)
 		}
 	}
 	orders, _ := p.GetService("orders")
@@ -247,7 +276,9 @@ func TestComposeRedisNeverEvicts(t *testing.T) {
 	p := loadProject(t)
 	r, _ := p.GetService("redis")
 	cmd := strings.Join(r.Command, " ")
-	if !strings.Contains(cmd, "--maxmemory-policy noeviction") || !strings.Contains(cmd, "--appendonly yes") {
-		t.Errorf("redis command = %q", cmd)
+	for _, want := range []string{"--maxmemory-policy noeviction", "--appendonly yes"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("redis command = %q, want %s in it", cmd, want)
+		}
 	}
 }

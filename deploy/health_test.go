@@ -121,8 +121,11 @@ func TestComposePinsImageVersionsAndGoModsGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if goVersion == nil || !strings.Contains(string(dockerfile), "FROM golang:"+string(goVersion[1])+"-") {
-		t.Errorf("deploy/Dockerfile does not build with go.mod's Go (%s)", goVersion)
+	if goVersion == nil {
+		t.Fatal("go.mod has no go line")
+	}
+	if want := "FROM golang:" + string(goVersion[1]) + "-"; !strings.Contains(string(dockerfile), want) {
+		t.Errorf("deploy/Dockerfile does not build with go.mod's Go (%s): no %q in it", goVersion[1], want)
 	}
 }
 
@@ -136,15 +139,20 @@ func TestComposeSeedsWhatMakeRunSeeds(t *testing.T) {
 		t.Error("inventory does not seed the catalogue")
 	}
 	users, _ := p.GetService("users")
-	if env(users, "BOOTSTRAP_ADMIN_EMAIL") != demo.Admin.Email || env(users, "BOOTSTRAP_ADMIN_NAME") != demo.Admin.Name {
-		t.Errorf("users bootstraps %q %q, want make run's admin %q", env(users, "BOOTSTRAP_ADMIN_EMAIL"), env(users, "BOOTSTRAP_ADMIN_NAME"), demo.Admin.Email)
+	if got := env(users, "BOOTSTRAP_ADMIN_EMAIL"); got != demo.Admin.Email {
+		t.Errorf("users bootstraps the admin %q, want make run's admin %q", got, demo.Admin.Email)
+	}
+	if got := env(users, "BOOTSTRAP_ADMIN_NAME"); got != demo.Admin.Name {
+		t.Errorf("users bootstraps the admin named %q, want make run's admin's name %q", got, demo.Admin.Name)
 	}
 	seed, err := p.GetService("seed")
 	if err != nil {
 		t.Fatal("no seed job")
 	}
-	if seed.Build == nil || *seed.Build.Args["PROGRAM"] != "cmd/bazaarctl" {
-		t.Errorf("the seed job does not run bazaarctl: %+v", seed.Build)
+	if seed.Build == nil {
+		t.Error("the seed job has no build, want one of cmd/bazaarctl")
+	} else if got := *seed.Build.Args["PROGRAM"]; got != "cmd/bazaarctl" {
+		t.Errorf("the seed job builds PROGRAM=%s, want cmd/bazaarctl", got)
 	}
 	if got := strings.Join(seed.Command, " "); got != "demo seed -gateway http://gateway:8080" {
 		t.Errorf("the seed job runs %q", got)

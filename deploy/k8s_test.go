@@ -232,8 +232,10 @@ func TestK8sEveryProgramHasItsObjects(t *testing.T) {
 		for _, p := range programlist.All {
 			d, c := b.container(t, p.Name)
 			pods := d.Spec.Template.Labels
-			if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, pods) {
-				t.Errorf("%s: Deployment %s does not select its own pods", o, p.Name)
+			if d.Spec.Selector == nil {
+				t.Errorf("%s: Deployment %s has no selector, want one of its own pods %v", o, p.Name, pods)
+			} else if !selects(d.Spec.Selector.MatchLabels, pods) {
+				t.Errorf("%s: Deployment %s selects %v, which are not its own pods %v", o, p.Name, d.Spec.Selector.MatchLabels, pods)
 			}
 			if d.Spec.Replicas != nil {
 				t.Errorf("%s: Deployment %s sets replicas (%d): its autoscaler owns the count, and every apply would reset it", o, p.Name, *d.Spec.Replicas)
@@ -276,9 +278,18 @@ func TestK8sEveryProgramHasItsObjects(t *testing.T) {
 			np, ok := b.policies[p.Name]
 			if !ok {
 				t.Errorf("%s: no NetworkPolicy %s", o, p.Name)
-			} else if !selects(np.Spec.PodSelector.MatchLabels, pods) || len(np.Spec.PodSelector.MatchExpressions) != 0 ||
-				!slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) {
-				t.Errorf("%s: NetworkPolicy %s does not hold %s's ingress and egress: %+v %v", o, p.Name, p.Name, np.Spec.PodSelector, np.Spec.PolicyTypes)
+			} else {
+				if !selects(np.Spec.PodSelector.MatchLabels, pods) {
+					t.Errorf("%s: NetworkPolicy %s selects %v, want %s's pods %v", o, p.Name, np.Spec.PodSelector.MatchLabels, p.Name, pods)
+				}
+				if len(np.Spec.PodSelector.MatchExpressions) != 0 {
+					t.Errorf("%s: NetworkPolicy %s selects with expressions %+v, want labels alone", o, p.Name, np.Spec.PodSelector.MatchExpressions)
+				}
+				for _, typ := range []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress} {
+					if !slices.Contains(np.Spec.PolicyTypes, typ) {
+						t.Errorf("%s: NetworkPolicy %s has policy types %v, want %s among them", o, p.Name, np.Spec.PolicyTypes, typ)
+					}
+				}
 			}
 		}
 	}
@@ -410,8 +421,15 @@ func TestK8sResourcesAreRequestedAndLimited(t *testing.T) {
 				for _, res := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
 					req, hasReq := r.Requests[res]
 					lim, hasLim := r.Limits[res]
-					if !hasReq || !hasLim || req.IsZero() || lim.Cmp(req) < 0 {
-						t.Errorf("%s: %s container %s: %s request %v, limit %v", o, name, c.Name, res, r.Requests[res], r.Limits[res])
+					if !hasReq {
+						t.Errorf("%s: %s container %s: no %s request, want one", o, name, c.Name, res)
+					} else if req.IsZero() {
+						t.Errorf("%s: %s container %s: %s request 0, want above 0", o, name, c.Name, res)
+					}
+					if !hasLim {
+						t.Errorf("%s: %s container %s: no %s limit, want one", o, name, c.Name, res)
+					} else if lim.Cmp(req) < 0 {
+						t.Errorf("%s: %s container %s: %s limit %v below the request %v, want at least the request", o, name, c.Name, res, lim.String(), req.String())
 					}
 				}
 			}
@@ -577,8 +595,10 @@ func TestK8sEnvironmentIsWhatTheProgramsRead(t *testing.T) {
 			}
 		}
 	}
-	if !secrets["SIGNING_KEK"] || !secrets["BOOTSTRAP_ADMIN_PASSWORD"] {
-		t.Errorf("the scan misses users' secrets: %v", secrets)
+	for _, name := range []string{"SIGNING_KEK", "BOOTSTRAP_ADMIN_PASSWORD"} {
+		if !secrets[name] {
+			t.Errorf("the scan misses users' secret %s: %v", name, secrets)
+		}
 	}
 
 	for _, o := range k8sOverlays {
@@ -977,8 +997,11 @@ func TestK8sSecretsAreMountedWhereTheProgramsReadThem(t *testing.T) {
 			mounted := func(dir string) (corev1.Volume, bool) {
 				for _, m := range c.VolumeMounts {
 					if m.MountPath == dir {
-						if m.SubPath != "" || !m.ReadOnly {
-							t.Errorf("%s: %s mounts %s with subPath %q, readOnly %v", o, p.Name, dir, m.SubPath, m.ReadOnly)
+						if m.SubPath != "" {
+							t.Errorf("%s: %s mounts %s with subPath %q, want none", o, p.Name, dir, m.SubPath)
+						}
+						if !m.ReadOnly {
+							t.Errorf("%s: %s mounts %s writable, want readOnly", o, p.Name, dir)
 						}
 						return volumes[m.Name], true
 					}
@@ -1155,8 +1178,11 @@ func TestK8sEachServiceHasItsOwnDatabase(t *testing.T) {
 		if instances < 2 {
 			t.Errorf("prod: Cluster %s has %v instances: want a replica to fail over to", name, dig(c, "spec", "instances"))
 		}
-		if dig(c, "spec", "bootstrap", "initdb", "database") != db || dig(c, "spec", "bootstrap", "initdb", "owner") != db {
-			t.Errorf("prod: Cluster %s bootstraps %v", name, dig(c, "spec", "bootstrap"))
+		if got := dig(c, "spec", "bootstrap", "initdb", "database"); got != db {
+			t.Errorf("prod: Cluster %s bootstraps database %v, want %s", name, got, db)
+		}
+		if got := dig(c, "spec", "bootstrap", "initdb", "owner"); got != db {
+			t.Errorf("prod: Cluster %s bootstraps the database owned by %v, want %s", name, got, db)
 		}
 		if size, _ := dig(c, "spec", "storage", "size").(string); size == "" {
 			t.Errorf("prod: Cluster %s has no storage size", name)
@@ -1192,8 +1218,10 @@ func TestK8sEachServiceHasItsOwnDatabase(t *testing.T) {
 		}
 	}
 	loop := regexp.MustCompile(`(?m)^for service in (.+); do$`).FindStringSubmatch(script)
-	if loop == nil || strings.Join(strings.Fields(loop[1]), ",") != strings.Join(programlist.Services(), ",") {
-		t.Errorf("dev: the Postgres init does not create every service's database: %q", loop)
+	if loop == nil {
+		t.Error("dev: the Postgres init has no \"for service in ...; do\" loop, want one creating every service's database")
+	} else if got, want := strings.Join(strings.Fields(loop[1]), ","), strings.Join(programlist.Services(), ","); got != want {
+		t.Errorf("dev: the Postgres init creates the databases of %s, want every service's: %s", got, want)
 	}
 
 	for _, b := range []*k8sBuild{dev, prod} {

@@ -309,9 +309,11 @@ func TestPrometheusScrapesEveryProgram(t *testing.T) {
 
 	// The directory holding both files is where the command reads the config.
 	prom, _ := p.GetService("prometheus")
-	if !obsMounts(prom, "observability/prometheus", "/etc/prometheus") ||
-		!slices.Contains(prom.Command, "--config.file=/etc/prometheus/prometheus.yml") {
-		t.Errorf("prometheus does not read deploy/observability/prometheus/prometheus.yml: %v %+v", prom.Command, prom.Volumes)
+	if !obsMounts(prom, "observability/prometheus", "/etc/prometheus") {
+		t.Errorf("prometheus does not mount deploy/observability/prometheus at /etc/prometheus: %+v", prom.Volumes)
+	}
+	if !slices.Contains(prom.Command, "--config.file=/etc/prometheus/prometheus.yml") {
+		t.Errorf("prometheus runs %v, want --config.file=/etc/prometheus/prometheus.yml in it", prom.Command)
 	}
 }
 
@@ -340,8 +342,11 @@ func TestTracesGoThroughTheCollectorToJaegerWhenAsked(t *testing.T) {
 
 	col, _ := p.GetService("otel-collector")
 	i := slices.Index(col.Command, "--config")
-	if i < 0 || i+1 >= len(col.Command) || !obsMounts(col, "observability/otel-collector/config.yml", col.Command[i+1]) {
-		t.Fatalf("the collector does not read deploy/observability/otel-collector/config.yml: %v %+v", col.Command, col.Volumes)
+	if i < 0 || i+1 >= len(col.Command) {
+		t.Fatalf("the collector runs %v, want --config and a file in it", col.Command)
+	}
+	if !obsMounts(col, "observability/otel-collector/config.yml", col.Command[i+1]) {
+		t.Fatalf("the collector reads %s, where deploy/observability/otel-collector/config.yml is not mounted: %+v", col.Command[i+1], col.Volumes)
 	}
 	var cfg struct {
 		Receivers struct {
@@ -368,8 +373,11 @@ func TestTracesGoThroughTheCollectorToJaegerWhenAsked(t *testing.T) {
 		t.Errorf("the collector receives OTLP/HTTP on %q; want 0.0.0.0:4318, where the programs send", ep)
 	}
 	traces := cfg.Service.Pipelines["traces"]
-	if !slices.Contains(traces.Receivers, "otlp") || len(traces.Exporters) != 1 {
-		t.Fatalf("the traces pipeline: %+v", traces)
+	if !slices.Contains(traces.Receivers, "otlp") {
+		t.Fatalf("the traces pipeline receives from %v, want otlp among them", traces.Receivers)
+	}
+	if len(traces.Exporters) != 1 {
+		t.Fatalf("the traces pipeline exports to %v, want 1", traces.Exporters)
 	}
 	exp := traces.Exporters[0]
 	if typ, _, _ := strings.Cut(exp, "/"); typ != "otlp_http" && typ != "otlp_grpc" {
@@ -426,9 +434,16 @@ func TestGrafanaIsProvisionedWithTheDataSourcesAndDashboards(t *testing.T) {
 		} `yaml:"providers"`
 	}
 	obsReadYAML(t, "observability/grafana/provisioning/dashboards/dashboards.yml", &providers)
-	if len(providers.Providers) != 1 || providers.Providers[0].Type != "file" ||
-		!obsMounts(g, "observability/grafana/dashboards", providers.Providers[0].Options.Path) {
-		t.Errorf("the dashboards provider %+v does not read the mounted deploy/observability/grafana/dashboards (%+v)", providers, g.Volumes)
+	if len(providers.Providers) != 1 {
+		t.Errorf("dashboards providers %+v, want 1", providers)
+	} else {
+		pr := providers.Providers[0]
+		if pr.Type != "file" {
+			t.Errorf("the dashboards provider is of type %q, want file", pr.Type)
+		}
+		if !obsMounts(g, "observability/grafana/dashboards", pr.Options.Path) {
+			t.Errorf("the dashboards provider reads %s, where deploy/observability/grafana/dashboards is not mounted (%+v)", pr.Options.Path, g.Volumes)
+		}
 	}
 
 	for _, area := range []string{"traffic", "saga", "events", "tasks"} {
@@ -455,8 +470,11 @@ func TestGrafanaIsProvisionedWithTheDataSourcesAndDashboards(t *testing.T) {
 			t.Errorf("%s.json: %v", area, err)
 			continue
 		}
-		if d.UID != "bazaar-"+area || len(d.Panels) == 0 {
-			t.Errorf("%s.json: uid %q, %d panels", area, d.UID, len(d.Panels))
+		if d.UID != "bazaar-"+area {
+			t.Errorf("%s.json: uid %q, want bazaar-%s", area, d.UID, area)
+		}
+		if len(d.Panels) == 0 {
+			t.Errorf("%s.json: no panels, want some", area)
 		}
 		for _, panel := range d.Panels {
 			if !uids[panel.Datasource.UID] {
