@@ -36,16 +36,25 @@ func TestDLQListAndReplay(t *testing.T) {
 	if err := run(ctx, []string{"bazaarctl", "dlq", "list"}, getenv, &out); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), id) || !strings.Contains(out.String(), "smtp exploded") {
-		t.Fatalf("list printed %q", out.String())
+	if !strings.Contains(out.String(), id) {
+		t.Fatalf("list printed %q, want the event %s in it", out.String(), id)
+	}
+	if !strings.Contains(out.String(), "smtp exploded") {
+		t.Fatalf("list printed %q, want its error, smtp exploded, in it", out.String())
 	}
 	out.Reset()
 	if err := run(ctx, []string{"bazaarctl", "dlq", "replay", "-all"}, getenv, &out); err != nil {
 		t.Fatal(err)
 	}
 	back, _ := rdb.XRange(ctx, "events.users", "-", "+").Result()
-	if len(back) != 1 || back[0].Values["type"] != "user.registered" || back[0].Values["dlq_error"] != nil {
-		t.Fatalf("events.users = %+v", back)
+	if len(back) != 1 {
+		t.Fatalf("events.users = %+v, want 1 entry", back)
+	}
+	if got := back[0].Values["type"]; got != "user.registered" {
+		t.Fatalf("events.users entry of type %v, want user.registered: %+v", got, back[0])
+	}
+	if got := back[0].Values["dlq_error"]; got != nil {
+		t.Fatalf("events.users entry with dlq_error %v, want none", got)
 	}
 	if n, _ := rdb.XLen(ctx, "events.dlq").Result(); n != 0 {
 		t.Fatalf("DLQ still has %d entries", n)
@@ -79,7 +88,13 @@ func TestDemoSeedRegistersTheShopperThroughTheGateway(t *testing.T) {
 	if err := run(context.Background(), []string{"bazaarctl", "demo", "seed", "-gateway", srv.URL}, getenv, &out); err != nil {
 		t.Fatal(err)
 	}
-	if registered["email"] != "s@shop.test" || registered["password"] != "bazaar-shopper" || !strings.Contains(out.String(), "seeded the shopper s@shop.test") {
-		t.Errorf("registered %v, said %q", registered, out.String())
+	if registered["email"] != "s@shop.test" {
+		t.Errorf("registered email %q, want s@shop.test", registered["email"])
+	}
+	if registered["password"] != "bazaar-shopper" {
+		t.Errorf("registered password %q, want bazaar-shopper", registered["password"])
+	}
+	if !strings.Contains(out.String(), "seeded the shopper s@shop.test") {
+		t.Errorf("said %q, want \"seeded the shopper s@shop.test\"", out.String())
 	}
 }

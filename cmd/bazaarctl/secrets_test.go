@@ -32,23 +32,44 @@ func TestSecretsInitCreatesOnceAndPrintsThePasswordOnce(t *testing.T) {
 		t.Fatalf("the first start printed no admin password:\n%s", first)
 	}
 	stored, err := os.ReadFile(filepath.Join(dir, adminPassFile))
-	if err != nil || strings.TrimSpace(string(stored)) != m[1] || len(m[1]) < 20 {
-		t.Fatalf("stored password %q (%v), printed %q", stored, err, m[1])
+	if err != nil {
+		t.Fatalf("stored password: %v", err)
+	}
+	if strings.TrimSpace(string(stored)) != m[1] {
+		t.Fatalf("stored password %q, want the one printed, %q", stored, m[1])
+	}
+	if len(m[1]) < 20 {
+		t.Fatalf("printed password %q has %d characters, want at least 20", m[1], len(m[1]))
 	}
 	kek, err := os.ReadFile(filepath.Join(dir, kekFile))
-	if raw, derr := base64.StdEncoding.DecodeString(strings.TrimSpace(string(kek))); err != nil || derr != nil || len(raw) != 32 {
-		t.Fatalf("KEK file %q is not the base64 of 32 bytes (%v, %v)", kek, err, derr)
+	if err != nil {
+		t.Fatalf("KEK file: %v", err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(kek)))
+	if err != nil {
+		t.Fatalf("KEK file %q is not base64: %v", kek, err)
+	}
+	if len(raw) != 32 {
+		t.Fatalf("KEK file %q is the base64 of %d bytes, want 32", kek, len(raw))
 	}
 	for _, f := range []string{adminPassFile, kekFile, "keys/orders/service.key"} {
-		if info, err := os.Stat(filepath.Join(dir, f)); err != nil || info.Mode().Perm() != 0o600 {
-			t.Errorf("%s: %v, mode %v; want 0600", f, err, info.Mode().Perm())
+		info, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if perm := info.Mode().Perm(); perm != 0o600 {
+			t.Errorf("%s: mode %v; want 0600", f, perm)
 		}
 	}
 
 	// Every later start keeps what exists and shows no secret.
 	second := ctl("secrets", "init", "-dir", dir)
-	if strings.Contains(second, m[1]) || strings.Contains(second, "created") {
-		t.Errorf("a second start printed %q", second)
+	if strings.Contains(second, m[1]) {
+		t.Errorf("a second start printed %q, with the admin password in it; want it shown only once", second)
+	}
+	if strings.Contains(second, "created") {
+		t.Errorf("a second start printed %q, saying something was created; want nothing created", second)
 	}
 	if again, _ := os.ReadFile(filepath.Join(dir, kekFile)); !bytes.Equal(again, kek) {
 		t.Error("the KEK changed on a second start: the signing keys sealed under it would no longer open")
@@ -65,8 +86,12 @@ func TestSecretsInitCreatesOnceAndPrintsThePasswordOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if caller, err := v.Verify(tok); err != nil || caller != "orders" {
-		t.Fatalf("Verify = %q, %v", caller, err)
+	caller, err := v.Verify(tok)
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if caller != "orders" {
+		t.Fatalf("Verify = %q, want orders", caller)
 	}
 }
 

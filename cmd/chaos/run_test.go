@@ -27,7 +27,10 @@ func TestBadFlagsAreRefusedBeforeAnythingStarts(t *testing.T) {
 	if err := run(t.Context(), []string{"chaos", "-h"}, func(string) string { return "" }, &bytes.Buffer{}); err != nil {
 		t.Errorf("-h: %v", err)
 	}
-	if !strings.Contains(errOut.String(), "private Postgres") || !strings.Contains(errOut.String(), "-orders") {
-		t.Errorf("-h printed %q; want the usage and the flags", errOut.String())
+	if !strings.Contains(errOut.String(), "private Postgres") {
+		t.Errorf("-h printed %q; want the usage, with \"private Postgres\" in it", errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "-orders") {
+		t.Errorf("-h printed %q; want the flags, -orders among them", errOut.String())
 	}
 }

@@ -258,8 +258,11 @@ func checkDashboardsAndAlertsNameExportedMetrics(t *testing.T, listeners map[str
 		parser := expfmt.NewTextParser(model.UTF8Validation)
 		families, err := parser.TextToMetricFamilies(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || err != nil {
-			t.Fatalf("scrape %s at %s: %s, %v", prog.Name, base, resp.Status, err)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("scrape %s at %s: %s, want 200 OK", prog.Name, base, resp.Status)
+		}
+		if err != nil {
+			t.Fatalf("scrape %s at %s: %v", prog.Name, base, err)
 		}
 		for name, f := range families {
 			names := []string{name}
@@ -339,8 +342,11 @@ func get(t *testing.T, url string) []byte {
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d, want 200; body %s", url, resp.StatusCode, b)
 	}
 	return b
 }

@@ -51,16 +51,25 @@ func TestInstancesAreReadAndShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts := stackOptions(cfg, "/repo", &bytes.Buffer{}); opts.Instances["inventory"] != 2 || len(opts.Instances) != 1 {
+	opts := stackOptions(cfg, "/repo", &bytes.Buffer{})
+	if opts.Instances["inventory"] != 2 {
 		t.Errorf("stack instances %v; want inventory=2", opts.Instances)
+	}
+	if len(opts.Instances) != 1 {
+		t.Errorf("stack instances %v; want inventory=2 alone", opts.Instances)
 	}
 	var out bytes.Buffer
 	banner(&out, devstack.URLs{
 		Instances: map[string][]string{"inventory": {"inventory", "inventory-2"}, "users": {"users"}},
 		Programs:  map[string]string{"inventory": "http://127.0.0.1:8082", "inventory-2": "http://127.0.0.1:8182"},
 	})
-	if !strings.Contains(out.String(), "2 instances") || !strings.Contains(out.String(), "http://127.0.0.1:8182") || strings.Contains(out.String(), "users") {
-		t.Errorf("banner:\n%s", out.String())
+	for _, want := range []string{"2 instances", "http://127.0.0.1:8182"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("banner without %q, want it:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "users") {
+		t.Errorf("banner names users, a single instance; want it not named:\n%s", out.String())
 	}
 }
 
