@@ -570,8 +570,11 @@ func TestOrderWithIdempotencyKeyIsSentOnceWhenOrdersDropsTheConnection(t *testin
 		t.Fatalf("orders received %d POSTs for %d sent", len(posts), rounds)
 	}
 	for i, p := range posts {
-		if p.body != body || p.header.Get("Idempotency-Key") != fmt.Sprint("key-", i) {
-			t.Errorf("POST %d arrived as %q with key %q", i, p.body, p.header.Get("Idempotency-Key"))
+		if p.body != body {
+			t.Errorf("POST %d arrived as %q; want %q", i, p.body, body)
+		}
+		if got, want := p.header.Get("Idempotency-Key"), fmt.Sprint("key-", i); got != want {
+			t.Errorf("POST %d arrived with key %q; want %q", i, got, want)
 		}
 	}
 }
@@ -623,9 +626,23 @@ func TestTaskStatusIsReadFromTheQueues(t *testing.T) {
 	}
 
 	resp, body, tr := status(report.ID, adminTok)
-	if resp.StatusCode != http.StatusOK || tr.ID != report.ID || tr.Type != "report:sales" || tr.State != "pending" ||
-		tr.Result != nil || tr.Error != nil {
-		t.Fatalf("a pending task: %d %s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("a pending task: %d %s; want 200", resp.StatusCode, body)
+	}
+	if tr.ID != report.ID {
+		t.Errorf("a pending task: id %q; want %q", tr.ID, report.ID)
+	}
+	if tr.Type != "report:sales" {
+		t.Errorf("a pending task: type %q; want report:sales", tr.Type)
+	}
+	if tr.State != "pending" {
+		t.Errorf("a pending task: state %q; want pending", tr.State)
+	}
+	if tr.Result != nil {
+		t.Errorf("a pending task: result %s; want none", tr.Result)
+	}
+	if tr.Error != nil {
+		t.Errorf("a pending task: error %q; want none", *tr.Error)
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control %q, want no-store", cc)

@@ -31,14 +31,26 @@ func TestTheAPIReferenceIsServedAnonymouslyAndLimited(t *testing.T) {
 	}
 
 	resp, body := get("/openapi.yaml")
-	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, docs.OpenAPI) || resp.Header.Get("Content-Type") != "application/yaml" {
-		t.Fatalf("GET /openapi.yaml: %d %q, %d bytes; want docs/openapi.yaml as it is", resp.StatusCode, resp.Header.Get("Content-Type"), len(body))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /openapi.yaml: %d; want 200", resp.StatusCode)
+	}
+	if !bytes.Equal(body, docs.OpenAPI) {
+		t.Fatalf("GET /openapi.yaml: %d bytes that differ from docs/openapi.yaml (%d bytes); want it as it is", len(body), len(docs.OpenAPI))
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/yaml" {
+		t.Fatalf("GET /openapi.yaml: Content-Type %q; want application/yaml", ct)
 	}
 	expectSecurityHeaders(t, "GET /openapi.yaml", resp, false)
 
 	resp, body = get("/docs")
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !bytes.Contains(body, []byte(`<article id="op-getProduct">`)) {
-		t.Fatalf("GET /docs: %d %q: %.200s; want the reference page", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /docs: %d: %.200s; want 200", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("GET /docs: Content-Type %q; want text/html", ct)
+	}
+	if !bytes.Contains(body, []byte(`<article id="op-getProduct">`)) {
+		t.Fatalf("GET /docs: %.200s; want the reference page, with <article id=\"op-getProduct\"> in it", body)
 	}
 	expectSecurityHeaders(t, "GET /docs", resp, false)
 	csp := resp.Header.Get("Content-Security-Policy")

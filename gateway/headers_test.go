@@ -186,7 +186,10 @@ func TestOpsPagesHaveAContentSecurityPolicyTheMonitorWorksWith(t *testing.T) {
 	}
 	// Bearer tokens work on the monitor's API, with the same headers.
 	resp, _ = s.send(t, http.MethodGet, "/ops/tasks/api/queues", nil, bearer(signWith(t, s.accounts.key, auth.RoleAdmin, time.Minute)))
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Security-Policy") == "" {
-		t.Errorf("monitor API with a bearer token: %d, CSP %q", resp.StatusCode, resp.Header.Get("Content-Security-Policy"))
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("monitor API with a bearer token: %d; want 200", resp.StatusCode)
+	}
+	if resp.Header.Get("Content-Security-Policy") == "" {
+		t.Error("monitor API with a bearer token: no Content-Security-Policy; want the same headers as the monitor's")
 	}
 }

@@ -169,8 +169,14 @@ func (s *opsStack) signIn(t *testing.T) *http.Cookie {
 	t.Helper()
 	resp, body := s.login(t, adminEmail, adminPassword, nil)
 	c := sessionCookie(resp)
-	if resp.StatusCode != http.StatusSeeOther || c == nil || c.Value == "" {
-		t.Fatalf("admin sign-in: got %d, cookie %v: %s", resp.StatusCode, c, body)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("admin sign-in: got %d, want 303: %s", resp.StatusCode, body)
+	}
+	if c == nil {
+		t.Fatalf("admin sign-in: no session cookie in %q; want one", resp.Header.Values("Set-Cookie"))
+	}
+	if c.Value == "" {
+		t.Fatalf("admin sign-in: session cookie %v without a value; want the session id", c)
 	}
 	return c
 }
@@ -248,13 +254,19 @@ func TestOpsAdminSignsInAndSeesTheTaskMonitor(t *testing.T) {
 	s := startOps(t, map[string]string{"OPS_SESSION_TTL": "2h"})
 
 	resp, body := s.send(t, http.MethodGet, "/ops/login", nil, htmlAccept)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `<form method="post" action="/ops/login">`) ||
-		!strings.Contains(body, `name="password" type="password"`) {
-		t.Fatalf("GET /ops/login: %d\n%s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ops/login: %d, want 200\n%s", resp.StatusCode, body)
 	}
-	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") ||
-		!strings.Contains(csp, "frame-ancestors 'none'") {
-		t.Errorf("sign-in page CSP %q", csp)
+	for _, want := range []string{`<form method="post" action="/ops/login">`, `name="password" type="password"`} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("GET /ops/login: no %s in the page; want the sign-in form\n%s", want, body)
+		}
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	for _, want := range []string{"default-src 'none'", "frame-ancestors 'none'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("sign-in page CSP %q; want %s in it", csp, want)
+		}
 	}
 
 	resp, body = s.login(t, adminEmail, adminPassword, nil)
@@ -279,8 +291,14 @@ func TestOpsAdminSignsInAndSeesTheTaskMonitor(t *testing.T) {
 		t.Fatalf("session keys %v, want [%s]", keys, key)
 	}
 	rec, err := s.rdb.HGetAll(context.Background(), key).Result()
-	if err != nil || rec["role"] != "admin" || uuid.Validate(rec["user_id"]) != nil {
-		t.Errorf("session record %v (%v)", rec, err)
+	if err != nil {
+		t.Errorf("session record: %v", err)
+	}
+	if rec["role"] != "admin" {
+		t.Errorf("session record %v: role %q, want admin", rec, rec["role"])
+	}
+	if err := uuid.Validate(rec["user_id"]); err != nil {
+		t.Errorf("session record %v: user_id %q, want a UUID: %v", rec, rec["user_id"], err)
 	}
 	if ttl := s.rdb.TTL(context.Background(), key).Val(); ttl <= 2*time.Hour-time.Minute || ttl > 2*time.Hour {
 		t.Errorf("session TTL %s, want OPS_SESSION_TTL (2h)", ttl)
@@ -289,8 +307,14 @@ func TestOpsAdminSignsInAndSeesTheTaskMonitor(t *testing.T) {
 	// The monitor's page, and its API, which its scripts call under the same root.
 	resp, body = s.send(t, http.MethodGet, "/ops/tasks/", nil, withCookie(c, htmlAccept))
 	script := regexp.MustCompile(`src="(/ops/tasks/static/js/main\.[^"]+\.js)"`).FindStringSubmatch(body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `window.FLAG_ROOT_PATH="\/ops\/tasks"`) || script == nil {
-		t.Fatalf("GET /ops/tasks/: %d, want asynqmon's page rooted at /ops/tasks:\n%s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /ops/tasks/: %d, want 200 and asynqmon's page:\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `window.FLAG_ROOT_PATH="\/ops\/tasks"`) {
+		t.Fatalf("GET /ops/tasks/: no FLAG_ROOT_PATH of /ops/tasks; want asynqmon's page rooted there:\n%s", body)
+	}
+	if script == nil {
+		t.Fatalf("GET /ops/tasks/: no main script /ops/tasks/static/js/main.*.js; want asynqmon's page:\n%s", body)
 	}
 	resp, _ = s.send(t, http.MethodGet, script[1], nil, withCookie(c, http.Header{"Accept": {"*/*"}}))
 	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "application/javascript") {
@@ -310,8 +334,14 @@ func TestOpsAdminSignsInAndSeesTheTaskMonitor(t *testing.T) {
 
 	// Signed in, the sign-in page offers the way on and signing out instead.
 	resp, body = s.send(t, http.MethodGet, "/ops/login", nil, withCookie(c, htmlAccept))
-	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `action="/ops/logout"`) || strings.Contains(body, `name="password"`) {
-		t.Errorf("GET /ops/login signed in: %d\n%s", resp.StatusCode, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /ops/login signed in: %d, want 200\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `action="/ops/logout"`) {
+		t.Errorf("GET /ops/login signed in: no sign-out form (action=\"/ops/logout\"); want one\n%s", body)
+	}
+	if strings.Contains(body, `name="password"`) {
+		t.Errorf("GET /ops/login signed in: a password field; want none\n%s", body)
 	}
 }
 
@@ -319,8 +349,15 @@ func TestOpsSessionCookieIsSecureBehindTLS(t *testing.T) {
 	t.Parallel()
 	s := startOps(t, nil)
 	resp, body := s.login(t, adminEmail, adminPassword, http.Header{"X-Forwarded-Proto": {"https"}})
-	if c := sessionCookie(resp); resp.StatusCode != http.StatusSeeOther || c == nil || !c.Secure {
-		t.Fatalf("got %d, cookie %v, want a Secure cookie: %s", resp.StatusCode, c, body)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("got %d, want 303: %s", resp.StatusCode, body)
+	}
+	c := sessionCookie(resp)
+	if c == nil {
+		t.Fatalf("no session cookie in %q; want a Secure one", resp.Header.Values("Set-Cookie"))
+	}
+	if !c.Secure {
+		t.Fatalf("cookie %v; want it Secure", c)
 	}
 }
 
@@ -453,11 +490,21 @@ func TestOpsSignOutAndExpiryEndTheSession(t *testing.T) {
 		t.Fatalf("signed in: got %d", resp.StatusCode)
 	}
 	resp, body := s.send(t, http.MethodPost, "/ops/logout", url.Values{}, withCookie(c, http.Header{"Origin": {s.gw.URL}}))
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ops/login" {
-		t.Fatalf("sign-out: got %d to %q: %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-out: got %d, want 303: %s", resp.StatusCode, body)
 	}
-	if dead := sessionCookie(resp); dead == nil || dead.MaxAge >= 0 || dead.Path != "/ops" {
-		t.Errorf("sign-out did not delete the cookie: %v", dead)
+	if loc := resp.Header.Get("Location"); loc != "/ops/login" {
+		t.Fatalf("sign-out: to %q, want /ops/login", loc)
+	}
+	if dead := sessionCookie(resp); dead == nil {
+		t.Error("sign-out did not delete the cookie: no cookie set")
+	} else {
+		if dead.MaxAge >= 0 {
+			t.Errorf("sign-out did not delete the cookie: %v, Max-Age %d; want below 0", dead, dead.MaxAge)
+		}
+		if dead.Path != "/ops" {
+			t.Errorf("sign-out did not delete the cookie: %v, path %q; want /ops", dead, dead.Path)
+		}
 	}
 	// The browser may still send the old id (a copy, a stolen one): it opens nothing.
 	if resp, _ := s.queues(t, withCookie(c, apiAccept)); resp.StatusCode != http.StatusUnauthorized {
@@ -500,8 +547,11 @@ func TestOpsRefusesCrossOriginWrites(t *testing.T) {
 	paused := func() bool {
 		t.Helper()
 		resp, list := s.queues(t, withCookie(c, apiAccept))
-		if resp.StatusCode != http.StatusOK || len(list.Queues) != 1 {
-			t.Fatalf("queues: %d %+v", resp.StatusCode, list)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("queues: %d %+v; want 200", resp.StatusCode, list)
+		}
+		if len(list.Queues) != 1 {
+			t.Fatalf("queues: %+v; want 1", list.Queues)
 		}
 		return list.Queues[0].Paused
 	}

@@ -59,8 +59,11 @@ func TestAnOrdersStoryIsToldFromTheServicesAdminRoutes(t *testing.T) {
 	}
 
 	resp, body := story(known.String(), adminTok)
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
-		t.Fatalf("story: %d %v %s", resp.StatusCode, resp.Header, body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("story: %d %s; want 200", resp.StatusCode, body)
+	}
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Fatalf("story: Cache-Control %q; want no-store", cc)
 	}
 	var s struct {
 		OrderID string `json:"order_id"`
@@ -85,13 +88,43 @@ func TestAnOrdersStoryIsToldFromTheServicesAdminRoutes(t *testing.T) {
 	if err := json.Unmarshal(body, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.OrderID != known.String() || s.Order == nil || s.Order.Status != "confirmed" || s.Saga == nil || len(s.Saga.Steps) != 1 ||
-		s.Reservation != nil || len(s.Events) != 1 || s.Events[0].EntryID != nil || s.TraceID != "0af7651916cd43dd8448eb211c80319c" {
-		t.Errorf("story %s", body)
+	if s.OrderID != known.String() {
+		t.Errorf("story of order %s; want %s", s.OrderID, known)
 	}
-	if len(s.Unavailable) != 1 || s.Unavailable[0].Part != "inventory" || s.Unavailable[0].Status != http.StatusServiceUnavailable ||
-		s.Unavailable[0].Detail != "the inventory database is unavailable" {
+	if s.Order == nil {
+		t.Errorf("story without the order; want it: %s", body)
+	} else if s.Order.Status != "confirmed" {
+		t.Errorf("order status %q; want confirmed", s.Order.Status)
+	}
+	if s.Saga == nil {
+		t.Errorf("story without the saga; want it: %s", body)
+	} else if len(s.Saga.Steps) != 1 {
+		t.Errorf("saga steps %+v; want 1", s.Saga.Steps)
+	}
+	if s.Reservation != nil {
+		t.Errorf("reservation %s; want none, inventory being down", *s.Reservation)
+	}
+	if len(s.Events) != 1 {
+		t.Errorf("events %+v; want 1", s.Events)
+	} else if id := s.Events[0].EntryID; id != nil {
+		t.Errorf("event %s with entry %s; want none", s.Events[0].Type, *id)
+	}
+	if s.TraceID != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("trace id %q; want 0af7651916cd43dd8448eb211c80319c", s.TraceID)
+	}
+	if len(s.Unavailable) != 1 {
 		t.Errorf("unavailable %+v; want inventory's 503 alone", s.Unavailable)
+	} else {
+		gap := s.Unavailable[0]
+		if gap.Part != "inventory" {
+			t.Errorf("unavailable part %q; want inventory", gap.Part)
+		}
+		if gap.Status != http.StatusServiceUnavailable {
+			t.Errorf("unavailable status %d; want 503", gap.Status)
+		}
+		if gap.Detail != "the inventory database is unavailable" {
+			t.Errorf("unavailable detail %q; want %q", gap.Detail, "the inventory database is unavailable")
+		}
 	}
 	// Each service was asked once, through the gateway's routes, as the admin.
 	for name, u := range map[string]*upstream{"orders": orders, "inventory": inventory, "payments": payments, "notifications": notifications} {
@@ -101,9 +134,20 @@ func TestAnOrdersStoryIsToldFromTheServicesAdminRoutes(t *testing.T) {
 			continue
 		}
 		c := calls[0]
-		if c.method != http.MethodGet || !strings.HasPrefix(c.uri, "/api/v1/admin/") || c.header.Get("Authorization") != "Bearer "+adminTok ||
-			c.header.Get("X-Request-Id") != "story-1" || c.header.Get("X-Forwarded-For") != "127.0.0.1" {
-			t.Errorf("%s got %s %s %v; want the admin's GET of its admin route", name, c.method, c.uri, c.header)
+		if c.method != http.MethodGet {
+			t.Errorf("%s got %s %s; want a GET", name, c.method, c.uri)
+		}
+		if !strings.HasPrefix(c.uri, "/api/v1/admin/") {
+			t.Errorf("%s got %s; want its admin route, under /api/v1/admin/", name, c.uri)
+		}
+		if c.header.Get("Authorization") != "Bearer "+adminTok {
+			t.Errorf("%s got %s without the admin's token; want it", name, c.uri)
+		}
+		if got := c.header.Get("X-Request-Id"); got != "story-1" {
+			t.Errorf("%s got X-Request-Id %q; want the admin's story-1", name, got)
+		}
+		if got := c.header.Get("X-Forwarded-For"); got != "127.0.0.1" {
+			t.Errorf("%s got X-Forwarded-For %q; want 127.0.0.1", name, got)
 		}
 	}
 	if c := notifications.calls(); len(c) == 1 && !strings.Contains(c[0].uri, "event_id=") {

@@ -26,8 +26,11 @@ func TestACallCarriesWhatAClientWouldSendAndNothingElse(t *testing.T) {
 	var out struct{ Name string }
 	_, err := c.Do(WithCaller(ctx, page), Request{Method: http.MethodPost, Path: "/api/v1/things?x=1", Token: "tok",
 		Body: map[string]int{"n": 1}, Header: http.Header{"Idempotency-Key": {"k"}}}, &out)
-	if err != nil || out.Name != "lamp" {
-		t.Fatalf("Do = %v, %+v", err, out)
+	if err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if out.Name != "lamp" {
+		t.Fatalf("Do decoded %+v, want the name lamp", out)
 	}
 	for name, want := range map[string]string{"Authorization": "Bearer tok", "X-Request-ID": "req-1",
 		"Content-Type": "application/json", "Idempotency-Key": "k", "Accept": "application/json"} {
@@ -35,8 +38,11 @@ func TestACallCarriesWhatAClientWouldSendAndNothingElse(t *testing.T) {
 			t.Errorf("%s = %q, want %q", name, v, want)
 		}
 	}
-	if got.RemoteAddr != page.RemoteAddr || got.URL.RawQuery != "x=1" {
-		t.Errorf("RemoteAddr %q, query %q", got.RemoteAddr, got.URL.RawQuery)
+	if got.RemoteAddr != page.RemoteAddr {
+		t.Errorf("RemoteAddr %q, want the page's %q", got.RemoteAddr, page.RemoteAddr)
+	}
+	if got.URL.RawQuery != "x=1" {
+		t.Errorf("query %q, want x=1", got.URL.RawQuery)
 	}
 	if got.Context().Value(leakKey{}) != nil {
 		t.Error("the page's context values reached the call")
@@ -51,15 +57,23 @@ func TestAnErrorAnswerIsTheProblemItDescribes(t *testing.T) {
 		_, _ = w.Write([]byte(`{"type":"urn:bazaar:problem:rate_limited","title":"Too Many Requests","status":429,"detail":"slow down"}`))
 	})}
 	h, err := c.Do(context.Background(), Request{Method: http.MethodGet, Path: "/api/v1/products"}, nil)
-	if apperr.CodeOf(err) != apperr.RateLimited || !strings.Contains(err.Error(), "slow down") || h.Get("Retry-After") != "3" {
-		t.Errorf("err = %v, Retry-After %q", err, h.Get("Retry-After"))
+	if apperr.CodeOf(err) != apperr.RateLimited {
+		t.Errorf("err = %v, want rate_limited", err)
+	} else if !strings.Contains(err.Error(), "slow down") {
+		t.Errorf("err = %v, want the problem's detail, slow down", err)
+	}
+	if ra := h.Get("Retry-After"); ra != "3" {
+		t.Errorf("Retry-After %q, want 3", ra)
 	}
 	var report struct{ Status string }
-	if _, err := (Client{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	_, err = (Client{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte(`{"status":"degraded"}`))
-	})}).Do(context.Background(), Request{Method: http.MethodGet, Path: "/health", AnyStatus: true}, &report); err != nil || report.Status != "degraded" {
-		t.Errorf("AnyStatus: %v, %+v", err, report)
+	})}).Do(context.Background(), Request{Method: http.MethodGet, Path: "/health", AnyStatus: true}, &report)
+	if err != nil {
+		t.Errorf("AnyStatus: %v", err)
+	} else if report.Status != "degraded" {
+		t.Errorf("AnyStatus: decoded %+v, want the status degraded", report)
 	}
 }
 

@@ -98,8 +98,12 @@ func TestSessionsRefuseWhatCreateDidNotMake(t *testing.T) {
 		"planted record":  planted,
 		"the key instead": hex.EncodeToString(sum[:]),
 	} {
-		if _, err := sessions.Get(ctx, id); !errors.Is(err, opsauth.ErrNoSession) || apperr.CodeOf(err) != apperr.Unauthorized {
+		_, err := sessions.Get(ctx, id)
+		if !errors.Is(err, opsauth.ErrNoSession) {
 			t.Errorf("%s: Get = %v, want ErrNoSession", name, err)
+		}
+		if code := apperr.CodeOf(err); code != apperr.Unauthorized {
+			t.Errorf("%s: Get = %v, code %s; want %s", name, err, code, apperr.Unauthorized)
 		}
 	}
 }

@@ -201,19 +201,43 @@ func TestAStoryIsToldWhole(t *testing.T) {
 	if len(s.Unavailable) != 0 {
 		t.Errorf("unavailable %+v; want a whole story", s.Unavailable)
 	}
-	if s.OrderID != o.id || s.Order == nil || s.Order.Status != "confirmed" || s.Order.TotalCents != 2598 || len(s.Order.Items) != 1 {
-		t.Errorf("order %+v", s.Order)
+	if s.OrderID != o.id {
+		t.Errorf("order id %s; want %s", s.OrderID, o.id)
+	}
+	if s.Order == nil {
+		t.Error("no order; want it")
+	} else {
+		if s.Order.Status != "confirmed" {
+			t.Errorf("order status %q; want confirmed", s.Order.Status)
+		}
+		if s.Order.TotalCents != 2598 {
+			t.Errorf("order total %d; want 2598", s.Order.TotalCents)
+		}
+		if len(s.Order.Items) != 1 {
+			t.Errorf("order items %+v; want 1", s.Order.Items)
+		}
 	}
 	var steps []string
 	for _, st := range s.Saga.Steps {
 		steps = append(steps, fmt.Sprintf("%s#%d:%s", st.Step, st.Attempt, st.Outcome))
 	}
-	if s.Saga.State != "done" || !slices.Equal(steps, []string{"reserve#1:ok", "charge#1:failed", "charge#2:ok", "commit#1:ok"}) ||
-		s.Saga.Steps[1].Error != "payments: timeout" {
-		t.Errorf("saga %+v; want done, with its four steps", s.Saga)
+	if s.Saga.State != "done" {
+		t.Errorf("saga state %q; want done", s.Saga.State)
 	}
-	if s.Reservation == nil || s.Reservation.Status != "committed" || len(s.Payments) != 1 || s.Payments[0].Status != "captured" {
-		t.Errorf("reservation %+v, payments %+v", s.Reservation, s.Payments)
+	if want := []string{"reserve#1:ok", "charge#1:failed", "charge#2:ok", "commit#1:ok"}; !slices.Equal(steps, want) {
+		t.Errorf("saga steps %q; want its four steps %q", steps, want)
+	} else if got := s.Saga.Steps[1].Error; got != "payments: timeout" {
+		t.Errorf("saga step %s: error %q; want payments: timeout", steps[1], got)
+	}
+	if s.Reservation == nil {
+		t.Error("no reservation; want the committed one")
+	} else if s.Reservation.Status != "committed" {
+		t.Errorf("reservation status %q; want committed", s.Reservation.Status)
+	}
+	if len(s.Payments) != 1 {
+		t.Errorf("payments %+v; want 1", s.Payments)
+	} else if s.Payments[0].Status != "captured" {
+		t.Errorf("payment status %q; want captured", s.Payments[0].Status)
 	}
 	if s.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
 		t.Errorf("trace id %q; want order.created's", s.TraceID)
@@ -236,8 +260,16 @@ func TestAStoryIsToldWhole(t *testing.T) {
 	}
 	for i, w := range want {
 		e := s.Events[i]
-		if e.ID != w.event.ID || e.Type != w.event.Type || e.EntryID == nil || len(e.Consumers) != 1 {
-			t.Errorf("event %d: %+v; want %s with its entry and one group", i, e, w.event.Type)
+		if e.ID != w.event.ID || e.Type != w.event.Type {
+			t.Errorf("event %d: %s %s; want %s %s", i, e.Type, e.ID, w.event.Type, w.event.ID)
+			continue
+		}
+		if e.EntryID == nil {
+			t.Errorf("event %d, %s: no entry; want its stream entry", i, e.Type)
+			continue
+		}
+		if len(e.Consumers) != 1 {
+			t.Errorf("event %d, %s: consumers %+v; want one group", i, e.Type, e.Consumers)
 			continue
 		}
 		c := e.Consumers[0]
@@ -256,10 +288,36 @@ func TestAStoryIsToldWhole(t *testing.T) {
 		t.Fatalf("notifications %+v; want the order_confirmed e-mail", s.Notifications)
 	}
 	n := s.Notifications[0]
-	if n.ID != o.notification || n.EventID != o.confirmed.ID || n.Kind != "order_confirmed" || n.Status != "sent" ||
-		n.Recipient != "ann@example.com" || n.SentAt == nil || n.Task == nil || n.Task.State != "completed" ||
-		n.Task.Queue != "notifications:critical" || n.Task.CompletedAt == nil {
-		t.Errorf("notification %+v (task %+v)", n, n.Task)
+	if n.ID != o.notification {
+		t.Errorf("notification id %v; want %v", n.ID, o.notification)
+	}
+	if n.EventID != o.confirmed.ID {
+		t.Errorf("notification of event %v; want order.confirmed's %v", n.EventID, o.confirmed.ID)
+	}
+	if n.Kind != "order_confirmed" {
+		t.Errorf("notification kind %q; want order_confirmed", n.Kind)
+	}
+	if n.Status != "sent" {
+		t.Errorf("notification status %q; want sent", n.Status)
+	}
+	if n.Recipient != "ann@example.com" {
+		t.Errorf("notification recipient %q; want ann@example.com", n.Recipient)
+	}
+	if n.SentAt == nil {
+		t.Error("notification without sent_at; want the time it was sent")
+	}
+	if n.Task == nil {
+		t.Error("notification without its task; want it")
+	} else {
+		if n.Task.State != "completed" {
+			t.Errorf("notification task state %q; want completed", n.Task.State)
+		}
+		if n.Task.Queue != "notifications:critical" {
+			t.Errorf("notification task queue %q; want notifications:critical", n.Task.Queue)
+		}
+		if n.Task.CompletedAt == nil {
+			t.Error("notification task without completed_at; want the time it completed")
+		}
 	}
 
 	// Every call went through the API as the admin's, and carried nothing else of
@@ -267,9 +325,23 @@ func TestAStoryIsToldWhole(t *testing.T) {
 	paths := map[string]bool{}
 	for _, r := range o.api.requests {
 		paths[r.URL.Path] = true
-		if r.Method != http.MethodGet || r.Header.Get("Authorization") != "Bearer "+adminToken || r.RemoteAddr != "203.0.113.7:4711" ||
-			r.Header.Get("X-Request-ID") != "req-42" || r.Header.Get("Cookie") != "" || logging.RequestID(r.Context()) != "" {
-			t.Errorf("%s %s: %v from %s; want the admin's token, address and request id alone", r.Method, r.URL, r.Header, r.RemoteAddr)
+		if r.Method != http.MethodGet {
+			t.Errorf("%s %s; want a GET", r.Method, r.URL)
+		}
+		if r.Header.Get("Authorization") != "Bearer "+adminToken {
+			t.Errorf("%s %s: Authorization is not the admin's token; want it", r.Method, r.URL)
+		}
+		if r.RemoteAddr != "203.0.113.7:4711" {
+			t.Errorf("%s %s from %s; want the admin's address 203.0.113.7:4711", r.Method, r.URL, r.RemoteAddr)
+		}
+		if got := r.Header.Get("X-Request-ID"); got != "req-42" {
+			t.Errorf("%s %s: X-Request-ID %q; want the admin's req-42", r.Method, r.URL, got)
+		}
+		if got := r.Header.Get("Cookie"); got != "" {
+			t.Errorf("%s %s: Cookie %q; want none", r.Method, r.URL, got)
+		}
+		if got := logging.RequestID(r.Context()); got != "" {
+			t.Errorf("%s %s: request id %q in its context; want none of the admin's request's context", r.Method, r.URL, got)
 		}
 		if r.URL.Path == "/api/v1/admin/notifications" && len(r.URL.Query()["event_id"]) != 4 {
 			t.Errorf("notifications asked about %v; want the four events", r.URL.Query()["event_id"])
@@ -302,12 +374,26 @@ func TestAStoryWithAPartMissingIsToldWithAGap(t *testing.T) {
 	if !slices.Equal(s.Unavailable, want) {
 		t.Errorf("unavailable %+v; want %+v", s.Unavailable, want)
 	}
-	if s.Order == nil || s.Reservation != nil || len(s.Events) != 3 || len(s.Notifications) != 0 || s.TraceID == "" {
-		t.Errorf("story %+v; want the order, its three other events and its trace, no reservation or e-mail", s)
+	if s.Order == nil {
+		t.Error("no order; want it")
+	}
+	if s.Reservation != nil {
+		t.Errorf("reservation %+v; want none", s.Reservation)
+	}
+	if len(s.Events) != 3 {
+		t.Errorf("events %+v; want the order's three other events", s.Events)
+	}
+	if len(s.Notifications) != 0 {
+		t.Errorf("notifications %+v; want no e-mail", s.Notifications)
+	}
+	if s.TraceID == "" {
+		t.Error("no trace id; want the order's")
 	}
 	for _, e := range s.Events {
-		if len(e.Consumers) != 1 || e.Consumers[0].HandledAt != nil {
-			t.Errorf("%s: consumers %+v; want them, without the inbox's times", e.Type, e.Consumers)
+		if len(e.Consumers) != 1 {
+			t.Errorf("%s: consumers %+v; want one", e.Type, e.Consumers)
+		} else if at := e.Consumers[0].HandledAt; at != nil {
+			t.Errorf("%s: handled at %v; want no inbox time", e.Type, *at)
 		}
 	}
 
@@ -319,12 +405,35 @@ func TestAStoryWithAPartMissingIsToldWithAGap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.Order != nil || s.Saga != nil || s.TraceID != "" || s.Reservation == nil || len(s.Events) != 2 || len(s.Notifications) != 1 ||
-			s.Notifications[0].Task != nil {
-			t.Errorf("story %+v; want no order, saga or trace, but the reservation, two events and the e-mail", s)
+		if s.Order != nil {
+			t.Errorf("order %+v; want none", s.Order)
 		}
-		if len(s.Unavailable) != 2 || s.Unavailable[0].Part != PartOrders || s.Unavailable[1] != (Gap{Part: PartTasks, Detail: "the task queues could not be read"}) {
+		if s.Saga != nil {
+			t.Errorf("saga %+v; want none", s.Saga)
+		}
+		if s.TraceID != "" {
+			t.Errorf("trace id %q; want none", s.TraceID)
+		}
+		if s.Reservation == nil {
+			t.Error("no reservation; want it")
+		}
+		if len(s.Events) != 2 {
+			t.Errorf("events %+v; want two", s.Events)
+		}
+		if len(s.Notifications) != 1 {
+			t.Errorf("notifications %+v; want the e-mail", s.Notifications)
+		} else if task := s.Notifications[0].Task; task != nil {
+			t.Errorf("the e-mail's task %+v; want none, the task queues being down", task)
+		}
+		if len(s.Unavailable) != 2 {
 			t.Errorf("unavailable %+v; want orders and tasks", s.Unavailable)
+		} else {
+			if s.Unavailable[0].Part != PartOrders {
+				t.Errorf("first gap %+v; want orders", s.Unavailable[0])
+			}
+			if want := (Gap{Part: PartTasks, Detail: "the task queues could not be read"}); s.Unavailable[1] != want {
+				t.Errorf("second gap %+v; want %+v", s.Unavailable[1], want)
+			}
 		}
 	})
 
@@ -333,8 +442,11 @@ func TestAStoryWithAPartMissingIsToldWithAGap(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.ContainsFunc(s.Unavailable, func(g Gap) bool { return g.Part == PartStreams }) || s.Events[0].EntryID != nil {
-			t.Errorf("unavailable %+v, first event %+v; want the streams missing", s.Unavailable, s.Events[0])
+		if !slices.ContainsFunc(s.Unavailable, func(g Gap) bool { return g.Part == PartStreams }) {
+			t.Errorf("unavailable %+v; want the streams missing", s.Unavailable)
+		}
+		if id := s.Events[0].EntryID; id != nil {
+			t.Errorf("first event's entry %s; want none without the streams", *id)
 		}
 	})
 }

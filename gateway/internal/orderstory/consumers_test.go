@@ -59,8 +59,11 @@ func TestConsumersAreReadFromTheGroupsOnTheStream(t *testing.T) {
 	read := func(group, consumer string, n int64) {
 		t.Helper()
 		got, err := rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: group, Consumer: consumer, Streams: []string{stream, ">"}, Count: n}).Result()
-		if err != nil || len(got[0].Messages) != int(n) {
-			t.Fatalf("XREADGROUP %s: %v, %v", group, got, err)
+		if err != nil {
+			t.Fatalf("XREADGROUP %s: %v", group, err)
+		}
+		if len(got[0].Messages) != int(n) {
+			t.Fatalf("XREADGROUP %s: %v; want %d messages", group, got, n)
 		}
 	}
 	read("mailer", "mailer-1", 2)
@@ -87,8 +90,10 @@ func TestConsumersAreReadFromTheGroupsOnTheStream(t *testing.T) {
 	}
 	for i, w := range want {
 		ev := evs[i]
-		if ev.EntryID == nil || *ev.EntryID != w.entry {
-			t.Errorf("%s: entry %v; want %s", ev.Type, ev.EntryID, w.entry)
+		if ev.EntryID == nil {
+			t.Errorf("%s: no entry; want %s", ev.Type, w.entry)
+		} else if *ev.EntryID != w.entry {
+			t.Errorf("%s: entry %s; want %s", ev.Type, *ev.EntryID, w.entry)
 		}
 		got := map[string]Consumer{}
 		for _, c := range ev.Consumers {
@@ -116,8 +121,10 @@ func TestConsumersAreReadFromTheGroupsOnTheStream(t *testing.T) {
 		late := published(acked, stream, early)
 		late.Time = early
 		evs := []Event{late}
-		if err := fillConsumers(ctx, rdb, evs); err != nil || evs[0].EntryID != nil {
-			t.Errorf("entry %v (%v); want none outside the window", evs[0].EntryID, err)
+		if err := fillConsumers(ctx, rdb, evs); err != nil {
+			t.Errorf("fillConsumers: %v", err)
+		} else if id := evs[0].EntryID; id != nil {
+			t.Errorf("entry %s; want none outside the window", *id)
 		}
 	})
 

@@ -165,8 +165,17 @@ func TestProductIsKeptUnderItsCanonicalID(t *testing.T) {
 
 	f.expect(t, path, productcache.Miss, read(path, 1))
 	status, x, ct, body := f.get(t, path)
-	if status != http.StatusOK || x != productcache.Hit || ct != "application/json" || body != read(path, 1) {
-		t.Fatalf("second GET: %d %s %q %s; want the first answer from the cache", status, x, ct, body)
+	if status != http.StatusOK {
+		t.Fatalf("second GET: %d %s; want 200", status, body)
+	}
+	if x != productcache.Hit {
+		t.Fatalf("second GET: X-Cache %q; want the first answer from the cache, HIT", x)
+	}
+	if ct != "application/json" {
+		t.Fatalf("second GET: Content-Type %q; want application/json", ct)
+	}
+	if want := read(path, 1); body != want {
+		t.Fatalf("second GET: %s; want the first answer, %s", body, want)
 	}
 	// The same product spelled another way is the same copy: an event names the
 	// product in canonical form, and must find it.
@@ -574,9 +583,13 @@ func TestARestartedReplicaHandlesWhatItHadReadBeforeItStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	publish(t, f.rdb, "product.updated", id.String(), map[string]any{"id": id})
-	if res, err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: productcache.Group, Consumer: "gw-1",
-		Streams: []string{productcache.Stream, ">"}, Count: 1}).Result(); err != nil || len(res[0].Messages) != 1 {
-		t.Fatalf("read %v %v", res, err)
+	res, err := f.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: productcache.Group, Consumer: "gw-1",
+		Streams: []string{productcache.Stream, ">"}, Count: 1}).Result()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if len(res[0].Messages) != 1 {
+		t.Fatalf("read %v; want the one event", res)
 	}
 	f.expect(t, path, productcache.Hit, read(path, 1))
 
@@ -796,8 +809,12 @@ func TestListParametersAreRefusedWithoutRedisToo(t *testing.T) {
 	t.Parallel()
 	closed := "redis://" + closedport.Addr(t) + "/0"
 	f := newFixture(t, closed, product)
-	if status, d := problemOf(t, f, "/api/v1/products?utm_source=x"); status != http.StatusUnprocessableEntity || len(d.Errors) != 1 {
+	status, d := problemOf(t, f, "/api/v1/products?utm_source=x")
+	if status != http.StatusUnprocessableEntity {
 		t.Errorf("got %d %+v, want 422: the API does not change with Redis's health", status, d)
+	}
+	if len(d.Errors) != 1 {
+		t.Errorf("field errors %+v, want 1: the API does not change with Redis's health", d.Errors)
 	}
 }
 

@@ -98,6 +98,19 @@ func fetch(t *testing.T, rt http.RoundTripper, method, url string) (int, string)
 	return resp.StatusCode, body
 }
 
+// fetchOK GETs url through rt, and fails the test (saying what it was) unless the
+// answer is 200 ok.
+func fetchOK(t *testing.T, rt http.RoundTripper, url, what string) {
+	t.Helper()
+	status, body := fetch(t, rt, http.MethodGet, url)
+	if status != http.StatusOK {
+		t.Fatalf("%s: %d %q; want 200", what, status, body)
+	}
+	if body != "ok" {
+		t.Fatalf("%s: body %q; want ok", what, body)
+	}
+}
+
 // eventually polls cond until it holds, failing the test after patience.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -275,13 +288,9 @@ func TestAGetOnAnIdleConnectionTheUpstreamClosedIsSentAgainOnANewOne(t *testing.
 	}, func(s *http.Server) { s.IdleTimeout = 50 * time.Millisecond })
 	ft, _ := newTestFast(t)
 
-	if status, body := fetch(t, ft, http.MethodGet, up.URL); status != http.StatusOK || body != "ok" {
-		t.Fatalf("first GET: %d %q", status, body)
-	}
+	fetchOK(t, ft, up.URL, "first GET")
 	eventually(t, "the upstream closed the idle connection", func() bool { return up.closed.Load() == 1 })
-	if status, body := fetch(t, ft, http.MethodGet, up.URL); status != http.StatusOK || body != "ok" {
-		t.Fatalf("GET after the upstream closed the connection: %d %q", status, body)
-	}
+	fetchOK(t, ft, up.URL, "GET after the upstream closed the connection")
 	if n := up.opened.Load(); n != 2 {
 		t.Errorf("%d connections opened; want 2, the second for the retry", n)
 	}
@@ -531,9 +540,7 @@ func TestAContextEndingBeforeTheAnswerEndsTheCallAndItsConnection(t *testing.T) 
 		if err := waitFor(t, errc, "RoundTrip returned after its context was cancelled"); err == nil {
 			t.Fatal("RoundTrip succeeded; want an error")
 		}
-		if status, body := fetch(t, ft, http.MethodGet, up.URL); status != http.StatusOK || body != "ok" {
-			t.Fatalf("GET after the cancelled call: %d %q", status, body)
-		}
+		fetchOK(t, ft, up.URL, "GET after the cancelled call")
 		if n := up.opened.Load() - opened; n != 1 {
 			t.Errorf("%d connections opened after the cancelled call; want 1, for the GET after it", n)
 		}
@@ -553,9 +560,7 @@ func TestAContextEndingBeforeTheAnswerEndsTheCallAndItsConnection(t *testing.T) 
 		if took := time.Since(start); took > 5*time.Second {
 			t.Errorf("RoundTrip returned after %s; its deadline was 100ms", took)
 		}
-		if status, body := fetch(t, ft, http.MethodGet, up.URL); status != http.StatusOK || body != "ok" {
-			t.Fatalf("GET after the timed-out call: %d %q", status, body)
-		}
+		fetchOK(t, ft, up.URL, "GET after the timed-out call")
 		if n := up.opened.Load() - opened; n != 1 {
 			t.Errorf("%d connections opened after the timed-out call; want 1, for the GET after it", n)
 		}
@@ -593,8 +598,11 @@ func TestAContextEndingInTheMiddleOfABodyFailsTheRead(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	half := make([]byte, 5)
-	if _, err := io.ReadFull(resp.Body, half); err != nil || string(half) != "hello" {
+	if _, err := io.ReadFull(resp.Body, half); err != nil {
 		t.Fatalf("the first half: %q, %v", half, err)
+	}
+	if string(half) != "hello" {
+		t.Fatalf("the first half: %q; want hello", half)
 	}
 	type result struct {
 		n   int
@@ -611,9 +619,7 @@ func TestAContextEndingInTheMiddleOfABodyFailsTheRead(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	if status, body := fetch(t, ft, http.MethodGet, up.URL); status != http.StatusOK || body != "ok" {
-		t.Fatalf("GET after the cancelled body: %d %q", status, body)
-	}
+	fetchOK(t, ft, up.URL, "GET after the cancelled body")
 	if n := up.opened.Load(); n != 2 {
 		t.Errorf("%d connections opened; want 2, the stalled one not reused", n)
 	}
@@ -820,8 +826,12 @@ func TestCloseIdleConnectionsClosesThemAndTheTransport(t *testing.T) {
 	if n := fb.idleClosed.Load(); n != 1 {
 		t.Errorf("the fallback's CloseIdleConnections was called %d times; want 1", n)
 	}
-	if body, err := io.ReadAll(busy.Body); err != nil || string(body) != "ok" {
+	body, err := io.ReadAll(busy.Body)
+	if err != nil {
 		t.Fatalf("the busy connection's body: %q, %v", body, err)
+	}
+	if string(body) != "ok" {
+		t.Fatalf("the busy connection's body: %q; want ok", body)
 	}
 	eventually(t, "the busy connection was closed once its answer ended", func() bool { return up.closed.Load() == 2 })
 
@@ -858,8 +868,16 @@ func TestConcurrentGetsGetTheirOwnAnswersOnNoMoreConnectionsThanCalls(t *testing
 				body, err := io.ReadAll(resp.Body)
 				resp.Body.Close()
 				cancel()
-				if err != nil || resp.StatusCode != http.StatusOK || string(body) != path {
-					t.Errorf("GET %s: %d %q, %v", path, resp.StatusCode, body, err)
+				if err != nil {
+					t.Errorf("GET %s: reading the body: %v", path, err)
+					return
+				}
+				if resp.StatusCode != http.StatusOK {
+					t.Errorf("GET %s: %d %q; want 200", path, resp.StatusCode, body)
+					return
+				}
+				if string(body) != path {
+					t.Errorf("GET %s: body %q; want the path", path, body)
 					return
 				}
 			}
@@ -968,9 +986,7 @@ func TestACallOutOfTimeOnAReusedConnectionIsNotSentAgain(t *testing.T) {
 	if !isTimeout(err) || isDialError(err) {
 		t.Errorf("got %v; want the read's time-out, not a dial error", err)
 	}
-	if status, body := fetch(t, ft, http.MethodGet, up.URL); status != http.StatusOK || body != "ok" {
-		t.Fatalf("GET after the slow call: %d %q", status, body)
-	}
+	fetchOK(t, ft, up.URL, "GET after the slow call")
 	if n := up.opened.Load(); n != 2 {
 		t.Errorf("%d connections opened; want 2, the GET after the slow call on the one left idle", n)
 	}
@@ -1068,8 +1084,11 @@ func TestAConnectionWithBytesPastTheAnswerIsNotReused(t *testing.T) {
 	ft, _ := newTestFast(t)
 	for i := range 2 {
 		status, body := fetch(t, ft, http.MethodGet, up.url)
-		if status != http.StatusOK || body != fmt.Sprintf("conn %d", i+1) {
-			t.Errorf("call %d: %d %q; want 200 on a connection of its own", i+1, status, body)
+		if status != http.StatusOK {
+			t.Errorf("call %d: %d %q; want 200", i+1, status, body)
+		}
+		if want := fmt.Sprintf("conn %d", i+1); body != want {
+			t.Errorf("call %d: body %q; want %q, from a connection of its own", i+1, body, want)
 		}
 	}
 }

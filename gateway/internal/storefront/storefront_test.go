@@ -45,8 +45,15 @@ func TestCartCookieKeepsValidLinesOnly(t *testing.T) {
 		}
 		back.AddCookie(ck)
 	}
-	if got := readCart(back); len(got) != 2 || got.quantity(a) != 2 || got.quantity(b) != 3 {
-		t.Errorf("read back %+v", got)
+	got := readCart(back)
+	if len(got) != 2 {
+		t.Errorf("read back %+v, want 2 lines", got)
+	}
+	if n := got.quantity(a); n != 2 {
+		t.Errorf("read back %d of a, want 2: %+v", n, got)
+	}
+	if n := got.quantity(b); n != 3 {
+		t.Errorf("read back %d of b, want 3: %+v", n, got)
 	}
 }
 
@@ -59,8 +66,11 @@ func TestCartSetAddsChangesAndRemoves(t *testing.T) {
 		t.Fatalf("cart = %+v, want a×4 first, then b×2", c)
 	}
 	c, _ = c.set(a, 0)
-	if len(c) != 1 || c[0].ProductID != b {
-		t.Fatalf("after removing a: %+v", c)
+	if len(c) != 1 {
+		t.Fatalf("after removing a: %+v, want one line", c)
+	}
+	if c[0].ProductID != b {
+		t.Fatalf("after removing a: %+v, want b's line %s", c, b)
 	}
 	full := cart(nil)
 	for range maxLines {
@@ -177,8 +187,10 @@ func TestOnlyOneRequestHoldsASessionsRefreshLock(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	store := NewSessions(rdb, time.Hour)
 	ctx := t.Context()
-	if ok, err := store.Lock(ctx, "id", time.Minute); !ok || err != nil {
-		t.Fatalf("first Lock = %v, %v", ok, err)
+	if ok, err := store.Lock(ctx, "id", time.Minute); err != nil {
+		t.Fatalf("first Lock: %v", err)
+	} else if !ok {
+		t.Fatal("first Lock = false, want the lock taken")
 	}
 	if ok, _ := store.Lock(ctx, "id", time.Minute); ok {
 		t.Fatal("a second request took a held lock")

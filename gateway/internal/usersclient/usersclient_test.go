@@ -47,9 +47,20 @@ func TestLoginSendsTheCredentialsAndReturnsTheAccessToken(t *testing.T) {
 		t.Fatalf("Login = %q, %v; want the access token", tok, err)
 	}
 	s := <-got
-	if s.method != http.MethodPost || s.path != "/api/v1/auth/login" || s.contentType != "application/json" || s.requestID != "req-1" ||
-		len(s.forwardedFor) != 1 || s.forwardedFor[0] != "203.0.113.9" {
-		t.Errorf("users got %+v", s)
+	if s.method != http.MethodPost {
+		t.Errorf("users got %s; want POST", s.method)
+	}
+	if s.path != "/api/v1/auth/login" {
+		t.Errorf("users got %s; want /api/v1/auth/login", s.path)
+	}
+	if s.contentType != "application/json" {
+		t.Errorf("users got Content-Type %q; want application/json", s.contentType)
+	}
+	if s.requestID != "req-1" {
+		t.Errorf("users got request id %q; want req-1", s.requestID)
+	}
+	if len(s.forwardedFor) != 1 || s.forwardedFor[0] != "203.0.113.9" {
+		t.Errorf("users got X-Forwarded-For %q; want exactly [203.0.113.9]", s.forwardedFor)
 	}
 	if _, err := usersclient.New(url, time.Second, nil).Login(ctx, "ann@example.com", "secret-pass", ""); err != nil {
 		t.Fatal(err)
@@ -57,8 +68,14 @@ func TestLoginSendsTheCredentialsAndReturnsTheAccessToken(t *testing.T) {
 	if s := <-got; len(s.forwardedFor) != 0 {
 		t.Errorf("no client address, and users got X-Forwarded-For %q", s.forwardedFor)
 	}
-	if s.body["email"] != "ann@example.com" || s.body["password"] != "secret-pass" || len(s.body) != 2 {
-		t.Errorf("users got body %v", s.body)
+	if s.body["email"] != "ann@example.com" {
+		t.Errorf("users got email %q; want ann@example.com", s.body["email"])
+	}
+	if s.body["password"] != "secret-pass" {
+		t.Errorf("users got password %q; want secret-pass", s.body["password"])
+	}
+	if len(s.body) != 2 {
+		t.Errorf("users got body %v; want the email and password alone", s.body)
 	}
 }
 
