@@ -59,8 +59,14 @@ func TestRefreshRotatesAndReuseRevokesTheFamily(t *testing.T) {
 	}
 	var second tokensDoc
 	decode(t, refresh(first.RefreshToken), http.StatusOK, &second)
-	if second.RefreshToken == "" || second.RefreshToken == first.RefreshToken || second.AccessToken == "" {
-		t.Fatalf("refresh answered %+v; want a new pair", second)
+	if second.AccessToken == "" {
+		t.Fatalf("refresh answered %+v; want a new pair, with an access token", second)
+	}
+	if second.RefreshToken == "" {
+		t.Fatalf("refresh answered %+v; want a new pair, with a refresh token", second)
+	}
+	if second.RefreshToken == first.RefreshToken {
+		t.Fatal("refresh answered the refresh token it was given; want a new one")
 	}
 	if got := me(t, second.AccessToken); got.Email != email {
 		t.Errorf("the refreshed access token is for %q; want %q", got.Email, email)
@@ -115,8 +121,12 @@ func TestSeededAccountsCanLogIn(t *testing.T) {
 					"(docker compose seeds none; for make run, set BAZAAR_SHOPPER_EMAIL and BAZAAR_SHOPPER_PASSWORD as it had them)", c.account.Email)
 			}
 			tok := loggedIn(t, r)
-			if u := me(t, tok.AccessToken); u.Role != c.wantRole || !strings.EqualFold(u.Email, c.account.Email) {
+			u := me(t, tok.AccessToken)
+			if u.Role != c.wantRole {
 				t.Errorf("%s is %+v; want role %s", c.account.Email, u, c.wantRole)
+			}
+			if !strings.EqualFold(u.Email, c.account.Email) {
+				t.Errorf("%s signed in as %s; want %s", c.account.Email, u.Email, c.account.Email)
 			}
 		})
 	}

@@ -123,8 +123,12 @@ func profileServices(b *testing.B, dir string, d time.Duration) (wait func()) {
 			}
 			defer resp.Body.Close()
 			body, err := io.ReadAll(resp.Body)
-			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Errorf("profile of %s: %d %v", name, resp.StatusCode, err)
+			if err != nil {
+				b.Errorf("profile of %s: %v", name, err)
+				return
+			}
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("profile of %s: %d; want 200", name, resp.StatusCode)
 				return
 			}
 			if err := os.WriteFile(filepath.Join(dir, name+".cpu.pprof"), body, 0o644); err != nil {

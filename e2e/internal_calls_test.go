@@ -73,8 +73,11 @@ func TestSecurityInternalRoutesLetInOnlyTheOrdersService(t *testing.T) {
 	p := sh.createProduct(t, 10, 700)
 	victim := sh.newCustomer(t)
 	o, r := sh.placeOrder(t, victim, visa, item{p.ID, 2})
-	if r.StatusCode != http.StatusCreated || o.Status != "confirmed" {
-		t.Fatalf("the victim's order: %d %s", r.StatusCode, r.Body)
+	if r.StatusCode != http.StatusCreated {
+		t.Fatalf("the victim's order: %d %s; want 201", r.StatusCode, r.Body)
+	}
+	if o.Status != "confirmed" {
+		t.Fatalf("the victim's order: %s; want confirmed", o.Status)
 	}
 	sh.waitStock(t, p.ID, 8)
 

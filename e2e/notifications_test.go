@@ -86,8 +86,17 @@ func TestWelcomeEmailArrivesAndIsListedAsSent(t *testing.T) {
 		}
 	}
 	n := list.Items[0]
-	if n.Kind != "welcome" || n.SentAt == nil || n.Subject != msgs[0].Subject || list.NextCursor != nil {
-		t.Fatalf("notification %+v (next_cursor %v) does not match the mail %+v", n, list.NextCursor, msgs[0])
+	if n.Kind != "welcome" {
+		t.Fatalf("notification of kind %q; want welcome", n.Kind)
+	}
+	if n.SentAt == nil {
+		t.Fatalf("notification %+v without sent_at; want the time the mail went", n)
+	}
+	if n.Subject != msgs[0].Subject {
+		t.Fatalf("notification subject %q; want the mail's, %q", n.Subject, msgs[0].Subject)
+	}
+	if list.NextCursor != nil {
+		t.Fatalf("notifications next_cursor %q; want none, the one page", *list.NextCursor)
 	}
 
 	// Another user sees none of it.

@@ -38,8 +38,23 @@ func TestBrowsingTheCatalogueIsPagedAndCached(t *testing.T) {
 		t.Errorf("%d products; want the seeded catalogue of at least 20", len(all.Items))
 	}
 	for _, p := range all.Items {
-		if p.ID == "" || p.SKU == "" || p.Name == "" || p.PriceCents <= 0 || len(p.Currency) != 3 || p.Stock < 0 {
-			t.Errorf("product %+v lacks a field", p)
+		if p.ID == "" {
+			t.Errorf("product %+v lacks an id", p)
+		}
+		if p.SKU == "" {
+			t.Errorf("product %+v lacks a SKU", p)
+		}
+		if p.Name == "" {
+			t.Errorf("product %+v lacks a name", p)
+		}
+		if p.PriceCents <= 0 {
+			t.Errorf("product %+v: price %d; want above 0", p, p.PriceCents)
+		}
+		if len(p.Currency) != 3 {
+			t.Errorf("product %+v: currency %q; want a 3-letter code", p, p.Currency)
+		}
+		if p.Stock < 0 {
+			t.Errorf("product %+v: stock %d; want 0 or more", p, p.Stock)
 		}
 	}
 	problem(t, do(t, request{Method: "GET", Path: "/api/v1/products?limit=0"}), http.StatusUnprocessableEntity)
@@ -93,8 +108,12 @@ func TestAnOrderIsConfirmedEmailedAndCancelledByItsCustomer(t *testing.T) {
 	if o.Items[0].UnitPriceCents != 1250 || o.TotalCents != 2500 || o.Currency != "USD" {
 		t.Errorf("order %+v; want 2 × 1250 = 2500 USD", o)
 	}
-	if got := sh.getOrder(t, c.Token, o.ID); got.Status != "confirmed" || got.TotalCents != o.TotalCents {
-		t.Errorf("GET the order: %+v; want it confirmed as answered", got)
+	got := sh.getOrder(t, c.Token, o.ID)
+	if got.Status != "confirmed" {
+		t.Errorf("GET the order: status %s; want confirmed as answered", got.Status)
+	}
+	if got.TotalCents != o.TotalCents {
+		t.Errorf("GET the order: total %d; want %d as answered", got.TotalCents, o.TotalCents)
 	}
 	if list := sh.listOrders(t, c.Token); len(list) != 1 || list[0].ID != o.ID {
 		t.Errorf("the customer's orders: %+v; want just %s", list, o.ID)
@@ -219,9 +238,14 @@ func TestTheSameIdempotencyKeyTenTimesAtOnceMakesOneOrder(t *testing.T) {
 			t.Fatal(o.err)
 		}
 		checkPlaced(t, o.resp, c)
-		if o.resp.StatusCode != out[0].resp.StatusCode || !bytes.Equal(o.resp.Body, out[0].resp.Body) ||
-			o.resp.Header.Get("Location") != out[0].resp.Header.Get("Location") {
-			t.Errorf("answer %d: %d %s; want the same as the first: %d %s", i, o.resp.StatusCode, o.resp.Body, out[0].resp.StatusCode, out[0].resp.Body)
+		if o.resp.StatusCode != out[0].resp.StatusCode {
+			t.Errorf("answer %d: %d; want the same as the first: %d", i, o.resp.StatusCode, out[0].resp.StatusCode)
+		}
+		if !bytes.Equal(o.resp.Body, out[0].resp.Body) {
+			t.Errorf("answer %d: %s; want the same as the first: %s", i, o.resp.Body, out[0].resp.Body)
+		}
+		if got, want := o.resp.Header.Get("Location"), out[0].resp.Header.Get("Location"); got != want {
+			t.Errorf("answer %d: Location %q; want the same as the first: %q", i, got, want)
 		}
 	}
 	var o orderDoc

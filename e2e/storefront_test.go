@@ -100,8 +100,11 @@ func TestShopPagesCarryAStrictPolicyAndCacheableAssets(t *testing.T) {
 	setup(t)
 	b := newBrowser(t)
 	p := b.send("GET", "/", nil)
-	if p.StatusCode != http.StatusOK || !strings.HasPrefix(p.Header.Get("Content-Type"), "text/html") {
-		t.Fatalf("GET / → %d %s", p.StatusCode, p.Header.Get("Content-Type"))
+	if p.StatusCode != http.StatusOK {
+		t.Fatalf("GET / → %d; want 200", p.StatusCode)
+	}
+	if ct := p.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("GET / → Content-Type %s; want text/html", ct)
 	}
 	csp := p.Header.Get("Content-Security-Policy")
 	for _, want := range []string{"default-src 'none'", "script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"} {
@@ -109,16 +112,25 @@ func TestShopPagesCarryAStrictPolicyAndCacheableAssets(t *testing.T) {
 			t.Errorf("the catalogue's policy %q lacks %q", csp, want)
 		}
 	}
-	if strings.Contains(csp, "unsafe-inline") || strings.Contains(p.Body, "<script>") || strings.Contains(p.Body, " style=") {
-		t.Error("the catalogue uses or allows inline script or style")
+	if strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("the catalogue's policy %q allows inline script or style ('unsafe-inline'); want it not to", csp)
+	}
+	if strings.Contains(p.Body, "<script>") {
+		t.Error("the catalogue has an inline <script>; want none")
+	}
+	if strings.Contains(p.Body, " style=") {
+		t.Error("the catalogue has an inline style= attribute; want none")
 	}
 	if p.Header.Get("Cache-Control") != "no-store" {
 		t.Errorf("a page's Cache-Control is %q, want no-store", p.Header.Get("Cache-Control"))
 	}
 	for _, asset := range regexp.MustCompile(`(?:href|src)="(/static/[^"]+)"`).FindAllStringSubmatch(p.Body, -1) {
 		a := b.send("GET", strings.ReplaceAll(asset[1], "&amp;", "&"), nil)
-		if a.StatusCode != http.StatusOK || !strings.Contains(a.Header.Get("Cache-Control"), "immutable") {
-			t.Errorf("%s → %d, Cache-Control %q", asset[1], a.StatusCode, a.Header.Get("Cache-Control"))
+		if a.StatusCode != http.StatusOK {
+			t.Errorf("%s → %d; want 200", asset[1], a.StatusCode)
+		}
+		if cc := a.Header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
+			t.Errorf("%s → Cache-Control %q; want immutable", asset[1], cc)
 		}
 	}
 }
@@ -132,16 +144,22 @@ func TestShopFormsWithoutTheBrowsersCSRFTokenAreRefused(t *testing.T) {
 		"another token": {"email": {"a@example.com"}, "password": {"whatever-1"}, "csrf_token": {strings.Repeat("A", 43)}},
 	} {
 		p := b.send("POST", "/login", form)
-		if p.StatusCode != http.StatusForbidden || !strings.Contains(p.Body, "did not come from this shop") {
-			t.Errorf("%s: POST /login → %d, want 403 and the message", name, p.StatusCode)
+		if p.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: POST /login → %d, want 403", name, p.StatusCode)
+		}
+		if !strings.Contains(p.Body, "did not come from this shop") {
+			t.Errorf("%s: POST /login → a page without the message \"did not come from this shop\"; want it:\n%s", name, p.Body)
 		}
 	}
 	// The right token posted from another site's page is refused before the form is
 	// read (the same-origin check), and signs nobody in.
 	b.origin = "https://evil.example"
 	p := b.send("POST", "/login", url.Values{"csrf_token": {token}, "email": {"a@example.com"}, "password": {"whatever-1"}})
-	if p.StatusCode != http.StatusForbidden || b.cookies["bazaar_session"] != "" {
-		t.Errorf("a form from another origin: POST /login → %d, want 403 and no session", p.StatusCode)
+	if p.StatusCode != http.StatusForbidden {
+		t.Errorf("a form from another origin: POST /login → %d, want 403", p.StatusCode)
+	}
+	if b.cookies["bazaar_session"] != "" {
+		t.Error("a form from another origin: POST /login set a session cookie; want no session")
 	}
 	b.origin = ""
 	// A token without the cookie it belongs to is refused too.
@@ -182,8 +200,11 @@ func TestShopSessionIsAnHttpOnlyCookieAndTheTokensStayOnTheServer(t *testing.T) 
 		t.Error("the CSRF token stayed the same across the sign-in")
 	}
 	orders := b.send("GET", "/orders", nil)
-	if orders.StatusCode != http.StatusOK || !strings.Contains(orders.Body, "Signed in as Shop Session") {
-		t.Fatalf("GET /orders signed in → %d", orders.StatusCode)
+	if orders.StatusCode != http.StatusOK {
+		t.Fatalf("GET /orders signed in → %d; want 200", orders.StatusCode)
+	}
+	if !strings.Contains(orders.Body, "Signed in as Shop Session") {
+		t.Fatalf("GET /orders signed in → a page without \"Signed in as Shop Session\"; want it:\n%s", orders.Body)
 	}
 
 	// Signing out ends the session: the same cookie no longer opens the orders.
@@ -217,11 +238,18 @@ func TestShopSaysInWordsWhenAServiceIsDown(t *testing.T) {
 			break
 		}
 	}
-	if last.StatusCode != http.StatusServiceUnavailable || !strings.HasPrefix(last.Header.Get("Content-Type"), "text/html") ||
-		!strings.Contains(last.Body, "Part of the shop is not answering right now") {
-		t.Fatalf("with inventory down, GET / → %d %s:\n%s", last.StatusCode, last.Header.Get("Content-Type"), last.Body)
+	if last.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("with inventory down, GET / → %d; want 503:\n%s", last.StatusCode, last.Body)
 	}
-	if strings.Contains(last.Body, "inventory") || strings.Contains(last.Body, "urn:bazaar") {
-		t.Errorf("the page shows internals:\n%s", last.Body)
+	if ct := last.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("with inventory down, GET / → Content-Type %s; want the page, text/html:\n%s", ct, last.Body)
+	}
+	if !strings.Contains(last.Body, "Part of the shop is not answering right now") {
+		t.Fatalf("with inventory down, GET / → a page without \"Part of the shop is not answering right now\"; want it:\n%s", last.Body)
+	}
+	for _, internal := range []string{"inventory", "urn:bazaar"} {
+		if strings.Contains(last.Body, internal) {
+			t.Errorf("the page shows internals, %q; want none:\n%s", internal, last.Body)
+		}
 	}
 }

@@ -134,8 +134,18 @@ func TestAConfirmedOrdersStoryIsToldWhole(t *testing.T) {
 	if len(s.Unavailable) != 0 {
 		t.Errorf("unavailable parts %s; want a whole story", s.Unavailable)
 	}
-	if s.OrderID != o.ID || s.Order == nil || s.Order.Status != "confirmed" || s.Order.ID != o.ID {
-		t.Errorf("the story's order %+v; want %s confirmed", s.Order, o.ID)
+	if s.OrderID != o.ID {
+		t.Errorf("the story is of order %s; want %s", s.OrderID, o.ID)
+	}
+	if s.Order == nil {
+		t.Errorf("the story has no order; want %s confirmed", o.ID)
+	} else {
+		if s.Order.ID != o.ID {
+			t.Errorf("the story's order is %s; want %s", s.Order.ID, o.ID)
+		}
+		if s.Order.Status != "confirmed" {
+			t.Errorf("the story's order is %s; want confirmed", s.Order.Status)
+		}
 	}
 	if s.Saga == nil || s.Saga.State != "done" || len(s.Saga.Steps) == 0 {
 		t.Fatalf("saga %+v; want done, with its steps", s.Saga)
