@@ -655,18 +655,18 @@ func parseGoMemLimit(s string) (int64, error) {
 // The config.Env methods that read a variable named by their first argument.
 var envMethods = map[string]bool{
 	"String": true, "Secret": true, "SecretOrFile": true, "OneOf": true, "Int": true, "Duration": true,
-	"Bool": true, "Addr": true, "URL": true, "OptionalURL": true, "KeyValues": true,
+	"Bool": true, "Addr": true, "URL": true, "OptionalURL": true, "KeyValues": true, "Valid": true,
 }
 
 var envName = regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 
 // programEnvNames are the variables the program in dir reads, found in its Go sources
 // rather than kept in a list here: every read goes through a pkg/config Env, as
-// env.<Method>("NAME", ...) or a helper handed the Env and the name (urlList(env,
-// "USERS_URL", ...)). The scan takes the program's own package whole, and from the
+// env.<Method>("NAME", ...) (env.Valid("USERS_URL", def, balancer.ValidURLs)), or a
+// helper handed the Env and the name. The scan takes the program's own package whole, and from the
 // module's other packages the functions it calls, and those they call, so that
 // pkg/platform's LoadConfig and pkg/telemetry's OTEL_ variables count for the services
-// that call them and not for the gateway, which imports pkg/platform for other things.
+// that call them and not for the gateway, which runs in pkg/platform but reads its own.
 // A name built as <something> + "_SUFFIX" is a per-service variable (the gateway's
 // USERS_INTERNAL_URL …): the scan gives it every service's prefix. secret are the names
 // read with SecretOrFile, which also read NAME_FILE.
