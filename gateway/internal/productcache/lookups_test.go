@@ -81,7 +81,7 @@ func TestACrowdSharesItsLookups(t *testing.T) {
 	out := make([]answer, n)
 	var wg sync.WaitGroup
 	wg.Go(func() { out[0] = f.send(t.Context(), path) })
-	<-hook.arrived // the first request's lookup is under way
+	await(t, hook.arrived, "the first lookup in Redis") // the first request's lookup is under way
 	for i := 1; i < n; i++ {
 		wg.Go(func() { out[i] = f.send(t.Context(), path) })
 	}
@@ -121,7 +121,7 @@ func TestALookupUnderWayIsNotSharedWithARequestThatCameAfterAChange(t *testing.T
 	var wg sync.WaitGroup
 	var before, after answer
 	wg.Go(func() { before = f.send(t.Context(), path) })
-	<-hook.arrived // its lookup has found the copy
+	await(t, hook.arrived, "the first lookup in Redis") // its lookup has found the copy
 	if err := f.cache.Forget(t.Context(), id); err != nil {
 		t.Fatal(err)
 	}
