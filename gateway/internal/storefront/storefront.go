@@ -83,7 +83,7 @@ func (s *Shop) Mount(r chi.Router, api http.Handler, stories Stories) {
 	r.Group(func(r chi.Router) {
 		// Forms that change something must come from this origin (Fetch metadata,
 		// Origin) and carry the browser's CSRF token.
-		r.Use(pagePolicy, opsauth.SameOrigin(s.log), s.checkForms)
+		r.Use(pagePolicy, opsauth.SameOrigin(s.log), s.checkForms, rememberSession)
 
 		// The shop.
 		r.Get("/", s.catalogue)
@@ -143,10 +143,41 @@ func (s *Shop) checkForms(next http.Handler) http.Handler {
 	})
 }
 
+// sessionMemo is a request's session once read: a page that needs one asks signedIn,
+// then view asks again, and Redis need answer once.
+type sessionMemo struct {
+	read bool
+	sess *Session
+	err  error
+}
+
+type sessionMemoKey struct{}
+
+// rememberSession gives each page request a sessionMemo.
+func rememberSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), sessionMemoKey{}, &sessionMemo{})))
+	})
+}
+
 // session is the browser's live session, its tokens fresh: errNoSession when it is
 // not signed in (or its session has ended), apperr.Unavailable when Redis or the
-// users service cannot be reached to tell.
+// users service cannot be reached to tell. Within a page request it is read once
+// (rememberSession).
 func (s *Shop) session(r *http.Request) (*Session, error) {
+	m, _ := r.Context().Value(sessionMemoKey{}).(*sessionMemo)
+	if m != nil && m.read {
+		return m.sess, m.err
+	}
+	sess, err := s.readSession(r)
+	if m != nil {
+		m.read, m.sess, m.err = true, sess, err
+	}
+	return sess, err
+}
+
+// readSession is session without the memo.
+func (s *Shop) readSession(r *http.Request) (*Session, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
 		return nil, errNoSession
