@@ -18,6 +18,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 )
 
 // Discovery and balancing under faults: each test runs a stack of its own with two
@@ -42,7 +43,7 @@ func startBalancedStack(t *testing.T, instances map[string]int, programEnv map[s
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := stackOptions(root, redistest.New(t), logs)
 	opts.Instances = instances
 	for program, env := range programEnv {

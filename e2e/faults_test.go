@@ -14,6 +14,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/invariants"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 
@@ -24,7 +25,7 @@ type faultStack struct {
 	// redis is a proxy between every program and Redis that the test can cut; nil
 	// unless asked for (faultConfig.proxyRedis).
 	redis *tcpproxy.Proxy
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 }
 
 // faultConfig says what a fault stack needs besides the defaults.
@@ -67,7 +68,7 @@ func startStack(t *testing.T, cfg faultConfig) faultStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := stackOptions(root, redisURL, logs)
 	opts.Ports = cfg.ports
 	for program, env := range cfg.programEnv { // on top of the suite's own (rate limits off)

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/invariants"
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 )
 
 // The stack under test, set by TestMain.
@@ -72,7 +71,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := stackOptions(root, redisURL, logs)
 	// Anything the shared stack's sagas leave pending (a busy machine can push one
 	// past the inline deadline) is finished quickly, so that tests waiting for it do
@@ -124,7 +123,7 @@ func run(m *testing.M) int {
 
 // stackOptions are the e2e suite's stacks: free ports, their own databases (dropped at
 // the end) and Redis logical database, and the repository's build.
-func stackOptions(root, redisURL string, logs *syncBuffer) devstack.Options {
+func stackOptions(root, redisURL string, logs *syncbuf.Buffer) devstack.Options {
 	return devstack.Options{
 		RepoDir: root,
 		BinDir:  filepath.Join(root, "bin", "e2e"),
@@ -174,22 +173,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// syncBuffer collects the stack's output, written from one goroutine per program.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

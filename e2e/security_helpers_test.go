@@ -31,6 +31,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/devstack"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 )
 
@@ -291,7 +292,7 @@ func startEdgeGateway(t *testing.T, env map[string]string) edgeGateway {
 	for k, v := range vars {
 		envList = append(envList, k+"="+v)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	cmd := exec.Command(bin)
 	cmd.Env = envList
 	cmd.Stdout, cmd.Stderr = logs, logs

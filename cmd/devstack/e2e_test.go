@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/programs"
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 )
 
 // againstMakeRun are the e2e tests run against a stack like make run's. Between them
@@ -78,7 +78,7 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	opts := stackOptions(cfg, root, logs)
 	// Where it runs is all that differs from make run: its ports, and keys of its own
 	// (a temporary directory), so that a make run's keys are never touched.
@@ -313,24 +313,6 @@ func summary(out []byte) string {
 		}
 	}
 	return b.String()
-}
-
-// syncBuffer collects the stack's output, written from one goroutine per program.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // get is the body of a GET of url, failing the test unless it answers 200.

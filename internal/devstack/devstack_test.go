@@ -1,7 +1,6 @@
 package devstack
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,6 +25,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/programs"
 	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 )
 
 // The test binary doubles as a fake program for the process tests: started with
@@ -105,23 +104,6 @@ func fakeProgram(mode, addr string) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func startFake(t *testing.T, name, mode string, out *sink) *process {
 	t.Helper()
 	self, err := os.Executable()
@@ -151,7 +133,7 @@ func waitListening(t *testing.T, p *process) string {
 
 func TestProcessReportsItsAddressPrefixesItsOutputAndStopsCleanly(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	p := startFake(t, "fake", "serve", &sink{w: out})
 
 	addr := waitListening(t, p)
@@ -183,7 +165,7 @@ func TestProcessReportsItsAddressPrefixesItsOutputAndStopsCleanly(t *testing.T) 
 
 func TestProcessThatIgnoresSIGTERMIsKilled(t *testing.T) {
 	t.Parallel()
-	p := startFake(t, "stubborn", "stubborn", &sink{w: &syncBuffer{}})
+	p := startFake(t, "stubborn", "stubborn", &sink{w: &syncbuf.Buffer{}})
 	waitListening(t, p) // its SIGTERM handler is installed by now
 
 	p.stop(300 * time.Millisecond)
@@ -195,7 +177,7 @@ func TestProcessThatIgnoresSIGTERMIsKilled(t *testing.T) {
 
 func TestStackStopsTheRestWhenAProgramDies(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	s := &Stack{out: &sink{w: out}, failed: make(chan struct{}), opts: Options{StopTimeout: 10 * time.Second}}
 	victim := startFake(t, "victim", "serve", s.out)
 	survivor := startFake(t, "survivor", "serve", s.out)
@@ -227,7 +209,7 @@ func TestStackStopsTheRestWhenAProgramDies(t *testing.T) {
 
 func TestLineWriterKeepsLinesWhole(t *testing.T) {
 	t.Parallel()
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	var seen []string
 	w := &lineWriter{sink: &sink{w: out, color: true}, name: "users", onLine: func(l string) { seen = append(seen, l) }}
 	for _, chunk := range []string{"one\r\ntw", "o\n", "", "thr", "ee"} {
@@ -418,7 +400,7 @@ func fakeStack(t *testing.T, o Options) *Stack {
 		o.Env = map[string]string{}
 	}
 	o.Env["DEVSTACK_FAKE"] = "serve"
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	o.Output = out
 	o.StopTimeout = 10 * time.Second
 	o.ReadyTimeout = 30 * time.Second

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"path/filepath"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/invariants"
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 )
 
 // TestLoadOnARealStack starts the whole system (as the e2e suite does: free ports, its
@@ -37,7 +37,7 @@ func TestLoadOnARealStack(t *testing.T) {
 	}
 	suffix := make([]byte, 4)
 	_, _ = rand.Read(suffix)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	stack, err := devstack.Start(ctx, devstack.Options{
 		RepoDir:             root,
 		BinDir:              filepath.Join(root, "bin", "loadgen-test"),
@@ -144,22 +144,4 @@ func ordersInDatabase(ctx context.Context, t *testing.T, url string) (confirmed 
 		t.Fatal(err)
 	}
 	return confirmed, cancelled, ids
-}
-
-// syncBuffer collects the stack's output, written from one goroutine per program.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/internal/testkit/testclock"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 )
@@ -218,7 +219,7 @@ func TestZeroRecheckAsksForEveryRequest(t *testing.T) {
 func TestCachedTokensWhileTheListCannotBeRead(t *testing.T) {
 	t.Parallel()
 	f := newCacheFixture(t, 100, time.Second, 15*time.Minute)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	f.v.WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))
 	tok := f.sign(t, "s")
 	ctx := context.Background()

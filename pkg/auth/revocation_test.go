@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -13,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/redisclient"
 )
@@ -32,24 +32,6 @@ func (f *fakeRevocations) Revoked(_ context.Context, sid string) (bool, error) {
 	defer f.mu.Unlock()
 	f.asked = append(f.asked, sid)
 	return f.revoked[sid], f.err
-}
-
-// syncBuffer is a log destination the verifier may write from any goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestRevokedSessionsAreRefused(t *testing.T) {
@@ -109,7 +91,7 @@ func TestRevocationFailureFailsOpenAndIsLogged(t *testing.T) {
 	t.Parallel()
 	pub, priv := newKey(t)
 	tok, _ := NewSigner("k1", priv, time.Minute).Sign(Principal{UserID: uuid.New(), Role: RoleCustomer, SessionID: "s"})
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	v := NewVerifier(StaticKeys{"k1": pub}).WithRevocations(&fakeRevocations{err: errors.New("redis: connection refused")}).WithLogger(log)
 	for range 3 {

@@ -1,7 +1,6 @@
 package httpserver
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,10 +9,10 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
@@ -21,22 +20,9 @@ import (
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-func newTestRouter(t *testing.T) (*httptest.Server, *syncBuffer) {
+func newTestRouter(t *testing.T) (*httptest.Server, *syncbuf.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log, _ := logging.New(logs, "debug", "test")
 	tr, err := telemetry.Setup(context.Background(), "test", telemetry.Export{})
 	if err != nil {
@@ -148,7 +134,7 @@ func TestServerGracefulShutdown(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // a slow request in flight at shutdown
 		w.Write([]byte("done"))
 	})
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	s := New("127.0.0.1:0", h, log)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -9,6 +9,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
@@ -22,7 +23,7 @@ func TestRequestSpansAreNamedByRoute(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tr := &telemetry.Tracing{Provider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)),
 		Propagator: propagation.TraceContext{}, Exporting: true}
-	log, _ := logging.New(&syncBuffer{}, "error", "test")
+	log, _ := logging.New(&syncbuf.Buffer{}, "error", "test")
 	r := NewRouter(Deps{Log: log, Metrics: metrics.New(), Tracing: tr})
 	r.Get("/orders/{id}", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	srv := httptest.NewServer(r)

@@ -1,37 +1,19 @@
 package logging
 
 import (
-	"bytes"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 )
-
-// lockedBuffer is an output written from the buffer's goroutine and read by the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // A warning is written as soon as it is logged, after every line logged before it,
 // in order; Close writes whatever is left; a buffer that fills up is written then.
 func TestBufferWritesWarningsAtOnceAndTheRestInOrder(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	// An hour: nothing is written by the clock during the test.
 	buf := NewBuffer(out, time.Hour)
 	log := buf.Urgent(slog.New(slog.NewTextHandler(buf, nil))).With("service", "gateway")
@@ -56,7 +38,7 @@ func TestBufferWritesWarningsAtOnceAndTheRestInOrder(t *testing.T) {
 	}
 
 	// More than the buffer holds is written without waiting.
-	out2 := &lockedBuffer{}
+	out2 := &syncbuf.Buffer{}
 	buf2 := NewBuffer(out2, time.Hour)
 	defer buf2.Close()
 	line := strings.Repeat("x", 1023) + "\n"
@@ -74,7 +56,7 @@ func TestBufferWritesWarningsAtOnceAndTheRestInOrder(t *testing.T) {
 // beyond that.
 func TestBufferWritesHeldLinesOnItsInterval(t *testing.T) {
 	t.Parallel()
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	buf := NewBuffer(out, 10*time.Millisecond)
 	defer buf.Close()
 	if _, err := buf.Write([]byte("held\n")); err != nil {

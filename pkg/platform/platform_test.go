@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
@@ -340,7 +340,7 @@ func TestATakenInternalAddressStopsTheProgramBeforeItServes(t *testing.T) {
 // everything before it; Close writes the rest, after every other line.
 func TestBatchedLogsKeepTheirOrderAndAreAllWrittenByClose(t *testing.T) {
 	t.Parallel()
-	var out lockedWriter
+	var out syncbuf.Buffer
 	cfg := platform.Config{Name: "edge", RedisURL: redistest.New(t), LogLevel: "info", LogEvery: time.Hour}
 	p, err := platform.Start(context.Background(), cfg, nil, &out)
 	if err != nil {
@@ -360,23 +360,4 @@ func TestBatchedLogsKeepTheirOrderAndAreAllWrittenByClose(t *testing.T) {
 	if !strings.Contains(out.String(), `"msg":"last"`) {
 		t.Errorf("Close left a line unwritten:\n%s", out.String())
 	}
-}
-
-// lockedWriter is a log destination written from the buffer's goroutine and read by
-// the test.
-type lockedWriter struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -1,11 +1,9 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/tcpproxy"
 )
 
@@ -20,28 +19,10 @@ import (
 // what one replica lets through is all the others may not.
 var slowLimit = redis_rate.Limit{Rate: 1, Period: time.Hour, Burst: 10}
 
-// logBuffer is a log destination written from any goroutine.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // replica is one gateway's limiter on the Redis at url.
 type replica struct {
 	l    *Limiter
-	logs *logBuffer
+	logs *syncbuf.Buffer
 }
 
 func newReplica(t *testing.T, url string) *replica {
@@ -51,7 +32,7 @@ func newReplica(t *testing.T, url string) *replica {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { rdb.Close() })
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	return &replica{l: New(rdb, Limits{}, Options{Log: slog.New(slog.NewTextHandler(logs, nil))}), logs: logs}
 }
 

@@ -3,15 +3,14 @@
 package programtest
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"maps"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 )
 
@@ -19,7 +18,7 @@ import (
 type Program struct {
 	URL  string // the public listener: http://127.0.0.1:port
 	t    testing.TB
-	logs *logBuffer
+	logs *syncbuf.Buffer
 	run  platform.RunFunc
 	env  map[string]string
 }
@@ -81,7 +80,7 @@ func Start(t testing.TB, run platform.RunFunc, env map[string]string) *Program {
 		env["INTERNAL_ADDR"] = "127.0.0.1:0"
 	}
 	getenv := func(k string) string { return env[k] }
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"test"}, getenv, logs) }()
@@ -113,21 +112,4 @@ func Start(t testing.TB, run platform.RunFunc, env map[string]string) *Program {
 	}
 	t.Fatalf("program did not listen within 60s; logs:\n%s", logs.String())
 	return nil
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"slices"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/platform"
 	"github.com/bazaar-shop/bazaar/pkg/tasks"
 	"github.com/bazaar-shop/bazaar/services/orders/internal/jobs"
@@ -261,7 +261,7 @@ func TestCleanupRunsAsADailyTask(t *testing.T) {
 	}
 
 	url := redistest.New(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, nil))
 	worker, err := tasks.NewWorker(url, log, tasks.Config{Service: "orders", PollInterval: 50 * time.Millisecond})
 	if err != nil {
@@ -297,24 +297,6 @@ func TestCleanupRunsAsADailyTask(t *testing.T) {
 	if got := countRows(t, pool, `SELECT count(*) FROM saga_steps`); got != 100 {
 		t.Errorf("%d step rows left, want the stuck saga's 100", got)
 	}
-}
-
-// syncBuffer is a log destination the worker and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // brief shows a list of attempts by its runs: [1-50 451-500].

@@ -1,7 +1,6 @@
 package jobs_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,27 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/services/payments/internal/jobs"
 )
-
-// syncBuffer is a log destination the test reads while the sweep writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // failingSettler fails every sweep, as with the processor down, and counts them.
 type failingSettler struct {
@@ -51,7 +33,7 @@ func (f *failingSettler) SettlePending(_ context.Context, age time.Duration) (in
 // next one retries) and does not stop the loop, which returns nil when stopped.
 func TestRunSweepSweepsAtStartAndSurvivesFailures(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s := &failingSettler{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
