@@ -400,6 +400,9 @@ func (p *Platform) closeLogs() {
 // to their streams (one active relay per service across replicas), and schedules the
 // daily outbox:cleanup of rows published more than a week ago.
 func (p *Platform) RelayOutbox() error {
+	if err := p.needDatabase("RelayOutbox"); err != nil {
+		return err
+	}
 	relay := outbox.NewRelay(p.Pool, p.Redis, p.Log, outbox.RelayOptions{Name: p.Config.Name, Registerer: p.Metrics,
 		Tracer: p.Tracing.Provider})
 	p.Background("outbox relay", relay.Run)
@@ -415,12 +418,24 @@ func (p *Platform) RelayOutbox() error {
 // pkg/events: the ids of events handled more than retention ago are deleted from its
 // inbox table (tasks.DefaultInboxRetention explains how long is long enough).
 func (p *Platform) CleanInbox(retention time.Duration) error {
+	if err := p.needDatabase("CleanInbox"); err != nil {
+		return err
+	}
 	t, err := p.Tasks()
 	if err != nil {
 		return err
 	}
 	t.Worker.Handle(tasks.InboxCleanup, tasks.CleanInbox(p.Pool, p.Log, retention))
 	return t.Scheduler.Daily(tasks.InboxCleanup, tasks.InboxCleanupAt, nil)
+}
+
+// needDatabase is the error of a method that needs the pool of a program started
+// without one.
+func (p *Platform) needDatabase(method string) error {
+	if p.Pool == nil {
+		return fmt.Errorf("platform: %s needs a database, and %s was started without migrations", method, p.Config.Name)
+	}
+	return nil
 }
 
 // Tasks is a service's background task queue (asynq): a client to enqueue with, a

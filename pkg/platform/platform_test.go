@@ -312,6 +312,23 @@ func TestAProgramWithoutADatabase(t *testing.T) {
 	eventually(t, prog.InternalURL(), health.Healthy, http.StatusOK)
 }
 
+// The outbox and inbox need the database a program without one lacks: a clear error,
+// not a nil pool's panic.
+func TestOutboxAndInboxNeedADatabase(t *testing.T) {
+	t.Parallel()
+	p, err := platform.Start(context.Background(), platform.Config{Name: "edge", RedisURL: redistest.New(t), LogLevel: "info"}, nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.RelayOutbox(); err == nil || !strings.Contains(err.Error(), "needs a database") {
+		t.Errorf("RelayOutbox = %v, want an error saying it needs a database", err)
+	}
+	if err := p.CleanInbox(time.Hour); err == nil || !strings.Contains(err.Error(), "needs a database") {
+		t.Errorf("CleanInbox = %v, want an error saying it needs a database", err)
+	}
+}
+
 // A program whose internal address is taken fails at once and never serves the
 // public: both addresses are bound before either is served.
 func TestATakenInternalAddressStopsTheProgramBeforeItServes(t *testing.T) {
