@@ -291,10 +291,6 @@ func programEnv(cfg Config, inventory, payments, smtp string) map[string]map[str
 	return map[string]map[string]string{
 		"gateway": {
 			"RATE_EDGE_IP": "0", "RATE_IP": "0", "RATE_USER": "0", "RATE_AUTH_IP_PER_MIN": "0", "RATE_AUTH_EMAIL_PER_MIN": "0",
-			// Its operations listener on any free port, after a restart too: restarted on
-			// its own port (HTTP_ADDR no longer 0), the gateway would take 9080, which
-			// `make run`'s gateway or another stack's may hold.
-			"OPS_ADDR": "127.0.0.1:0",
 		},
 		"orders": {
 			"INVENTORY_URL": "http://" + inventory,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 )
@@ -75,23 +74,9 @@ func (s *Stack) RestartProgram(ctx context.Context, name string) error {
 			return err
 		}
 	}
-	env := old.env
-	if name != "mailpit" { // Mailpit's addresses are in its arguments
-		// Its addresses as it got them, not as asked: a program asked for port 0 must
-		// come back where its clients already point.
-		u, err := url.Parse(s.urls.Programs[name])
-		if err != nil || u.Host == "" {
-			return fmt.Errorf("devstack: %s has no address to restart on", name)
-		}
-		env = setVar(env, "HTTP_ADDR", u.Host)
-		if in, ok := s.urls.Internal[name]; ok {
-			env = setVar(env, "INTERNAL_ADDR", strings.TrimPrefix(in, "http://"))
-		}
-		if name == "gateway" && s.urls.GatewayOps != "" {
-			env = setVar(env, "OPS_ADDR", strings.TrimPrefix(s.urls.GatewayOps, "http://"))
-		}
-	}
-	p, err := startProcess(name, old.path, old.args, env, s.out)
+	// Its addresses are in its environment (Mailpit's in its arguments), and the
+	// stack has held them while it was down (see portHolds).
+	p, err := startProcess(name, old.path, old.args, old.env, s.out)
 	if err != nil {
 		return err
 	}
@@ -152,23 +137,22 @@ func (s *Stack) current(name string) (*process, error) {
 	return nil, fmt.Errorf("devstack: no program %q in this stack", name)
 }
 
-// setVar returns env with name set to value, replacing any earlier setting.
-func setVar(env []string, name, value string) []string {
-	out := make([]string, 0, len(env)+1)
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, name+"=") {
-			out = append(out, kv)
-		}
-	}
-	return append(out, name+"="+value)
-}
-
 // FreePorts picks n distinct free loopback ports, for Options.Ports: a test that must
 // know where a program will listen before the stack starts (to point a proxy at it)
-// picks its port here. Another process could take a port before the program binds it;
+// picks its port here. Another process could take a port before the stack holds it;
 // the window is short.
 func FreePorts(n int) ([]int, error) {
-	return pickPorts(make([]int, n)...)
+	var holds portHolds // all held until all are picked, so that they differ
+	defer holds.releaseAll()
+	ports := make([]int, n)
+	for i := range ports {
+		p, err := holds.hold(0, "a free port")
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	return ports, nil
 }
 
 // checkProgramEnv rejects Options.ProgramEnv entries for programs that do not exist: a

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -221,6 +220,13 @@ type Stack struct {
 
 	tempKeys string // the keys directory Start made, removed by Stop
 
+	// holds keep every program's ports from start to Stop (see portHolds); port is
+	// each, by what it is for: a program's name ("inventory-2") for its public
+	// listener, then " internal" for its internal one, "gateway ops",
+	// "mailpit web" and "mailpit smtp".
+	holds portHolds
+	port  map[string]int
+
 	mu       sync.Mutex
 	stopping bool
 	stopOnce sync.Once
@@ -249,13 +255,14 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err := CheckServers(ctx, opts.AdminDatabaseURL, opts.AdminDatabaseURLVar, opts.RedisURL, opts.RedisURLVar); err != nil {
 		return nil, err
 	}
-	if err := checkPortsFree(opts.Ports, opts.Instances); err != nil {
-		return nil, err
-	}
 	if _, err := Databases(opts.AdminDatabaseURL, opts.DatabasePrefix); err != nil {
 		return nil, err
 	}
+	if err := s.reservePorts(); err != nil {
+		return nil, err
+	}
 	if err := s.build(ctx); err != nil {
+		s.holds.releaseAll()
 		return nil, err
 	}
 	s.out.printf("creating databases and roles %s*", opts.DatabasePrefix)
@@ -264,6 +271,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 		if opts.DropDatabases {
 			_ = DropDatabases(context.WithoutCancel(ctx), opts.AdminDatabaseURL, opts.DatabasePrefix)
 		}
+		s.holds.releaseAll()
 		return nil, err
 	}
 	s.urls.Databases = dbs
@@ -312,13 +320,7 @@ func (s *Stack) build(ctx context.Context) error {
 // start starts Mailpit and the programs, waits for them to be ready and seeds.
 func (s *Stack) start(ctx context.Context) error {
 	o := s.opts
-	// Mailpit does not say which port it got when given port 0, and users must know its
-	// own URL before it starts (JWKS_URL), so their free ports are chosen here.
-	ports, err := pickPorts(o.Ports.MailpitWeb, o.Ports.MailpitSMTP, o.Ports.Users)
-	if err != nil {
-		return err
-	}
-	webPort, smtpPort, usersPort := ports[0], ports[1], ports[2]
+	webPort, smtpPort := s.port["mailpit web"], s.port["mailpit smtp"]
 	s.urls.Instances = map[string][]string{}
 	for _, name := range Services {
 		s.urls.Instances[name] = o.instanceNames(name)
@@ -336,18 +338,17 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	s.track(mailpit)
 
-	usersURL := "http://127.0.0.1:" + strconv.Itoa(usersPort)
+	usersURL := "http://127.0.0.1:" + strconv.Itoa(s.port["users"])
 	jwks := usersURL + "/.well-known/jwks.json"
 	dbURL := map[string]string{}
 	for _, db := range s.urls.Databases {
 		dbURL[db.Service] = db.URL
 	}
-	// envFor is a program's own variables; for a service's k-th instance (k > 1)
-	// port is the first's, and it gets its own ports above it.
-	envFor := func(program string, port int) map[string]string {
+	// envFor is a program's own variables.
+	envFor := func(program string) map[string]string {
 		service, k := serviceOf(program), instanceNumber(program)
 		env := map[string]string{
-			"HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(portOf(port, k)),
+			"HTTP_ADDR": "127.0.0.1:" + strconv.Itoa(s.port[program]),
 			"REDIS_URL": o.RedisURL,
 			"JWKS_URL":  jwks,
 			"LOG_LEVEL": o.LogLevel,
@@ -356,7 +357,7 @@ func (s *Stack) start(ctx context.Context) error {
 			env["DATABASE_URL"] = u
 		}
 		if slices.Contains(Services, service) {
-			env["INTERNAL_ADDR"] = "127.0.0.1:" + strconv.Itoa(portOf(o.Ports.internalOf(service), k))
+			env["INTERNAL_ADDR"] = "127.0.0.1:" + strconv.Itoa(s.port[program+" internal"])
 			env["SERVICE_KEY_FILE"] = svcauth.KeyFile(s.urls.KeysDir, service)
 			env["SERVICE_TRUST_DIR"] = svcauth.TrustDir(s.urls.KeysDir)
 		}
@@ -372,7 +373,7 @@ func (s *Stack) start(ctx context.Context) error {
 	// gateway, which needs every URL. The further instances of a service start once
 	// its first listens (that is, has migrated and seeded): the ones of users and the
 	// leaves together, then orders' after orders.
-	usersEnv := envFor("users", usersPort)
+	usersEnv := envFor("users")
 	usersEnv["BOOTSTRAP_ADMIN_EMAIL"] = o.Admin.Email
 	usersEnv["BOOTSTRAP_ADMIN_PASSWORD"] = o.Admin.Password
 	usersEnv["BOOTSTRAP_ADMIN_NAME"] = o.Admin.Name
@@ -385,7 +386,7 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	leaves := map[string]map[string]string{}
 	for _, name := range []string{"inventory", "payments", "notifications"} {
-		leaves[name] = envFor(name, o.Ports.of(name))
+		leaves[name] = envFor(name)
 	}
 	leaves["notifications"]["SMTP_ADDR"] = s.urls.SMTPAddr
 	leaves["notifications"]["REPORT_EMAIL"] = o.Admin.Email // the daily sales report goes to the seeded admin
@@ -396,10 +397,10 @@ func (s *Stack) start(ctx context.Context) error {
 	extra := map[string]map[string]string{}
 	for _, name := range o.extraInstances("users", "inventory", "payments", "notifications") {
 		first := serviceOf(name)
-		env := envFor(name, o.Ports.of(first))
+		env := envFor(name)
 		if first == "users" {
 			env = maps.Clone(usersEnv)
-			maps.Copy(env, envFor(name, o.Ports.Users))
+			maps.Copy(env, envFor(name))
 		}
 		if first == "notifications" {
 			env["SMTP_ADDR"], env["REPORT_EMAIL"] = leaves[first]["SMTP_ADDR"], leaves[first]["REPORT_EMAIL"]
@@ -409,7 +410,7 @@ func (s *Stack) start(ctx context.Context) error {
 	if err := s.startPrograms(ctx, extra); err != nil {
 		return err
 	}
-	orders := envFor("orders", o.Ports.Orders)
+	orders := envFor("orders")
 	orders["INVENTORY_URL"] = s.urlList("inventory", s.urls.Internal)
 	orders["PAYMENTS_URL"] = s.urlList("payments", s.urls.Internal)
 	if err := s.startPrograms(ctx, map[string]map[string]string{"orders": orders}); err != nil {
@@ -417,18 +418,15 @@ func (s *Stack) start(ctx context.Context) error {
 	}
 	extra = map[string]map[string]string{}
 	for _, name := range o.extraInstances("orders") {
-		extra[name] = envFor(name, o.Ports.Orders)
+		extra[name] = envFor(name)
 		extra[name]["INVENTORY_URL"], extra[name]["PAYMENTS_URL"] = orders["INVENTORY_URL"], orders["PAYMENTS_URL"]
 	}
 	if err := s.startPrograms(ctx, extra); err != nil {
 		return err
 	}
-	gw := envFor("gateway", o.Ports.Gateway)
-	if o.Ports.Gateway == 0 {
-		// A stack on free ports puts the gateway's operations listener on one too: its
-		// default (9080) is make run's, and a restart (RestartProgram) gives the
-		// gateway its real port back, which would no longer imply a free ops port.
-		gw["OPS_ADDR"] = "127.0.0.1:0"
+	gw := envFor("gateway")
+	if ops, ok := s.port["gateway ops"]; ok {
+		gw["OPS_ADDR"] = "127.0.0.1:" + strconv.Itoa(ops)
 	}
 	gw["MAILPIT_URL"] = s.urls.Mailpit // the admin pages link to the inbox
 	for _, name := range Services {
@@ -732,69 +730,42 @@ func (s *Stack) stop(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("remove the service keys: %w", err))
 		}
 	}
+	s.holds.releaseAll()
 	return errors.Join(errs...)
 }
 
-// checkPortsFree fails early, naming the program, when a fixed port is taken (most
-// often by another `make run`), rather than letting that program die at start.
-func checkPortsFree(p Ports, instances map[string]int) error {
-	type namedPort struct {
-		name string
-		port int
-	}
-	named := []namedPort{
-		{"gateway", p.Gateway}, {"users", p.Users}, {"inventory", p.Inventory}, {"payments", p.Payments},
-		{"orders", p.Orders}, {"notifications", p.Notifications},
-		{"users internal", p.UsersInternal}, {"inventory internal", p.InventoryInternal},
-		{"payments internal", p.PaymentsInternal}, {"orders internal", p.OrdersInternal},
-		{"notifications internal", p.NotificationsInternal},
-		{"mailpit web", p.MailpitWeb}, {"mailpit smtp", p.MailpitSMTP},
+// reservePorts holds every port the programs will listen on, for the stack's life
+// (see portHolds): the fixed ones of Options.Ports, and free ones where it says 0. A
+// fixed port that is taken (most often by another `make run`) fails here, naming its
+// program, before anything is built or started.
+func (s *Stack) reservePorts() error {
+	o := s.opts
+	want := map[string]int{"mailpit web": o.Ports.MailpitWeb, "mailpit smtp": o.Ports.MailpitSMTP, "gateway": o.Ports.Gateway}
+	if o.Ports.Gateway == 0 {
+		// On free ports the gateway's operations listener gets one too; otherwise
+		// it keeps its default, 9080, make run's.
+		want["gateway ops"] = 0
 	}
 	for _, service := range Services {
-		for k := 2; k <= instances[service]; k++ {
-			name := instanceName(service, k)
-			named = append(named, namedPort{name, portOf(p.of(service), k)},
-				namedPort{name + " internal", portOf(p.internalOf(service), k)})
+		for _, name := range o.instanceNames(service) {
+			k := instanceNumber(name)
+			want[name] = portOf(o.Ports.of(service), k)
+			want[name+" internal"] = portOf(o.Ports.internalOf(service), k)
 		}
 	}
+	s.port = map[string]int{}
 	var errs []error
-	for _, n := range named {
-		if n.port == 0 {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(n.port))
+	for _, what := range slices.Sorted(maps.Keys(want)) {
+		p, err := s.holds.hold(want[what], what)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("port %d (%s) is in use: is another stack running? (%w)", n.port, n.name, err))
+			errs = append(errs, err)
 			continue
 		}
-		ln.Close()
+		s.port[what] = p
 	}
-	return errors.Join(errs...)
-}
-
-// pickPorts returns each port as given, or a free one for a zero. Another process
-// could take a picked port before the child binds it; the window is short, and only
-// Mailpit and users need it (the other programs bind port 0 themselves).
-func pickPorts(ports ...int) ([]int, error) {
-	out := make([]int, len(ports))
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for i, p := range ports {
-		if p != 0 {
-			out[i] = p
-			continue
-		}
-		// Hold every listener until all are picked, so the picks differ.
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		out[i] = ln.Addr().(*net.TCPAddr).Port
+	if len(errs) > 0 {
+		s.holds.releaseAll()
+		return errors.Join(errs...)
 	}
-	return out, nil
+	return nil
 }

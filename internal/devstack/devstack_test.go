@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -423,6 +424,9 @@ func fakeStack(t *testing.T, o Options) *Stack {
 			t.Logf("the stack's output:\n%s", out)
 		}
 	})
+	if err := s.reservePorts(); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.start(t.Context()); err != nil {
 		t.Fatalf("start: %v\n%s", err, out)
 	}
@@ -550,9 +554,8 @@ func TestKilledAndStoppedProgramsRestartWhereTheyWereWithoutFailingTheStack(t *t
 }
 
 // A stack on free ports puts the gateway's operations listener (its metrics) on a
-// free port too, and says which: a port picked up front and given to the gateway
-// could be taken by another program meanwhile (seen: users got it first). A restart
-// brings it back to the same address.
+// free port too, held like the others (see portHolds), and says which. A restart
+// brings it back to the same address, not to its default 9080.
 func TestTheGatewaysOperationsListenerIsReportedAndKeptOnRestart(t *testing.T) {
 	t.Parallel()
 	s := fakeStack(t, Options{})
@@ -706,9 +709,13 @@ func TestExtraInstancesListenAHundredAboveTheFirst(t *testing.T) {
 	}
 	defer ln.Close()
 	taken := ln.Addr().(*net.TCPAddr).Port
-	err = checkPortsFree(Ports{Inventory: taken - 100}, map[string]int{"inventory": 2})
+	s := &Stack{opts: Options{Ports: Ports{Inventory: taken - 100}, Instances: map[string]int{"inventory": 2}}}
+	err = s.reservePorts()
 	if err == nil || !strings.Contains(err.Error(), "inventory-2") {
-		t.Errorf("checkPortsFree = %v; want inventory-2's port named", err)
+		t.Errorf("reservePorts = %v; want inventory-2's port named", err)
+	}
+	if n := s.holds.held(); n != 0 {
+		t.Errorf("a failed reservePorts still holds %d ports", n)
 	}
 }
 
@@ -724,4 +731,46 @@ func TestDefaultPortsAreTheProgramsList(t *testing.T) {
 			t.Errorf("%s internal: DefaultPorts has %d, the list %d", p.Name, got, p.InternalPort)
 		}
 	}
+}
+
+// A stopped program's ports stay the stack's until it comes back. Released, the kernel
+// may give one to any socket asking for port 0 or connecting out (another test's
+// server, a client), and the restart then fails with "address already in use": it
+// happened in CI. takenBy stands for such a socket: like the kernel's own picks, it
+// does not ask to share the port (no SO_REUSEADDR).
+func TestAStoppedProgramsPortsAreKeptForItsRestart(t *testing.T) {
+	t.Parallel()
+	s := fakeStack(t, Options{})
+	if err := s.StopProgram(t.Context(), "notifications"); err != nil {
+		t.Fatal(err)
+	}
+	addrs := []string{s.urls.Programs["notifications"], s.urls.Internal["notifications"]}
+	for _, a := range addrs {
+		if err := takenBy(strings.TrimPrefix(a, "http://")); err == nil {
+			t.Errorf("while notifications was stopped another socket could take %s", a)
+		}
+	}
+	if err := s.RestartProgram(t.Context(), "notifications"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.holds.held(); n != 0 {
+		t.Errorf("after Stop the stack still holds %d ports", n)
+	}
+}
+
+// takenBy binds addr with a socket that does not share its port, and closes it.
+func takenBy(addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return err
+	}
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	return syscall.Bind(fd, &syscall.SockaddrInet4{Addr: ap.Addr().As4(), Port: int(ap.Port())})
 }

@@ -135,6 +135,7 @@ func PostgresBinDir() (string, error) {
 type PrivatePostgres struct {
 	bin, dir, data string
 	port           int
+	hold           portHolds // the port, kept across restarts
 	cred           *syscall.Credential
 	out            *sink
 
@@ -166,19 +167,18 @@ func StartPrivatePostgres(ctx context.Context, out io.Writer) (*PrivatePostgres,
 			return nil, err
 		}
 	}
-	ports, err := FreePorts(1)
-	if err != nil {
+	pg := &PrivatePostgres{bin: bin, dir: dir, data: filepath.Join(dir, "data"), cred: cred, out: &sink{w: out}}
+	if pg.port, err = pg.hold.hold(0, "postgres"); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	pg := &PrivatePostgres{bin: bin, dir: dir, data: filepath.Join(dir, "data"), port: ports[0], cred: cred, out: &sink{w: out}}
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", pg.data, "-U", "postgres",
 		"--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
 	initdb.Env = []string{"LC_ALL=C", "PATH=/usr/bin:/bin"}
 	initdb.Dir = dir
 	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if b, err := initdb.CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
+		pg.Close()
 		return nil, fmt.Errorf("initdb: %w\n%s", err, b)
 	}
 	if err := pg.Start(ctx); err != nil {
@@ -255,9 +255,10 @@ func (pg *PrivatePostgres) Stop(crash bool) {
 	p.signal(sig, 30*time.Second)
 }
 
-// Close stops the server and removes its files.
+// Close stops the server, gives its port back and removes its files.
 func (pg *PrivatePostgres) Close() error {
 	pg.Stop(false)
+	pg.hold.releaseAll()
 	return os.RemoveAll(pg.dir)
 }
 
@@ -268,6 +269,7 @@ func (pg *PrivatePostgres) Close() error {
 type PrivateRedis struct {
 	dir        string
 	port       int
+	hold       portHolds // the port, kept across restarts
 	persistent bool
 	out        *sink
 
@@ -288,12 +290,11 @@ func StartPrivateRedis(ctx context.Context, persistent bool, out io.Writer) (*Pr
 	if err != nil {
 		return nil, err
 	}
-	ports, err := FreePorts(1)
-	if err != nil {
+	r := &PrivateRedis{dir: dir, persistent: persistent, out: &sink{w: out}}
+	if r.port, err = r.hold.hold(0, "redis"); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	r := &PrivateRedis{dir: dir, port: ports[0], persistent: persistent, out: &sink{w: out}}
 	if err := r.Start(ctx); err != nil {
 		r.Close()
 		return nil, err
@@ -380,8 +381,9 @@ func (r *PrivateRedis) Wipe() error {
 	return errors.Join(errs...)
 }
 
-// Close stops Redis and removes its files.
+// Close stops Redis, gives its port back and removes its files.
 func (r *PrivateRedis) Close() error {
 	r.Stop(false)
+	r.hold.releaseAll()
 	return os.RemoveAll(r.dir)
 }

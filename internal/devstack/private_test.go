@@ -2,7 +2,9 @@ package devstack
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -86,5 +88,39 @@ func TestAPrivateRedisKeepsItsDataAcrossARestartUnlessWiped(t *testing.T) {
 	}
 	if n, err := client.XLen(ctx, "s").Result(); err != nil || n != 0 {
 		t.Errorf("after a wipe the stream has %d entries (%v); want none", n, err)
+	}
+}
+
+// A private server's port is kept while it is stopped, so that it can start again
+// there: see TestAStoppedProgramsPortsAreKeptForItsRestart.
+func TestAStoppedPrivateServerKeepsItsPort(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Postgres and Redis")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	pg, err := StartPrivatePostgres(ctx, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Close()
+	r, err := StartPrivateRedis(ctx, false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pg.Stop(false)
+	r.Stop(false)
+	redisAddr := strings.TrimSuffix(strings.TrimPrefix(r.URL(), "redis://"), "/0")
+	for name, addr := range map[string]string{"postgres": fmt.Sprintf("127.0.0.1:%d", pg.Port()), "redis": redisAddr} {
+		if err := takenBy(addr); err == nil {
+			t.Errorf("while %s was stopped another socket could take %s", name, addr)
+		}
+	}
+	if err := pg.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
