@@ -328,10 +328,11 @@ func (s *slowReservations) setDelay(d time.Duration) { s.delay.Store(int64(d)) }
 // retries them, and no order gets its stock reserved twice.
 func TestSlowInventoryNeverReservesAnOrderTwice(t *testing.T) {
 	setup(t)
-	ports, err := devstack.FreePorts(1)
+	ports, release, err := devstack.HoldPorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(release)
 	// orders → slowReservations → tcpproxy → inventory's internal listener; the gateway reaches
 	// inventory directly.
 	tcp, err := tcpproxy.New("127.0.0.1:" + strconv.Itoa(ports[0]))

@@ -261,10 +261,11 @@ func startEdgeGateway(t *testing.T, env map[string]string) edgeGateway {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("the gateway the suite built: %v", err)
 	}
-	ports, err := devstack.FreePorts(2)
+	ports, release, err := devstack.HoldPorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(release)
 	g := edgeGateway{base: "http://127.0.0.1:" + strconv.Itoa(ports[0]), ops: "http://127.0.0.1:" + strconv.Itoa(ports[1])}
 	users := stackURLs.Programs["users"]
 	vars := map[string]string{

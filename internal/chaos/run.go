@@ -126,10 +126,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Inventory, payments and Mailpit's SMTP port are chosen up front so that
 	// proxies can stand in front of them: orders reaches inventory and payments,
 	// and notifications the mail server, only through a proxy the faults control.
-	ports, err := devstack.FreePorts(3)
+	ports, release, err := devstack.HoldPorts(3)
 	if err != nil {
 		return nil, err
 	}
+	defer release()
 	proxy := func(port int) (*tcpproxy.Proxy, error) { return tcpproxy.New("127.0.0.1:" + strconv.Itoa(port)) }
 	toInventory, err := proxy(ports[0])
 	if err != nil {

@@ -137,22 +137,21 @@ func (s *Stack) current(name string) (*process, error) {
 	return nil, fmt.Errorf("devstack: no program %q in this stack", name)
 }
 
-// FreePorts picks n distinct free loopback ports, for Options.Ports: a test that must
+// HoldPorts picks n distinct free loopback ports, for Options.Ports: a test that must
 // know where a program will listen before the stack starts (to point a proxy at it)
-// picks its port here. Another process could take a port before the stack holds it;
-// the window is short.
-func FreePorts(n int) ([]int, error) {
-	var holds portHolds // all held until all are picked, so that they differ
-	defer holds.releaseAll()
-	ports := make([]int, n)
+// picks its ports here. They stay held (see portHolds) until release, so that nothing
+// else takes them before the stack holds them too; release once the stack has
+// started, or at the end.
+func HoldPorts(n int) (ports []int, release func(), err error) {
+	holds := &portHolds{}
+	ports = make([]int, n)
 	for i := range ports {
-		p, err := holds.hold(0, "a free port")
-		if err != nil {
-			return nil, err
+		if ports[i], err = holds.hold(0, "a port picked up front"); err != nil {
+			holds.releaseAll()
+			return nil, nil, err
 		}
-		ports[i] = p
 	}
-	return ports, nil
+	return ports, holds.releaseAll, nil
 }
 
 // checkProgramEnv rejects Options.ProgramEnv entries for programs that do not exist: a

@@ -9,7 +9,7 @@
 // For fault tests a stack can also stop, kill (SIGKILL) and restart one program while
 // the others run on (StopProgram, KillProgram, RestartProgram), and give one program
 // variables of its own (Options.ProgramEnv), such as an INVENTORY_URL that points at a
-// proxy placed in front of a program whose port was chosen up front (FreePorts,
+// proxy placed in front of a program whose port was chosen up front (HoldPorts,
 // Options.Ports). A service may run as several instances behind orders and the
 // gateway (Options.Instances; see instances.go).
 package devstack
@@ -127,7 +127,7 @@ type Options struct {
 
 	// Ports are where the programs listen; zero ports are free ones. A test that must
 	// know a program's address before the stack starts (to put a proxy in front of
-	// it) picks one with FreePorts and sets it here.
+	// it) picks one with HoldPorts and sets it here.
 	Ports    Ports
 	LogLevel string // every program's LOG_LEVEL (default info)
 	// Env holds more variables for every program (OTEL_EXPORTER_OTLP_ENDPOINT, ...);

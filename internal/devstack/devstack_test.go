@@ -450,10 +450,11 @@ func envOf(t *testing.T, s *Stack, program string) map[string]string {
 
 func TestStackStartsOrdersWithTheAddressesOfWhatItCalls(t *testing.T) {
 	t.Parallel()
-	ports, err := FreePorts(1)
+	ports, release, err := HoldPorts(1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(release)
 	s := fakeStack(t, Options{
 		Ports:    Ports{Payments: ports[0]},
 		LogLevel: "warn",
