@@ -28,8 +28,14 @@ type fakeGateway struct {
 	expiresIn    int  // seconds the access tokens last (default 900)
 	hold         chan struct{}
 	arrived      chan struct{} // with hold: told of each POST /orders, which waits
+	// shoppersIn, with waitShoppers: POST /orders waits until that many shoppers (not
+	// the admin) have logged in, closing it. A run stops signing its accounts in once
+	// its orders are done, so a short one may otherwise end before all have.
+	waitShoppers int
+	shoppersIn   chan struct{}
 
 	mu       sync.Mutex
+	shoppers int               // shoppers' log-ins so far
 	users    map[string]string // e-mail → password
 	access   map[string]string // access token → e-mail
 	refresh  map[string]string // refresh token → e-mail
@@ -53,7 +59,8 @@ type fakeAnswer struct {
 
 func newFakeGateway(t *testing.T) *fakeGateway {
 	g := &fakeGateway{t: t, users: map[string]string{}, access: map[string]string{}, refresh: map[string]string{},
-		orders: map[string]*fakeOrder{}, keys: map[string]fakeAnswer{}, requests: map[string]int{}, expiresIn: 900}
+		orders: map[string]*fakeOrder{}, keys: map[string]fakeAnswer{}, requests: map[string]int{}, expiresIn: 900,
+		shoppersIn: make(chan struct{})}
 	g.users[DefaultAdminEmail] = DefaultAdminPassword
 	for i := range 7 {
 		g.products = append(g.products, product{ID: fmt.Sprintf("0196f000-0000-7000-8000-%012d", i), PriceCents: 100 + int64(i),
@@ -149,6 +156,11 @@ func (g *fakeGateway) login(w http.ResponseWriter, r *http.Request) {
 	if p, ok := g.users[b.Email]; !ok || p != b.Password {
 		writeProblem(w, http.StatusUnauthorized)
 		return
+	}
+	if b.Email != DefaultAdminEmail {
+		if g.shoppers++; g.shoppers == g.waitShoppers {
+			close(g.shoppersIn)
+		}
 	}
 	g.pair(w, b.Email)
 }
@@ -282,6 +294,13 @@ func (g *fakeGateway) createOrder(w http.ResponseWriter, r *http.Request) {
 	email := g.user(w, r)
 	if email == "" {
 		return
+	}
+	if g.waitShoppers > 0 {
+		select {
+		case <-g.shoppersIn:
+		case <-r.Context().Done():
+			return
+		}
 	}
 	if g.hold != nil {
 		// Held until the client gives up (the body read, so that the server notices

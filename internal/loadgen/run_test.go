@@ -32,6 +32,7 @@ func TestRunAgainstAFakeGatewayAccountsForEveryOrder(t *testing.T) {
 	t.Parallel()
 	g := newFakeGateway(t)
 	g.limitEvery, g.pendingEvery = 7, 5
+	g.waitShoppers = 3 // all three sign in before the run can end
 	srv := g.start()
 	cfg := fakeConfig(t, srv.URL)
 	var mu sync.Mutex
@@ -317,6 +318,7 @@ func TestRunRestocksAsTheAdmin(t *testing.T) {
 	t.Parallel()
 	g := newFakeGateway(t)
 	g.setStock(0, 3, 50) // the fake's orders take no stock
+	g.waitShoppers = 3   // all three sign in before the run can end
 	srv := g.start()
 	cfg := fakeConfig(t, srv.URL)
 	cfg.Orders, cfg.Restock = 5, 10
