@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // BenchmarkPlaceOrder measures POST /api/v1/orders through the gateway on the shared
@@ -115,7 +116,7 @@ func profileServices(b *testing.B, dir string, d time.Duration) (wait func()) {
 	var wg sync.WaitGroup
 	for name, base := range stackURLs.Internal {
 		wg.Go(func() {
-			client := &http.Client{Timeout: d + 10*time.Second}
+			client := &http.Client{Transport: testhttp.Transport, Timeout: d + 10*time.Second}
 			resp, err := client.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", base, int(d.Seconds())))
 			if err != nil {
 				b.Errorf("profile of %s: %v", name, err)

@@ -15,12 +15,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // client is what every test talks to the gateway with; no test reuses another's state.
 // Its transport checks each answer from a gateway against docs/openapi.yaml
 // (contractTransport), unless sendOnce does with the answer in hand.
-var client = &http.Client{Timeout: 30 * time.Second, Transport: contractTransport{next: http.DefaultTransport}}
+var client = &http.Client{Timeout: 30 * time.Second, Transport: contractTransport{next: testhttp.Transport}}
 
 // retryUntil bounds how long send waits out 429s: the test binary's deadline less a
 // margin, so that a test still refused then fails with the 429 rather than panics

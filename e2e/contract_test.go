@@ -21,6 +21,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/bazaar-shop/bazaar/docs"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // The contract: every answer the suite gets from a gateway's public listener is
@@ -195,7 +196,7 @@ type baseKind struct {
 }
 
 // probe is the client that asks a base for its document; its answers are not checked.
-var probe = &http.Client{Timeout: 10 * time.Second}
+var probe = &http.Client{Transport: testhttp.Transport, Timeout: 10 * time.Second}
 
 func isAPI(base string) bool {
 	if base == baseURL {

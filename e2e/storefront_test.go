@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // The storefront's pages, over plain HTTP: what a browser is given and what it must
@@ -27,6 +29,7 @@ func newBrowser(t *testing.T) *browser {
 }
 
 var pageClient = &http.Client{
+	Transport:     testhttp.Transport,
 	Timeout:       30 * time.Second,
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
@@ -441,7 +442,7 @@ func TestOrderStatusStreamIsFlushedAndOutlivesTheUpstreamTimeout(t *testing.T) {
 	start := time.Now()
 	req, _ := http.NewRequest(http.MethodGet, events, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -518,7 +519,7 @@ func TestStoppingTheGatewayEndsOpenStreams(t *testing.T) {
 
 	req, _ := http.NewRequest(http.MethodGet, gw.URL+"/api/v1/orders/"+uuid.NewString()+"/events", nil)
 	req.Header.Set("Authorization", "Bearer "+users.sign(t, 15*time.Minute))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

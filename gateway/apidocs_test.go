@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/bazaar-shop/bazaar/docs"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // Issue 9: the gateway serves its OpenAPI document and a reference page made from it,
@@ -18,7 +19,7 @@ func TestTheAPIReferenceIsServedAnonymouslyAndLimited(t *testing.T) {
 	gw := startGateway(t, map[string]string{"RATE_IP": "1", "RATE_IP_BURST": "2"})
 	get := func(path string) (*http.Response, []byte) {
 		t.Helper()
-		resp, err := http.Get(gw.URL + path)
+		resp, err := testhttp.Client.Get(gw.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/google/uuid"
 )
 
@@ -37,7 +38,7 @@ func TestAnOverloadedUpstreamIsShedWith503AndRetryAfter(t *testing.T) {
 		go func() {
 			req, _ := http.NewRequest(http.MethodGet, gw+"/api/v1/orders", nil)
 			req.Header.Set("Authorization", "Bearer "+tok)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testhttp.Client.Do(req)
 			if err != nil {
 				statuses <- 0
 				return

@@ -27,6 +27,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/apperr"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
@@ -127,7 +128,7 @@ func startOps(t *testing.T, env map[string]string) *opsStack {
 
 // browser is an HTTP client that, like a test should, shows redirects rather than
 // following them, and keeps no cookies: each request carries what the test gives it.
-var browser = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+var browser = &http.Client{Transport: testhttp.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // send makes a request of the gateway and returns the response with its body read.
 func (s *opsStack) send(t *testing.T, method, path string, body url.Values, header http.Header) (*http.Response, string) {

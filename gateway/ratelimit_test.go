@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
@@ -199,7 +200,7 @@ func TestBadTokensAreLimitedPerAddressBeforeTheyAreVerified(t *testing.T) {
 		wg.Go(func() {
 			req, _ := http.NewRequest(http.MethodGet, gw+"/api/v1/users/me", nil)
 			req.Header.Set("Authorization", "Bearer "+badlySigned)
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testhttp.Client.Do(req)
 			if err != nil {
 				t.Error(err)
 				return
@@ -268,7 +269,7 @@ func TestLoginLimitHoldsUnderAParallelFlood(t *testing.T) {
 			req, _ := http.NewRequest(http.MethodPost, gw+"/api/v1/auth/login",
 				strings.NewReader(fmt.Sprintf(`{"email":"victim@example.com","password":"guess-%d"}`, i)))
 			req.Header.Set("Content-Type", "application/json")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testhttp.Client.Do(req)
 			if err != nil {
 				t.Error(err)
 				return

@@ -28,6 +28,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // againstMakeRun are the e2e tests run against a stack like make run's. Between them
@@ -211,7 +212,7 @@ func TestE2ESuitePassesAgainstAStackStartedAsMakeRunDoes(t *testing.T) {
 	// The limits were make run's: the sign-in limit (10 a minute per client IP) refuses
 	// the 11th log-in within a minute at the latest, with a Retry-After. Different
 	// e-mail addresses, so that the per-address limit is not the one met.
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Transport: testhttp.Transport, Timeout: 10 * time.Second}
 	for i := range 11 {
 		email := fmt.Sprintf("limit-probe-%s-%d@e2e.bazaar.test", hex.EncodeToString(b[:]), i)
 		body, _ := json.Marshal(map[string]string{"email": email, "password": "not the password"})
@@ -243,7 +244,7 @@ func checkDashboardsAndAlertsNameExportedMetrics(t *testing.T, listeners map[str
 	t.Helper()
 	// Series Prometheus makes itself, one per scrape target: no program exports them.
 	exported := map[string][]string{"up": {"prometheus"}}
-	client := &http.Client{Timeout: 10 * time.Second}
+	client := &http.Client{Transport: testhttp.Transport, Timeout: 10 * time.Second}
 	for _, prog := range programs.All {
 		base, ok := listeners[prog.Name]
 		if !ok {
@@ -318,7 +319,7 @@ func summary(out []byte) string {
 // get is the body of a GET of url, failing the test unless it answers 200.
 func get(t *testing.T, url string) []byte {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := testhttp.Client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,11 @@ type product struct {
 }
 
 func newAdmin(base, email, password string, seed uint64) *admin {
-	return &admin{base: base, email: email, password: password, client: &http.Client{Timeout: 10 * time.Second},
+	// Its own transport: an httptest server closing in the same process (a test's)
+	// closes http.DefaultTransport's idle connections under requests (see
+	// internal/testkit/testhttp).
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	return &admin{base: base, email: email, password: password, client: client,
 		rng: rand.New(rand.NewPCG(seed, 0xad))}
 }
 

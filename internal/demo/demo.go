@@ -34,7 +34,11 @@ var (
 // another password still exists. It says what it did through printf. Running it again
 // changes nothing.
 func Seed(ctx context.Context, gatewayURL string, admin, shopper Login, printf func(format string, args ...any)) error {
-	client := &http.Client{Timeout: 10 * time.Second}
+	// Its own transport: an httptest server closing in the same process (a test's)
+	// closes http.DefaultTransport's idle connections under requests (see
+	// internal/testkit/testhttp).
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
 	status, body, err := postJSON(ctx, client, gatewayURL+"/api/v1/auth/register",
 		map[string]string{"email": shopper.Email, "password": shopper.Password, "name": shopper.Name})
 	switch {

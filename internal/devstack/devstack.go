@@ -577,7 +577,11 @@ func (s *Stack) waitReady(ctx context.Context, pending map[string]string) error 
 	defer deadline.Stop()
 	asked := pending
 	pending = maps.Clone(pending)
-	client := &http.Client{Timeout: 3 * time.Second}
+	// Its own transport: an httptest server closing in the same process (a test's)
+	// closes http.DefaultTransport's idle connections under requests (see
+	// internal/testkit/testhttp).
+	client := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
 	poll := time.NewTicker(200 * time.Millisecond)
 	defer poll.Stop()
 	lastSaid := time.Time{}

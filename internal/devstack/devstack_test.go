@@ -27,6 +27,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/pgtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // The test binary doubles as a fake program for the process tests: started with
@@ -138,7 +139,7 @@ func TestProcessReportsItsAddressPrefixesItsOutputAndStopsCleanly(t *testing.T) 
 	p := startFake(t, "fake", "serve", &sink{w: out})
 
 	addr := waitListening(t, p)
-	resp, err := http.Get("http://" + addr + "/readyz")
+	resp, err := testhttp.Client.Get("http://" + addr + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,7 +437,7 @@ func fakeStack(t *testing.T, o Options) *Stack {
 // envOf asks a fake program for its environment.
 func envOf(t *testing.T, s *Stack, program string) map[string]string {
 	t.Helper()
-	resp, err := http.Get(s.URLs().Programs[program] + "/env")
+	resp, err := testhttp.Client.Get(s.URLs().Programs[program] + "/env")
 	if err != nil {
 		t.Fatalf("%s: %v", program, err)
 	}
@@ -513,7 +514,7 @@ func TestKilledAndStoppedProgramsRestartWhereTheyWereWithoutFailingTheStack(t *t
 	if err := s.Err(); err != nil {
 		t.Fatalf("a program killed on request failed the stack: %v", err)
 	}
-	if _, err := http.Get(u.Programs["payments"] + "/readyz"); err == nil {
+	if _, err := testhttp.Client.Get(u.Programs["payments"] + "/readyz"); err == nil {
 		t.Fatal("payments still answers after KillProgram")
 	}
 
@@ -564,7 +565,7 @@ func TestTheGatewaysOperationsListenerIsReportedAndKeptOnRestart(t *testing.T) {
 	if ops == "" || ops == s.URLs().Gateway {
 		t.Fatalf("GatewayOps = %q (the gateway is at %s); want its own listener", ops, s.URLs().Gateway)
 	}
-	if resp, err := http.Get(ops + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+	if resp, err := testhttp.Client.Get(ops + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s/readyz: %v %v", ops, resp, err)
 	}
 	if err := s.RestartProgram(t.Context(), "gateway"); err != nil {

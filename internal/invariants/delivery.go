@@ -513,7 +513,11 @@ func readNotifications(ctx context.Context, url string) (map[string]bool, []noti
 // listMail reads every message's summary from Mailpit, a page at a time, again if
 // the count changed while it read.
 func listMail(ctx context.Context, base string) ([]mailMessage, error) {
-	client := &http.Client{Timeout: 30 * time.Second}
+	// Its own transport: an httptest server closing in the same process (a test's)
+	// closes http.DefaultTransport's idle connections under requests (see
+	// internal/testkit/testhttp).
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}}
+	defer client.CloseIdleConnections()
 	page := func(start int) (total int, ms []mailMessage, err error) {
 		u := base + "/api/v1/messages?" + url.Values{"start": {strconv.Itoa(start)}, "limit": {"1000"}}.Encode()
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

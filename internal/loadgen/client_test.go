@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // testClient is a client of srv with a fake clock.
@@ -177,7 +178,7 @@ func TestClientClassifiesFailures(t *testing.T) {
 		{"4xx is the caller's", notFound.URL, time.Second, t.Context(), "", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			cl := &client{hc: &http.Client{}, base: c.base, timeout: c.timeout, clock: realClock{}, maxWaits: 1, stats: newStats()}
+			cl := &client{hc: &http.Client{Transport: testhttp.Transport}, base: c.base, timeout: c.timeout, clock: realClock{}, maxWaits: 1, stats: newStats()}
 			a, err := cl.do(c.ctx, getX)
 			if c.kind == "" {
 				if err != nil || a.status != http.StatusNotFound {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/httpjson"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
@@ -63,7 +64,7 @@ func TestRequestIDEchoedAndLogged(t *testing.T) {
 	req, _ := http.NewRequest("POST", srv.URL+"/echo", strings.NewReader(`{"a":1}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(RequestIDHeader, "abc-123")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestRequestIDEchoedAndLogged(t *testing.T) {
 	req, _ = http.NewRequest("POST", srv.URL+"/echo", strings.NewReader(`{}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(RequestIDHeader, "<script>")
-	resp, err = http.DefaultClient.Do(req)
+	resp, err = testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func TestProblemsFromMiddleware(t *testing.T) {
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := testhttp.Client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +154,7 @@ func TestServerGracefulShutdown(t *testing.T) {
 	}
 	body := make(chan string, 1)
 	go func() {
-		resp, err := http.Get("http://" + addr)
+		resp, err := testhttp.Client.Get("http://" + addr)
 		if err != nil {
 			body <- err.Error()
 			return
@@ -170,7 +171,7 @@ func TestServerGracefulShutdown(t *testing.T) {
 	if err := <-errc; err != nil {
 		t.Fatalf("Run = %v", err)
 	}
-	if _, err := http.Get("http://" + addr); err == nil {
+	if _, err := testhttp.Client.Get("http://" + addr); err == nil {
 		t.Fatal("server still accepts after shutdown")
 	}
 }

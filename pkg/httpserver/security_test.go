@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 func TestSecurityHeadersOnEveryResponse(t *testing.T) {
@@ -53,7 +55,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/ok", "/status", "/empty", "/upstream", "/flush", "/not-found"} {
-		resp, err := http.Get(plain.URL + path)
+		resp, err := testhttp.Client.Get(plain.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +73,7 @@ func TestSecurityHeadersOnEveryResponse(t *testing.T) {
 	// Behind a proxy that terminated TLS and says so.
 	req, _ := http.NewRequest(http.MethodGet, plain.URL+"/ok", nil)
 	req.Header.Set("X-Forwarded-Proto", "https")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

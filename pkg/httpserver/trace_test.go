@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
 	"github.com/bazaar-shop/bazaar/pkg/metrics"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
@@ -30,7 +31,7 @@ func TestRequestSpansAreNamedByRoute(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	for _, path := range []string{"/orders/6f1c2a", "/orders/77", "/nowhere/1"} {
-		resp, err := http.Get(srv.URL + path)
+		resp, err := testhttp.Client.Get(srv.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}

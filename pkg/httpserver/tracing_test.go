@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // Without an exporter the router still gives each request a trace: the caller's, from
@@ -14,7 +16,7 @@ func TestCallersTraceIsCarriedWithoutAnExporter(t *testing.T) {
 	req, _ := http.NewRequest("POST", srv.URL+"/echo", strings.NewReader(`{}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

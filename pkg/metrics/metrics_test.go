@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/go-chi/chi/v5"
 )
 
@@ -21,13 +22,13 @@ func TestMiddlewareCountsByRoutePattern(t *testing.T) {
 	defer srv.Close()
 
 	for _, p := range []string{"/users/1", "/users/2", "/nowhere"} {
-		resp, err := http.Get(srv.URL + p)
+		resp, err := testhttp.Client.Get(srv.URL + p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
 	}
-	resp, err := http.Get(srv.URL + "/metrics")
+	resp, err := testhttp.Client.Get(srv.URL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

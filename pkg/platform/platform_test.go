@@ -22,6 +22,7 @@ import (
 	"github.com/bazaar-shop/bazaar/internal/testkit/programtest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
 	"github.com/bazaar-shop/bazaar/internal/testkit/syncbuf"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 	"github.com/bazaar-shop/bazaar/pkg/config"
 	"github.com/bazaar-shop/bazaar/pkg/health"
@@ -65,7 +66,7 @@ func proxied(t *testing.T, rawURL string) (*tcpproxy.Proxy, string) {
 
 func readiness(t *testing.T, base string) (int, health.Report) {
 	t.Helper()
-	resp, err := http.Get(base + "/readyz")
+	resp, err := testhttp.Client.Get(base + "/readyz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 		t.Error("the probe passed while Postgres is cut")
 	}
 	// Liveness does not depend on Postgres: the process is fine, only not ready.
-	if resp, err := http.Get(internal + "/healthz"); err != nil || resp.StatusCode != 200 {
+	if resp, err := testhttp.Client.Get(internal + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz while Postgres is cut: %v %v", resp, err)
 	}
 	pg.Restore()

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/telemetry"
 )
 
@@ -23,7 +24,7 @@ func TestTransportPassesTheTraceOn(t *testing.T) {
 	ctx, span := tr.Provider.Tracer("t").Start(context.Background(), "request")
 	defer span.End()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
-	resp, err := (&http.Client{Transport: tr.Transport(http.DefaultTransport)}).Do(req)
+	resp, err := (&http.Client{Transport: tr.Transport(testhttp.Transport)}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

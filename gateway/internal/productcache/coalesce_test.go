@@ -16,6 +16,7 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 )
 
@@ -35,7 +36,7 @@ func (f *fixture) send(ctx context.Context, path string, header ...string) answe
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		return answer{err: err}
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/bazaar-shop/bazaar/gateway/internal/productcache"
 	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/events"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -139,7 +140,7 @@ func newFixture(t *testing.T, redisURL string, answer func(http.ResponseWriter, 
 
 func (f *fixture) get(t *testing.T, path string) (status int, xcache, contentType, body string) {
 	t.Helper()
-	resp, err := http.Get(f.url + path)
+	resp, err := testhttp.Client.Get(f.url + path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +343,7 @@ func TestSearchPagesAreNeverKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	req.Header.Set("If-None-Match", httpserver.ETag([]byte(listRead(searches[0], 3))))
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,7 +671,7 @@ func TestLookupsAreCounted(t *testing.T) {
 
 	for _, path := range []string{"/api/v1/products/" + uuid.NewString(), "/api/v1/products/" + uuid.NewString(), "/api/v1/products"} {
 		for range 2 {
-			resp, err := http.Get(srv.URL + path)
+			resp, err := testhttp.Client.Get(srv.URL + path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -696,7 +697,7 @@ func TestLookupsAreExportedAtZeroFromTheStart(t *testing.T) {
 	productcache.New(rdb, productcache.Options{TTL: time.Minute, Registerer: reg})
 	srv := httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(srv.Close)
-	resp, err := http.Get(srv.URL)
+	resp, err := testhttp.Client.Get(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 )
 
 // The direct path must forward a read as ReverseProxy does: these run on both.
@@ -111,7 +113,7 @@ func TestAClientThatLeavesEndsTheUpstreamCall(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw.URL+"/slow", nil)
 		done := make(chan error, 1)
 		go func() {
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := testhttp.Client.Do(req)
 			if err == nil {
 				resp.Body.Close()
 			}
@@ -151,7 +153,7 @@ func TestAnAnswerCutShortIsCutShortForTheClient(t *testing.T) {
 
 		// The head may not have left the gateway's buffer yet when it cuts the
 		// connection: an error then or in the body, never a whole answer.
-		resp, err := http.Get(gw.URL + "/api/v1/products")
+		resp, err := testhttp.Client.Get(gw.URL + "/api/v1/products")
 		if err != nil {
 			return
 		}

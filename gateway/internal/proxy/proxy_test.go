@@ -18,6 +18,7 @@ import (
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
 	"github.com/bazaar-shop/bazaar/internal/testkit/closedport"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -159,7 +160,7 @@ func receive(t *testing.T, got <-chan seen) seen {
 
 func do(t *testing.T, req *http.Request) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

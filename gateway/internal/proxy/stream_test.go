@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bazaar-shop/bazaar/gateway/internal/proxy"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/balancer"
 	"github.com/bazaar-shop/bazaar/pkg/httpserver"
 	"github.com/bazaar-shop/bazaar/pkg/logging"
@@ -143,7 +144,7 @@ func (f *frameReader) end(t *testing.T, within time.Duration) {
 func openStream(t *testing.T, url string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testhttp.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

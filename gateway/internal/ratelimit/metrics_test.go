@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/bazaar-shop/bazaar/internal/testkit/redistest"
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/auth"
 )
 
@@ -86,7 +87,7 @@ func TestRejectionsAreCountedByTheLimitThatRefused(t *testing.T) {
 // scrape reads the metrics at url and checks the rejections counted by limit.
 func scrape(t *testing.T, url string, want map[string]int) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := testhttp.Client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

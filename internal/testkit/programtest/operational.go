@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bazaar-shop/bazaar/internal/testkit/testhttp"
 	"github.com/bazaar-shop/bazaar/pkg/health"
 	"github.com/bazaar-shop/bazaar/pkg/problem"
 )
@@ -19,7 +20,7 @@ import (
 func AssertOperational(t testing.TB, prog *Program, checks ...string) {
 	t.Helper()
 	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/internal/anything"} {
-		resp, err := http.Get(prog.URL + path)
+		resp, err := testhttp.Client.Get(prog.URL + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
@@ -31,7 +32,7 @@ func AssertOperational(t testing.TB, prog *Program, checks ...string) {
 	baseURL := prog.InternalURL()
 	get := func(path string) (*http.Response, []byte) {
 		t.Helper()
-		resp, err := http.Get(baseURL + path)
+		resp, err := testhttp.Client.Get(baseURL + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
 		}
