@@ -10,35 +10,23 @@
 package closedport
 
 import (
-	"fmt"
 	"net"
-	"syscall"
+	"strconv"
 	"testing"
+
+	"github.com/bazaar-shop/bazaar/internal/boundport"
 )
 
 // Addr returns host:port on 127.0.0.1 that refuses connections until t ends.
 func Addr(t testing.TB) string {
 	t.Helper()
-	// No SO_REUSEADDR, which net.Listen would set: with it another socket could bind
-	// the same port and listen on it.
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	// Exclusive, not shared: no other socket may bind the port and listen on it.
+	s, err := boundport.Bind(0, false)
 	if err != nil {
-		t.Fatalf("closedport: socket: %v", err)
+		t.Fatalf("closedport: %v", err)
 	}
-	syscall.CloseOnExec(fd)
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatalf("closedport: bind: %v", err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatalf("closedport: getsockname: %v", err)
-	}
-	in4, ok := sa.(*syscall.SockaddrInet4)
-	if !ok {
-		t.Fatalf("closedport: bound to %T, want an IPv4 address", sa)
-	}
-	return net.JoinHostPort("127.0.0.1", fmt.Sprint(in4.Port))
+	t.Cleanup(func() { s.Close() })
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
 }
 
 // URL is Addr as an http:// URL.
