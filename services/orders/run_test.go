@@ -171,6 +171,26 @@ type orderBody struct {
 	UpdatedAt     time.Time `json:"updated_at"`
 }
 
+// cancelledAs is the order r answers (what names it in messages), failing the test
+// unless r has status and the order is cancelled for reason.
+func cancelledAs(t *testing.T, what string, r programtest.Response, status int, reason string) orderBody {
+	t.Helper()
+	var o orderBody
+	r.JSON(t, &o)
+	if r.Status != status {
+		t.Fatalf("%s: status %d, want %d; body %s", what, r.Status, status, r.Body)
+	}
+	if o.Status != "cancelled" {
+		t.Fatalf("%s: order status %q, want cancelled", what, o.Status)
+	}
+	if o.CancelReason == nil {
+		t.Fatalf("%s: cancel_reason null, want %s", what, reason)
+	} else if *o.CancelReason != reason {
+		t.Fatalf("%s: cancel_reason %q, want %s", what, *o.CancelReason, reason)
+	}
+	return o
+}
+
 type listBody struct {
 	Items      []orderBody `json:"items"`
 	NextCursor *string     `json:"next_cursor"`
@@ -276,19 +296,7 @@ func TestOrdersAPI(t *testing.T) {
 
 	t.Run("list is the owner's, newest first, paged", func(t *testing.T) {
 		second := call(t, http.MethodPost, orders, ann, orderJSON("pm_card_chargeDeclined", pear, 1))
-		var declined orderBody
-		second.JSON(t, &declined)
-		if second.Status != http.StatusCreated {
-			t.Fatalf("declined: status %d, want 201; body %s", second.Status, second.Body)
-		}
-		if declined.Status != "cancelled" {
-			t.Fatalf("declined: order status %q, want cancelled", declined.Status)
-		}
-		if declined.CancelReason == nil {
-			t.Fatal("declined: cancel_reason null, want payment_declined")
-		} else if *declined.CancelReason != "payment_declined" {
-			t.Fatalf("declined: cancel_reason %q, want payment_declined", *declined.CancelReason)
-		}
+		declined := cancelledAs(t, "declined", second, http.StatusCreated, "payment_declined")
 		var page1, page2 listBody
 		call(t, http.MethodGet, orders+"?limit=1", ann, "").JSON(t, &page1)
 		if len(page1.Items) != 1 {
@@ -465,19 +473,7 @@ func TestOrdersAPI(t *testing.T) {
 
 	t.Run("cancel a confirmed order", func(t *testing.T) {
 		r := call(t, http.MethodPost, orders+"/"+o.ID+"/cancel", ann, "")
-		var c orderBody
-		r.JSON(t, &c)
-		if r.Status != http.StatusOK {
-			t.Fatalf("cancel: status %d, want 200; body %s", r.Status, r.Body)
-		}
-		if c.Status != "cancelled" {
-			t.Fatalf("cancel: order status %q, want cancelled", c.Status)
-		}
-		if c.CancelReason == nil {
-			t.Fatal("cancel: cancel_reason null, want customer_request")
-		} else if *c.CancelReason != "customer_request" {
-			t.Fatalf("cancel: cancel_reason %q, want customer_request", *c.CancelReason)
-		}
+		cancelledAs(t, "cancel", r, http.StatusOK, "customer_request")
 		id := uuid.MustParse(o.ID)
 		if p, _ := s.pay.Payment(id); p.Status != "refunded" {
 			t.Errorf("payment %q, want refunded", p.Status)
